@@ -1,1 +1,34 @@
+//! weir's runtime: the graph, bounded demand-driven edges, the executor and its metrics.
+//!
+//! Most users reach this crate through the `weir` facade. Implement [`Source`], [`Operator`] or
+//! [`Sink`] to write an operator of your own; the built-ins in `weir-operators` use nothing else.
+//!
+//! # Layout
+//!
+//! - [`channel`]: edges — a bounded ring with Reactive-Streams credit, bounded in batches and bytes;
+//! - [`operator`]: the operator API;
+//! - [`graph`]: the logical plan, validation, DOT export;
+//! - the executor (private): physical expansion, one tokio task per instance, shutdown;
+//! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`].
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
+mod batch;
+pub mod channel;
+mod error;
+mod exec;
+pub mod graph;
+mod loom;
+pub mod metrics;
+pub mod operator;
+mod pipeline;
+mod raw;
+
+pub use batch::{Batch, Message, Timestamp};
+pub use channel::{edge, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit};
+pub use error::{ErrorKind, GraphError, OperatorError, RunError};
+pub use exec::StopSignal;
+pub use graph::{NodeId, Partitioning};
+pub use metrics::RunReport;
+pub use operator::{InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
+pub use pipeline::{Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore};

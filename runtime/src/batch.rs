@@ -1,0 +1,83 @@
+//! What flows on an edge: batches of data, interleaved in order with control markers.
+
+use std::mem::size_of;
+
+/// A unit of data moved across an edge: a batch of rows that knows its size.
+///
+/// Edges are bounded in batches *and* bytes, so every batch reports both. Implementations exist
+/// for `Vec<T>` (typed streams) and, in `weir-operators`, for Arrow `RecordBatch`.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::Batch;
+///
+/// let batch: Vec<u64> = Vec::with_capacity(1024);
+/// assert_eq!(batch.rows(), 0);
+/// assert_eq!(batch.bytes(), 1024 * 8); // the memory it holds, not just the rows in it
+/// ```
+pub trait Batch: Send + 'static {
+    /// Rows in the batch.
+    fn rows(&self) -> usize;
+
+    /// Memory held by the batch, in bytes. This is what an edge's byte bound counts.
+    fn bytes(&self) -> usize;
+}
+
+/// A `Vec<T>` counts the memory of its allocation (`capacity × size_of::<T>()`).
+///
+/// Heap memory owned by the rows themselves (a `String`'s buffer, say) is not seen; streams of
+/// such rows should use batches small enough that the slot bound keeps memory in check, or a
+/// columnar batch type that measures itself.
+impl<T: Send + 'static> Batch for Vec<T> {
+    #[inline]
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn bytes(&self) -> usize {
+        self.capacity() * size_of::<T>()
+    }
+}
+
+/// A point in event time, in milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Timestamp(pub i64);
+
+/// What an edge carries: data and control markers, in order.
+///
+/// Control markers take an edge slot like data (so they are ordered with it and bounded by the
+/// same credit) but count zero bytes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Message<B> {
+    /// A batch of data.
+    Data(B),
+    /// No row with an event time below this will follow on this edge.
+    ///
+    /// The executor forwards the minimum over an operator's inputs once it advances.
+    Watermark(Timestamp),
+    /// The producer has finished; nothing follows.
+    End,
+}
+
+impl<B: Batch> Message<B> {
+    /// Bytes this message occupies on an edge.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        match self {
+            Message::Data(b) => b.bytes(),
+            _ => 0,
+        }
+    }
+
+    /// Rows in this message (zero for control markers).
+    #[inline]
+    pub fn rows(&self) -> usize {
+        match self {
+            Message::Data(b) => b.rows(),
+            _ => 0,
+        }
+    }
+}

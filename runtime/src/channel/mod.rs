@@ -1,0 +1,558 @@
+//! Edges: bounded, credit-based channels between operator instances.
+//!
+//! An edge is created as a pair `(Outlet, Inlet)` by [`edge`]. It holds at most
+//! [`EdgeConfig::capacity`] messages and at most [`EdgeConfig::max_bytes`] bytes of data.
+//!
+//! # The demand protocol
+//!
+//! ```text
+//!   producer (Outlet)                          consumer (Inlet)
+//!   ------------------                         ----------------
+//!   poll_ready / poll_reserve(bytes)  <-- credit ---  grant(): freed slots handed back in chunks
+//!   Permit::send(msg) / try_send(msg) --- data -->    poll_recv / try_recv
+//!   drop: tx_closed, wake consumer                    drop: rx_closed, wake producer
+//! ```
+//!
+//! - **Credit is a value.** The consumer grants slots (`request(n)` in Reactive Streams terms); the
+//!   producer obtains a [`Permit`] before it sends, and sending without one is impossible through
+//!   this API. Invariant: `buffered + outstanding_credit <= capacity`.
+//! - **Chunked re-grant.** The consumer hands freed slots back once [`EdgeConfig::grant_chunk`] of
+//!   them have accumulated, and always before it parks on an empty edge, so a trickle never stalls
+//!   and a busy edge does not pay a wake-up per batch.
+//! - **Bytes.** A message is admitted if the bytes already buffered plus its own stay within
+//!   `max_bytes`, *or* the edge holds no data bytes at all; so an oversize batch never deadlocks and
+//!   an edge never holds more than `max(max_bytes, one batch)`.
+//! - **Cancellation.** Dropping the [`Inlet`] closes the edge for the producer: reservations fail
+//!   with [`Closed`] and sends hand the message back. Dropping the [`Outlet`] without sending
+//!   [`Message::End`] is an abort, which the consumer sees as [`TryRecvError::Disconnected`].
+//!
+//! # Wake-ups
+//!
+//! Each side parks on its own atomic waker. The producer parks for one of two reasons (no slot
+//! credit, or no byte room), recorded in `tx_waiting`. The consumer wakes it when it grants a chunk
+//! (any reason) and after every receive while the reason is bytes. Both flags and the conditions
+//! they guard use `SeqCst` in a store-then-load handshake (the producer stores its reason, then
+//! re-reads the condition; the consumer changes the condition, then reads the reason), so one of
+//! the two always sees the other and no wake-up is lost. The consumer parks only on an empty edge,
+//! after granting everything; the producer wakes it after every send (a no-op while it runs).
+//!
+//! Model tests with loom live in `loom_tests` (run with `RUSTFLAGS="--cfg loom" cargo test
+//! -p weir-runtime --release --lib channel::loom_tests`).
+
+mod error;
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use error::{Closed, TryRecvError, TryReserveError, TrySendError};
+
+use std::fmt;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::task::{Context, Poll};
+
+use crate::batch::{Batch, Message};
+use crate::loom::{AtomicBool, AtomicU8, AtomicUsize};
+use crate::raw::ring::{ring, Inner, RingRx, RingTx};
+use crate::raw::waker::AtomicWaker;
+
+/// Sizing of one edge.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::EdgeConfig;
+///
+/// let cfg = EdgeConfig::default().with_capacity(4).with_max_bytes(64 * 1024);
+/// assert_eq!(cfg.capacity, 4);
+/// assert_eq!(cfg.effective_grant_chunk(), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EdgeConfig {
+    /// Messages the edge can hold (data batches and control markers).
+    pub capacity: usize,
+    /// Data bytes the edge can hold (one oversize batch is admitted into an empty edge).
+    pub max_bytes: usize,
+    /// Freed slots the consumer accumulates before re-granting them; `0` means `capacity / 2`.
+    pub grant_chunk: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 16,
+            max_bytes: 4 << 20,
+            grant_chunk: 0,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Sets [`capacity`](Self::capacity).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`max_bytes`](Self::max_bytes).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets [`grant_chunk`](Self::grant_chunk).
+    pub fn with_grant_chunk(mut self, chunk: usize) -> Self {
+        self.grant_chunk = chunk;
+        self
+    }
+
+    /// The re-grant chunk actually used: at least one slot, at most the capacity.
+    pub fn effective_grant_chunk(&self) -> usize {
+        let chunk = if self.grant_chunk == 0 {
+            self.capacity / 2
+        } else {
+            self.grant_chunk
+        };
+        chunk.clamp(1, self.capacity.max(1))
+    }
+
+    /// Checks the configuration, naming the offending field.
+    ///
+    /// # Errors
+    ///
+    /// A zero capacity or zero byte bound.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.capacity == 0 {
+            return Err("edge capacity must be at least 1 message".into());
+        }
+        if self.max_bytes == 0 {
+            return Err("edge max_bytes must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+}
+
+const WAIT_NONE: u8 = 0;
+const WAIT_SLOT: u8 = 1;
+const WAIT_BYTES: u8 = 2;
+
+/// The channel layer's shared state, stored beside the ring.
+pub(crate) struct EdgeShared {
+    capacity: usize,
+    max_bytes: usize,
+    bytes: AtomicUsize,
+    peak_bytes: AtomicUsize,
+    tx_waiting: AtomicU8,
+    tx_closed: AtomicBool,
+    rx_closed: AtomicBool,
+    tx_waker: AtomicWaker,
+    rx_waker: AtomicWaker,
+}
+
+type Shared<B> = Inner<Message<B>, EdgeShared>;
+
+/// Creates a bounded edge.
+///
+/// # Panics
+///
+/// Panics if the configuration is invalid ([`EdgeConfig::validate`]); graph construction
+/// validates edge configurations before any edge is built.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::{edge, EdgeConfig, Message};
+///
+/// let (mut tx, mut rx) = edge::<Vec<u32>>(EdgeConfig::default().with_capacity(2));
+/// tx.try_send(Message::Data(vec![1, 2, 3])).unwrap();
+/// assert_eq!(rx.try_recv().unwrap(), Message::Data(vec![1, 2, 3]));
+/// ```
+pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
+    if let Err(e) = config.validate() {
+        panic!("invalid edge configuration: {e}");
+    }
+    let shared = EdgeShared {
+        capacity: config.capacity,
+        max_bytes: config.max_bytes,
+        bytes: AtomicUsize::new(0),
+        peak_bytes: AtomicUsize::new(0),
+        tx_waiting: AtomicU8::new(WAIT_NONE),
+        tx_closed: AtomicBool::new(false),
+        rx_closed: AtomicBool::new(false),
+        tx_waker: AtomicWaker::new(),
+        rx_waker: AtomicWaker::new(),
+    };
+    let (tx, rx) = ring(config.capacity, shared);
+    (
+        Outlet { ring: tx, peak: 0 },
+        Inlet {
+            ring: rx,
+            chunk: config.effective_grant_chunk(),
+            ended: false,
+        },
+    )
+}
+
+/// A point-in-time view of one edge, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EdgeStats {
+    /// Slot capacity.
+    pub capacity: usize,
+    /// Byte bound.
+    pub max_bytes: usize,
+    /// Messages buffered now.
+    pub buffered: usize,
+    /// Credit granted to the producer and not yet used.
+    pub outstanding_credit: usize,
+    /// Data bytes buffered now.
+    pub buffered_bytes: usize,
+    /// The most data bytes the edge ever held at once.
+    pub peak_bytes: usize,
+}
+
+/// A read-only view of an edge that outlives neither side's usefulness: metrics hold one per edge.
+pub struct EdgeProbe(Box<dyn Fn() -> EdgeStats + Send + Sync>);
+
+impl EdgeProbe {
+    /// Reads the edge's current statistics.
+    pub fn stats(&self) -> EdgeStats {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for EdgeProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EdgeProbe").field(&self.stats()).finish()
+    }
+}
+
+fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
+    let inner = inner.clone();
+    EdgeProbe(Box::new(move || {
+        let (buffered, outstanding_credit) = inner.occupancy();
+        let ext = inner.ext();
+        EdgeStats {
+            capacity: ext.capacity,
+            max_bytes: ext.max_bytes,
+            buffered,
+            outstanding_credit,
+            buffered_bytes: ext.bytes.load(Relaxed),
+            peak_bytes: ext.peak_bytes.load(Relaxed),
+        }
+    }))
+}
+
+/// The producing side of an edge. `Send`, not `Sync`: one task owns it.
+pub struct Outlet<B: Batch> {
+    ring: RingTx<Message<B>, EdgeShared>,
+    /// Our own record of the peak (only the producer raises the byte count).
+    peak: usize,
+}
+
+/// Proof that the edge has room for one message of the reserved size. Sending spends it;
+/// dropping it returns nothing because nothing was taken: the room stays until used.
+#[must_use = "a permit does nothing unless a message is sent with it"]
+pub struct Permit<'a, B: Batch> {
+    outlet: &'a mut Outlet<B>,
+    bytes: usize,
+}
+
+impl<B: Batch> Permit<'_, B> {
+    /// Sends `msg`, which must be no larger than the reserved bytes.
+    pub fn send(self, msg: Message<B>) {
+        debug_assert!(
+            msg.bytes() <= self.bytes || self.outlet.shared().bytes.load(Relaxed) == 0,
+            "message larger than its reservation"
+        );
+        if let Err(_msg) = self.outlet.push(msg) {
+            // The ring had credit when the permit was made and only the consumer changes it, by
+            // granting more; a single producer cannot lose it in between.
+            unreachable!("credit vanished under a permit");
+        }
+    }
+}
+
+impl<B: Batch> Outlet<B> {
+    fn shared(&self) -> &EdgeShared {
+        self.ring.inner().ext()
+    }
+
+    /// Whether the consumer has gone away.
+    pub fn is_closed(&self) -> bool {
+        self.shared().rx_closed.load(SeqCst)
+    }
+
+    /// Current statistics of this edge.
+    pub fn stats(&self) -> EdgeStats {
+        probe(self.ring.inner()).stats()
+    }
+
+    /// A probe that reads this edge's statistics from anywhere.
+    pub fn probe(&self) -> EdgeProbe {
+        probe(self.ring.inner())
+    }
+
+    /// Why a message of `bytes` cannot be admitted now, if it cannot.
+    fn blocked(&mut self, bytes: usize) -> Option<u8> {
+        if self.ring.credit() == 0 {
+            return Some(WAIT_SLOT);
+        }
+        let buffered = self.shared().bytes.load(SeqCst);
+        if buffered != 0 && buffered.saturating_add(bytes) > self.shared().max_bytes {
+            return Some(WAIT_BYTES);
+        }
+        None
+    }
+
+    /// Tries to reserve room for one message of `bytes` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`TryReserveError::Full`] without room now, [`TryReserveError::Closed`] if the consumer is
+    /// gone.
+    pub fn try_reserve(&mut self, bytes: usize) -> Result<Permit<'_, B>, TryReserveError> {
+        if self.is_closed() {
+            return Err(TryReserveError::Closed);
+        }
+        match self.blocked(bytes) {
+            None => Ok(Permit {
+                outlet: self,
+                bytes,
+            }),
+            Some(_) => Err(TryReserveError::Full),
+        }
+    }
+
+    /// Waits for room for one message of `bytes` bytes.
+    ///
+    /// Returns `Pending` and arranges a wake-up when the consumer grants credit (no slot) or
+    /// frees bytes (no byte room), or closes the edge.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] if the consumer is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Nothing is taken until the permit is used, so dropping the future loses nothing.
+    pub fn poll_reserve(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: usize,
+    ) -> Poll<Result<Permit<'_, B>, Closed>> {
+        match self.poll_room(cx, bytes) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Permit {
+                outlet: self,
+                bytes,
+            })),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Waits until the edge has credit and byte room for some message (a size not yet known).
+    ///
+    /// This is the "may I produce?" question a source asks before it reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] if the consumer is gone.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Closed>> {
+        self.poll_room(cx, 1)
+    }
+
+    fn poll_room(&mut self, cx: &mut Context<'_>, bytes: usize) -> Poll<Result<(), Closed>> {
+        if self.is_closed() {
+            return Poll::Ready(Err(Closed));
+        }
+        let Some(_) = self.blocked(bytes) else {
+            return Poll::Ready(Ok(()));
+        };
+        self.shared().tx_waker.register(cx.waker());
+        // Store the reason, then re-check: pairs with the consumer's change-then-read.
+        let reason = self.blocked(bytes);
+        match reason {
+            None => Poll::Ready(Ok(())),
+            Some(r) => {
+                self.shared().tx_waiting.store(r, SeqCst);
+                if self.is_closed() {
+                    self.shared().tx_waiting.store(WAIT_NONE, SeqCst);
+                    return Poll::Ready(Err(Closed));
+                }
+                if self.blocked(bytes).is_none() {
+                    self.shared().tx_waiting.store(WAIT_NONE, SeqCst);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Sends `msg` if the edge has room for it now, handing it back otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] without room, [`TrySendError::Closed`] if the consumer is gone; both
+    /// return the message.
+    pub fn try_send(&mut self, msg: Message<B>) -> Result<(), TrySendError<Message<B>>> {
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.blocked(msg.bytes()).is_some() {
+            return Err(TrySendError::Full(msg));
+        }
+        self.push(msg).map_err(TrySendError::Full)
+    }
+
+    fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
+        let bytes = msg.bytes();
+        if bytes > 0 {
+            let now = self.shared().bytes.fetch_add(bytes, SeqCst) + bytes;
+            if now > self.peak {
+                self.peak = now;
+                self.shared().peak_bytes.store(now, Relaxed);
+            }
+        }
+        if let Err(msg) = self.ring.try_push(msg) {
+            if bytes > 0 {
+                self.shared().bytes.fetch_sub(bytes, SeqCst);
+            }
+            return Err(msg);
+        }
+        self.shared().tx_waiting.store(WAIT_NONE, Relaxed);
+        self.shared().rx_waker.wake();
+        Ok(())
+    }
+}
+
+impl<B: Batch> Drop for Outlet<B> {
+    fn drop(&mut self) {
+        self.shared().tx_closed.store(true, SeqCst);
+        self.shared().rx_waker.wake();
+    }
+}
+
+impl<B: Batch> fmt::Debug for Outlet<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outlet")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The consuming side of an edge. `Send`, not `Sync`: one task owns it.
+pub struct Inlet<B: Batch> {
+    ring: RingRx<Message<B>, EdgeShared>,
+    chunk: usize,
+    ended: bool,
+}
+
+impl<B: Batch> Inlet<B> {
+    fn shared(&self) -> &EdgeShared {
+        self.ring.inner().ext()
+    }
+
+    /// Current statistics of this edge.
+    pub fn stats(&self) -> EdgeStats {
+        probe(self.ring.inner()).stats()
+    }
+
+    /// A probe that reads this edge's statistics from anywhere.
+    pub fn probe(&self) -> EdgeProbe {
+        probe(self.ring.inner())
+    }
+
+    /// Whether [`Message::End`] has been received.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Takes the next message if one is buffered.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if nothing is buffered yet; [`TryRecvError::Disconnected`] if the
+    /// producer went away without sending [`Message::End`] (an abort); after `End` itself, every
+    /// call returns [`TryRecvError::Ended`].
+    pub fn try_recv(&mut self) -> Result<Message<B>, TryRecvError> {
+        if self.ended {
+            return Err(TryRecvError::Ended);
+        }
+        if let Some(msg) = self.pop() {
+            return Ok(msg);
+        }
+        self.grant_all();
+        if self.shared().tx_closed.load(SeqCst) {
+            // The producer may have pushed its last message just before closing.
+            return match self.pop() {
+                Some(msg) => Ok(msg),
+                None => Err(TryRecvError::Disconnected),
+            };
+        }
+        Err(TryRecvError::Empty)
+    }
+
+    /// Waits for the next message.
+    ///
+    /// Returns `Ready(Ok(msg))`, or `Ready(Err(_))` as [`try_recv`](Self::try_recv) would except
+    /// that it never returns `Empty`: it parks until woken by a send or a close instead.
+    ///
+    /// # Cancel safety
+    ///
+    /// A message is only taken when `Ready` is returned, so dropping the future loses nothing.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message<B>, TryRecvError>> {
+        match self.try_recv() {
+            Err(TryRecvError::Empty) => {}
+            other => return Poll::Ready(other),
+        }
+        self.shared().rx_waker.register(cx.waker());
+        match self.try_recv() {
+            Err(TryRecvError::Empty) => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Message<B>> {
+        let msg = self.ring.try_pop()?;
+        let bytes = msg.bytes();
+        if bytes > 0 {
+            self.shared().bytes.fetch_sub(bytes, SeqCst);
+        }
+        let granted = self.ring.ungranted() >= self.chunk && self.ring.grant();
+        let waiting = self.shared().tx_waiting.load(SeqCst);
+        if (granted && waiting != WAIT_NONE) || waiting == WAIT_BYTES {
+            self.shared().tx_waker.wake();
+        }
+        if matches!(msg, Message::End) {
+            self.ended = true;
+        }
+        Some(msg)
+    }
+
+    fn grant_all(&mut self) {
+        if self.ring.grant() && self.shared().tx_waiting.load(SeqCst) != WAIT_NONE {
+            self.shared().tx_waker.wake();
+        }
+    }
+
+    /// Whether nothing is buffered right now.
+    pub fn is_empty(&mut self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
+impl<B: Batch> Drop for Inlet<B> {
+    fn drop(&mut self) {
+        self.shared().rx_closed.store(true, SeqCst);
+        self.shared().tx_waker.wake();
+    }
+}
+
+impl<B: Batch> fmt::Debug for Inlet<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inlet")
+            .field("stats", &self.stats())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}

@@ -1,0 +1,152 @@
+//! The typed side of type erasure: one runner per operator position knows its batch types and
+//! turns erased wiring back into typed inlets and outlets.
+
+use std::sync::{Arc, Mutex};
+
+use crate::batch::Batch;
+use crate::channel::{edge, EdgeConfig, EdgeProbe, Inlet, Outlet};
+use crate::error::OperatorError;
+use crate::exec::driver::{self, DriverCtx};
+use crate::exec::inputs::Inputs;
+use crate::exec::outputs::{OutEdge, Outputs};
+use crate::exec::{InstanceFuture, Runner, Wiring};
+use crate::graph::AnyBox;
+use crate::operator::{InstanceInfo, Operator, Sink, Source};
+
+/// Builds one operator value per instance.
+pub(crate) type Factory<T> = Box<dyn FnMut(&InstanceInfo) -> Result<T, OperatorError> + Send>;
+
+/// A factory for an operator given as one value: it can build exactly one instance.
+pub(crate) fn single<T: Send + 'static>(name: &str, value: T) -> Factory<T> {
+    let mut value = Some(value);
+    let name = name.to_string();
+    Box::new(move |_info| {
+        value.take().ok_or_else(|| {
+            OperatorError::user(format!(
+                "`{name}` was given as a single value, so it can run only one instance; \
+                 build it from a factory (the `_with` constructors) to run it in parallel"
+            ))
+        })
+    })
+}
+
+fn make_edge_of<B: Batch>(config: EdgeConfig) -> (AnyBox, AnyBox, EdgeProbe) {
+    let (outlet, inlet) = edge::<B>(config);
+    let probe = outlet.probe();
+    (Box::new(outlet), Box::new(inlet), probe)
+}
+
+fn typed_inputs<B: Batch>(inputs: Vec<(usize, AnyBox)>) -> Result<Inputs<B>, OperatorError> {
+    let inlets = inputs
+        .into_iter()
+        .map(|(port, any)| {
+            any.downcast::<Inlet<B>>()
+                .map(|inlet| (port, *inlet))
+                .map_err(|_| OperatorError::internal("input edge of the wrong type"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Inputs::new(inlets))
+}
+
+fn typed_outputs<B: Batch>(
+    wiring_outputs: Vec<(crate::graph::Partitioning, Vec<AnyBox>)>,
+    clone_fn: Option<&AnyBox>,
+    metrics: Arc<crate::metrics::InstanceMetrics>,
+) -> Result<Outputs<B>, OperatorError> {
+    let mut edges = Vec::with_capacity(wiring_outputs.len());
+    for (partitioning, outlets) in wiring_outputs {
+        let outlets = outlets
+            .into_iter()
+            .map(|any| {
+                any.downcast::<Outlet<B>>()
+                    .map(|o| *o)
+                    .map_err(|_| OperatorError::internal("output edge of the wrong type"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        edges.push(OutEdge::new(partitioning, outlets));
+    }
+    let clone = clone_fn.and_then(|f| f.downcast_ref::<fn(&B) -> B>().copied());
+    if edges.len() > 1 && clone.is_none() {
+        return Err(OperatorError::internal(
+            "a stream with several consumers was not registered as cloneable",
+        ));
+    }
+    Ok(Outputs::new(edges, clone, metrics))
+}
+
+pub(crate) struct SourceRunner<S: Source> {
+    pub(crate) factory: Factory<S>,
+}
+
+impl<S: Source> Runner for SourceRunner<S> {
+    fn make_edge(&self, config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
+        Some(make_edge_of::<S::Output>(config))
+    }
+
+    fn instantiate(
+        &mut self,
+        wiring: Wiring,
+        ctx: DriverCtx,
+        clone_fn: Option<&AnyBox>,
+    ) -> Result<InstanceFuture, OperatorError> {
+        let source = (self.factory)(&wiring.info)?;
+        let outs = typed_outputs::<S::Output>(wiring.outputs, clone_fn, wiring.metrics)?;
+        Ok(Box::pin(driver::run_source(source, outs, ctx)))
+    }
+}
+
+pub(crate) struct OperatorRunner<O: Operator> {
+    pub(crate) factory: Factory<O>,
+}
+
+impl<O: Operator> Runner for OperatorRunner<O> {
+    fn make_edge(&self, config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
+        Some(make_edge_of::<O::Output>(config))
+    }
+
+    fn instantiate(
+        &mut self,
+        wiring: Wiring,
+        ctx: DriverCtx,
+        clone_fn: Option<&AnyBox>,
+    ) -> Result<InstanceFuture, OperatorError> {
+        let op = (self.factory)(&wiring.info)?;
+        let inputs = typed_inputs::<O::Input>(wiring.inputs)?;
+        let outs = typed_outputs::<O::Output>(wiring.outputs, clone_fn, wiring.metrics)?;
+        Ok(Box::pin(driver::run_operator(op, inputs, outs, ctx)))
+    }
+}
+
+/// Where a sink's per-instance results go at the end of a run.
+pub(crate) type ResultSlot<R> = Arc<Mutex<Vec<(usize, R)>>>;
+
+pub(crate) struct SinkRunner<K: Sink> {
+    pub(crate) factory: Factory<K>,
+    pub(crate) results: ResultSlot<K::Output>,
+}
+
+impl<K: Sink> Runner for SinkRunner<K> {
+    fn make_edge(&self, _config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
+        None
+    }
+
+    fn instantiate(
+        &mut self,
+        wiring: Wiring,
+        ctx: DriverCtx,
+        _clone_fn: Option<&AnyBox>,
+    ) -> Result<InstanceFuture, OperatorError> {
+        let sink = (self.factory)(&wiring.info)?;
+        let inputs = typed_inputs::<K::Input>(wiring.inputs)?;
+        let results = self.results.clone();
+        let instance = wiring.info.instance;
+        Ok(Box::pin(async move {
+            let out = driver::run_sink(sink, inputs, ctx).await?;
+            results
+                .lock()
+                .map_err(|_| OperatorError::internal("sink result slot poisoned"))?
+                .push((instance, out));
+            Ok(())
+        }))
+    }
+}

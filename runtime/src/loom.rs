@@ -1,0 +1,34 @@
+//! A facade over the synchronization primitives the channel layer uses, so the same code runs on
+//! `std` normally and under [loom](https://docs.rs/loom) when built with `RUSTFLAGS="--cfg loom"`.
+//!
+//! Only the lock-free edge (ring + wakers) goes through this facade; everything else uses `std`.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+
+/// `UnsafeCell` with loom's closure-based access API, so raw code reads the same under both.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}

@@ -1,0 +1,355 @@
+//! The run report: what happened, who was busy, who waited, and which operator was the constraint.
+
+use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
+
+use super::{NodeKind, Registry};
+
+/// One operator instance's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceReport {
+    /// Instance index.
+    pub instance: usize,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Rows sent.
+    pub rows_out: u64,
+    /// Batches received.
+    pub batches_in: u64,
+    /// Batches sent.
+    pub batches_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Milliseconds per second spent running operator code.
+    pub busy_ms_per_s: f64,
+    /// Milliseconds per second spent waiting for input.
+    pub idle_ms_per_s: f64,
+    /// Milliseconds per second spent waiting for downstream credit.
+    pub backpressured_ms_per_s: f64,
+    /// Rows discarded because their consumers had gone away.
+    pub dropped_downstream_closed: u64,
+    /// Peak bytes held in the instance's output while waiting for credit.
+    pub peak_held_bytes: u64,
+}
+
+/// One operator's figures, summed over its instances (time figures are averaged).
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorReport {
+    /// The operator's name.
+    pub name: String,
+    /// Source, operator or sink.
+    pub kind: NodeKind,
+    /// Number of instances.
+    pub parallelism: usize,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Rows sent.
+    pub rows_out: u64,
+    /// Rows per second through the operator (out for sources, in otherwise).
+    pub rows_per_s: f64,
+    /// Mean over instances, ms/s.
+    pub busy_ms_per_s: f64,
+    /// Mean over instances, ms/s.
+    pub idle_ms_per_s: f64,
+    /// Mean over instances, ms/s.
+    pub backpressured_ms_per_s: f64,
+    /// Per-instance figures.
+    pub instances: Vec<InstanceReport>,
+}
+
+/// One physical edge.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeReport {
+    /// Producer operator.
+    pub from: String,
+    /// Producer instance.
+    pub from_instance: usize,
+    /// Consumer operator.
+    pub to: String,
+    /// Consumer instance.
+    pub to_instance: usize,
+    /// Slot capacity.
+    pub capacity: usize,
+    /// Byte bound.
+    pub max_bytes: usize,
+    /// Messages buffered at the time of the report.
+    pub buffered: usize,
+    /// Credit outstanding at the time of the report.
+    pub outstanding_credit: usize,
+    /// Bytes buffered at the time of the report.
+    pub buffered_bytes: usize,
+    /// The most bytes this edge held at once.
+    pub peak_bytes: usize,
+}
+
+/// The operator that limits the pipeline's throughput, and why weir thinks so.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bottleneck {
+    /// Its name.
+    pub operator: String,
+    /// Its busy time, ms/s.
+    pub busy_ms_per_s: f64,
+    /// The most backpressured of its upstream operators, if any was.
+    pub backpressured_upstream: Option<String>,
+    /// That upstream's backpressured time, ms/s.
+    pub upstream_backpressured_ms_per_s: f64,
+}
+
+/// What a run did. `Display` for people, `Serialize` for machines.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Whether the run had finished when this report was made (false for live snapshots).
+    pub finished: bool,
+    /// Wall-clock seconds since the run started.
+    pub elapsed_s: f64,
+    /// Per operator, in graph order.
+    pub operators: Vec<OperatorReport>,
+    /// Per physical edge.
+    pub edges: Vec<EdgeReport>,
+    /// The operator that limits throughput.
+    pub bottleneck: Option<Bottleneck>,
+    /// Upper bound of the bytes in flight at any moment: the sum of every edge's peak and every
+    /// instance's peak held output.
+    pub peak_in_flight_bytes: u64,
+    /// The configured bound on edge bytes: the sum of every edge's `max_bytes`.
+    pub edge_bytes_bound: u64,
+    /// Rows discarded because their consumers had gone away (zero in a run that completes).
+    pub dropped_downstream_closed: u64,
+}
+
+fn per_s(ns: u64, elapsed_ns: u64) -> f64 {
+    if elapsed_ns == 0 {
+        0.0
+    } else {
+        ns as f64 / elapsed_ns as f64 * 1000.0
+    }
+}
+
+pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
+    let elapsed = reg.epoch.elapsed();
+    let elapsed_ns = elapsed.as_nanos() as u64;
+    let mut operators: Vec<OperatorReport> = reg
+        .nodes
+        .iter()
+        .map(|n| OperatorReport {
+            name: n.name.clone(),
+            kind: n.kind,
+            parallelism: n.parallelism,
+            rows_in: 0,
+            rows_out: 0,
+            rows_per_s: 0.0,
+            busy_ms_per_s: 0.0,
+            idle_ms_per_s: 0.0,
+            backpressured_ms_per_s: 0.0,
+            instances: Vec::new(),
+        })
+        .collect();
+    let mut peak_in_flight = 0u64;
+    let mut dropped = 0u64;
+    for entry in &reg.instances {
+        let m = &entry.metrics;
+        let [busy, idle, bp] = m.times_ns();
+        let r = InstanceReport {
+            instance: entry.instance,
+            rows_in: m.rows_in.load(Relaxed),
+            rows_out: m.rows_out.load(Relaxed),
+            batches_in: m.batches_in.load(Relaxed),
+            batches_out: m.batches_out.load(Relaxed),
+            bytes_in: m.bytes_in.load(Relaxed),
+            bytes_out: m.bytes_out.load(Relaxed),
+            busy_ms_per_s: per_s(busy, elapsed_ns),
+            idle_ms_per_s: per_s(idle, elapsed_ns),
+            backpressured_ms_per_s: per_s(bp, elapsed_ns),
+            dropped_downstream_closed: m.dropped_downstream_closed.load(Relaxed),
+            peak_held_bytes: m.peak_held_bytes.load(Relaxed),
+        };
+        peak_in_flight += r.peak_held_bytes;
+        dropped += r.dropped_downstream_closed;
+        let op = &mut operators[entry.node];
+        op.rows_in += r.rows_in;
+        op.rows_out += r.rows_out;
+        op.busy_ms_per_s += r.busy_ms_per_s;
+        op.idle_ms_per_s += r.idle_ms_per_s;
+        op.backpressured_ms_per_s += r.backpressured_ms_per_s;
+        op.instances.push(r);
+    }
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    for op in &mut operators {
+        let n = op.instances.len().max(1) as f64;
+        op.busy_ms_per_s /= n;
+        op.idle_ms_per_s /= n;
+        op.backpressured_ms_per_s /= n;
+        let rows = if op.kind == NodeKind::Source {
+            op.rows_out
+        } else {
+            op.rows_in
+        };
+        op.rows_per_s = rows as f64 / secs;
+    }
+    let mut edge_bound = 0u64;
+    let edges = reg
+        .edges
+        .iter()
+        .map(|e| {
+            let s = e.probe.stats();
+            peak_in_flight += s.peak_bytes as u64;
+            edge_bound += s.max_bytes as u64;
+            EdgeReport {
+                from: reg.nodes[e.from].name.clone(),
+                from_instance: e.from_instance,
+                to: reg.nodes[e.to].name.clone(),
+                to_instance: e.to_instance,
+                capacity: s.capacity,
+                max_bytes: s.max_bytes,
+                buffered: s.buffered,
+                outstanding_credit: s.outstanding_credit,
+                buffered_bytes: s.buffered_bytes,
+                peak_bytes: s.peak_bytes,
+            }
+        })
+        .collect();
+    let bottleneck = find_bottleneck(reg, &operators);
+    RunReport {
+        pipeline: reg.pipeline.clone(),
+        finished,
+        elapsed_s: elapsed.as_secs_f64(),
+        operators,
+        edges,
+        bottleneck,
+        peak_in_flight_bytes: peak_in_flight,
+        edge_bytes_bound: edge_bound,
+        dropped_downstream_closed: dropped,
+    }
+}
+
+/// Backpressure below this (ms/s) upstream of an operator is noise, not a constraint.
+const BACKPRESSURE_SIGNIFICANT_MS: f64 = 50.0;
+
+/// The bottleneck is the busiest operator whose producers are backpressured (they wait for it);
+/// without significant backpressure anywhere, the busiest operator overall.
+fn find_bottleneck(reg: &Registry, ops: &[OperatorReport]) -> Option<Bottleneck> {
+    let mut best: Option<Bottleneck> = None;
+    for (i, op) in ops.iter().enumerate() {
+        let upstream = reg.nodes[i]
+            .upstream
+            .iter()
+            .map(|&u| &ops[u])
+            .max_by(|a, b| a.backpressured_ms_per_s.total_cmp(&b.backpressured_ms_per_s));
+        let Some(up) = upstream else { continue };
+        if up.backpressured_ms_per_s < BACKPRESSURE_SIGNIFICANT_MS {
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| op.busy_ms_per_s > b.busy_ms_per_s) {
+            best = Some(Bottleneck {
+                operator: op.name.clone(),
+                busy_ms_per_s: op.busy_ms_per_s,
+                backpressured_upstream: Some(up.name.clone()),
+                upstream_backpressured_ms_per_s: up.backpressured_ms_per_s,
+            });
+        }
+    }
+    best.or_else(|| {
+        ops.iter()
+            .max_by(|a, b| a.busy_ms_per_s.total_cmp(&b.busy_ms_per_s))
+            .map(|op| Bottleneck {
+                operator: op.name.clone(),
+                busy_ms_per_s: op.busy_ms_per_s,
+                backpressured_upstream: None,
+                upstream_backpressured_ms_per_s: 0.0,
+            })
+    })
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn human_rate(r: f64) -> String {
+    if r >= 1e9 {
+        format!("{:.2} G/s", r / 1e9)
+    } else if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} K/s", r / 1e3)
+    } else {
+        format!("{r:.0} /s")
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "pipeline `{}` {} after {:.3} s",
+            self.pipeline,
+            if self.finished { "finished" } else { "running" },
+            self.elapsed_s
+        )?;
+        writeln!(
+            f,
+            "  {:<16} {:>4} {:>12} {:>12} {:>11} {:>8} {:>8} {:>8}",
+            "operator", "par", "rows in", "rows out", "rate", "busy", "idle", "backpr."
+        )?;
+        for op in &self.operators {
+            writeln!(
+                f,
+                "  {:<16} {:>4} {:>12} {:>12} {:>11} {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                op.name,
+                op.parallelism,
+                op.rows_in,
+                op.rows_out,
+                human_rate(op.rows_per_s),
+                op.busy_ms_per_s,
+                op.idle_ms_per_s,
+                op.backpressured_ms_per_s
+            )?;
+        }
+        writeln!(f, "  (time columns: milliseconds per second, mean over instances)")?;
+        match &self.bottleneck {
+            Some(b) => match &b.backpressured_upstream {
+                Some(up) => writeln!(
+                    f,
+                    "  bottleneck: `{}` (busy {:.0} ms/s while `{}` waited for it {:.0} ms/s)",
+                    b.operator, b.busy_ms_per_s, up, b.upstream_backpressured_ms_per_s
+                )?,
+                None => writeln!(
+                    f,
+                    "  bottleneck: `{}` (busiest, busy {:.0} ms/s; no operator was backpressured)",
+                    b.operator, b.busy_ms_per_s
+                )?,
+            },
+            None => writeln!(f, "  bottleneck: none")?,
+        }
+        write!(
+            f,
+            "  peak in-flight: {} (edge bound {})",
+            human_bytes(self.peak_in_flight_bytes),
+            human_bytes(self.edge_bytes_bound)
+        )?;
+        if self.dropped_downstream_closed > 0 {
+            write!(
+                f,
+                "\n  dropped (downstream closed): {} rows",
+                self.dropped_downstream_closed
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! The operator API: the seam between the runtime and every operator, built-in or yours.
+//!
+//! Three traits, one per position in a graph:
+//!
+//! - [`Source`]: produces batches, and is polled **only when every downstream edge has granted
+//!   credit** — so a source reads exactly as fast as the slowest consumer drains.
+//! - [`Operator`]: consumes batches from one or more inputs of one type and emits batches.
+//! - [`Sink`]: consumes batches and, at the end, yields a result. Demand starts here: a sink that
+//!   is not [ready](Sink::poll_ready) takes nothing, its edge fills, and its producers wait.
+//!
+//! Each has lifecycle hooks with defaults (`open`, the per-batch hook, `on_watermark`, the end
+//! hook), so a simple operator implements one method. Emission goes through [`Output`], which
+//! holds what one call emitted until the executor has sent it: an operator never needs to know
+//! about credit, and never runs again while its previous output is waiting for room.
+//!
+//! Built-in operators in `weir-operators` use exactly this API.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::batch::{Batch, Message, Timestamp};
+use crate::error::OperatorError;
+
+/// Which input of a multi-input operator a batch arrived on (0-based, in the order the inputs
+/// were connected).
+pub type InputPort = usize;
+
+/// What an operator instance knows about itself.
+#[derive(Clone, Debug)]
+pub struct InstanceInfo {
+    /// The operator's name.
+    pub name: std::sync::Arc<str>,
+    /// This instance's index, `0..parallelism`.
+    pub instance: usize,
+    /// How many instances the operator has.
+    pub parallelism: usize,
+    /// Target rows per batch for this pipeline.
+    pub batch_rows: usize,
+}
+
+/// Whether a source has more to produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Call again (when credit allows).
+    Continue,
+    /// Exhausted: the executor flushes the output and ends the stream.
+    Done,
+}
+
+/// A producer of batches.
+///
+/// # Contract
+///
+/// `poll_produce` is called only when every downstream edge has credit. It should emit about one
+/// batch (see [`Output::is_full`]) and return; it may return `Pending` if its data is not there
+/// yet (an async stream, a socket), after arranging a wake-up through `cx` as any future would.
+///
+/// # Errors
+///
+/// An error ends the run and is reported with the source's name.
+///
+/// # Cancellation
+///
+/// When every consumer has gone away, or the run is stopped, the source is not polled again;
+/// it is dropped when the run ends.
+pub trait Source: Send + 'static {
+    /// The batches this source emits.
+    type Output: Batch;
+
+    /// Called once before the first `poll_produce`.
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Produces the next rows into `out`.
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Self::Output>,
+    ) -> Poll<Result<SourceStatus, OperatorError>>;
+}
+
+/// A transformation of batches, with one or more inputs of the same type.
+///
+/// # Errors
+///
+/// An error from any hook ends the run and is reported with the operator's name.
+pub trait Operator: Send + 'static {
+    /// Batches consumed.
+    type Input: Batch;
+    /// Batches emitted.
+    type Output: Batch;
+
+    /// Called once before the first batch.
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Processes one batch.
+    fn on_batch(
+        &mut self,
+        port: InputPort,
+        batch: Self::Input,
+        out: &mut Output<Self::Output>,
+    ) -> Result<(), OperatorError>;
+
+    /// The minimum watermark over all inputs advanced to `watermark`. The default forwards it.
+    fn on_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Output<Self::Output>,
+    ) -> Result<(), OperatorError> {
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    /// Every input has ended. Emit what is still held (aggregates, open windows).
+    fn on_end(&mut self, _out: &mut Output<Self::Output>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+/// A consumer of batches at the end of a pipeline.
+///
+/// # Errors
+///
+/// An error from any hook ends the run and is reported with the sink's name.
+pub trait Sink: Send + 'static {
+    /// Batches consumed.
+    type Input: Batch;
+    /// What the sink yields at the end of the stream (`()` for none).
+    type Output: Send + 'static;
+
+    /// Called once before the first batch.
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Whether the sink can take a batch now. This is where demand starts: while a sink is not
+    /// ready, nothing is taken from its edge. The default is always ready.
+    ///
+    /// Time spent pending here counts as *busy* (the sink is working at its capacity).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Consumes one batch.
+    fn on_batch(&mut self, port: InputPort, batch: Self::Input) -> Result<(), OperatorError>;
+
+    /// Every input has ended; returns the sink's result.
+    fn finish(&mut self) -> Result<Self::Output, OperatorError>;
+}
+
+/// Where an operator emits. It holds what one call emitted, in order, until the executor sends it.
+///
+/// For typed streams (`Output<Vec<T>>`) rows can be pushed one at a time and are cut into batches
+/// of the pipeline's batch size; [`emit`](Output::emit) hands over a whole batch at once.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::operator::Output;
+///
+/// let mut out = Output::<Vec<u32>>::new(2);
+/// out.push(1);
+/// assert!(!out.is_full());
+/// out.push(2); // completes a batch of 2
+/// assert!(out.is_full());
+/// out.push(3);
+/// out.flush(); // cuts the partial batch
+/// let batches: Vec<_> = out.drain().collect();
+/// assert_eq!(batches.len(), 2);
+/// ```
+#[derive(Debug)]
+pub struct Output<B> {
+    sealed: Vec<Message<B>>,
+    open: Option<B>,
+    open_since: Option<Instant>,
+    batch_rows: usize,
+}
+
+impl<B: Batch> Output<B> {
+    /// An output cutting typed rows into batches of `batch_rows`.
+    pub fn new(batch_rows: usize) -> Self {
+        Self {
+            sealed: Vec::new(),
+            open: None,
+            open_since: None,
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    /// Emits a whole batch (after any rows pushed before it). Empty batches are skipped.
+    pub fn emit(&mut self, batch: B) {
+        self.flush();
+        if batch.rows() > 0 {
+            self.sealed.push(Message::Data(batch));
+        }
+    }
+
+    /// Emits a watermark, in order with the data.
+    pub fn watermark(&mut self, watermark: Timestamp) {
+        self.flush();
+        self.sealed.push(Message::Watermark(watermark));
+    }
+
+    /// Cuts the partial batch of pushed rows, if any, so it can be sent.
+    pub fn flush(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.open_since = None;
+            if open.rows() > 0 {
+                self.sealed.push(Message::Data(open));
+            }
+        }
+    }
+
+    /// Whether at least one complete batch is waiting to be sent: a producer should return.
+    pub fn is_full(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// The target rows per batch.
+    pub fn batch_rows(&self) -> usize {
+        self.batch_rows
+    }
+
+    /// Whether pushed rows are waiting in a partial batch, and since when.
+    pub fn open_since(&self) -> Option<Instant> {
+        self.open_since
+    }
+
+    /// Bytes held (sealed and open), for in-flight accounting.
+    pub fn held_bytes(&self) -> usize {
+        self.sealed.iter().map(Message::bytes).sum::<usize>()
+            + self.open.as_ref().map_or(0, Batch::bytes)
+    }
+
+    /// Takes the sealed messages, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Message<B>> {
+        self.sealed.drain(..)
+    }
+
+    /// Whether nothing is sealed or open.
+    pub fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.open.is_none()
+    }
+}
+
+impl<T: Send + 'static> Output<Vec<T>> {
+    /// Appends one row, cutting a batch when it reaches the batch size.
+    #[inline]
+    pub fn push(&mut self, row: T) {
+        let batch_rows = self.batch_rows;
+        let open = self.open.get_or_insert_with(|| Vec::with_capacity(batch_rows));
+        if open.is_empty() {
+            self.open_since = Some(Instant::now());
+        }
+        open.push(row);
+        if open.len() >= batch_rows {
+            self.flush();
+        }
+    }
+
+    /// Appends rows, cutting batches as they fill.
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = T>) {
+        for row in rows {
+            self.push(row);
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! The user-facing builder: a [`Pipeline`] of named operators connected by typed streams.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::batch::Batch;
+use crate::channel::EdgeConfig;
+use crate::error::{GraphError, RunError};
+use crate::exec::runners::{single, Factory, ResultSlot};
+use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner, StopSignal};
+use crate::graph::{AnyBox, EdgeSpec, LogicalGraph, Node, NodeId, Partitioning};
+use crate::metrics::{NodeKind, Registry, RunReport};
+use crate::operator::{InstanceInfo, Operator, Sink, Source};
+
+/// Settings of a whole pipeline. Every field has a default that works.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_runtime::PipelineConfig;
+///
+/// let cfg = PipelineConfig {
+///     batch_rows: 4096,
+///     linger: Duration::ZERO,
+///     ..PipelineConfig::default()
+/// };
+/// assert_eq!(cfg.parallelism, 1);
+/// ```
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PipelineConfig {
+    /// Worker threads of the runtime that [`Pipeline::run`] creates (default: the number of
+    /// cores). Ignored by [`Pipeline::run_async`], which uses the caller's runtime.
+    pub workers: Option<usize>,
+    /// Default parallelism of operators that do not set their own (default 1).
+    pub parallelism: usize,
+    /// Target rows per batch for typed streams (default 1024).
+    pub batch_rows: usize,
+    /// How long a partial batch may wait for more rows before it is sent anyway (default 1 ms).
+    /// Zero sends partial batches as soon as the producer has nothing more.
+    pub linger: Duration,
+    /// Default sizing of every edge.
+    pub edge: EdgeConfig,
+    /// Batches an instance processes before it yields its worker thread (default 8).
+    pub yield_every: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            parallelism: 1,
+            batch_rows: 1024,
+            linger: Duration::from_millis(1),
+            edge: EdgeConfig::default(),
+            yield_every: 8,
+        }
+    }
+}
+
+struct Builder {
+    graph: LogicalGraph,
+    config: PipelineConfig,
+    ran: bool,
+}
+
+type Shared = Rc<RefCell<Builder>>;
+
+/// A dataflow pipeline under construction. Add sources with [`source`](Self::source), chain
+/// operators on the returned streams, end every stream in a sink, then [`run`](Self::run).
+///
+/// # Examples
+///
+/// ```
+/// use std::task::{Context, Poll};
+/// use weir_runtime::{operator::{Output, Sink, Source, SourceStatus}, OperatorError, Pipeline};
+///
+/// struct Upto(u64, u64);
+/// impl Source for Upto {
+///     type Output = Vec<u64>;
+///     fn poll_produce(&mut self, _: &mut Context<'_>, out: &mut Output<Vec<u64>>)
+///         -> Poll<Result<SourceStatus, OperatorError>> {
+///         while self.0 < self.1 && !out.is_full() { out.push(self.0); self.0 += 1; }
+///         Poll::Ready(Ok(if self.0 == self.1 { SourceStatus::Done } else { SourceStatus::Continue }))
+///     }
+/// }
+/// struct Sum(u64);
+/// impl Sink for Sum {
+///     type Input = Vec<u64>;
+///     type Output = u64;
+///     fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+///         self.0 += b.iter().sum::<u64>(); Ok(())
+///     }
+///     fn finish(&mut self) -> Result<u64, OperatorError> { Ok(self.0) }
+/// }
+///
+/// let mut p = Pipeline::new("sum");
+/// let total = p.source("numbers", Upto(0, 10_000)).sink("sum", Sum(0));
+/// let report = p.run().unwrap();
+/// assert_eq!(total.take(), Some(49_995_000));
+/// assert_eq!(report.operators[0].rows_out, 10_000);
+/// ```
+pub struct Pipeline {
+    name: String,
+    inner: Shared,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline").field("name", &self.name).finish()
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline with default settings.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self::with_config(name, PipelineConfig::default())
+    }
+
+    /// An empty pipeline with the given settings.
+    pub fn with_config(name: impl Into<String>, config: PipelineConfig) -> Self {
+        let name = name.into();
+        Self {
+            inner: Rc::new(RefCell::new(Builder {
+                graph: LogicalGraph::new(name.clone()),
+                config,
+                ran: false,
+            })),
+            name,
+        }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The settings, to adjust before running.
+    pub fn config_mut(&mut self) -> std::cell::RefMut<'_, PipelineConfig> {
+        std::cell::RefMut::map(self.inner.borrow_mut(), |b| &mut b.config)
+    }
+
+    /// Adds a source given as one value (one instance).
+    pub fn source<S: Source>(&mut self, name: impl Into<String>, source: S) -> StreamCore<S::Output> {
+        let name = name.into();
+        let factory = single(&name, source);
+        self.source_with_factory(name, factory)
+    }
+
+    /// Adds a source built per instance by `factory`, so it can run in parallel.
+    pub fn source_with<S: Source>(
+        &mut self,
+        name: impl Into<String>,
+        factory: impl FnMut(&InstanceInfo) -> S + Send + 'static,
+    ) -> StreamCore<S::Output> {
+        let mut factory = factory;
+        self.source_with_factory(name.into(), Box::new(move |info| Ok(factory(info))))
+    }
+
+    fn source_with_factory<S: Source>(&mut self, name: String, factory: Factory<S>) -> StreamCore<S::Output> {
+        let id = self.inner.borrow_mut().add(Node {
+            name,
+            kind: NodeKind::Source,
+            parallelism: None,
+            runner: Box::new(SourceRunner { factory }),
+            clone_fn: None,
+        });
+        StreamCore::new(self.inner.clone(), id)
+    }
+
+    /// Checks the graph without running it.
+    ///
+    /// # Errors
+    ///
+    /// See [`LogicalGraph::validate`].
+    pub fn validate(&self) -> Result<(), GraphError> {
+        self.inner.borrow().graph.validate()
+    }
+
+    /// The logical graph in Graphviz DOT.
+    pub fn to_dot(&self) -> String {
+        self.inner.borrow().graph.to_dot()
+    }
+
+    fn take(&self) -> Result<(LogicalGraph, PipelineConfig), GraphError> {
+        let mut b = self.inner.borrow_mut();
+        if b.ran {
+            return Err(GraphError::AlreadyRun {
+                pipeline: self.name.clone(),
+            });
+        }
+        b.graph.validate()?;
+        b.ran = true;
+        let graph = std::mem::replace(&mut b.graph, LogicalGraph::new(self.name.clone()));
+        Ok((graph, b.config.clone()))
+    }
+
+    /// Runs the pipeline to completion on a new multi-thread tokio runtime sized to the cores
+    /// (or [`PipelineConfig::workers`]), blocking the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// An invalid graph, or the first operator error or panic (naming the operator and instance),
+    /// after the rest of the run has been cancelled.
+    ///
+    /// # Panics
+    ///
+    /// Must not be called from within an async context (use [`run_async`](Self::run_async)).
+    pub fn run(self) -> Result<RunReport, RunError> {
+        self.spawn()?.join()
+    }
+
+    /// Runs the pipeline on the caller's tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_async(self) -> Result<RunReport, RunError> {
+        let (graph, config) = self.take()?;
+        let prepared = exec::prepare(graph, &config, Arc::new(StopSignal::default()))?;
+        prepared.run().await
+    }
+
+    /// Starts the pipeline on its own runtime thread and returns a handle to watch, stop and
+    /// join it. Use this to consume a pipeline's output from the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// An invalid graph, or a runtime that could not be started.
+    pub fn spawn(self) -> Result<RunHandle, RunError> {
+        let (graph, config) = self.take()?;
+        let stop = Arc::new(StopSignal::default());
+        let prepared = exec::prepare(graph, &config, stop.clone())?;
+        let registry = prepared.registry.clone();
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .thread_name(format!("weir-{}", self.name))
+            .enable_time()
+            .build()
+            .map_err(RunError::Executor)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-run-{}", self.name))
+            .spawn(move || {
+                let result = runtime.block_on(prepared.run());
+                // Tasks are all joined by now; shut down without waiting on anything else.
+                runtime.shutdown_background();
+                result
+            })
+            .map_err(RunError::Executor)?;
+        Ok(RunHandle {
+            thread: Some(thread),
+            registry,
+            stop,
+        })
+    }
+}
+
+/// A running pipeline.
+///
+/// Dropping the handle without [`join`](Self::join) asks the sources to stop and waits for the
+/// run to drain, so no task outlives it.
+pub struct RunHandle {
+    thread: Option<std::thread::JoinHandle<Result<RunReport, RunError>>>,
+    registry: Arc<Registry>,
+    stop: Arc<StopSignal>,
+}
+
+impl fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("pipeline", &self.registry.pipeline)
+            .finish()
+    }
+}
+
+impl RunHandle {
+    /// A live report: per-operator figures and edge occupancy right now.
+    pub fn snapshot(&self) -> RunReport {
+        self.registry.snapshot(false)
+    }
+
+    /// Asks every source to stop reading; the pipeline then drains and ends normally.
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// The stop signal, to trigger from elsewhere (a Ctrl-C handler, say).
+    pub fn stop_signal(&self) -> Arc<StopSignal> {
+        self.stop.clone()
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the run to end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::run`].
+    pub fn join(mut self) -> Result<RunReport, RunError> {
+        let thread = self.thread.take().expect("joined once");
+        match thread.join() {
+            Ok(result) => result,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}
+
+impl Drop for RunHandle {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.stop();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The results a sink yields at the end of a run, one per instance.
+pub struct SinkHandle<R> {
+    slot: ResultSlot<R>,
+}
+
+impl<R> Clone for SinkHandle<R> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for SinkHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkHandle").finish_non_exhaustive()
+    }
+}
+
+impl<R> SinkHandle<R> {
+    /// The result of a single-instance sink, once the run has finished it (taken once).
+    pub fn take(&self) -> Option<R> {
+        let mut v = self.slot.lock().ok()?;
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.swap_remove(0).1)
+        }
+    }
+
+    /// Every instance's result, in instance order (taken once).
+    pub fn take_all(&self) -> Vec<R> {
+        let mut v = match self.slot.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return Vec::new(),
+        };
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// A stream of batches of type `B` produced by one operator.
+///
+/// Streams are handles: connecting an operator consumes the handle. To feed several consumers
+/// (fan-out), clone it first; by default the producer then waits for credit from *every*
+/// consumer, so the slowest branch governs.
+pub struct StreamCore<B> {
+    inner: Shared,
+    node: NodeId,
+    edge: Option<EdgeConfig>,
+    partitioning: Partitioning,
+    _batch: PhantomData<fn() -> B>,
+}
+
+/// A stream of typed rows, carried in `Vec<T>` batches.
+pub type Stream<T> = StreamCore<Vec<T>>;
+
+impl<B: Batch + Clone> Clone for StreamCore<B> {
+    fn clone(&self) -> Self {
+        self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
+            Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+        Self {
+            inner: self.inner.clone(),
+            node: self.node,
+            edge: self.edge,
+            partitioning: self.partitioning,
+            _batch: PhantomData,
+        }
+    }
+}
+
+impl<B> fmt::Debug for StreamCore<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("producer", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    fn add(&mut self, node: Node) -> NodeId {
+        assert!(
+            !self.ran,
+            "operators cannot be added to pipeline `{}` after it has run",
+            self.graph.name
+        );
+        self.graph.add_node(node)
+    }
+}
+
+impl<B: Batch> StreamCore<B> {
+    fn new(inner: Shared, node: NodeId) -> Self {
+        Self {
+            inner,
+            node,
+            edge: None,
+            partitioning: Partitioning::Forward,
+            _batch: PhantomData,
+        }
+    }
+
+    /// The producing operator.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The producing operator's name.
+    pub fn name(&self) -> String {
+        self.inner.borrow().graph.name_of(self.node).to_string()
+    }
+
+    /// Sets the parallelism of the operator producing this stream.
+    pub fn parallelism(self, parallelism: usize) -> Self {
+        self.inner.borrow_mut().graph.node_mut(self.node).parallelism = Some(parallelism);
+        self
+    }
+
+    /// Sizes the edge(s) from this stream to the next operator connected through this handle.
+    pub fn with_edge(mut self, config: EdgeConfig) -> Self {
+        self.edge = Some(config);
+        self
+    }
+
+    /// Spreads batches round-robin over the next operator's instances.
+    pub fn rebalance(mut self) -> Self {
+        self.partitioning = Partitioning::Rebalance;
+        self
+    }
+
+    fn connect(&self, to: NodeId, port: usize) {
+        self.inner.borrow_mut().graph.connect(
+            self.node,
+            to,
+            EdgeSpec {
+                port,
+                config: self.edge,
+                partitioning: self.partitioning,
+            },
+        );
+    }
+
+    fn add_operator<O: Operator<Input = B>>(&self, name: String, factory: Factory<O>) -> StreamCore<O::Output> {
+        let id = self.inner.borrow_mut().add(Node {
+            name,
+            kind: NodeKind::Operator,
+            parallelism: None,
+            runner: Box::new(OperatorRunner { factory }),
+            clone_fn: None,
+        });
+        self.connect(id, 0);
+        StreamCore::new(self.inner.clone(), id)
+    }
+
+    /// Connects a one-input operator given as one value (one instance).
+    pub fn unary<O: Operator<Input = B>>(self, name: impl Into<String>, op: O) -> StreamCore<O::Output> {
+        let name = name.into();
+        let factory = single(&name, op);
+        self.add_operator(name, factory)
+    }
+
+    /// Connects a one-input operator built per instance by `factory`.
+    pub fn unary_with<O: Operator<Input = B>>(
+        self,
+        name: impl Into<String>,
+        factory: impl FnMut(&InstanceInfo) -> O + Send + 'static,
+    ) -> StreamCore<O::Output> {
+        let mut factory = factory;
+        self.add_operator(name.into(), Box::new(move |info| Ok(factory(info))))
+    }
+
+    /// Connects an operator with several inputs of this stream's type: this stream is input 0,
+    /// `others` follow in order.
+    pub fn multi<O: Operator<Input = B>>(
+        self,
+        name: impl Into<String>,
+        others: impl IntoIterator<Item = StreamCore<B>>,
+        op: O,
+    ) -> StreamCore<O::Output> {
+        let name = name.into();
+        let factory = single(&name, op);
+        let out = self.add_operator(name, factory);
+        for (i, other) in others.into_iter().enumerate() {
+            assert!(
+                Rc::ptr_eq(&self.inner, &other.inner),
+                "streams of different pipelines cannot be joined"
+            );
+            other.connect(out.node, i + 1);
+        }
+        out
+    }
+
+    /// Ends the stream in a sink given as one value (one instance). The handle yields the sink's
+    /// result after the run.
+    pub fn sink<K: Sink<Input = B>>(self, name: impl Into<String>, sink: K) -> SinkHandle<K::Output> {
+        let name = name.into();
+        let factory = single(&name, sink);
+        self.add_sink(name, factory)
+    }
+
+    /// Ends the stream in a sink built per instance by `factory`.
+    pub fn sink_with<K: Sink<Input = B>>(
+        self,
+        name: impl Into<String>,
+        factory: impl FnMut(&InstanceInfo) -> K + Send + 'static,
+    ) -> SinkHandle<K::Output> {
+        let mut factory = factory;
+        self.add_sink(name.into(), Box::new(move |info| Ok(factory(info))))
+    }
+
+    fn add_sink<K: Sink<Input = B>>(self, name: String, factory: Factory<K>) -> SinkHandle<K::Output> {
+        let slot: ResultSlot<K::Output> = Arc::new(Mutex::new(Vec::new()));
+        let id = self.inner.borrow_mut().add(Node {
+            name,
+            kind: NodeKind::Sink,
+            parallelism: None,
+            runner: Box::new(SinkRunner {
+                factory,
+                results: slot.clone(),
+            }),
+            clone_fn: None,
+        });
+        self.connect(id, 0);
+        SinkHandle { slot }
+    }
+}
+
+impl<B: Batch + Clone> StreamCore<B> {
+    /// Sends every batch to every instance of the next operator.
+    pub fn broadcast(mut self) -> Self {
+        self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
+            Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+        self.partitioning = Partitioning::Broadcast;
+        self
+    }
+}

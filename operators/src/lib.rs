@@ -1,1 +1,37 @@
+//! weir's built-in operators: sources, transforms and sinks, each a thin layer over the public
+//! operator API of `weir-runtime`.
+//!
+//! Transforms on typed streams come from the [`StreamExt`] extension trait.
+//!
+//! # Examples
+//!
+//! ```
+//! use weir_operators::prelude::*;
+//!
+//! let mut p = Pipeline::new("example");
+//! let n = p
+//!     .source("gen", Generator::new(1_000, |i| i))
+//!     .filter("odd", |x| x % 2 == 1)
+//!     .count("count");
+//! p.run()?;
+//! assert_eq!(n.take(), Some(500));
+//! # Ok::<(), weir_runtime::RunError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod sink;
+pub mod source;
+pub mod transform;
+
+pub use transform::StreamExt;
+
+/// The names most pipelines need.
+pub mod prelude {
+    pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, Throttle};
+    pub use crate::source::{AsyncSource, Generator, IterSource};
+    pub use crate::transform::StreamExt;
+    pub use weir_runtime::{
+        EdgeConfig, OperatorError, Pipeline, PipelineConfig, RunError, RunReport, Stream,
+    };
+}

@@ -25,7 +25,10 @@ mod pipeline;
 mod raw;
 
 pub use batch::{Batch, Message, Timestamp};
-pub use channel::{edge, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit};
+pub use channel::{
+    edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
+    TryReserveError, TrySendError,
+};
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use exec::StopSignal;
 pub use graph::{NodeId, Partitioning};

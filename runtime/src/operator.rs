@@ -147,6 +147,13 @@ pub trait Sink: Send + 'static {
     /// Consumes one batch.
     fn on_batch(&mut self, port: InputPort, batch: Self::Input) -> Result<(), OperatorError>;
 
+    /// Whether the sink will take nothing more (its own consumer went away, say). The executor
+    /// checks after `poll_ready`; once true, it stops feeding the sink and finishes it, and the
+    /// closed edges cancel the pipeline upstream. Undelivered rows are counted in the report.
+    fn is_closed(&self) -> bool {
+        false
+    }
+
     /// Every input has ended; returns the sink's result.
     fn finish(&mut self) -> Result<Self::Output, OperatorError>;
 }

@@ -147,6 +147,10 @@ pub(crate) struct EdgeShared {
     rx_closed: AtomicBool,
     tx_waker: AtomicWaker,
     rx_waker: AtomicWaker,
+    /// Rows ever pushed / popped; single writer each, so plain stores. Their difference once
+    /// both sides are gone is exactly the rows that were never delivered.
+    rows_pushed: AtomicUsize,
+    rows_popped: AtomicUsize,
 }
 
 type Shared<B> = Inner<Message<B>, EdgeShared>;
@@ -181,14 +185,21 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         rx_closed: AtomicBool::new(false),
         tx_waker: AtomicWaker::new(),
         rx_waker: AtomicWaker::new(),
+        rows_pushed: AtomicUsize::new(0),
+        rows_popped: AtomicUsize::new(0),
     };
     let (tx, rx) = ring(config.capacity, shared);
     (
-        Outlet { ring: tx, peak: 0 },
+        Outlet {
+            ring: tx,
+            peak: 0,
+            rows: 0,
+        },
         Inlet {
             ring: rx,
             chunk: config.effective_grant_chunk(),
             ended: false,
+            rows: 0,
         },
     )
 }
@@ -208,6 +219,17 @@ pub struct EdgeStats {
     pub buffered_bytes: usize,
     /// The most data bytes the edge ever held at once.
     pub peak_bytes: usize,
+    /// Rows sent into the edge so far.
+    pub rows_sent: usize,
+    /// Rows received from the edge so far.
+    pub rows_received: usize,
+}
+
+impl EdgeStats {
+    /// Rows sent but not (yet) received. Once both sides are gone, these were never delivered.
+    pub fn rows_in_flight(&self) -> usize {
+        self.rows_sent.saturating_sub(self.rows_received)
+    }
 }
 
 /// A read-only view of an edge that outlives neither side's usefulness: metrics hold one per edge.
@@ -238,6 +260,8 @@ fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
             outstanding_credit,
             buffered_bytes: ext.bytes.load(Relaxed),
             peak_bytes: ext.peak_bytes.load(Relaxed),
+            rows_sent: ext.rows_pushed.load(Relaxed),
+            rows_received: ext.rows_popped.load(Relaxed),
         }
     }))
 }
@@ -247,6 +271,7 @@ pub struct Outlet<B: Batch> {
     ring: RingTx<Message<B>, EdgeShared>,
     /// Our own record of the peak (only the producer raises the byte count).
     peak: usize,
+    rows: usize,
 }
 
 /// Proof that the edge has room for one message of the reserved size. Sending spends it;
@@ -405,7 +430,7 @@ impl<B: Batch> Outlet<B> {
     }
 
     fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
-        let bytes = msg.bytes();
+        let (bytes, rows) = (msg.bytes(), msg.rows());
         if bytes > 0 {
             let now = self.shared().bytes.fetch_add(bytes, SeqCst) + bytes;
             if now > self.peak {
@@ -418,6 +443,10 @@ impl<B: Batch> Outlet<B> {
                 self.shared().bytes.fetch_sub(bytes, SeqCst);
             }
             return Err(msg);
+        }
+        if rows > 0 {
+            self.rows += rows;
+            self.shared().rows_pushed.store(self.rows, Relaxed);
         }
         self.shared().tx_waiting.store(WAIT_NONE, Relaxed);
         self.shared().rx_waker.wake();
@@ -445,6 +474,7 @@ pub struct Inlet<B: Batch> {
     ring: RingRx<Message<B>, EdgeShared>,
     chunk: usize,
     ended: bool,
+    rows: usize,
 }
 
 impl<B: Batch> Inlet<B> {
@@ -514,7 +544,11 @@ impl<B: Batch> Inlet<B> {
 
     fn pop(&mut self) -> Option<Message<B>> {
         let msg = self.ring.try_pop()?;
-        let bytes = msg.bytes();
+        let (bytes, rows) = (msg.bytes(), msg.rows());
+        if rows > 0 {
+            self.rows += rows;
+            self.shared().rows_popped.store(self.rows, Relaxed);
+        }
         if bytes > 0 {
             self.shared().bytes.fetch_sub(bytes, SeqCst);
         }

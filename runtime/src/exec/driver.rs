@@ -238,6 +238,9 @@ pub(crate) async fn run_sink<K: Sink>(
     loop {
         // Demand starts here: take nothing until the sink is ready for it.
         wait_in(m, TimeState::Busy, |cx| sink.poll_ready(cx)).await?;
+        if sink.is_closed() {
+            break;
+        }
         let event = wait_in(m, TimeState::Idle, |cx| inputs.poll_next(cx)).await;
         m.switch(TimeState::Busy);
         match event? {

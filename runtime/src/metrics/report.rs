@@ -84,6 +84,10 @@ pub struct EdgeReport {
     pub buffered_bytes: usize,
     /// The most bytes this edge held at once.
     pub peak_bytes: usize,
+    /// Rows sent into this edge.
+    pub rows_sent: usize,
+    /// Rows sent but not received (after a run: never delivered, because the consumer stopped).
+    pub rows_in_flight: usize,
 }
 
 /// The operator that limits the pipeline's throughput, and why weir thinks so.
@@ -119,7 +123,8 @@ pub struct RunReport {
     pub peak_in_flight_bytes: u64,
     /// The configured bound on edge bytes: the sum of every edge's `max_bytes`.
     pub edge_bytes_bound: u64,
-    /// Rows discarded because their consumers had gone away (zero in a run that completes).
+    /// Rows never delivered because their consumers had stopped early: refused by a closed edge,
+    /// or left in an edge when its consumer went away. Zero in a run that reads to the end.
     pub dropped_downstream_closed: u64,
 }
 
@@ -200,6 +205,9 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             let s = e.probe.stats();
             peak_in_flight += s.peak_bytes as u64;
             edge_bound += s.max_bytes as u64;
+            if finished {
+                dropped += s.rows_in_flight() as u64;
+            }
             EdgeReport {
                 from: reg.nodes[e.from].name.clone(),
                 from_instance: e.from_instance,
@@ -211,6 +219,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
                 outstanding_credit: s.outstanding_credit,
                 buffered_bytes: s.buffered_bytes,
                 peak_bytes: s.peak_bytes,
+                rows_sent: s.rows_sent,
+                rows_in_flight: s.rows_in_flight(),
             }
         })
         .collect();

@@ -1,0 +1,108 @@
+//! A bounded hand-off from a pipeline to an ordinary thread.
+//!
+//! The hand-off is a weir edge like any other: the sink holds its outlet and asks it for credit,
+//! the reader holds its inlet and parks its thread while the edge is empty. So a slow reader
+//! backpressures the pipeline exactly as a slow operator would, and a dropped reader closes the
+//! edge, which cancels the pipeline upstream.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+use weir_runtime::{
+    edge, EdgeConfig, InputPort, Inlet, Message, OperatorError, Outlet, Sink, TryRecvError,
+};
+
+/// The sink side of [`StreamExt::into_iter`](crate::StreamExt::into_iter).
+#[derive(Debug)]
+pub struct IterSink<T: Send + 'static> {
+    outlet: Outlet<Vec<T>>,
+}
+
+/// The reader side: an iterator over a running pipeline's rows, blocking while none are ready.
+///
+/// It ends when the pipeline's stream ends, or early if the pipeline failed (join the
+/// [`RunHandle`](weir_runtime::RunHandle) for the error). Dropping it early cancels the pipeline
+/// upstream; the rows it never read are counted in the run report.
+#[derive(Debug)]
+pub struct RowIter<T: Send + 'static> {
+    inlet: Inlet<Vec<T>>,
+    current: std::vec::IntoIter<T>,
+    waker: Waker,
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+impl<T: Send + 'static> IterSink<T> {
+    /// A sink and its reader, with room for `capacity` batches between them.
+    pub fn new(capacity: usize) -> (Self, RowIter<T>) {
+        let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
+        let (outlet, inlet) = edge(cfg);
+        (
+            Self { outlet },
+            RowIter {
+                inlet,
+                current: Vec::new().into_iter(),
+                waker: Waker::from(Arc::new(ThreadWaker(std::thread::current()))),
+            },
+        )
+    }
+}
+
+impl<T: Send + 'static> Sink for IterSink<T> {
+    type Input = Vec<T>;
+    type Output = ();
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        // A closed reader is not an error here: `is_closed` reports it next.
+        self.outlet.poll_ready(cx).map(|_| Ok(()))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.outlet.is_closed()
+    }
+
+    fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
+        self.outlet
+            .try_send(Message::Data(batch))
+            .map_err(|_| OperatorError::internal("the reader's edge had no room after poll_ready"))
+    }
+
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        // End the reader's stream; if the edge is full the reader drains it first, and if the
+        // reader is gone there is nobody to tell.
+        let _ = self.outlet.try_send(Message::End);
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> Iterator for RowIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(row) = self.current.next() {
+                return Some(row);
+            }
+            // The reader may have moved to another thread since the last park: wake this one.
+            self.waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+            let mut cx = Context::from_waker(&self.waker);
+            match self.inlet.poll_recv(&mut cx) {
+                Poll::Ready(Ok(Message::Data(batch))) => self.current = batch.into_iter(),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(TryRecvError::Ended | TryRecvError::Disconnected)) => return None,
+                Poll::Ready(Err(TryRecvError::Empty)) => {}
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! A sink wrapper that limits the rows per second another sink accepts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+use weir_runtime::{Batch, InputPort, InstanceInfo, OperatorError, Sink};
+
+/// Lets at most `rows_per_s` rows per second into the inner sink: the sink becomes the slowest
+/// stage, and the pipeline's sources settle at its rate through backpressure.
+///
+/// Pacing is exact on average: each batch of `n` rows pushes the next admission time `n / rate`
+/// seconds later; the sink is not ready until then (time that counts as busy).
+pub struct Throttle<K> {
+    inner: K,
+    rows_per_s: f64,
+    next: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<K> std::fmt::Debug for Throttle<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("rows_per_s", &self.rows_per_s)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Throttle<K> {
+    /// Limits `inner` to `rows_per_s` rows per second (must be positive).
+    pub fn new(inner: K, rows_per_s: f64) -> Self {
+        Self {
+            inner,
+            rows_per_s,
+            next: None,
+            sleep: None,
+        }
+    }
+}
+
+impl<K: Sink> Sink for Throttle<K> {
+    type Input = K::Input;
+    type Output = K::Output;
+
+    fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
+        if !(self.rows_per_s > 0.0 && self.rows_per_s.is_finite()) {
+            return Err(OperatorError::user(format!(
+                "throttle rate must be a positive number of rows per second, got {}",
+                self.rows_per_s
+            )));
+        }
+        self.inner.open(info)
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Some(next) = self.next {
+            if Instant::now() < next {
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+                sleep.as_mut().reset(next);
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn on_batch(&mut self, port: InputPort, batch: Self::Input) -> Result<(), OperatorError> {
+        let now = Instant::now();
+        let start = self.next.map_or(now, |n| n.max(now - Duration::from_millis(10)));
+        self.next = Some(start + Duration::from_secs_f64(batch.rows() as f64 / self.rows_per_s));
+        self.inner.on_batch(port, batch)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn finish(&mut self) -> Result<Self::Output, OperatorError> {
+        self.inner.finish()
+    }
+}

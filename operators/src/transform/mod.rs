@@ -1,0 +1,167 @@
+//! Row-wise transforms on typed streams, as the [`StreamExt`] extension trait.
+//!
+//! Every transform is a thin [`Operator`](weir_runtime::Operator) built through the runtime's
+//! public `unary_with` / `multi` wiring, one value per instance (closures are cloned per instance).
+
+mod basic;
+
+pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
+
+use weir_runtime::{SinkHandle, Stream};
+
+use crate::sink::{Collect, Count, Discard, Fold, ForEach, IterSink, RowIter};
+
+/// Operators on a stream of typed rows.
+///
+/// # Examples
+///
+/// ```
+/// use weir_operators::prelude::*;
+///
+/// let mut p = Pipeline::new("evens");
+/// let squares = p
+///     .source("n", Generator::new(10, |i| i))
+///     .filter("even", |x| x % 2 == 0)
+///     .map("square", |x| x * x)
+///     .collect("out");
+/// p.run()?;
+/// assert_eq!(squares.take().unwrap(), vec![0, 4, 16, 36, 64]);
+/// # Ok::<(), weir_runtime::RunError>(())
+/// ```
+pub trait StreamExt<T: Send + 'static>: Sized {
+    /// Applies `f` to every row.
+    fn map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        F: FnMut(T) -> U + Clone + Send + 'static;
+
+    /// Keeps the rows for which `f` is true.
+    fn filter<F>(self, name: impl Into<String>, f: F) -> Stream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + 'static;
+
+    /// Applies `f` to every row, keeping the `Some` results.
+    fn filter_map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        F: FnMut(T) -> Option<U> + Clone + Send + 'static;
+
+    /// Replaces every row by the rows `f` returns for it (re-batched to the batch size).
+    fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        I: IntoIterator<Item = U>,
+        F: FnMut(T) -> I + Clone + Send + 'static;
+
+    /// Calls `f` on every row and passes the row on unchanged.
+    fn inspect<F>(self, name: impl Into<String>, f: F) -> Stream<T>
+    where
+        F: FnMut(&T) + Clone + Send + 'static;
+
+    /// Merges this stream with `others` (same row type), interleaving batches fairly.
+    fn union(self, name: impl Into<String>, others: impl IntoIterator<Item = Stream<T>>) -> Stream<T>;
+
+    /// Calls `f` on every row at the end of the pipeline.
+    fn for_each<F>(self, name: impl Into<String>, f: F) -> SinkHandle<()>
+    where
+        F: FnMut(T) + Send + 'static;
+
+    /// Folds every row into an accumulator; the handle yields it after the run.
+    fn fold<A, F>(self, name: impl Into<String>, init: A, f: F) -> SinkHandle<A>
+    where
+        A: Send + 'static,
+        F: FnMut(A, T) -> A + Send + 'static;
+
+    /// Counts rows.
+    fn count(self, name: impl Into<String>) -> SinkHandle<u64>;
+
+    /// Collects rows into a `Vec` (at most [`Collect::DEFAULT_LIMIT`] rows; past it the run
+    /// fails rather than grow without bound — use [`Collect::with_limit`] to choose).
+    fn collect(self, name: impl Into<String>) -> SinkHandle<Vec<T>>;
+
+    /// Consumes rows and drops them, counting them.
+    fn discard(self, name: impl Into<String>) -> SinkHandle<u64>;
+
+    /// Ends the stream in a bounded hand-off to an ordinary thread: iterate the returned
+    /// [`RowIter`] while the pipeline runs (start it with `Pipeline::spawn`). At most `capacity`
+    /// batches wait for the reader; a slow reader backpressures the whole pipeline.
+    fn into_iter(self, name: impl Into<String>, capacity: usize) -> RowIter<T>;
+}
+
+impl<T: Send + 'static> StreamExt<T> for Stream<T> {
+    fn map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        F: FnMut(T) -> U + Clone + Send + 'static,
+    {
+        self.unary_with(name, move |_| Map::new(f.clone()))
+    }
+
+    fn filter<F>(self, name: impl Into<String>, f: F) -> Stream<T>
+    where
+        F: FnMut(&T) -> bool + Clone + Send + 'static,
+    {
+        self.unary_with(name, move |_| Filter::new(f.clone()))
+    }
+
+    fn filter_map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        F: FnMut(T) -> Option<U> + Clone + Send + 'static,
+    {
+        self.unary_with(name, move |_| FilterMap::new(f.clone()))
+    }
+
+    fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
+    where
+        U: Send + 'static,
+        I: IntoIterator<Item = U>,
+        F: FnMut(T) -> I + Clone + Send + 'static,
+    {
+        self.unary_with(name, move |_| FlatMap::new(f.clone()))
+    }
+
+    fn inspect<F>(self, name: impl Into<String>, f: F) -> Stream<T>
+    where
+        F: FnMut(&T) + Clone + Send + 'static,
+    {
+        self.unary_with(name, move |_| Inspect::new(f.clone()))
+    }
+
+    fn union(self, name: impl Into<String>, others: impl IntoIterator<Item = Stream<T>>) -> Stream<T> {
+        self.multi(name, others, Union::new())
+    }
+
+    fn for_each<F>(self, name: impl Into<String>, f: F) -> SinkHandle<()>
+    where
+        F: FnMut(T) + Send + 'static,
+    {
+        self.sink(name, ForEach::new(f))
+    }
+
+    fn fold<A, F>(self, name: impl Into<String>, init: A, f: F) -> SinkHandle<A>
+    where
+        A: Send + 'static,
+        F: FnMut(A, T) -> A + Send + 'static,
+    {
+        self.sink(name, Fold::new(init, f))
+    }
+
+    fn count(self, name: impl Into<String>) -> SinkHandle<u64> {
+        self.sink(name, Count::new())
+    }
+
+    fn collect(self, name: impl Into<String>) -> SinkHandle<Vec<T>> {
+        self.sink(name, Collect::new())
+    }
+
+    fn discard(self, name: impl Into<String>) -> SinkHandle<u64> {
+        self.sink(name, Discard::new())
+    }
+
+    fn into_iter(self, name: impl Into<String>, capacity: usize) -> RowIter<T> {
+        let (sink, iter) = IterSink::new(capacity);
+        self.sink(name, sink);
+        iter
+    }
+}

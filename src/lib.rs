@@ -1,1 +1,60 @@
+//! # weir
+//!
+//! A stream-processing dataflow runtime whose first principle is that **no stage ever accepts
+//! more work than it can finish**.
+//!
+//! A pipeline is a graph of named operators. Every edge between them is a bounded ring buffer —
+//! bounded in batches *and* bytes — and demand flows upstream as credit: a consumer grants
+//! `request(n)`, a producer sends only against it, and a source is read only when credit reaches
+//! it. Ingestion therefore settles at the rate of the slowest sink, with memory bounded by the
+//! edges' capacities, and every run report names the operator that is the constraint.
+//!
+//! ```
+//! use weir::prelude::*;
+//!
+//! #[derive(Clone)]
+//! struct Order { id: u64, cents: u64 }
+//!
+//! let mut p = Pipeline::new("orders");
+//! let orders = p.source("gen", Generator::new(100_000, |i| Order { id: i, cents: i % 9_973 }));
+//! let big = orders.filter("big", |o| o.cents > 5_000);
+//! let totals = big.map("cents", |o| o.cents);
+//! let sum = totals.clone().sink("sum", Fold::new(0u64, |acc, c| acc + c)); // fan-out
+//! let count = totals.sink("count", Count::new());
+//! let report = p.run()?;
+//! assert_eq!(count.take(), Some(49_875));
+//! assert!(sum.take().unwrap() > 0);
+//! println!("{report}");
+//! # Ok::<(), weir::RunError>(())
+//! ```
+//!
+//! The crates behind the facade:
+//!
+//! - [`runtime`] (`weir-runtime`): graph, edges and the demand protocol, executor, metrics;
+//! - [`operators`] (`weir-operators`): built-in sources, transforms and sinks.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod bench;
+pub mod jobs;
+
+pub use weir_operators as operators;
+pub use weir_runtime as runtime;
+pub use weir_runtime::{GraphError, OperatorError, RunError, RunReport};
+
+/// Everything a pipeline definition usually needs.
+pub mod prelude {
+    pub use weir_operators::prelude::*;
+    pub use weir_runtime::{
+        Batch, InstanceInfo, Operator, Output, Partitioning, RunHandle, Sink, SinkHandle, Source,
+        SourceStatus, StreamCore,
+    };
+}
+
+/// Peak resident set size of this process so far, in bytes (Linux: `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -41,7 +41,10 @@ impl OperatorError {
     }
 
     /// An external failure (I/O, network) with its cause.
-    pub fn external(message: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
+    pub fn external(
+        message: impl Into<String>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
         Self::new(ErrorKind::External, message, Some(Box::new(source)))
     }
 
@@ -90,7 +93,9 @@ impl fmt::Display for OperatorError {
 
 impl StdError for OperatorError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_ref().map(|s| s.as_ref() as &(dyn StdError + 'static))
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn StdError + 'static))
     }
 }
 
@@ -105,7 +110,9 @@ pub enum GraphError {
         pipeline: String,
     },
     /// The pipeline has no sink: results would go nowhere.
-    #[error("pipeline `{pipeline}` has no sink: end every stream in a sink (`discard` if you mean to)")]
+    #[error(
+        "pipeline `{pipeline}` has no sink: end every stream in a sink (`discard` if you mean to)"
+    )]
     NoSink {
         /// The pipeline.
         pipeline: String,
@@ -184,7 +191,9 @@ impl RunError {
     /// The operator this error names, if it names one.
     pub fn operator(&self) -> Option<&str> {
         match self {
-            RunError::Operator { operator, .. } | RunError::Panic { operator, .. } => Some(operator),
+            RunError::Operator { operator, .. } | RunError::Panic { operator, .. } => {
+                Some(operator)
+            }
             _ => None,
         }
     }

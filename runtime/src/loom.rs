@@ -4,14 +4,20 @@
 //! Only the lock-free edge (ring + wakers) goes through this facade; everything else uses `std`.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
+
+/// A hint that this thread is waiting on another; under loom it lets the other thread run.
+#[cfg(loom)]
+pub(crate) use loom::hint::spin_loop;
+#[cfg(not(loom))]
+pub(crate) use std::hint::spin_loop;
 
 /// `UnsafeCell` with loom's closure-based access API, so raw code reads the same under both.
 #[cfg(loom)]

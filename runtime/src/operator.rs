@@ -258,7 +258,9 @@ impl<T: Send + 'static> Output<Vec<T>> {
     #[inline]
     pub fn push(&mut self, row: T) {
         let batch_rows = self.batch_rows;
-        let open = self.open.get_or_insert_with(|| Vec::with_capacity(batch_rows));
+        let open = self
+            .open
+            .get_or_insert_with(|| Vec::with_capacity(batch_rows));
         if open.is_empty() {
             self.open_since = Some(Instant::now());
         }

@@ -111,7 +111,9 @@ pub struct Pipeline {
 
 impl fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pipeline").field("name", &self.name).finish()
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -145,7 +147,11 @@ impl Pipeline {
     }
 
     /// Adds a source given as one value (one instance).
-    pub fn source<S: Source>(&mut self, name: impl Into<String>, source: S) -> StreamCore<S::Output> {
+    pub fn source<S: Source>(
+        &mut self,
+        name: impl Into<String>,
+        source: S,
+    ) -> StreamCore<S::Output> {
         let name = name.into();
         let factory = single(&name, source);
         self.source_with_factory(name, factory)
@@ -161,7 +167,11 @@ impl Pipeline {
         self.source_with_factory(name.into(), Box::new(move |info| Ok(factory(info))))
     }
 
-    fn source_with_factory<S: Source>(&mut self, name: String, factory: Factory<S>) -> StreamCore<S::Output> {
+    fn source_with_factory<S: Source>(
+        &mut self,
+        name: String,
+        factory: Factory<S>,
+    ) -> StreamCore<S::Output> {
         let id = self.inner.borrow_mut().add(Node {
             name,
             kind: NodeKind::Source,
@@ -437,7 +447,11 @@ impl<B: Batch> StreamCore<B> {
 
     /// Sets the parallelism of the operator producing this stream.
     pub fn parallelism(self, parallelism: usize) -> Self {
-        self.inner.borrow_mut().graph.node_mut(self.node).parallelism = Some(parallelism);
+        self.inner
+            .borrow_mut()
+            .graph
+            .node_mut(self.node)
+            .parallelism = Some(parallelism);
         self
     }
 
@@ -465,7 +479,11 @@ impl<B: Batch> StreamCore<B> {
         );
     }
 
-    fn add_operator<O: Operator<Input = B>>(&self, name: String, factory: Factory<O>) -> StreamCore<O::Output> {
+    fn add_operator<O: Operator<Input = B>>(
+        &self,
+        name: String,
+        factory: Factory<O>,
+    ) -> StreamCore<O::Output> {
         let id = self.inner.borrow_mut().add(Node {
             name,
             kind: NodeKind::Operator,
@@ -478,7 +496,11 @@ impl<B: Batch> StreamCore<B> {
     }
 
     /// Connects a one-input operator given as one value (one instance).
-    pub fn unary<O: Operator<Input = B>>(self, name: impl Into<String>, op: O) -> StreamCore<O::Output> {
+    pub fn unary<O: Operator<Input = B>>(
+        self,
+        name: impl Into<String>,
+        op: O,
+    ) -> StreamCore<O::Output> {
         let name = name.into();
         let factory = single(&name, op);
         self.add_operator(name, factory)
@@ -517,7 +539,11 @@ impl<B: Batch> StreamCore<B> {
 
     /// Ends the stream in a sink given as one value (one instance). The handle yields the sink's
     /// result after the run.
-    pub fn sink<K: Sink<Input = B>>(self, name: impl Into<String>, sink: K) -> SinkHandle<K::Output> {
+    pub fn sink<K: Sink<Input = B>>(
+        self,
+        name: impl Into<String>,
+        sink: K,
+    ) -> SinkHandle<K::Output> {
         let name = name.into();
         let factory = single(&name, sink);
         self.add_sink(name, factory)
@@ -533,7 +559,11 @@ impl<B: Batch> StreamCore<B> {
         self.add_sink(name.into(), Box::new(move |info| Ok(factory(info))))
     }
 
-    fn add_sink<K: Sink<Input = B>>(self, name: String, factory: Factory<K>) -> SinkHandle<K::Output> {
+    fn add_sink<K: Sink<Input = B>>(
+        self,
+        name: String,
+        factory: Factory<K>,
+    ) -> SinkHandle<K::Output> {
         let slot: ResultSlot<K::Output> = Arc::new(Mutex::new(Vec::new()));
         let id = self.inner.borrow_mut().add(Node {
             name,

@@ -5,12 +5,10 @@
 //! backpressures the pipeline exactly as a slow operator would, and a dropped reader closes the
 //! edge, which cancels the pipeline upstream.
 
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
+use std::task::{Context, Poll};
 
 use weir_runtime::{
-    edge, EdgeConfig, InputPort, Inlet, Message, OperatorError, Outlet, Sink, TryRecvError,
+    edge, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
 };
 
 /// The sink side of [`StreamExt::into_iter`](crate::StreamExt::into_iter).
@@ -28,18 +26,6 @@ pub struct IterSink<T: Send + 'static> {
 pub struct RowIter<T: Send + 'static> {
     inlet: Inlet<Vec<T>>,
     current: std::vec::IntoIter<T>,
-    waker: Waker,
-}
-
-struct ThreadWaker(Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
 }
 
 impl<T: Send + 'static> IterSink<T> {
@@ -52,7 +38,6 @@ impl<T: Send + 'static> IterSink<T> {
             RowIter {
                 inlet,
                 current: Vec::new().into_iter(),
-                waker: Waker::from(Arc::new(ThreadWaker(std::thread::current()))),
             },
         )
     }
@@ -93,15 +78,12 @@ impl<T: Send + 'static> Iterator for RowIter<T> {
             if let Some(row) = self.current.next() {
                 return Some(row);
             }
-            // The reader may have moved to another thread since the last park: wake this one.
-            self.waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-            let mut cx = Context::from_waker(&self.waker);
-            match self.inlet.poll_recv(&mut cx) {
-                Poll::Ready(Ok(Message::Data(batch))) => self.current = batch.into_iter(),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(TryRecvError::Ended | TryRecvError::Disconnected)) => return None,
-                Poll::Ready(Err(TryRecvError::Empty)) => {}
-                Poll::Pending => std::thread::park(),
+            match self.inlet.recv_blocking() {
+                Ok(Message::Data(batch)) => self.current = batch.into_iter(),
+                Ok(_) => {}
+                Err(TryRecvError::Ended | TryRecvError::Disconnected | TryRecvError::Empty) => {
+                    return None
+                }
             }
         }
     }

@@ -71,7 +71,9 @@ impl<K: Sink> Sink for Throttle<K> {
 
     fn on_batch(&mut self, port: InputPort, batch: Self::Input) -> Result<(), OperatorError> {
         let now = Instant::now();
-        let start = self.next.map_or(now, |n| n.max(now - Duration::from_millis(10)));
+        let start = self
+            .next
+            .map_or(now, |n| n.max(now - Duration::from_millis(10)));
         self.next = Some(start + Duration::from_secs_f64(batch.rows() as f64 / self.rows_per_s));
         self.inner.on_batch(port, batch)
     }

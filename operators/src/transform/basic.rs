@@ -40,7 +40,12 @@ where
     type Input = Vec<T>;
     type Output = Vec<U>;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>, out: &mut Output<Vec<U>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<T>,
+        out: &mut Output<Vec<U>>,
+    ) -> Result<(), OperatorError> {
         // Collecting a mapped `vec::IntoIter` reuses the allocation when the layouts allow.
         out.emit(batch.into_iter().map(&mut self.f).collect());
         Ok(())
@@ -72,7 +77,12 @@ where
     type Input = Vec<T>;
     type Output = Vec<T>;
 
-    fn on_batch(&mut self, _: InputPort, mut batch: Vec<T>, out: &mut Output<Vec<T>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        mut batch: Vec<T>,
+        out: &mut Output<Vec<T>>,
+    ) -> Result<(), OperatorError> {
         batch.retain(&mut self.f);
         out.emit(batch);
         Ok(())
@@ -105,7 +115,12 @@ where
     type Input = Vec<T>;
     type Output = Vec<U>;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>, out: &mut Output<Vec<U>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<T>,
+        out: &mut Output<Vec<U>>,
+    ) -> Result<(), OperatorError> {
         out.emit(batch.into_iter().filter_map(&mut self.f).collect());
         Ok(())
     }
@@ -138,7 +153,12 @@ where
     type Input = Vec<T>;
     type Output = Vec<U>;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>, out: &mut Output<Vec<U>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<T>,
+        out: &mut Output<Vec<U>>,
+    ) -> Result<(), OperatorError> {
         for row in batch {
             out.extend((self.f)(row));
         }
@@ -176,7 +196,12 @@ where
     type Input = Vec<T>;
     type Output = Vec<T>;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>, out: &mut Output<Vec<T>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<T>,
+        out: &mut Output<Vec<T>>,
+    ) -> Result<(), OperatorError> {
         batch.iter().for_each(&mut self.f);
         out.emit(batch);
         Ok(())
@@ -211,7 +236,12 @@ impl<T: Send + 'static> Operator for Union<T> {
     type Input = Vec<T>;
     type Output = Vec<T>;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>, out: &mut Output<Vec<T>>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<T>,
+        out: &mut Output<Vec<T>>,
+    ) -> Result<(), OperatorError> {
         out.emit(batch);
         Ok(())
     }

@@ -59,7 +59,11 @@ pub trait StreamExt<T: Send + 'static>: Sized {
         F: FnMut(&T) + Clone + Send + 'static;
 
     /// Merges this stream with `others` (same row type), interleaving batches fairly.
-    fn union(self, name: impl Into<String>, others: impl IntoIterator<Item = Stream<T>>) -> Stream<T>;
+    fn union(
+        self,
+        name: impl Into<String>,
+        others: impl IntoIterator<Item = Stream<T>>,
+    ) -> Stream<T>;
 
     /// Calls `f` on every row at the end of the pipeline.
     fn for_each<F>(self, name: impl Into<String>, f: F) -> SinkHandle<()>
@@ -128,7 +132,11 @@ impl<T: Send + 'static> StreamExt<T> for Stream<T> {
         self.unary_with(name, move |_| Inspect::new(f.clone()))
     }
 
-    fn union(self, name: impl Into<String>, others: impl IntoIterator<Item = Stream<T>>) -> Stream<T> {
+    fn union(
+        self,
+        name: impl Into<String>,
+        others: impl IntoIterator<Item = Stream<T>>,
+    ) -> Stream<T> {
         self.multi(name, others, Union::new())
     }
 

@@ -37,7 +37,11 @@ fn delivers_in_order_with_chunked_credit() {
     loom::model(|| {
         let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
         let producer = thread::spawn(move || {
-            block_on(send_all(&mut tx, vec![data(1), data(2), data(3), Message::End])).unwrap();
+            block_on(send_all(
+                &mut tx,
+                vec![data(1), data(2), data(3), Message::End],
+            ))
+            .unwrap();
         });
         let mut got = Vec::new();
         loop {

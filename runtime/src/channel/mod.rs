@@ -30,15 +30,18 @@
 //!
 //! Each side parks on its own atomic waker. The producer parks for one of two reasons (no slot
 //! credit, or no byte room), recorded in `tx_waiting`. The consumer wakes it when it grants a chunk
-//! (any reason) and after every receive while the reason is bytes. Both flags and the conditions
-//! they guard use `SeqCst` in a store-then-load handshake (the producer stores its reason, then
-//! re-reads the condition; the consumer changes the condition, then reads the reason), so one of
-//! the two always sees the other and no wake-up is lost. The consumer parks only on an empty edge,
+//! (any reason) and after every receive while the reason is bytes. The flag and the conditions it
+//! guards form a Dekker-style handshake: the producer stores its reason, issues a `SeqCst` fence,
+//! then re-reads the condition; the consumer changes the condition, issues a `SeqCst` fence, then
+//! reads the reason. The fences order the two store→load pairs, so at least one side sees the
+//! other's store and no wake-up is lost. (Fences rather than `SeqCst` accesses: that is also the
+//! form loom models exactly.) The consumer parks only on an empty edge,
 //! after granting everything; the producer wakes it after every send (a no-op while it runs).
 //!
 //! Model tests with loom live in `loom_tests` (run with `RUSTFLAGS="--cfg loom" cargo test
 //! -p weir-runtime --release --lib channel::loom_tests`).
 
+mod blocking;
 mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -48,11 +51,11 @@ mod tests;
 pub use error::{Closed, TryRecvError, TryReserveError, TrySendError};
 
 use std::fmt;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::task::{Context, Poll};
 
 use crate::batch::{Batch, Message};
-use crate::loom::{AtomicBool, AtomicU8, AtomicUsize};
+use crate::loom::{fence, AtomicBool, AtomicU8, AtomicUsize};
 use crate::raw::ring::{ring, Inner, RingRx, RingTx};
 use crate::raw::waker::AtomicWaker;
 
@@ -322,7 +325,7 @@ impl<B: Batch> Outlet<B> {
         if self.ring.credit() == 0 {
             return Some(WAIT_SLOT);
         }
-        let buffered = self.shared().bytes.load(SeqCst);
+        let buffered = self.shared().bytes.load(Acquire);
         if buffered != 0 && buffered.saturating_add(bytes) > self.shared().max_bytes {
             return Some(WAIT_BYTES);
         }
@@ -394,22 +397,23 @@ impl<B: Batch> Outlet<B> {
             return Poll::Ready(Ok(()));
         };
         self.shared().tx_waker.register(cx.waker());
-        // Store the reason, then re-check: pairs with the consumer's change-then-read.
-        let reason = self.blocked(bytes);
-        match reason {
-            None => Poll::Ready(Ok(())),
-            Some(r) => {
-                self.shared().tx_waiting.store(r, SeqCst);
-                if self.is_closed() {
-                    self.shared().tx_waiting.store(WAIT_NONE, SeqCst);
-                    return Poll::Ready(Err(Closed));
-                }
-                if self.blocked(bytes).is_none() {
-                    self.shared().tx_waiting.store(WAIT_NONE, SeqCst);
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Pending
+        // Store the reason, fence, re-check: pairs with the consumer's change, fence, read.
+        loop {
+            let Some(reason) = self.blocked(bytes) else {
+                self.shared().tx_waiting.store(WAIT_NONE, Relaxed);
+                return Poll::Ready(Ok(()));
+            };
+            self.shared().tx_waiting.store(reason, Relaxed);
+            fence(SeqCst);
+            if self.is_closed() {
+                self.shared().tx_waiting.store(WAIT_NONE, Relaxed);
+                return Poll::Ready(Err(Closed));
             }
+            if self.blocked(bytes) == Some(reason) {
+                return Poll::Pending;
+            }
+            // The condition changed under us (room appeared, or the other resource ran out):
+            // go round again with the current reason.
         }
     }
 
@@ -432,7 +436,7 @@ impl<B: Batch> Outlet<B> {
     fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
         let (bytes, rows) = (msg.bytes(), msg.rows());
         if bytes > 0 {
-            let now = self.shared().bytes.fetch_add(bytes, SeqCst) + bytes;
+            let now = self.shared().bytes.fetch_add(bytes, Relaxed) + bytes;
             if now > self.peak {
                 self.peak = now;
                 self.shared().peak_bytes.store(now, Relaxed);
@@ -440,7 +444,7 @@ impl<B: Batch> Outlet<B> {
         }
         if let Err(msg) = self.ring.try_push(msg) {
             if bytes > 0 {
-                self.shared().bytes.fetch_sub(bytes, SeqCst);
+                self.shared().bytes.fetch_sub(bytes, Relaxed);
             }
             return Err(msg);
         }
@@ -550,10 +554,11 @@ impl<B: Batch> Inlet<B> {
             self.shared().rows_popped.store(self.rows, Relaxed);
         }
         if bytes > 0 {
-            self.shared().bytes.fetch_sub(bytes, SeqCst);
+            self.shared().bytes.fetch_sub(bytes, Release);
         }
         let granted = self.ring.ungranted() >= self.chunk && self.ring.grant();
-        let waiting = self.shared().tx_waiting.load(SeqCst);
+        fence(SeqCst);
+        let waiting = self.shared().tx_waiting.load(Relaxed);
         if (granted && waiting != WAIT_NONE) || waiting == WAIT_BYTES {
             self.shared().tx_waker.wake();
         }
@@ -564,8 +569,11 @@ impl<B: Batch> Inlet<B> {
     }
 
     fn grant_all(&mut self) {
-        if self.ring.grant() && self.shared().tx_waiting.load(SeqCst) != WAIT_NONE {
-            self.shared().tx_waker.wake();
+        if self.ring.grant() {
+            fence(SeqCst);
+            if self.shared().tx_waiting.load(Relaxed) != WAIT_NONE {
+                self.shared().tx_waker.wake();
+            }
         }
     }
 

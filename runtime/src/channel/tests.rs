@@ -69,13 +69,22 @@ fn credit_is_regranted_in_chunks_and_wakes_the_producer() {
 
 #[test]
 fn empty_consumer_grants_everything_before_parking() {
-    let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(4).with_grant_chunk(4));
+    let (mut tx, mut rx) =
+        edge::<Vec<u64>>(EdgeConfig::default().with_capacity(4).with_grant_chunk(4));
     tx.try_send(data(1)).unwrap();
     rx.try_recv().unwrap();
-    assert_eq!(tx.stats().outstanding_credit, 3, "one freed slot is held back below the chunk");
+    assert_eq!(
+        tx.stats().outstanding_credit,
+        3,
+        "one freed slot is held back below the chunk"
+    );
     let (_c, w) = waker();
     assert!(rx.poll_recv(&mut Context::from_waker(&w)).is_pending());
-    assert_eq!(tx.stats().outstanding_credit, 4, "parking on empty grants the rest");
+    assert_eq!(
+        tx.stats().outstanding_credit,
+        4,
+        "parking on empty grants the rest"
+    );
 }
 
 #[test]
@@ -90,7 +99,10 @@ fn consumer_is_woken_by_send_and_by_close() {
     assert!(rx.poll_recv(&mut cx).is_pending());
     drop(tx);
     assert_eq!(count.0.load(Ordering::SeqCst), 2);
-    assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Err(TryRecvError::Disconnected)));
+    assert_eq!(
+        rx.poll_recv(&mut cx),
+        Poll::Ready(Err(TryRecvError::Disconnected))
+    );
 }
 
 #[test]
@@ -121,7 +133,9 @@ fn producer_is_woken_when_consumer_closes() {
 #[test]
 fn byte_bound_holds_and_wakes_on_freed_bytes() {
     // 8 slots but only 3 batches of 1 KiB fit the byte bound.
-    let cfg = EdgeConfig::default().with_capacity(8).with_max_bytes(3 * 1024);
+    let cfg = EdgeConfig::default()
+        .with_capacity(8)
+        .with_max_bytes(3 * 1024);
     let (mut tx, mut rx) = edge::<Vec<u64>>(cfg);
     for _ in 0..3 {
         tx.try_send(data(128)).unwrap();
@@ -131,7 +145,11 @@ fn byte_bound_holds_and_wakes_on_freed_bytes() {
     assert!(tx.poll_reserve(&mut cx, 1024).is_pending());
     assert!(tx.stats().buffered_bytes <= 3 * 1024);
     rx.try_recv().unwrap();
-    assert_eq!(count.0.load(Ordering::SeqCst), 1, "freed bytes wake a producer waiting on bytes");
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "freed bytes wake a producer waiting on bytes"
+    );
     match tx.poll_reserve(&mut cx, 1024) {
         Poll::Ready(Ok(p)) => p.send(data(128)),
         other => panic!("expected room, got {:?}", other.map(|r| r.err())),
@@ -156,9 +174,13 @@ fn control_messages_take_slots_but_no_bytes() {
     let cfg = EdgeConfig::default().with_capacity(2).with_max_bytes(8);
     let (mut tx, _rx) = edge::<Vec<u64>>(cfg);
     tx.try_send(data(1)).unwrap();
-    tx.try_send(Message::Watermark(crate::Timestamp(5))).unwrap();
+    tx.try_send(Message::Watermark(crate::Timestamp(5)))
+        .unwrap();
     assert_eq!(tx.stats().buffered_bytes, 8);
-    assert!(matches!(tx.try_send(Message::End), Err(TrySendError::Full(_))));
+    assert!(matches!(
+        tx.try_send(Message::End),
+        Err(TrySendError::Full(_))
+    ));
 }
 
 #[test]

@@ -61,7 +61,10 @@ impl<B: Batch> Inputs<B> {
 
     /// The next event, polling inputs round-robin from where the last batch came from, so one
     /// busy input cannot starve another.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event<B>, OperatorError>> {
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Event<B>, OperatorError>> {
         let n = self.inputs.len();
         for k in 0..n {
             let i = (self.next + k) % n;

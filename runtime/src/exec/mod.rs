@@ -112,7 +112,12 @@ pub(crate) fn prepare(
     let node_ids: Vec<_> = graph.graph.node_indices().collect();
     let parallelism: Vec<usize> = node_ids
         .iter()
-        .map(|&n| graph.graph[n].parallelism.unwrap_or(config.parallelism).max(1))
+        .map(|&n| {
+            graph.graph[n]
+                .parallelism
+                .unwrap_or(config.parallelism)
+                .max(1)
+        })
         .collect();
 
     let mut wirings: Vec<Vec<Wiring>> = node_ids
@@ -139,7 +144,10 @@ pub(crate) fn prepare(
     let mut edges = Vec::new();
     let edge_ids: Vec<_> = graph.graph.edge_indices().collect();
     for e in edge_ids {
-        let (u, v) = graph.graph.edge_endpoints(e).expect("edge index from this graph");
+        let (u, v) = graph
+            .graph
+            .edge_endpoints(e)
+            .expect("edge index from this graph");
         let spec = &graph.graph[e];
         let cfg = spec.config.unwrap_or(config.edge);
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
@@ -150,7 +158,11 @@ pub(crate) fn prepare(
         };
         for (i, wiring) in wirings[u.index()].iter_mut().enumerate() {
             wiring.outputs.push((partitioning, Vec::new()));
-            let targets: Vec<usize> = if one_to_one { vec![i] } else { (0..pv).collect() };
+            let targets: Vec<usize> = if one_to_one {
+                vec![i]
+            } else {
+                (0..pv).collect()
+            };
             for j in targets {
                 let (outlet, inlet, probe) = graph.graph[u]
                     .runner

@@ -55,7 +55,9 @@ impl<B: Batch> OutEdge<B> {
     }
 
     fn all_closed(&self) -> bool {
-        self.targets.iter().all(|t| t.closed || t.outlet.is_closed())
+        self.targets
+            .iter()
+            .all(|t| t.closed || t.outlet.is_closed())
     }
 }
 

@@ -250,12 +250,18 @@ fn find_bottleneck(reg: &Registry, ops: &[OperatorReport]) -> Option<Bottleneck>
             .upstream
             .iter()
             .map(|&u| &ops[u])
-            .max_by(|a, b| a.backpressured_ms_per_s.total_cmp(&b.backpressured_ms_per_s));
+            .max_by(|a, b| {
+                a.backpressured_ms_per_s
+                    .total_cmp(&b.backpressured_ms_per_s)
+            });
         let Some(up) = upstream else { continue };
         if up.backpressured_ms_per_s < BACKPRESSURE_SIGNIFICANT_MS {
             continue;
         }
-        if best.as_ref().is_none_or(|b| op.busy_ms_per_s > b.busy_ms_per_s) {
+        if best
+            .as_ref()
+            .is_none_or(|b| op.busy_ms_per_s > b.busy_ms_per_s)
+        {
             best = Some(Bottleneck {
                 operator: op.name.clone(),
                 busy_ms_per_s: op.busy_ms_per_s,
@@ -331,7 +337,10 @@ impl fmt::Display for RunReport {
                 op.backpressured_ms_per_s
             )?;
         }
-        writeln!(f, "  (time columns: milliseconds per second, mean over instances)")?;
+        writeln!(
+            f,
+            "  (time columns: milliseconds per second, mean over instances)"
+        )?;
         match &self.bottleneck {
             Some(b) => match &b.backpressured_upstream {
                 Some(up) => writeln!(

@@ -15,8 +15,8 @@
 //! - `granted` is written only by the consumer: after reading slot `p` the consumer may publish
 //!   `granted = head + capacity`, handing the freed slots back to the producer as credit. The store
 //!   happens after the slot read, so the producer's `Acquire` load of `granted` orders its next
-//!   write to that slot after the read. `granted` uses `SeqCst` because the channel layer pairs it
-//!   with a "producer is waiting" flag in a store-then-load handshake (see [`crate::channel`]).
+//!   write to that slot after the read. The channel layer pairs `granted` with a "producer is
+//!   waiting" flag in a store / `SeqCst` fence / load handshake (see [`crate::channel`]).
 //! - `head` is the consumer's position, published for observers and for `Drop`.
 //!
 //! The invariant of an edge, `buffered + outstanding <= capacity`, is `granted - head <= capacity`,
@@ -29,7 +29,7 @@
 //! wait, so an uncontended hand-off costs one `Release` store on each side.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use crossbeam_utils::CachePadded;
 
@@ -140,7 +140,7 @@ impl<T, X> RingTx<T, X> {
         if cached > 0 {
             return cached;
         }
-        self.granted = self.inner.granted.load(SeqCst);
+        self.granted = self.inner.granted.load(Acquire);
         self.granted.wrapping_sub(self.tail)
     }
 
@@ -153,7 +153,7 @@ impl<T, X> RingTx<T, X> {
         let idx = self.tail % self.inner.capacity();
         self.inner.slots[idx].with_mut(|slot| {
             // SAFETY: `tail < granted <= head + capacity` means the consumer has finished reading
-            // this slot (its `granted` store came after the read, and our `SeqCst`/`Acquire` load
+            // this slot (its `Release` store of `granted` came after the read, and our `Acquire` load
             // of it came before this write), and it will not read it until we publish `tail + 1`.
             // The slot holds no live value (it was read out, or never written), so overwriting it
             // leaks nothing.
@@ -224,7 +224,7 @@ impl<T, X> RingRx<T, X> {
             return false;
         }
         self.granted = target;
-        self.inner.granted.store(target, SeqCst);
+        self.inner.granted.store(target, Release);
         true
     }
 

@@ -85,8 +85,10 @@ impl AtomicWaker {
                 }
             }
             Err(WAKING) => {
-                // A wake is in progress on the old waker; make sure this task runs again.
+                // A wake is in progress on the old waker; make sure this task runs again, and
+                // let the waking thread finish before we are polled and register again.
                 waker.wake_by_ref();
+                crate::loom::spin_loop();
             }
             Err(_) => {
                 // REGISTERING: impossible with a single registering side.

@@ -1,0 +1,20 @@
+//! Benchmark workloads shared by `weir bench` and the criterion benches, each beside its
+//! baseline so a ratio is always measured in the same run.
+
+pub mod edge;
+pub mod pipeline;
+
+use std::time::Duration;
+
+/// The median of some durations (the lower middle for an even count).
+pub fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort_unstable();
+    xs.get(xs.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Rows per second for `rows` rows in `d`.
+pub fn rate(rows: u64, d: Duration) -> f64 {
+    rows as f64 / d.as_secs_f64().max(1e-12)
+}

@@ -1,0 +1,279 @@
+//! The `weir` command line: run a job, print its graph, or run a benchmark.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
+use weir::bench::{self, median, rate};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A dataflow runtime where no stage accepts more work than it can finish"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job and print its report (Ctrl-C stops the sources, drains and reports).
+    Run {
+        /// The job (`demo`).
+        job: String,
+        /// Rows to generate.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Limit the sink to this many rows per second.
+        #[arg(long)]
+        sink_rate: Option<f64>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's graph in Graphviz DOT.
+    Graph {
+        /// The job (`demo`).
+        job: String,
+    },
+    /// Run a benchmark beside its baseline.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
+    Pipeline {
+        /// Rows per run.
+        #[arg(long, default_value_t = 50_000_000)]
+        records: u64,
+        /// Batch sizes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,256,1024,4096")]
+        batch_sizes: Vec<usize>,
+        /// Runs per variant (interleaved); medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Worker threads (default: cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Write one JSON object per line here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// One edge between two threads against crossbeam-channel and tokio mpsc.
+    Edge {
+        /// Batches per run.
+        #[arg(long, default_value_t = 200_000)]
+        batches: usize,
+        /// Rows (u64) per batch.
+        #[arg(long, value_delimiter = ',', default_value = "1,1024")]
+        batch_rows: Vec<usize>,
+        /// Edge capacity in batches.
+        #[arg(long, default_value_t = 16)]
+        capacity: usize,
+        /// Runs per variant (interleaved); medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Write one JSON object per line here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn unknown_job(job: &str) -> Error {
+    format!(
+        "unknown job `{job}`; known jobs: {}",
+        weir::jobs::JOBS.join(", ")
+    )
+    .into()
+}
+
+fn real_main(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run {
+            job,
+            records,
+            sink_rate,
+            json,
+        } => {
+            if job != "demo" {
+                return Err(unknown_job(&job));
+            }
+            let (pipeline, results) = weir::jobs::demo(records, sink_rate);
+            let handle = pipeline.spawn()?;
+            let stop = handle.stop_signal();
+            ctrlc::set_handler(move || {
+                eprintln!("stopping: sources end their streams, the pipeline drains");
+                stop.stop();
+            })?;
+            let report = handle.join()?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+                println!(
+                    "big orders: {}, their cents: {}",
+                    results.count.take().unwrap_or_default(),
+                    results.sum.take().unwrap_or_default()
+                );
+            }
+        }
+        Command::Graph { job } => {
+            if job != "demo" {
+                return Err(unknown_job(&job));
+            }
+            let (pipeline, _) = weir::jobs::demo(0, None);
+            print!("{}", pipeline.to_dot());
+        }
+        Command::Bench { bench } => run_bench(bench)?,
+    }
+    Ok(())
+}
+
+fn open_json(path: &Option<PathBuf>) -> Result<Option<std::fs::File>, Error> {
+    Ok(match path {
+        Some(p) => Some(std::fs::File::create(p)?),
+        None => None,
+    })
+}
+
+fn run_bench(b: Bench) -> Result<(), Error> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cores} cores, {cpu}");
+    match b {
+        Bench::Pipeline {
+            records,
+            batch_sizes,
+            runs,
+            workers,
+            json,
+        } => {
+            let mut out = open_json(&json)?;
+            println!(
+                "{:>6} {:>14} {:>14} {:>14} {:>8} {:>8}",
+                "batch", "weir rows/s", "fused rows/s", "1-thread batched", "weir/fused", "correct"
+            );
+            for &bs in &batch_sizes {
+                let (mut tw, mut tf, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+                let mut correct = true;
+                let mut bottleneck = String::new();
+                for _ in 0..runs.max(1) {
+                    let (fs, f) = bench::pipeline::fused(records);
+                    let (ws, w, report) = bench::pipeline::weir(records, bs, workers)?;
+                    let (bsum, bt) = bench::pipeline::batched(records, bs);
+                    correct &= ws == fs && bsum == fs;
+                    bottleneck = report.bottleneck.map(|b| b.operator).unwrap_or_default();
+                    tf.push(f);
+                    tw.push(w);
+                    tb.push(bt);
+                }
+                let (w, f, bt) = (median(tw), median(tf), median(tb));
+                let (wr, fr, br) = (rate(records, w), rate(records, f), rate(records, bt));
+                println!(
+                    "{bs:>6} {:>12.1} M {:>12.1} M {:>12.1} M {:>8.2} {:>8}",
+                    wr / 1e6,
+                    fr / 1e6,
+                    br / 1e6,
+                    wr / fr,
+                    correct
+                );
+                if let Some(f) = out.as_mut() {
+                    writeln!(
+                        f,
+                        "{}",
+                        serde_json::json!({
+                            "bench": "pipeline", "batch_rows": bs, "records": records, "runs": runs,
+                            "weir_rows_per_s": wr, "fused_rows_per_s": fr, "batched_rows_per_s": br,
+                            "ratio_to_fused": wr / fr, "correct": correct, "bottleneck": bottleneck,
+                        })
+                    )?;
+                }
+                if !correct {
+                    return Err("weir's result differs from the fused loop's".into());
+                }
+            }
+        }
+        Bench::Edge {
+            batches,
+            batch_rows,
+            capacity,
+            runs,
+            json,
+        } => {
+            let mut out = open_json(&json)?;
+            println!(
+                "{:>6} {:>16} {:>16} {:>16} {:>10} {:>10}",
+                "rows", "weir rows/s", "crossbeam rows/s", "tokio rows/s", "weir/cb", "weir/tokio"
+            );
+            for &rows in &batch_rows {
+                let (mut w, mut c, mut t) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..runs.max(1) {
+                    w.push(bench::edge::weir(batches, rows, capacity));
+                    c.push(bench::edge::crossbeam(batches, rows, capacity));
+                    t.push(bench::edge::tokio_mpsc(batches, rows, capacity));
+                }
+                let total = (batches * rows) as u64;
+                let (wr, cr, tr) = (
+                    rate(total, median(w)),
+                    rate(total, median(c)),
+                    rate(total, median(t)),
+                );
+                println!(
+                    "{rows:>6} {:>14.1} M {:>14.1} M {:>14.1} M {:>10.2} {:>10.2}",
+                    wr / 1e6,
+                    cr / 1e6,
+                    tr / 1e6,
+                    wr / cr,
+                    wr / tr
+                );
+                if let Some(f) = out.as_mut() {
+                    writeln!(
+                        f,
+                        "{}",
+                        serde_json::json!({
+                            "bench": "edge", "batch_rows": rows, "batches": batches,
+                            "capacity": capacity, "runs": runs, "weir_rows_per_s": wr,
+                            "crossbeam_rows_per_s": cr, "tokio_rows_per_s": tr,
+                        })
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

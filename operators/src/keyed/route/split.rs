@@ -6,6 +6,10 @@ use super::hash::{candidates, Candidates};
 use super::pkg::{least_loaded, LoadSignal};
 use crate::keyed::sketch::SpaceSaving;
 
+/// Upper bound of the default sketch capacity, so that a tiny threshold cannot make the
+/// router allocate without bound (65,536 counters: a few MiB).
+pub const MAX_DEFAULT_SKETCH: usize = 1 << 16;
+
 /// An invalid [`SplitConfig`] setting.
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
 pub enum SplitConfigError {
@@ -45,8 +49,9 @@ impl SplitConfig {
         Ok(self)
     }
 
-    /// Counters in the heavy-hitter sketch. Default `ceil(2 / threshold)`, which tracks every
-    /// hot key and bounds share estimates' error by half the threshold.
+    /// Counters in the heavy-hitter sketch (allocated when the router is built). Default
+    /// `ceil(2 / threshold)`, capped at [`MAX_DEFAULT_SKETCH`], which tracks every hot key and
+    /// bounds share estimates' error by half the threshold.
     pub fn with_sketch_capacity(mut self, capacity: NonZeroUsize) -> Self {
         self.sketch_capacity = Some(capacity);
         self
@@ -66,8 +71,8 @@ impl SplitConfig {
 
     fn sketch_capacity(&self, threshold: f64) -> NonZeroUsize {
         self.sketch_capacity.unwrap_or_else(|| {
-            // threshold > 0 was checked, so this is finite; at least 1.
-            let k = (2.0 / threshold).ceil() as usize;
+            // threshold > 0 was checked; `as` saturates a huge quotient before the cap.
+            let k = ((2.0 / threshold).ceil() as usize).min(MAX_DEFAULT_SKETCH);
             NonZeroUsize::new(k).unwrap_or(NonZeroUsize::MIN)
         })
     }
@@ -216,6 +221,11 @@ mod tests {
         let split = HotKeySplit::new(nz(16), config);
         assert_eq!(split.sketch().capacity(), 160);
         assert_eq!(split.warmup, 1600);
+        let tiny = SplitConfig::default()
+            .with_threshold(1e-300)
+            .expect("a tiny share is valid");
+        let split = HotKeySplit::new(nz(16), tiny);
+        assert_eq!(split.sketch().capacity(), MAX_DEFAULT_SKETCH);
     }
 
     #[test]

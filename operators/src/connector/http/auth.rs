@@ -58,7 +58,10 @@ mod tests {
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("test header is valid"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(value).expect("test header is valid"),
+        );
         h
     }
 

@@ -49,7 +49,12 @@ pub struct HttpClientConfig {
 
 impl Default for HttpClientConfig {
     fn default() -> Self {
-        Self { max_idle_per_host: 64, idle_timeout: Duration::from_secs(30), max_response_bytes: 1 << 20, bearer: None }
+        Self {
+            max_idle_per_host: 64,
+            idle_timeout: Duration::from_secs(30),
+            max_response_bytes: 1 << 20,
+            bearer: None,
+        }
     }
 }
 
@@ -151,9 +156,10 @@ impl ClientError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::InvalidUrl { .. } | Self::Encode(_) => ErrorClass::Request,
-            Self::Connect { .. } | Self::Transport { .. } | Self::Timeout { .. } | Self::ResponseTooLarge { .. } => {
-                ErrorClass::Transport
-            }
+            Self::Connect { .. }
+            | Self::Transport { .. }
+            | Self::Timeout { .. }
+            | Self::ResponseTooLarge { .. } => ErrorClass::Transport,
             Self::Status { .. } => ErrorClass::Status,
         }
     }
@@ -202,7 +208,11 @@ impl HttpClient {
             value.set_sensitive(true);
             Some(value)
         });
-        Self { inner, max_response_bytes: config.max_response_bytes, authorization }
+        Self {
+            inner,
+            max_response_bytes: config.max_response_bytes,
+            authorization,
+        }
     }
 
     /// POSTs `body` as `application/json` to `url` and waits at most `timeout` for the whole
@@ -218,7 +228,8 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response, ClientError> {
         let body = serde_json::to_vec(body).map_err(ClientError::Encode)?;
-        self.post(url, "application/json", Bytes::from(body), timeout).await
+        self.post(url, "application/json", Bytes::from(body), timeout)
+            .await
     }
 
     /// POSTs `body` with `content_type` to `url` and waits at most `timeout` for the whole
@@ -240,7 +251,10 @@ impl HttpClient {
             .uri(uri)
             .header(CONTENT_TYPE, content_type)
             .body(Full::new(body))
-            .map_err(|e| ClientError::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
+            .map_err(|e| ClientError::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
         if let Some(auth) = &self.authorization {
             request.headers_mut().insert(AUTHORIZATION, auth.clone());
         }
@@ -249,43 +263,78 @@ impl HttpClient {
         let exchange = async {
             let answer = self.inner.request(request).await.map_err(|e| {
                 if e.is_connect() {
-                    ClientError::Connect { url: url.to_owned(), source: Box::new(e) }
+                    ClientError::Connect {
+                        url: url.to_owned(),
+                        source: Box::new(e),
+                    }
                 } else {
-                    ClientError::Transport { url: url.to_owned(), source: Box::new(e) }
+                    ClientError::Transport {
+                        url: url.to_owned(),
+                        source: Box::new(e),
+                    }
                 }
             })?;
             let (head, body) = answer.into_parts();
-            let body = Limited::new(body, self.max_response_bytes).collect().await.map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    ClientError::ResponseTooLarge { url: url.to_owned(), limit: self.max_response_bytes }
-                } else {
-                    ClientError::Transport { url: url.to_owned(), source: e }
-                }
-            })?;
+            let body = Limited::new(body, self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<LengthLimitError>().is_some() {
+                        ClientError::ResponseTooLarge {
+                            url: url.to_owned(),
+                            limit: self.max_response_bytes,
+                        }
+                    } else {
+                        ClientError::Transport {
+                            url: url.to_owned(),
+                            source: e,
+                        }
+                    }
+                })?;
             let retry_after = head
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            Ok(Response { status: head.status, retry_after, rtt: started.elapsed(), body: body.to_bytes() })
+            Ok(Response {
+                status: head.status,
+                retry_after,
+                rtt: started.elapsed(),
+                body: body.to_bytes(),
+            })
         };
         let response = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| ClientError::Timeout { url: url.to_owned(), after: timeout })??;
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_owned(),
+                after: timeout,
+            })??;
         if response.status.is_success() {
             Ok(response)
         } else {
-            Err(ClientError::Status { url: url.to_owned(), response: Box::new(response) })
+            Err(ClientError::Status {
+                url: url.to_owned(),
+                response: Box::new(response),
+            })
         }
     }
 }
 
 fn plain_http_uri(url: &str) -> Result<Uri, ClientError> {
-    let invalid = |reason: &str| ClientError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
-    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    let invalid = |reason: &str| ClientError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(invalid("https is not supported (this client speaks plain HTTP only)")),
+        Some("https") => {
+            return Err(invalid(
+                "https is not supported (this client speaks plain HTTP only)",
+            ))
+        }
         _ => return Err(invalid("expected an http:// URL")),
     }
     if uri.authority().is_none() {
@@ -325,26 +374,47 @@ impl NaiveRetryClient {
 
     /// Retries up to `max_retries` times.
     pub fn with_max_retries(client: HttpClient, max_retries: u32) -> Self {
-        Self { client, max_retries, attempts: AtomicU64::new(0), calls: AtomicU64::new(0) }
+        Self {
+            client,
+            max_retries,
+            attempts: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// POSTs `body` as JSON, retrying immediately on a transport or status failure. A request
     /// that cannot be built ([`ErrorClass::Request`]) is not retried: it never reached the
     /// network.
-    pub async fn post_json<T: Serialize + ?Sized>(&self, url: &str, body: &T, timeout: Duration) -> NaiveOutcome {
+    pub async fn post_json<T: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> NaiveOutcome {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let body = match serde_json::to_vec(body) {
             Ok(body) => Bytes::from(body),
-            Err(e) => return NaiveOutcome { result: Err(ClientError::Encode(e)), attempts: 0 },
+            Err(e) => {
+                return NaiveOutcome {
+                    result: Err(ClientError::Encode(e)),
+                    attempts: 0,
+                }
+            }
         };
         if let Err(e) = plain_http_uri(url) {
-            return NaiveOutcome { result: Err(e), attempts: 0 };
+            return NaiveOutcome {
+                result: Err(e),
+                attempts: 0,
+            };
         }
         let mut attempts = 0;
         loop {
             attempts += 1;
             self.attempts.fetch_add(1, Ordering::Relaxed);
-            let result = self.client.post(url, "application/json", body.clone(), timeout).await;
+            let result = self
+                .client
+                .post(url, "application/json", body.clone(), timeout)
+                .await;
             if result.is_ok() || attempts > self.max_retries {
                 return NaiveOutcome { result, attempts };
             }
@@ -361,3 +431,6 @@ impl NaiveRetryClient {
         self.calls.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;

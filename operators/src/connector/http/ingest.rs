@@ -22,6 +22,40 @@
 //! valid records are offered to [`Admission::offer`] in line order. The admission accepts a
 //! prefix of them. The server keeps nothing: what was not accepted stays with the client.
 //!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use weir_operators::connector::http::{
+//!     Admission, HttpClient, HttpClientConfig, IngestConfig, IngestReply, IngestServer, LineError, Offered,
+//! };
+//!
+//! /// Takes everything (a real admission asks the pipeline for room).
+//! struct TakeAll;
+//! impl Admission for TakeAll {
+//!     fn offer(&self, records: Vec<serde_json::Value>) -> Offered {
+//!         Offered::all(records.len())
+//!     }
+//!     fn dead_letter(&self, line: usize, error: &LineError, _raw: &str) {
+//!         eprintln!("line {line}: {error}");
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let config = IngestConfig { addr: "127.0.0.1:0".parse().unwrap(), ..IngestConfig::default() };
+//! let server = IngestServer::bind(config, Arc::new(TakeAll)).unwrap();
+//! let url = format!("http://{}/ingest", server.local_addr());
+//!
+//! let client = HttpClient::new(HttpClientConfig::default());
+//! let body = "{\"id\":1}\n{\"id\":2}\n".into();
+//! let answer = client.post(&url, "application/x-ndjson", body, Duration::from_secs(5)).await.unwrap();
+//! assert_eq!(answer.status, 202);
+//! assert_eq!(answer.json::<IngestReply>().unwrap().accepted, 2);
+//! server.shutdown().await.unwrap();
+//! # });
+//! ```
+//!
 //! # The reply, and what to resend
 //!
 //! Every `202`, `429` and `400` carries an [`IngestReply`] as JSON:
@@ -62,8 +96,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use super::ndjson::LineError;
 use super::ndjson;
+pub use super::ndjson::LineError;
 use super::retry_after::format_delta_seconds;
 use super::server::{BindError, ServeLimits, ServerHandle, ShutdownError};
 use super::BearerToken;
@@ -98,12 +132,18 @@ pub struct Offered {
 impl Offered {
     /// Everything was taken.
     pub fn all(count: usize) -> Self {
-        Self { accepted: count, retry_after: None }
+        Self {
+            accepted: count,
+            retry_after: None,
+        }
     }
 
     /// The first `accepted` records were taken; retry the rest after `retry_after`.
     pub fn partial(accepted: usize, retry_after: Duration) -> Self {
-        Self { accepted, retry_after: Some(retry_after) }
+        Self {
+            accepted,
+            retry_after: Some(retry_after),
+        }
     }
 }
 
@@ -112,7 +152,8 @@ impl Offered {
 pub struct IngestConfig {
     /// Address to listen on; port 0 picks a free port (see [`IngestServer::local_addr`]).
     pub addr: SocketAddr,
-    /// Largest request body accepted; larger ones get `413`.
+    /// Largest request body accepted; larger ones get `413`. A body is buffered whole, so the
+    /// server holds at most `serve.max_connections × max_body_bytes` of bodies.
     pub max_body_bytes: usize,
     /// Time to receive the whole body once the head has arrived; slower bodies get `408`.
     pub body_read_timeout: Duration,
@@ -171,7 +212,8 @@ impl IngestReply {
     /// `resume_at_line` and was not rejected as malformed. When more lines were rejected than
     /// listed, an unlisted malformed line is reported as to resend; it will be rejected again.
     pub fn must_resend(&self, line: usize) -> bool {
-        self.resume_at_line.is_some_and(|first| line >= first) && !self.rejected.iter().any(|r| r.line == line)
+        self.resume_at_line.is_some_and(|first| line >= first)
+            && !self.rejected.iter().any(|r| r.line == line)
     }
 }
 
@@ -220,7 +262,9 @@ pub struct IngestServer {
 
 impl std::fmt::Debug for IngestServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestServer").field("local_addr", &self.handle.local_addr()).finish_non_exhaustive()
+        f.debug_struct("IngestServer")
+            .field("local_addr", &self.handle.local_addr())
+            .finish_non_exhaustive()
     }
 }
 
@@ -234,7 +278,11 @@ impl IngestServer {
     pub fn bind(config: IngestConfig, admission: Arc<dyn Admission>) -> Result<Self, BindError> {
         let addr = config.addr;
         let serve = config.serve.clone();
-        let shared = Arc::new(Shared { admission, config, counters: Counters::default() });
+        let shared = Arc::new(Shared {
+            admission,
+            config,
+            counters: Counters::default(),
+        });
         let router = Router::new()
             .route("/ingest", post(ingest))
             .route("/health", get(health))
@@ -286,51 +334,110 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     if let Some(token) = &config.auth {
         if !token.authorizes(&headers) {
             let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     }
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds {} bytes", config.max_body_bytes));
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body exceeds {} bytes", config.max_body_bytes),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
         return too_large();
     }
     let read = Limited::new(body, config.max_body_bytes).collect();
     let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
-        Err(_elapsed) => return error(StatusCode::REQUEST_TIMEOUT, "body not received within the body read timeout"),
+        Err(_elapsed) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received within the body read timeout",
+            )
+        }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("could not read the body: {e}")),
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("could not read the body: {e}"),
+            )
+        }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
 
     let parsed = ndjson::parse(&bytes);
     for bad in &parsed.malformed {
-        shared.admission.dead_letter(bad.line, &bad.error, &String::from_utf8_lossy(&bytes[bad.raw.clone()]));
+        shared.admission.dead_letter(
+            bad.line,
+            &bad.error,
+            &String::from_utf8_lossy(&bytes[bad.raw.clone()]),
+        );
     }
-    shared.counters.lines_rejected.fetch_add(parsed.malformed.len() as u64, Ordering::Relaxed);
+    shared
+        .counters
+        .lines_rejected
+        .fetch_add(parsed.malformed.len() as u64, Ordering::Relaxed);
     let rejected: Vec<RejectedLine> = parsed
         .malformed
         .iter()
         .take(config.max_reported_rejections)
-        .map(|m| RejectedLine { line: m.line, reason: m.error.to_string() })
+        .map(|m| RejectedLine {
+            line: m.line,
+            reason: m.error.to_string(),
+        })
         .collect();
     let rejected_total = parsed.malformed.len();
 
     if parsed.records.is_empty() {
-        let reply =
-            IngestReply { accepted: 0, deferred: 0, resume_at_line: None, rejected_total, rejected, retry_after_ms: None };
+        let reply = IngestReply {
+            accepted: 0,
+            deferred: 0,
+            resume_at_line: None,
+            rejected_total,
+            rejected,
+            retry_after_ms: None,
+        };
         return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
     }
 
     let offered = parsed.records.len();
-    let Offered { accepted, retry_after } = shared.admission.offer(parsed.records);
+    let Offered {
+        accepted,
+        retry_after,
+    } = shared.admission.offer(parsed.records);
+    if accepted > offered {
+        tracing::warn!(
+            accepted,
+            offered,
+            "the admission reported more accepted records than offered"
+        );
+    }
     let accepted = accepted.min(offered);
     let deferred = offered - accepted;
-    shared.counters.records_accepted.fetch_add(accepted as u64, Ordering::Relaxed);
-    shared.counters.records_deferred.fetch_add(deferred as u64, Ordering::Relaxed);
+    shared
+        .counters
+        .records_accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    shared
+        .counters
+        .records_deferred
+        .fetch_add(deferred as u64, Ordering::Relaxed);
 
     if deferred == 0 {
-        let reply = IngestReply { accepted, deferred, resume_at_line: None, rejected_total, rejected, retry_after_ms: None };
+        let reply = IngestReply {
+            accepted,
+            deferred,
+            resume_at_line: None,
+            rejected_total,
+            rejected,
+            retry_after_ms: None,
+        };
         return (StatusCode::ACCEPTED, Json(reply)).into_response();
     }
     shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +451,9 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
     };
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(reply)).into_response();
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
     response
 }
 
@@ -352,6 +461,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
 /// partly unread.
 fn error(status: StatusCode, message: &str) -> Response {
     let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
-    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }

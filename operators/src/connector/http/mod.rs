@@ -34,8 +34,13 @@ pub mod test_service;
 mod test_util;
 
 pub use auth::BearerToken;
-pub use client::{ClientError, ErrorClass, HttpClient, HttpClientConfig, NaiveOutcome, NaiveRetryClient, Response};
-pub use ingest::{Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, Offered, RejectedLine};
+pub use client::{
+    ClientError, ErrorClass, HttpClient, HttpClientConfig, NaiveOutcome, NaiveRetryClient, Response,
+};
+pub use ingest::{
+    Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, Offered,
+    RejectedLine,
+};
 pub use rate::SecondCounts;
 pub use retry_after::parse_retry_after;
 pub use server::{BindError, ServeLimits, ShutdownError};

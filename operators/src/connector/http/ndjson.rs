@@ -59,8 +59,16 @@ pub(crate) fn parse(body: &[u8]) -> Parsed {
                 parsed.records.push(value);
                 parsed.lines.push(line);
             }
-            Ok(other) => parsed.malformed.push(Malformed { line, error: LineError::NotAnObject(kind(&other)), raw }),
-            Err(e) => parsed.malformed.push(Malformed { line, error: LineError::InvalidJson(e.to_string()), raw }),
+            Ok(other) => parsed.malformed.push(Malformed {
+                line,
+                error: LineError::NotAnObject(kind(&other)),
+                raw,
+            }),
+            Err(e) => parsed.malformed.push(Malformed {
+                line,
+                error: LineError::InvalidJson(e.to_string()),
+                raw,
+            }),
         }
     }
     parsed
@@ -89,10 +97,20 @@ mod tests {
         let parsed = parse(body);
         assert_eq!(parsed.records, vec![json!({"a": 1}), json!({"b": 2})]);
         assert_eq!(parsed.lines, vec![1, 5]);
-        let bad: Vec<_> = parsed.malformed.iter().map(|m| (m.line, &body[m.raw.clone()])).collect();
+        let bad: Vec<_> = parsed
+            .malformed
+            .iter()
+            .map(|m| (m.line, &body[m.raw.clone()]))
+            .collect();
         assert_eq!(bad, vec![(4, &b"[1]"[..]), (6, &b"nope"[..])]);
-        assert_eq!(parsed.malformed[0].error, LineError::NotAnObject("an array"));
-        assert!(matches!(parsed.malformed[1].error, LineError::InvalidJson(_)));
+        assert_eq!(
+            parsed.malformed[0].error,
+            LineError::NotAnObject("an array")
+        );
+        assert!(matches!(
+            parsed.malformed[1].error,
+            LineError::InvalidJson(_)
+        ));
     }
 
     #[test]
@@ -100,7 +118,10 @@ mod tests {
         let parsed = parse(b"{\"a\":\"\xff\"}");
         assert!(parsed.records.is_empty());
         assert_eq!(parsed.malformed.len(), 1);
-        assert!(matches!(parsed.malformed[0].error, LineError::InvalidJson(_)));
+        assert!(matches!(
+            parsed.malformed[0].error,
+            LineError::InvalidJson(_)
+        ));
     }
 
     #[derive(Debug, Clone)]
@@ -115,7 +136,12 @@ mod tests {
         prop_oneof![
             any::<u32>().prop_map(Line::Object),
             any::<u32>().prop_map(Line::Scalar),
-            "[a-z{}\\[\\]:,\"]{1,8}".prop_filter("must not be valid JSON", |s| serde_json::from_str::<Value>(s).is_err()).prop_map(Line::Garbage),
+            "[a-z{}\\[\\]:,\"]{1,8}"
+                .prop_filter("must not be valid JSON", |s| serde_json::from_str::<Value>(
+                    s
+                )
+                .is_err())
+                .prop_map(Line::Garbage),
             "[ \t]{0,3}".prop_map(Line::Blank),
         ]
     }

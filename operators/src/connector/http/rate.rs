@@ -1,8 +1,9 @@
 //! Per-second event counts in a fixed ring of buckets, for plotting a run.
 //!
-//! Bucket `s % len` holds second `s` (seconds since the ring's origin). Recording into a
-//! bucket that still holds an older second first resets it, so the ring keeps exactly the
-//! last `len` seconds that saw an event, in constant memory.
+//! Bucket `s % len` holds second `s` (seconds since the ring's origin). The ring shows the
+//! window of `len` seconds ending at the newest second recorded. Recording into a bucket that
+//! still holds a second from before the window first resets it; an event older than the
+//! window is left out. Memory is constant.
 
 use serde::Serialize;
 
@@ -31,6 +32,7 @@ pub(crate) enum Event {
 #[derive(Debug)]
 pub(crate) struct RateRing {
     buckets: Vec<SecondCounts>,
+    newest: Option<u64>,
 }
 
 impl RateRing {
@@ -38,19 +40,35 @@ impl RateRing {
     pub(crate) fn new(len: usize) -> Self {
         assert!(len > 0, "a rate ring needs at least one bucket");
         // `second: u64::MAX` marks a bucket as never used.
-        Self { buckets: vec![SecondCounts { second: u64::MAX, ..SecondCounts::default() }; len] }
+        Self {
+            buckets: vec![
+                SecondCounts {
+                    second: u64::MAX,
+                    ..SecondCounts::default()
+                };
+                len
+            ],
+            newest: None,
+        }
     }
 
-    /// Counts `event` in `second`. Events for a second older than the ring's window are dropped
-    /// from the per-second view (totals are kept elsewhere).
+    /// Counts `event` in `second`. An event from before the window is left out of the
+    /// per-second view (totals are kept elsewhere).
     pub(crate) fn record(&mut self, second: u64, event: Event) {
         let len = self.buckets.len() as u64;
+        let newest = self.newest.map_or(second, |n| n.max(second));
+        if second + len <= newest {
+            return;
+        }
+        self.newest = Some(newest);
         let bucket = &mut self.buckets[(second % len) as usize];
+        // Within the window each second has its own bucket, so a different second here is
+        // from before the window.
         if bucket.second != second {
-            if bucket.second != u64::MAX && bucket.second > second {
-                return; // too old: its bucket already holds a newer second
-            }
-            *bucket = SecondCounts { second, ..SecondCounts::default() };
+            *bucket = SecondCounts {
+                second,
+                ..SecondCounts::default()
+            };
         }
         match event {
             Event::Attempt => bucket.attempts += 1,
@@ -59,9 +77,18 @@ impl RateRing {
         }
     }
 
-    /// The kept seconds that saw events, oldest first.
+    /// The seconds of the window that saw events, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<SecondCounts> {
-        let mut seconds: Vec<SecondCounts> = self.buckets.iter().copied().filter(|b| b.second != u64::MAX).collect();
+        let Some(newest) = self.newest else {
+            return Vec::new();
+        };
+        let len = self.buckets.len() as u64;
+        let mut seconds: Vec<SecondCounts> = self
+            .buckets
+            .iter()
+            .copied()
+            .filter(|b| b.second != u64::MAX && b.second + len > newest)
+            .collect();
         seconds.sort_by_key(|b| b.second);
         seconds
     }
@@ -74,21 +101,32 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn event() -> impl Strategy<Value = Event> {
-        prop_oneof![Just(Event::Attempt), Just(Event::Success), Just(Event::Rejection)]
+        prop_oneof![
+            Just(Event::Attempt),
+            Just(Event::Success),
+            Just(Event::Rejection)
+        ]
     }
 
     proptest! {
         /// Against a map of every second ever seen: the ring shows exactly the seconds within
-        /// `len` of the newest, with their full counts, as long as time does not go backwards
-        /// by more than the window.
+        /// `len` of the newest, with their full counts.
         #[test]
-        fn keeps_the_last_len_seconds(len in 1usize..8, steps in proptest::collection::vec((0u64..3, event()), 0..200)) {
+        fn keeps_the_last_len_seconds(
+            len in 1usize..8,
+            steps in proptest::collection::vec((0u64..3, 0u64..3, event()), 0..200),
+        ) {
             let mut ring = RateRing::new(len);
             let mut model: BTreeMap<u64, SecondCounts> = BTreeMap::new();
-            let mut now = 0u64;
-            for (advance, ev) in steps {
-                now += advance;
+            let mut newest = 0u64;
+            for (advance, late, ev) in steps {
+                // Clocks move forward; an event may be recorded a little late.
+                let now = (newest + advance).saturating_sub(late);
                 ring.record(now, ev);
+                newest = newest.max(now);
+                if now + len as u64 <= newest {
+                    continue; // before the window when it was recorded
+                }
                 let entry = model.entry(now).or_insert(SecondCounts { second: now, ..SecondCounts::default() });
                 match ev {
                     Event::Attempt => entry.attempts += 1,
@@ -96,22 +134,33 @@ mod tests {
                     Event::Rejection => entry.rejections += 1,
                 }
             }
+            let now = newest;
             let want: Vec<SecondCounts> = model.values().copied().filter(|c| c.second + len as u64 > now).collect();
             prop_assert_eq!(ring.snapshot(), want);
         }
     }
 
     #[test]
-    fn a_late_event_for_an_overwritten_second_is_not_counted_in_a_newer_bucket() {
+    fn a_late_event_counts_only_within_the_window() {
         let mut ring = RateRing::new(2);
         ring.record(5, Event::Attempt);
-        ring.record(3, Event::Success); // bucket 1 holds second 5
-        ring.record(4, Event::Attempt); // bucket 0 is free for second 4
+        ring.record(3, Event::Success); // before the window [4, 5]: left out
+        ring.record(4, Event::Attempt); // late, but within the window
         assert_eq!(
             ring.snapshot(),
             vec![
-                SecondCounts { second: 4, attempts: 1, successes: 0, rejections: 0 },
-                SecondCounts { second: 5, attempts: 1, successes: 0, rejections: 0 },
+                SecondCounts {
+                    second: 4,
+                    attempts: 1,
+                    successes: 0,
+                    rejections: 0
+                },
+                SecondCounts {
+                    second: 5,
+                    attempts: 1,
+                    successes: 0,
+                    rejections: 0
+                },
             ]
         );
     }

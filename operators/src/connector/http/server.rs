@@ -21,7 +21,8 @@
 //! past that Linux drops their SYNs and the client's connect retries or times out). A client
 //! must send a complete request head within `header_read_timeout` of the connection opening or
 //! of the previous response (hyper re-arms the timer for keep-alive), so an idle or slowloris
-//! connection gives its permit back within that time.
+//! connection gives its permit back within that time. A connection's read buffer is capped at
+//! `max(max_head_bytes, 8 KiB)`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -37,6 +38,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+/// hyper's smallest allowed read-buffer cap.
+const MIN_READ_BUFFER: usize = 8 << 10;
+
 /// Connection-level limits of an HTTP server in this module.
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
@@ -48,6 +52,9 @@ pub struct ServeLimits {
     /// Time a client has to send a full request head, counted from the connection's start or
     /// from the previous response. Past it the connection is closed.
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers); larger ones get `431` and the
+    /// connection is closed. It also caps each connection's read buffer (at least 8 KiB).
+    pub max_head_bytes: usize,
     /// On shutdown, time granted to in-flight requests before their connections are aborted.
     pub shutdown_grace: Duration,
 }
@@ -58,6 +65,7 @@ impl Default for ServeLimits {
             max_connections: NonZeroUsize::new(256).expect("256 is not zero"),
             accept_backlog: 128,
             header_read_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 << 10,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -67,7 +75,9 @@ impl Default for ServeLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// Called outside a tokio runtime; the server's tasks need one.
-    #[error("no tokio runtime: bind the server from within a tokio runtime (with IO and time enabled)")]
+    #[error(
+        "no tokio runtime: bind the server from within a tokio runtime (with IO and time enabled)"
+    )]
     NoRuntime,
     /// The socket could not be created, bound or put into listening state.
     #[error("could not listen on {addr}: {source} (is the address in use or not local?)")]
@@ -140,18 +150,36 @@ pub(crate) struct ServerHandle {
 
 impl ServerHandle {
     /// Binds `addr` and serves `router` on it with `limits`.
-    pub(crate) fn bind(addr: SocketAddr, limits: &ServeLimits, router: Router) -> Result<Self, BindError> {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        limits: &ServeLimits,
+        router: Router,
+    ) -> Result<Self, BindError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BindError::NoRuntime)?;
         let listener = {
             // Registering the socket needs the runtime's reactor.
             let _entered = runtime.enter();
-            listen(addr, limits.accept_backlog).map_err(|source| BindError::Listen { addr, source })?
+            listen(addr, limits.accept_backlog)
+                .map_err(|source| BindError::Listen { addr, source })?
         };
-        let local_addr = listener.local_addr().map_err(|source| BindError::Listen { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| BindError::Listen { addr, source })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(ConnectionStats::default());
-        let task = runtime.spawn(accept_loop(listener, router, limits.clone(), shutdown_rx, Arc::clone(&stats)));
-        Ok(Self { local_addr, shutdown, task: Some(task), stats })
+        let task = runtime.spawn(accept_loop(
+            listener,
+            router,
+            limits.clone(),
+            shutdown_rx,
+            Arc::clone(&stats),
+        ));
+        Ok(Self {
+            local_addr,
+            shutdown,
+            task: Some(task),
+            stats,
+        })
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
@@ -169,7 +197,9 @@ impl ServerHandle {
     pub(crate) async fn shutdown(mut self) -> Result<(), ShutdownError> {
         self.shutdown.send_replace(true);
         match self.task.take() {
-            Some(task) => task.await.map_err(|e| ShutdownError::Panicked(e.to_string())),
+            Some(task) => task
+                .await
+                .map_err(|e| ShutdownError::Panicked(e.to_string())),
             None => Ok(()),
         }
     }
@@ -186,7 +216,11 @@ impl Drop for ServerHandle {
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)
@@ -202,12 +236,20 @@ async fn accept_loop(
     let permits = Arc::new(Semaphore::new(limits.max_connections.get()));
     let mut connections = JoinSet::new();
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .max_header_size(limits.max_head_bytes)
+        // hyper's read buffer may not be smaller than its initial 8 KiB.
+        .max_buf_size(limits.max_head_bytes.max(MIN_READ_BUFFER));
     let service = TowerToHyperService::new(router);
 
     loop {
         let next = async {
-            let permit = Arc::clone(&permits).acquire_owned().await.expect("the connection semaphore is never closed");
+            let permit = Arc::clone(&permits)
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed");
             (permit, listener.accept().await)
         };
         tokio::select! {
@@ -258,8 +300,14 @@ async fn accept_loop(
             log_connection_end(ended);
         }
     };
-    if tokio::time::timeout(limits.shutdown_grace, drain).await.is_err() {
-        tracing::debug!(left = connections.len(), "shutdown grace elapsed; aborting connections");
+    if tokio::time::timeout(limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            left = connections.len(),
+            "shutdown grace elapsed; aborting connections"
+        );
         connections.shutdown().await;
     }
 }

@@ -16,7 +16,7 @@
 //! client that offers more than C concurrent requests sees rejections at once rather than a
 //! queue. Counts are kept as totals and per second (a ring of the last `history` seconds,
 //! see [`SecondCounts`]) for plots. The in-flight count is also published on a
-//! [`watch`](tokio::sync::watch) channel so callers can await a load level instead of polling.
+//! [`tokio::sync::watch`] channel so callers can await a load level instead of polling.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -130,7 +130,10 @@ impl Service {
         let second = self.started.elapsed().as_secs();
         // A panic while holding this lock cannot leave the ring inconsistent (each update is
         // a few integer writes), so a poisoned lock is still usable.
-        self.per_second.lock().unwrap_or_else(|p| p.into_inner()).record(second, event);
+        self.per_second
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(second, event);
     }
 
     /// Takes a slot if fewer than `capacity` are in flight; returns the new in-flight count.
@@ -199,7 +202,9 @@ impl TestService {
             rejections: AtomicU64::new(0),
             per_second: Mutex::new(RateRing::new(config.history.get())),
         });
-        let router = Router::new().route("/work", post(work)).with_state(Arc::clone(&service));
+        let router = Router::new()
+            .route("/work", post(work))
+            .with_state(Arc::clone(&service));
         let handle = ServerHandle::bind(config.addr, &config.serve, router)?;
         Ok(Self { handle, service })
     }
@@ -235,7 +240,11 @@ impl TestService {
 
     /// Per-second counts of the kept history, oldest first; seconds without events are absent.
     pub fn per_second(&self) -> Vec<SecondCounts> {
-        self.service.per_second.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
+        self.service
+            .per_second
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period) and joins the
@@ -253,27 +262,55 @@ async fn work(State(service): State<Arc<Service>>, body: Body) -> Response {
     service.record(Event::Attempt);
     let read = Limited::new(body, service.max_body_bytes).collect();
     let bytes = match tokio::time::timeout(service.body_read_timeout, read).await {
-        Err(_elapsed) => return (StatusCode::REQUEST_TIMEOUT, Json(json!({"error": "body read timeout"}))).into_response(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"error": "body too large"}))).into_response()
+        Err(_elapsed) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(json!({"error": "body read timeout"})),
+            )
+                .into_response()
         }
-        Ok(Err(e)) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": "body too large"})),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     if let Err(e) = serde_json::from_slice::<Value>(&bytes) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("body is not JSON: {e}")}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("body is not JSON: {e}")})),
+        )
+            .into_response();
     }
 
     let Some(n) = service.try_admit() else {
         service.record(Event::Rejection);
         return match service.overload {
-            OverloadResponse::ServiceUnavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "at capacity"}))).into_response()
-            }
+            OverloadResponse::ServiceUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "at capacity"})),
+            )
+                .into_response(),
             OverloadResponse::TooManyRequests { retry_after } => {
-                let mut response =
-                    (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "at capacity"}))).into_response();
-                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(retry_after)));
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error": "at capacity"})),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(format_delta_seconds(retry_after)),
+                );
                 response
             }
         };

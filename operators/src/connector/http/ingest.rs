@@ -90,16 +90,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::header::{CONNECTION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ndjson;
 pub use super::ndjson::LineError;
 use super::retry_after::format_delta_seconds;
-use super::server::{BindError, ServeLimits, ServerHandle, ShutdownError};
+use super::server::{
+    error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
+};
 use super::BearerToken;
 
 /// The pipeline side of the ingest server: decides how many records fit.
@@ -333,42 +334,24 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
 
     if let Some(token) = &config.auth {
         if !token.authorizes(&headers) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            let mut response =
+                error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     }
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body exceeds {} bytes", config.max_body_bytes),
-        )
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
-        return too_large();
-    }
-    let read = Limited::new(body, config.max_body_bytes).collect();
-    let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
-        Err(_elapsed) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "body not received within the body read timeout",
-            )
-        }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(e)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("could not read the body: {e}"),
-            )
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let bytes = match read_body(
+        &headers,
+        body,
+        config.max_body_bytes,
+        config.body_read_timeout,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
     };
 
     let parsed = ndjson::parse(&bytes);
@@ -454,15 +437,5 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
-    response
-}
-
-/// A JSON error answer. The connection is closed after it, since the request body may be
-/// partly unread.
-fn error(status: StatusCode, message: &str) -> Response {
-    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }

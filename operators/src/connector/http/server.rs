@@ -30,7 +30,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -323,4 +329,50 @@ fn log_connection_end(ended: Result<(), tokio::task::JoinError>) {
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
     // EMFILE / ENFILE / ENOBUFS / ENOMEM on Linux.
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// Reads a whole request body of at most `limit` bytes within `timeout`, answering the
+/// failures itself: `413` when the body is (declared or found) too large, `408` when it is too
+/// slow, `400` when the client broke it off or sent broken framing.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body exceeds {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_elapsed) => Err(error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received within the body read timeout",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("could not read the body: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// A JSON error answer, `{"error": message}`. The connection is closed after it, since the
+/// request body may be partly unread.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }

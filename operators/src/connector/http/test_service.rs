@@ -30,8 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http::header::RETRY_AFTER;
-use http::{HeaderValue, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -39,7 +38,9 @@ use tokio::time::Instant;
 
 use super::rate::{Event, RateRing, SecondCounts};
 use super::retry_after::format_delta_seconds;
-use super::server::{BindError, ServeLimits, ServerHandle, ShutdownError};
+use super::server::{
+    error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
+};
 
 /// How the service turns work away when it is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,39 +259,21 @@ impl TestService {
     }
 }
 
-async fn work(State(service): State<Arc<Service>>, body: Body) -> Response {
+async fn work(State(service): State<Arc<Service>>, headers: HeaderMap, body: Body) -> Response {
     service.record(Event::Attempt);
-    let read = Limited::new(body, service.max_body_bytes).collect();
-    let bytes = match tokio::time::timeout(service.body_read_timeout, read).await {
-        Err(_elapsed) => {
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                Json(json!({"error": "body read timeout"})),
-            )
-                .into_response()
-        }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Json(json!({"error": "body too large"})),
-            )
-                .into_response()
-        }
-        Ok(Err(e)) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": e.to_string()})),
-            )
-                .into_response()
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let bytes = match read_body(
+        &headers,
+        body,
+        service.max_body_bytes,
+        service.body_read_timeout,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
     };
     if let Err(e) = serde_json::from_slice::<Value>(&bytes) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("body is not JSON: {e}")})),
-        )
-            .into_response();
+        return error_response(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}"));
     }
 
     let Some(n) = service.try_admit() else {

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod connector;
 pub mod keyed;
 pub mod sink;
 pub mod source;

@@ -1,0 +1,441 @@
+//! The ingest server: `POST /ingest` takes NDJSON and acknowledges only what the pipeline took.
+//!
+//! # Protocol
+//!
+//! ```text
+//!  request                             checks, in order                        answer
+//!  ─────────────────────────────────   ─────────────────────────────────────   ──────────────
+//!  any route, head not complete in     header_read_timeout                     connection closed
+//!  POST /ingest, token missing/wrong   auth (constant-time compare)            401
+//!  Content-Length > max_body_bytes     before reading the body                 413
+//!  body not complete in time           body_read_timeout (whole body)          408, closed
+//!  body grows past max_body_bytes      while reading                           413, closed
+//!  body with no valid record           every line malformed, or none           400 + reply
+//!  records offered to the Admission:
+//!      all accepted                                                            202 + reply
+//!      a prefix (maybe empty) accepted                                         429 + Retry-After + reply
+//!  GET /health                                                                 200 {"status":"ok"}
+//! ```
+//!
+//! Each non-blank line must be one JSON object (see [`LineError`]); a malformed line is handed
+//! to [`Admission::dead_letter`] with its 1-based line number and listed in the reply, and the
+//! valid records are offered to [`Admission::offer`] in line order. The admission accepts a
+//! prefix of them. The server keeps nothing: what was not accepted stays with the client.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use weir_operators::connector::http::{
+//!     Admission, HttpClient, HttpClientConfig, IngestConfig, IngestReply, IngestServer, LineError, Offered,
+//! };
+//!
+//! /// Takes everything (a real admission asks the pipeline for room).
+//! struct TakeAll;
+//! impl Admission for TakeAll {
+//!     fn offer(&self, records: Vec<serde_json::Value>) -> Offered {
+//!         Offered::all(records.len())
+//!     }
+//!     fn dead_letter(&self, line: usize, error: &LineError, _raw: &str) {
+//!         eprintln!("line {line}: {error}");
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let config = IngestConfig { addr: "127.0.0.1:0".parse().unwrap(), ..IngestConfig::default() };
+//! let server = IngestServer::bind(config, Arc::new(TakeAll)).unwrap();
+//! let url = format!("http://{}/ingest", server.local_addr());
+//!
+//! let client = HttpClient::new(HttpClientConfig::default());
+//! let body = "{\"id\":1}\n{\"id\":2}\n".into();
+//! let answer = client.post(&url, "application/x-ndjson", body, Duration::from_secs(5)).await.unwrap();
+//! assert_eq!(answer.status, 202);
+//! assert_eq!(answer.json::<IngestReply>().unwrap().accepted, 2);
+//! server.shutdown().await.unwrap();
+//! # });
+//! ```
+//!
+//! # The reply, and what to resend
+//!
+//! Every `202`, `429` and `400` carries an [`IngestReply`] as JSON:
+//!
+//! ```json
+//! {"accepted":2,"deferred":1,"resume_at_line":4,"rejected_total":1,
+//!  "rejected":[{"line":2,"reason":"invalid JSON: ..."}],"retry_after_ms":1500}
+//! ```
+//!
+//! A partial acceptance is answered `429`, not `202`: a client that reads only the status then
+//! resends the whole body, which duplicates the accepted records (at-least-once) instead of
+//! losing the rest. A client that reads the body resends exactly the unaccepted records: the
+//! lines from `resume_at_line` on, leaving out the rejected ones ([`IngestReply::must_resend`]).
+//! `Retry-After` is whole seconds rounded up (at least 1); `retry_after_ms` keeps the
+//! admission's hint at millisecond precision.
+//!
+//! # Cost
+//!
+//! A body is buffered whole (at most `max_body_bytes`) and parsed on the async worker before it
+//! is offered; keep `max_body_bytes` at the size of a batch (default 1 MiB), not of a file.
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ndjson;
+pub use super::ndjson::LineError;
+use super::retry_after::format_delta_seconds;
+use super::server::{
+    error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
+};
+use super::BearerToken;
+
+/// The pipeline side of the ingest server: decides how many records fit.
+///
+/// Both methods run on the server's async workers: they must not block (no waiting for room;
+/// report what fits now and a retry hint instead).
+pub trait Admission: Send + Sync + 'static {
+    /// Offers parsed records, in body order. The implementation takes a prefix of them (all,
+    /// some or none) into the pipeline and says how many; when it could not take them all, it
+    /// gives a hint of when to retry (from its drain rate and backlog). A record counted as
+    /// accepted is acknowledged to the client and must not be dropped afterwards.
+    fn offer(&self, records: Vec<Value>) -> Offered;
+
+    /// Receives a line that is not a record: its 1-based line number in the body, why it was
+    /// rejected, and the line itself (invalid UTF-8 replaced by U+FFFD).
+    fn dead_letter(&self, line: usize, error: &LineError, raw: &str);
+}
+
+/// What an [`Admission`] took of an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    /// How many records, from the front of the offer, were taken. Values past the offer's
+    /// length are treated as the offer's length.
+    pub accepted: usize,
+    /// When the rest could be offered again. `None` falls back to
+    /// [`IngestConfig::default_retry_after`].
+    pub retry_after: Option<Duration>,
+}
+
+impl Offered {
+    /// Everything was taken.
+    pub fn all(count: usize) -> Self {
+        Self {
+            accepted: count,
+            retry_after: None,
+        }
+    }
+
+    /// The first `accepted` records were taken; retry the rest after `retry_after`.
+    pub fn partial(accepted: usize, retry_after: Duration) -> Self {
+        Self {
+            accepted,
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
+/// Settings of an [`IngestServer`].
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Address to listen on; port 0 picks a free port (see [`IngestServer::local_addr`]).
+    pub addr: SocketAddr,
+    /// Largest request body accepted; larger ones get `413`. A body is buffered whole, so the
+    /// server holds at most `serve.max_connections × max_body_bytes` of bodies.
+    pub max_body_bytes: usize,
+    /// Time to receive the whole body once the head has arrived; slower bodies get `408`.
+    pub body_read_timeout: Duration,
+    /// When set, `POST /ingest` requires `Authorization: Bearer <token>`; `/health` stays open.
+    pub auth: Option<BearerToken>,
+    /// Retry hint sent when the admission gives none.
+    pub default_retry_after: Duration,
+    /// Rejected lines listed in a reply (all are counted and dead-lettered); bounds the reply.
+    pub max_reported_rejections: usize,
+    /// Connection limits and timeouts.
+    pub serve: ServeLimits,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            body_read_timeout: Duration::from_secs(30),
+            auth: None,
+            default_retry_after: Duration::from_secs(1),
+            max_reported_rejections: 100,
+            serve: ServeLimits::default(),
+        }
+    }
+}
+
+/// A line that was not taken as a record, as listed in an [`IngestReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedLine {
+    /// 1-based line number in the request body.
+    pub line: usize,
+    /// Why the line was rejected.
+    pub reason: String,
+}
+
+/// The JSON body of a `202`, `429` or `400` answer to `POST /ingest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReply {
+    /// Records taken into the pipeline (the first `accepted` valid lines).
+    pub accepted: usize,
+    /// Valid records not taken; resend them.
+    pub deferred: usize,
+    /// Line number of the first deferred record; every valid line from here on was deferred.
+    pub resume_at_line: Option<usize>,
+    /// Malformed lines in the body (each was dead-lettered).
+    pub rejected_total: usize,
+    /// The first malformed lines, at most [`IngestConfig::max_reported_rejections`].
+    pub rejected: Vec<RejectedLine>,
+    /// The retry hint in milliseconds, when something was deferred.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl IngestReply {
+    /// Whether the client should send `line` (1-based) of its body again: it is at or past
+    /// `resume_at_line` and was not rejected as malformed. When more lines were rejected than
+    /// listed, an unlisted malformed line is reported as to resend; it will be rejected again.
+    pub fn must_resend(&self, line: usize) -> bool {
+        self.resume_at_line.is_some_and(|first| line >= first)
+            && !self.rejected.iter().any(|r| r.line == line)
+    }
+}
+
+/// Counters of an [`IngestServer`] since it was bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct IngestStats {
+    /// Requests to `POST /ingest`.
+    pub requests: u64,
+    /// Records accepted by the admission (acknowledged).
+    pub records_accepted: u64,
+    /// Valid records the admission had no room for (the client keeps them).
+    pub records_deferred: u64,
+    /// Malformed lines, dead-lettered.
+    pub lines_rejected: u64,
+    /// `429` answers.
+    pub throttled: u64,
+    /// Connections accepted.
+    pub connections_accepted: u64,
+    /// Connections open now.
+    pub connections_active: usize,
+    /// Most connections open at once.
+    pub connections_peak: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    records_accepted: AtomicU64,
+    records_deferred: AtomicU64,
+    lines_rejected: AtomicU64,
+    throttled: AtomicU64,
+}
+
+struct Shared {
+    admission: Arc<dyn Admission>,
+    config: IngestConfig,
+    counters: Counters,
+}
+
+/// A running ingest server. Dropping it stops the server and aborts open connections;
+/// [`IngestServer::shutdown`] lets in-flight requests finish first.
+pub struct IngestServer {
+    handle: ServerHandle,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for IngestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestServer")
+            .field("local_addr", &self.handle.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngestServer {
+    /// Binds `config.addr` and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::NoRuntime`] outside a tokio runtime; [`BindError::Listen`] when the address
+    /// cannot be bound.
+    pub fn bind(config: IngestConfig, admission: Arc<dyn Admission>) -> Result<Self, BindError> {
+        let addr = config.addr;
+        let serve = config.serve.clone();
+        let shared = Arc::new(Shared {
+            admission,
+            config,
+            counters: Counters::default(),
+        });
+        let router = Router::new()
+            .route("/ingest", post(ingest))
+            .route("/health", get(health))
+            .with_state(Arc::clone(&shared));
+        let handle = ServerHandle::bind(addr, &serve, router)?;
+        Ok(Self { handle, shared })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> IngestStats {
+        let c = &self.shared.counters;
+        let conns = self.handle.stats();
+        IngestStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            records_accepted: c.records_accepted.load(Ordering::Relaxed),
+            records_deferred: c.records_deferred.load(Ordering::Relaxed),
+            lines_rejected: c.lines_rejected.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            connections_accepted: conns.accepted(),
+            connections_active: conns.active(),
+            connections_peak: conns.peak(),
+        }
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to
+    /// [`ServeLimits::shutdown_grace`]) and joins the server.
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::Panicked`] if the server task panicked.
+    pub async fn shutdown(self) -> Result<(), ShutdownError> {
+        self.handle.shutdown().await
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let config = &shared.config;
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+
+    if let Some(token) = &config.auth {
+        if !token.authorizes(&headers) {
+            let mut response =
+                error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let bytes = match read_body(
+        &headers,
+        body,
+        config.max_body_bytes,
+        config.body_read_timeout,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+
+    let parsed = ndjson::parse(&bytes);
+    for bad in &parsed.malformed {
+        shared.admission.dead_letter(
+            bad.line,
+            &bad.error,
+            &String::from_utf8_lossy(&bytes[bad.raw.clone()]),
+        );
+    }
+    shared
+        .counters
+        .lines_rejected
+        .fetch_add(parsed.malformed.len() as u64, Ordering::Relaxed);
+    let rejected: Vec<RejectedLine> = parsed
+        .malformed
+        .iter()
+        .take(config.max_reported_rejections)
+        .map(|m| RejectedLine {
+            line: m.line,
+            reason: m.error.to_string(),
+        })
+        .collect();
+    let rejected_total = parsed.malformed.len();
+
+    if parsed.records.is_empty() {
+        let reply = IngestReply {
+            accepted: 0,
+            deferred: 0,
+            resume_at_line: None,
+            rejected_total,
+            rejected,
+            retry_after_ms: None,
+        };
+        return (StatusCode::BAD_REQUEST, Json(reply)).into_response();
+    }
+
+    let offered = parsed.records.len();
+    let Offered {
+        accepted,
+        retry_after,
+    } = shared.admission.offer(parsed.records);
+    if accepted > offered {
+        tracing::warn!(
+            accepted,
+            offered,
+            "the admission reported more accepted records than offered"
+        );
+    }
+    let accepted = accepted.min(offered);
+    let deferred = offered - accepted;
+    shared
+        .counters
+        .records_accepted
+        .fetch_add(accepted as u64, Ordering::Relaxed);
+    shared
+        .counters
+        .records_deferred
+        .fetch_add(deferred as u64, Ordering::Relaxed);
+
+    if deferred == 0 {
+        let reply = IngestReply {
+            accepted,
+            deferred,
+            resume_at_line: None,
+            rejected_total,
+            rejected,
+            retry_after_ms: None,
+        };
+        return (StatusCode::ACCEPTED, Json(reply)).into_response();
+    }
+    shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
+    let wait = retry_after.unwrap_or(config.default_retry_after);
+    let reply = IngestReply {
+        accepted,
+        deferred,
+        resume_at_line: Some(parsed.lines[accepted]),
+        rejected_total,
+        rejected,
+        retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(reply)).into_response();
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
+    response
+}

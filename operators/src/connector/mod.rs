@@ -1,0 +1,3 @@
+//! Connectors: the edges where a pipeline meets the outside world (files, HTTP, ...).
+
+pub mod http;

@@ -2,7 +2,7 @@
 //!
 //! # Records, lines and raw text
 //!
-//! The parser reads through a [`Tap`] that counts and retains the bytes it pulls. For each record
+//! The parser reads through a `Tap` that counts and retains the bytes it pulls. For each record
 //! the reader takes the byte range from the end of the previous record to the parser's position
 //! after this one; leading line terminators in that range are blank lines or the `\n` of a
 //! preceding `\r\n`. The record's physical line is 1 + the `\n`s before its first byte, so quoted
@@ -287,7 +287,7 @@ impl<R: Read> CsvReader<R> {
             .opts
             .line_column
             .then(|| UInt64Builder::with_capacity(cap));
-        let mut raws = self.opts.raw_column.then(|| StringBuilder::new());
+        let mut raws = self.opts.raw_column.then(StringBuilder::new);
         let mut rows = 0usize;
         let mut dead_letters = Vec::new();
         let mut skipped = 0u64;

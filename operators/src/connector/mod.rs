@@ -48,6 +48,7 @@ mod encode;
 pub mod files;
 pub mod ndjson;
 pub mod parquet;
+mod part_format;
 pub mod part_writer;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! amounts to USD and aggregates revenue by (country, UTC day); see [`orders`] for the exact
 //! specification and how the work is split between the CSV reader and the vectorised steps.
 //! Everything here is synchronous and runtime-independent; a pipeline calls
-//! [`process_batch`](orders::process_batch) per batch and merges the revenue partials.
+//! [`orders::process_batch`] per batch and merges the revenue partials.
 //!
 //! ```
 //! use weir_operators::connector::CsvReader;

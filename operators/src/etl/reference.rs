@@ -246,7 +246,7 @@ pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, Referenc
     Ok(out)
 }
 
-fn col<'a, T: 'static>(b: &'a RecordBatch, i: usize) -> &'a T {
+fn col<T: 'static>(b: &RecordBatch, i: usize) -> &T {
     b.column(i)
         .as_any()
         .downcast_ref::<T>()

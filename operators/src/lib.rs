@@ -17,10 +17,12 @@
 //! assert_eq!(n.take(), Some(500));
 //! # Ok::<(), weir_runtime::RunError>(())
 //! ```
+//! weir's built-in operators: sources, transforms, sinks and connectors.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod connector;
+pub mod etl;
 pub mod keyed;
 pub mod sink;
 pub mod source;

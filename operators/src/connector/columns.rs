@@ -1,0 +1,362 @@
+//! Typed column builders shared by the text readers.
+//!
+//! A record is parsed in two steps so a bad field never leaves a half-appended row: every field
+//! is first parsed into a scratch [`Cell`]; only when all fields parsed are the cells pushed into
+//! the Arrow builders ([`Columns::commit`]). Text cells are not copied into the scratch: the commit
+//! step reads them again from the record.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    TimestampSecondArray, UInt64Builder,
+};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate};
+use serde_json::Value;
+
+use super::{ReadError, RecordError};
+
+/// Expected-value words used in [`RecordError::InvalidValue`].
+pub(crate) const EXPECT_UINT: &str = "unsigned integer";
+pub(crate) const EXPECT_INT: &str = "integer";
+pub(crate) const EXPECT_FLOAT: &str = "number";
+pub(crate) const EXPECT_BOOL: &str = "boolean";
+pub(crate) const EXPECT_TIMESTAMP: &str = "RFC 3339 timestamp";
+pub(crate) const EXPECT_DATE: &str = "date (YYYY-MM-DD)";
+pub(crate) const EXPECT_STRING: &str = "string";
+
+/// One parsed field waiting for its record to be accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cell {
+    Null,
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    /// Text; read again from the record at commit time.
+    Text,
+}
+
+#[derive(Debug)]
+enum Builder {
+    UInt64(UInt64Builder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Utf8(StringBuilder),
+    /// Timestamps are collected as i64 in the column's unit and typed at finish.
+    Timestamp(TimeUnit, Option<Arc<str>>, Int64Builder),
+    Date32(Date32Builder),
+}
+
+/// Builders for every column of a data schema plus the scratch row.
+#[derive(Debug)]
+pub(crate) struct Columns {
+    schema: SchemaRef,
+    builders: Vec<Builder>,
+    cells: Vec<Cell>,
+}
+
+/// Parses an RFC 3339 timestamp into `unit` ticks since the epoch.
+pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
+    let t = DateTime::parse_from_rfc3339(s).ok()?;
+    match unit {
+        TimeUnit::Second => Some(t.timestamp()),
+        TimeUnit::Millisecond => Some(t.timestamp_millis()),
+        TimeUnit::Microsecond => Some(t.timestamp_micros()),
+        TimeUnit::Nanosecond => t.timestamp_nanos_opt(),
+    }
+}
+
+/// Parses `YYYY-MM-DD` into days since 1970-01-01.
+pub(crate) fn parse_date32(s: &str) -> Option<i32> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from(d.signed_duration_since(epoch).num_days()).ok()
+}
+
+/// Parses a boolean written `true`/`false` in any ASCII case.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+impl Columns {
+    /// Builders for `schema`, or the first column whose type text readers cannot parse.
+    pub(crate) fn new(schema: SchemaRef, capacity: usize) -> Result<Self, ReadError> {
+        let builders = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                Ok(match f.data_type() {
+                    DataType::UInt64 => Builder::UInt64(UInt64Builder::with_capacity(capacity)),
+                    DataType::Int64 => Builder::Int64(Int64Builder::with_capacity(capacity)),
+                    DataType::Float64 => Builder::Float64(Float64Builder::with_capacity(capacity)),
+                    DataType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(capacity)),
+                    DataType::Utf8 => Builder::Utf8(StringBuilder::with_capacity(capacity, 0)),
+                    DataType::Timestamp(unit, tz) => {
+                        Builder::Timestamp(*unit, tz.clone(), Int64Builder::with_capacity(capacity))
+                    }
+                    DataType::Date32 => Builder::Date32(Date32Builder::with_capacity(capacity)),
+                    other => {
+                        return Err(ReadError::UnsupportedType {
+                            column: f.name().clone(),
+                            data_type: other.clone(),
+                        })
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cells = vec![Cell::Null; builders.len()];
+        Ok(Columns {
+            schema,
+            builders,
+            cells,
+        })
+    }
+
+    /// Number of columns.
+    pub(crate) fn len(&self) -> usize {
+        self.builders.len()
+    }
+
+    /// Name of column `i`.
+    pub(crate) fn name(&self, i: usize) -> &str {
+        self.schema.field(i).name()
+    }
+
+    /// Parses CSV text for column `i` into the scratch row.
+    ///
+    /// An empty field is null in a nullable column, the empty string in a non-nullable text
+    /// column, and an invalid value otherwise.
+    pub(crate) fn parse_text(&mut self, i: usize, s: &str) -> Result<(), RecordError> {
+        let field = self.schema.field(i);
+        let name = field.name();
+        if s.is_empty() && field.is_nullable() {
+            self.cells[i] = Cell::Null;
+            return Ok(());
+        }
+        let cell = match &self.builders[i] {
+            Builder::UInt64(_) => s
+                .parse()
+                .map(Cell::U64)
+                .map_err(|_| RecordError::invalid(name, EXPECT_UINT, s))?,
+            Builder::Int64(_) => s
+                .parse()
+                .map(Cell::I64)
+                .map_err(|_| RecordError::invalid(name, EXPECT_INT, s))?,
+            Builder::Float64(_) => s
+                .parse()
+                .map(Cell::F64)
+                .map_err(|_| RecordError::invalid(name, EXPECT_FLOAT, s))?,
+            Builder::Boolean(_) => parse_bool(s)
+                .map(Cell::Bool)
+                .ok_or_else(|| RecordError::invalid(name, EXPECT_BOOL, s))?,
+            Builder::Utf8(_) => Cell::Text,
+            Builder::Timestamp(unit, _, _) => parse_timestamp(s, *unit)
+                .map(Cell::I64)
+                .ok_or_else(|| RecordError::invalid(name, EXPECT_TIMESTAMP, s))?,
+            Builder::Date32(_) => parse_date32(s)
+                .map(|d| Cell::I64(i64::from(d)))
+                .ok_or_else(|| RecordError::invalid(name, EXPECT_DATE, s))?,
+        };
+        self.cells[i] = cell;
+        Ok(())
+    }
+
+    /// Parses a JSON value (absent = `None`) for column `i` into the scratch row.
+    ///
+    /// Numbers must be JSON numbers; timestamps are RFC 3339 strings or integers in the column's
+    /// unit; dates are `YYYY-MM-DD` strings or integer days.
+    pub(crate) fn parse_json(&mut self, i: usize, v: Option<&Value>) -> Result<(), RecordError> {
+        let field = self.schema.field(i);
+        let name = field.name();
+        let v = match v {
+            None | Some(Value::Null) if field.is_nullable() => {
+                self.cells[i] = Cell::Null;
+                return Ok(());
+            }
+            None | Some(Value::Null) => {
+                return Err(RecordError::MissingValue {
+                    column: name.clone(),
+                })
+            }
+            Some(v) => v,
+        };
+        let bad = |expected| RecordError::invalid(name, expected, &v.to_string());
+        let cell = match (&self.builders[i], v) {
+            (Builder::UInt64(_), Value::Number(n)) => {
+                Cell::U64(n.as_u64().ok_or_else(|| bad(EXPECT_UINT))?)
+            }
+            (Builder::Int64(_), Value::Number(n)) => {
+                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_INT))?)
+            }
+            (Builder::Float64(_), Value::Number(n)) => {
+                Cell::F64(n.as_f64().ok_or_else(|| bad(EXPECT_FLOAT))?)
+            }
+            (Builder::Boolean(_), Value::Bool(b)) => Cell::Bool(*b),
+            (Builder::Utf8(_), Value::String(_)) => Cell::Text,
+            (Builder::Timestamp(unit, _, _), Value::String(s)) => {
+                Cell::I64(parse_timestamp(s, *unit).ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
+            }
+            (Builder::Timestamp(..), Value::Number(n)) => {
+                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
+            }
+            (Builder::Date32(_), Value::String(s)) => {
+                Cell::I64(i64::from(parse_date32(s).ok_or_else(|| bad(EXPECT_DATE))?))
+            }
+            (Builder::Date32(_), Value::Number(n)) => Cell::I64(
+                n.as_i64()
+                    .filter(|d| i32::try_from(*d).is_ok())
+                    .ok_or_else(|| bad(EXPECT_DATE))?,
+            ),
+            (b, _) => return Err(bad(b.expected())),
+        };
+        self.cells[i] = cell;
+        Ok(())
+    }
+
+    /// Appends the scratch row; `text(i)` yields column `i`'s text for [`Cell::Text`] cells.
+    pub(crate) fn commit<'a>(&mut self, text: impl Fn(usize) -> &'a str) {
+        for (i, (b, cell)) in self.builders.iter_mut().zip(&self.cells).enumerate() {
+            match (b, *cell) {
+                (Builder::UInt64(b), Cell::U64(v)) => b.append_value(v),
+                (Builder::Int64(b), Cell::I64(v)) => b.append_value(v),
+                (Builder::Float64(b), Cell::F64(v)) => b.append_value(v),
+                (Builder::Boolean(b), Cell::Bool(v)) => b.append_value(v),
+                (Builder::Utf8(b), Cell::Text) => b.append_value(text(i)),
+                (Builder::Timestamp(_, _, b), Cell::I64(v)) => b.append_value(v),
+                (Builder::Date32(b), Cell::I64(v)) => {
+                    // parse_* only produce Date32 cells that fit in i32.
+                    b.append_value(i32::try_from(v).unwrap_or_default())
+                }
+                (b, _) => b.append_null(),
+            }
+        }
+    }
+
+    /// Takes the built columns, leaving the builders empty.
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        self.builders.iter_mut().map(Builder::finish).collect()
+    }
+}
+
+impl Builder {
+    fn expected(&self) -> &'static str {
+        match self {
+            Builder::UInt64(_) => EXPECT_UINT,
+            Builder::Int64(_) => EXPECT_INT,
+            Builder::Float64(_) => EXPECT_FLOAT,
+            Builder::Boolean(_) => EXPECT_BOOL,
+            Builder::Utf8(_) => EXPECT_STRING,
+            Builder::Timestamp(..) => EXPECT_TIMESTAMP,
+            Builder::Date32(_) => EXPECT_DATE,
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::UInt64(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Boolean(b) => b.append_null(),
+            Builder::Utf8(b) => b.append_null(),
+            Builder::Timestamp(_, _, b) => b.append_null(),
+            Builder::Date32(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::UInt64(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Boolean(b) => Arc::new(b.finish()),
+            Builder::Utf8(b) => Arc::new(b.finish()),
+            Builder::Date32(b) => Arc::new(b.finish()),
+            Builder::Timestamp(unit, tz, b) => {
+                let (_, values, nulls) = b.finish().into_parts();
+                let tz = tz.clone();
+                match unit {
+                    TimeUnit::Second => {
+                        Arc::new(TimestampSecondArray::new(values, nulls).with_timezone_opt(tz))
+                    }
+                    TimeUnit::Millisecond => Arc::new(
+                        TimestampMillisecondArray::new(values, nulls).with_timezone_opt(tz),
+                    ),
+                    TimeUnit::Microsecond => Arc::new(
+                        TimestampMicrosecondArray::new(values, nulls).with_timezone_opt(tz),
+                    ),
+                    TimeUnit::Nanosecond => {
+                        Arc::new(TimestampNanosecondArray::new(values, nulls).with_timezone_opt(tz))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Infers a column type from sample values (empty values ignored).
+///
+/// The first type in `Boolean, Int64, Float64, Timestamp(ms, UTC), Date32` that parses every
+/// non-empty sample wins; otherwise `Utf8`. A column with no non-empty sample is `Utf8`.
+pub(crate) fn infer_type<'a>(samples: impl Iterator<Item = &'a str> + Clone) -> DataType {
+    let mut values = samples.filter(|s| !s.is_empty()).peekable();
+    if values.peek().is_none() {
+        return DataType::Utf8;
+    }
+    let all = |f: &dyn Fn(&str) -> bool| values.clone().all(f);
+    if all(&|s| parse_bool(s).is_some()) {
+        DataType::Boolean
+    } else if all(&|s| s.parse::<i64>().is_ok()) {
+        DataType::Int64
+    } else if all(&|s| s.parse::<f64>().is_ok()) {
+        DataType::Float64
+    } else if all(&|s| parse_timestamp(s, TimeUnit::Millisecond).is_some()) {
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+    } else if all(&|s| parse_date32(s).is_some()) {
+        DataType::Date32
+    } else {
+        DataType::Utf8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps_with_offsets_into_utc_millis() {
+        let ms = parse_timestamp("2024-03-01T01:30:00.250+01:30", TimeUnit::Millisecond);
+        assert_eq!(ms, Some(1_709_251_200_250));
+        assert_eq!(
+            parse_timestamp("2024-03-01 00:00", TimeUnit::Millisecond),
+            None
+        );
+        assert_eq!(parse_date32("1970-01-02"), Some(1));
+        assert_eq!(parse_date32("1969-12-31"), Some(-1));
+        assert_eq!(parse_date32("2024-02-30"), None);
+    }
+
+    #[test]
+    fn infers_the_narrowest_type() {
+        let t = |v: &[&'static str]| infer_type(v.iter().copied());
+        assert_eq!(t(&["1", "", "-2"]), DataType::Int64);
+        assert_eq!(t(&["1", "2.5"]), DataType::Float64);
+        assert_eq!(t(&["TRUE", "false"]), DataType::Boolean);
+        assert_eq!(t(&["2024-01-01"]), DataType::Date32);
+        assert_eq!(
+            t(&["2024-01-01T00:00:00Z"]),
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+        );
+        assert_eq!(t(&["x", "1"]), DataType::Utf8);
+        assert_eq!(t(&["", ""]), DataType::Utf8);
+    }
+}

@@ -1,0 +1,435 @@
+//! Lazy CSV reader: the `csv` crate parses, Arrow builders collect typed columns.
+//!
+//! # Records, lines and raw text
+//!
+//! The parser reads through a `Tap` that counts and retains the bytes it pulls. For each record
+//! the reader takes the byte range from the end of the previous record to the parser's position
+//! after this one; leading line terminators in that range are blank lines or the `\n` of a
+//! preceding `\r\n`. The record's physical line is 1 + the `\n`s before its first byte, so quoted
+//! fields spanning lines, blank lines and CRLF files all get the right number (the header, if
+//! any, is line 1). The raw text is that range without leading and trailing `\r`/`\n`.
+//!
+//! # Schema
+//!
+//! Declared ([`CsvOptions::schema`]): fields map to columns by position; a header, if present,
+//! must have as many fields. Inferred: the reader parses the first [`CsvOptions::infer_rows`]
+//! records when it is created, infers each column's type (see `infer_type`), keeps those records
+//! and replays them first. Inferred columns are nullable and named after the header (or
+//! `column_1`, `column_2`, … without one).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use csv::ByteRecord;
+
+use super::columns::{infer_type, Columns};
+use super::counting::Tap;
+use super::{
+    with_extra_columns, BadRecordPolicy, BatchReader, DeadLetter, ReadBatch, ReadError,
+    RecordError, DEFAULT_BATCH_ROWS,
+};
+
+/// Options of [`CsvReader`].
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// The first record is a header (line 1). Default `true`.
+    pub has_header: bool,
+    /// Field delimiter. Default `b','`.
+    pub delimiter: u8,
+    /// Quote character; a doubled quote inside a quoted field is a literal quote. Default `b'"'`.
+    pub quote: u8,
+    /// Declared data schema; `None` infers it. Default `None`.
+    pub schema: Option<SchemaRef>,
+    /// Records sampled for inference (read ahead once, at creation). Default 1024.
+    pub infer_rows: usize,
+    /// Rows per batch; also the most records (good + bad) handled per `next()`. Default 1024.
+    pub batch_rows: usize,
+    /// Append a `_line: UInt64` column with each row's 1-based physical line. Default `false`.
+    pub line_column: bool,
+    /// Append a `_raw: Utf8` column with each row's raw text. Default `false`.
+    pub raw_column: bool,
+    /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
+    pub bad_records: BadRecordPolicy,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            has_header: true,
+            delimiter: b',',
+            quote: b'"',
+            schema: None,
+            infer_rows: DEFAULT_BATCH_ROWS,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            line_column: false,
+            raw_column: false,
+            bad_records: BadRecordPolicy::Fail,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// These options with a declared schema.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+    /// These options with `batch_rows` rows per batch.
+    pub fn with_batch_rows(mut self, batch_rows: usize) -> Self {
+        self.batch_rows = batch_rows;
+        self
+    }
+    /// These options with the given bad-record policy.
+    pub fn with_bad_records(mut self, policy: BadRecordPolicy) -> Self {
+        self.bad_records = policy;
+        self
+    }
+}
+
+/// One parsed record with its position.
+#[derive(Debug)]
+struct Located {
+    record: ByteRecord,
+    line: u64,
+    raw: String,
+}
+
+/// Lazy CSV reader yielding [`ReadBatch`]es; see the module docs.
+pub struct CsvReader<R: Read> {
+    parser: csv::Reader<Tap<R>>,
+    label: Arc<str>,
+    opts: CsvOptions,
+    data_schema: SchemaRef,
+    schema: SchemaRef,
+    columns: Columns,
+    /// Records read for inference, replayed first (at most `infer_rows`).
+    replay: std::collections::VecDeque<Located>,
+    record: ByteRecord,
+    /// `\n` bytes before the end of the previous record.
+    newlines: u64,
+    /// Stream offset where the previous record ended.
+    end: u64,
+    /// A bad record met under `Fail` after some good rows; reported by the next call.
+    pending_error: Option<ReadError>,
+    done: bool,
+}
+
+impl CsvReader<File> {
+    /// Opens `path` for reading.
+    ///
+    /// # Errors
+    /// [`ReadError::Io`] if it cannot be opened; the errors of [`CsvReader::new`].
+    pub fn from_path(path: impl AsRef<Path>, opts: CsvOptions) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| ReadError::Io {
+            file: path.display().to_string(),
+            source,
+        })?;
+        CsvReader::new(file, &path.display().to_string(), opts)
+    }
+}
+
+impl<R: Read> CsvReader<R> {
+    /// A reader over `input`, labelled `label` in batches, dead letters and errors.
+    ///
+    /// Reads the header (and, without a declared schema, the inference sample) right away.
+    ///
+    /// # Errors
+    /// [`ReadError::InvalidOptions`] for zero `batch_rows`; [`ReadError::UnsupportedType`] for a
+    /// declared column type text cannot hold; [`ReadError::HeaderMismatch`]; I/O and parse errors.
+    pub fn new(input: R, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
+        if opts.batch_rows == 0 {
+            return Err(ReadError::InvalidOptions(
+                "batch_rows must be at least 1".into(),
+            ));
+        }
+        let parser = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(opts.delimiter)
+            .quote(opts.quote)
+            .from_reader(Tap::new(input));
+        let mut reader = CsvReader {
+            parser,
+            label: label.into(),
+            data_schema: Arc::new(Schema::empty()),
+            schema: Arc::new(Schema::empty()),
+            columns: Columns::new(Arc::new(Schema::empty()), 0)?,
+            replay: Default::default(),
+            record: ByteRecord::new(),
+            newlines: 0,
+            end: 0,
+            pending_error: None,
+            done: false,
+            opts,
+        };
+        let header = if reader.opts.has_header {
+            reader.next_record()?.map(|l| l.record)
+        } else {
+            None
+        };
+        let data_schema = match reader.opts.schema.clone() {
+            Some(schema) => {
+                if let Some(h) = &header {
+                    if h.len() != schema.fields().len() {
+                        return Err(ReadError::HeaderMismatch {
+                            file: label.to_owned(),
+                            expected: schema.fields().len(),
+                            found: h.len(),
+                        });
+                    }
+                }
+                schema
+            }
+            None => reader.infer(header.as_ref())?,
+        };
+        reader.columns = Columns::new(data_schema.clone(), reader.opts.batch_rows)?;
+        reader.schema = with_extra_columns(
+            &data_schema,
+            reader.opts.line_column,
+            reader.opts.raw_column,
+        );
+        reader.data_schema = data_schema;
+        Ok(reader)
+    }
+
+    /// The data schema (declared or inferred), without `_line` / `_raw`.
+    pub fn data_schema(&self) -> SchemaRef {
+        self.data_schema.clone()
+    }
+
+    fn infer(&mut self, header: Option<&ByteRecord>) -> Result<SchemaRef, ReadError> {
+        while self.replay.len() < self.opts.infer_rows {
+            match self.next_record()? {
+                Some(located) => self.replay.push_back(located),
+                None => break,
+            }
+        }
+        let width = header
+            .map(ByteRecord::len)
+            .or_else(|| self.replay.front().map(|l| l.record.len()))
+            .unwrap_or(0);
+        let fields: Vec<Field> = (0..width)
+            .map(|i| {
+                let name = match header.and_then(|h| h.get(i)) {
+                    Some(n) => String::from_utf8_lossy(n).into_owned(),
+                    None => format!("column_{}", i + 1),
+                };
+                let samples = self
+                    .replay
+                    .iter()
+                    .filter_map(move |l| l.record.get(i))
+                    .map(|b| std::str::from_utf8(b).unwrap_or(""));
+                Field::new(name, infer_type(samples), true)
+            })
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Parses the next record and locates it, or `None` at the end of input.
+    fn next_record(&mut self) -> Result<Option<Located>, ReadError> {
+        let start = self.end;
+        self.parser.get_mut().release(start);
+        let more = self
+            .parser
+            .read_byte_record(&mut self.record)
+            .map_err(|source| ReadError::Csv {
+                file: self.label.to_string(),
+                source,
+            })?;
+        if !more {
+            return Ok(None);
+        }
+        let end = self.parser.position().byte();
+        let bytes = self.parser.get_ref().slice(start, end);
+        let lead = bytes
+            .iter()
+            .take_while(|b| **b == b'\n' || **b == b'\r')
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        let line = 1 + self.newlines + lead;
+        self.newlines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        let raw = trim_terminators(bytes);
+        let raw = String::from_utf8_lossy(raw).into_owned();
+        self.end = end;
+        Ok(Some(Located {
+            record: std::mem::take(&mut self.record),
+            line,
+            raw,
+        }))
+    }
+
+    /// Parses one record into the scratch row.
+    fn parse(&mut self, record: &ByteRecord) -> Result<(), RecordError> {
+        if record.len() != self.columns.len() {
+            return Err(RecordError::FieldCount {
+                expected: self.columns.len(),
+                found: record.len(),
+            });
+        }
+        for (i, field) in record.iter().enumerate() {
+            let s = std::str::from_utf8(field).map_err(|_| RecordError::InvalidUtf8 {
+                column: self.columns.name(i).to_owned(),
+            })?;
+            self.columns.parse_text(i, s)?;
+        }
+        Ok(())
+    }
+
+    fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
+        let cap = self.opts.batch_rows;
+        let mut lines = self
+            .opts
+            .line_column
+            .then(|| UInt64Builder::with_capacity(cap));
+        let mut raws = self.opts.raw_column.then(StringBuilder::new);
+        let mut rows = 0usize;
+        let mut dead_letters = Vec::new();
+        let mut skipped = 0u64;
+        let mut handled = 0usize;
+        while handled < cap {
+            let located = match self.replay.pop_front() {
+                Some(l) => l,
+                None => match self.next_record()? {
+                    Some(l) => l,
+                    None => {
+                        self.done = true;
+                        break;
+                    }
+                },
+            };
+            handled += 1;
+            match self.parse(&located.record) {
+                Ok(()) => {
+                    let record = &located.record;
+                    // parse() checked every field is UTF-8.
+                    self.columns.commit(|i| {
+                        record
+                            .get(i)
+                            .and_then(|b| std::str::from_utf8(b).ok())
+                            .unwrap_or("")
+                    });
+                    if let Some(b) = lines.as_mut() {
+                        b.append_value(located.line);
+                    }
+                    if let Some(b) = raws.as_mut() {
+                        b.append_value(&located.raw);
+                    }
+                    rows += 1;
+                }
+                Err(cause) => match self.opts.bad_records {
+                    BadRecordPolicy::Fail => {
+                        let err = ReadError::BadRecord {
+                            file: self.label.to_string(),
+                            line: located.line,
+                            cause,
+                        };
+                        if rows == 0 {
+                            return Err(err);
+                        }
+                        // Deliver the good rows before it; fail on the next call.
+                        self.pending_error = Some(err);
+                        break;
+                    }
+                    BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
+                        file: Some(self.label.to_string()),
+                        line: located.line,
+                        reason: cause.to_string(),
+                        raw: located.raw,
+                    }),
+                    BadRecordPolicy::SkipCounted => skipped += 1,
+                },
+            }
+        }
+        if handled == 0 {
+            return Ok(None);
+        }
+        let mut arrays: Vec<ArrayRef> = self.columns.finish();
+        if let Some(mut b) = lines {
+            arrays.push(Arc::new(b.finish()));
+        }
+        if let Some(mut b) = raws {
+            arrays.push(Arc::new(b.finish()));
+        }
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|source| ReadError::Arrow {
+            file: self.label.to_string(),
+            source,
+        })?;
+        Ok(Some(ReadBatch {
+            file: self.label.clone(),
+            batch,
+            dead_letters,
+            skipped,
+        }))
+    }
+}
+
+/// `bytes` without leading and trailing `\r` / `\n`.
+pub(crate) fn trim_terminators(bytes: &[u8]) -> &[u8] {
+    let is_term = |b: &u8| *b == b'\n' || *b == b'\r';
+    let start = bytes
+        .iter()
+        .position(|b| !is_term(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_term(b))
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+impl<R: Read> Iterator for CsvReader<R> {
+    type Item = Result<ReadBatch, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending_error.take() {
+            self.done = true;
+            self.replay.clear();
+            return Some(Err(e));
+        }
+        if self.done && self.replay.is_empty() {
+            return None;
+        }
+        match self.read_batch() {
+            Ok(batch) => batch.map(Ok),
+            Err(e) => {
+                self.done = true;
+                self.replay.clear();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<R: Read + Send> BatchReader for CsvReader<R> {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn bytes_read(&self) -> u64 {
+        self.parser.get_ref().bytes_read()
+    }
+}
+
+impl<R: Read> std::fmt::Debug for CsvReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvReader")
+            .field("label", &self.label)
+            .field("schema", &self.schema)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "csv_tests.rs"]
+mod tests;

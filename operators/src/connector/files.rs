@@ -1,0 +1,252 @@
+//! Reading many files in order as one stream of batches.
+//!
+//! A [`FileSet`] is a list of regular files from a directory or a glob pattern, sorted by name.
+//! Hidden files (name starting with `.`) are left out, which also hides the in-progress parts of a
+//! [`PartWriter`](super::PartWriter) writing into the same directory. A [`FileSetReader`] opens
+//! the first file when it is created (to know the schema) and each following file only once the
+//! previous one is exhausted; every batch carries its file's label.
+
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+
+use super::{
+    with_extra_columns, BatchReader, CsvOptions, CsvReader, NdjsonOptions, NdjsonReader,
+    ParquetOptions, ParquetReader, ReadBatch, ReadError,
+};
+
+/// An ordered list of files to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSet {
+    location: String,
+    files: Vec<PathBuf>,
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+impl FileSet {
+    /// The visible regular files directly in `dir`, sorted by name.
+    ///
+    /// # Errors
+    /// [`ReadError::Io`] if the directory cannot be listed.
+    pub fn dir(dir: impl AsRef<Path>) -> Result<Self, ReadError> {
+        let dir = dir.as_ref();
+        let io = |source| ReadError::Io {
+            file: dir.display().to_string(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            if entry.file_type().map_err(io)?.is_file() && !is_hidden(&path) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(FileSet {
+            location: dir.display().to_string(),
+            files,
+        })
+    }
+
+    /// The visible regular files matching a glob `pattern` (e.g. `data/*.csv`), sorted by path.
+    ///
+    /// # Errors
+    /// [`ReadError::Pattern`] for a malformed pattern; [`ReadError::Io`] for an unreadable entry.
+    pub fn glob(pattern: &str) -> Result<Self, ReadError> {
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
+        let paths = glob::glob_with(pattern, options).map_err(|source| ReadError::Pattern {
+            pattern: pattern.to_owned(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for path in paths {
+            let path = path.map_err(|e| ReadError::Io {
+                file: e.path().display().to_string(),
+                source: e.into(),
+            })?;
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(FileSet {
+            location: pattern.to_owned(),
+            files,
+        })
+    }
+
+    /// An explicit list, read in the given order.
+    pub fn from_paths(location: &str, files: Vec<PathBuf>) -> Self {
+        FileSet {
+            location: location.to_owned(),
+            files,
+        }
+    }
+
+    /// The files, in read order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Reads the files in order with `format`.
+    ///
+    /// # Errors
+    /// The first file's open errors; [`ReadError::NoFiles`] for an empty set.
+    pub fn read(self, format: FileFormat) -> Result<FileSetReader, ReadError> {
+        FileSetReader::new(self, format)
+    }
+}
+
+/// How to read each file of a [`FileSet`].
+#[derive(Debug, Clone)]
+pub enum FileFormat {
+    /// CSV files.
+    Csv(CsvOptions),
+    /// NDJSON files.
+    Ndjson(NdjsonOptions),
+    /// Parquet files.
+    Parquet(ParquetOptions),
+}
+
+impl FileFormat {
+    fn open(&self, path: &Path) -> Result<Box<dyn BatchReader>, ReadError> {
+        Ok(match self {
+            FileFormat::Csv(o) => Box::new(CsvReader::from_path(path, o.clone())?),
+            FileFormat::Ndjson(o) => Box::new(NdjsonReader::from_path(path, o.clone())?),
+            FileFormat::Parquet(o) => Box::new(ParquetReader::open(path, o.clone())?),
+        })
+    }
+
+    /// The schema of every batch, when it is known without opening a file.
+    fn declared_schema(&self) -> Option<SchemaRef> {
+        match self {
+            FileFormat::Csv(o) => o
+                .schema
+                .as_ref()
+                .map(|s| with_extra_columns(s, o.line_column, o.raw_column)),
+            FileFormat::Ndjson(o) => {
+                Some(with_extra_columns(&o.schema, o.line_column, o.raw_column))
+            }
+            FileFormat::Parquet(_) => None,
+        }
+    }
+}
+
+/// Reads a [`FileSet`] file after file; see the module docs.
+pub struct FileSetReader {
+    format: FileFormat,
+    pending: std::vec::IntoIter<PathBuf>,
+    current: Option<Box<dyn BatchReader>>,
+    schema: SchemaRef,
+    /// Bytes read by files already finished.
+    finished_bytes: u64,
+    done: bool,
+}
+
+impl FileSetReader {
+    /// Opens the first file of `set`.
+    ///
+    /// An empty set yields no batches if the format declares a schema.
+    ///
+    /// # Errors
+    /// The first file's open errors; [`ReadError::NoFiles`] for an empty set whose schema is
+    /// unknown (inferred CSV, Parquet).
+    pub fn new(set: FileSet, format: FileFormat) -> Result<Self, ReadError> {
+        let mut pending = set.files.into_iter();
+        let Some(first) = pending.next() else {
+            let schema = format.declared_schema().ok_or(ReadError::NoFiles {
+                location: set.location,
+            })?;
+            return Ok(FileSetReader {
+                format,
+                pending,
+                current: None,
+                schema,
+                finished_bytes: 0,
+                done: true,
+            });
+        };
+        let current = format.open(&first)?;
+        Ok(FileSetReader {
+            format,
+            pending,
+            schema: current.schema(),
+            current: Some(current),
+            finished_bytes: 0,
+            done: false,
+        })
+    }
+
+    fn advance(&mut self) -> Option<Result<ReadBatch, ReadError>> {
+        loop {
+            let current = self.current.as_mut()?;
+            if let Some(item) = current.next() {
+                return Some(item);
+            }
+            self.finished_bytes += current.bytes_read();
+            self.current = None;
+            let path = self.pending.next()?;
+            let reader = match self.format.open(&path) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let found = reader.schema();
+            if !super::same_fields(&found, &self.schema) {
+                return Some(Err(ReadError::SchemaMismatch {
+                    file: path.display().to_string(),
+                    expected: self.schema.clone(),
+                    found,
+                }));
+            }
+            self.current = Some(reader);
+        }
+    }
+}
+
+impl Iterator for FileSetReader {
+    type Item = Result<ReadBatch, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.advance();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+impl BatchReader for FileSetReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn bytes_read(&self) -> u64 {
+        self.finished_bytes + self.current.as_ref().map_or(0, |c| c.bytes_read())
+    }
+}
+
+impl std::fmt::Debug for FileSetReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSetReader")
+            .field("format", &self.format)
+            .field("remaining", &self.pending.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod tests;

@@ -1,0 +1,248 @@
+use super::*;
+use crate::connector::BadRecordPolicy;
+use arrow::datatypes::{DataType, Field, Schema};
+use std::sync::Arc;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("v", DataType::UInt64, false)]))
+}
+
+fn csv(rows: std::ops::Range<u64>) -> String {
+    let mut s = String::from("v\n");
+    for v in rows {
+        s.push_str(&format!("{v}\n"));
+    }
+    s
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("temp dir is writable");
+}
+
+fn opts() -> CsvOptions {
+    CsvOptions::default()
+        .with_schema(schema())
+        .with_batch_rows(4)
+}
+
+#[test]
+fn directory_is_read_in_name_order_with_file_tags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "b.csv", &csv(5..8));
+    write(dir.path(), "a.csv", &csv(0..5));
+    write(dir.path(), ".hidden.csv", &csv(100..101));
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    let set = FileSet::dir(dir.path()).expect("listable");
+    let names: Vec<_> = set
+        .files()
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(names, vec!["a.csv", "b.csv"]);
+    let reader = set.read(FileFormat::Csv(opts())).expect("opens a.csv");
+    let mut seen = Vec::new();
+    for b in reader {
+        let b = b.expect("valid");
+        let file = Path::new(&*b.file)
+            .file_name()
+            .expect("file")
+            .to_string_lossy()
+            .into_owned();
+        seen.push((file, b.batch.num_rows()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("a.csv".into(), 4),
+            ("a.csv".into(), 1),
+            ("b.csv".into(), 3)
+        ]
+    );
+}
+
+#[test]
+fn glob_matches_only_the_pattern() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "x1.csv", &csv(0..2));
+    write(dir.path(), "x2.csv", &csv(2..3));
+    write(dir.path(), "notes.txt", "hello");
+    let pattern = format!("{}/*.csv", dir.path().display());
+    let set = FileSet::glob(&pattern).expect("valid pattern");
+    assert_eq!(set.files().len(), 2);
+    let mut reader = set.read(FileFormat::Csv(opts())).expect("opens");
+    let rows: usize = reader
+        .by_ref()
+        .map(|b| b.expect("valid").batch.num_rows())
+        .sum();
+    assert_eq!(rows, 3);
+    let total = (csv(0..2).len() + csv(2..3).len()) as u64;
+    assert_eq!(reader.bytes_read(), total);
+    assert!(matches!(
+        FileSet::glob("[unclosed"),
+        Err(ReadError::Pattern { .. })
+    ));
+}
+
+#[test]
+fn next_file_opens_only_after_the_previous_is_exhausted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "a.csv", &csv(0..3));
+    let missing = dir.path().join("missing.csv");
+    let set = FileSet::from_paths("list", vec![dir.path().join("a.csv"), missing]);
+    let mut reader = set
+        .read(FileFormat::Csv(opts()))
+        .expect("first file exists");
+    assert_eq!(
+        reader
+            .next()
+            .expect("batch")
+            .expect("valid")
+            .batch
+            .num_rows(),
+        3
+    );
+    let err = reader
+        .next()
+        .expect("then the open error")
+        .expect_err("missing");
+    assert!(matches!(err, ReadError::Io { .. }), "{err}");
+    assert!(reader.next().is_none());
+}
+
+#[test]
+fn schema_mismatch_between_files_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "a.csv", "v\n1\n");
+    write(dir.path(), "b.csv", "v\nx\n");
+    // inferred: a.csv is Int64, b.csv is Utf8
+    let format = FileFormat::Csv(CsvOptions::default());
+    let mut reader = FileSet::dir(dir.path())
+        .expect("listable")
+        .read(format)
+        .expect("opens");
+    reader.next().expect("a.csv").expect("valid");
+    let err = reader.next().expect("b.csv").expect_err("different type");
+    assert!(matches!(err, ReadError::SchemaMismatch { .. }), "{err}");
+}
+
+#[test]
+fn empty_set_needs_a_declared_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let set = FileSet::dir(dir.path()).expect("listable");
+    let mut reader = set
+        .clone()
+        .read(FileFormat::Csv(opts()))
+        .expect("schema declared");
+    assert!(reader.next().is_none());
+    assert_eq!(reader.schema(), schema());
+    let err = set
+        .read(FileFormat::Csv(CsvOptions::default()))
+        .expect_err("nothing to infer from");
+    assert!(matches!(err, ReadError::NoFiles { .. }));
+}
+
+#[test]
+fn dead_letters_name_their_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "a.csv", "v\n1\nbad\n");
+    write(dir.path(), "b.csv", "v\noops\n2\n");
+    let format = FileFormat::Csv(opts().with_bad_records(BadRecordPolicy::DeadLetter));
+    let reader = FileSet::dir(dir.path())
+        .expect("listable")
+        .read(format)
+        .expect("opens");
+    let dead: Vec<(String, u64)> = reader
+        .flat_map(|b| b.expect("absorbed").dead_letters)
+        .map(|d| {
+            let file = d.file.expect("file set readers name files");
+            let name = Path::new(&file)
+                .file_name()
+                .expect("file")
+                .to_string_lossy()
+                .into_owned();
+            (name, d.line)
+        })
+        .collect();
+    assert_eq!(dead, vec![("a.csv".into(), 3), ("b.csv".into(), 2)]);
+}
+
+#[test]
+fn parquet_reads_one_row_group_at_a_time_with_projection() {
+    use crate::connector::{ParquetCompression, PartFormat, PartWriter, PartWriterOptions};
+    use arrow::array::{StringArray, UInt64Array};
+    use arrow::record_batch::RecordBatch;
+    let wide = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::UInt64, false),
+        Field::new("b", DataType::Utf8, false),
+        Field::new("c", DataType::UInt64, false),
+    ]));
+    let n = 20_000u64;
+    let batch = RecordBatch::try_new(
+        wide.clone(),
+        vec![
+            Arc::new(UInt64Array::from_iter_values(0..n)),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("s{i}")),
+            )),
+            Arc::new(UInt64Array::from_iter_values((0..n).map(|i| i * 2))),
+        ],
+    )
+    .expect("valid");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let format = PartFormat::Parquet {
+        compression: ParquetCompression::None,
+        row_group_rows: 2_000,
+    };
+    let mut w = PartWriter::create(dir.path(), wide, PartWriterOptions::new(format)).expect("dir");
+    w.write(&batch).expect("write");
+    let file = w.finish().expect("finish").files.remove(0);
+    let opts = ParquetOptions {
+        batch_rows: 500,
+        columns: Some(vec!["c".into(), "a".into()]),
+    };
+    let mut reader = ParquetReader::open(&file.path, opts).expect("opens");
+    let names: Vec<_> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, vec!["c", "a"]);
+    let first = reader.next().expect("batch").expect("valid").batch;
+    assert_eq!(first.num_rows(), 500);
+    let c = first
+        .column(0)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .expect("u64");
+    assert_eq!(c.value(499), 998);
+    // footer + one row group of two of three columns: far less than the file
+    let after_first = reader.bytes_read();
+    assert!(
+        after_first < file.bytes / 5,
+        "{after_first} of {}",
+        file.bytes
+    );
+    let rest: usize = reader
+        .by_ref()
+        .map(|b| b.expect("valid").batch.num_rows())
+        .sum();
+    assert_eq!(rest, 20_000 - 500);
+    assert!(
+        reader.bytes_read() < file.bytes,
+        "column b was never fetched"
+    );
+    let bad = ParquetOptions {
+        columns: Some(vec!["zz".into()]),
+        ..ParquetOptions::default()
+    };
+    assert!(matches!(
+        ParquetReader::open(&file.path, bad),
+        Err(ReadError::UnknownColumn { .. })
+    ));
+}

@@ -1,0 +1,354 @@
+//! Lazy NDJSON reader: one JSON object per line into a declared schema.
+//!
+//! Each line is parsed with `serde_json` into a [`Value`] and its keys are matched to the
+//! schema's columns by name (missing keys and `null` are null; extra keys are ignored). Lines
+//! are read through a 64 KiB buffer with a length limit, so a runaway line costs at most
+//! [`NdjsonOptions::max_line_bytes`] of memory; it becomes a bad record and the reader resumes at
+//! the next line. Blank lines are skipped but counted in line numbers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use serde_json::{Map, Value};
+
+use super::columns::Columns;
+use super::counting::CountingRead;
+use super::csv::trim_terminators;
+use super::{
+    with_extra_columns, BadRecordPolicy, BatchReader, DeadLetter, ReadBatch, ReadError,
+    RecordError, DEFAULT_BATCH_ROWS,
+};
+
+/// Bytes of an over-long line kept as its dead letter's `raw`.
+const TOO_LONG_RAW_PREFIX: usize = 1024;
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Options of [`NdjsonReader`].
+#[derive(Debug, Clone)]
+pub struct NdjsonOptions {
+    /// The schema to decode into.
+    pub schema: SchemaRef,
+    /// Rows per batch; also the most records (good + bad) handled per `next()`. Default 1024.
+    pub batch_rows: usize,
+    /// Append `_line: UInt64` (1-based physical line). Default `false`.
+    pub line_column: bool,
+    /// Append `_raw: Utf8` (the line without terminator). Default `false`.
+    pub raw_column: bool,
+    /// What to do with a bad line. Default [`BadRecordPolicy::Fail`].
+    pub bad_records: BadRecordPolicy,
+    /// Longest accepted line in bytes, terminator included. Default 16 MiB.
+    pub max_line_bytes: usize,
+}
+
+impl NdjsonOptions {
+    /// Default options for `schema`.
+    pub fn new(schema: SchemaRef) -> Self {
+        NdjsonOptions {
+            schema,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            line_column: false,
+            raw_column: false,
+            bad_records: BadRecordPolicy::Fail,
+            max_line_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Lazy NDJSON reader yielding [`ReadBatch`]es; see the module docs.
+pub struct NdjsonReader<R: Read> {
+    input: BufReader<CountingRead<R>>,
+    counter: Arc<AtomicU64>,
+    label: Arc<str>,
+    opts: NdjsonOptions,
+    names: Vec<String>,
+    schema: SchemaRef,
+    columns: Columns,
+    buf: Vec<u8>,
+    line: u64,
+    pending_error: Option<ReadError>,
+    done: bool,
+}
+
+/// One line as read.
+enum Line {
+    Eof,
+    Text,
+    TooLong,
+}
+
+impl NdjsonReader<File> {
+    /// Opens `path` for reading.
+    ///
+    /// # Errors
+    /// [`ReadError::Io`] if it cannot be opened; the errors of [`NdjsonReader::new`].
+    pub fn from_path(path: impl AsRef<Path>, opts: NdjsonOptions) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| ReadError::Io {
+            file: path.display().to_string(),
+            source,
+        })?;
+        NdjsonReader::new(file, &path.display().to_string(), opts)
+    }
+}
+
+impl<R: Read> NdjsonReader<R> {
+    /// A reader over `input`, labelled `label`. Reads nothing until the first `next()`.
+    ///
+    /// # Errors
+    /// [`ReadError::InvalidOptions`] for zero `batch_rows` or `max_line_bytes`;
+    /// [`ReadError::UnsupportedType`] for a column type it cannot decode.
+    pub fn new(input: R, label: &str, opts: NdjsonOptions) -> Result<Self, ReadError> {
+        if opts.batch_rows == 0 || opts.max_line_bytes == 0 {
+            return Err(ReadError::InvalidOptions(
+                "batch_rows and max_line_bytes must be at least 1".into(),
+            ));
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        let columns = Columns::new(opts.schema.clone(), opts.batch_rows)?;
+        Ok(NdjsonReader {
+            input: BufReader::with_capacity(
+                BUFFER_BYTES,
+                CountingRead::new(input, counter.clone()),
+            ),
+            counter,
+            label: label.into(),
+            names: opts
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            schema: with_extra_columns(&opts.schema, opts.line_column, opts.raw_column),
+            columns,
+            buf: Vec::new(),
+            line: 0,
+            pending_error: None,
+            done: false,
+            opts,
+        })
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ReadError {
+        ReadError::Io {
+            file: self.label.to_string(),
+            source,
+        }
+    }
+
+    /// Reads the next line into `self.buf` (cut at the limit).
+    fn read_line(&mut self) -> Result<Line, ReadError> {
+        self.buf.clear();
+        let limit = self.opts.max_line_bytes;
+        let n = (&mut self.input)
+            .take(limit as u64)
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| self.io_error(e))?;
+        if n == 0 {
+            return Ok(Line::Eof);
+        }
+        self.line += 1;
+        if n < limit || self.buf.last() == Some(&b'\n') {
+            return Ok(Line::Text);
+        }
+        // Cut at the limit: discard the rest of the line.
+        loop {
+            let chunk = match self.input.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(self.io_error(e)),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(p) => {
+                    self.input.consume(p + 1);
+                    break;
+                }
+                None => {
+                    let len = chunk.len();
+                    self.input.consume(len);
+                }
+            }
+        }
+        self.buf.truncate(TOO_LONG_RAW_PREFIX);
+        Ok(Line::TooLong)
+    }
+}
+
+/// Parses one line into the scratch row of `columns`, returning the object for text columns.
+fn parse_object(
+    columns: &mut Columns,
+    names: &[String],
+    text: &[u8],
+) -> Result<Map<String, Value>, RecordError> {
+    let object = match serde_json::from_slice::<Value>(text) {
+        Ok(Value::Object(o)) => o,
+        Ok(other) => {
+            return Err(RecordError::InvalidJson {
+                detail: format!("expected an object, found {}", json_kind(&other)),
+            })
+        }
+        Err(e) => {
+            return Err(RecordError::InvalidJson {
+                detail: e.to_string(),
+            })
+        }
+    };
+    for (i, name) in names.iter().enumerate() {
+        columns.parse_json(i, object.get(name))?;
+    }
+    Ok(object)
+}
+
+impl<R: Read> NdjsonReader<R> {
+    fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
+        let cap = self.opts.batch_rows;
+        let mut lines = self
+            .opts
+            .line_column
+            .then(|| UInt64Builder::with_capacity(cap));
+        let mut raws = self.opts.raw_column.then(StringBuilder::new);
+        let (mut rows, mut handled, mut skipped) = (0usize, 0usize, 0u64);
+        let mut dead_letters = Vec::new();
+        while handled < cap {
+            let outcome = match self.read_line()? {
+                Line::Eof => {
+                    self.done = true;
+                    break;
+                }
+                Line::TooLong => Err(RecordError::TooLong {
+                    limit: self.opts.max_line_bytes,
+                }),
+                Line::Text => {
+                    let text = trim_terminators(&self.buf);
+                    if text.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    parse_object(&mut self.columns, &self.names, text)
+                }
+            };
+            handled += 1;
+            match outcome {
+                Ok(object) => {
+                    let names = &self.names;
+                    self.columns
+                        .commit(|i| object.get(&names[i]).and_then(Value::as_str).unwrap_or(""));
+                    if let Some(b) = lines.as_mut() {
+                        b.append_value(self.line);
+                    }
+                    if let Some(b) = raws.as_mut() {
+                        b.append_value(String::from_utf8_lossy(trim_terminators(&self.buf)));
+                    }
+                    rows += 1;
+                }
+                Err(cause) => match self.opts.bad_records {
+                    BadRecordPolicy::Fail => {
+                        let err = ReadError::BadRecord {
+                            file: self.label.to_string(),
+                            line: self.line,
+                            cause,
+                        };
+                        if rows == 0 {
+                            return Err(err);
+                        }
+                        self.pending_error = Some(err);
+                        break;
+                    }
+                    BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
+                        file: Some(self.label.to_string()),
+                        line: self.line,
+                        reason: cause.to_string(),
+                        raw: String::from_utf8_lossy(trim_terminators(&self.buf)).into_owned(),
+                    }),
+                    BadRecordPolicy::SkipCounted => skipped += 1,
+                },
+            }
+        }
+        if handled == 0 {
+            return Ok(None);
+        }
+        let mut arrays: Vec<ArrayRef> = self.columns.finish();
+        if let Some(mut b) = lines {
+            arrays.push(Arc::new(b.finish()));
+        }
+        if let Some(mut b) = raws {
+            arrays.push(Arc::new(b.finish()));
+        }
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|source| ReadError::Arrow {
+            file: self.label.to_string(),
+            source,
+        })?;
+        Ok(Some(ReadBatch {
+            file: self.label.clone(),
+            batch,
+            dead_letters,
+            skipped,
+        }))
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<R: Read> Iterator for NdjsonReader<R> {
+    type Item = Result<ReadBatch, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending_error.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        if self.done {
+            return None;
+        }
+        match self.read_batch() {
+            Ok(batch) => batch.map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<R: Read + Send> BatchReader for NdjsonReader<R> {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn bytes_read(&self) -> u64 {
+        self.counter.load(Ordering::Relaxed)
+    }
+}
+
+impl<R: Read> std::fmt::Debug for NdjsonReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonReader")
+            .field("label", &self.label)
+            .field("line", &self.line)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "ndjson_tests.rs"]
+mod tests;

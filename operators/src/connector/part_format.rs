@@ -1,0 +1,162 @@
+//! Options, results and errors of [`PartWriter`](super::PartWriter).
+
+use std::path::PathBuf;
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use parquet::errors::ParquetError;
+
+/// Compression of Parquet parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParquetCompression {
+    /// No compression: fastest, largest.
+    None,
+    /// Snappy: fast, moderate ratio.
+    #[default]
+    Snappy,
+    /// Zstandard at `level` (1–22): slower, better ratio.
+    Zstd {
+        /// Compression level.
+        level: i32,
+    },
+}
+
+/// File format of the parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartFormat {
+    /// Parquet (`.parquet`).
+    Parquet {
+        /// Page compression.
+        compression: ParquetCompression,
+        /// Rows per row group; a row group is buffered in memory until written. Default 65 536.
+        row_group_rows: usize,
+    },
+    /// CSV (`.csv`), with `header` as its first line.
+    Csv {
+        /// Write the column names first.
+        header: bool,
+        /// Field delimiter.
+        delimiter: u8,
+    },
+    /// NDJSON (`.ndjson`): one object per row, null fields omitted.
+    Ndjson,
+}
+
+impl PartFormat {
+    /// Parquet with the given compression and 65 536 rows per row group.
+    pub fn parquet(compression: ParquetCompression) -> Self {
+        PartFormat::Parquet {
+            compression,
+            row_group_rows: 65_536,
+        }
+    }
+
+    /// CSV with a header and `,` as the delimiter.
+    pub fn csv() -> Self {
+        PartFormat::Csv {
+            header: true,
+            delimiter: b',',
+        }
+    }
+
+    /// The file extension, without a dot.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            PartFormat::Parquet { .. } => "parquet",
+            PartFormat::Csv { .. } => "csv",
+            PartFormat::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// Options of [`PartWriter`](super::PartWriter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartWriterOptions {
+    /// Format of every part.
+    pub format: PartFormat,
+    /// Most rows in one part; `None` for no limit.
+    pub max_rows: Option<u64>,
+    /// Size at which a part is closed; `None` for no limit.
+    pub max_bytes: Option<u64>,
+}
+
+impl PartWriterOptions {
+    /// One part per writer unless limits are set.
+    pub fn new(format: PartFormat) -> Self {
+        PartWriterOptions {
+            format,
+            max_rows: None,
+            max_bytes: None,
+        }
+    }
+}
+
+/// A completed part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartFile {
+    /// Its final path.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its size on disk.
+    pub bytes: u64,
+}
+
+/// What [`PartWriter::finish`](super::PartWriter::finish) wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// The parts, in order.
+    pub files: Vec<PartFile>,
+    /// Rows over all parts.
+    pub rows: u64,
+    /// Bytes over all parts.
+    pub bytes: u64,
+}
+
+/// Errors from [`PartWriter`](super::PartWriter).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A file operation failed.
+    #[error("{path}: I/O error: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Parquet encoder failed.
+    #[error("{path}: Parquet error: {source}")]
+    Parquet {
+        /// The part being written.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: ParquetError,
+    },
+    /// A column could not be formatted.
+    #[error("cannot encode a column: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The directory already holds parts of this format.
+    #[error("{dir} already has part files such as {example}; write into an empty directory or remove them")]
+    PartsExist {
+        /// The directory.
+        dir: PathBuf,
+        /// One existing part.
+        example: String,
+    },
+    /// A batch's schema differs from the writer's.
+    #[error("batch schema {found:?} differs from the writer's {expected:?}")]
+    SchemaMismatch {
+        /// The writer's schema.
+        expected: SchemaRef,
+        /// The batch's schema.
+        found: SchemaRef,
+    },
+    /// An earlier call failed; the writer accepts nothing more.
+    #[error("an earlier write failed; the in-progress part was discarded")]
+    Failed,
+    /// Limits of zero.
+    #[error("invalid writer options: {0}")]
+    InvalidOptions(&'static str),
+}

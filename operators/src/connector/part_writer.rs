@@ -1,0 +1,449 @@
+//! Rolling part-file writer: Parquet, CSV or NDJSON into `part-00000.<ext>`, `part-00001.<ext>`, …
+//!
+//! # Protocol
+//!
+//! A part is written under a hidden temporary name `.part-NNNNN.<ext>.inprogress` in the target
+//! directory. When it is full (it reached `max_rows` rows or `max_bytes` bytes) or on
+//! [`PartWriter::finish`], it is completed, flushed, synced to disk and renamed to
+//! `part-NNNNN.<ext>`. A rename within a directory is atomic, so a reader listing the directory
+//! sees either nothing or a complete part. Dropping the writer without `finish` (or after an
+//! error) deletes the in-progress file; a crash leaves only a hidden `.inprogress` file.
+//!
+//! # Rolling
+//!
+//! `max_rows` is exact: batches are sliced so no part has more rows. `max_bytes` closes a part
+//! as soon as its size reaches the limit: text parts are checked after every row (a part exceeds
+//! the limit by less than one row), Parquet parts after every written slice, using the encoded
+//! size plus the writer's estimate for the open row group (a part can exceed the limit by one
+//! slice, at most `row_group_rows` rows).
+//!
+//! Empty batches open nothing; a writer that saw no rows finishes with no files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::encode::ColumnView;
+pub use super::part_format::{
+    ParquetCompression, PartFile, PartFormat, PartWriterOptions, WriteError, WriteSummary,
+};
+
+enum Sink {
+    /// Boxed: the Parquet writer is much larger than the text sinks.
+    Parquet(Box<ArrowWriter<File>>),
+    Csv {
+        out: BufWriter<File>,
+        delimiter: u8,
+        bytes: u64,
+    },
+    Ndjson {
+        out: BufWriter<File>,
+        bytes: u64,
+    },
+}
+
+struct OpenPart {
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: u64,
+    sink: Sink,
+}
+
+impl OpenPart {
+    fn bytes(&self) -> u64 {
+        match &self.sink {
+            Sink::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+            Sink::Csv { bytes, .. } | Sink::Ndjson { bytes, .. } => *bytes,
+        }
+    }
+}
+
+/// Writes batches into rolling part files; see the module docs.
+pub struct PartWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    opts: PartWriterOptions,
+    current: Option<OpenPart>,
+    next_index: usize,
+    done: Vec<PartFile>,
+    failed: bool,
+    // Reused per-row buffers for the text formats.
+    text: String,
+    line: Vec<u8>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl PartWriter {
+    /// A writer of `schema` batches into `dir` (created if missing).
+    ///
+    /// # Errors
+    /// [`WriteError::PartsExist`] if `dir` already has `part-*.<ext>` files;
+    /// [`WriteError::InvalidOptions`] for zero limits; [`WriteError::Io`].
+    pub fn create(
+        dir: impl AsRef<Path>,
+        schema: SchemaRef,
+        opts: PartWriterOptions,
+    ) -> Result<Self, WriteError> {
+        let dir = dir.as_ref().to_owned();
+        if opts.max_rows == Some(0) || opts.max_bytes == Some(0) {
+            return Err(WriteError::InvalidOptions(
+                "max_rows and max_bytes must be at least 1",
+            ));
+        }
+        if let PartFormat::Parquet {
+            row_group_rows: 0, ..
+        } = opts.format
+        {
+            return Err(WriteError::InvalidOptions(
+                "row_group_rows must be at least 1",
+            ));
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let suffix = format!(".{}", opts.format.extension());
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let name = entry.map_err(io_err(&dir))?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("part-") && name.ends_with(&suffix) {
+                return Err(WriteError::PartsExist {
+                    dir,
+                    example: name.into_owned(),
+                });
+            }
+        }
+        Ok(PartWriter {
+            dir,
+            schema,
+            opts,
+            current: None,
+            next_index: 0,
+            done: Vec::new(),
+            failed: false,
+            text: String::new(),
+            line: Vec::new(),
+        })
+    }
+
+    /// Appends `batch`, closing and starting parts as the limits require.
+    ///
+    /// # Errors
+    /// [`WriteError::SchemaMismatch`]; I/O and encoding errors, after which the in-progress part
+    /// is discarded and every later call returns [`WriteError::Failed`].
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        if self.failed {
+            return Err(WriteError::Failed);
+        }
+        if !super::same_fields(&batch.schema(), &self.schema) {
+            return Err(WriteError::SchemaMismatch {
+                expected: self.schema.clone(),
+                found: batch.schema(),
+            });
+        }
+        let result = self.write_rows(batch);
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    fn write_rows(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        let views = match self.opts.format {
+            PartFormat::Parquet { .. } => Vec::new(),
+            _ => batch
+                .columns()
+                .iter()
+                .map(ColumnView::new)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let schema = self.schema.clone();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let max_rows = self.opts.max_rows.unwrap_or(u64::MAX);
+        let max_bytes = self.opts.max_bytes.unwrap_or(u64::MAX);
+        let mut offset = 0usize;
+        while offset < batch.num_rows() {
+            if self.current.is_none() {
+                self.current = Some(self.open_part()?);
+            }
+            let Some(part) = self.current.as_mut() else {
+                unreachable!("a part was just opened")
+            };
+            let room = usize::try_from(max_rows - part.rows).unwrap_or(usize::MAX);
+            match &mut part.sink {
+                Sink::Parquet(w) => {
+                    let n = room.min(batch.num_rows() - offset);
+                    w.write(&batch.slice(offset, n))
+                        .map_err(|source| WriteError::Parquet {
+                            path: part.tmp.clone(),
+                            source,
+                        })?;
+                    part.rows += n as u64;
+                    offset += n;
+                }
+                Sink::Csv {
+                    out,
+                    delimiter,
+                    bytes,
+                } => {
+                    let end = offset + room.min(batch.num_rows() - offset);
+                    // At least one row per part, so a header alone cannot fill it.
+                    while offset < end {
+                        self.line.clear();
+                        for (i, view) in views.iter().enumerate() {
+                            if i > 0 {
+                                self.line.push(*delimiter);
+                            }
+                            self.text.clear();
+                            view.text(offset, &mut self.text);
+                            push_csv_field(&mut self.line, &self.text, *delimiter, views.len());
+                        }
+                        self.line.push(b'\n');
+                        out.write_all(&self.line).map_err(io_err(&part.tmp))?;
+                        *bytes += self.line.len() as u64;
+                        part.rows += 1;
+                        offset += 1;
+                        if *bytes >= max_bytes {
+                            break;
+                        }
+                    }
+                }
+                Sink::Ndjson { out, bytes } => {
+                    let end = offset + room.min(batch.num_rows() - offset);
+                    while offset < end {
+                        self.line.clear();
+                        self.line.push(b'{');
+                        let mut first = true;
+                        for (view, name) in views.iter().zip(&names) {
+                            if view.is_null(offset) {
+                                continue;
+                            }
+                            if !first {
+                                self.line.push(b',');
+                            }
+                            first = false;
+                            // Serialising a &str into a Vec cannot fail.
+                            let _ = serde_json::to_writer(&mut self.line, name);
+                            self.line.push(b':');
+                            view.json(offset, &mut self.line, &mut self.text);
+                        }
+                        self.line.extend_from_slice(b"}\n");
+                        out.write_all(&self.line).map_err(io_err(&part.tmp))?;
+                        *bytes += self.line.len() as u64;
+                        part.rows += 1;
+                        offset += 1;
+                        if *bytes >= max_bytes {
+                            break;
+                        }
+                    }
+                }
+            }
+            if part.rows >= max_rows || part.bytes() >= max_bytes {
+                self.close_part()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_part(&mut self) -> Result<OpenPart, WriteError> {
+        let ext = self.opts.format.extension();
+        let name = format!("part-{:05}.{ext}", self.next_index);
+        let tmp = self.dir.join(format!(".{name}.inprogress"));
+        let path = self.dir.join(name);
+        self.next_index += 1;
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let sink = match &self.opts.format {
+            PartFormat::Parquet {
+                compression,
+                row_group_rows,
+            } => {
+                let compression = match compression {
+                    ParquetCompression::None => Compression::UNCOMPRESSED,
+                    ParquetCompression::Snappy => Compression::SNAPPY,
+                    ParquetCompression::Zstd { level } => {
+                        Compression::ZSTD(ZstdLevel::try_new(*level).map_err(|source| {
+                            WriteError::Parquet {
+                                path: tmp.clone(),
+                                source,
+                            }
+                        })?)
+                    }
+                };
+                let props = WriterProperties::builder()
+                    .set_compression(compression)
+                    .set_max_row_group_row_count(Some(*row_group_rows))
+                    .build();
+                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props)).map_err(
+                    |source| WriteError::Parquet {
+                        path: tmp.clone(),
+                        source,
+                    },
+                )?;
+                Sink::Parquet(Box::new(writer))
+            }
+            PartFormat::Csv { header, delimiter } => {
+                let mut out = BufWriter::new(file);
+                let mut bytes = 0;
+                if *header {
+                    let mut line = Vec::new();
+                    let n = self.schema.fields().len();
+                    for (i, f) in self.schema.fields().iter().enumerate() {
+                        if i > 0 {
+                            line.push(*delimiter);
+                        }
+                        push_csv_field(&mut line, f.name(), *delimiter, n);
+                    }
+                    line.push(b'\n');
+                    out.write_all(&line).map_err(io_err(&tmp))?;
+                    bytes = line.len() as u64;
+                }
+                Sink::Csv {
+                    out,
+                    delimiter: *delimiter,
+                    bytes,
+                }
+            }
+            PartFormat::Ndjson => Sink::Ndjson {
+                out: BufWriter::new(file),
+                bytes: 0,
+            },
+        };
+        Ok(OpenPart {
+            tmp,
+            path,
+            rows: 0,
+            sink,
+        })
+    }
+
+    /// Completes the open part: flush, sync, rename.
+    fn close_part(&mut self) -> Result<(), WriteError> {
+        let Some(part) = self.current.take() else {
+            return Ok(());
+        };
+        let tmp = part.tmp.clone();
+        let file = match part.sink {
+            Sink::Parquet(w) => (*w).into_inner().map_err(|source| WriteError::Parquet {
+                path: tmp.clone(),
+                source,
+            }),
+            Sink::Csv { out, .. } | Sink::Ndjson { out, .. } => {
+                out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))
+            }
+        };
+        let result = file.and_then(|file| {
+            file.sync_all().map_err(io_err(&tmp))?;
+            let bytes = file.metadata().map_err(io_err(&tmp))?.len();
+            drop(file);
+            std::fs::rename(&tmp, &part.path).map_err(io_err(&part.path))?;
+            Ok(bytes)
+        });
+        match result {
+            Ok(bytes) => {
+                self.done.push(PartFile {
+                    path: part.path,
+                    rows: part.rows,
+                    bytes,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Discards the in-progress part and refuses further writes.
+    fn abandon(&mut self) {
+        self.failed = true;
+        if let Some(part) = self.current.take() {
+            let tmp = part.tmp;
+            drop(part.sink);
+            // Best effort: a leftover is hidden and marked `.inprogress` anyway.
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+
+    /// Completes the last part and reports every part written.
+    ///
+    /// # Errors
+    /// I/O or encoding errors completing the last part; [`WriteError::Failed`] after an earlier
+    /// error.
+    pub fn finish(mut self) -> Result<WriteSummary, WriteError> {
+        if self.failed {
+            return Err(WriteError::Failed);
+        }
+        if let Err(e) = self.close_part() {
+            self.abandon();
+            return Err(e);
+        }
+        let files = std::mem::take(&mut self.done);
+        Ok(WriteSummary {
+            rows: files.iter().map(|f| f.rows).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files,
+        })
+    }
+
+    /// Parts completed so far.
+    pub fn completed(&self) -> &[PartFile] {
+        &self.done
+    }
+
+    /// The directory written into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Appends one CSV field, quoting it (RFC 4180) when it holds the delimiter, a quote or a line
+/// break, or when it is the empty only field of a record (which would otherwise be a blank line).
+fn push_csv_field(out: &mut Vec<u8>, field: &str, delimiter: u8, fields: usize) {
+    let needs_quotes = field
+        .bytes()
+        .any(|b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r')
+        || (field.is_empty() && fields == 1);
+    if !needs_quotes {
+        out.extend_from_slice(field.as_bytes());
+        return;
+    }
+    out.push(b'"');
+    for b in field.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+impl std::fmt::Debug for PartWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartWriter")
+            .field("dir", &self.dir)
+            .field("format", &self.opts.format)
+            .field("completed", &self.done.len())
+            .field("open", &self.current.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "part_writer_tests.rs"]
+mod tests;

@@ -81,3 +81,16 @@ impl<B: Batch> Message<B> {
         }
     }
 }
+
+/// An Arrow `RecordBatch` counts its rows and the memory of its arrays.
+impl Batch for arrow_array::RecordBatch {
+    #[inline]
+    fn rows(&self) -> usize {
+        self.num_rows()
+    }
+
+    #[inline]
+    fn bytes(&self) -> usize {
+        self.get_array_memory_size()
+    }
+}

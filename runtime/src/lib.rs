@@ -15,12 +15,14 @@
 
 mod batch;
 pub mod channel;
+mod dead_letter;
 mod error;
 mod exec;
 pub mod graph;
 mod loom;
 pub mod metrics;
 pub mod operator;
+pub mod partition;
 mod pipeline;
 mod raw;
 
@@ -29,9 +31,10 @@ pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,
 };
+pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use exec::StopSignal;
-pub use graph::{NodeId, Partitioning};
+pub use graph::{NodeId, OutPort, Partitioning};
 pub use metrics::RunReport;
 pub use operator::{InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
 pub use pipeline::{Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore};

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::batch::{Batch, Message, Timestamp};
+use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 
 /// Which input of a multi-input operator a batch arrived on (0-based, in the order the inputs
@@ -154,6 +155,10 @@ pub trait Sink: Send + 'static {
         false
     }
 
+    /// Moves the records the sink rejected since the last call into `out`; they go to its
+    /// dead-letter port. Called after every batch. The default has none.
+    fn take_dead_letters(&mut self, _out: &mut Vec<DeadLetter>) {}
+
     /// Every input has ended; returns the sink's result.
     fn finish(&mut self) -> Result<Self::Output, OperatorError>;
 }
@@ -184,6 +189,8 @@ pub struct Output<B> {
     open: Option<B>,
     open_since: Option<Instant>,
     batch_rows: usize,
+    dead: Vec<DeadLetter>,
+    skipped: u64,
 }
 
 impl<B: Batch> Output<B> {
@@ -194,7 +201,29 @@ impl<B: Batch> Output<B> {
             open: None,
             open_since: None,
             batch_rows: batch_rows.max(1),
+            dead: Vec::new(),
+            skipped: 0,
         }
+    }
+
+    /// Sends a record this operator could not process to its dead-letter port (see
+    /// [`DeadLetter`]). It is counted in the run report whether or not the port is connected.
+    pub fn dead_letter(&mut self, dead_letter: DeadLetter) {
+        self.dead.push(dead_letter);
+    }
+
+    /// Counts `rows` input rows that were skipped on purpose (a skip-and-count policy), so the
+    /// run report accounts for them.
+    pub fn skip(&mut self, rows: u64) {
+        self.skipped += rows;
+    }
+
+    /// Takes the dead letters and the skipped count emitted so far.
+    pub fn take_rejects(&mut self) -> (Vec<DeadLetter>, u64) {
+        (
+            std::mem::take(&mut self.dead),
+            std::mem::take(&mut self.skipped),
+        )
     }
 
     /// Emits a whole batch (after any rows pushed before it). Empty batches are skipped.
@@ -249,7 +278,7 @@ impl<B: Batch> Output<B> {
 
     /// Whether nothing is sealed or open.
     pub fn is_empty(&self) -> bool {
-        self.sealed.is_empty() && self.open.is_none()
+        self.sealed.is_empty() && self.open.is_none() && self.dead.is_empty()
     }
 }
 

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use crate::batch::Batch;
 use crate::channel::EdgeConfig;
+use crate::dead_letter::DeadLetter;
 use crate::error::{GraphError, RunError};
 use crate::exec::runners::{single, Factory, ResultSlot};
 use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner, StopSignal};
-use crate::graph::{AnyBox, EdgeSpec, LogicalGraph, Node, NodeId, Partitioning};
+use crate::graph::{AnyBox, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning};
 use crate::metrics::{NodeKind, Registry, RunReport};
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
+use crate::partition::{Partitioner, PartitionerFactory};
 
 /// Settings of a whole pipeline. Every field has a default that works.
 ///
@@ -383,8 +385,10 @@ impl<R> SinkHandle<R> {
 pub struct StreamCore<B> {
     inner: Shared,
     node: NodeId,
+    port: OutPort,
     edge: Option<EdgeConfig>,
     partitioning: Partitioning,
+    partitioner: Option<(String, Arc<dyn std::any::Any + Send + Sync>)>,
     _batch: PhantomData<fn() -> B>,
 }
 
@@ -393,13 +397,17 @@ pub type Stream<T> = StreamCore<Vec<T>>;
 
 impl<B: Batch + Clone> Clone for StreamCore<B> {
     fn clone(&self) -> Self {
-        self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
-            Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+        if self.port == OutPort::Main {
+            self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
+                Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+        }
         Self {
             inner: self.inner.clone(),
             node: self.node,
+            port: self.port,
             edge: self.edge,
             partitioning: self.partitioning,
+            partitioner: self.partitioner.clone(),
             _batch: PhantomData,
         }
     }
@@ -429,10 +437,43 @@ impl<B: Batch> StreamCore<B> {
         Self {
             inner,
             node,
+            port: OutPort::Main,
             edge: None,
             partitioning: Partitioning::Forward,
+            partitioner: None,
             _batch: PhantomData,
         }
+    }
+
+    /// The dead letters of the operator producing this stream, as a stream of their own: records
+    /// it rejected, with reason and raw input, in order. Connect it to any sink; left
+    /// unconnected, dead letters are still counted in the run report.
+    pub fn dead_letters(&self) -> Stream<DeadLetter> {
+        StreamCore {
+            inner: self.inner.clone(),
+            node: self.node,
+            port: OutPort::DeadLetters,
+            edge: None,
+            partitioning: Partitioning::Forward,
+            partitioner: None,
+            _batch: PhantomData,
+        }
+    }
+
+    /// Splits the stream over the next operator's instances with a custom partitioner, built
+    /// once per producer instance by `make(producer_instance, targets)`; `label` names the
+    /// scheme in graphs and reports.
+    pub fn partition_with<P, F>(mut self, label: impl Into<String>, make: F) -> Self
+    where
+        P: Partitioner<B>,
+        F: Fn(usize, usize) -> P + Send + Sync + 'static,
+    {
+        let factory: PartitionerFactory<B> = Arc::new(move |instance, targets| {
+            Box::new(make(instance, targets)) as Box<dyn Partitioner<B>>
+        });
+        self.partitioning = Partitioning::Partitioned;
+        self.partitioner = Some((label.into(), Arc::new(factory)));
+        self
     }
 
     /// The producing operator.
@@ -473,8 +514,10 @@ impl<B: Batch> StreamCore<B> {
             to,
             EdgeSpec {
                 port,
+                from_port: self.port,
                 config: self.edge,
                 partitioning: self.partitioning,
+                partitioner: self.partitioner.clone(),
             },
         );
     }
@@ -549,6 +592,21 @@ impl<B: Batch> StreamCore<B> {
         self.add_sink(name, factory)
     }
 
+    /// Ends the stream in a sink given as one value, also returning the sink's dead letters
+    /// (records it rejected) as a stream.
+    pub fn sink_with_dead_letters<K: Sink<Input = B>>(
+        self,
+        name: impl Into<String>,
+        sink: K,
+    ) -> (SinkHandle<K::Output>, Stream<DeadLetter>) {
+        let name = name.into();
+        let factory = single(&name, sink);
+        let inner = self.inner.clone();
+        let (handle, id) = self.add_sink_node(name, factory);
+        let dead = StreamCore::<Vec<DeadLetter>>::new(inner, id).dead_letters();
+        (handle, dead)
+    }
+
     /// Ends the stream in a sink built per instance by `factory`.
     pub fn sink_with<K: Sink<Input = B>>(
         self,
@@ -564,6 +622,14 @@ impl<B: Batch> StreamCore<B> {
         name: String,
         factory: Factory<K>,
     ) -> SinkHandle<K::Output> {
+        self.add_sink_node(name, factory).0
+    }
+
+    fn add_sink_node<K: Sink<Input = B>>(
+        self,
+        name: String,
+        factory: Factory<K>,
+    ) -> (SinkHandle<K::Output>, NodeId) {
         let slot: ResultSlot<K::Output> = Arc::new(Mutex::new(Vec::new()));
         let id = self.inner.borrow_mut().add(Node {
             name,
@@ -576,7 +642,7 @@ impl<B: Batch> StreamCore<B> {
             clone_fn: None,
         });
         self.connect(id, 0);
-        SinkHandle { slot }
+        (SinkHandle { slot }, id)
     }
 }
 

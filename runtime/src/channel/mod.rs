@@ -253,7 +253,11 @@ impl fmt::Debug for EdgeProbe {
 
 fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
     let inner = inner.clone();
-    EdgeProbe(Box::new(move || {
+    EdgeProbe(Box::new(move || stats_of(&inner)))
+}
+
+fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
+    {
         let (buffered, outstanding_credit) = inner.occupancy();
         let ext = inner.ext();
         EdgeStats {
@@ -266,7 +270,7 @@ fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
             rows_sent: ext.rows_pushed.load(Relaxed),
             rows_received: ext.rows_popped.load(Relaxed),
         }
-    }))
+    }
 }
 
 /// The producing side of an edge. `Send`, not `Sync`: one task owns it.
@@ -305,6 +309,16 @@ impl<B: Batch> Outlet<B> {
         self.ring.inner().ext()
     }
 
+    /// Credit available now: messages that may be sent before the consumer grants more.
+    pub fn credit(&mut self) -> usize {
+        self.ring.credit()
+    }
+
+    /// Data bytes buffered in the edge now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared().bytes.load(Relaxed)
+    }
+
     /// Whether the consumer has gone away.
     pub fn is_closed(&self) -> bool {
         self.shared().rx_closed.load(SeqCst)
@@ -312,7 +326,7 @@ impl<B: Batch> Outlet<B> {
 
     /// Current statistics of this edge.
     pub fn stats(&self) -> EdgeStats {
-        probe(self.ring.inner()).stats()
+        stats_of(self.ring.inner())
     }
 
     /// A probe that reads this edge's statistics from anywhere.
@@ -488,7 +502,7 @@ impl<B: Batch> Inlet<B> {
 
     /// Current statistics of this edge.
     pub fn stats(&self) -> EdgeStats {
-        probe(self.ring.inner()).stats()
+        stats_of(self.ring.inner())
     }
 
     /// A probe that reads this edge's statistics from anywhere.

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::batch::Batch;
 use crate::error::OperatorError;
 use crate::exec::inputs::{Event, Inputs};
-use crate::exec::outputs::{Outputs, Readiness};
+use crate::exec::outputs::{DeadPort, Ports, Readiness};
 use crate::exec::StopSignal;
 use crate::metrics::{InstanceMetrics, TimeState};
 use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
@@ -74,7 +74,7 @@ impl Budget {
 }
 
 /// Waits for room downstream. Returns false if every consumer has gone.
-async fn make_room<B: Batch>(outs: &mut Outputs<B>, m: &InstanceMetrics) -> bool {
+async fn make_room<B: Batch>(outs: &mut Ports<B>, m: &InstanceMetrics) -> bool {
     if !outs.is_flushed() {
         wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
     }
@@ -85,7 +85,7 @@ async fn make_room<B: Batch>(outs: &mut Outputs<B>, m: &InstanceMetrics) -> bool
 }
 
 /// Sends End downstream and waits until it has been accepted (or the consumers are gone).
-async fn finish_outputs<B: Batch>(outs: &mut Outputs<B>, out: &mut Output<B>, m: &InstanceMetrics) {
+async fn finish_outputs<B: Batch>(outs: &mut Ports<B>, out: &mut Output<B>, m: &InstanceMetrics) {
     out.flush();
     outs.dispatch(out);
     outs.end();
@@ -98,7 +98,7 @@ fn linger_deadline<B: Batch>(out: &Output<B>, linger: Duration) -> Option<Instan
 
 pub(crate) async fn run_source<S: Source>(
     mut source: S,
-    mut outs: Outputs<S::Output>,
+    mut outs: Ports<S::Output>,
     ctx: DriverCtx,
 ) -> Result<(), OperatorError> {
     let m = &*ctx.metrics;
@@ -169,7 +169,7 @@ pub(crate) async fn run_source<S: Source>(
 pub(crate) async fn run_operator<O: Operator>(
     mut op: O,
     mut inputs: Inputs<O::Input>,
-    mut outs: Outputs<O::Output>,
+    mut outs: Ports<O::Output>,
     ctx: DriverCtx,
 ) -> Result<(), OperatorError> {
     let m = &*ctx.metrics;
@@ -229,13 +229,19 @@ pub(crate) async fn run_operator<O: Operator>(
 pub(crate) async fn run_sink<K: Sink>(
     mut sink: K,
     mut inputs: Inputs<K::Input>,
+    mut dead: DeadPort,
     ctx: DriverCtx,
 ) -> Result<K::Output, OperatorError> {
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     sink.open(&ctx.info)?;
     let mut budget = Budget::new(ctx.yield_every);
+    let mut rejects = Vec::new();
     loop {
+        if !dead.is_flushed() {
+            wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
+        }
+        wait_in(m, TimeState::Backpressured, |cx| dead.poll_ready(cx)).await;
         // Demand starts here: take nothing until the sink is ready for it.
         wait_in(m, TimeState::Busy, |cx| sink.poll_ready(cx)).await?;
         if sink.is_closed() {
@@ -249,6 +255,10 @@ pub(crate) async fn run_sink<K: Sink>(
                 m.batches_in.fetch_add(1, Relaxed);
                 m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
                 sink.on_batch(port, batch)?;
+                sink.take_dead_letters(&mut rejects);
+                if !rejects.is_empty() {
+                    dead.dispatch(std::mem::take(&mut rejects), 0);
+                }
             }
             Event::Watermark(_) => {}
             Event::End => break,
@@ -256,6 +266,10 @@ pub(crate) async fn run_sink<K: Sink>(
         budget.spend(m).await;
     }
     let result = sink.finish();
+    sink.take_dead_letters(&mut rejects);
+    dead.dispatch(rejects, 0);
+    dead.end();
+    wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
     m.switch(TimeState::Done);
     result
 }

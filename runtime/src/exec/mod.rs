@@ -33,12 +33,21 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::channel::{EdgeConfig, EdgeProbe};
+use crate::batch::Batch;
+use crate::channel::{edge, EdgeConfig, EdgeProbe};
+use crate::dead_letter::DeadLetter;
 use crate::error::{ErrorKind, OperatorError, RunError};
-use crate::graph::{AnyBox, LogicalGraph, Partitioning};
+use crate::graph::{AnyBox, LogicalGraph, OutPort, Partitioning};
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
 use crate::operator::{InputPort, InstanceInfo};
 use crate::pipeline::PipelineConfig;
+
+/// Creates an edge of batch type `B`, erased for the planner: `(Outlet<B>, Inlet<B>, probe)`.
+pub(crate) fn make_edge_of<B: Batch>(config: EdgeConfig) -> (AnyBox, AnyBox, EdgeProbe) {
+    let (outlet, inlet) = edge::<B>(config);
+    let probe = outlet.probe();
+    (Box::new(outlet), Box::new(inlet), probe)
+}
 
 pub(crate) type InstanceFuture = Pin<Box<dyn Future<Output = Result<(), OperatorError>> + Send>>;
 
@@ -78,8 +87,19 @@ impl StopSignal {
 pub(crate) struct Wiring {
     pub(crate) info: InstanceInfo,
     pub(crate) inputs: Vec<(InputPort, AnyBox)>,
-    pub(crate) outputs: Vec<(Partitioning, Vec<AnyBox>)>,
+    /// One entry per logical edge leaving the main output.
+    pub(crate) outputs: Vec<OutWiring>,
+    /// One entry per logical edge leaving the dead-letter port.
+    pub(crate) dead_outputs: Vec<OutWiring>,
     pub(crate) metrics: Arc<InstanceMetrics>,
+}
+
+/// The physical edges of one logical out-edge of one instance.
+pub(crate) struct OutWiring {
+    pub(crate) partitioning: Partitioning,
+    pub(crate) outlets: Vec<AnyBox>,
+    /// A `PartitionerFactory<B>` for custom partitioning.
+    pub(crate) partitioner: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Type-erased operator construction, implemented once per operator position.
@@ -135,6 +155,7 @@ pub(crate) fn prepare(
                     },
                     inputs: Vec::new(),
                     outputs: Vec::new(),
+                    dead_outputs: Vec::new(),
                     metrics: Arc::new(InstanceMetrics::new(epoch)),
                 })
                 .collect()
@@ -151,30 +172,40 @@ pub(crate) fn prepare(
         let spec = &graph.graph[e];
         let cfg = spec.config.unwrap_or(config.edge);
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
-        let one_to_one = spec.partitioning == Partitioning::Forward && pu == pv;
+        let one_to_one =
+            spec.partitioning == Partitioning::Forward && spec.partitioner.is_none() && pu == pv;
         let partitioning = match spec.partitioning {
             Partitioning::Forward if !one_to_one => Partitioning::Rebalance,
             p => p,
         };
+        let dead_port = spec.from_port == OutPort::DeadLetters;
         for (i, wiring) in wirings[u.index()].iter_mut().enumerate() {
-            wiring.outputs.push((partitioning, Vec::new()));
+            let mut out = OutWiring {
+                partitioning,
+                outlets: Vec::new(),
+                partitioner: spec.partitioner.as_ref().map(|(_, f)| f.clone()),
+            };
             let targets: Vec<usize> = if one_to_one {
                 vec![i]
             } else {
                 (0..pv).collect()
             };
             for j in targets {
-                let (outlet, inlet, probe) = graph.graph[u]
-                    .runner
-                    .make_edge(cfg)
-                    .expect("validated: only nodes with outputs have out-edges");
-                wiring
-                    .outputs
-                    .last_mut()
-                    .expect("pushed above")
-                    .1
-                    .push(outlet);
+                let (outlet, inlet, probe) = if dead_port {
+                    make_edge_of::<Vec<DeadLetter>>(cfg)
+                } else {
+                    graph.graph[u]
+                        .runner
+                        .make_edge(cfg)
+                        .expect("validated: only nodes with outputs have out-edges")
+                };
+                out.outlets.push(outlet);
                 edges.push((u.index(), i, v.index(), j, spec.port, inlet, probe));
+            }
+            if dead_port {
+                wiring.dead_outputs.push(out);
+            } else {
+                wiring.outputs.push(out);
             }
         }
     }

@@ -12,33 +12,50 @@ use std::task::{Context, Poll};
 
 use crate::batch::{Batch, Message};
 use crate::channel::{Outlet, TrySendError};
+use crate::dead_letter::DeadLetter;
 use crate::graph::Partitioning;
 use crate::metrics::InstanceMetrics;
 use crate::operator::Output;
+use crate::partition::{Partitioner, TargetLoad};
 
 struct Target<B: Batch> {
     outlet: Outlet<B>,
     closed: bool,
 }
 
-enum Route {
+enum Route<B: Batch> {
     /// Exactly one target.
     Forward,
     /// Every target gets every batch.
     Broadcast,
     /// One target per batch, round-robin, preferring targets with room.
     Rebalance { next: usize },
+    /// A custom partitioner splits each batch over the targets.
+    Custom {
+        partitioner: Box<dyn Partitioner<B>>,
+        loads: Vec<TargetLoad>,
+        pieces: Vec<(usize, B)>,
+    },
 }
 
 pub(crate) struct OutEdge<B: Batch> {
     targets: Vec<Target<B>>,
-    route: Route,
+    route: Route<B>,
 }
 
 impl<B: Batch> OutEdge<B> {
-    pub(crate) fn new(partitioning: Partitioning, outlets: Vec<Outlet<B>>) -> Self {
-        let route = match partitioning {
-            Partitioning::Broadcast => Route::Broadcast,
+    pub(crate) fn new(
+        partitioning: Partitioning,
+        outlets: Vec<Outlet<B>>,
+        partitioner: Option<Box<dyn Partitioner<B>>>,
+    ) -> Self {
+        let route = match (partitioning, partitioner) {
+            (_, Some(partitioner)) => Route::Custom {
+                partitioner,
+                loads: Vec::with_capacity(outlets.len()),
+                pieces: Vec::with_capacity(outlets.len()),
+            },
+            (Partitioning::Broadcast, None) => Route::Broadcast,
             _ if outlets.len() == 1 => Route::Forward,
             _ => Route::Rebalance { next: 0 },
         };
@@ -76,6 +93,8 @@ pub(crate) struct Outputs<B: Batch> {
     stash: VecDeque<(usize, usize, Message<B>)>,
     stash_bytes: usize,
     metrics: Arc<InstanceMetrics>,
+    /// Whether sends count as the instance's output (false for the dead-letter port).
+    counted: bool,
 }
 
 impl<B: Batch> Outputs<B> {
@@ -90,7 +109,19 @@ impl<B: Batch> Outputs<B> {
             stash: VecDeque::new(),
             stash_bytes: 0,
             metrics,
+            counted: true,
         }
+    }
+
+    fn uncounted(mut self) -> Self {
+        self.counted = false;
+        self
+    }
+
+    /// Routes one batch and tries to send it now.
+    pub(crate) fn dispatch_batch(&mut self, batch: B) {
+        self.route_data(batch);
+        self.try_flush();
     }
 
     /// Routes everything `out` holds (sealed messages only) and tries to send it now.
@@ -115,10 +146,12 @@ impl<B: Batch> Outputs<B> {
 
     fn route_data(&mut self, batch: B) {
         let (rows, bytes) = (batch.rows() as u64, batch.bytes());
-        let m = &self.metrics;
-        m.rows_out.fetch_add(rows, Relaxed);
-        m.batches_out.fetch_add(1, Relaxed);
-        m.bytes_out.fetch_add(bytes as u64, Relaxed);
+        if self.counted {
+            let m = &self.metrics;
+            m.rows_out.fetch_add(rows, Relaxed);
+            m.batches_out.fetch_add(1, Relaxed);
+            m.bytes_out.fetch_add(bytes as u64, Relaxed);
+        }
 
         // Fast path: one edge, one target (the common linear pipeline).
         if self.edges.len() == 1 && self.edges[0].targets.len() == 1 {
@@ -144,8 +177,65 @@ impl<B: Batch> Outputs<B> {
                     *next = (pick + 1) % n;
                     dests.push((e, pick));
                 }
+                Route::Custom { .. } => {}
             }
         }
+        // Custom partitioners split the batch itself: route its pieces, then the rest.
+        let customs: Vec<usize> = (0..self.edges.len())
+            .filter(|&e| matches!(self.edges[e].route, Route::Custom { .. }))
+            .collect();
+        if !customs.is_empty() {
+            let clone = self.clone;
+            let mut batch = Some(batch);
+            let copies_needed = dests.len() + customs.len();
+            for (k, &e) in customs.iter().enumerate() {
+                let last = k + 1 == copies_needed;
+                let input = if last {
+                    batch.take().expect("taken once, last")
+                } else {
+                    match clone {
+                        Some(f) => f(batch.as_ref().expect("kept for copies")),
+                        None => unreachable!("fan-out is only wired for cloneable streams"),
+                    }
+                };
+                self.split(e, input);
+            }
+            let Some(batch) = batch else { return };
+            return self.route_to(dests, batch, bytes);
+        }
+        self.route_to(dests, batch, bytes);
+    }
+
+    fn split(&mut self, e: usize, batch: B) {
+        let edge = &mut self.edges[e];
+        let Route::Custom {
+            partitioner,
+            loads,
+            pieces,
+        } = &mut edge.route
+        else {
+            return;
+        };
+        loads.clear();
+        loads.extend(edge.targets.iter_mut().map(|t| TargetLoad {
+            credit: t.outlet.credit(),
+            buffered_bytes: t.outlet.buffered_bytes(),
+            closed: t.closed,
+        }));
+        partitioner.partition(batch, loads, pieces);
+        let n = edge.targets.len();
+        for (t, piece) in pieces.drain(..) {
+            if piece.rows() == 0 {
+                continue;
+            }
+            debug_assert!(t < n, "partitioner chose target {t} of {n}");
+            self.stash_bytes += piece.bytes();
+            self.stash
+                .push_back((e, t.min(n - 1), Message::Data(piece)));
+        }
+    }
+
+    fn route_to(&mut self, dests: Vec<(usize, usize)>, batch: B, bytes: usize) {
         let Some(&last) = dests.last() else { return };
         let clone = self.clone;
         for &(e, t) in &dests[..dests.len() - 1] {
@@ -243,6 +333,8 @@ impl<B: Batch> Outputs<B> {
                         }
                     }
                 }
+                // A partitioned edge waits only for targets that received data (the stash).
+                Route::Custom { .. } => {}
                 Route::Rebalance { .. } => {
                     let mut any = false;
                     for target in edge.targets.iter_mut().filter(|t| !t.closed) {
@@ -268,5 +360,111 @@ impl<B: Batch> Outputs<B> {
         } else {
             Poll::Ready(Readiness::Ready)
         }
+    }
+}
+
+/// Every port of an instance: the main output and the dead-letter port.
+pub(crate) struct Ports<B: Batch> {
+    pub(crate) main: Outputs<B>,
+    dead: DeadPort,
+}
+
+/// The dead-letter port: counted always, sent on when connected.
+pub(crate) struct DeadPort {
+    outs: Option<Outputs<Vec<DeadLetter>>>,
+    metrics: Arc<InstanceMetrics>,
+}
+
+impl DeadPort {
+    pub(crate) fn new(
+        outs: Option<Outputs<Vec<DeadLetter>>>,
+        metrics: Arc<InstanceMetrics>,
+    ) -> Self {
+        Self {
+            outs: outs.map(Outputs::uncounted),
+            metrics,
+        }
+    }
+
+    pub(crate) fn dispatch(&mut self, dead: Vec<DeadLetter>, skipped: u64) {
+        if skipped > 0 {
+            self.metrics.skipped.fetch_add(skipped, Relaxed);
+        }
+        if dead.is_empty() {
+            return;
+        }
+        self.metrics
+            .dead_letters
+            .fetch_add(dead.len() as u64, Relaxed);
+        if let Some(outs) = &mut self.outs {
+            outs.dispatch_batch(dead);
+        }
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.outs {
+            Some(o) => o.poll_flush(cx),
+            None => Poll::Ready(()),
+        }
+    }
+
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.outs {
+            // A dead-letter consumer that went away no longer holds us back; its letters are
+            // still counted.
+            Some(o) => o.poll_ready(cx).map(|_| ()),
+            None => Poll::Ready(()),
+        }
+    }
+
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.outs.as_ref().is_none_or(Outputs::is_flushed)
+    }
+
+    pub(crate) fn end(&mut self) {
+        if let Some(o) = &mut self.outs {
+            o.end();
+        }
+    }
+}
+
+impl<B: Batch> Ports<B> {
+    pub(crate) fn new(main: Outputs<B>, dead: DeadPort) -> Self {
+        Self { main, dead }
+    }
+
+    /// Routes everything `out` holds, data and rejects, and tries to send it now.
+    pub(crate) fn dispatch(&mut self, out: &mut Output<B>) {
+        let (dead, skipped) = out.take_rejects();
+        self.dead.dispatch(dead, skipped);
+        self.main.dispatch(out);
+    }
+
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.main.is_flushed() && self.dead.is_flushed()
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let main = self.main.poll_flush(cx);
+        let dead = self.dead.poll_flush(cx);
+        if main.is_ready() && dead.is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        let dead = self.dead.poll_ready(cx);
+        match self.main.poll_ready(cx) {
+            Poll::Ready(Readiness::AllClosed) => Poll::Ready(Readiness::AllClosed),
+            Poll::Ready(Readiness::Ready) if dead.is_ready() => Poll::Ready(Readiness::Ready),
+            _ => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn end(&mut self) {
+        self.main.end();
+        self.dead.end();
     }
 }

@@ -4,14 +4,16 @@
 use std::sync::{Arc, Mutex};
 
 use crate::batch::Batch;
-use crate::channel::{edge, EdgeConfig, EdgeProbe, Inlet, Outlet};
+use crate::channel::{EdgeConfig, EdgeProbe, Inlet, Outlet};
+use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
-use crate::exec::outputs::{OutEdge, Outputs};
-use crate::exec::{InstanceFuture, Runner, Wiring};
+use crate::exec::outputs::{DeadPort, OutEdge, Outputs, Ports};
+use crate::exec::{make_edge_of, InstanceFuture, OutWiring, Runner, Wiring};
 use crate::graph::AnyBox;
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
+use crate::partition::PartitionerFactory;
 
 /// Builds one operator value per instance.
 pub(crate) type Factory<T> = Box<dyn FnMut(&InstanceInfo) -> Result<T, OperatorError> + Send>;
@@ -30,12 +32,6 @@ pub(crate) fn single<T: Send + 'static>(name: &str, value: T) -> Factory<T> {
     })
 }
 
-fn make_edge_of<B: Batch>(config: EdgeConfig) -> (AnyBox, AnyBox, EdgeProbe) {
-    let (outlet, inlet) = edge::<B>(config);
-    let probe = outlet.probe();
-    (Box::new(outlet), Box::new(inlet), probe)
-}
-
 fn typed_inputs<B: Batch>(inputs: Vec<(usize, AnyBox)>) -> Result<Inputs<B>, OperatorError> {
     let inlets = inputs
         .into_iter()
@@ -49,12 +45,28 @@ fn typed_inputs<B: Batch>(inputs: Vec<(usize, AnyBox)>) -> Result<Inputs<B>, Ope
 }
 
 fn typed_outputs<B: Batch>(
-    wiring_outputs: Vec<(crate::graph::Partitioning, Vec<AnyBox>)>,
+    wiring_outputs: Vec<OutWiring>,
+    instance: usize,
     clone_fn: Option<&AnyBox>,
     metrics: Arc<crate::metrics::InstanceMetrics>,
 ) -> Result<Outputs<B>, OperatorError> {
     let mut edges = Vec::with_capacity(wiring_outputs.len());
-    for (partitioning, outlets) in wiring_outputs {
+    for OutWiring {
+        partitioning,
+        outlets,
+        partitioner,
+    } in wiring_outputs
+    {
+        let targets = outlets.len();
+        let partitioner = match partitioner {
+            None => None,
+            Some(any) => {
+                let factory = any
+                    .downcast_ref::<PartitionerFactory<B>>()
+                    .ok_or_else(|| OperatorError::internal("partitioner of the wrong type"))?;
+                Some(factory(instance, targets))
+            }
+        };
         let outlets = outlets
             .into_iter()
             .map(|any| {
@@ -63,7 +75,7 @@ fn typed_outputs<B: Batch>(
                     .map_err(|_| OperatorError::internal("output edge of the wrong type"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        edges.push(OutEdge::new(partitioning, outlets));
+        edges.push(OutEdge::new(partitioning, outlets, partitioner));
     }
     let clone = clone_fn.and_then(|f| f.downcast_ref::<fn(&B) -> B>().copied());
     if edges.len() > 1 && clone.is_none() {
@@ -72,6 +84,36 @@ fn typed_outputs<B: Batch>(
         ));
     }
     Ok(Outputs::new(edges, clone, metrics))
+}
+
+fn typed_ports<B: Batch>(
+    wiring: &mut Wiring,
+    clone_fn: Option<&AnyBox>,
+) -> Result<Ports<B>, OperatorError> {
+    let main = typed_outputs::<B>(
+        std::mem::take(&mut wiring.outputs),
+        wiring.info.instance,
+        clone_fn,
+        wiring.metrics.clone(),
+    )?;
+    Ok(Ports::new(main, dead_port(wiring)?))
+}
+
+fn dead_port(wiring: &mut Wiring) -> Result<DeadPort, OperatorError> {
+    let dead = std::mem::take(&mut wiring.dead_outputs);
+    let outs = if dead.is_empty() {
+        None
+    } else {
+        let clone: AnyBox =
+            Box::new(<Vec<DeadLetter> as Clone>::clone as fn(&Vec<DeadLetter>) -> Vec<DeadLetter>);
+        Some(typed_outputs::<Vec<DeadLetter>>(
+            dead,
+            wiring.info.instance,
+            Some(&clone),
+            wiring.metrics.clone(),
+        )?)
+    };
+    Ok(DeadPort::new(outs, wiring.metrics.clone()))
 }
 
 pub(crate) struct SourceRunner<S: Source> {
@@ -85,12 +127,12 @@ impl<S: Source> Runner for SourceRunner<S> {
 
     fn instantiate(
         &mut self,
-        wiring: Wiring,
+        mut wiring: Wiring,
         ctx: DriverCtx,
         clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError> {
         let source = (self.factory)(&wiring.info)?;
-        let outs = typed_outputs::<S::Output>(wiring.outputs, clone_fn, wiring.metrics)?;
+        let outs = typed_ports::<S::Output>(&mut wiring, clone_fn)?;
         Ok(Box::pin(driver::run_source(source, outs, ctx)))
     }
 }
@@ -106,13 +148,13 @@ impl<O: Operator> Runner for OperatorRunner<O> {
 
     fn instantiate(
         &mut self,
-        wiring: Wiring,
+        mut wiring: Wiring,
         ctx: DriverCtx,
         clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError> {
         let op = (self.factory)(&wiring.info)?;
-        let inputs = typed_inputs::<O::Input>(wiring.inputs)?;
-        let outs = typed_outputs::<O::Output>(wiring.outputs, clone_fn, wiring.metrics)?;
+        let inputs = typed_inputs::<O::Input>(std::mem::take(&mut wiring.inputs))?;
+        let outs = typed_ports::<O::Output>(&mut wiring, clone_fn)?;
         Ok(Box::pin(driver::run_operator(op, inputs, outs, ctx)))
     }
 }
@@ -132,16 +174,17 @@ impl<K: Sink> Runner for SinkRunner<K> {
 
     fn instantiate(
         &mut self,
-        wiring: Wiring,
+        mut wiring: Wiring,
         ctx: DriverCtx,
         _clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError> {
         let sink = (self.factory)(&wiring.info)?;
-        let inputs = typed_inputs::<K::Input>(wiring.inputs)?;
+        let inputs = typed_inputs::<K::Input>(std::mem::take(&mut wiring.inputs))?;
+        let dead = dead_port(&mut wiring)?;
         let results = self.results.clone();
         let instance = wiring.info.instance;
         Ok(Box::pin(async move {
-            let out = driver::run_sink(sink, inputs, ctx).await?;
+            let out = driver::run_sink(sink, inputs, dead, ctx).await?;
             results
                 .lock()
                 .map_err(|_| OperatorError::internal("sink result slot poisoned"))?

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use petgraph::visit::EdgeRef;
 
-use super::{LogicalGraph, Partitioning};
+use super::{LogicalGraph, OutPort, Partitioning};
 use crate::metrics::NodeKind;
 
 fn escape(s: &str) -> String {
@@ -44,6 +44,18 @@ pub(super) fn render(g: &LogicalGraph) -> String {
             Partitioning::Forward => {}
             Partitioning::Rebalance => attrs.push("label=\"rebalance\"".to_string()),
             Partitioning::Broadcast => attrs.push("label=\"broadcast\"".to_string()),
+            Partitioning::Partitioned => attrs.push(format!(
+                "label=\"{}\"",
+                escape(
+                    spec.partitioner
+                        .as_ref()
+                        .map_or("partitioned", |(l, _)| l.as_str())
+                )
+            )),
+        }
+        if spec.from_port == OutPort::DeadLetters {
+            attrs.push("style=dashed".to_string());
+            attrs.push("taillabel=\"dead letters\"".to_string());
         }
         if spec.port > 0 {
             attrs.push(format!("headlabel=\"{}\"", spec.port));

@@ -49,6 +49,18 @@ pub enum Partitioning {
     Rebalance,
     /// Every batch to every consumer instance.
     Broadcast,
+    /// A custom [`Partitioner`](crate::partition::Partitioner) splits every batch.
+    Partitioned,
+}
+
+/// Which output of an operator an edge leaves from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub enum OutPort {
+    /// The main output.
+    #[default]
+    Main,
+    /// The dead-letter port (see [`DeadLetter`](crate::DeadLetter)).
+    DeadLetters,
 }
 
 pub(crate) type AnyBox = Box<dyn Any + Send>;
@@ -64,8 +76,11 @@ pub(crate) struct Node {
 
 pub(crate) struct EdgeSpec {
     pub(crate) port: usize,
+    pub(crate) from_port: OutPort,
     pub(crate) config: Option<EdgeConfig>,
     pub(crate) partitioning: Partitioning,
+    /// A label and a `PartitionerFactory<B>` for [`Partitioning::Partitioned`].
+    pub(crate) partitioner: Option<(String, std::sync::Arc<dyn Any + Send + Sync>)>,
 }
 
 /// The logical graph of a pipeline.
@@ -178,11 +193,10 @@ impl LogicalGraph {
         for n in self.graph.node_indices() {
             let node = &self.graph[n];
             if node.kind != NodeKind::Sink
-                && self
+                && !self
                     .graph
                     .edges_directed(n, Direction::Outgoing)
-                    .next()
-                    .is_none()
+                    .any(|e| e.weight().from_port == OutPort::Main)
             {
                 return Err(GraphError::Unconsumed {
                     operator: node.name.clone(),

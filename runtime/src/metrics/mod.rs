@@ -57,6 +57,10 @@ pub struct InstanceMetrics {
     pub dropped_downstream_closed: AtomicU64,
     /// Peak bytes held in this instance's output while waiting for credit.
     pub peak_held_bytes: AtomicU64,
+    /// Records sent to the dead-letter port.
+    pub dead_letters: AtomicU64,
+    /// Rows skipped on purpose (a skip-and-count policy).
+    pub skipped: AtomicU64,
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -74,6 +78,8 @@ impl InstanceMetrics {
             bytes_out: AtomicU64::new(0),
             dropped_downstream_closed: AtomicU64::new(0),
             peak_held_bytes: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),

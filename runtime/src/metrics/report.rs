@@ -34,6 +34,10 @@ pub struct InstanceReport {
     pub dropped_downstream_closed: u64,
     /// Peak bytes held in the instance's output while waiting for credit.
     pub peak_held_bytes: u64,
+    /// Records sent to the dead-letter port.
+    pub dead_letters: u64,
+    /// Rows skipped on purpose.
+    pub skipped: u64,
 }
 
 /// One operator's figures, summed over its instances (time figures are averaged).
@@ -57,6 +61,10 @@ pub struct OperatorReport {
     pub idle_ms_per_s: f64,
     /// Mean over instances, ms/s.
     pub backpressured_ms_per_s: f64,
+    /// Records sent to the dead-letter port.
+    pub dead_letters: u64,
+    /// Rows skipped on purpose.
+    pub skipped: u64,
     /// Per-instance figures.
     pub instances: Vec<InstanceReport>,
 }
@@ -126,6 +134,10 @@ pub struct RunReport {
     /// Rows never delivered because their consumers had stopped early: refused by a closed edge,
     /// or left in an edge when its consumer went away. Zero in a run that reads to the end.
     pub dropped_downstream_closed: u64,
+    /// Records sent to dead-letter ports, over all operators.
+    pub dead_letters: u64,
+    /// Rows skipped on purpose, over all operators.
+    pub skipped: u64,
 }
 
 fn per_s(ns: u64, elapsed_ns: u64) -> f64 {
@@ -152,6 +164,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             busy_ms_per_s: 0.0,
             idle_ms_per_s: 0.0,
             backpressured_ms_per_s: 0.0,
+            dead_letters: 0,
+            skipped: 0,
             instances: Vec::new(),
         })
         .collect();
@@ -173,6 +187,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             backpressured_ms_per_s: per_s(bp, elapsed_ns),
             dropped_downstream_closed: m.dropped_downstream_closed.load(Relaxed),
             peak_held_bytes: m.peak_held_bytes.load(Relaxed),
+            dead_letters: m.dead_letters.load(Relaxed),
+            skipped: m.skipped.load(Relaxed),
         };
         peak_in_flight += r.peak_held_bytes;
         dropped += r.dropped_downstream_closed;
@@ -182,6 +198,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.busy_ms_per_s += r.busy_ms_per_s;
         op.idle_ms_per_s += r.idle_ms_per_s;
         op.backpressured_ms_per_s += r.backpressured_ms_per_s;
+        op.dead_letters += r.dead_letters;
+        op.skipped += r.skipped;
         op.instances.push(r);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -225,6 +243,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         })
         .collect();
     let bottleneck = find_bottleneck(reg, &operators);
+    let dead_letters = operators.iter().map(|o| o.dead_letters).sum();
+    let skipped = operators.iter().map(|o| o.skipped).sum();
     RunReport {
         pipeline: reg.pipeline.clone(),
         finished,
@@ -235,6 +255,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         peak_in_flight_bytes: peak_in_flight,
         edge_bytes_bound: edge_bound,
         dropped_downstream_closed: dropped,
+        dead_letters,
+        skipped,
     }
 }
 
@@ -362,6 +384,20 @@ impl fmt::Display for RunReport {
             human_bytes(self.peak_in_flight_bytes),
             human_bytes(self.edge_bytes_bound)
         )?;
+        if self.dead_letters > 0 || self.skipped > 0 {
+            write!(f, "\n  rejected:")?;
+            for op in self
+                .operators
+                .iter()
+                .filter(|o| o.dead_letters + o.skipped > 0)
+            {
+                write!(
+                    f,
+                    " `{}` {} dead-lettered, {} skipped;",
+                    op.name, op.dead_letters, op.skipped
+                )?;
+            }
+        }
         if self.dropped_downstream_closed > 0 {
             write!(
                 f,

@@ -16,4 +16,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod limiter;
 pub mod spill;

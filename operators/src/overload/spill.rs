@@ -62,21 +62,26 @@
 //!
 //! # Cost
 //!
-//! Memory: the segment list (24 bytes per segment, at most `max_bytes / segment_bytes + 2`
+//! Memory: the segment list (24 bytes per segment, at most `2 * max_bytes / segment_bytes + 2`
 //! segments), a 8 KiB read buffer, a write scratch buffer of at most 64 KiB, and the popped
 //! record itself. Disk: at most `max_bytes` of segments plus 64 bytes. Syscalls: one or two
 //! writes per push, a buffered read plus one 32-byte positioned write per pop.
 
+mod config;
 mod format;
+mod recover;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use format::{CursorFile, Frame, Position, FRAME_HEADER};
+pub use config::{SpillConfig, SpillError, SpillStats};
+
+use config::IoContext;
+use format::{segment_path, sync_dir, CursorFile, Frame, Position, FRAME_HEADER};
 
 /// Name of the cursor file inside the spill directory.
 const CURSOR_FILE: &str = "cursor";
@@ -84,119 +89,6 @@ const CURSOR_FILE: &str = "cursor";
 const SCRATCH_LIMIT: usize = 64 * 1024;
 /// Read buffer for `pop`.
 const READ_BUFFER: usize = 8 * 1024;
-
-/// Configuration of a [`SpillQueue`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpillConfig {
-    /// Upper bound on the bytes of segment files in the directory, frame headers included.
-    pub max_bytes: u64,
-    /// Size at which the writer starts a new segment. Smaller segments give disk back sooner
-    /// as the reader advances; larger ones mean fewer files.
-    pub segment_bytes: u64,
-}
-
-impl SpillConfig {
-    /// A configuration bounded by `max_bytes`, with `segment_bytes` set to an eighth of it,
-    /// clamped to 4 KiB ..= 64 MiB (and never above `max_bytes`).
-    pub fn new(max_bytes: u64) -> Self {
-        let segment_bytes = (max_bytes / 8)
-            .clamp(4 * 1024, 64 * 1024 * 1024)
-            .min(max_bytes);
-        Self {
-            max_bytes,
-            segment_bytes,
-        }
-    }
-
-    /// The largest record payload that can ever be pushed under this configuration.
-    pub fn max_record_bytes(&self) -> u64 {
-        self.max_bytes
-            .saturating_sub(FRAME_HEADER)
-            .min(u64::from(u32::MAX))
-    }
-}
-
-/// Counters of one open [`SpillQueue`], counted from the moment it was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SpillStats {
-    /// Records appended by `push`.
-    pub records_pushed: u64,
-    /// Records returned by `pop`.
-    pub records_popped: u64,
-    /// Pushes refused with [`SpillError::Full`].
-    pub rejected_full: u64,
-    /// Bytes cut from the end of the newest segment on open (interrupted writes).
-    pub torn_tail_trimmed_bytes: u64,
-    /// Frames (or unparseable segment remainders) skipped because their checksum failed.
-    pub corrupt_records: u64,
-    /// Bytes skipped with those corrupt records.
-    pub corrupt_bytes: u64,
-    /// Segment files created.
-    pub segments_created: u64,
-    /// Fully consumed segment files deleted.
-    pub segments_deleted: u64,
-    /// Consumed segments whose deletion failed (their disk space is leaked until the next open).
-    pub delete_failures: u64,
-}
-
-/// Errors of [`SpillQueue`] operations.
-#[derive(Debug, thiserror::Error)]
-pub enum SpillError {
-    /// The record does not fit in the bytes left under `max_bytes`. Nothing was written; pop
-    /// records (or raise `max_bytes`) and push again.
-    #[error(
-        "spill queue full: a {frame_bytes}-byte frame does not fit, {used_bytes} of \
-         {max_bytes} bytes are in use; drain the queue or raise max_bytes"
-    )]
-    Full {
-        /// Bytes the frame needs, header included.
-        frame_bytes: u64,
-        /// Bytes of segment files currently on disk.
-        used_bytes: u64,
-        /// The configured bound.
-        max_bytes: u64,
-    },
-    /// The record can never fit: its frame exceeds `max_bytes` or the 4 GiB frame limit.
-    #[error(
-        "record of {record_bytes} bytes can never be spilled: the largest record is \
-         {max_record_bytes} bytes under this max_bytes"
-    )]
-    RecordTooLarge {
-        /// Size of the refused record.
-        record_bytes: u64,
-        /// Largest record this queue accepts.
-        max_record_bytes: u64,
-    },
-    /// The configuration cannot work; the message says which field to change.
-    #[error("invalid spill configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// A file system operation failed.
-    #[error("spill queue could not {action} {}: {source}", path.display())]
-    Io {
-        /// What the queue was doing.
-        action: &'static str,
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Attaches context to an `io::Result`.
-trait IoContext<T> {
-    fn ctx(self, action: &'static str, path: &Path) -> Result<T, SpillError>;
-}
-
-impl<T> IoContext<T> for io::Result<T> {
-    fn ctx(self, action: &'static str, path: &Path) -> Result<T, SpillError> {
-        self.map_err(|source| SpillError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-}
 
 /// One segment file as the queue knows it.
 #[derive(Debug)]
@@ -419,7 +311,7 @@ impl SpillQueue {
             .sync()
             .ctx("sync cursor", &self.dir.join(CURSOR_FILE))?;
         if self.dir_dirty {
-            sync_dir(&self.dir)?;
+            sync_dir(&self.dir).ctx("sync the spill directory", &self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -588,213 +480,5 @@ impl SpillQueue {
         self.cursor
             .store(Position { segment, offset })
             .ctx("write cursor", &self.dir.join(CURSOR_FILE))
-    }
-}
-
-/// Path of segment `id` in `dir`.
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("seg-{id:020}.spill"))
-}
-
-/// Parses a segment file name back into its id.
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("seg-")?.strip_suffix(".spill")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), SpillError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx("sync the spill directory", dir)
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), SpillError> {
-    Ok(())
-}
-
-/// Reading a directory back into a queue.
-mod recover {
-    use super::*;
-
-    /// What scanning one segment found.
-    struct Scan {
-        valid: u64,
-        corrupt: u64,
-        corrupt_bytes: u64,
-        /// Newest segment only: length to truncate the file to.
-        trim_to: Option<u64>,
-    }
-
-    /// Verifies the frames of `path` from `start` to `file_len`.
-    fn scan_segment(
-        path: &Path,
-        start: u64,
-        file_len: u64,
-        newest: bool,
-        max_payload: u64,
-    ) -> Result<Scan, SpillError> {
-        let mut file = File::open(path).ctx("open segment", path)?;
-        file.seek(SeekFrom::Start(start))
-            .ctx("seek in segment", path)?;
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        let mut scan = Scan {
-            valid: 0,
-            corrupt: 0,
-            corrupt_bytes: 0,
-            trim_to: None,
-        };
-        let mut pos = start;
-        loop {
-            let frame = format::read_frame(&mut reader, pos, file_len, max_payload, false)
-                .ctx("read segment", path)?;
-            match frame {
-                Frame::End => break,
-                Frame::Valid { frame_len, .. } => {
-                    scan.valid += 1;
-                    pos += frame_len;
-                }
-                Frame::Corrupt { frame_len } if newest && pos + frame_len == file_len => {
-                    scan.trim_to = Some(pos);
-                    break;
-                }
-                Frame::Corrupt { frame_len } => {
-                    scan.corrupt += 1;
-                    scan.corrupt_bytes += frame_len;
-                    pos += frame_len;
-                }
-                Frame::Unreadable if newest => {
-                    scan.trim_to = Some(pos);
-                    break;
-                }
-                Frame::Unreadable => {
-                    scan.corrupt += 1;
-                    scan.corrupt_bytes += file_len - pos;
-                    break;
-                }
-            }
-        }
-        Ok(scan)
-    }
-
-    /// Lists the segment ids in `dir`, sorted.
-    fn list_segments(dir: &Path) -> Result<Vec<u64>, SpillError> {
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(dir).ctx("list the spill directory", dir)? {
-            let entry = entry.ctx("list the spill directory", dir)?;
-            if let Some(id) = entry.file_name().to_str().and_then(parse_segment_name) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        Ok(ids)
-    }
-
-    pub(super) fn open(dir: PathBuf, config: SpillConfig) -> Result<SpillQueue, SpillError> {
-        let mut stats = SpillStats::default();
-        let cursor_path = dir.join(CURSOR_FILE);
-        let mut cursor_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&cursor_path)
-            .ctx("open cursor", &cursor_path)?;
-        let mut cursor_bytes = Vec::with_capacity(64);
-        (&mut cursor_file)
-            .take(64)
-            .read_to_end(&mut cursor_bytes)
-            .ctx("read cursor", &cursor_path)?;
-        let saved = format::decode_cursor(&cursor_bytes);
-        let seq = saved.map_or(0, |(seq, _)| seq);
-
-        // Segments before the cursor were consumed; a crash may have left them behind.
-        let mut ids = list_segments(&dir)?;
-        if let Some((_, pos)) = saved {
-            for &id in ids.iter().filter(|&&id| id < pos.segment) {
-                let path = segment_path(&dir, id);
-                fs::remove_file(&path).ctx("delete consumed segment", &path)?;
-                stats.segments_deleted += 1;
-            }
-            ids.retain(|&id| id >= pos.segment);
-        }
-        if ids.is_empty() {
-            let id = saved.map_or(0, |(_, pos)| pos.segment + 1);
-            let path = segment_path(&dir, id);
-            File::create(&path).ctx("create segment", &path)?;
-            stats.segments_created += 1;
-            ids.push(id);
-        }
-
-        let max_payload = config.max_record_bytes();
-        let newest_id = *ids.last().expect("pushed above if empty");
-        let mut segments = VecDeque::with_capacity(ids.len() + 1);
-        let (mut len, mut disk_bytes, mut read_off) = (0u64, 0u64, 0u64);
-        for (i, &id) in ids.iter().enumerate() {
-            let path = segment_path(&dir, id);
-            let mut file_len = fs::metadata(&path).ctx("stat segment", &path)?.len();
-            let start = match saved {
-                Some((_, pos)) if i == 0 && pos.segment == id => pos.offset.min(file_len),
-                _ => 0,
-            };
-            if i == 0 {
-                read_off = start;
-            }
-            let newest = id == newest_id;
-            let scan = scan_segment(&path, start, file_len, newest, max_payload)?;
-            if let Some(trim_to) = scan.trim_to {
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(trim_to))
-                    .ctx("trim the torn tail of segment", &path)?;
-                stats.torn_tail_trimmed_bytes += file_len - trim_to;
-                file_len = trim_to;
-            }
-            stats.corrupt_records += scan.corrupt;
-            stats.corrupt_bytes += scan.corrupt_bytes;
-            len += scan.valid;
-            disk_bytes += file_len;
-            segments.push_back(Segment {
-                id,
-                len: file_len,
-                known_corrupt: scan.corrupt,
-            });
-        }
-
-        let newest_path = segment_path(&dir, newest_id);
-        let writer = OpenOptions::new()
-            .append(true)
-            .open(&newest_path)
-            .ctx("open segment for appending", &newest_path)?;
-        let mut cursor = CursorFile::new(cursor_file, seq);
-        let front_id = segments.front().expect("at least one segment").id;
-        cursor
-            .store(Position {
-                segment: front_id,
-                offset: read_off,
-            })
-            .ctx("write cursor", &cursor_path)?;
-
-        Ok(SpillQueue {
-            dir,
-            config,
-            segments,
-            writer,
-            reader: None,
-            read_off,
-            cursor,
-            len,
-            disk_bytes,
-            unsynced_from: None,
-            dir_dirty: stats.segments_created > 0 || stats.segments_deleted > 0,
-            must_roll: false,
-            scratch: Vec::new(),
-            stats,
-        })
     }
 }

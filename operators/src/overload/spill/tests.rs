@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::format::parse_segment_name;
 use super::*;
 
 fn config(max_bytes: u64, segment_bytes: u64) -> SpillConfig {

@@ -17,4 +17,6 @@
 #![warn(missing_docs)]
 
 pub mod limiter;
+pub mod retry;
+pub mod retry_after;
 pub mod spill;

@@ -57,13 +57,17 @@
 //!   Skipped bytes are counted in [`SpillStats::corrupt_bytes`]. `pop` applies the same checks,
 //!   so damage that appears after open is skipped and counted the same way (once).
 //!
+//! If neither cursor slot is valid (or the file is missing), reading starts at the beginning of
+//! the oldest segment: records may be delivered again, none is lost. Reopening with a smaller
+//! `max_bytes` keeps every record; pushes are refused until the files shrink below the new bound.
+//!
 //! A record is never returned unless its checksum matched. Only one `SpillQueue` may use a
 //! directory at a time; the queue takes no lock, the caller owns the directory.
 //!
 //! # Cost
 //!
 //! Memory: the segment list (24 bytes per segment, at most `2 * max_bytes / segment_bytes + 2`
-//! segments), a 8 KiB read buffer, a write scratch buffer of at most 64 KiB, and the popped
+//! segments), an 8 KiB read buffer, a write scratch buffer of at most 64 KiB, and the popped
 //! record itself. Disk: at most `max_bytes` of segments plus 64 bytes. Syscalls: one or two
 //! writes per push, a buffered read plus one 32-byte positioned write per pop.
 
@@ -378,8 +382,7 @@ impl SpillQueue {
             self.reader = Some(BufReader::with_capacity(READ_BUFFER, file));
         }
         let reader = self.reader.as_mut().expect("opened just above");
-        let max_payload = self.config.max_record_bytes();
-        format::read_frame(reader, self.read_off, end, max_payload, true).ctx("read segment", &path)
+        format::read_frame(reader, self.read_off, end, true).ctx("read segment", &path)
     }
 
     /// Counts a skipped corrupt region of the front segment, unless open already counted it.

@@ -31,8 +31,8 @@ pub(crate) enum Frame {
     Valid { frame_len: u64, payload: Vec<u8> },
     /// A complete frame whose checksum did not match; its length field is trusted to skip it.
     Corrupt { frame_len: u64 },
-    /// No frame can be parsed here: a partial header, or a length that runs past `end` or
-    /// exceeds the largest possible payload. Nothing after this point can be located.
+    /// No frame can be parsed here: a partial header, or a length that runs past `end`.
+    /// Nothing after this point can be located.
     Unreadable,
     /// `pos == end`: no more data.
     End,
@@ -70,7 +70,6 @@ pub(crate) fn read_frame(
     reader: &mut impl Read,
     pos: u64,
     end: u64,
-    max_payload: u64,
     keep_payload: bool,
 ) -> io::Result<Frame> {
     let remaining = end.saturating_sub(pos);
@@ -85,7 +84,7 @@ pub(crate) fn read_frame(
     let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
     let stored_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let len = u64::from(u32::from_le_bytes(len_bytes));
-    if len > max_payload || FRAME_HEADER + len > remaining {
+    if FRAME_HEADER + len > remaining {
         return Ok(Frame::Unreadable);
     }
     let frame_len = FRAME_HEADER + len;
@@ -93,7 +92,7 @@ pub(crate) fn read_frame(
     hasher.update(&len_bytes);
     let mut payload = Vec::new();
     if keep_payload {
-        // `len` is bounded by `max_payload` (at most the queue's byte bound) and by the file.
+        // `len` is bounded by the bytes left in the file, checked above.
         payload.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
         reader.read_exact(&mut payload)?;
         hasher.update(&payload);
@@ -243,7 +242,7 @@ mod tests {
     fn frame_round_trips_and_detects_damage() {
         let bytes = frame(b"hello");
         let end = bytes.len() as u64;
-        match read_frame(&mut &bytes[..], 0, end, 100, true).unwrap() {
+        match read_frame(&mut &bytes[..], 0, end, true).unwrap() {
             Frame::Valid { frame_len, payload } => {
                 assert_eq!(frame_len, 13);
                 assert_eq!(payload, b"hello");
@@ -253,24 +252,20 @@ mod tests {
         let mut damaged = bytes.clone();
         damaged[10] ^= 0x01;
         assert!(matches!(
-            read_frame(&mut &damaged[..], 0, end, 100, false).unwrap(),
+            read_frame(&mut &damaged[..], 0, end, false).unwrap(),
             Frame::Corrupt { frame_len: 13 }
         ));
-        // Short header, length past the end, length above the maximum payload.
+        // Short header, length past the end.
         assert!(matches!(
-            read_frame(&mut &bytes[..5], 0, 5, 100, false).unwrap(),
+            read_frame(&mut &bytes[..5], 0, 5, false).unwrap(),
             Frame::Unreadable
         ));
         assert!(matches!(
-            read_frame(&mut &bytes[..], 0, end - 1, 100, false).unwrap(),
+            read_frame(&mut &bytes[..], 0, end - 1, false).unwrap(),
             Frame::Unreadable
         ));
         assert!(matches!(
-            read_frame(&mut &bytes[..], 0, end, 4, false).unwrap(),
-            Frame::Unreadable
-        ));
-        assert!(matches!(
-            read_frame(&mut &bytes[..], end, end, 100, false).unwrap(),
+            read_frame(&mut &bytes[..], end, end, false).unwrap(),
             Frame::End
         ));
     }

@@ -20,13 +20,7 @@ struct Scan {
 }
 
 /// Verifies the frames of `path` from `start` to `file_len`.
-fn scan_segment(
-    path: &Path,
-    start: u64,
-    file_len: u64,
-    newest: bool,
-    max_payload: u64,
-) -> Result<Scan, SpillError> {
+fn scan_segment(path: &Path, start: u64, file_len: u64, newest: bool) -> Result<Scan, SpillError> {
     let mut file = File::open(path).ctx("open segment", path)?;
     file.seek(SeekFrom::Start(start))
         .ctx("seek in segment", path)?;
@@ -39,8 +33,8 @@ fn scan_segment(
     };
     let mut pos = start;
     loop {
-        let frame = format::read_frame(&mut reader, pos, file_len, max_payload, false)
-            .ctx("read segment", path)?;
+        let frame =
+            format::read_frame(&mut reader, pos, file_len, false).ctx("read segment", path)?;
         match frame {
             Frame::End => break,
             Frame::Valid { frame_len, .. } => {
@@ -119,7 +113,6 @@ pub(super) fn open(dir: PathBuf, config: SpillConfig) -> Result<SpillQueue, Spil
         ids.push(id);
     }
 
-    let max_payload = config.max_record_bytes();
     let newest_id = *ids.last().expect("pushed above if empty");
     let mut segments = VecDeque::with_capacity(ids.len() + 1);
     let (mut len, mut disk_bytes, mut read_off) = (0u64, 0u64, 0u64);
@@ -134,7 +127,7 @@ pub(super) fn open(dir: PathBuf, config: SpillConfig) -> Result<SpillQueue, Spil
             read_off = start;
         }
         let newest = id == newest_id;
-        let scan = scan_segment(&path, start, file_len, newest, max_payload)?;
+        let scan = scan_segment(&path, start, file_len, newest)?;
         if let Some(trim_to) = scan.trim_to {
             OpenOptions::new()
                 .write(true)

@@ -324,6 +324,22 @@ fn torn_cursor_write_redelivers_instead_of_losing() {
 }
 
 #[test]
+fn reopening_with_a_smaller_bound_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = SpillQueue::open(dir.path(), 10_000).unwrap();
+    q.push(&record(0, 500)).unwrap();
+    q.push(&record(1, 500)).unwrap();
+    drop(q);
+    let mut q = SpillQueue::open(dir.path(), 600).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(matches!(q.push(&[0; 10]), Err(SpillError::Full { .. })));
+    assert_eq!(q.pop().unwrap(), Some(record(0, 500)));
+    assert_eq!(q.pop().unwrap(), Some(record(1, 500)));
+    q.push(&[7; 10]).unwrap();
+    assert_eq!(q.stats().corrupt_records, 0);
+}
+
+#[test]
 fn leftover_consumed_segments_are_deleted_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(10_000, 28);

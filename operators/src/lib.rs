@@ -24,6 +24,7 @@
 pub mod connector;
 pub mod etl;
 pub mod keyed;
+pub mod overload;
 pub mod sink;
 pub mod source;
 pub mod transform;

@@ -23,7 +23,12 @@ async fn send_all(tx: &mut Outlet<Vec<u64>>, msgs: Vec<Message<Vec<u64>>>) -> Re
     for msg in msgs {
         let bytes = msg.bytes();
         std::future::poll_fn(|cx| tx.poll_reserve(cx, bytes).map(|r| r.map(|_| ()))).await?;
-        tx.try_send(msg).expect("room was reserved");
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            // The consumer may close between the reservation and the send.
+            Err(TrySendError::Closed(_)) => return Err(Closed),
+            Err(TrySendError::Full(_)) => panic!("room was reserved, yet the edge is full"),
+        }
     }
     Ok(())
 }

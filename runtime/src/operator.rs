@@ -155,6 +155,13 @@ pub trait Sink: Send + 'static {
         false
     }
 
+    /// Rows the sink took but could not pass on because its own consumer went away (see
+    /// [`is_closed`](Self::is_closed)); read once after `finish` and counted in the run report as
+    /// dropped because downstream closed. The default is zero.
+    fn undelivered_rows(&self) -> u64 {
+        0
+    }
+
     /// Moves the records the sink rejected since the last call into `out`; they go to its
     /// dead-letter port. Called after every batch. The default has none.
     fn take_dead_letters(&mut self, _out: &mut Vec<DeadLetter>) {}

@@ -156,7 +156,7 @@ impl Pipeline {
     ) -> StreamCore<S::Output> {
         let name = name.into();
         let factory = single(&name, source);
-        self.source_with_factory(name, factory)
+        self.source_with_factory(name, factory, true)
     }
 
     /// Adds a source built per instance by `factory`, so it can run in parallel.
@@ -166,18 +166,20 @@ impl Pipeline {
         factory: impl FnMut(&InstanceInfo) -> S + Send + 'static,
     ) -> StreamCore<S::Output> {
         let mut factory = factory;
-        self.source_with_factory(name.into(), Box::new(move |info| Ok(factory(info))))
+        self.source_with_factory(name.into(), Box::new(move |info| Ok(factory(info))), false)
     }
 
     fn source_with_factory<S: Source>(
         &mut self,
         name: String,
         factory: Factory<S>,
+        single: bool,
     ) -> StreamCore<S::Output> {
         let id = self.inner.borrow_mut().add(Node {
             name,
             kind: NodeKind::Source,
             parallelism: None,
+            single,
             runner: Box::new(SourceRunner { factory }),
             clone_fn: None,
         });
@@ -206,6 +208,13 @@ impl Pipeline {
             });
         }
         b.graph.validate()?;
+        b.config
+            .edge
+            .validate()
+            .map_err(|reason| GraphError::InvalidConfig {
+                operator: format!("{} (the pipeline's default edge)", self.name),
+                reason,
+            })?;
         b.ran = true;
         let graph = std::mem::replace(&mut b.graph, LogicalGraph::new(self.name.clone()));
         Ok((graph, b.config.clone()))
@@ -526,11 +535,13 @@ impl<B: Batch> StreamCore<B> {
         &self,
         name: String,
         factory: Factory<O>,
+        single: bool,
     ) -> StreamCore<O::Output> {
         let id = self.inner.borrow_mut().add(Node {
             name,
             kind: NodeKind::Operator,
             parallelism: None,
+            single,
             runner: Box::new(OperatorRunner { factory }),
             clone_fn: None,
         });
@@ -546,7 +557,7 @@ impl<B: Batch> StreamCore<B> {
     ) -> StreamCore<O::Output> {
         let name = name.into();
         let factory = single(&name, op);
-        self.add_operator(name, factory)
+        self.add_operator(name, factory, true)
     }
 
     /// Connects a one-input operator built per instance by `factory`.
@@ -556,7 +567,7 @@ impl<B: Batch> StreamCore<B> {
         factory: impl FnMut(&InstanceInfo) -> O + Send + 'static,
     ) -> StreamCore<O::Output> {
         let mut factory = factory;
-        self.add_operator(name.into(), Box::new(move |info| Ok(factory(info))))
+        self.add_operator(name.into(), Box::new(move |info| Ok(factory(info))), false)
     }
 
     /// Connects an operator with several inputs of this stream's type: this stream is input 0,
@@ -569,7 +580,7 @@ impl<B: Batch> StreamCore<B> {
     ) -> StreamCore<O::Output> {
         let name = name.into();
         let factory = single(&name, op);
-        let out = self.add_operator(name, factory);
+        let out = self.add_operator(name, factory, true);
         for (i, other) in others.into_iter().enumerate() {
             assert!(
                 Rc::ptr_eq(&self.inner, &other.inner),
@@ -589,7 +600,7 @@ impl<B: Batch> StreamCore<B> {
     ) -> SinkHandle<K::Output> {
         let name = name.into();
         let factory = single(&name, sink);
-        self.add_sink(name, factory)
+        self.add_sink(name, factory, true)
     }
 
     /// Ends the stream in a sink given as one value, also returning the sink's dead letters
@@ -602,7 +613,7 @@ impl<B: Batch> StreamCore<B> {
         let name = name.into();
         let factory = single(&name, sink);
         let inner = self.inner.clone();
-        let (handle, id) = self.add_sink_node(name, factory);
+        let (handle, id) = self.add_sink_node(name, factory, true);
         let dead = StreamCore::<Vec<DeadLetter>>::new(inner, id).dead_letters();
         (handle, dead)
     }
@@ -614,27 +625,30 @@ impl<B: Batch> StreamCore<B> {
         factory: impl FnMut(&InstanceInfo) -> K + Send + 'static,
     ) -> SinkHandle<K::Output> {
         let mut factory = factory;
-        self.add_sink(name.into(), Box::new(move |info| Ok(factory(info))))
+        self.add_sink(name.into(), Box::new(move |info| Ok(factory(info))), false)
     }
 
     fn add_sink<K: Sink<Input = B>>(
         self,
         name: String,
         factory: Factory<K>,
+        single: bool,
     ) -> SinkHandle<K::Output> {
-        self.add_sink_node(name, factory).0
+        self.add_sink_node(name, factory, single).0
     }
 
     fn add_sink_node<K: Sink<Input = B>>(
         self,
         name: String,
         factory: Factory<K>,
+        single: bool,
     ) -> (SinkHandle<K::Output>, NodeId) {
         let slot: ResultSlot<K::Output> = Arc::new(Mutex::new(Vec::new()));
         let id = self.inner.borrow_mut().add(Node {
             name,
             kind: NodeKind::Sink,
             parallelism: None,
+            single,
             runner: Box::new(SinkRunner {
                 factory,
                 results: slot.clone(),

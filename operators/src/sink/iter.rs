@@ -5,6 +5,8 @@
 //! backpressures the pipeline exactly as a slow operator would, and a dropped reader closes the
 //! edge, which cancels the pipeline upstream.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use weir_runtime::{
@@ -15,6 +17,8 @@ use weir_runtime::{
 #[derive(Debug)]
 pub struct IterSink<T: Send + 'static> {
     outlet: Outlet<Vec<T>>,
+    /// Rows the reader had received but not yet yielded when it was dropped.
+    unread: Arc<AtomicU64>,
 }
 
 /// The reader side: an iterator over a running pipeline's rows, blocking while none are ready.
@@ -26,6 +30,16 @@ pub struct IterSink<T: Send + 'static> {
 pub struct RowIter<T: Send + 'static> {
     inlet: Inlet<Vec<T>>,
     current: std::vec::IntoIter<T>,
+    unread: Arc<AtomicU64>,
+}
+
+impl<T: Send + 'static> Drop for RowIter<T> {
+    fn drop(&mut self) {
+        // Stored before the inlet closes the edge (fields drop after this body), so the sink,
+        // which reads it after seeing the edge closed, sees it.
+        self.unread
+            .store(self.current.len() as u64, Ordering::Release);
+    }
 }
 
 impl<T: Send + 'static> IterSink<T> {
@@ -33,11 +47,16 @@ impl<T: Send + 'static> IterSink<T> {
     pub fn new(capacity: usize) -> (Self, RowIter<T>) {
         let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
         let (outlet, inlet) = edge(cfg);
+        let unread = Arc::new(AtomicU64::new(0));
         (
-            Self { outlet },
+            Self {
+                outlet,
+                unread: unread.clone(),
+            },
             RowIter {
                 inlet,
                 current: Vec::new().into_iter(),
+                unread,
             },
         )
     }
@@ -54,6 +73,14 @@ impl<T: Send + 'static> Sink for IterSink<T> {
 
     fn is_closed(&self) -> bool {
         self.outlet.is_closed()
+    }
+
+    /// Once the reader is gone: rows left in the hand-off plus rows of its last, partly read batch.
+    fn undelivered_rows(&self) -> u64 {
+        if !self.outlet.is_closed() {
+            return 0;
+        }
+        self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire)
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {

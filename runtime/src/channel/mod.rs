@@ -91,6 +91,9 @@ impl Default for EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The largest capacity an edge may have: its slots are allocated when it is created.
+    pub const MAX_CAPACITY: usize = 1 << 20;
+
     /// Sets [`capacity`](Self::capacity).
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
@@ -123,10 +126,18 @@ impl EdgeConfig {
     ///
     /// # Errors
     ///
-    /// A zero capacity or zero byte bound.
+    /// A zero capacity or zero byte bound, or a capacity above [`Self::MAX_CAPACITY`].
     pub fn validate(&self) -> Result<(), String> {
         if self.capacity == 0 {
             return Err("edge capacity must be at least 1 message".into());
+        }
+        if self.capacity > Self::MAX_CAPACITY {
+            return Err(format!(
+                "edge capacity {} exceeds the limit of {} messages (slots are allocated up front; \
+                 bound memory with max_bytes instead)",
+                self.capacity,
+                Self::MAX_CAPACITY
+            ));
         }
         if self.max_bytes == 0 {
             return Err("edge max_bytes must be at least 1 byte".into());

@@ -266,6 +266,8 @@ pub(crate) async fn run_sink<K: Sink>(
         budget.spend(m).await;
     }
     let result = sink.finish();
+    m.dropped_downstream_closed
+        .fetch_add(sink.undelivered_rows(), Relaxed);
     sink.take_dead_letters(&mut rejects);
     dead.dispatch(rejects, 0);
     dead.end();

@@ -133,10 +133,9 @@ pub(crate) fn prepare(
     let parallelism: Vec<usize> = node_ids
         .iter()
         .map(|&n| {
-            graph.graph[n]
-                .parallelism
-                .unwrap_or(config.parallelism)
-                .max(1)
+            let node = &graph.graph[n];
+            let default = if node.single { 1 } else { config.parallelism };
+            node.parallelism.unwrap_or(default).max(1)
         })
         .collect();
 

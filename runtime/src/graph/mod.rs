@@ -69,6 +69,8 @@ pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: Option<usize>,
+    /// Given as one value rather than a factory: defaults to one instance.
+    pub(crate) single: bool,
     pub(crate) runner: Box<dyn Runner>,
     /// `fn(&B) -> B` for the node's output batch type, registered when the stream is cloned.
     pub(crate) clone_fn: Option<AnyBox>,

@@ -190,8 +190,8 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             dead_letters: m.dead_letters.load(Relaxed),
             skipped: m.skipped.load(Relaxed),
         };
-        peak_in_flight += r.peak_held_bytes;
-        dropped += r.dropped_downstream_closed;
+        peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
+        dropped = dropped.saturating_add(r.dropped_downstream_closed);
         let op = &mut operators[entry.node];
         op.rows_in += r.rows_in;
         op.rows_out += r.rows_out;
@@ -221,10 +221,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         .iter()
         .map(|e| {
             let s = e.probe.stats();
-            peak_in_flight += s.peak_bytes as u64;
-            edge_bound += s.max_bytes as u64;
+            peak_in_flight = peak_in_flight.saturating_add(s.peak_bytes as u64);
+            edge_bound = edge_bound.saturating_add(s.max_bytes as u64);
             if finished {
-                dropped += s.rows_in_flight() as u64;
+                dropped = dropped.saturating_add(s.rows_in_flight() as u64);
             }
             EdgeReport {
                 from: reg.nodes[e.from].name.clone(),

@@ -313,3 +313,65 @@ async fn run_async_reports_the_failing_operator() {
         .expect("run_async ended");
     assert_fails(result, Fail::Error, "op", "transform");
 }
+
+/// Passes rows through and fails when its input ends.
+struct FailsAtEnd;
+
+impl Operator for FailsAtEnd {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+
+    fn on_batch(
+        &mut self,
+        _: usize,
+        b: Vec<u64>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Result<(), OperatorError> {
+        out.emit(b);
+        Ok(())
+    }
+
+    fn on_end(&mut self, _: &mut Output<Vec<u64>>) -> Result<(), OperatorError> {
+        Err(OperatorError::user("cannot flush"))
+    }
+}
+
+#[test]
+fn an_error_at_end_of_stream_names_the_operator() {
+    let mut p = pipeline("bad-end", 64);
+    let n = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .unary("ender", FailsAtEnd)
+        .count("count");
+    let err = run_guarded(p).expect_err("on_end failed");
+    assert_eq!(err.operator(), Some("ender"), "{err}");
+    assert!(err.to_string().contains("cannot flush"), "{err}");
+    assert_eq!(n.take(), None, "the sink never finished");
+}
+
+#[test]
+fn a_sink_failing_in_finish_names_the_sink() {
+    struct NoFinish(u64);
+    impl Sink for NoFinish {
+        type Input = Vec<u64>;
+        type Output = u64;
+        fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+            self.0 += b.len() as u64;
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<u64, OperatorError> {
+            Err(OperatorError::user(format!("lost {} rows", self.0)))
+        }
+    }
+    let mut p = pipeline("bad-finish", 64);
+    let out = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .sink("final", NoFinish(0));
+    let err = run_guarded(p).expect_err("finish failed");
+    assert_eq!(err.operator(), Some("final"), "{err}");
+    assert!(
+        err.to_string().contains("lost 1000 rows"),
+        "all rows came first: {err}"
+    );
+    assert_eq!(out.take(), None);
+}

@@ -57,7 +57,6 @@ fn a_zero_byte_edge_is_a_graph_error() {
 }
 
 #[test]
-#[ignore = "bug: an invalid PipelineConfig::edge is not validated; run() panics in edge()"]
 fn a_zero_capacity_default_edge_is_an_error_not_a_panic() {
     let config = PipelineConfig {
         edge: EdgeConfig::default().with_capacity(0),
@@ -166,7 +165,6 @@ fn huge_edges_pipeline(capacity: usize) -> (Pipeline, SinkHandle<u64>) {
 }
 
 #[test]
-#[ignore = "bug: RunReport sums edge max_bytes into edge_bytes_bound without saturating (overflow panic)"]
 fn huge_byte_bounds_in_a_pipeline_report_saturates() {
     let (p, n) = huge_edges_pipeline(4);
     let report = run_guarded(p).expect("the run succeeds");
@@ -179,7 +177,6 @@ fn huge_byte_bounds_in_a_pipeline_report_saturates() {
 }
 
 #[test]
-#[ignore = "bug: edge slots are preallocated, so a huge capacity panics (capacity overflow) in run()"]
 fn a_huge_edge_capacity_is_not_a_panic() {
     let (p, n) = huge_edges_pipeline(usize::MAX / 2);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.run()));

@@ -332,7 +332,6 @@ fn rebalance_spreads_and_broadcast_copies() {
 }
 
 #[test]
-#[ignore = "bug: single-value sinks (count, collect, ..) inherit a parallel default and fail; sinks have no parallelism setter"]
 fn built_in_sinks_run_under_a_parallel_default() {
     let config = PipelineConfig {
         parallelism: 2,

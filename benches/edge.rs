@@ -1,1 +1,39 @@
-fn main() {}
+//! One edge between two threads beside crossbeam-channel and tokio mpsc, same batches.
+//!
+//! `cargo bench --bench edge`
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mimalloc::MiMalloc;
+use weir::bench::edge;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+const BATCHES: usize = 20_000;
+const CAPACITY: usize = 16;
+
+fn bench_edge(c: &mut Criterion) {
+    let mut group = c.benchmark_group("edge");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    for rows in [1usize, 1024] {
+        // One-row batches are cheap to move: ten times as many keep the run measurable.
+        let batches = if rows == 1 { BATCHES * 10 } else { BATCHES };
+        group.throughput(Throughput::Elements((batches * rows) as u64));
+        let variants: [(&str, fn(usize, usize, usize) -> Duration); 3] = [
+            ("weir", edge::weir),
+            ("crossbeam", edge::crossbeam),
+            ("tokio_mpsc", edge::tokio_mpsc),
+        ];
+        for (name, f) in variants {
+            group.bench_with_input(BenchmarkId::new(name, rows), &rows, |b, &rows| {
+                b.iter_custom(|iters| (0..iters).map(|_| f(batches, rows, CAPACITY)).sum());
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_edge);
+criterion_main!(benches);

@@ -30,7 +30,8 @@
 //!
 //! Each side parks on its own atomic waker. The producer parks for one of two reasons (no slot
 //! credit, or no byte room), recorded in `tx_waiting`. The consumer wakes it when it grants a chunk
-//! (any reason) and after every receive while the reason is bytes. The flag and the conditions it
+//! (any reason), and before it parks on an empty edge; after a receive that freed bytes it also
+//! wakes it on a fence-free hint, so byte room is usually seen at once. The flag and the conditions it
 //! guards form a Dekker-style handshake: the producer stores its reason, issues a `SeqCst` fence,
 //! then re-reads the condition; the consumer changes the condition, issues a `SeqCst` fence, then
 //! reads the reason. The fences order the two store→load pairs, so at least one side sees the
@@ -154,7 +155,10 @@ const WAIT_BYTES: u8 = 2;
 pub(crate) struct EdgeShared {
     capacity: usize,
     max_bytes: usize,
-    bytes: AtomicUsize,
+    /// Data bytes ever sent / received: single writer each (producer / consumer), so plain
+    /// stores; what the edge holds is their difference.
+    bytes_sent: AtomicUsize,
+    bytes_received: AtomicUsize,
     peak_bytes: AtomicUsize,
     tx_waiting: AtomicU8,
     tx_closed: AtomicBool,
@@ -168,6 +172,14 @@ pub(crate) struct EdgeShared {
 }
 
 type Shared<B> = Inner<Message<B>, EdgeShared>;
+
+impl EdgeShared {
+    /// Bytes held now, as an observer sees it (received is read first, so it never exceeds sent).
+    fn buffered_bytes(&self) -> usize {
+        let received = self.bytes_received.load(Acquire);
+        self.bytes_sent.load(Acquire).saturating_sub(received)
+    }
+}
 
 /// Creates a bounded edge.
 ///
@@ -192,7 +204,8 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
     let shared = EdgeShared {
         capacity: config.capacity,
         max_bytes: config.max_bytes,
-        bytes: AtomicUsize::new(0),
+        bytes_sent: AtomicUsize::new(0),
+        bytes_received: AtomicUsize::new(0),
         peak_bytes: AtomicUsize::new(0),
         tx_waiting: AtomicU8::new(WAIT_NONE),
         tx_closed: AtomicBool::new(false),
@@ -208,12 +221,14 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
             ring: tx,
             peak: 0,
             rows: 0,
+            bytes_sent: 0,
         },
         Inlet {
             ring: rx,
             chunk: config.effective_grant_chunk(),
             ended: false,
             rows: 0,
+            bytes_received: 0,
         },
     )
 }
@@ -276,7 +291,7 @@ fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
             max_bytes: ext.max_bytes,
             buffered,
             outstanding_credit,
-            buffered_bytes: ext.bytes.load(Relaxed),
+            buffered_bytes: ext.buffered_bytes(),
             peak_bytes: ext.peak_bytes.load(Relaxed),
             rows_sent: ext.rows_pushed.load(Relaxed),
             rows_received: ext.rows_popped.load(Relaxed),
@@ -290,6 +305,7 @@ pub struct Outlet<B: Batch> {
     /// Our own record of the peak (only the producer raises the byte count).
     peak: usize,
     rows: usize,
+    bytes_sent: usize,
 }
 
 /// Proof that the edge has room for one message of the reserved size. Sending spends it;
@@ -304,7 +320,7 @@ impl<B: Batch> Permit<'_, B> {
     /// Sends `msg`, which must be no larger than the reserved bytes.
     pub fn send(self, msg: Message<B>) {
         debug_assert!(
-            msg.bytes() <= self.bytes || self.outlet.shared().bytes.load(Relaxed) == 0,
+            msg.bytes() <= self.bytes || self.outlet.buffered_bytes() == 0,
             "message larger than its reservation"
         );
         if let Err(_msg) = self.outlet.push(msg) {
@@ -327,7 +343,8 @@ impl<B: Batch> Outlet<B> {
 
     /// Data bytes buffered in the edge now.
     pub fn buffered_bytes(&self) -> usize {
-        self.shared().bytes.load(Relaxed)
+        self.bytes_sent
+            .saturating_sub(self.shared().bytes_received.load(Acquire))
     }
 
     /// Whether the consumer has gone away.
@@ -350,7 +367,7 @@ impl<B: Batch> Outlet<B> {
         if self.ring.credit() == 0 {
             return Some(WAIT_SLOT);
         }
-        let buffered = self.shared().bytes.load(Acquire);
+        let buffered = self.buffered_bytes();
         if buffered != 0 && buffered.saturating_add(bytes) > self.shared().max_bytes {
             return Some(WAIT_BYTES);
         }
@@ -460,18 +477,20 @@ impl<B: Batch> Outlet<B> {
 
     fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
         let (bytes, rows) = (msg.bytes(), msg.rows());
+        let held = self.buffered_bytes();
+        if let Err(msg) = self.ring.try_push(msg) {
+            return Err(msg);
+        }
         if bytes > 0 {
-            let now = self.shared().bytes.fetch_add(bytes, Relaxed) + bytes;
+            // Published after the slot: a consumer may briefly see fewer bytes sent than it has
+            // received, which `buffered_bytes` saturates to zero.
+            self.bytes_sent += bytes;
+            self.shared().bytes_sent.store(self.bytes_sent, Release);
+            let now = held + bytes;
             if now > self.peak {
                 self.peak = now;
                 self.shared().peak_bytes.store(now, Relaxed);
             }
-        }
-        if let Err(msg) = self.ring.try_push(msg) {
-            if bytes > 0 {
-                self.shared().bytes.fetch_sub(bytes, Relaxed);
-            }
-            return Err(msg);
         }
         if rows > 0 {
             self.rows += rows;
@@ -504,6 +523,7 @@ pub struct Inlet<B: Batch> {
     chunk: usize,
     ended: bool,
     rows: usize,
+    bytes_received: usize,
 }
 
 impl<B: Batch> Inlet<B> {
@@ -579,12 +599,23 @@ impl<B: Batch> Inlet<B> {
             self.shared().rows_popped.store(self.rows, Relaxed);
         }
         if bytes > 0 {
-            self.shared().bytes.fetch_sub(bytes, Release);
+            self.bytes_received += bytes;
+            self.shared()
+                .bytes_received
+                .store(self.bytes_received, Release);
         }
-        let granted = self.ring.ungranted() >= self.chunk && self.ring.grant();
-        fence(SeqCst);
-        let waiting = self.shared().tx_waiting.load(Relaxed);
-        if (granted && waiting != WAIT_NONE) || waiting == WAIT_BYTES {
+        if self.ring.ungranted() >= self.chunk && self.ring.grant() {
+            // Credit changed: the full handshake (store, fence, load), so a producer waiting
+            // for it is certainly woken.
+            fence(SeqCst);
+            if self.shared().tx_waiting.load(Relaxed) != WAIT_NONE {
+                self.shared().tx_waker.wake();
+            }
+        } else if bytes > 0 && self.shared().tx_waiting.load(Relaxed) == WAIT_BYTES {
+            // Freed bytes: a fence-free hint that wakes a producer waiting for byte room at
+            // once in the common case. The guarantee comes from `grant_all`, which runs the
+            // full handshake before this consumer parks: a producer waiting for bytes stops
+            // sending, so the consumer drains the edge and parks, and wakes it then.
             self.shared().tx_waker.wake();
         }
         if matches!(msg, Message::End) {
@@ -593,12 +624,12 @@ impl<B: Batch> Inlet<B> {
         Some(msg)
     }
 
+    /// Grants every freed slot and wakes a waiting producer; runs before the consumer parks.
     fn grant_all(&mut self) {
-        if self.ring.grant() {
-            fence(SeqCst);
-            if self.shared().tx_waiting.load(Relaxed) != WAIT_NONE {
-                self.shared().tx_waker.wake();
-            }
+        self.ring.grant();
+        fence(SeqCst);
+        if self.shared().tx_waiting.load(Relaxed) != WAIT_NONE {
+            self.shared().tx_waker.wake();
         }
     }
 

@@ -52,21 +52,33 @@ async fn wait_in<T>(
     .await
 }
 
+/// Work an instance may do before it yields its worker thread: `yield_every` full batches'
+/// worth of rows, or [`MAX_BATCHES_PER_TURN`] messages, whichever comes first (tokio's own
+/// cooperative budget is 128 operations), so tiny batches do not pay a reschedule each.
 struct Budget {
-    left: u32,
-    every: u32,
+    rows_left: usize,
+    batches_left: u32,
+    rows: usize,
 }
 
+const MAX_BATCHES_PER_TURN: u32 = 128;
+
 impl Budget {
-    fn new(every: u32) -> Self {
-        let every = every.max(1);
-        Self { left: every, every }
+    fn new(every: u32, batch_rows: usize) -> Self {
+        let rows = (every.max(1) as usize).saturating_mul(batch_rows.max(1));
+        Self {
+            rows_left: rows,
+            batches_left: MAX_BATCHES_PER_TURN,
+            rows,
+        }
     }
 
-    async fn spend(&mut self, metrics: &InstanceMetrics) {
-        self.left -= 1;
-        if self.left == 0 {
-            self.left = self.every;
+    async fn spend(&mut self, metrics: &InstanceMetrics, rows: usize) {
+        self.rows_left = self.rows_left.saturating_sub(rows.max(1));
+        self.batches_left -= 1;
+        if self.rows_left == 0 || self.batches_left == 0 {
+            self.rows_left = self.rows;
+            self.batches_left = MAX_BATCHES_PER_TURN;
             metrics.checkpoint();
             tokio::task::yield_now().await;
         }
@@ -105,7 +117,7 @@ pub(crate) async fn run_source<S: Source>(
     m.switch(TimeState::Busy);
     source.open(&ctx.info)?;
     let mut out = Output::new(ctx.info.batch_rows);
-    let mut budget = Budget::new(ctx.yield_every);
+    let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
         if !make_room(&mut outs, m).await {
             // Every consumer has gone away: stop reading.
@@ -158,8 +170,9 @@ pub(crate) async fn run_source<S: Source>(
                 out.flush();
             }
         }
+        let before = m.rows_out.get();
         outs.dispatch(&mut out);
-        budget.spend(m).await;
+        budget.spend(m, (m.rows_out.get() - before) as usize).await;
     }
     finish_outputs(&mut outs, &mut out, m).await;
     m.switch(TimeState::Done);
@@ -176,7 +189,7 @@ pub(crate) async fn run_operator<O: Operator>(
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
     let mut out = Output::new(ctx.info.batch_rows);
-    let mut budget = Budget::new(ctx.yield_every);
+    let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
         if !make_room(&mut outs, m).await {
             // Cancelled from downstream: dropping our inputs releases our producers.
@@ -203,9 +216,11 @@ pub(crate) async fn run_operator<O: Operator>(
             .await
         };
         m.switch(TimeState::Busy);
+        let mut rows = 0;
         match event {
             None => out.flush(),
             Some(Ok(Event::Data(port, batch))) => {
+                rows = batch.rows();
                 m.rows_in.fetch_add(batch.rows() as u64, Relaxed);
                 m.batches_in.fetch_add(1, Relaxed);
                 m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
@@ -219,7 +234,7 @@ pub(crate) async fn run_operator<O: Operator>(
             Some(Err(e)) => return Err(e),
         }
         outs.dispatch(&mut out);
-        budget.spend(m).await;
+        budget.spend(m, rows).await;
     }
     finish_outputs(&mut outs, &mut out, m).await;
     m.switch(TimeState::Done);
@@ -235,7 +250,7 @@ pub(crate) async fn run_sink<K: Sink>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     sink.open(&ctx.info)?;
-    let mut budget = Budget::new(ctx.yield_every);
+    let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut rejects = Vec::new();
     loop {
         if !dead.is_flushed() {
@@ -249,8 +264,10 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         let event = wait_in(m, TimeState::Idle, |cx| inputs.poll_next(cx)).await;
         m.switch(TimeState::Busy);
+        let mut rows = 0;
         match event? {
             Event::Data(port, batch) => {
+                rows = batch.rows();
                 m.rows_in.fetch_add(batch.rows() as u64, Relaxed);
                 m.batches_in.fetch_add(1, Relaxed);
                 m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
@@ -263,7 +280,7 @@ pub(crate) async fn run_sink<K: Sink>(
             Event::Watermark(_) => {}
             Event::End => break,
         }
-        budget.spend(m).await;
+        budget.spend(m, rows).await;
     }
     let result = sink.finish();
     m.dropped_downstream_closed

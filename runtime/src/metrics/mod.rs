@@ -23,6 +23,53 @@ use std::time::Instant;
 
 use crate::channel::EdgeProbe;
 
+/// A counter written by one task and read by any: `add` is a load and a store, not a locked
+/// read-modify-write, so counting costs nothing on the hot path.
+///
+/// `fetch_add` and `load` mirror `AtomicU64`'s signatures so counters read like atomics; the
+/// ordering argument is accepted for that and ignored (`Relaxed` is all a statistic needs).
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// A counter at zero.
+    pub const fn new(value: u64) -> Self {
+        Self(AtomicU64::new(value))
+    }
+
+    /// Adds `n`. Only the owning task may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// Adds `n` (as [`add`](Self::add)); returns the previous value.
+    #[inline]
+    pub fn fetch_add(&self, n: u64, _order: std::sync::atomic::Ordering) -> u64 {
+        let prev = self.0.load(Relaxed);
+        self.0.store(prev.wrapping_add(n), Relaxed);
+        prev
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn load(&self, _order: std::sync::atomic::Ordering) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Sets the value. Only the owning task may call this.
+    #[inline]
+    pub fn store(&self, v: u64, _order: std::sync::atomic::Ordering) {
+        self.0.store(v, Relaxed);
+    }
+}
+
 /// The state an instance is in, for time accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -42,25 +89,25 @@ pub enum TimeState {
 pub struct InstanceMetrics {
     epoch: Instant,
     /// Rows received.
-    pub rows_in: AtomicU64,
+    pub rows_in: Counter,
     /// Rows sent (per logical output edge, counted once however many consumers).
-    pub rows_out: AtomicU64,
+    pub rows_out: Counter,
     /// Batches received.
-    pub batches_in: AtomicU64,
+    pub batches_in: Counter,
     /// Batches sent.
-    pub batches_out: AtomicU64,
+    pub batches_out: Counter,
     /// Bytes received.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Bytes sent.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
     /// Rows discarded because every consumer of an edge had gone away.
-    pub dropped_downstream_closed: AtomicU64,
+    pub dropped_downstream_closed: Counter,
     /// Peak bytes held in this instance's output while waiting for credit.
-    pub peak_held_bytes: AtomicU64,
+    pub peak_held_bytes: Counter,
     /// Records sent to the dead-letter port.
-    pub dead_letters: AtomicU64,
+    pub dead_letters: Counter,
     /// Rows skipped on purpose (a skip-and-count policy).
-    pub skipped: AtomicU64,
+    pub skipped: Counter,
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -70,16 +117,16 @@ impl InstanceMetrics {
     pub(crate) fn new(epoch: Instant) -> Self {
         Self {
             epoch,
-            rows_in: AtomicU64::new(0),
-            rows_out: AtomicU64::new(0),
-            batches_in: AtomicU64::new(0),
-            batches_out: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            dropped_downstream_closed: AtomicU64::new(0),
-            peak_held_bytes: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
+            rows_in: Counter::new(0),
+            rows_out: Counter::new(0),
+            batches_in: Counter::new(0),
+            batches_out: Counter::new(0),
+            bytes_in: Counter::new(0),
+            bytes_out: Counter::new(0),
+            dropped_downstream_closed: Counter::new(0),
+            peak_held_bytes: Counter::new(0),
+            dead_letters: Counter::new(0),
+            skipped: Counter::new(0),
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),
@@ -99,7 +146,7 @@ impl InstanceMetrics {
         let now = self.now_ns();
         let since = self.since_ns.load(Relaxed);
         if let Some(slot) = self.ns.get(prev as usize) {
-            slot.fetch_add(now.saturating_sub(since), Relaxed);
+            slot.store(slot.load(Relaxed) + now.saturating_sub(since), Relaxed);
         }
         self.since_ns.store(now, Relaxed);
         self.state.store(state as u8, Relaxed);
@@ -111,8 +158,9 @@ impl InstanceMetrics {
         let state = self.state.load(Relaxed);
         if let Some(slot) = self.ns.get(state as usize) {
             let now = self.now_ns();
-            let since = self.since_ns.swap(now, Relaxed);
-            slot.fetch_add(now.saturating_sub(since), Relaxed);
+            let since = self.since_ns.load(Relaxed);
+            self.since_ns.store(now, Relaxed);
+            slot.store(slot.load(Relaxed) + now.saturating_sub(since), Relaxed);
         }
     }
 

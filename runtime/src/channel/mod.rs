@@ -222,6 +222,8 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
             peak: 0,
             rows: 0,
             bytes_sent: 0,
+            defer_wakes: false,
+            wake_pending: false,
         },
         Inlet {
             ring: rx,
@@ -306,6 +308,9 @@ pub struct Outlet<B: Batch> {
     peak: usize,
     rows: usize,
     bytes_sent: usize,
+    /// Whether sends leave waking the consumer to [`flush_wake`](Outlet::flush_wake).
+    defer_wakes: bool,
+    wake_pending: bool,
 }
 
 /// Proof that the edge has room for one message of the reserved size. Sending spends it;
@@ -438,6 +443,8 @@ impl<B: Batch> Outlet<B> {
         let Some(_) = self.blocked(bytes) else {
             return Poll::Ready(Ok(()));
         };
+        // About to wait on the consumer: it must have been told about everything we sent.
+        self.flush_wake();
         self.shared().tx_waker.register(cx.waker());
         // Store the reason, fence, re-check: pairs with the consumer's change, fence, read.
         loop {
@@ -497,8 +504,35 @@ impl<B: Batch> Outlet<B> {
             self.shared().rows_pushed.store(self.rows, Relaxed);
         }
         self.shared().tx_waiting.store(WAIT_NONE, Relaxed);
-        self.shared().rx_waker.wake();
+        if self.defer_wakes {
+            self.wake_pending = true;
+        } else {
+            self.shared().rx_waker.wake();
+        }
         Ok(())
+    }
+
+    /// Defers waking the consumer after a send until [`flush_wake`](Self::flush_wake).
+    ///
+    /// A producer that sends several messages in one turn wakes its consumer once at the end of
+    /// the turn instead of after every message: the consumer's thread is woken per turn, not per
+    /// message. The producer must call `flush_wake` before it waits for anything (credit, input,
+    /// its turn), or the consumer may sleep on data that is already there. Dropping the outlet
+    /// always wakes.
+    pub fn set_deferred_wakes(&mut self, defer: bool) {
+        self.defer_wakes = defer;
+        if !defer {
+            self.flush_wake();
+        }
+    }
+
+    /// Wakes the consumer if a deferred send has not woken it yet.
+    #[inline]
+    pub fn flush_wake(&mut self) {
+        if self.wake_pending {
+            self.wake_pending = false;
+            self.shared().rx_waker.wake();
+        }
     }
 }
 

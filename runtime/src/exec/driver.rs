@@ -73,16 +73,25 @@ impl Budget {
         }
     }
 
-    async fn spend(&mut self, metrics: &InstanceMetrics, rows: usize) {
+    /// Spends the work of one batch; returns whether the turn is over and the task must yield.
+    fn spend(&mut self, rows: usize) -> bool {
         self.rows_left = self.rows_left.saturating_sub(rows.max(1));
         self.batches_left -= 1;
         if self.rows_left == 0 || self.batches_left == 0 {
             self.rows_left = self.rows;
             self.batches_left = MAX_BATCHES_PER_TURN;
-            metrics.checkpoint();
-            tokio::task::yield_now().await;
+            true
+        } else {
+            false
         }
     }
+}
+
+/// Ends a turn: credits the time so far, wakes the consumers of what this turn sent, yields.
+async fn end_turn<B: Batch>(metrics: &InstanceMetrics, outs: &mut Ports<B>) {
+    metrics.checkpoint();
+    outs.wake_consumers();
+    tokio::task::yield_now().await;
 }
 
 /// Waits for room downstream. Returns false if every consumer has gone.
@@ -152,6 +161,7 @@ pub(crate) async fn run_source<S: Source>(
                 if stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
+                outs.wake_consumers();
                 m.switch(TimeState::Idle);
                 Poll::Pending
             })
@@ -172,7 +182,9 @@ pub(crate) async fn run_source<S: Source>(
         }
         let before = m.rows_out.get();
         outs.dispatch(&mut out);
-        budget.spend(m, (m.rows_out.get() - before) as usize).await;
+        if budget.spend((m.rows_out.get() - before) as usize) {
+            end_turn(m, &mut outs).await;
+        }
     }
     finish_outputs(&mut outs, &mut out, m).await;
     m.switch(TimeState::Done);
@@ -208,10 +220,14 @@ pub(crate) async fn run_operator<O: Operator>(
                 if let Poll::Ready(ev) = inputs.poll_next(cx) {
                     return Poll::Ready(Some(ev));
                 }
-                match sleep.as_mut().as_pin_mut() {
+                let slept = match sleep.as_mut().as_pin_mut() {
                     Some(s) => s.poll(cx).map(|()| None),
                     None => Poll::Pending,
+                };
+                if slept.is_pending() {
+                    outs.wake_consumers();
                 }
+                slept
             })
             .await
         };
@@ -234,7 +250,9 @@ pub(crate) async fn run_operator<O: Operator>(
             Some(Err(e)) => return Err(e),
         }
         outs.dispatch(&mut out);
-        budget.spend(m, rows).await;
+        if budget.spend(rows) {
+            end_turn(m, &mut outs).await;
+        }
     }
     finish_outputs(&mut outs, &mut out, m).await;
     m.switch(TimeState::Done);
@@ -280,7 +298,10 @@ pub(crate) async fn run_sink<K: Sink>(
             Event::Watermark(_) => {}
             Event::End => break,
         }
-        budget.spend(m, rows).await;
+        if budget.spend(rows) {
+            m.checkpoint();
+            tokio::task::yield_now().await;
+        }
     }
     let result = sink.finish();
     m.dropped_downstream_closed

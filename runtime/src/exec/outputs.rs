@@ -118,6 +118,24 @@ impl<B: Batch> Outputs<B> {
         self
     }
 
+    /// Makes sends wake consumers once per turn (see [`Outlet::set_deferred_wakes`]); the
+    /// driver then calls [`wake_consumers`](Self::wake_consumers) before every wait.
+    pub(crate) fn defer_wakes(&mut self) {
+        for target in self.edges.iter_mut().flat_map(|e| e.targets.iter_mut()) {
+            target.outlet.set_deferred_wakes(true);
+        }
+    }
+
+    /// Wakes every consumer that was sent something since its last wake-up.
+    #[inline]
+    pub(crate) fn wake_consumers(&mut self) {
+        for edge in &mut self.edges {
+            for target in &mut edge.targets {
+                target.outlet.flush_wake();
+            }
+        }
+    }
+
     /// Routes one batch and tries to send it now.
     pub(crate) fn dispatch_batch(&mut self, batch: B) {
         self.route_data(batch);
@@ -429,8 +447,15 @@ impl DeadPort {
 }
 
 impl<B: Batch> Ports<B> {
-    pub(crate) fn new(main: Outputs<B>, dead: DeadPort) -> Self {
+    pub(crate) fn new(mut main: Outputs<B>, dead: DeadPort) -> Self {
+        main.defer_wakes();
         Self { main, dead }
+    }
+
+    /// Wakes consumers of deferred sends; call before any wait.
+    #[inline]
+    pub(crate) fn wake_consumers(&mut self) {
+        self.main.wake_consumers();
     }
 
     /// Routes everything `out` holds, data and rejects, and tries to send it now.
@@ -450,6 +475,7 @@ impl<B: Batch> Ports<B> {
         if main.is_ready() && dead.is_ready() {
             Poll::Ready(())
         } else {
+            self.wake_consumers();
             Poll::Pending
         }
     }
@@ -459,7 +485,10 @@ impl<B: Batch> Ports<B> {
         match self.main.poll_ready(cx) {
             Poll::Ready(Readiness::AllClosed) => Poll::Ready(Readiness::AllClosed),
             Poll::Ready(Readiness::Ready) if dead.is_ready() => Poll::Ready(Readiness::Ready),
-            _ => Poll::Pending,
+            _ => {
+                self.wake_consumers();
+                Poll::Pending
+            }
         }
     }
 

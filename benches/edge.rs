@@ -12,16 +12,21 @@ use weir::bench::edge;
 static GLOBAL: MiMalloc = MiMalloc;
 
 const BATCHES: usize = 20_000;
+
+/// One variant: `(batches, rows per batch, capacity) -> elapsed`.
+type Variant = fn(usize, usize, usize) -> Duration;
 const CAPACITY: usize = 16;
 
 fn bench_edge(c: &mut Criterion) {
     let mut group = c.benchmark_group("edge");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     for rows in [1usize, 1024] {
         // One-row batches are cheap to move: ten times as many keep the run measurable.
         let batches = if rows == 1 { BATCHES * 10 } else { BATCHES };
         group.throughput(Throughput::Elements((batches * rows) as u64));
-        let variants: [(&str, fn(usize, usize, usize) -> Duration); 3] = [
+        let variants: [(&str, Variant); 3] = [
             ("weir", edge::weir),
             ("crossbeam", edge::crossbeam),
             ("tokio_mpsc", edge::tokio_mpsc),

@@ -15,7 +15,9 @@ const ROWS: u64 = 10_000_000;
 
 fn bench_pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(ROWS));
     group.bench_function("fused_loop", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| pipeline::fused(ROWS).1).sum());
@@ -34,9 +36,13 @@ fn bench_pipeline(c: &mut Criterion) {
                     .sum()
             });
         });
-        group.bench_with_input(BenchmarkId::new("one_thread_batched", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| (0..iters).map(|_| pipeline::batched(rows, batch).1).sum());
-        });
+        group.bench_with_input(
+            BenchmarkId::new("one_thread_batched", batch),
+            &batch,
+            |b, &batch| {
+                b.iter_custom(|iters| (0..iters).map(|_| pipeline::batched(rows, batch).1).sum());
+            },
+        );
     }
     group.finish();
 }

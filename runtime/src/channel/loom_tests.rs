@@ -50,13 +50,11 @@ async fn recv(rx: &mut Inlet<Vec<u64>>) -> Result<Message<Vec<u64>>, TryRecvErro
 #[test]
 fn delivers_in_order_with_chunked_credit() {
     model(|| {
-        let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
+        // Two slots re-granted only as a pair: the producer must wait for the chunk.
+        let cfg = EdgeConfig::default().with_capacity(2).with_grant_chunk(2);
+        let (mut tx, mut rx) = edge::<Vec<u64>>(cfg);
         let producer = thread::spawn(move || {
-            block_on(send_all(
-                &mut tx,
-                vec![data(1), data(2), data(3), Message::End],
-            ))
-            .unwrap();
+            block_on(send_all(&mut tx, vec![data(1), data(2), Message::End])).unwrap();
         });
         let mut got = Vec::new();
         loop {
@@ -99,11 +97,11 @@ fn byte_bound_wakes_producer() {
 #[test]
 fn consumer_close_releases_a_waiting_producer() {
     model(|| {
-        let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
-        let producer = thread::spawn(move || {
-            // Far more than the capacity: the producer must end up parked, then released.
-            block_on(send_all(&mut tx, (0..3).map(data).collect()))
-        });
+        // One slot: the consumer takes one message, so the third can never be sent and the
+        // producer must end up parked, then released by the close.
+        let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(1));
+        let producer =
+            thread::spawn(move || block_on(send_all(&mut tx, (0..3).map(data).collect())));
         let first = block_on(recv(&mut rx)).unwrap();
         assert_eq!(first, data(0));
         drop(rx);

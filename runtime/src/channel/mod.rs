@@ -485,9 +485,7 @@ impl<B: Batch> Outlet<B> {
     fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
         let (bytes, rows) = (msg.bytes(), msg.rows());
         let held = self.buffered_bytes();
-        if let Err(msg) = self.ring.try_push(msg) {
-            return Err(msg);
-        }
+        self.ring.try_push(msg)?;
         if bytes > 0 {
             // Published after the slot: a consumer may briefly see fewer bytes sent than it has
             // received, which `buffered_bytes` saturates to zero.

@@ -237,9 +237,7 @@ pub(crate) async fn run_operator<O: Operator>(
             None => out.flush(),
             Some(Ok(Event::Data(port, batch))) => {
                 rows = batch.rows();
-                m.rows_in.fetch_add(batch.rows() as u64, Relaxed);
-                m.batches_in.fetch_add(1, Relaxed);
-                m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
+                m.note_input(batch.rows(), batch.bytes());
                 op.on_batch(port, batch, &mut out)?;
             }
             Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
@@ -286,9 +284,7 @@ pub(crate) async fn run_sink<K: Sink>(
         match event? {
             Event::Data(port, batch) => {
                 rows = batch.rows();
-                m.rows_in.fetch_add(batch.rows() as u64, Relaxed);
-                m.batches_in.fetch_add(1, Relaxed);
-                m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
+                m.note_input(batch.rows(), batch.bytes());
                 sink.on_batch(port, batch)?;
                 sink.take_dead_letters(&mut rejects);
                 if !rejects.is_empty() {

@@ -164,6 +164,14 @@ impl InstanceMetrics {
         }
     }
 
+    /// Counts one received batch.
+    #[inline]
+    pub(crate) fn note_input(&self, rows: usize, bytes: usize) {
+        self.rows_in.add(rows as u64);
+        self.batches_in.add(1);
+        self.bytes_in.add(bytes as u64);
+    }
+
     /// Records held output bytes, keeping the peak.
     pub(crate) fn note_held(&self, bytes: usize) {
         let bytes = bytes as u64;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{edges_from, guarded, inst, op, pipeline, run_guarded};
 use weir::prelude::*;
-use weir::runtime::ErrorKind;
+use weir::runtime::{Chaining, ErrorKind};
 
 #[test]
 fn a_union_of_three_generators_keeps_every_row() {
@@ -253,6 +253,8 @@ fn exceeding_the_collect_limit_fails_naming_the_sink() {
 #[test]
 fn reports_count_rows_exactly_per_operator_and_edge() {
     let mut p = pipeline("counts", 64);
+    // Every operator in its own task, so every stream is an edge with its own counts.
+    p.config_mut().chaining = Chaining::Off;
     let n = p
         .source("gen", Generator::new(1_000, |i| i))
         .filter("thirds", |x| x % 3 == 0)
@@ -344,4 +346,34 @@ fn built_in_sinks_run_under_a_parallel_default() {
         .count("count");
     run_guarded(p).expect("a sink given as one value runs as one instance");
     assert_eq!(n.take(), Some(100));
+}
+
+#[test]
+fn chained_operators_keep_exact_counts_and_share_their_task() {
+    let mut p = pipeline("chained", 64);
+    let n = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .filter("thirds", |x| x % 3 == 0)
+        .map("halve", |x| x / 2)
+        .count("count");
+    let report = run_guarded(p).unwrap();
+    assert_eq!(n.take(), Some(334));
+    let rows = |name| {
+        let o = op(&report, name);
+        (o.rows_in, o.rows_out)
+    };
+    assert_eq!(rows("gen"), (0, 1_000));
+    assert_eq!(rows("thirds"), (1_000, 334));
+    assert_eq!(rows("halve"), (334, 334));
+    assert_eq!(rows("count"), (334, 0));
+    // The transforms run in the source's task; the sink keeps its own, behind one edge.
+    assert_eq!(op(&report, "thirds").chained_into.as_deref(), Some("gen"));
+    assert_eq!(op(&report, "halve").chained_into.as_deref(), Some("gen"));
+    assert_eq!(op(&report, "count").chained_into, None);
+    assert_eq!(report.edges.len(), 1);
+    assert_eq!(
+        (report.edges[0].from.as_str(), report.edges[0].to.as_str()),
+        ("halve", "count")
+    );
+    assert_eq!(report.edges[0].rows_sent, 334);
 }

@@ -32,6 +32,17 @@ pub struct OperatorError {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync>>,
+    /// Set when the error arose in an operator chained into another's task, so the run reports
+    /// the operator that failed rather than the task's first.
+    pub(crate) origin: Option<Origin>,
+}
+
+/// Which chained operator an error came from, and whether it was a panic.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) operator: String,
+    pub(crate) instance: usize,
+    pub(crate) panicked: bool,
 }
 
 impl OperatorError {
@@ -67,6 +78,7 @@ impl OperatorError {
             kind,
             message: message.into(),
             source,
+            origin: None,
         }
     }
 

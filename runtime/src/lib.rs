@@ -37,4 +37,4 @@ pub use exec::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use metrics::RunReport;
 pub use operator::{InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
-pub use pipeline::{Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore};
+pub use pipeline::{Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore};

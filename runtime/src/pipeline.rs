@@ -18,6 +18,24 @@ use crate::metrics::{NodeKind, Registry, RunReport};
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
 use crate::partition::{Partitioner, PartitionerFactory};
 
+/// Which operators may share a task (see the executor's chaining rules).
+///
+/// Chaining hands a batch from one operator to the next by a plain call instead of through an
+/// edge and a task switch, which is what cheap operators (`map`, `filter`) need to run at
+/// memory speed. The price is coarser time figures: busy / idle / backpressured are measured per
+/// task, so operators of one chain show the same figures. Rows and batches stay exact per
+/// operator, and sinks always have their own task, so the constraint stays visible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub enum Chaining {
+    /// Every operator instance is its own task.
+    Off,
+    /// An operator joins its producer's task when the stream between them is private: forward,
+    /// equal parallelism, no fan-out on either side, no edge configured for it. The default.
+    #[default]
+    Operators,
+}
+
 /// Settings of a whole pipeline. Every field has a default that works.
 ///
 /// # Examples
@@ -49,6 +67,8 @@ pub struct PipelineConfig {
     pub edge: EdgeConfig,
     /// Batches an instance processes before it yields its worker thread (default 8).
     pub yield_every: u32,
+    /// Which operators may share a task (default [`Chaining::Operators`]).
+    pub chaining: Chaining,
 }
 
 impl Default for PipelineConfig {
@@ -60,6 +80,7 @@ impl Default for PipelineConfig {
             linger: Duration::from_millis(1),
             edge: EdgeConfig::default(),
             yield_every: 8,
+            chaining: Chaining::default(),
         }
     }
 }
@@ -506,6 +527,8 @@ impl<B: Batch> StreamCore<B> {
     }
 
     /// Sizes the edge(s) from this stream to the next operator connected through this handle.
+    /// An explicitly sized edge is always a real edge: the next operator is not chained to this
+    /// one.
     pub fn with_edge(mut self, config: EdgeConfig) -> Self {
         self.edge = Some(config);
         self

@@ -21,8 +21,9 @@ use tokio::time::Instant;
 
 use crate::batch::Batch;
 use crate::error::OperatorError;
+use crate::exec::chain::Downstream;
 use crate::exec::inputs::{Event, Inputs};
-use crate::exec::outputs::{DeadPort, Ports, Readiness};
+use crate::exec::outputs::{DeadPort, Readiness};
 use crate::exec::StopSignal;
 use crate::metrics::{InstanceMetrics, TimeState};
 use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
@@ -88,14 +89,14 @@ impl Budget {
 }
 
 /// Ends a turn: credits the time so far, wakes the consumers of what this turn sent, yields.
-async fn end_turn<B: Batch>(metrics: &InstanceMetrics, outs: &mut Ports<B>) {
+async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &mut D) {
     metrics.checkpoint();
     outs.wake_consumers();
     tokio::task::yield_now().await;
 }
 
 /// Waits for room downstream. Returns false if every consumer has gone.
-async fn make_room<B: Batch>(outs: &mut Ports<B>, m: &InstanceMetrics) -> bool {
+async fn make_room<B: Batch, D: Downstream<B>>(outs: &mut D, m: &InstanceMetrics) -> bool {
     if !outs.is_flushed() {
         wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
     }
@@ -106,20 +107,47 @@ async fn make_room<B: Batch>(outs: &mut Ports<B>, m: &InstanceMetrics) -> bool {
 }
 
 /// Sends End downstream and waits until it has been accepted (or the consumers are gone).
-async fn finish_outputs<B: Batch>(outs: &mut Ports<B>, out: &mut Output<B>, m: &InstanceMetrics) {
+async fn finish_outputs<B: Batch, D: Downstream<B>>(
+    outs: &mut D,
+    out: &mut Output<B>,
+    m: &InstanceMetrics,
+) -> Result<(), OperatorError> {
     out.flush();
-    outs.dispatch(out);
-    outs.end();
+    outs.dispatch(out)?;
+    outs.end()?;
     wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
+    Ok(())
 }
 
-fn linger_deadline<B: Batch>(out: &Output<B>, linger: Duration) -> Option<Instant> {
-    out.open_since().map(|t| Instant::from_std(t) + linger)
+/// Since when the oldest partial batch of this task (its own or a chained operator's) waits.
+fn open_since<B: Batch, D: Downstream<B>>(out: &Output<B>, outs: &D) -> Option<std::time::Instant> {
+    match (out.open_since(), outs.open_since()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
-pub(crate) async fn run_source<S: Source>(
+fn linger_deadline<B: Batch, D: Downstream<B>>(
+    out: &Output<B>,
+    outs: &D,
+    linger: Duration,
+) -> Option<Instant> {
+    open_since(out, outs).map(|t| Instant::from_std(t) + linger)
+}
+
+/// Cuts every partial batch of this task and passes it on.
+fn flush_open<B: Batch, D: Downstream<B>>(
+    out: &mut Output<B>,
+    outs: &mut D,
+) -> Result<(), OperatorError> {
+    out.flush();
+    outs.dispatch(out)?;
+    outs.flush_open()
+}
+
+pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     mut source: S,
-    mut outs: Ports<S::Output>,
+    mut outs: D,
     ctx: DriverCtx,
 ) -> Result<(), OperatorError> {
     let m = &*ctx.metrics;
@@ -138,7 +166,7 @@ pub(crate) async fn run_source<S: Source>(
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
         // until its deadline.
         let status = {
-            let deadline = linger_deadline(&out, ctx.linger);
+            let deadline = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             let mut stopped = pin!(ctx.stop.wait());
             let mut first = true;
@@ -173,28 +201,28 @@ pub(crate) async fn run_source<S: Source>(
             Some(Ok(SourceStatus::Done)) => break,
             Some(Err(e)) => return Err(e),
             // Linger deadline or stop: send what we have.
-            None => out.flush(),
+            None => flush_open(&mut out, &mut outs)?,
         }
-        if let Some(since) = out.open_since() {
+        if let Some(since) = open_since(&out, &outs) {
             if ctx.linger.is_zero() || since.elapsed() >= ctx.linger {
-                out.flush();
+                flush_open(&mut out, &mut outs)?;
             }
         }
         let before = m.rows_out.get();
-        outs.dispatch(&mut out);
+        outs.dispatch(&mut out)?;
         if budget.spend((m.rows_out.get() - before) as usize) {
             end_turn(m, &mut outs).await;
         }
     }
-    finish_outputs(&mut outs, &mut out, m).await;
+    finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
     Ok(())
 }
 
-pub(crate) async fn run_operator<O: Operator>(
+pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     mut op: O,
     mut inputs: Inputs<O::Input>,
-    mut outs: Ports<O::Output>,
+    mut outs: D,
     ctx: DriverCtx,
 ) -> Result<(), OperatorError> {
     let m = &*ctx.metrics;
@@ -209,12 +237,11 @@ pub(crate) async fn run_operator<O: Operator>(
             return Ok(());
         }
         let event = {
-            if ctx.linger.is_zero() && out.open_since().is_some() {
-                out.flush();
-                outs.dispatch(&mut out);
+            if ctx.linger.is_zero() && open_since(&out, &outs).is_some() {
+                flush_open(&mut out, &mut outs)?;
                 continue;
             }
-            let deadline = linger_deadline(&out, ctx.linger);
+            let deadline = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             wait_in(m, TimeState::Idle, |cx| {
                 if let Poll::Ready(ev) = inputs.poll_next(cx) {
@@ -234,7 +261,7 @@ pub(crate) async fn run_operator<O: Operator>(
         m.switch(TimeState::Busy);
         let mut rows = 0;
         match event {
-            None => out.flush(),
+            None => flush_open(&mut out, &mut outs)?,
             Some(Ok(Event::Data(port, batch))) => {
                 rows = batch.rows();
                 m.note_input(batch.rows(), batch.bytes());
@@ -247,12 +274,12 @@ pub(crate) async fn run_operator<O: Operator>(
             }
             Some(Err(e)) => return Err(e),
         }
-        outs.dispatch(&mut out);
+        outs.dispatch(&mut out)?;
         if budget.spend(rows) {
             end_turn(m, &mut outs).await;
         }
     }
-    finish_outputs(&mut outs, &mut out, m).await;
+    finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
     Ok(())
 }

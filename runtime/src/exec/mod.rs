@@ -15,6 +15,7 @@
 //!   (a disconnected input) are secondary: the reported error is the first primary one, naming the
 //!   operator and instance where it happened.
 
+pub(crate) mod chain;
 pub(crate) mod driver;
 mod inputs;
 pub(crate) mod outputs;
@@ -38,9 +39,12 @@ use crate::channel::{edge, EdgeConfig, EdgeProbe};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ErrorKind, OperatorError, RunError};
 use crate::graph::{AnyBox, LogicalGraph, OutPort, Partitioning};
+use crate::metrics::NodeKind;
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
 use crate::operator::{InputPort, InstanceInfo};
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{Chaining, PipelineConfig};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
 
 /// Creates an edge of batch type `B`, erased for the planner: `(Outlet<B>, Inlet<B>, probe)`.
 pub(crate) fn make_edge_of<B: Batch>(config: EdgeConfig) -> (AnyBox, AnyBox, EdgeProbe) {
@@ -114,6 +118,40 @@ pub(crate) trait Runner: Send {
         ctx: driver::DriverCtx,
         clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError>;
+
+    /// For the last operator of a chain: its edges, as an erased `Box<dyn Downstream<Out>>`.
+    fn ports(
+        &mut self,
+        _wiring: &mut Wiring,
+        _clone_fn: Option<&AnyBox>,
+    ) -> Result<AnyBox, OperatorError> {
+        Err(OperatorError::internal("this operator cannot end a chain"))
+    }
+
+    /// For a chained operator: wraps it around `down` (an erased `Box<dyn Downstream<Out>>`),
+    /// returning an erased `Box<dyn Downstream<In>>`.
+    fn chain(
+        &mut self,
+        _info: &InstanceInfo,
+        _metrics: Arc<InstanceMetrics>,
+        _producer: Arc<InstanceMetrics>,
+        _down: AnyBox,
+    ) -> Result<AnyBox, OperatorError> {
+        Err(OperatorError::internal("this operator cannot be chained"))
+    }
+
+    /// For the first operator of a chain: its task, sending into `down` (an erased
+    /// `Box<dyn Downstream<Out>>`) instead of edges.
+    fn instantiate_head(
+        &mut self,
+        _wiring: Wiring,
+        _ctx: driver::DriverCtx,
+        _down: AnyBox,
+    ) -> Result<InstanceFuture, OperatorError> {
+        Err(OperatorError::internal(
+            "this operator cannot start a chain",
+        ))
+    }
 }
 
 /// A planned run: every task built, nothing started.
@@ -161,6 +199,7 @@ pub(crate) fn prepare(
         })
         .collect();
 
+    let chained_from = chain_links(&graph, &parallelism, config.chaining);
     let mut edges = Vec::new();
     let edge_ids: Vec<_> = graph.graph.edge_indices().collect();
     for e in edge_ids {
@@ -168,6 +207,10 @@ pub(crate) fn prepare(
             .graph
             .edge_endpoints(e)
             .expect("edge index from this graph");
+        if chained_from[v.index()] == Some(u.index()) {
+            // A chained link: the producer hands batches to the consumer by a call.
+            continue;
+        }
         let spec = &graph.graph[e];
         let cfg = spec.config.unwrap_or(config.edge);
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
@@ -221,41 +264,63 @@ pub(crate) fn prepare(
     }
 
     let upstream = graph.upstream();
+    let mut next_in_chain = vec![None; node_ids.len()];
+    for (v, from) in chained_from.iter().enumerate() {
+        if let Some(u) = from {
+            next_in_chain[*u] = Some(v);
+        }
+    }
+    let head_of = |mut n: usize| {
+        while let Some(u) = chained_from[n] {
+            n = u;
+        }
+        n
+    };
     let mut nodes = Vec::new();
     let mut instances = Vec::new();
-    let mut tasks = Vec::new();
-    for (&n, node_wirings) in node_ids.iter().zip(wirings) {
-        let node = &mut graph.graph[n];
+    for &n in &node_ids {
+        let node = &graph.graph[n];
+        let head = head_of(n.index());
         nodes.push(NodeEntry {
             name: node.name.clone(),
             kind: node.kind,
             parallelism: parallelism[n.index()],
             upstream: upstream[n.index()].clone(),
+            chained_into: (head != n.index()).then_some(head),
         });
-        for wiring in node_wirings {
-            let instance = wiring.info.instance;
-            let metrics = wiring.metrics.clone();
+        for wiring in &wirings[n.index()] {
+            if head != n.index() {
+                wiring
+                    .metrics
+                    .share_time_with(wirings[head][wiring.info.instance].metrics.clone());
+            }
             instances.push(InstanceEntry {
                 node: n.index(),
-                instance,
-                metrics: metrics.clone(),
+                instance: wiring.info.instance,
+                metrics: wiring.metrics.clone(),
             });
-            let ctx = driver::DriverCtx {
-                info: wiring.info.clone(),
-                metrics,
-                linger: config.linger,
-                yield_every: config.yield_every,
-                stop: stop.clone(),
-            };
-            let fut = node
-                .runner
-                .instantiate(wiring, ctx, node.clone_fn.as_ref())
-                .map_err(|error| RunError::Operator {
-                    operator: node.name.clone(),
-                    instance,
-                    error,
-                })?;
-            tasks.push((node.name.clone(), instance, fut));
+        }
+    }
+
+    let mut slots: Vec<Vec<Option<Wiring>>> = wirings
+        .into_iter()
+        .map(|ws| ws.into_iter().map(Some).collect())
+        .collect();
+    let mut tasks = Vec::new();
+    for &n in &node_ids {
+        let head = n.index();
+        if chained_from[head].is_some() {
+            continue; // runs inside its chain's task
+        }
+        let mut chain = vec![head];
+        while let Some(next) = next_in_chain[*chain.last().expect("non-empty")] {
+            chain.push(next);
+        }
+        for instance in 0..parallelism[head] {
+            let fut = build_task(
+                &mut graph, &node_ids, &chain, instance, &mut slots, config, &stop,
+            )?;
+            tasks.push((graph.graph[n].name.clone(), instance, fut));
         }
     }
     let registry = Arc::new(Registry {
@@ -268,7 +333,112 @@ pub(crate) fn prepare(
     Ok(Prepared { registry, tasks })
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// For each node, the producer it is chained to, if any (see [`chain`]).
+fn chain_links(
+    graph: &LogicalGraph,
+    parallelism: &[usize],
+    chaining: Chaining,
+) -> Vec<Option<usize>> {
+    let g = &graph.graph;
+    let mut from = vec![None; g.node_count()];
+    if chaining == Chaining::Off {
+        return from;
+    }
+    for e in g.edge_references() {
+        let (u, v, spec) = (e.source(), e.target(), e.weight());
+        let private = g[v].kind == NodeKind::Operator
+            && g[u].kind != NodeKind::Sink
+            && g.edges_directed(u, Direction::Outgoing).count() == 1
+            && g.edges_directed(v, Direction::Incoming).count() == 1
+            && spec.from_port == OutPort::Main
+            && spec.partitioning == Partitioning::Forward
+            && spec.partitioner.is_none()
+            && spec.config.is_none()
+            && parallelism[u.index()] == parallelism[v.index()];
+        if private {
+            from[v.index()] = Some(u.index());
+        }
+    }
+    from
+}
+
+/// Builds the task of one instance of a chain (a single node is a chain of one).
+fn build_task(
+    graph: &mut LogicalGraph,
+    node_ids: &[petgraph::graph::NodeIndex],
+    chain: &[usize],
+    instance: usize,
+    slots: &mut [Vec<Option<Wiring>>],
+    config: &PipelineConfig,
+    stop: &Arc<StopSignal>,
+) -> Result<InstanceFuture, RunError> {
+    let fail = |graph: &LogicalGraph, n: usize| {
+        let name = graph.graph[node_ids[n]].name.clone();
+        move |error| RunError::Operator {
+            operator: name,
+            instance,
+            error,
+        }
+    };
+    let head = chain[0];
+    let take = |slots: &mut [Vec<Option<Wiring>>], n: usize| {
+        slots[n][instance]
+            .take()
+            .expect("each instance's wiring is used once")
+    };
+    let mut head_wiring = take(slots, head);
+    let ctx = driver::DriverCtx {
+        info: head_wiring.info.clone(),
+        metrics: head_wiring.metrics.clone(),
+        linger: config.linger,
+        yield_every: config.yield_every,
+        stop: stop.clone(),
+    };
+    if chain.len() == 1 {
+        let node = &mut graph.graph[node_ids[head]];
+        return node
+            .runner
+            .instantiate(head_wiring, ctx, node.clone_fn.as_ref())
+            .map_err(fail(graph, head));
+    }
+    // Build from the tail back: the tail's edges, then each operator around what follows it.
+    let tail = *chain.last().expect("a chain has a tail");
+    let mut tail_wiring = take(slots, tail);
+    let node = &mut graph.graph[node_ids[tail]];
+    let mut down = node
+        .runner
+        .ports(&mut tail_wiring, node.clone_fn.as_ref())
+        .map_err(fail(graph, tail))?;
+    let mut member_wiring = Some(tail_wiring);
+    for k in (1..chain.len()).rev() {
+        let member = chain[k];
+        let wiring = match member_wiring.take() {
+            Some(w) => w,
+            None => take(slots, member),
+        };
+        let producer_metrics = if k == 1 {
+            head_wiring.metrics.clone()
+        } else {
+            slots[chain[k - 1]][instance]
+                .as_ref()
+                .expect("producer wiring still in place")
+                .metrics
+                .clone()
+        };
+        down = graph.graph[node_ids[member]]
+            .runner
+            .chain(&wiring.info, wiring.metrics.clone(), producer_metrics, down)
+            .map_err(fail(graph, member))?;
+    }
+    // The head keeps its inputs; its outputs are the chain.
+    head_wiring.outputs.clear();
+    graph.graph[node_ids[head]]
+        .runner
+        .instantiate_head(head_wiring, ctx, down)
+        .map_err(fail(graph, head))
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -297,10 +467,22 @@ impl Prepared {
                 Ok((_, Ok(()))) => None,
                 Ok((id, Err(error))) => {
                     let (operator, instance) = names[&id].clone();
-                    Some(RunError::Operator {
-                        operator,
-                        instance,
-                        error,
+                    Some(match error.origin.clone() {
+                        Some(origin) if origin.panicked => RunError::Panic {
+                            operator: origin.operator,
+                            instance: origin.instance,
+                            message: error.message().to_string(),
+                        },
+                        Some(origin) => RunError::Operator {
+                            operator: origin.operator,
+                            instance: origin.instance,
+                            error,
+                        },
+                        None => RunError::Operator {
+                            operator,
+                            instance,
+                            error,
+                        },
                     })
                 }
                 Err(join_error) if join_error.is_cancelled() => None,

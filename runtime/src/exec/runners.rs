@@ -7,11 +7,14 @@ use crate::batch::Batch;
 use crate::channel::{EdgeConfig, EdgeProbe, Inlet, Outlet};
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
+use crate::exec::chain::{Chained, Downstream};
 use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
 use crate::exec::outputs::{DeadPort, OutEdge, Outputs, Ports};
 use crate::exec::{make_edge_of, InstanceFuture, OutWiring, Runner, Wiring};
 use crate::graph::AnyBox;
+use crate::metrics::InstanceMetrics;
+use crate::operator::InstanceInfo as Info;
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
 use crate::partition::PartitionerFactory;
 
@@ -86,6 +89,12 @@ fn typed_outputs<B: Batch>(
     Ok(Outputs::new(edges, clone, metrics))
 }
 
+fn erased_down<B: Batch>(down: AnyBox) -> Result<Box<dyn Downstream<B>>, OperatorError> {
+    down.downcast::<Box<dyn Downstream<B>>>()
+        .map(|d| *d)
+        .map_err(|_| OperatorError::internal("chained downstream of the wrong type"))
+}
+
 fn typed_ports<B: Batch>(
     wiring: &mut Wiring,
     clone_fn: Option<&AnyBox>,
@@ -135,6 +144,17 @@ impl<S: Source> Runner for SourceRunner<S> {
         let outs = typed_ports::<S::Output>(&mut wiring, clone_fn)?;
         Ok(Box::pin(driver::run_source(source, outs, ctx)))
     }
+
+    fn instantiate_head(
+        &mut self,
+        wiring: Wiring,
+        ctx: DriverCtx,
+        down: AnyBox,
+    ) -> Result<InstanceFuture, OperatorError> {
+        let source = (self.factory)(&wiring.info)?;
+        let down = erased_down::<S::Output>(down)?;
+        Ok(Box::pin(driver::run_source(source, down, ctx)))
+    }
 }
 
 pub(crate) struct OperatorRunner<O: Operator> {
@@ -156,6 +176,42 @@ impl<O: Operator> Runner for OperatorRunner<O> {
         let inputs = typed_inputs::<O::Input>(std::mem::take(&mut wiring.inputs))?;
         let outs = typed_ports::<O::Output>(&mut wiring, clone_fn)?;
         Ok(Box::pin(driver::run_operator(op, inputs, outs, ctx)))
+    }
+
+    fn ports(
+        &mut self,
+        wiring: &mut Wiring,
+        clone_fn: Option<&AnyBox>,
+    ) -> Result<AnyBox, OperatorError> {
+        let ports = typed_ports::<O::Output>(wiring, clone_fn)?;
+        let down: Box<dyn Downstream<O::Output>> = Box::new(ports);
+        Ok(Box::new(down))
+    }
+
+    fn chain(
+        &mut self,
+        info: &Info,
+        metrics: Arc<InstanceMetrics>,
+        producer: Arc<InstanceMetrics>,
+        down: AnyBox,
+    ) -> Result<AnyBox, OperatorError> {
+        let op = (self.factory)(info)?;
+        let down = erased_down::<O::Output>(down)?;
+        let chained: Box<dyn Downstream<O::Input>> =
+            Box::new(Chained::new(op, info.clone(), down, metrics, producer));
+        Ok(Box::new(chained))
+    }
+
+    fn instantiate_head(
+        &mut self,
+        mut wiring: Wiring,
+        ctx: DriverCtx,
+        down: AnyBox,
+    ) -> Result<InstanceFuture, OperatorError> {
+        let op = (self.factory)(&wiring.info)?;
+        let inputs = typed_inputs::<O::Input>(std::mem::take(&mut wiring.inputs))?;
+        let down = erased_down::<O::Output>(down)?;
+        Ok(Box::pin(driver::run_operator(op, inputs, down, ctx)))
     }
 }
 

@@ -111,6 +111,9 @@ pub struct InstanceMetrics {
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
+    /// For an operator chained into another's task: that task's first operator, whose time
+    /// figures are the task's.
+    time_of: std::sync::OnceLock<Arc<InstanceMetrics>>,
 }
 
 impl InstanceMetrics {
@@ -130,6 +133,7 @@ impl InstanceMetrics {
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),
+            time_of: std::sync::OnceLock::new(),
         }
     }
 
@@ -180,8 +184,17 @@ impl InstanceMetrics {
         }
     }
 
+    /// Makes this instance report the time figures of `head`, the first operator of the task it
+    /// is chained into.
+    pub(crate) fn share_time_with(&self, head: Arc<InstanceMetrics>) {
+        let _ = self.time_of.set(head);
+    }
+
     /// Nanoseconds spent busy, idle and backpressured so far, including the current state.
     pub fn times_ns(&self) -> [u64; 3] {
+        if let Some(head) = self.time_of.get() {
+            return head.times_ns();
+        }
         let mut out = [
             self.ns[0].load(Relaxed),
             self.ns[1].load(Relaxed),
@@ -227,6 +240,8 @@ pub(crate) struct NodeEntry {
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: usize,
     pub(crate) upstream: Vec<usize>,
+    /// The first operator of the task this one runs in, if it is chained.
+    pub(crate) chained_into: Option<usize>,
 }
 
 /// Everything needed to build a [`RunReport`] at any moment of a run.

@@ -49,6 +49,9 @@ pub struct OperatorReport {
     pub kind: NodeKind,
     /// Number of instances.
     pub parallelism: usize,
+    /// The operator whose task this one runs in, when it is chained (its time figures are that
+    /// task's).
+    pub chained_into: Option<String>,
     /// Rows received.
     pub rows_in: u64,
     /// Rows sent.
@@ -158,6 +161,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             name: n.name.clone(),
             kind: n.kind,
             parallelism: n.parallelism,
+            chained_into: n.chained_into.map(|h| reg.nodes[h].name.clone()),
             rows_in: 0,
             rows_out: 0,
             rows_per_s: 0.0,
@@ -267,10 +271,14 @@ const BACKPRESSURE_SIGNIFICANT_MS: f64 = 50.0;
 /// without significant backpressure anywhere, the busiest operator overall.
 fn find_bottleneck(reg: &Registry, ops: &[OperatorReport]) -> Option<Bottleneck> {
     let mut best: Option<Bottleneck> = None;
+    let task_of = |n: usize| reg.nodes[n].chained_into.unwrap_or(n);
     for (i, op) in ops.iter().enumerate() {
+        // Waiting is only seen across an edge: an upstream in the same task is not a producer
+        // waiting for this one.
         let upstream = reg.nodes[i]
             .upstream
             .iter()
+            .filter(|&&u| task_of(u) != task_of(i))
             .map(|&u| &ops[u])
             .max_by(|a, b| {
                 a.backpressured_ms_per_s

@@ -1,0 +1,244 @@
+//! Operator chaining: forward-connected operators of equal parallelism run in one task.
+//!
+//! A hop between two tasks costs a hand-off through an edge and, when the consumer sleeps, a
+//! wake-up of its thread; for cheap operators (a `map`, a `filter`) that is far more than the
+//! operator itself. As in Flink, such operators are *chained* to their producer: the producer's
+//! output is handed to the next operator by a plain call, and only the chain's last operator sends
+//! through edges.
+//!
+//! An operator `v` is chained to its producer `u` when the pipeline's [`Chaining`] allows it and
+//! the link is private: `u` has exactly one outgoing stream (no fan-out, no connected
+//! dead-letter port), `v` has exactly one input, the stream is forward with equal parallelism,
+//! and no edge was configured for it. Sinks are never chained, so the constraint stays visible
+//! where demand starts.
+//!
+//! What chaining changes in the report: rows and batches stay exact per operator; time (busy,
+//! idle, backpressured) is measured per task, so every operator of a chain shows its chain's
+//! figures, and the report names the chain.
+//!
+//! [`Chaining`]: crate::Chaining
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::batch::{Batch, Message};
+use crate::error::{ErrorKind, OperatorError, Origin};
+use crate::exec::outputs::{DeadPort, Ports, Readiness};
+use crate::metrics::InstanceMetrics;
+use crate::operator::{InstanceInfo, Operator, Output};
+
+/// Where an instance's output goes: edges ([`Ports`]) or the next operator of its chain.
+pub(crate) trait Downstream<B: Batch>: Send {
+    /// Takes everything `out` holds (data and the producer's rejects) and passes it on.
+    fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError>;
+    /// Whether nothing is held waiting for credit.
+    fn is_flushed(&self) -> bool;
+    /// Waits until held output has been sent.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Waits until there is credit for more.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness>;
+    /// The producer has ended: finish what is downstream and queue end-of-stream.
+    fn end(&mut self) -> Result<(), OperatorError>;
+    /// Wakes consumers of sends whose wake-up was deferred; called before any wait.
+    fn wake_consumers(&mut self);
+    /// Since when the oldest partial batch held downstream (in chained operators) has waited.
+    fn open_since(&self) -> Option<std::time::Instant>;
+    /// Cuts and passes on every partial batch held downstream (the linger deadline passed).
+    fn flush_open(&mut self) -> Result<(), OperatorError>;
+}
+
+impl<B: Batch> Downstream<B> for Ports<B> {
+    fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
+        Ports::dispatch(self, out);
+        Ok(())
+    }
+    fn is_flushed(&self) -> bool {
+        Ports::is_flushed(self)
+    }
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Ports::poll_flush(self, cx)
+    }
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        Ports::poll_ready(self, cx)
+    }
+    fn end(&mut self) -> Result<(), OperatorError> {
+        Ports::end(self);
+        Ok(())
+    }
+    fn wake_consumers(&mut self) {
+        Ports::wake_consumers(self);
+    }
+    fn open_since(&self) -> Option<std::time::Instant> {
+        None
+    }
+    fn flush_open(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
+    fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
+        (**self).dispatch(out)
+    }
+    fn is_flushed(&self) -> bool {
+        (**self).is_flushed()
+    }
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        (**self).poll_flush(cx)
+    }
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        (**self).poll_ready(cx)
+    }
+    fn end(&mut self) -> Result<(), OperatorError> {
+        (**self).end()
+    }
+    fn wake_consumers(&mut self) {
+        (**self).wake_consumers();
+    }
+    fn open_since(&self) -> Option<std::time::Instant> {
+        (**self).open_since()
+    }
+    fn flush_open(&mut self) -> Result<(), OperatorError> {
+        (**self).flush_open()
+    }
+}
+
+/// An operator running inside its producer's task.
+pub(crate) struct Chained<O: Operator> {
+    op: O,
+    info: InstanceInfo,
+    opened: bool,
+    out: Output<O::Output>,
+    down: Box<dyn Downstream<O::Output>>,
+    /// This operator's counters.
+    metrics: Arc<InstanceMetrics>,
+    /// The producer's counters: its output and rejects are counted here, as its edges would.
+    producer: Arc<InstanceMetrics>,
+    /// The producer's dead-letter port (never connected on a chained link): counts its rejects.
+    producer_dead: DeadPort,
+}
+
+impl<O: Operator> Chained<O> {
+    pub(crate) fn new(
+        op: O,
+        info: InstanceInfo,
+        down: Box<dyn Downstream<O::Output>>,
+        metrics: Arc<InstanceMetrics>,
+        producer: Arc<InstanceMetrics>,
+    ) -> Self {
+        Self {
+            op,
+            out: Output::new(info.batch_rows),
+            info,
+            opened: false,
+            down,
+            metrics,
+            producer_dead: DeadPort::new(None, producer.clone()),
+            producer,
+        }
+    }
+}
+
+impl<O: Operator> Chained<O> {
+    /// Opens the operator on first use, inside the running task.
+    fn open(&mut self) -> Result<(), OperatorError> {
+        if !self.opened {
+            self.opened = true;
+            let info = self.info.clone();
+            self.call(|op, _| op.open(&info))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one hook of the chained operator, attributing its error or panic to it.
+    fn call(
+        &mut self,
+        f: impl FnOnce(&mut O, &mut Output<O::Output>) -> Result<(), OperatorError>,
+    ) -> Result<(), OperatorError> {
+        let (op, out) = (&mut self.op, &mut self.out);
+        let result = catch_unwind(AssertUnwindSafe(|| f(op, out)));
+        let (mut error, panicked) = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => (e, false),
+            Err(payload) => (
+                OperatorError::new(
+                    ErrorKind::User,
+                    crate::exec::panic_message(payload.as_ref()),
+                    None,
+                ),
+                true,
+            ),
+        };
+        if error.origin.is_none() {
+            error.origin = Some(Origin {
+                operator: self.info.name.to_string(),
+                instance: self.info.instance,
+                panicked,
+            });
+        }
+        Err(error)
+    }
+}
+
+impl<O: Operator> Downstream<O::Input> for Chained<O> {
+    fn dispatch(&mut self, out: &mut Output<O::Input>) -> Result<(), OperatorError> {
+        self.open()?;
+        let (dead, skipped) = out.take_rejects();
+        self.producer_dead.dispatch(dead, skipped);
+        for msg in out.drain() {
+            match msg {
+                Message::Data(batch) => {
+                    let (rows, bytes) = (batch.rows(), batch.bytes());
+                    self.producer.rows_out.add(rows as u64);
+                    self.producer.batches_out.add(1);
+                    self.producer.bytes_out.add(bytes as u64);
+                    self.metrics.note_input(rows, bytes);
+                    self.call(|op, out| op.on_batch(0, batch, out))?;
+                }
+                Message::Watermark(ts) => self.call(|op, out| op.on_watermark(ts, out))?,
+                Message::End => {}
+            }
+        }
+        // Rows pushed one by one stay in a partial batch until it fills or the task's linger
+        // deadline passes (`flush_open`), as they would in a task of their own.
+        self.down.dispatch(&mut self.out)
+    }
+
+    fn is_flushed(&self) -> bool {
+        self.down.is_flushed()
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.down.poll_flush(cx)
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        self.down.poll_ready(cx)
+    }
+
+    fn end(&mut self) -> Result<(), OperatorError> {
+        self.open()?;
+        self.call(|op, out| op.on_end(out))?;
+        self.out.flush();
+        self.down.dispatch(&mut self.out)?;
+        self.down.end()
+    }
+
+    fn wake_consumers(&mut self) {
+        self.down.wake_consumers();
+    }
+
+    fn open_since(&self) -> Option<std::time::Instant> {
+        match (self.out.open_since(), self.down.open_since()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn flush_open(&mut self) -> Result<(), OperatorError> {
+        self.out.flush();
+        self.down.dispatch(&mut self.out)?;
+        self.down.flush_open()
+    }
+}

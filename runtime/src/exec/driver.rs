@@ -66,7 +66,8 @@ const MAX_BATCHES_PER_TURN: u32 = 128;
 
 impl Budget {
     fn new(every: u32, batch_rows: usize) -> Self {
-        let rows = (every.max(1) as usize).saturating_mul(batch_rows.max(1));
+        // Small batches still get a turn's worth of rows (bounded by the batch count below).
+        let rows = (every.max(1) as usize).saturating_mul(batch_rows.max(1024));
         Self {
             rows_left: rows,
             batches_left: MAX_BATCHES_PER_TURN,

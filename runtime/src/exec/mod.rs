@@ -212,7 +212,7 @@ pub(crate) fn prepare(
             continue;
         }
         let spec = &graph.graph[e];
-        let cfg = spec.config.unwrap_or(config.edge);
+        let cfg = spec.config.unwrap_or_else(|| config.default_edge());
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
         let one_to_one =
             spec.partitioning == Partitioning::Forward && spec.partitioner.is_none() && pu == pv;

@@ -63,10 +63,11 @@ pub struct PipelineConfig {
     /// How long a partial batch may wait for more rows before it is sent anyway (default 1 ms).
     /// Zero sends partial batches as soon as the producer has nothing more.
     pub linger: Duration,
-    /// Default sizing of every edge. When batches are smaller than 1024 rows, edges sized by this
-    /// default get more slots, so that each still holds about 16 K rows (at most
-    /// [`SMALL_BATCH_MAX_CAPACITY`] messages); `max_bytes` bounds their memory as always. An edge
-    /// sized with [`StreamCore::with_edge`] is used exactly as given.
+    /// Default sizing of every edge. Left at [`EdgeConfig::default`], it adapts to small
+    /// batches: below 1024 rows per batch an edge gets more slots so that it still holds about
+    /// 16 K rows (at most [`SMALL_BATCH_MAX_CAPACITY`] messages), with `max_bytes` bounding its
+    /// memory as always. Set it, or size one edge with [`StreamCore::with_edge`], and it is used
+    /// exactly as given.
     pub edge: EdgeConfig,
     /// Batches an instance processes before it yields its worker thread (default 8).
     pub yield_every: u32,
@@ -80,6 +81,9 @@ pub const SMALL_BATCH_MAX_CAPACITY: usize = 4096;
 impl PipelineConfig {
     /// The sizing of an edge that was not configured explicitly.
     pub fn default_edge(&self) -> EdgeConfig {
+        if self.edge != EdgeConfig::default() {
+            return self.edge;
+        }
         let rows_target = self.edge.capacity.saturating_mul(1024);
         let scaled = (rows_target / self.batch_rows.max(1)).min(SMALL_BATCH_MAX_CAPACITY);
         EdgeConfig {

@@ -371,6 +371,22 @@ impl fmt::Display for RunReport {
             f,
             "  (time columns: milliseconds per second, mean over instances)"
         )?;
+        for head in self.operators.iter().filter(|o| o.chained_into.is_none()) {
+            let members: Vec<&str> = self
+                .operators
+                .iter()
+                .filter(|o| o.chained_into.as_deref() == Some(head.name.as_str()))
+                .map(|o| o.name.as_str())
+                .collect();
+            if !members.is_empty() {
+                writeln!(
+                    f,
+                    "  chained into one task (time shared): {} → {}",
+                    head.name,
+                    members.join(" → ")
+                )?;
+            }
+        }
         match &self.bottleneck {
             Some(b) => match &b.backpressured_upstream {
                 Some(up) => writeln!(

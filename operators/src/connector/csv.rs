@@ -338,7 +338,7 @@ impl<R: Read> CsvReader<R> {
                     }
                     BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
                         file: Some(self.label.to_string()),
-                        line: located.line,
+                        line: Some(located.line),
                         reason: cause.to_string(),
                         raw: located.raw,
                     }),

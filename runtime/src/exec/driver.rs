@@ -265,7 +265,10 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         budget.spend(m).await;
     }
-    let result = sink.finish();
+    let result = match wait_in(m, TimeState::Busy, |cx| sink.poll_close(cx)).await {
+        Ok(()) => sink.finish(),
+        Err(e) => Err(e),
+    };
     sink.take_dead_letters(&mut rejects);
     dead.dispatch(rejects, 0);
     dead.end();

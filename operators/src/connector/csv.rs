@@ -55,6 +55,9 @@ pub struct CsvOptions {
     pub raw_column: bool,
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
+    /// The physical line number of the input's first byte, for inputs that are a slice of a
+    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1.
+    pub first_line: u64,
 }
 
 impl Default for CsvOptions {
@@ -69,6 +72,7 @@ impl Default for CsvOptions {
             line_column: false,
             raw_column: false,
             bad_records: BadRecordPolicy::Fail,
+            first_line: 1,
         }
     }
 }
@@ -162,7 +166,7 @@ impl<R: Read> CsvReader<R> {
             columns: Columns::new(Arc::new(Schema::empty()), 0)?,
             replay: Default::default(),
             record: ByteRecord::new(),
-            newlines: 0,
+            newlines: opts.first_line.saturating_sub(1),
             end: 0,
             pending_error: None,
             done: false,

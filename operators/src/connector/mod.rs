@@ -65,7 +65,7 @@ pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
 pub use self::parquet::{ParquetOptions, ParquetReader};
 pub use self::part_writer::{
-    ParquetCompression, PartFile, PartFormat, PartWriter, PartWriterOptions, WriteError,
+    ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions, WriteError,
     WriteSummary,
 };
 

@@ -1,0 +1,1 @@
+//! Tests of the columnar operators, sources and sinks.

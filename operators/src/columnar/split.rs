@@ -41,7 +41,7 @@ use weir_runtime::{
     Batch, InputPort, Operator, OperatorError, Output, Pipeline, Source, SourceStatus,
 };
 
-use super::source::{emit_read, read_error};
+use super::source::read_error;
 use super::ArrowStream;
 use crate::connector::{with_extra_columns, CsvOptions, CsvReader, FileSet, ReadError};
 
@@ -368,13 +368,31 @@ impl Source for CsvChunker {
     }
 }
 
-/// The parsing half of [`csv_split`]: one [`CsvReader`] per chunk.
-#[derive(Debug, Clone)]
-pub struct CsvParse {
-    opts: CsvOptions,
+/// What [`csv_split_with`] runs on every parsed batch, knowing its file: it emits the batch
+/// (possibly filtered, with dead letters of its own) into the output. It must keep the schema.
+pub trait ChunkStep: FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
+    + Clone
+    + Send
+    + 'static
+{
 }
 
-impl Operator for CsvParse {
+impl<F> ChunkStep for F where
+    F: FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The parsing half of [`csv_split`]: one [`CsvReader`] per chunk, then the step.
+#[derive(Debug, Clone)]
+pub struct CsvParse<F> {
+    opts: CsvOptions,
+    step: F,
+}
+
+impl<F: ChunkStep> Operator for CsvParse<F> {
     type Input = CsvChunk;
     type Output = RecordBatch;
 
@@ -392,7 +410,14 @@ impl Operator for CsvParse {
         };
         let reader = CsvReader::new(Cursor::new(chunk.data), &chunk.file, opts).map_err(read_error)?;
         for read in reader {
-            emit_read(read.map_err(read_error)?, out);
+            let read = read.map_err(read_error)?;
+            for dead in read.dead_letters {
+                out.dead_letter(dead);
+            }
+            if read.skipped > 0 {
+                out.skip(read.skipped);
+            }
+            (self.step)(&chunk.file, read.batch, out)?;
         }
         Ok(())
     }
@@ -424,7 +449,8 @@ impl Default for SplitOptions {
 
 /// Reads the CSV files of `set` in order, parsing on `split.parallelism` instances; see the
 /// module docs. The schema must be declared (`opts.schema`); the returned counter holds the
-/// bytes read so far.
+/// bytes read so far. Bad records follow `opts.bad_records` and go to the parse operator's
+/// dead-letter port.
 ///
 /// # Errors
 /// [`ReadError::InvalidOptions`] without a declared schema or with zero sizes;
@@ -435,6 +461,26 @@ pub fn csv_split(
     set: FileSet,
     opts: CsvOptions,
     split: SplitOptions,
+) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
+    let emit = |_: &str, batch: RecordBatch, out: &mut Output<RecordBatch>| {
+        out.emit(batch);
+        Ok(())
+    };
+    csv_split_with(pipeline, name, set, opts, split, emit)
+}
+
+/// [`csv_split`], running `step` on every parsed batch in the parse instance, with the batch's
+/// file label (to validate rows and dead-letter them with their file, say).
+///
+/// # Errors
+/// As [`csv_split`].
+pub fn csv_split_with<F: ChunkStep>(
+    pipeline: &mut Pipeline,
+    name: &str,
+    set: FileSet,
+    opts: CsvOptions,
+    split: SplitOptions,
+    step: F,
 ) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
     let Some(data_schema) = opts.schema.clone() else {
         return Err(ReadError::InvalidOptions(
@@ -473,7 +519,7 @@ pub fn csv_split(
         in_flight: None,
         bytes_read: bytes_read.clone(),
     };
-    let parse = CsvParse { opts };
+    let parse = CsvParse { opts, step };
     let stream = pipeline
         .source(format!("{name}.read"), chunker)
         .rebalance()

@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use weir_operators::columnar::{csv_split, PartSinkOptions, SplitOptions};
-use weir_operators::connector::{CsvOptions, FileSet, PartFormat, ParquetCompression};
+use weir_operators::connector::{CsvOptions, FileSet, ParquetCompression, PartFormat};
 use weir_operators::etl::orders_csv_schema;
 use weir_operators::prelude::*;
 
@@ -38,9 +38,9 @@ pub fn baseline_schema() -> SchemaRef {
             _ => f.as_ref().clone(),
         })
         .collect();
-    debug_assert!(fields
-        .iter()
-        .any(|f| f.data_type() == &DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()))));
+    debug_assert!(fields.iter().any(
+        |f| f.data_type() == &DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()))
+    ));
     Arc::new(Schema::new(fields))
 }
 

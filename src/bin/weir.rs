@@ -330,7 +330,10 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 let (w_rows, w, report) =
                     bench::etl::weir(&input, &w_out, batch_rows, parallelism, writers)?;
                 if b_rows != rows || w_rows != rows {
-                    return Err(format!("rows written: baseline {b_rows}, weir {w_rows}, input {rows}").into());
+                    return Err(format!(
+                        "rows written: baseline {b_rows}, weir {w_rows}, input {rows}"
+                    )
+                    .into());
                 }
                 bottleneck = report.bottleneck.map(|b| b.operator).unwrap_or_default();
                 println!(

@@ -246,9 +246,8 @@ impl HashAggregate {
     }
 
     fn emit(&mut self, out: &mut Output<RecordBatch>) -> Result<(), ArrowError> {
-        let mut groups: Vec<(Box<[u8]>, usize)> = std::mem::take(&mut self.groups)
-            .into_iter()
-            .collect();
+        let mut groups: Vec<(Box<[u8]>, usize)> =
+            std::mem::take(&mut self.groups).into_iter().collect();
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let parser = self.converter.parser();
         let width = self.inputs.len();

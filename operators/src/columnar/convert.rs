@@ -156,7 +156,10 @@ impl<T: Serialize + Send + 'static> ToArrowExt<T> for Stream<T> {
 
 impl ArrowStream {
     /// Deserialises every batch into typed rows (fields matched by name).
-    pub fn to_rows<T: DeserializeOwned + Send + 'static>(self, name: impl Into<String>) -> Stream<T> {
+    pub fn to_rows<T: DeserializeOwned + Send + 'static>(
+        self,
+        name: impl Into<String>,
+    ) -> Stream<T> {
         let name = name.into();
         let label = name.clone();
         self.stream

@@ -68,7 +68,9 @@ pub use convert::{ArrowToRows, RowsToArrow, ToArrowExt};
 pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
 pub use source::{BatchSource, ReaderSource};
-pub use split::{csv_split, csv_split_with, ChunkStep, CsvChunk, CsvChunker, CsvParse, SplitOptions};
+pub use split::{
+    csv_split, csv_split_with, ChunkStep, CsvChunk, CsvChunker, CsvParse, SplitOptions,
+};
 
 /// Errors found while building a columnar pipeline, before it runs.
 #[derive(Debug, thiserror::Error)]

@@ -141,9 +141,9 @@ impl ArrowStream {
         let name = name.into();
         let label = name.clone();
         let out_schema = schema.clone();
-        let stream = self
-            .stream
-            .unary_with(name, move |_| BatchFn::new(&label, out_schema.clone(), f.clone()));
+        let stream = self.stream.unary_with(name, move |_| {
+            BatchFn::new(&label, out_schema.clone(), f.clone())
+        });
         ArrowStream::new(stream, schema)
     }
 

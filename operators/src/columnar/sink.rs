@@ -140,7 +140,8 @@ impl Sink for PartSink {
         if info.parallelism > 1 {
             opts.prefix = format!("{}-{}", opts.prefix, info.instance);
         }
-        let writer = PartWriter::create(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
+        let writer =
+            PartWriter::create(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
         self.state = State::Idle(Box::new(writer));
         Ok(())
     }
@@ -178,7 +179,8 @@ impl Sink for PartSink {
                     else {
                         unreachable!("matched Idle above");
                     };
-                    self.state = State::Closing(tokio::task::spawn_blocking(move || writer.finish()));
+                    self.state =
+                        State::Closing(tokio::task::spawn_blocking(move || writer.finish()));
                 }
                 State::Closing(handle) => {
                     let joined = match Pin::new(handle).poll(cx) {
@@ -253,7 +255,11 @@ impl Sink for DeadLetterSink {
         self.inner.poll_ready(cx)
     }
 
-    fn on_batch(&mut self, port: InputPort, mut batch: Vec<DeadLetter>) -> Result<(), OperatorError> {
+    fn on_batch(
+        &mut self,
+        port: InputPort,
+        mut batch: Vec<DeadLetter>,
+    ) -> Result<(), OperatorError> {
         if !self.keep_file {
             for d in &mut batch {
                 d.file = None;

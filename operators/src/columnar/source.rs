@@ -168,7 +168,8 @@ impl Source for ReaderSource {
                     }
                 };
                 // Relaxed: a statistic; nothing else is synchronised through it.
-                self.bytes_read.store(reader.bytes_read(), Ordering::Relaxed);
+                self.bytes_read
+                    .store(reader.bytes_read(), Ordering::Relaxed);
                 self.reader = Some(reader);
                 return Poll::Ready(match item {
                     None => Ok(SourceStatus::Done),

@@ -27,7 +27,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +94,8 @@ struct FileCutter {
     last_end: Option<(usize, usize, u64)>,
     /// `\n`s before `pending[0]`.
     line_base: u64,
+    /// Size of the last chunk cut, to size the next one's buffer.
+    last_chunk_bytes: usize,
     header: bool,
     eof: bool,
 }
@@ -130,6 +132,7 @@ impl Cutter {
             newlines: 0,
             last_end: None,
             line_base: 0,
+            last_chunk_bytes: 0,
             header: self.opts.has_header,
             eof: false,
         });
@@ -146,7 +149,9 @@ impl Cutter {
             let delimiter = self.opts.delimiter;
             let quote = self.opts.quote;
             let cur = self.current.as_mut().expect("opened above");
-            if let Some(chunk) = cur.cut(records, target, max, delimiter, quote, &mut self.bytes_read)? {
+            if let Some(chunk) =
+                cur.cut(records, target, max, delimiter, quote, &mut self.bytes_read)?
+            {
                 if cur.header {
                     cur.header = false;
                     check_header(&chunk, &self.opts, self.width)?;
@@ -269,21 +274,18 @@ impl FileCutter {
                     self.line_base + self.last_end.map_or(0, |e| e.2) + 1
                 )));
             }
-            let start = self.pending.len();
-            self.pending.resize(start + READ_BYTES, 0);
-            let n = loop {
-                match self.file.read(&mut self.pending[start..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(source) => {
-                        return Err(ReadError::Io {
-                            file: self.label.to_string(),
-                            source,
-                        })
-                    }
-                }
-            };
-            self.pending.truncate(start + n);
+            // Read without zero-filling, into room for about one chunk (the size of the last).
+            if self.pending.capacity() - self.pending.len() < READ_BYTES {
+                self.pending
+                    .reserve(self.last_chunk_bytes.min(target).max(READ_BYTES) + READ_BYTES);
+            }
+            let n = (&mut self.file)
+                .take(READ_BYTES as u64)
+                .read_to_end(&mut self.pending)
+                .map_err(|source| ReadError::Io {
+                    file: self.label.to_string(),
+                    source,
+                })?;
             *bytes_read += n as u64;
             if n == 0 {
                 self.eof = true;
@@ -294,7 +296,10 @@ impl FileCutter {
     /// Moves `pending[..last_end]` into a chunk and keeps the rest.
     fn take_to_last_end(&mut self) -> CsvChunk {
         let (end, records, newlines) = self.last_end.take().expect("a record end was found");
-        let rest = self.pending.split_off(end);
+        let mut rest = Vec::with_capacity(end + READ_BYTES);
+        rest.extend_from_slice(&self.pending[end..]);
+        self.pending.truncate(end);
+        self.last_chunk_bytes = end;
         let data = std::mem::replace(&mut self.pending, rest);
         let chunk = CsvChunk {
             file: self.label.clone(),
@@ -370,7 +375,8 @@ impl Source for CsvChunker {
 
 /// What [`csv_split_with`] runs on every parsed batch, knowing its file: it emits the batch
 /// (possibly filtered, with dead letters of its own) into the output. It must keep the schema.
-pub trait ChunkStep: FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
+pub trait ChunkStep:
+    FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
     + Clone
     + Send
     + 'static
@@ -408,7 +414,7 @@ impl<F: ChunkStep> Operator for CsvParse<F> {
             batch_rows: chunk.records.max(1),
             ..self.opts.clone()
         };
-        let reader = CsvReader::new(Cursor::new(chunk.data), &chunk.file, opts).map_err(read_error)?;
+        let reader = CsvReader::from_bytes(chunk.data, &chunk.file, opts).map_err(read_error)?;
         for read in reader {
             let read = read.map_err(read_error)?;
             for dead in read.dead_letters {
@@ -488,8 +494,7 @@ pub fn csv_split_with<F: ChunkStep>(
         ));
     };
     let records = split.records.unwrap_or(opts.batch_rows);
-    if records == 0 || split.target_bytes == 0 || split.parallelism == 0 || opts.batch_rows == 0
-    {
+    if records == 0 || split.target_bytes == 0 || split.parallelism == 0 || opts.batch_rows == 0 {
         return Err(ReadError::InvalidOptions(
             "records, target_bytes, parallelism and batch_rows must be at least 1".into(),
         ));
@@ -551,7 +556,11 @@ mod tests {
         };
         let mut out = Vec::new();
         while let Some(c) = cutter.next_chunk().expect("readable") {
-            out.push((c.first_line, c.records, String::from_utf8(c.data).expect("utf8")));
+            out.push((
+                c.first_line,
+                c.records,
+                String::from_utf8(c.data).expect("utf8"),
+            ));
         }
         assert_eq!(cutter.bytes_read, text.len() as u64);
         out

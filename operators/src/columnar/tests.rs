@@ -9,14 +9,13 @@ use arrow::array::{
 };
 use arrow::compute::concat_batches;
 use arrow::compute::kernels::cmp::gt;
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt64Type};
 use proptest::prelude::*;
 use weir_runtime::{InputPort, OperatorError, Pipeline, PipelineConfig, Sink, SinkHandle};
 
 use super::*;
 use crate::connector::{
-    CsvOptions, FileFormat, FileSet, NdjsonOptions, ParquetCompression, ParquetOptions,
-    PartFormat,
+    CsvOptions, FileFormat, FileSet, NdjsonOptions, ParquetCompression, ParquetOptions, PartFormat,
 };
 use crate::transform::StreamExt;
 
@@ -38,7 +37,10 @@ impl Sink for Batches {
 
 fn collect(stream: ArrowStream) -> (SchemaRef, SinkHandle<Vec<RecordBatch>>) {
     let schema = stream.schema().clone();
-    (schema, stream.into_inner().sink("collect", Batches::default()))
+    (
+        schema,
+        stream.into_inner().sink("collect", Batches::default()),
+    )
 }
 
 fn all(schema: &SchemaRef, handle: &SinkHandle<Vec<RecordBatch>>) -> RecordBatch {
@@ -89,29 +91,49 @@ fn project_filter_with_column_and_cast() {
     .project("pick", &["v2", "k"])
     .expect("known columns");
     assert_eq!(
-        s.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+        s.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>(),
         vec!["v2", "k"]
     );
     let (schema, out) = collect(s);
     let report = p.run().expect("runs");
     let got = all(&schema, &out);
     assert_eq!(
-        got.column(0).as_primitive::<Float64Type>().values().to_vec(),
+        got.column(0)
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec(),
         vec![2.0, 10.0, 14.0]
     );
     assert_eq!(
-        got.column(1).as_string::<i32>().iter().flatten().collect::<Vec<_>>(),
+        got.column(1)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         vec!["a", "d", "e"]
     );
-    let filter = report.operators.iter().find(|o| o.name == "positive").expect("in report");
+    let filter = report
+        .operators
+        .iter()
+        .find(|o| o.name == "positive")
+        .expect("in report");
     assert_eq!((filter.rows_in, filter.rows_out), (5, 3));
 }
 
 #[test]
 fn plan_errors_name_the_operator_and_column() {
     let mut p = Pipeline::new("errors");
-    let err = source(&mut p, vec![]).project("p", &["nope"]).expect_err("unknown");
-    assert!(matches!(&err, PlanError::UnknownColumn { operator, column, .. } if operator == "p" && column == "nope"), "{err}");
+    let err = source(&mut p, vec![])
+        .project("p", &["nope"])
+        .expect_err("unknown");
+    assert!(
+        matches!(&err, PlanError::UnknownColumn { operator, column, .. } if operator == "p" && column == "nope"),
+        "{err}"
+    );
     let mut p = Pipeline::new("errors");
     let err = source(&mut p, vec![])
         .cast("c", "k", DataType::Struct(Default::default()))
@@ -235,7 +257,11 @@ fn typed_rows_round_trip_through_arrow() {
         .to_arrow("to_arrow")
         .expect("traceable type");
     assert_eq!(
-        arrow.schema().field_with_name("note").map(|f| f.is_nullable()).ok(),
+        arrow
+            .schema()
+            .field_with_name("note")
+            .map(|f| f.is_nullable())
+            .ok(),
         Some(true)
     );
     let back = arrow.to_rows::<Order>("to_rows").collect("out");
@@ -257,7 +283,10 @@ fn wide(from: u64, n: u64) -> RecordBatch {
         .iter()
         .map(|i| (i % 5 != 0).then(|| format!("n,\"{i}\"\n")))
         .collect();
-    let xs: Vec<Option<f64>> = ids.iter().map(|i| (i % 3 != 0).then(|| *i as f64 / 3.0)).collect();
+    let xs: Vec<Option<f64>> = ids
+        .iter()
+        .map(|i| (i % 3 != 0).then(|| *i as f64 / 3.0))
+        .collect();
     RecordBatch::try_new(
         wide_schema(),
         vec![
@@ -295,21 +324,34 @@ fn every_connector_round_trips_through_pipelines() {
             "src",
             BatchSource::new(wide_schema(), input.clone()),
         )
-        .write_parts("parts", dir.path(), PartSinkOptions::new(format.clone()).max_rows(500), 1);
+        .write_parts(
+            "parts",
+            dir.path(),
+            PartSinkOptions::new(format.clone()).max_rows(500),
+            1,
+        );
         p.run().expect("writes");
         let summary = summary.take().expect("one instance");
         assert_eq!(summary.rows, 2100);
-        assert_eq!(summary.files.len(), 5, "{format:?}: 2100 rows in parts of 500");
+        assert_eq!(
+            summary.files.len(),
+            5,
+            "{format:?}: 2100 rows in parts of 500"
+        );
 
         let mut p = Pipeline::new("read");
-        let src = ReaderSource::files(FileSet::dir(dir.path()).expect("listable"), read)
-            .expect("opens");
+        let src =
+            ReaderSource::files(FileSet::dir(dir.path()).expect("listable"), read).expect("opens");
         let (schema, out) = collect(ArrowStream::source(&mut p, "read", src));
         p.run().expect("reads");
         let got = all(&schema, &out);
         assert_eq!(got.num_rows(), 2100, "{format:?}");
         for c in 0..3 {
-            assert_eq!(got.column(c).as_ref(), want.column(c).as_ref(), "{format:?} column {c}");
+            assert_eq!(
+                got.column(c).as_ref(),
+                want.column(c).as_ref(),
+                "{format:?} column {c}"
+            );
         }
     }
 }
@@ -373,7 +415,9 @@ async fn stalled_sink_stops_file_reads() {
         Field::new("id", DataType::UInt64, false),
         Field::new("name", DataType::Utf8, false),
     ]));
-    let opts = CsvOptions::default().with_schema(schema).with_batch_rows(100);
+    let opts = CsvOptions::default()
+        .with_schema(schema)
+        .with_batch_rows(100);
 
     let gate = Arc::new(Gate::default());
     let mut p = Pipeline::with_config(
@@ -387,7 +431,13 @@ async fn stalled_sink_stops_file_reads() {
     let bytes = source.bytes_read();
     let rows = ArrowStream::source(&mut p, "read", source)
         .into_inner()
-        .sink("gated", Gated { gate: gate.clone(), rows: 0 });
+        .sink(
+            "gated",
+            Gated {
+                gate: gate.clone(),
+                rows: 0,
+            },
+        );
     let run = p.run_async();
     let mut run = std::pin::pin!(run);
     // Virtual time: this sleep ends only once every task is idle and no blocking read is in
@@ -399,12 +449,21 @@ async fn stalled_sink_stops_file_reads() {
     let stalled = bytes.load(std::sync::atomic::Ordering::Relaxed);
     // Edge of 4 slots + one batch held + one in the reader, plus the parser's 8 KiB buffer.
     let bound = 6 * 100 * row_bytes + 8 * 1024;
-    assert!(stalled > 0, "the source read something before the edge filled");
-    assert!(stalled <= bound, "read {stalled} bytes ahead of a stalled sink (bound {bound})");
+    assert!(
+        stalled > 0,
+        "the source read something before the edge filled"
+    );
+    assert!(
+        stalled <= bound,
+        "read {stalled} bytes ahead of a stalled sink (bound {bound})"
+    );
     gate.open();
     let report = run.await.expect("runs to the end");
     assert_eq!(rows.take(), Some(20_000));
-    assert_eq!(bytes.load(std::sync::atomic::Ordering::Relaxed), text.len() as u64);
+    assert_eq!(
+        bytes.load(std::sync::atomic::Ordering::Relaxed),
+        text.len() as u64
+    );
     assert_eq!(report.operators[0].rows_out, 20_000);
 }
 
@@ -420,7 +479,9 @@ fn a_failed_run_leaves_no_complete_looking_file() {
         .map_batches("boom", wide_schema(), move |b| {
             seen += 1;
             if seen == 8 {
-                Err(arrow::error::ArrowError::ComputeError("disk on fire".into()))
+                Err(arrow::error::ArrowError::ComputeError(
+                    "disk on fire".into(),
+                ))
             } else {
                 Ok(b.clone())
             }
@@ -482,6 +543,9 @@ fn split_csv_equals_the_sequential_reader() {
     assert_eq!(dead, want_dead);
     let size = std::fs::metadata(&path).expect("exists").len();
     assert_eq!(bytes.load(std::sync::atomic::Ordering::Relaxed), size);
-    let ids = got.column_by_name("order_id").expect("ids").as_primitive::<UInt64Type>();
+    let ids = got
+        .column_by_name("order_id")
+        .expect("ids")
+        .as_primitive::<UInt64Type>();
     assert!(ids.values().iter().all(|&i| i >= 10_000_000));
 }

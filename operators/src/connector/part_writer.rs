@@ -116,7 +116,10 @@ impl PartWriter {
             ));
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        if opts.prefix.is_empty() || opts.prefix.contains(['/', '\\']) || opts.prefix.starts_with('.') {
+        if opts.prefix.is_empty()
+            || opts.prefix.contains(['/', '\\'])
+            || opts.prefix.starts_with('.')
+        {
             return Err(WriteError::InvalidOptions(
                 "the part prefix must be a non-empty file name not starting with `.`",
             ));

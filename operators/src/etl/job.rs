@@ -182,15 +182,15 @@ fn usd_where(batch: &RecordBatch, statuses: &[&str]) -> Result<ArrayRef, ArrowEr
     let err = |e: super::EtlError| ArrowError::ComputeError(e.to_string());
     let usd = column::<Float64Array>(batch, "amount_usd", DataType::Float64).map_err(err)?;
     let status = column::<StringArray>(batch, "status", DataType::Utf8).map_err(err)?;
-    Ok(Arc::new(Float64Array::from_iter_values((0..batch.num_rows()).map(
-        |i| {
+    Ok(Arc::new(Float64Array::from_iter_values(
+        (0..batch.num_rows()).map(|i| {
             if statuses.contains(&status.value(i)) {
                 usd.value(i)
             } else {
                 0.0
             }
-        },
-    ))))
+        }),
+    )))
 }
 
 /// The UTC day of `ts`.
@@ -300,7 +300,10 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
             ],
         )?
         .parallelism(p);
-    debug_assert!(crate::connector::same_fields(clean.schema(), &clean_schema()));
+    debug_assert!(crate::connector::same_fields(
+        clean.schema(),
+        &clean_schema()
+    ));
     let [clean_dir, revenue_dir, dead_dir] = output_dirs(&config.out);
     let parquet = PartFormat::Parquet {
         compression: config.compression,
@@ -313,11 +316,7 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         config.writers.max(1),
     );
     let revenue_handle = clean
-        .with_column(
-            "day",
-            Field::new("day", DataType::Date32, false),
-            utc_day,
-        )?
+        .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
         .parallelism(p)
         .with_column(
             "revenue_part",

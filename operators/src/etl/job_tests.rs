@@ -93,8 +93,19 @@ fn job_outputs_equal_the_reference() {
     assert_eq!(summary.dead_letters, generated.malformed.len() as u64);
     assert_eq!(report.dead_letters, summary.dead_letters);
     assert_eq!(summary.revenue_groups, reference.revenue.len() as u64);
-    assert_eq!(summary.input_bytes, std::fs::metadata(&input).expect("exists").len());
-    assert!(summary.parts.clean.iter().map(|s| s.files.len()).sum::<usize>() >= 4);
+    assert_eq!(
+        summary.input_bytes,
+        std::fs::metadata(&input).expect("exists").len()
+    );
+    assert!(
+        summary
+            .parts
+            .clean
+            .iter()
+            .map(|s| s.files.len())
+            .sum::<usize>()
+            >= 4
+    );
 
     // A second run replaces the outputs.
     let (again, _) = run(&small_config(&input, &out)).expect("reruns");

@@ -30,7 +30,7 @@ use arrow::compute::kernels::cmp::neq;
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use serde::Serialize;
-use weir_runtime::{Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle};
+use weir_runtime::{EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle};
 
 use super::orders::{column, usd_rate};
 use super::{clean_schema, orders_csv_options, validate};
@@ -249,6 +249,9 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         PipelineConfig {
             workers: config.workers,
             batch_rows,
+            // Batches of 8192 orders carry ~0.5 MiB (with the raw text); four of them per edge
+            // keep the stages overlapped while bounding memory.
+            edge: EdgeConfig::default().with_capacity(8).with_max_bytes(2 << 20),
             ..PipelineConfig::default()
         },
     );

@@ -64,7 +64,7 @@ use weir_runtime::{EdgeConfig, Pipeline, Source, Stream, StreamCore};
 use crate::connector::DeadLetter;
 
 pub use aggregate::{Agg, AggFunc, HashAggregate, KeyPartitioner};
-pub use convert::{ArrowToRows, RowsToArrow, ToArrowExt};
+pub use convert::{schema_of, ArrowToRows, RowsToArrow, ToArrowExt};
 pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
 pub use source::{BatchSource, ReaderSource};

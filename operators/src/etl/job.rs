@@ -251,7 +251,9 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
             batch_rows,
             // Batches of 8192 orders carry ~0.5 MiB (with the raw text); four of them per edge
             // keep the stages overlapped while bounding memory.
-            edge: EdgeConfig::default().with_capacity(8).with_max_bytes(2 << 20),
+            edge: EdgeConfig::default()
+                .with_capacity(8)
+                .with_max_bytes(2 << 20),
             ..PipelineConfig::default()
         },
     );

@@ -166,6 +166,13 @@ pub trait Sink: Send + 'static {
     /// dead-letter port. Called after every batch. The default has none.
     fn take_dead_letters(&mut self, _out: &mut Vec<DeadLetter>) {}
 
+    /// Every input has ended: complete work still in flight (an asynchronous write, say) before
+    /// [`finish`](Sink::finish). Called until it returns `Ready`; pending here counts as busy.
+    /// The default has nothing in flight.
+    fn poll_close(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        Poll::Ready(Ok(()))
+    }
+
     /// Every input has ended; returns the sink's result.
     fn finish(&mut self) -> Result<Self::Output, OperatorError>;
 }

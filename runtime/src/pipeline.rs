@@ -673,6 +673,22 @@ impl<B: Batch> StreamCore<B> {
         self.add_sink(name.into(), Box::new(move |info| Ok(factory(info))), false)
     }
 
+    /// Ends the stream in a sink of `parallelism` instances built by `factory` (a sink has no
+    /// stream of its own to set [`parallelism`](Self::parallelism) on).
+    pub fn sink_with_parallelism<K: Sink<Input = B>>(
+        self,
+        name: impl Into<String>,
+        parallelism: usize,
+        factory: impl FnMut(&InstanceInfo) -> K + Send + 'static,
+    ) -> SinkHandle<K::Output> {
+        let mut factory = factory;
+        let inner = self.inner.clone();
+        let (handle, id) =
+            self.add_sink_node(name.into(), Box::new(move |info| Ok(factory(info))), false);
+        inner.borrow_mut().graph.node_mut(id).parallelism = Some(parallelism);
+        handle
+    }
+
     fn add_sink<K: Sink<Input = B>>(
         self,
         name: String,

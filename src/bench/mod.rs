@@ -2,6 +2,7 @@
 //! baseline so a ratio is always measured in the same run.
 
 pub mod edge;
+pub mod etl;
 pub mod pipeline;
 pub mod skew_plot;
 

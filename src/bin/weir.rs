@@ -26,11 +26,17 @@ struct Cli {
 enum Command {
     /// Run a job and print its report (Ctrl-C stops the sources, drains and reports).
     Run {
-        /// The job (`demo`).
+        /// The job (`demo`, `etl`).
         job: String,
-        /// Rows to generate.
-        #[arg(long, default_value_t = 10_000_000)]
-        records: u64,
+        /// Rows to generate (`etl`: when no `--input` is given; default 1 000 000 there).
+        #[arg(long)]
+        records: Option<u64>,
+        /// `etl`: an orders CSV file or directory (default: generate `--records` orders).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// `etl`: the output directory.
+        #[arg(long, default_value = "./out")]
+        out: PathBuf,
         /// Limit the sink to this many rows per second.
         #[arg(long)]
         sink_rate: Option<f64>,
@@ -40,7 +46,7 @@ enum Command {
     },
     /// Print a job's graph in Graphviz DOT.
     Graph {
-        /// The job (`demo`).
+        /// The job (`demo`, `etl`).
         job: String,
     },
     /// Run a benchmark beside its baseline.
@@ -66,6 +72,30 @@ enum Bench {
         /// Worker threads (default: cores).
         #[arg(long)]
         workers: Option<usize>,
+        /// Write one JSON object per line here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// CSV → Parquet: weir's parallel pipeline against one thread of arrow-csv → parquet.
+    Etl {
+        /// Orders in the generated (clean) input.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Runs per variant (interleaved); medians are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// weir's parse instances (default: cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// weir's Parquet writers (default: cores).
+        #[arg(long)]
+        writers: Option<usize>,
+        /// Rows per batch in both programs.
+        #[arg(long, default_value_t = 8192)]
+        batch_rows: usize,
+        /// Working directory for the input and outputs.
+        #[arg(long, default_value = "./out/bench-etl")]
+        dir: PathBuf,
         /// Write one JSON object per line here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -119,13 +149,18 @@ fn real_main(cli: Cli) -> Result<(), Error> {
         Command::Run {
             job,
             records,
+            input,
+            out,
             sink_rate,
             json,
         } => {
+            if job == "etl" {
+                return run_etl(input, out, records.unwrap_or(1_000_000), json);
+            }
             if job != "demo" {
                 return Err(unknown_job(&job));
             }
-            let (pipeline, results) = weir::jobs::demo(records, sink_rate);
+            let (pipeline, results) = weir::jobs::demo(records.unwrap_or(10_000_000), sink_rate);
             let handle = pipeline.spawn()?;
             let stop = handle.stop_signal();
             ctrlc::set_handler(move || {
@@ -145,14 +180,48 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Graph { job } => {
-            if job != "demo" {
-                return Err(unknown_job(&job));
-            }
-            let (pipeline, _) = weir::jobs::demo(0, None);
+            let pipeline = match job.as_str() {
+                "demo" => weir::jobs::demo(0, None).0,
+                // Building the job reads nothing: the input is opened when the run starts.
+                "etl" => {
+                    let config = weir::jobs::etl::EtlConfig::new("orders.csv", "./out");
+                    weir::jobs::etl::build(&config)?.pipeline
+                }
+                _ => return Err(unknown_job(&job)),
+            };
             print!("{}", pipeline.to_dot());
         }
         Command::Bench { bench } => run_bench(bench)?,
     }
+    Ok(())
+}
+
+fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Result<(), Error> {
+    use weir::jobs::etl;
+    let input = match input {
+        Some(input) => input,
+        None => {
+            let dir = out.join("input");
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join("orders.csv");
+            weir::operators::etl::generate_orders_csv(&path, rows, 42)?;
+            path
+        }
+    };
+    let (summary, report) = etl::run(&etl::EtlConfig::new(input, out))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    let mut line = serde_json::to_value(&summary)?;
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert(
+            "peak_rss_bytes".into(),
+            weir::peak_rss_bytes().map_or(serde_json::Value::Null, Into::into),
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -226,6 +295,91 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 if !correct {
                     return Err("weir's result differs from the fused loop's".into());
                 }
+            }
+        }
+        Bench::Etl {
+            rows,
+            runs,
+            parallelism,
+            writers,
+            batch_rows,
+            dir,
+            json,
+        } => {
+            let mut out = open_json(&json)?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let (parallelism, writers) = (parallelism.unwrap_or(cores), writers.unwrap_or(cores));
+            std::fs::create_dir_all(&dir)?;
+            let input = dir.join("orders-clean.csv");
+            weir::operators::etl::generate_orders_csv_with(&input, rows, 42, 0)?;
+            let bytes = std::fs::metadata(&input)?.len();
+            println!(
+                "input: {rows} rows, {:.1} MB; weir: {parallelism} parse instances, {writers} writers",
+                bytes as f64 / 1e6
+            );
+            let (mut tb, mut tw) = (Vec::new(), Vec::new());
+            let mut bottleneck = String::new();
+            for run in 0..runs.max(1) {
+                let (b_out, w_out) = (dir.join("baseline"), dir.join("weir"));
+                for d in [&b_out, &w_out] {
+                    if d.exists() {
+                        std::fs::remove_dir_all(d)?;
+                    }
+                }
+                let (b_rows, b) = bench::etl::baseline(&input, &b_out, batch_rows)?;
+                let (w_rows, w, report) =
+                    bench::etl::weir(&input, &w_out, batch_rows, parallelism, writers)?;
+                if b_rows != rows || w_rows != rows {
+                    return Err(format!(
+                        "rows written: baseline {b_rows}, weir {w_rows}, input {rows}"
+                    )
+                    .into());
+                }
+                bottleneck = report.bottleneck.map(|b| b.operator).unwrap_or_default();
+                println!(
+                    "run {run}: baseline {:.3} s, weir {:.3} s",
+                    b.as_secs_f64(),
+                    w.as_secs_f64()
+                );
+                tb.push(b);
+                tw.push(w);
+            }
+            let (b, w) = (median(tb), median(tw));
+            let mb = |d: std::time::Duration| bytes as f64 / 1e6 / d.as_secs_f64().max(1e-12);
+            println!(
+                "{:>10} {:>14} {:>10} {:>10}",
+                "", "rows/s", "MB/s", "median s"
+            );
+            println!(
+                "{:>10} {:>12.2} M {:>10.1} {:>10.3}",
+                "baseline",
+                rate(rows, b) / 1e6,
+                mb(b),
+                b.as_secs_f64()
+            );
+            println!(
+                "{:>10} {:>12.2} M {:>10.1} {:>10.3}",
+                "weir",
+                rate(rows, w) / 1e6,
+                mb(w),
+                w.as_secs_f64()
+            );
+            println!(
+                "weir / baseline: {:.2}x (bottleneck: {bottleneck})",
+                b.as_secs_f64() / w.as_secs_f64().max(1e-12)
+            );
+            if let Some(f) = out.as_mut() {
+                writeln!(
+                    f,
+                    "{}",
+                    serde_json::json!({
+                        "bench": "etl", "rows": rows, "bytes": bytes, "runs": runs,
+                        "parallelism": parallelism, "writers": writers, "batch_rows": batch_rows,
+                        "baseline_rows_per_s": rate(rows, b), "weir_rows_per_s": rate(rows, w),
+                        "baseline_mb_per_s": mb(b), "weir_mb_per_s": mb(w),
+                        "ratio": b.as_secs_f64() / w.as_secs_f64().max(1e-12),
+                    })
+                )?;
             }
         }
         Bench::Edge {

@@ -16,6 +16,9 @@ use bytes::Bytes;
 use parquet::file::reader::{ChunkReader, Length};
 
 /// Counts bytes read and keeps those not yet released.
+///
+/// A tap made with [`Tap::preloaded`] holds the whole input in its window already: reads are
+/// served from the window and nothing is copied or released.
 #[derive(Debug)]
 pub(crate) struct Tap<R> {
     inner: R,
@@ -23,6 +26,7 @@ pub(crate) struct Tap<R> {
     window: Vec<u8>,
     /// Stream offset of `window[0]`.
     base: u64,
+    preloaded: bool,
 }
 
 /// Compaction never moves less than this many bytes, so small windows are not churned.
@@ -35,6 +39,18 @@ impl<R> Tap<R> {
             read: 0,
             window: Vec::new(),
             base: 0,
+            preloaded: false,
+        }
+    }
+
+    /// A tap over input already in memory (`inner` is never read).
+    pub(crate) fn preloaded(inner: R, data: Vec<u8>) -> Self {
+        Tap {
+            inner,
+            read: 0,
+            window: data,
+            base: 0,
+            preloaded: true,
         }
     }
 
@@ -53,6 +69,9 @@ impl<R> Tap<R> {
 
     /// Allows dropping every byte before stream offset `offset`.
     pub(crate) fn release(&mut self, offset: u64) {
+        if self.preloaded {
+            return;
+        }
         let k = usize::try_from(offset.saturating_sub(self.base))
             .unwrap_or(usize::MAX)
             .min(self.window.len());
@@ -65,6 +84,15 @@ impl<R> Tap<R> {
 
 impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.preloaded {
+            let from = usize::try_from(self.read)
+                .unwrap_or(usize::MAX)
+                .min(self.window.len());
+            let n = buf.len().min(self.window.len() - from);
+            buf[..n].copy_from_slice(&self.window[from..from + n]);
+            self.read += n as u64;
+            return Ok(n);
+        }
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         self.window.extend_from_slice(&buf[..n]);

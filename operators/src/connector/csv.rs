@@ -55,6 +55,9 @@ pub struct CsvOptions {
     pub raw_column: bool,
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
+    /// The physical line number of the input's first byte, for inputs that are a slice of a
+    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1.
+    pub first_line: u64,
 }
 
 impl Default for CsvOptions {
@@ -69,6 +72,7 @@ impl Default for CsvOptions {
             line_column: false,
             raw_column: false,
             bad_records: BadRecordPolicy::Fail,
+            first_line: 1,
         }
     }
 }
@@ -112,7 +116,8 @@ pub struct CsvReader<R: Read> {
     record: ByteRecord,
     /// `\n` bytes before the end of the previous record.
     newlines: u64,
-    /// Stream offset where the previous record ended.
+    /// Stream offsets where the last record read in place started and ended.
+    start: u64,
     end: u64,
     /// A bad record met under `Fail` after some good rows; reported by the next call.
     pending_error: Option<ReadError>,
@@ -134,6 +139,17 @@ impl CsvReader<File> {
     }
 }
 
+impl CsvReader<std::io::Empty> {
+    /// A reader over bytes already in memory: as [`CsvReader::new`], without copying them
+    /// into the reader's window.
+    ///
+    /// # Errors
+    /// As [`CsvReader::new`].
+    pub fn from_bytes(data: Vec<u8>, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
+        Self::with_tap(Tap::preloaded(std::io::empty(), data), label, opts)
+    }
+}
+
 impl<R: Read> CsvReader<R> {
     /// A reader over `input`, labelled `label` in batches, dead letters and errors.
     ///
@@ -143,6 +159,10 @@ impl<R: Read> CsvReader<R> {
     /// [`ReadError::InvalidOptions`] for zero `batch_rows`; [`ReadError::UnsupportedType`] for a
     /// declared column type text cannot hold; [`ReadError::HeaderMismatch`]; I/O and parse errors.
     pub fn new(input: R, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
+        Self::with_tap(Tap::new(input), label, opts)
+    }
+
+    fn with_tap(tap: Tap<R>, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
         if opts.batch_rows == 0 {
             return Err(ReadError::InvalidOptions(
                 "batch_rows must be at least 1".into(),
@@ -153,7 +173,7 @@ impl<R: Read> CsvReader<R> {
             .flexible(true)
             .delimiter(opts.delimiter)
             .quote(opts.quote)
-            .from_reader(Tap::new(input));
+            .from_reader(tap);
         let mut reader = CsvReader {
             parser,
             label: label.into(),
@@ -162,7 +182,8 @@ impl<R: Read> CsvReader<R> {
             columns: Columns::new(Arc::new(Schema::empty()), 0)?,
             replay: Default::default(),
             record: ByteRecord::new(),
-            newlines: 0,
+            newlines: opts.first_line.saturating_sub(1),
+            start: 0,
             end: 0,
             pending_error: None,
             done: false,
@@ -233,6 +254,25 @@ impl<R: Read> CsvReader<R> {
 
     /// Parses the next record and locates it, or `None` at the end of input.
     fn next_record(&mut self) -> Result<Option<Located>, ReadError> {
+        let Some(line) = self.next_in_place()? else {
+            return Ok(None);
+        };
+        let raw = String::from_utf8_lossy(self.current_raw()).into_owned();
+        Ok(Some(Located {
+            record: std::mem::take(&mut self.record),
+            line,
+            raw,
+        }))
+    }
+
+    /// The raw text of the record [`next_in_place`](Self::next_in_place) just read (valid until
+    /// the next read).
+    fn current_raw(&self) -> &[u8] {
+        trim_terminators(self.parser.get_ref().slice(self.start, self.end))
+    }
+
+    /// Parses the next record into `self.record` (reusing its buffers) and returns its line.
+    fn next_in_place(&mut self) -> Result<Option<u64>, ReadError> {
         let start = self.end;
         self.parser.get_mut().release(start);
         let more = self
@@ -254,31 +294,9 @@ impl<R: Read> CsvReader<R> {
             .count() as u64;
         let line = 1 + self.newlines + lead;
         self.newlines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        let raw = trim_terminators(bytes);
-        let raw = String::from_utf8_lossy(raw).into_owned();
+        self.start = start;
         self.end = end;
-        Ok(Some(Located {
-            record: std::mem::take(&mut self.record),
-            line,
-            raw,
-        }))
-    }
-
-    /// Parses one record into the scratch row.
-    fn parse(&mut self, record: &ByteRecord) -> Result<(), RecordError> {
-        if record.len() != self.columns.len() {
-            return Err(RecordError::FieldCount {
-                expected: self.columns.len(),
-                found: record.len(),
-            });
-        }
-        for (i, field) in record.iter().enumerate() {
-            let s = std::str::from_utf8(field).map_err(|_| RecordError::InvalidUtf8 {
-                column: self.columns.name(i).to_owned(),
-            })?;
-            self.columns.parse_text(i, s)?;
-        }
-        Ok(())
+        Ok(Some(line))
     }
 
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
@@ -293,10 +311,12 @@ impl<R: Read> CsvReader<R> {
         let mut skipped = 0u64;
         let mut handled = 0usize;
         while handled < cap {
-            let located = match self.replay.pop_front() {
-                Some(l) => l,
-                None => match self.next_record()? {
-                    Some(l) => l,
+            // Records read for inference come first; then records parsed in place.
+            let replayed = self.replay.pop_front();
+            let line = match &replayed {
+                Some(l) => l.line,
+                None => match self.next_in_place()? {
+                    Some(line) => line,
                     None => {
                         self.done = true;
                         break;
@@ -304,10 +324,20 @@ impl<R: Read> CsvReader<R> {
                 },
             };
             handled += 1;
-            match self.parse(&located.record) {
+            let record = match &replayed {
+                Some(l) => &l.record,
+                None => &self.record,
+            };
+            let outcome = parse_record(&mut self.columns, record);
+            let raw = |me: &Self| -> String {
+                match &replayed {
+                    Some(l) => l.raw.clone(),
+                    None => String::from_utf8_lossy(me.current_raw()).into_owned(),
+                }
+            };
+            match outcome {
                 Ok(()) => {
-                    let record = &located.record;
-                    // parse() checked every field is UTF-8.
+                    // parse_record() checked every field is UTF-8.
                     self.columns.commit(|i| {
                         record
                             .get(i)
@@ -315,10 +345,13 @@ impl<R: Read> CsvReader<R> {
                             .unwrap_or("")
                     });
                     if let Some(b) = lines.as_mut() {
-                        b.append_value(located.line);
+                        b.append_value(line);
                     }
                     if let Some(b) = raws.as_mut() {
-                        b.append_value(&located.raw);
+                        match &replayed {
+                            Some(l) => b.append_value(&l.raw),
+                            None => b.append_value(String::from_utf8_lossy(self.current_raw())),
+                        }
                     }
                     rows += 1;
                 }
@@ -326,7 +359,7 @@ impl<R: Read> CsvReader<R> {
                     BadRecordPolicy::Fail => {
                         let err = ReadError::BadRecord {
                             file: self.label.to_string(),
-                            line: located.line,
+                            line,
                             cause,
                         };
                         if rows == 0 {
@@ -338,9 +371,9 @@ impl<R: Read> CsvReader<R> {
                     }
                     BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
                         file: Some(self.label.to_string()),
-                        line: located.line,
+                        line: Some(line),
                         reason: cause.to_string(),
-                        raw: located.raw,
+                        raw: raw(self),
                     }),
                     BadRecordPolicy::SkipCounted => skipped += 1,
                 },
@@ -372,6 +405,23 @@ impl<R: Read> CsvReader<R> {
             skipped,
         }))
     }
+}
+
+/// Parses one record into the scratch row of `columns`.
+fn parse_record(columns: &mut Columns, record: &ByteRecord) -> Result<(), RecordError> {
+    if record.len() != columns.len() {
+        return Err(RecordError::FieldCount {
+            expected: columns.len(),
+            found: record.len(),
+        });
+    }
+    for (i, field) in record.iter().enumerate() {
+        let s = std::str::from_utf8(field).map_err(|_| RecordError::InvalidUtf8 {
+            column: columns.name(i).to_owned(),
+        })?;
+        columns.parse_text(i, s)?;
+    }
+    Ok(())
 }
 
 /// `bytes` without leading and trailing `\r` / `\n`.

@@ -187,7 +187,13 @@ fn dead_letter_policy_keeps_raw_line_and_reason() {
     assert_eq!(column_u64(&batches, LINE_COLUMN), vec![2, 6]);
     let got: Vec<_> = dead
         .iter()
-        .map(|d| (d.line, d.reason.as_str(), d.raw.as_str()))
+        .map(|d| {
+            (
+                d.line.unwrap_or_default(),
+                d.reason.as_str(),
+                d.raw.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -389,5 +395,8 @@ fn unsigned_column_rejects_negative_and_fraction() {
         })
         .collect();
     assert_eq!(values, vec![7]);
-    assert_eq!(dead.iter().map(|d| d.line).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        dead.iter().map(|d| d.line).collect::<Vec<_>>(),
+        vec![Some(2), Some(3)]
+    );
 }

@@ -1,7 +1,7 @@
 //! Dead letters: records that could not be processed, kept with where they came from and why.
 //!
 //! A [`DeadLetter`] serialises to one NDJSON object `{"file":…,"line":…,"reason":…,"raw":…}`,
-//! with `file` omitted when unknown. [`dead_letters_to_batch`] turns a slice of them into a
+//! with `file` (and `line`) omitted when unknown. [`dead_letters_to_batch`] turns a slice of them into a
 //! [`RecordBatch`] of [`dead_letter_schema`]; the NDJSON [`PartWriter`](super::PartWriter) omits
 //! null fields, so both paths write the same bytes.
 
@@ -11,30 +11,19 @@ use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 
-/// A record that could not be processed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// File the record came from, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// 1-based physical line of the record's first byte.
-    pub line: u64,
-    /// Why it was rejected.
-    pub reason: String,
-    /// The record's raw text, without its line terminator.
-    pub raw: String,
-}
+/// A record that could not be processed: the runtime's dead letter, so connector and pipeline
+/// share one type (a reader's dead letters go straight to an operator's dead-letter port).
+pub use weir_runtime::DeadLetter;
 
-/// Schema of [`dead_letters_to_batch`]: `file: Utf8?, line: UInt64, reason: Utf8, raw: Utf8`.
+/// Schema of [`dead_letters_to_batch`]: `file: Utf8?, line: UInt64?, reason: Utf8, raw: Utf8`.
 pub fn dead_letter_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
             Arc::new(Schema::new(vec![
                 Field::new("file", DataType::Utf8, true),
-                Field::new("line", DataType::UInt64, false),
+                Field::new("line", DataType::UInt64, true),
                 Field::new("reason", DataType::Utf8, false),
                 Field::new("raw", DataType::Utf8, false),
             ]))
@@ -50,14 +39,14 @@ pub fn dead_letter_schema() -> SchemaRef {
 /// ```
 /// use weir_operators::connector::{dead_letters_to_batch, DeadLetter};
 ///
-/// let dl = DeadLetter { file: None, line: 3, reason: "bad".into(), raw: "x,y".into() };
+/// let dl = DeadLetter::new("bad", "x,y").at_line(3);
 /// assert_eq!(serde_json::to_string(&dl).unwrap(), r#"{"line":3,"reason":"bad","raw":"x,y"}"#);
 /// let batch = dead_letters_to_batch(&[dl]).unwrap();
 /// assert_eq!(batch.num_rows(), 1);
 /// ```
 pub fn dead_letters_to_batch(letters: &[DeadLetter]) -> Result<RecordBatch, ArrowError> {
     let file: StringArray = letters.iter().map(|d| d.file.as_deref()).collect();
-    let line: UInt64Array = letters.iter().map(|d| Some(d.line)).collect();
+    let line: UInt64Array = letters.iter().map(|d| d.line).collect();
     let reason: StringArray = letters.iter().map(|d| Some(d.reason.as_str())).collect();
     let raw: StringArray = letters.iter().map(|d| Some(d.raw.as_str())).collect();
     let columns: Vec<ArrayRef> = vec![
@@ -77,7 +66,7 @@ mod tests {
     fn serialises_file_only_when_present() {
         let with = DeadLetter {
             file: Some("a.csv".into()),
-            line: 7,
+            line: Some(7),
             reason: "expected 7 fields, found 6".into(),
             raw: "1,\"x,y\"".into(),
         };
@@ -98,7 +87,7 @@ mod tests {
         let letters: Vec<DeadLetter> = (1..=3)
             .map(|i| DeadLetter {
                 file: (i != 2).then(|| format!("f{i}")),
-                line: i,
+                line: Some(i),
                 reason: format!("r{i}"),
                 raw: format!("raw{i}"),
             })

@@ -165,7 +165,7 @@ fn dead_letters_name_their_file() {
                 .expect("file")
                 .to_string_lossy()
                 .into_owned();
-            (name, d.line)
+            (name, d.line.unwrap_or_default())
         })
         .collect();
     assert_eq!(dead, vec![("a.csv".into(), 3), ("b.csv".into(), 2)]);

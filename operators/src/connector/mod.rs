@@ -65,8 +65,8 @@ pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
 pub use self::parquet::{ParquetOptions, ParquetReader};
 pub use self::part_writer::{
-    ParquetCompression, PartFile, PartFormat, PartWriter, PartWriterOptions, WriteError,
-    WriteSummary,
+    ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions,
+    WriteError, WriteSummary,
 };
 
 /// Name of the optional `UInt64` column holding each row's 1-based physical line number.

@@ -262,7 +262,7 @@ impl<R: Read> NdjsonReader<R> {
                     }
                     BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
                         file: Some(self.label.to_string()),
-                        line: self.line,
+                        line: Some(self.line),
                         reason: cause.to_string(),
                         raw: String::from_utf8_lossy(trim_terminators(&self.buf)).into_owned(),
                     }),

@@ -69,6 +69,20 @@ impl PartFormat {
     }
 }
 
+/// When completed parts get their final names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartCommit {
+    /// Each part is renamed as soon as it is complete: readers see parts while the writer runs,
+    /// and a writer that fails later leaves its earlier parts.
+    #[default]
+    EachPart,
+    /// Completed parts keep their hidden temporary names until
+    /// [`finish`](super::PartWriter::finish) renames them all: a writer that fails or is dropped
+    /// leaves no visible file at all (its parts are deleted), and a crash leaves only hidden
+    /// `.inprogress` files.
+    OnFinish,
+}
+
 /// Options of [`PartWriter`](super::PartWriter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartWriterOptions {
@@ -78,6 +92,11 @@ pub struct PartWriterOptions {
     pub max_rows: Option<u64>,
     /// Size at which a part is closed; `None` for no limit.
     pub max_bytes: Option<u64>,
+    /// Parts are named `<prefix>-NNNNN.<ext>`. Default `part`; writers sharing a directory need
+    /// distinct prefixes (neither a prefix of the other's `<prefix>-`).
+    pub prefix: String,
+    /// When parts become visible. Default [`PartCommit::EachPart`].
+    pub commit: PartCommit,
 }
 
 impl PartWriterOptions {
@@ -87,6 +106,8 @@ impl PartWriterOptions {
             format,
             max_rows: None,
             max_bytes: None,
+            prefix: "part".to_owned(),
+            commit: PartCommit::EachPart,
         }
     }
 }

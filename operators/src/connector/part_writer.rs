@@ -4,10 +4,12 @@
 //!
 //! A part is written under a hidden temporary name `.part-NNNNN.<ext>.inprogress` in the target
 //! directory. When it is full (it reached `max_rows` rows or `max_bytes` bytes) or on
-//! [`PartWriter::finish`], it is completed, flushed, synced to disk and renamed to
-//! `part-NNNNN.<ext>`. A rename within a directory is atomic, so a reader listing the directory
-//! sees either nothing or a complete part. Dropping the writer without `finish` (or after an
-//! error) deletes the in-progress file; a crash leaves only a hidden `.inprogress` file.
+//! [`PartWriter::finish`], it is completed, flushed and synced to disk, and renamed to
+//! `part-NNNNN.<ext>` — at once ([`PartCommit::EachPart`]) or, with [`PartCommit::OnFinish`],
+//! together with every other part when `finish` succeeds. A rename within a directory is atomic,
+//! so a reader listing the directory sees either nothing or a complete part. Dropping the writer
+//! without `finish` (or after an error) deletes the in-progress file, and with `OnFinish` the
+//! completed but uncommitted parts too; a crash leaves only hidden `.inprogress` files.
 //!
 //! # Rolling
 //!
@@ -31,7 +33,8 @@ use parquet::file::properties::WriterProperties;
 
 use super::encode::ColumnView;
 pub use super::part_format::{
-    ParquetCompression, PartFile, PartFormat, PartWriterOptions, WriteError, WriteSummary,
+    ParquetCompression, PartCommit, PartFile, PartFormat, PartWriterOptions, WriteError,
+    WriteSummary,
 };
 
 enum Sink {
@@ -72,6 +75,8 @@ pub struct PartWriter {
     current: Option<OpenPart>,
     next_index: usize,
     done: Vec<PartFile>,
+    /// Completed parts waiting for `finish` (`PartCommit::OnFinish`): (temporary path, part).
+    staged: Vec<(PathBuf, PartFile)>,
     failed: bool,
     // Reused per-row buffers for the text formats.
     text: String,
@@ -111,11 +116,20 @@ impl PartWriter {
             ));
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        if opts.prefix.is_empty()
+            || opts.prefix.contains(['/', '\\'])
+            || opts.prefix.starts_with('.')
+        {
+            return Err(WriteError::InvalidOptions(
+                "the part prefix must be a non-empty file name not starting with `.`",
+            ));
+        }
         let suffix = format!(".{}", opts.format.extension());
+        let stem = format!("{}-", opts.prefix);
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
             let name = entry.map_err(io_err(&dir))?.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with("part-") && name.ends_with(&suffix) {
+            if name.starts_with(&stem) && name.ends_with(&suffix) {
                 return Err(WriteError::PartsExist {
                     dir,
                     example: name.into_owned(),
@@ -129,6 +143,7 @@ impl PartWriter {
             current: None,
             next_index: 0,
             done: Vec::new(),
+            staged: Vec::new(),
             failed: false,
             text: String::new(),
             line: Vec::new(),
@@ -256,7 +271,7 @@ impl PartWriter {
 
     fn open_part(&mut self) -> Result<OpenPart, WriteError> {
         let ext = self.opts.format.extension();
-        let name = format!("part-{:05}.{ext}", self.next_index);
+        let name = format!("{}-{:05}.{ext}", self.opts.prefix, self.next_index);
         let tmp = self.dir.join(format!(".{name}.inprogress"));
         let path = self.dir.join(name);
         self.next_index += 1;
@@ -340,20 +355,28 @@ impl PartWriter {
                 out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))
             }
         };
+        let commit_now = self.opts.commit == PartCommit::EachPart;
         let result = file.and_then(|file| {
             file.sync_all().map_err(io_err(&tmp))?;
             let bytes = file.metadata().map_err(io_err(&tmp))?.len();
             drop(file);
-            std::fs::rename(&tmp, &part.path).map_err(io_err(&part.path))?;
+            if commit_now {
+                std::fs::rename(&tmp, &part.path).map_err(io_err(&part.path))?;
+            }
             Ok(bytes)
         });
         match result {
             Ok(bytes) => {
-                self.done.push(PartFile {
+                let done = PartFile {
                     path: part.path,
                     rows: part.rows,
                     bytes,
-                });
+                };
+                if commit_now {
+                    self.done.push(done);
+                } else {
+                    self.staged.push((tmp, done));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -363,7 +386,8 @@ impl PartWriter {
         }
     }
 
-    /// Discards the in-progress part and refuses further writes.
+    /// Discards the in-progress part (and uncommitted completed parts) and refuses further
+    /// writes.
     fn abandon(&mut self) {
         self.failed = true;
         if let Some(part) = self.current.take() {
@@ -372,6 +396,22 @@ impl PartWriter {
             // Best effort: a leftover is hidden and marked `.inprogress` anyway.
             let _ = std::fs::remove_file(tmp);
         }
+        for (tmp, _) in self.staged.drain(..) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+
+    /// Renames the staged parts to their final names, in order.
+    fn commit_staged(&mut self) -> Result<(), WriteError> {
+        while !self.staged.is_empty() {
+            let (tmp, part) = self.staged.remove(0);
+            if let Err(e) = std::fs::rename(&tmp, &part.path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&part.path)(e));
+            }
+            self.done.push(part);
+        }
+        Ok(())
     }
 
     /// Completes the last part and reports every part written.
@@ -383,7 +423,7 @@ impl PartWriter {
         if self.failed {
             return Err(WriteError::Failed);
         }
-        if let Err(e) = self.close_part() {
+        if let Err(e) = self.close_part().and_then(|()| self.commit_staged()) {
             self.abandon();
             return Err(e);
         }
@@ -395,7 +435,7 @@ impl PartWriter {
         })
     }
 
-    /// Parts completed so far.
+    /// Parts completed and visible so far (with [`PartCommit::OnFinish`], none before `finish`).
     pub fn completed(&self) -> &[PartFile] {
         &self.done
     }

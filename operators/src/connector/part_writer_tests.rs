@@ -224,13 +224,13 @@ fn ndjson_dead_letters_match_serde() {
     let letters = vec![
         DeadLetter {
             file: Some("in.csv".into()),
-            line: 4,
+            line: Some(4),
             reason: "expected 7 fields, found 6".into(),
             raw: "1,\"a,b\",x".into(),
         },
         DeadLetter {
             file: None,
-            line: 9,
+            line: Some(9),
             reason: "column `x`: expected number, found \"é\"".into(),
             raw: "é\ttab".into(),
         },

@@ -158,8 +158,8 @@ const COUNTRIES: [(&str, &str); 40] = [
     ("MY", "USD"),
 ];
 
-/// Malformed rows per million.
-const MALFORMED_PPM: u64 = 5_000;
+/// Malformed rows per million in [`generate_orders_csv`].
+pub const MALFORMED_PPM: u64 = 5_000;
 /// Valid rows with quoted fields per million.
 const QUOTED_PPM: u64 = 10_000;
 /// 2024-03-01T00:00:00Z in milliseconds.
@@ -207,6 +207,20 @@ pub fn generate_orders_csv(
     rows: u64,
     seed: u64,
 ) -> Result<GenSummary, GenerateError> {
+    generate_orders_csv_with(path, rows, seed, MALFORMED_PPM)
+}
+
+/// [`generate_orders_csv`] with `malformed_ppm` malformed rows per million (0 for a clean file,
+/// as a benchmark against a reader without bad-record handling needs).
+///
+/// # Errors
+/// [`GenerateError::Io`] if the file cannot be written.
+pub fn generate_orders_csv_with(
+    path: impl AsRef<Path>,
+    rows: u64,
+    seed: u64,
+    malformed_ppm: u64,
+) -> Result<GenSummary, GenerateError> {
     let path = path.as_ref();
     let io = |source| GenerateError::Io {
         path: path.to_owned(),
@@ -241,7 +255,7 @@ pub fn generate_orders_csv(
         .to_owned();
         let line = i + 2;
         let mut fields_override: Option<String> = None;
-        if rng.below(1_000_000) < MALFORMED_PPM {
+        if rng.below(1_000_000) < malformed_ppm {
             let kind = MalformedKind::ALL[summary.malformed.len() % MalformedKind::ALL.len()];
             summary.malformed.push(MalformedRow { line, kind });
             match kind {

@@ -28,6 +28,7 @@
 
 mod exact_sum;
 pub mod generate;
+pub mod job;
 pub mod orders;
 pub mod reference;
 
@@ -35,7 +36,10 @@ use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
 pub use exact_sum::ExactSum;
-pub use generate::{generate_orders_csv, GenSummary, GenerateError, MalformedKind, MalformedRow};
+pub use generate::{
+    generate_orders_csv, generate_orders_csv_with, GenSummary, GenerateError, MalformedKind,
+    MalformedRow,
+};
 pub use orders::{
     clean_schema, orders_csv_options, orders_csv_schema, process_batch, revenue_schema, to_clean,
     validate, OrdersBatch, RevenueAcc, RevenuePartial, RuleViolation,

@@ -226,7 +226,7 @@ pub fn validate(
         };
         dead.push(DeadLetter {
             file: file.map(str::to_owned),
-            line: lines.value(i),
+            line: Some(lines.value(i)),
             reason: violation.to_string(),
             raw: raws.value(i).to_owned(),
         });

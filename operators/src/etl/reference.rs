@@ -210,7 +210,7 @@ pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, Referenc
         match check(&fields) {
             Err(reason) => out.dead_letters.push(DeadLetter {
                 file: Some(label.clone()),
-                line: line_no,
+                line: Some(line_no),
                 reason,
                 raw: raw.to_owned(),
             }),

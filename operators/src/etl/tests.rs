@@ -83,8 +83,10 @@ fn vectorised_pipeline_equals_the_reference() {
             reference.revenue,
             "revenue, batch {batch_rows}"
         );
-        let got: Vec<(u64, Option<MalformedKind>)> =
-            dead.iter().map(|d| (d.line, kind_of(&d.reason))).collect();
+        let got: Vec<(u64, Option<MalformedKind>)> = dead
+            .iter()
+            .map(|d| (d.line.unwrap_or_default(), kind_of(&d.reason)))
+            .collect();
         let want: Vec<(u64, Option<MalformedKind>)> = summary
             .malformed
             .iter()
@@ -117,7 +119,13 @@ fn each_malformed_kind_is_dead_lettered_with_its_line() {
     let (clean, dead, filtered, revenue) = run_vectorised(&path, 4);
     let got: Vec<(u64, &str, &str)> = dead
         .iter()
-        .map(|d| (d.line, d.reason.as_str(), d.raw.as_str()))
+        .map(|d| {
+            (
+                d.line.unwrap_or_default(),
+                d.reason.as_str(),
+                d.raw.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         got,

@@ -327,7 +327,10 @@ pub(crate) async fn run_sink<K: Sink>(
             tokio::task::yield_now().await;
         }
     }
-    let result = sink.finish();
+    let result = match wait_in(m, TimeState::Busy, |cx| sink.poll_close(cx)).await {
+        Ok(()) => sink.finish(),
+        Err(e) => Err(e),
+    };
     m.dropped_downstream_closed
         .fetch_add(sink.undelivered_rows(), Relaxed);
     sink.take_dead_letters(&mut rejects);

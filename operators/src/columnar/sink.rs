@@ -1,0 +1,304 @@
+//! Part-file sinks: Arrow batches (and dead letters) into rolling Parquet, CSV or NDJSON parts.
+//!
+//! # Protocol
+//!
+//! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on a blocking thread**:
+//!
+//! ```text
+//! on_batch(b)  ── writer moves into spawn_blocking(write(b)) ──▶ Busy(handle)
+//! poll_ready   ── Busy: poll the handle; the writer comes back ──▶ Idle   (Pending meanwhile)
+//! poll_close   ── Idle: spawn_blocking(finish()) ──▶ Closing ──▶ summary
+//! finish       ── returns the summary
+//! ```
+//!
+//! While a write is in flight the sink is not ready, so it takes nothing more from its edge:
+//! a slow disk backpressures the pipeline like any slow sink, with at most one batch in the
+//! writer besides the edge. Parts are committed on finish ([`PartCommit::OnFinish`]) unless the
+//! options say otherwise: a failed or cancelled run drops the writer, which deletes its
+//! in-progress and uncommitted parts, so it leaves no file that looks complete.
+//!
+//! Several instances may write into one directory: instance `i` of `n > 1` names its parts
+//! `<prefix>-<i>-NNNNN.<ext>`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::task::JoinHandle;
+use weir_runtime::{InputPort, InstanceInfo, OperatorError, Sink, SinkHandle};
+
+use super::ArrowStream;
+use crate::connector::{
+    dead_letter_schema, dead_letters_to_batch, DeadLetter, PartCommit, PartFormat, PartWriter,
+    PartWriterOptions, WriteError, WriteSummary,
+};
+
+/// Options of a [`PartSink`]: the writer's options, with commit-on-finish by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartSinkOptions {
+    /// The part writer's options (format, rolling limits, prefix, commit mode).
+    pub writer: PartWriterOptions,
+}
+
+impl PartSinkOptions {
+    /// Parts of `format`, committed when the sink finishes.
+    pub fn new(format: PartFormat) -> Self {
+        Self {
+            writer: PartWriterOptions {
+                commit: PartCommit::OnFinish,
+                ..PartWriterOptions::new(format)
+            },
+        }
+    }
+
+    /// Rolls to a new part after `rows` rows.
+    pub fn max_rows(mut self, rows: u64) -> Self {
+        self.writer.max_rows = Some(rows);
+        self
+    }
+
+    /// Rolls to a new part once a part reaches `bytes` bytes.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.writer.max_bytes = Some(bytes);
+        self
+    }
+}
+
+enum State {
+    /// Before `open`.
+    Unopened,
+    Idle(Box<PartWriter>),
+    Busy(JoinHandle<(Box<PartWriter>, Result<(), WriteError>)>),
+    Closing(JoinHandle<Result<WriteSummary, WriteError>>),
+    Closed(WriteSummary),
+    /// After an error or `finish`.
+    Gone,
+}
+
+/// Writes a stream of Arrow batches into part files; see the module docs.
+pub struct PartSink {
+    dir: PathBuf,
+    schema: SchemaRef,
+    opts: PartSinkOptions,
+    state: State,
+}
+
+impl std::fmt::Debug for PartSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartSink")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_error(e: WriteError) -> OperatorError {
+    OperatorError::external("cannot write output", e)
+}
+
+fn join_error(e: tokio::task::JoinError) -> OperatorError {
+    OperatorError::internal(format!("the blocking write failed: {e}"))
+}
+
+impl PartSink {
+    /// A sink writing batches of `schema` into `dir` (created if missing).
+    pub fn new(dir: impl Into<PathBuf>, schema: SchemaRef, opts: PartSinkOptions) -> Self {
+        Self {
+            dir: dir.into(),
+            schema,
+            opts,
+            state: State::Unopened,
+        }
+    }
+
+    /// Waits for the write in flight, if any.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let State::Busy(handle) = &mut self.state {
+            let (writer, result) = match Pin::new(handle).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(joined) => {
+                    self.state = State::Gone;
+                    joined.map_err(join_error)?
+                }
+            };
+            result.map_err(write_error)?;
+            self.state = State::Idle(writer);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Sink for PartSink {
+    type Input = RecordBatch;
+    type Output = WriteSummary;
+
+    fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
+        let mut opts = self.opts.writer.clone();
+        if info.parallelism > 1 {
+            opts.prefix = format!("{}-{}", opts.prefix, info.instance);
+        }
+        let writer =
+            PartWriter::create(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
+        self.state = State::Idle(Box::new(writer));
+        Ok(())
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.poll_idle(cx)
+    }
+
+    fn on_batch(&mut self, _: InputPort, batch: RecordBatch) -> Result<(), OperatorError> {
+        let State::Idle(mut writer) = std::mem::replace(&mut self.state, State::Gone) else {
+            return Err(OperatorError::internal(
+                "a batch reached the part sink while it was not ready",
+            ));
+        };
+        self.state = State::Busy(tokio::task::spawn_blocking(move || {
+            let result = writer.write(&batch);
+            (writer, result)
+        }));
+        Ok(())
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        loop {
+            match &mut self.state {
+                State::Busy(_) => {
+                    if let Poll::Ready(Err(e)) = self.poll_idle(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    if matches!(self.state, State::Busy(_)) {
+                        return Poll::Pending;
+                    }
+                }
+                State::Idle(_) => {
+                    let State::Idle(writer) = std::mem::replace(&mut self.state, State::Gone)
+                    else {
+                        unreachable!("matched Idle above");
+                    };
+                    self.state =
+                        State::Closing(tokio::task::spawn_blocking(move || writer.finish()));
+                }
+                State::Closing(handle) => {
+                    let joined = match Pin::new(handle).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(joined) => joined,
+                    };
+                    self.state = State::Gone;
+                    let summary = joined.map_err(join_error)?.map_err(write_error)?;
+                    self.state = State::Closed(summary);
+                }
+                State::Unopened | State::Closed(_) | State::Gone => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<WriteSummary, OperatorError> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Closed(summary) => Ok(summary),
+            _ => Err(OperatorError::internal(
+                "the part sink finished without closing its writer",
+            )),
+        }
+    }
+}
+
+/// Writes dead letters into NDJSON (or other) part files: `{"file":…,"line":…,"reason":…,
+/// "raw":…}` per line, `file` and `line` omitted when unknown.
+pub struct DeadLetterSink {
+    inner: PartSink,
+    keep_file: bool,
+}
+
+impl std::fmt::Debug for DeadLetterSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterSink")
+            .field("inner", &self.inner)
+            .field("keep_file", &self.keep_file)
+            .finish()
+    }
+}
+
+impl DeadLetterSink {
+    /// NDJSON parts in `dir`, committed on finish.
+    pub fn ndjson(dir: impl Into<PathBuf>) -> Self {
+        Self::new(dir, PartSinkOptions::new(PartFormat::Ndjson))
+    }
+
+    /// Parts of any format in `dir`.
+    pub fn new(dir: impl Into<PathBuf>, opts: PartSinkOptions) -> Self {
+        Self {
+            inner: PartSink::new(dir, dead_letter_schema(), opts),
+            keep_file: true,
+        }
+    }
+
+    /// Whether to write each letter's `file` (default true; false when there is one input).
+    pub fn keep_file(mut self, keep: bool) -> Self {
+        self.keep_file = keep;
+        self
+    }
+}
+
+impl Sink for DeadLetterSink {
+    type Input = Vec<DeadLetter>;
+    type Output = WriteSummary;
+
+    fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
+        self.inner.open(info)
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn on_batch(
+        &mut self,
+        port: InputPort,
+        mut batch: Vec<DeadLetter>,
+    ) -> Result<(), OperatorError> {
+        if !self.keep_file {
+            for d in &mut batch {
+                d.file = None;
+            }
+        }
+        let batch = dead_letters_to_batch(&batch)
+            .map_err(|e| OperatorError::internal(format!("dead letters to Arrow: {e}")))?;
+        self.inner.on_batch(port, batch)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_close(cx)
+    }
+
+    fn finish(&mut self) -> Result<WriteSummary, OperatorError> {
+        self.inner.finish()
+    }
+}
+
+impl ArrowStream {
+    /// Ends the stream in part files under `dir`, written by `parallelism` [`PartSink`]
+    /// instances (batches spread round-robin over them). The handle yields each instance's
+    /// summary.
+    pub fn write_parts(
+        self,
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        opts: PartSinkOptions,
+        parallelism: usize,
+    ) -> SinkHandle<WriteSummary> {
+        let dir = dir.into();
+        let schema = self.schema.clone();
+        let stream = if parallelism > 1 {
+            self.stream.rebalance()
+        } else {
+            self.stream
+        };
+        stream.sink_with_parallelism(name, parallelism, move |_| {
+            PartSink::new(dir.clone(), schema.clone(), opts.clone())
+        })
+    }
+}

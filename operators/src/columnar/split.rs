@@ -1,0 +1,592 @@
+//! Parallel CSV: one demand-driven reader cuts files into chunks of whole records, several
+//! instances parse them.
+//!
+//! # Plan
+//!
+//! ```text
+//! CsvChunker (1 instance) ──rebalance──▶ CsvParse[0..p] ──▶ RecordBatch stream
+//!   reads bytes, finds record ends         CsvReader over one chunk: typed columns,
+//!   (quote-aware), counts lines            dead letters with file + line, skip counts
+//! ```
+//!
+//! The chunker reads only on credit, one chunk per `poll_produce`, on a blocking thread (as
+//! [`ReaderSource`](super::ReaderSource)). It scans bytes with the same quoting rules as the
+//! parser (RFC 4180: a quote opens a quoted field only at the start of a field, a doubled quote
+//! inside one is literal, `\r` and `\n` end records outside quotes) and cuts a chunk after the
+//! `\n` that ends its `records`-th record, or earlier once the chunk holds `target_bytes`. It
+//! counts every `\n`, so each chunk knows the physical line of its first byte and the parser
+//! numbers lines exactly as one sequential reader would. The header (line 1) is checked against
+//! the schema and not passed on.
+//!
+//! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
+//! fails the read instead of buffering without bound.
+//!
+//! Parsing dominates the cost, so with `p` parse instances on `p` cores the file is parsed `p`
+//! times as fast as by one reader; the output's batch order across instances is not the file's.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::task::JoinHandle;
+use weir_runtime::{
+    Batch, InputPort, Operator, OperatorError, Output, Pipeline, Source, SourceStatus,
+};
+
+use super::source::read_error;
+use super::ArrowStream;
+use crate::connector::{with_extra_columns, CsvOptions, CsvReader, FileSet, ReadError};
+
+/// A slice of a CSV file holding whole records.
+#[derive(Debug, Clone)]
+pub struct CsvChunk {
+    /// The file's label.
+    pub file: Arc<str>,
+    /// Physical line of the first byte.
+    pub first_line: u64,
+    /// Record ends (`\n` outside quotes) in the chunk.
+    pub records: usize,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// A chunk counts its records as rows and its buffer as bytes.
+impl Batch for CsvChunk {
+    fn rows(&self) -> usize {
+        self.records
+    }
+    fn bytes(&self) -> usize {
+        self.data.capacity()
+    }
+}
+
+/// Quote state of the record scanner (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    StartField,
+    InField,
+    InQuoted,
+    QuoteInQuoted,
+}
+
+/// Bytes read from the file per blocking read.
+const READ_BYTES: usize = 256 * 1024;
+
+/// One open file being cut into chunks.
+struct FileCutter {
+    file: File,
+    label: Arc<str>,
+    /// Bytes read but not yet cut; scanned up to `scanned`.
+    pending: Vec<u8>,
+    scanned: usize,
+    state: Scan,
+    /// Record ends and `\n`s in `pending[..scanned]`; the last cut candidate.
+    records: usize,
+    newlines: u64,
+    last_end: Option<(usize, usize, u64)>,
+    /// `\n`s before `pending[0]`.
+    line_base: u64,
+    /// Size of the last chunk cut, to size the next one's buffer.
+    last_chunk_bytes: usize,
+    header: bool,
+    eof: bool,
+}
+
+/// Cuts files into [`CsvChunk`]s; see the module docs.
+struct Cutter {
+    files: VecDeque<PathBuf>,
+    current: Option<FileCutter>,
+    opts: CsvOptions,
+    width: usize,
+    records: usize,
+    target_bytes: usize,
+    max_record_bytes: usize,
+    bytes_read: u64,
+}
+
+impl Cutter {
+    fn open_next(&mut self) -> Result<bool, ReadError> {
+        let Some(path) = self.files.pop_front() else {
+            return Ok(false);
+        };
+        let label = path.display().to_string();
+        let file = File::open(&path).map_err(|source| ReadError::Io {
+            file: label.clone(),
+            source,
+        })?;
+        self.current = Some(FileCutter {
+            file,
+            label: label.into(),
+            pending: Vec::new(),
+            scanned: 0,
+            state: Scan::StartField,
+            records: 0,
+            newlines: 0,
+            last_end: None,
+            line_base: 0,
+            last_chunk_bytes: 0,
+            header: self.opts.has_header,
+            eof: false,
+        });
+        Ok(true)
+    }
+
+    /// The next chunk of any file, or `None` when every file is done.
+    fn next_chunk(&mut self) -> Result<Option<CsvChunk>, ReadError> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
+            }
+            let (records, target, max) = (self.records, self.target_bytes, self.max_record_bytes);
+            let delimiter = self.opts.delimiter;
+            let quote = self.opts.quote;
+            let cur = self.current.as_mut().expect("opened above");
+            if let Some(chunk) =
+                cur.cut(records, target, max, delimiter, quote, &mut self.bytes_read)?
+            {
+                if cur.header {
+                    cur.header = false;
+                    check_header(&chunk, &self.opts, self.width)?;
+                    continue;
+                }
+                return Ok(Some(chunk));
+            }
+            self.current = None;
+        }
+    }
+}
+
+fn check_header(chunk: &CsvChunk, opts: &CsvOptions, width: usize) -> Result<(), ReadError> {
+    let mut parser = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .from_reader(chunk.data.as_slice());
+    let mut record = csv::ByteRecord::new();
+    let found = match parser.read_byte_record(&mut record) {
+        Ok(true) => record.len(),
+        _ => 0,
+    };
+    if found != width {
+        return Err(ReadError::HeaderMismatch {
+            file: chunk.file.to_string(),
+            expected: width,
+            found,
+        });
+    }
+    Ok(())
+}
+
+impl FileCutter {
+    /// Scans `pending[scanned..]`, stopping after the record end that completes `records`
+    /// records (or the first after `target` bytes).
+    fn scan(&mut self, records: usize, target: usize, delimiter: u8, quote: u8) -> bool {
+        let bytes = &self.pending;
+        let mut state = self.state;
+        let mut i = self.scanned;
+        let mut found = false;
+        while i < bytes.len() {
+            let b = bytes[i];
+            i += 1;
+            state = match state {
+                Scan::InQuoted => {
+                    if b == quote {
+                        Scan::QuoteInQuoted
+                    } else {
+                        if b == b'\n' {
+                            self.newlines += 1;
+                        }
+                        Scan::InQuoted
+                    }
+                }
+                s => {
+                    if b == b'\n' {
+                        self.newlines += 1;
+                        self.records += 1;
+                        self.last_end = Some((i, self.records, self.newlines));
+                        if self.records >= records || i >= target || self.header {
+                            found = true;
+                            state = Scan::StartField;
+                            break;
+                        }
+                        Scan::StartField
+                    } else if b == b'\r' || b == delimiter {
+                        Scan::StartField
+                    } else if b == quote {
+                        match s {
+                            Scan::StartField => Scan::InQuoted,
+                            Scan::QuoteInQuoted => Scan::InQuoted,
+                            _ => Scan::InField,
+                        }
+                    } else {
+                        Scan::InField
+                    }
+                }
+            };
+        }
+        self.state = state;
+        self.scanned = i;
+        found
+    }
+
+    /// Cuts the next chunk, reading as needed; `None` at the end of the file.
+    fn cut(
+        &mut self,
+        records: usize,
+        target: usize,
+        max_record: usize,
+        delimiter: u8,
+        quote: u8,
+        bytes_read: &mut u64,
+    ) -> Result<Option<CsvChunk>, ReadError> {
+        loop {
+            if self.scan(records, target, delimiter, quote) {
+                return Ok(Some(self.take_to_last_end()));
+            }
+            if self.eof {
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                // The rest: whole records plus a last one without a line break.
+                let unterminated = usize::from(!self.pending.ends_with(b"\n"));
+                self.last_end = Some((
+                    self.pending.len(),
+                    self.records + unterminated,
+                    self.newlines,
+                ));
+                return Ok(Some(self.take_to_last_end()));
+            }
+            let open_record = self.pending.len() - self.last_end.map_or(0, |e| e.0);
+            if open_record > max_record {
+                return Err(ReadError::InvalidOptions(format!(
+                    "{}: a record starting near line {} is longer than {max_record} bytes \
+                     (an unterminated quote?)",
+                    self.label,
+                    self.line_base + self.last_end.map_or(0, |e| e.2) + 1
+                )));
+            }
+            // Read without zero-filling, into room for about one chunk (the size of the last).
+            if self.pending.capacity() - self.pending.len() < READ_BYTES {
+                self.pending
+                    .reserve(self.last_chunk_bytes.min(target).max(READ_BYTES) + READ_BYTES);
+            }
+            let n = (&mut self.file)
+                .take(READ_BYTES as u64)
+                .read_to_end(&mut self.pending)
+                .map_err(|source| ReadError::Io {
+                    file: self.label.to_string(),
+                    source,
+                })?;
+            *bytes_read += n as u64;
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+    }
+
+    /// Moves `pending[..last_end]` into a chunk and keeps the rest.
+    fn take_to_last_end(&mut self) -> CsvChunk {
+        let (end, records, newlines) = self.last_end.take().expect("a record end was found");
+        let mut rest = Vec::with_capacity(end + READ_BYTES);
+        rest.extend_from_slice(&self.pending[end..]);
+        self.pending.truncate(end);
+        self.last_chunk_bytes = end;
+        let data = std::mem::replace(&mut self.pending, rest);
+        let chunk = CsvChunk {
+            file: self.label.clone(),
+            first_line: self.line_base + 1,
+            records,
+            data,
+        };
+        self.scanned -= end.min(self.scanned);
+        self.records = 0;
+        self.line_base += newlines;
+        self.newlines = 0;
+        chunk
+    }
+}
+
+type CutResult = (Box<Cutter>, Result<Option<CsvChunk>, ReadError>);
+
+/// The source half of [`csv_split`]: cuts files into chunks, one per credit.
+pub struct CsvChunker {
+    cutter: Option<Box<Cutter>>,
+    in_flight: Option<JoinHandle<CutResult>>,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for CsvChunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvChunker")
+            .field("reading", &self.in_flight.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source for CsvChunker {
+    type Output = CsvChunk;
+
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<CsvChunk>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        loop {
+            if let Some(handle) = self.in_flight.as_mut() {
+                let joined = match Pin::new(handle).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(joined) => joined,
+                };
+                self.in_flight = None;
+                let (cutter, item) = joined.map_err(|e| {
+                    OperatorError::internal(format!("the blocking read failed: {e}"))
+                })?;
+                // Relaxed: a statistic; nothing else is synchronised through it.
+                self.bytes_read.store(cutter.bytes_read, Ordering::Relaxed);
+                self.cutter = Some(cutter);
+                return Poll::Ready(match item {
+                    Ok(None) => Ok(SourceStatus::Done),
+                    Ok(Some(chunk)) => {
+                        out.emit(chunk);
+                        Ok(SourceStatus::Continue)
+                    }
+                    Err(e) => Err(read_error(e)),
+                });
+            }
+            let Some(mut cutter) = self.cutter.take() else {
+                return Poll::Ready(Ok(SourceStatus::Done));
+            };
+            self.in_flight = Some(tokio::task::spawn_blocking(move || {
+                let item = cutter.next_chunk();
+                (cutter, item)
+            }));
+        }
+    }
+}
+
+/// What [`csv_split_with`] runs on every parsed batch, knowing its file: it emits the batch
+/// (possibly filtered, with dead letters of its own) into the output. It must keep the schema.
+pub trait ChunkStep:
+    FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<F> ChunkStep for F where
+    F: FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The parsing half of [`csv_split`]: one [`CsvReader`] per chunk, then the step.
+#[derive(Debug, Clone)]
+pub struct CsvParse<F> {
+    opts: CsvOptions,
+    step: F,
+}
+
+impl<F: ChunkStep> Operator for CsvParse<F> {
+    type Input = CsvChunk;
+    type Output = RecordBatch;
+
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        chunk: CsvChunk,
+        out: &mut Output<RecordBatch>,
+    ) -> Result<(), OperatorError> {
+        let opts = CsvOptions {
+            has_header: false,
+            first_line: chunk.first_line,
+            batch_rows: chunk.records.max(1),
+            ..self.opts.clone()
+        };
+        let reader = CsvReader::from_bytes(chunk.data, &chunk.file, opts).map_err(read_error)?;
+        for read in reader {
+            let read = read.map_err(read_error)?;
+            for dead in read.dead_letters {
+                out.dead_letter(dead);
+            }
+            if read.skipped > 0 {
+                out.skip(read.skipped);
+            }
+            (self.step)(&chunk.file, read.batch, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of [`csv_split`] beyond the CSV options.
+#[derive(Debug, Clone)]
+pub struct SplitOptions {
+    /// Parse instances. Default: the number of cores.
+    pub parallelism: usize,
+    /// Records per chunk (and so rows per batch). Default: the CSV options' `batch_rows`.
+    pub records: Option<usize>,
+    /// A chunk is cut at the first record end past this size. Default 4 MiB.
+    pub target_bytes: usize,
+    /// Longest record accepted. Default 64 MiB.
+    pub max_record_bytes: usize,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            records: None,
+            target_bytes: 4 << 20,
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Reads the CSV files of `set` in order, parsing on `split.parallelism` instances; see the
+/// module docs. The schema must be declared (`opts.schema`); the returned counter holds the
+/// bytes read so far. Bad records follow `opts.bad_records` and go to the parse operator's
+/// dead-letter port.
+///
+/// # Errors
+/// [`ReadError::InvalidOptions`] without a declared schema or with zero sizes;
+/// [`ReadError::UnsupportedType`] for a column type the parser cannot read.
+pub fn csv_split(
+    pipeline: &mut Pipeline,
+    name: &str,
+    set: FileSet,
+    opts: CsvOptions,
+    split: SplitOptions,
+) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
+    let emit = |_: &str, batch: RecordBatch, out: &mut Output<RecordBatch>| {
+        out.emit(batch);
+        Ok(())
+    };
+    csv_split_with(pipeline, name, set, opts, split, emit)
+}
+
+/// [`csv_split`], running `step` on every parsed batch in the parse instance, with the batch's
+/// file label (to validate rows and dead-letter them with their file, say).
+///
+/// # Errors
+/// As [`csv_split`].
+pub fn csv_split_with<F: ChunkStep>(
+    pipeline: &mut Pipeline,
+    name: &str,
+    set: FileSet,
+    opts: CsvOptions,
+    split: SplitOptions,
+    step: F,
+) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
+    let Some(data_schema) = opts.schema.clone() else {
+        return Err(ReadError::InvalidOptions(
+            "parallel CSV reading needs a declared schema".into(),
+        ));
+    };
+    let records = split.records.unwrap_or(opts.batch_rows);
+    if records == 0 || split.target_bytes == 0 || split.parallelism == 0 || opts.batch_rows == 0 {
+        return Err(ReadError::InvalidOptions(
+            "records, target_bytes, parallelism and batch_rows must be at least 1".into(),
+        ));
+    }
+    // Fail now on a column type the parser cannot read.
+    CsvReader::new(
+        std::io::empty(),
+        name,
+        CsvOptions {
+            has_header: false,
+            ..opts.clone()
+        },
+    )?;
+    let schema: SchemaRef = with_extra_columns(&data_schema, opts.line_column, opts.raw_column);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let chunker = CsvChunker {
+        cutter: Some(Box::new(Cutter {
+            files: set.files().iter().cloned().collect(),
+            current: None,
+            width: data_schema.fields().len(),
+            opts: opts.clone(),
+            records,
+            target_bytes: split.target_bytes,
+            max_record_bytes: split.max_record_bytes.max(1),
+            bytes_read: 0,
+        })),
+        in_flight: None,
+        bytes_read: bytes_read.clone(),
+    };
+    let parse = CsvParse { opts, step };
+    let stream = pipeline
+        .source(format!("{name}.read"), chunker)
+        .rebalance()
+        .unary_with(name.to_owned(), move |_| parse.clone())
+        .parallelism(split.parallelism);
+    Ok((ArrowStream::new(stream, schema), bytes_read))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut_all(text: &str, records: usize, header: bool) -> Vec<(u64, usize, String)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, text).expect("writable");
+        let mut cutter = Cutter {
+            files: [path].into(),
+            current: None,
+            opts: CsvOptions {
+                has_header: header,
+                ..CsvOptions::default()
+            },
+            width: 2,
+            records,
+            target_bytes: usize::MAX,
+            max_record_bytes: 1 << 20,
+            bytes_read: 0,
+        };
+        let mut out = Vec::new();
+        while let Some(c) = cutter.next_chunk().expect("readable") {
+            out.push((
+                c.first_line,
+                c.records,
+                String::from_utf8(c.data).expect("utf8"),
+            ));
+        }
+        assert_eq!(cutter.bytes_read, text.len() as u64);
+        out
+    }
+
+    #[test]
+    fn cuts_whole_records_and_numbers_lines() {
+        let text = "a,b\n1,\"x\ny\"\r\n2,\"q\"\"\n\"\n\n3,z\n4,w";
+        let got = cut_all(text, 2, true);
+        assert_eq!(
+            got,
+            vec![
+                (2, 2, "1,\"x\ny\"\r\n2,\"q\"\"\n\"\n".to_string()),
+                (6, 2, "\n3,z\n".to_string()),
+                (8, 1, "4,w".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_field_is_literal() {
+        // As in the parser: `a"b` does not open a quoted field, so the line break ends the record.
+        let got = cut_all("x\"y,1\nz,2\n", 1, false);
+        assert_eq!(
+            got,
+            vec![(1, 1, "x\"y,1\n".to_string()), (2, 1, "z,2\n".to_string())]
+        );
+    }
+}

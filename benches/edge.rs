@@ -26,8 +26,9 @@ fn bench_edge(c: &mut Criterion) {
         // One-row batches are cheap to move: ten times as many keep the run measurable.
         let batches = if rows == 1 { BATCHES * 10 } else { BATCHES };
         group.throughput(Throughput::Elements((batches * rows) as u64));
-        let variants: [(&str, Variant); 3] = [
-            ("weir", edge::weir),
+        let variants: [(&str, Variant); 4] = [
+            ("weir_tasks", edge::weir_async),
+            ("weir_threads", edge::weir),
             ("crossbeam", edge::crossbeam),
             ("tokio_mpsc", edge::tokio_mpsc),
         ];

@@ -13,7 +13,8 @@ fn batch(i: usize, rows: usize) -> Vec<u64> {
     v
 }
 
-/// A weir edge of `capacity` batches, both sides blocking on their own thread.
+/// A weir edge of `capacity` batches, both sides blocking on their own thread (parking at once
+/// when they must wait: weir never spins for data or credit).
 pub fn weir(batches: usize, rows: usize, capacity: usize) -> Duration {
     let cfg = EdgeConfig::default()
         .with_capacity(capacity)
@@ -35,6 +36,55 @@ pub fn weir(batches: usize, rows: usize, capacity: usize) -> Duration {
     let _ = producer.join();
     black_box(acc);
     start.elapsed()
+}
+
+/// A weir edge between two tasks on a two-worker tokio runtime, used the way the executor uses
+/// it: the producer reserves room before it sends and wakes the consumer once per turn (when it
+/// must wait, or has sent a turn's worth), not once per message.
+pub fn weir_async(batches: usize, rows: usize, capacity: usize) -> Duration {
+    const TURN: usize = 128;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a two-thread runtime");
+    let cfg = EdgeConfig::default()
+        .with_capacity(capacity)
+        .with_max_bytes(usize::MAX / 2);
+    rt.block_on(async move {
+        let (mut tx, mut rx) = edge::<Vec<u64>>(cfg);
+        tx.set_deferred_wakes(true);
+        let start = Instant::now();
+        let producer = tokio::spawn(async move {
+            for i in 0..batches {
+                let msg = Message::Data(batch(i, rows));
+                let bytes = msg.bytes();
+                if std::future::poll_fn(|cx| tx.poll_reserve(cx, bytes).map(|r| r.map(|_| ())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if tx.try_send(msg).is_err() {
+                    return;
+                }
+                if i % TURN == TURN - 1 {
+                    tx.flush_wake();
+                    tokio::task::yield_now().await;
+                }
+            }
+            let _ = tx.try_send(Message::End);
+        });
+        let consumer = tokio::spawn(async move {
+            let mut acc = 0u64;
+            while let Ok(Message::Data(v)) = std::future::poll_fn(|cx| rx.poll_recv(cx)).await {
+                acc = acc.wrapping_add(v[0]);
+            }
+            acc
+        });
+        let _ = producer.await;
+        black_box(consumer.await.unwrap_or_default());
+        start.elapsed()
+    })
 }
 
 /// A crossbeam bounded channel of `capacity` batches.

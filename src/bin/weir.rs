@@ -391,29 +391,39 @@ fn run_bench(b: Bench) -> Result<(), Error> {
         } => {
             let mut out = open_json(&json)?;
             println!(
-                "{:>6} {:>16} {:>16} {:>16} {:>10} {:>10}",
-                "rows", "weir rows/s", "crossbeam rows/s", "tokio rows/s", "weir/cb", "weir/tokio"
+                "{:>6} {:>14} {:>14} {:>14} {:>14} {:>12} {:>12}",
+                "rows",
+                "weir tasks/s",
+                "weir threads/s",
+                "crossbeam/s",
+                "tokio mpsc/s",
+                "tasks/cb",
+                "tasks/tokio"
             );
             for &rows in &batch_rows {
                 let (mut w, mut c, mut t) = (Vec::new(), Vec::new(), Vec::new());
+                let mut a = Vec::new();
                 for _ in 0..runs.max(1) {
+                    a.push(bench::edge::weir_async(batches, rows, capacity));
                     w.push(bench::edge::weir(batches, rows, capacity));
                     c.push(bench::edge::crossbeam(batches, rows, capacity));
                     t.push(bench::edge::tokio_mpsc(batches, rows, capacity));
                 }
                 let total = (batches * rows) as u64;
-                let (wr, cr, tr) = (
+                let (ar, wr, cr, tr) = (
+                    rate(total, median(a)),
                     rate(total, median(w)),
                     rate(total, median(c)),
                     rate(total, median(t)),
                 );
                 println!(
-                    "{rows:>6} {:>14.1} M {:>14.1} M {:>14.1} M {:>10.2} {:>10.2}",
+                    "{rows:>6} {:>12.1} M {:>12.1} M {:>12.1} M {:>12.1} M {:>12.2} {:>12.2}",
+                    ar / 1e6,
                     wr / 1e6,
                     cr / 1e6,
                     tr / 1e6,
-                    wr / cr,
-                    wr / tr
+                    ar / cr,
+                    ar / tr
                 );
                 if let Some(f) = out.as_mut() {
                     writeln!(
@@ -421,7 +431,8 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                         "{}",
                         serde_json::json!({
                             "bench": "edge", "batch_rows": rows, "batches": batches,
-                            "capacity": capacity, "runs": runs, "weir_rows_per_s": wr,
+                            "capacity": capacity, "runs": runs, "weir_tasks_rows_per_s": ar,
+                            "weir_threads_rows_per_s": wr,
                             "crossbeam_rows_per_s": cr, "tokio_rows_per_s": tr,
                         })
                     )?;

@@ -4,8 +4,10 @@
 //!
 //! 1. drain held output (waiting here is *backpressured*);
 //! 2. wait until downstream has credit (*backpressured*) — a source is polled only after this;
-//! 3. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
-//! 4. run the operator on one batch (*busy*) and route what it emitted.
+//! 3. wait until the operator is ready for input (`Operator::poll_ready`; *busy*) — sinks
+//!    likewise (`Sink::poll_ready`);
+//! 4. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
+//! 5. run the operator on one batch (*busy*) and route what it emitted.
 //!
 //! After `yield_every` batches without waiting, the loop yields to the scheduler so instances
 //! sharing a worker thread take turns.
@@ -183,12 +185,42 @@ pub(crate) async fn run_operator<O: Operator>(
             m.switch(TimeState::Done);
             return Ok(());
         }
-        let event = {
-            if ctx.linger.is_zero() && out.open_since().is_some() {
+        if ctx.linger.is_zero() && out.open_since().is_some() {
+            out.flush();
+            outs.dispatch(&mut out);
+            continue;
+        }
+        // The operator's own readiness (it may pace itself): busy while pending, and a partial
+        // batch still leaves when its linger deadline passes.
+        let ready = {
+            let deadline = linger_deadline(&out, ctx.linger);
+            // The timer is made only if the operator is not ready, so the common path pays
+            // one call.
+            let mut sleep = None;
+            wait_in(m, TimeState::Busy, |cx| {
+                if let Poll::Ready(r) = op.poll_ready(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                let Some(deadline) = deadline else {
+                    return Poll::Pending;
+                };
+                sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| None)
+            })
+            .await
+        };
+        match ready {
+            Some(r) => r?,
+            None => {
                 out.flush();
                 outs.dispatch(&mut out);
                 continue;
             }
+        }
+        let event = {
             let deadline = linger_deadline(&out, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             wait_in(m, TimeState::Idle, |cx| {
@@ -210,10 +242,16 @@ pub(crate) async fn run_operator<O: Operator>(
                 m.batches_in.fetch_add(1, Relaxed);
                 m.bytes_in.fetch_add(batch.bytes() as u64, Relaxed);
                 op.on_batch(port, batch, &mut out)?;
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
             }
             Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
             Some(Ok(Event::End)) => {
                 op.on_end(&mut out)?;
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
                 break;
             }
             Some(Err(e)) => return Err(e),

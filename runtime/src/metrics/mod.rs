@@ -61,6 +61,16 @@ pub struct InstanceMetrics {
     pub dead_letters: AtomicU64,
     /// Rows skipped on purpose (a skip-and-count policy).
     pub skipped: AtomicU64,
+    /// State entries held now, as the operator reports them ([`Operator::state_size`]).
+    ///
+    /// [`Operator::state_size`]: crate::operator::Operator::state_size
+    pub state_keys: AtomicU64,
+    /// State bytes held now, as the operator reports them.
+    pub state_bytes: AtomicU64,
+    /// The most state entries held at once.
+    pub peak_state_keys: AtomicU64,
+    /// The most state bytes held at once.
+    pub peak_state_bytes: AtomicU64,
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -80,6 +90,10 @@ impl InstanceMetrics {
             peak_held_bytes: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            state_keys: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            peak_state_keys: AtomicU64::new(0),
+            peak_state_bytes: AtomicU64::new(0),
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),
@@ -121,6 +135,18 @@ impl InstanceMetrics {
         let bytes = bytes as u64;
         if bytes > self.peak_held_bytes.load(Relaxed) {
             self.peak_held_bytes.store(bytes, Relaxed);
+        }
+    }
+
+    /// Records the state size an operator reported, keeping the peaks.
+    pub(crate) fn note_state(&self, size: crate::operator::StateSize) {
+        self.state_keys.store(size.keys, Relaxed);
+        self.state_bytes.store(size.bytes, Relaxed);
+        if size.keys > self.peak_state_keys.load(Relaxed) {
+            self.peak_state_keys.store(size.keys, Relaxed);
+        }
+        if size.bytes > self.peak_state_bytes.load(Relaxed) {
+            self.peak_state_bytes.store(size.bytes, Relaxed);
         }
     }
 

@@ -6,7 +6,8 @@
 //! ([`KeyedError::TooManyKeys`]). So memory per instance is bounded by
 //!
 //! ```text
-//! table capacity × (size_of::<(K, Acc)>() + 8 + 1)   (entry, flag, control byte)
+//! table capacity × (size_of::<(K, (Acc, bool))>() + 1)   (key, accumulator, changed flag,
+//!                                                          one control byte)
 //! ```
 //!
 //! where the table's capacity is at most about twice `max_keys` (a hash table grows by

@@ -55,9 +55,10 @@ pub enum Emit {
     /// Once per key, at the end of the stream.
     #[default]
     AtEnd,
-    /// Also periodically: every stage drains or reports after every that many rows it receives,
-    /// and the final stage emits the current result of each key that changed. A key's last
-    /// row (emitted at the end) is its final result.
+    /// Also periodically. Stages fed raw rows act after every that many rows: a final stage
+    /// emits the current result of each key that changed, a partial stage or combiner drains
+    /// its partials downstream; a final stage fed partials emits the keys that changed after
+    /// every batch of them. A key's last row (emitted at the end) is its final result.
     EveryRows(NonZeroU64),
 }
 
@@ -154,6 +155,7 @@ impl<T: Send + 'static> KeyedExt<T> for Stream<T> {
             merge_parallelism: None,
             combine: None,
             max_keys: DEFAULT_MAX_KEYS,
+            partial_max_keys: None,
             emit: Emit::AtEnd,
             worker_capacity: None,
             _key: PhantomData,
@@ -185,6 +187,7 @@ pub struct KeyedStream<T, K, F> {
     merge_parallelism: Option<usize>,
     combine: Option<Combine>,
     max_keys: usize,
+    partial_max_keys: Option<usize>,
     emit: Emit,
     worker_capacity: Option<NonZeroU64>,
     _key: PhantomData<fn() -> K>,
@@ -208,12 +211,7 @@ fn with_parallelism<B: Batch>(s: StreamCore<B>, p: Option<usize>) -> StreamCore<
     }
 }
 
-fn route<R, H>(
-    stream: Stream<R>,
-    strategy: Strategy,
-    signal: LoadSignal,
-    hash: H,
-) -> Stream<R>
+fn route<R, H>(stream: Stream<R>, strategy: Strategy, signal: LoadSignal, hash: H) -> Stream<R>
 where
     R: Send + 'static,
     H: Fn(&R) -> u64 + Clone + Send + Sync + 'static,
@@ -296,6 +294,14 @@ where
         self
     }
 
+    /// The most keys one instance of a partial stage (before a merge stage) holds, if it should
+    /// differ from [`max_keys`](Self::max_keys): a smaller bound trades more rows into the
+    /// merge stage for less memory. Partial stages drain when full, so any bound is exact.
+    pub fn partial_max_keys(mut self, max_keys: usize) -> Self {
+        self.partial_max_keys = Some(max_keys.max(1));
+        self
+    }
+
     /// When results are emitted (default [`Emit::AtEnd`]).
     pub fn emit(mut self, emit: Emit) -> Self {
         self.emit = emit;
@@ -331,12 +337,18 @@ where
         let name = name.into();
         let every = self.emit.every();
         let final_role = Role::Final { updates: every };
+        // A final stage fed partials reports after every batch of them: each batch is some
+        // upstream stage's periodic drain.
+        let merge_role = Role::Final {
+            updates: every.map(|_| NonZeroU64::MIN),
+        };
         let partial_role = Role::Partial {
             per_batch: false,
             flush_every: every,
         };
         let split_keys = self.strategy != Strategy::Hash;
         let (max_keys, capacity) = (self.max_keys, self.worker_capacity);
+        let partial_max_keys = self.partial_max_keys.unwrap_or(max_keys);
         let pace = move || capacity.and_then(|r| Pace::new(r.get() as f64));
         let hasher = self.hasher;
         let merge_parallelism = self.merge_parallelism.or(self.parallelism);
@@ -377,12 +389,12 @@ where
                     add::<A>,
                     partial::<A, K>,
                     partial_role,
-                    max_keys,
+                    partial_max_keys,
                 )
                 .with_pace(pace())
             });
             let partials = with_parallelism(partials, self.parallelism);
-            let merged = merge_stage(partials, name, agg, hasher, final_role, max_keys);
+            let merged = merge_stage(partials, name, agg, hasher, merge_role, max_keys);
             return with_parallelism(merged, merge_parallelism);
         };
 
@@ -419,7 +431,7 @@ where
                     std::convert::identity,
                     merge::<A>,
                     finish::<A, K>,
-                    final_role,
+                    merge_role,
                     max_keys,
                 )
                 .with_pace(pace())
@@ -434,12 +446,12 @@ where
                 merge::<A>,
                 partial::<A, K>,
                 partial_role,
-                max_keys,
+                partial_max_keys,
             )
             .with_pace(pace())
         });
         let partials = with_parallelism(partials, self.parallelism);
-        let merged = merge_stage(partials, name, agg, hasher, final_role, max_keys);
+        let merged = merge_stage(partials, name, agg, hasher, merge_role, max_keys);
         with_parallelism(merged, merge_parallelism)
     }
 }

@@ -17,7 +17,11 @@ fn hasher() -> KeyHasher {
     KeyHasher::default()
 }
 
-fn partitioner(n: usize, strategy: Strategy, signal: LoadSignal) -> KeyPartitioner<u64, impl Fn(&u64) -> u64> {
+fn partitioner(
+    n: usize,
+    strategy: Strategy,
+    signal: LoadSignal,
+) -> KeyPartitioner<u64, impl Fn(&u64) -> u64> {
     let h = hasher();
     KeyPartitioner::new(n, strategy, signal, move |k: &u64| h.hash_u64(*k))
 }

@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub mod pipeline;
+pub mod skew;
 pub mod skew_plot;
 
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //!
 //! | role | input | emits | at `max_keys` |
 //! |---|---|---|---|
-//! | combiner, before the shuffle | rows | partials `(K, Acc)`, drained when full or per batch | drains all |
-//! | partial, after a splitting shuffle | rows or partials | partials, drained at the end | drains all |
+//! | combiner, before the shuffle | rows | partials `(K, Acc)`, drained when full or per batch | drains the colder half |
+//! | partial, after a splitting shuffle | rows or partials | partials, drained at the end | drains the colder half |
 //! | final | rows or partials | results `(K, Output)`, at the end (and updates) | fails |
 //!
 //! Draining partials early is always exact: a downstream stage merges every partial of a key,
@@ -130,7 +130,9 @@ where
     {
         match self.role {
             Role::Partial { .. } => {
-                self.drain(out);
+                // Keep the hot keys absorbing rows; send the cold ones on.
+                let (agg, emit) = (&self.agg, self.emit);
+                self.state.drain_cold(|k, acc| out.push(emit(agg, k, acc)));
                 Ok(())
             }
             Role::Final { .. } => Err(OperatorError::user(

@@ -1,13 +1,15 @@
 //! Per-instance keyed state: one accumulator per key, in a hash map with a hard key bound.
 //!
 //! [`KeyedState`] never holds more than `max_keys` keys. What happens at the bound is the
-//! owner's choice: a *partial* stage drains everything downstream (its partials are merged
-//! later, so the result stays exact), a *final* stage fails with a clear error
+//! owner's choice: a *partial* stage drains downstream — all keys, or the colder half
+//! ([`drain_cold`](KeyedState::drain_cold)) — since its partials are merged later, the
+//! result stays exact; a *final* stage fails with a clear error
 //! ([`KeyedError::TooManyKeys`]). So memory per instance is bounded by
 //!
 //! ```text
-//! table capacity × (size_of::<(K, (Acc, bool))>() + 1)   (key, accumulator, changed flag,
-//!                                                          one control byte)
+//! table capacity × (size_of::<(K, (Acc, bool, u32))>() + 1)   (key, accumulator, changed
+//!                                                               flag, update count, one
+//!                                                               control byte)
 //! ```
 //!
 //! where the table's capacity is at most about twice `max_keys` (a hash table grows by
@@ -39,11 +41,13 @@ pub enum KeyedError {
     },
 }
 
-/// An accumulator and whether it changed since the last periodic update.
+/// An accumulator, whether it changed since the last periodic update, and how often it was
+/// updated lately (halved at every partial drain).
 #[derive(Clone, Debug)]
 struct Slot<Acc> {
     acc: Acc,
     dirty: bool,
+    hits: u32,
 }
 
 /// Accumulators by key, at most `max_keys` of them (see the [module docs](self)).
@@ -51,6 +55,8 @@ struct Slot<Acc> {
 pub struct KeyedState<K, Acc> {
     map: HashMap<K, Slot<Acc>, foldhash::fast::RandomState>,
     max_keys: usize,
+    /// Scratch for [`drain_cold`](Self::drain_cold), at most `max_keys` long.
+    hits: Vec<u32>,
 }
 
 impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
@@ -59,6 +65,7 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
         Self {
             map: HashMap::default(),
             max_keys: max_keys.max(1),
+            hits: Vec::new(),
         }
     }
 
@@ -95,8 +102,10 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
         let slot = self.map.entry(key).or_insert_with(|| Slot {
             acc: agg.init(),
             dirty: false,
+            hits: 0,
         });
         slot.dirty = true;
+        slot.hits = slot.hits.saturating_add(1);
         &mut slot.acc
     }
 
@@ -105,6 +114,26 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
     pub fn drain(&mut self, mut f: impl FnMut(K, Acc)) {
         for (k, slot) in self.map.drain() {
             f(k, slot.acc);
+        }
+    }
+
+    /// Removes the colder half of the keys — those updated at most as often as the median key
+    /// since the last drain — handing each `(key, accumulator)` to `f`, and halves the update
+    /// counts of the keys kept. A combiner drains this way when full: hot keys stay and keep
+    /// absorbing rows, cold ones go downstream. Removes at least one key when not empty.
+    pub fn drain_cold(&mut self, mut f: impl FnMut(K, Acc)) {
+        if self.map.is_empty() {
+            return;
+        }
+        self.hits.clear();
+        self.hits.extend(self.map.values().map(|s| s.hits));
+        let mid = self.hits.len() / 2;
+        let median = *self.hits.select_nth_unstable(mid).1;
+        for (k, slot) in self.map.extract_if(|_, s| s.hits <= median) {
+            f(k, slot.acc);
+        }
+        for slot in self.map.values_mut() {
+            slot.hits /= 2;
         }
     }
 
@@ -145,6 +174,34 @@ mod tests {
         assert!(s.is_empty() && s.has_room_for(&3));
         s.shrink();
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn drain_cold_keeps_the_hot_half() {
+        let count = Count::<u8>::new();
+        let mut s = KeyedState::<u32, u64>::new(8);
+        // Key k is updated k + 1 times.
+        for k in 0..8u32 {
+            for _ in 0..=k {
+                *s.slot(&count, k) += 1;
+            }
+        }
+        let mut out = Vec::new();
+        s.drain_cold(|k, v| out.push((k, v)));
+        out.sort_unstable();
+        // Median of 1..=8 (upper middle) is 5: keys updated at most 5 times go.
+        assert_eq!(out, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+        assert_eq!(s.len(), 3);
+        // Equal counts: everything goes.
+        let mut s = KeyedState::<u32, u64>::new(4);
+        for k in 0..4 {
+            *s.slot(&count, k) += 1;
+        }
+        out.clear();
+        s.drain_cold(|k, v| out.push((k, v)));
+        assert_eq!(out.len(), 4);
+        assert!(s.is_empty());
+        s.drain_cold(|_, _| unreachable!("nothing to drain"));
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Emit {
 /// Local pre-aggregation before the shuffle.
 ///
 /// The combiner folds rows into a map of at most `capacity` keys and sends partial
-/// accumulators on: when the map is full (all of it), after every batch if
+/// accumulators on: the colder half of the keys when the map is full (hot keys stay and keep
+/// absorbing rows), everything after every batch if
 /// [`per_batch`](Self::per_batch), and at the end. A hot key then crosses the shuffle once per
 /// flush instead of once per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 
-use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, proptest, ProptestConfig};
+use proptest::prelude::{prop, prop_assert, prop_assert_eq, proptest, ProptestConfig};
 use proptest::strategy::Strategy as Gen;
 
 use super::*;
@@ -67,10 +67,10 @@ proptest! {
         n in 1usize..7,
         loads in prop::collection::vec(loads_strategy(6), 6),
         strategy_pick in 0usize..3,
-        credit in any::<bool>(),
+        signal_pick in 0usize..3,
     ) {
         let strategy = [Strategy::Hash, Strategy::Pkg, split_strategy()][strategy_pick];
-        let signal = if credit { LoadSignal::Credit } else { LoadSignal::SentCount };
+        let signal = [LoadSignal::Credit, LoadSignal::CreditFirst, LoadSignal::SentCount][signal_pick];
         let mut p = partitioner(n, strategy, signal);
         // A twin routes the same rows one by one, so each choice can be checked against the
         // key's allowed instances at that moment (a hot key's list can grow and shrink).
@@ -78,6 +78,7 @@ proptest! {
         for (b, batch) in batches.iter().enumerate() {
             let loads = &loads[b % loads.len()][..n];
             let mut want: Vec<(usize, Vec<u64>)> = Vec::new();
+            twin.observe(loads);
             for &k in batch {
                 let t = twin.route(&k, loads);
                 let h = hasher().hash_u64(k);
@@ -106,18 +107,44 @@ proptest! {
 }
 
 #[test]
-fn pkg_prefers_the_candidate_with_more_credit() {
+fn pkg_steers_rows_away_from_a_backed_up_candidate() {
+    let n = 8;
+    let key = 42u64;
+    let (a, b) = two_choices(hasher().hash_u64(key), nz(n));
+    let mut loads = vec![load(16); n];
+    let mut p = partitioner(n, Strategy::Pkg, LoadSignal::Credit);
+    let mut out = Vec::new();
+    // Everyone keeps up: the sent count alternates.
+    p.partition(vec![key; 10], &loads, &mut out);
+    assert_eq!(
+        out,
+        vec![(a.min(b), vec![key; 5]), (a.max(b), vec![key; 5])]
+    );
+    // `a` has not granted 10 messages back: about 10 pieces × 5 rows wait there.
+    loads[a] = load(6);
+    out.clear();
+    p.partition(vec![key; 20], &loads, &mut out);
+    assert_eq!(out, vec![(b, vec![key; 20])]);
+    // Caught up again: `a` gets rows until the counts are level.
+    loads[a] = load(16);
+    out.clear();
+    p.partition(vec![key; 20], &loads, &mut out);
+    assert_eq!(out, vec![(a, vec![key; 20])]);
+}
+
+#[test]
+fn credit_first_ranks_by_credit_then_sent_count() {
     let n = 8;
     let key = 42u64;
     let (a, b) = two_choices(hasher().hash_u64(key), nz(n));
     let mut loads = vec![load(8); n];
     loads[a] = load(1);
     loads[b] = load(9);
-    let mut p = partitioner(n, Strategy::Pkg, LoadSignal::Credit);
+    let mut p = partitioner(n, Strategy::Pkg, LoadSignal::CreditFirst);
     let mut out = Vec::new();
     p.partition(vec![key; 10], &loads, &mut out);
     assert_eq!(out, vec![(b, vec![key; 10])]);
-    // Equal credit: the sent count alternates, and `b` already has 10.
+    // Equal credit: the sent count decides, and `b` already has 10.
     loads[a] = load(9);
     out.clear();
     p.partition(vec![key; 20], &loads, &mut out);

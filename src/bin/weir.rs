@@ -129,6 +129,9 @@ enum Bench {
         /// Draw throughput and imbalance against the exponent into this SVG file.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Print the run report (per-instance figures, bottleneck) of every median run.
+        #[arg(long)]
+        reports: bool,
     },
 }
 
@@ -329,6 +332,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             workers,
             json,
             plot,
+            reports,
         } => skew(
             SkewConfig {
                 keys,
@@ -345,6 +349,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             runs,
             json,
             plot,
+            reports,
         )?,
     }
     Ok(())
@@ -359,6 +364,7 @@ fn skew(
     runs: usize,
     json: Option<PathBuf>,
     plot: Option<PathBuf>,
+    reports: bool,
 ) -> Result<(), Error> {
     let mut out = open_json(&json)?;
     println!(
@@ -414,6 +420,9 @@ fn skew(
             if let Err(e) = line.and_then(|l| writeln!(f, "{l}")) {
                 io_error.get_or_insert(e);
             }
+        }
+        if reports {
+            println!("{}", r.report);
         }
         written.push(r.clone());
     })?;

@@ -220,7 +220,7 @@ impl HotKeySplit {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
             self.rng ^= self.rng << 17;
-            if self.rng % self.sample == 0 {
+            if self.rng.is_multiple_of(self.sample) {
                 self.sketch.observe_weighted(key_hash, self.sample);
             }
         }

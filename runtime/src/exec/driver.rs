@@ -70,9 +70,29 @@ impl Budget {
         if self.left == 0 {
             self.left = self.every;
             metrics.checkpoint();
-            tokio::task::yield_now().await;
+            yield_to_queue().await;
         }
     }
+}
+
+/// Gives the worker thread to the tasks queued behind this one, then continues.
+///
+/// The task wakes itself and returns `Pending` once, so the scheduler puts it at the back of
+/// its worker's run queue: every task queued there runs before it again. (`tokio::task::
+/// yield_now` instead defers the wake-up until the worker next polls its I/O and timer driver,
+/// which under long-running neighbours can be many task polls later: a source sharing a worker
+/// with busy consumers then starves them of input.)
+async fn yield_to_queue() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// Waits for room downstream. Returns false if every consumer has gone.

@@ -119,7 +119,7 @@ impl Default for SkewConfig {
             records: 2_000_000,
             worker_capacity: None,
             work_ns: 0,
-            combine_capacity: 4096,
+            combine_capacity: 8192,
             batch_rows: 1024,
             workers: None,
             seed: 2015,

@@ -114,8 +114,8 @@ enum Bench {
         /// Real computation per row in the keyed operator, in nanoseconds.
         #[arg(long, default_value_t = 0)]
         work_ns: u64,
-        /// Keys the combiner holds before it flushes.
-        #[arg(long, default_value_t = 4096)]
+        /// Keys the combiner holds (when full it sends its least-updated keys on).
+        #[arg(long, default_value_t = 8192)]
         combine_capacity: usize,
         /// Runs per configuration; the median throughput is reported.
         #[arg(long, default_value_t = 1)]

@@ -6,8 +6,8 @@
 //!
 //! | role | input | emits | at `max_keys` |
 //! |---|---|---|---|
-//! | combiner, before the shuffle | rows | partials `(K, Acc)`, drained when full or per batch | drains the colder half |
-//! | partial, after a splitting shuffle | rows or partials | partials, drained at the end | drains the colder half |
+//! | combiner, before the shuffle | rows | partials `(K, Acc)`, drained when full or per batch | drains its coldest keys |
+//! | partial, after a splitting shuffle | rows or partials | partials, drained at the end | drains its coldest keys |
 //! | final | rows or partials | results `(K, Output)`, at the end (and updates) | fails |
 //!
 //! Draining partials early is always exact: a downstream stage merges every partial of a key,

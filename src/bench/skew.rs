@@ -426,3 +426,64 @@ pub fn ratio_to_uniform(results: &[SkewResult], r: &SkewResult) -> Option<f64> {
         })
         .map(|u| r.row.rows_per_s / u.row.rows_per_s.max(1e-9))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> SkewConfig {
+        SkewConfig {
+            keys: 500,
+            records: 20_000,
+            batch_rows: 256,
+            workers: Some(2),
+            combine_capacity: 64,
+            ..SkewConfig::default()
+        }
+    }
+
+    #[test]
+    fn every_strategy_counts_right_and_a_wrong_reference_is_caught() {
+        let cfg = small();
+        let (reference, _) = sequential_count(&cfg, 1.2).expect("valid parameters");
+        assert_eq!(reference.values().sum::<u64>(), 20_000);
+        for strategy in [
+            SkewStrategy::Hash,
+            SkewStrategy::Pkg,
+            SkewStrategy::PkgCount,
+            SkewStrategy::Split,
+            SkewStrategy::Combine,
+        ] {
+            let (row, report) =
+                run_once(&cfg, 1.2, strategy, 4, 0, &reference).expect("the run succeeds");
+            assert!(row.correct, "{}", strategy.name());
+            assert_eq!(row.records, 20_000);
+            let keyed = report
+                .operators
+                .iter()
+                .find(|o| o.name == strategy.keyed_stage())
+                .expect("the keyed stage is reported");
+            assert_eq!(keyed.instances.len(), 4);
+            assert_eq!(row.shuffled_rows, keyed.rows_in);
+            if strategy == SkewStrategy::Combine {
+                assert!(row.shuffled_rows < 20_000, "the combiner cuts the shuffle");
+            } else {
+                assert_eq!(row.shuffled_rows, 20_000);
+            }
+            assert!(row.imbalance >= 1.0);
+        }
+        let mut wrong = reference.clone();
+        *wrong.entry(0).or_insert(0) += 1;
+        let (row, _) =
+            run_once(&cfg, 1.2, SkewStrategy::Pkg, 4, 0, &wrong).expect("the run succeeds");
+        assert!(!row.correct);
+    }
+
+    #[test]
+    fn strategies_parse_by_name() {
+        for s in ["hash", "pkg", "pkg-count", "split", "combine"] {
+            assert_eq!(s.parse::<SkewStrategy>().map(SkewStrategy::name), Ok(s));
+        }
+        assert!("round-robin".parse::<SkewStrategy>().is_err());
+    }
+}

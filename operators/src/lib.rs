@@ -34,6 +34,7 @@ pub use transform::StreamExt;
 
 /// The names most pipelines need.
 pub mod prelude {
+    pub use crate::keyed::{KeyedExt, PartitionExt};
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};
     pub use crate::transform::StreamExt;

@@ -36,5 +36,10 @@ pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use exec::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use metrics::RunReport;
-pub use operator::{InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
-pub use pipeline::{Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore};
+pub use operator::{
+    InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus, StateSize,
+};
+pub use pipeline::{
+    Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore,
+    SMALL_BATCH_MAX_CAPACITY,
+};

@@ -97,6 +97,17 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// Whether the operator can take another input now (a batch, a watermark or the end of its
+    /// inputs). While it is not ready, nothing is taken from its edges, they fill, and its
+    /// producers wait — so an operator that paces itself (a rate limit, a budget of external
+    /// calls) pushes back upstream like a slow sink does. The default is always ready.
+    ///
+    /// Time spent pending here counts as *busy* (the operator is working at its capacity).
+    /// A pending operator must arrange a wake-up through `cx`, as any future would.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        Poll::Ready(Ok(()))
+    }
+
     /// Processes one batch.
     fn on_batch(
         &mut self,
@@ -119,6 +130,22 @@ pub trait Operator: Send + 'static {
     fn on_end(&mut self, _out: &mut Output<Self::Output>) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// The state this instance holds now (keys, bytes), for the run report. The executor reads
+    /// it after every call that may change it; the default reports none.
+    fn state_size(&self) -> Option<StateSize> {
+        None
+    }
+}
+
+/// The size of an operator instance's state, as it reports it through
+/// [`Operator::state_size`]. The run report shows the current and the peak values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Entries held (keys of a keyed aggregate, open windows, ...).
+    pub keys: u64,
+    /// Bytes held by those entries, as the operator accounts them.
+    pub bytes: u64,
 }
 
 /// A consumer of batches at the end of a pipeline.

@@ -4,6 +4,7 @@
 pub mod edge;
 pub mod etl;
 pub mod pipeline;
+pub mod skew;
 pub mod skew_plot;
 
 use std::time::Duration;

@@ -1,11 +1,13 @@
 //! The `weir` command line: run a job, print its graph, or run a benchmark.
 
 use std::io::Write;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use weir::bench::skew::{SkewConfig, SkewStrategy};
 use weir::bench::{self, median, rate};
 
 #[global_allocator]
@@ -117,6 +119,49 @@ enum Bench {
         /// Write one JSON object per line here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// A keyed count over Zipf-skewed keys under each routing strategy, each run checked
+    /// against a sequential HashMap count (a wrong result fails the bench).
+    Skew {
+        /// Zipf exponents (0 = uniform).
+        #[arg(long, value_delimiter = ',', default_value = "0,0.5,1.0,1.5,2.0")]
+        zipf: Vec<f64>,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// Instances of the keyed operator (a list runs each).
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        partitions: Vec<usize>,
+        /// Strategies: hash, pkg, pkg-count, split, combine.
+        #[arg(long, value_delimiter = ',', default_value = "hash,pkg,split,combine")]
+        strategies: Vec<SkewStrategy>,
+        /// Records per run.
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        /// Limit every keyed instance to this many rows per second (one machine per instance).
+        #[arg(long)]
+        worker_capacity: Option<NonZeroU64>,
+        /// Real computation per row in the keyed operator, in nanoseconds.
+        #[arg(long, default_value_t = 0)]
+        work_ns: u64,
+        /// Keys the combiner holds (when full it sends its least-updated keys on).
+        #[arg(long, default_value_t = 8192)]
+        combine_capacity: usize,
+        /// Runs per configuration; the median throughput is reported.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Worker threads (default: cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Write one JSON object per line here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Draw throughput and imbalance against the exponent into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Print the run report (per-instance figures, bottleneck) of every median run.
+        #[arg(long)]
+        reports: bool,
     },
 }
 
@@ -439,6 +484,133 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 }
             }
         }
+        Bench::Skew {
+            zipf,
+            keys,
+            partitions,
+            strategies,
+            records,
+            worker_capacity,
+            work_ns,
+            combine_capacity,
+            runs,
+            workers,
+            json,
+            plot,
+            reports,
+        } => skew(
+            SkewConfig {
+                keys,
+                records,
+                worker_capacity,
+                work_ns,
+                combine_capacity,
+                workers,
+                ..SkewConfig::default()
+            },
+            &zipf,
+            &partitions,
+            &strategies,
+            runs,
+            json,
+            plot,
+            reports,
+        )?,
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn skew(
+    cfg: SkewConfig,
+    zipf: &[f64],
+    partitions: &[usize],
+    strategies: &[SkewStrategy],
+    runs: usize,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    reports: bool,
+) -> Result<(), Error> {
+    let mut out = open_json(&json)?;
+    println!(
+        "keyed count: {} records, {} keys, batch {}, worker capacity {}, work {} ns/row, {} run(s)",
+        cfg.records,
+        cfg.keys,
+        cfg.batch_rows,
+        cfg.worker_capacity
+            .map_or("none (instances share the cores)".to_string(), |r| format!(
+                "{r} rows/s"
+            )),
+        cfg.work_ns,
+        runs
+    );
+    println!(
+        "{:>5} {:>9} {:>4} {:>11} {:>9} {:>10} {:>12} {:>7} {:>9} {:>8} {:>11} {:>7}",
+        "zipf",
+        "strategy",
+        "p",
+        "rows/s",
+        "imbal.",
+        "shuffled",
+        "shuffled %",
+        "src bp",
+        "peak RSS",
+        "correct",
+        "seq rows/s",
+        "vs z=0"
+    );
+    let mut written = Vec::new();
+    let mut io_error = None;
+    let results = bench::skew::run_matrix(&cfg, zipf, partitions, strategies, runs, |r| {
+        let vs = bench::skew::ratio_to_uniform(&written, r)
+            .map_or("-".to_string(), |x| format!("{x:.2}"));
+        let row = &r.row;
+        println!(
+            "{:>5.2} {:>9} {:>4} {:>9.2} M {:>9.3} {:>10} {:>11.1}% {:>7.2} {:>6.1} MiB {:>8} {:>9.2} M {:>7}",
+            row.zipf,
+            row.strategy,
+            row.partitions,
+            row.rows_per_s / 1e6,
+            row.imbalance,
+            row.shuffled_rows,
+            row.shuffled_rows as f64 * 100.0 / row.records.max(1) as f64,
+            row.source_backpressured_ratio,
+            row.peak_rss_bytes as f64 / (1 << 20) as f64,
+            row.correct,
+            r.sequential_rows_per_s / 1e6,
+            vs,
+        );
+        if let Some(f) = out.as_mut() {
+            let line = serde_json::to_string(r).map_err(std::io::Error::other);
+            if let Err(e) = line.and_then(|l| writeln!(f, "{l}")) {
+                io_error.get_or_insert(e);
+            }
+        }
+        if reports {
+            println!("{}", r.report);
+        }
+        written.push(r.clone());
+    })?;
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    if let Some(path) = plot {
+        let rows: Vec<_> = results.iter().map(|r| r.row.clone()).collect();
+        bench::skew_plot::write_skew_svg(&path, &rows)?;
+        println!("chart: {}", path.display());
+    }
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|r| !r.row.correct)
+        .map(|r| {
+            format!(
+                "{} at zipf {} (p={})",
+                r.row.strategy, r.row.zipf, r.row.partitions
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(format!("wrong keyed counts: {}", wrong.join(", ")).into());
     }
     Ok(())
 }

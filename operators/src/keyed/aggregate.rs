@@ -367,6 +367,20 @@ where
     }
 }
 
+impl<I, A, O, FI: Clone, FA: Clone, FM: Clone, FF: Clone> Clone
+    for AggregateFn<I, A, O, FI, FA, FM, FF>
+{
+    fn clone(&self) -> Self {
+        Self {
+            init: self.init.clone(),
+            add: self.add.clone(),
+            merge: self.merge.clone(),
+            finish: self.finish.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
 impl<I, A, O, FI, FA, FM, FF> fmt::Debug for AggregateFn<I, A, O, FI, FA, FM, FF> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AggregateFn")
@@ -399,6 +413,75 @@ where
 
     fn finish(&self, acc: &A) -> O {
         (self.finish)(acc)
+    }
+}
+
+/// An aggregation `A` over a value taken from each input by `f`: sums or extremes of a field.
+///
+/// ```
+/// use weir_operators::keyed::aggregate::{accumulate, Aggregate, Project, Sum};
+///
+/// struct View { ms: u32 }
+/// let total_ms = Project::new(|v: &View| v.ms, Sum::<u32>::new());
+/// let views = [View { ms: 5 }, View { ms: 7 }];
+/// assert_eq!(total_ms.finish(&accumulate(&total_ms, &views)), 12);
+/// ```
+pub struct Project<I, F, A> {
+    f: F,
+    inner: A,
+    _input: PhantomData<fn(&I)>,
+}
+
+impl<I, F, A> Project<I, F, A> {
+    /// Aggregates `f(input)` with `inner`.
+    pub fn new(f: F, inner: A) -> Self {
+        Self {
+            f,
+            inner,
+            _input: PhantomData,
+        }
+    }
+}
+
+impl<I, F: Clone, A: Clone> Clone for Project<I, F, A> {
+    fn clone(&self) -> Self {
+        Self::new(self.f.clone(), self.inner.clone())
+    }
+}
+
+impl<I, F, A: fmt::Debug> fmt::Debug for Project<I, F, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Project").field(&self.inner).finish()
+    }
+}
+
+impl<I, F, A> Aggregate for Project<I, F, A>
+where
+    A: Aggregate,
+    F: Fn(&I) -> A::Input,
+{
+    type Input = I;
+    type Acc = A::Acc;
+    type Output = A::Output;
+
+    fn init(&self) -> A::Acc {
+        self.inner.init()
+    }
+
+    fn add(&self, acc: &mut A::Acc, input: &I) {
+        self.inner.add(acc, &(self.f)(input));
+    }
+
+    fn merge(&self, acc: &mut A::Acc, other: A::Acc) {
+        self.inner.merge(acc, other);
+    }
+
+    fn finish(&self, acc: &A::Acc) -> A::Output {
+        self.inner.finish(acc)
+    }
+
+    fn acc_bytes(&self, acc: &A::Acc) -> usize {
+        self.inner.acc_bytes(acc)
     }
 }
 

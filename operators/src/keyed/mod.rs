@@ -12,9 +12,25 @@
 //! - [`route`] — routing decisions: stable key hashing, hash partitioning, partial key grouping
 //!   and hot-key splitting, plus a simulator for their load balance;
 //! - [`zipf`] — seeded Zipf key streams for tests and benchmarks.
+//!
+//! and wire them into pipelines:
+//!
+//! - [`stream`] — `stream.key_by(|r| key)` ([`KeyedExt`]) and `.aggregate(..)`, which builds
+//!   the keyed graph (combiner, shuffle, partial and merge stages) for a chosen strategy;
+//! - [`partition`] — the strategies as runtime partitioners, reading the edges' credit as the
+//!   load signal, and credit-aware rebalancing for keyless data ([`PartitionExt`]);
+//! - [`stage`] — the keyed operator itself, with bounded state ([`state`]) and optional
+//!   pacing to a fixed row rate ([`pace`]).
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod pace;
+pub mod partition;
 pub mod route;
 pub mod sketch;
+pub mod stage;
+pub mod state;
+pub mod stream;
 pub mod zipf;
+
+pub use stream::{Combine, Emit, KeyedExt, KeyedStream, PartitionExt};

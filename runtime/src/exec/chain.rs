@@ -117,6 +117,8 @@ pub(crate) struct Chained<O: Operator> {
     producer: Arc<InstanceMetrics>,
     /// The producer's dead-letter port (never connected on a chained link): counts its rejects.
     producer_dead: DeadPort,
+    /// An error the operator's `poll_ready` returned, reported by the next dispatch.
+    not_ready: Option<OperatorError>,
 }
 
 impl<O: Operator> Chained<O> {
@@ -136,6 +138,7 @@ impl<O: Operator> Chained<O> {
             metrics,
             producer_dead: DeadPort::new(None, producer.clone()),
             producer,
+            not_ready: None,
         }
     }
 }
@@ -184,6 +187,9 @@ impl<O: Operator> Chained<O> {
 impl<O: Operator> Downstream<O::Input> for Chained<O> {
     fn dispatch(&mut self, out: &mut Output<O::Input>) -> Result<(), OperatorError> {
         self.open()?;
+        if let Some(e) = self.not_ready.take() {
+            return Err(e);
+        }
         let (dead, skipped) = out.take_rejects();
         self.producer_dead.dispatch(dead, skipped);
         for msg in out.drain() {
@@ -195,6 +201,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                     self.producer.bytes_out.add(bytes as u64);
                     self.metrics.note_input(rows, bytes);
                     self.call(|op, out| op.on_batch(0, batch, out))?;
+                    if let Some(size) = self.op.state_size() {
+                        self.metrics.note_state(size);
+                    }
                 }
                 Message::Watermark(ts) => self.call(|op, out| op.on_watermark(ts, out))?,
                 Message::End => {}
@@ -214,12 +223,24 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        // The chained operator may pace itself, like the head of a task does.
+        match self.op.poll_ready(cx) {
+            Poll::Pending => {
+                self.down.wake_consumers();
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(e)) => self.not_ready = Some(e),
+            Poll::Ready(Ok(())) => {}
+        }
         self.down.poll_ready(cx)
     }
 
     fn end(&mut self) -> Result<(), OperatorError> {
         self.open()?;
         self.call(|op, out| op.on_end(out))?;
+        if let Some(size) = self.op.state_size() {
+            self.metrics.note_state(size);
+        }
         self.out.flush();
         self.down.dispatch(&mut self.out)?;
         self.down.end()

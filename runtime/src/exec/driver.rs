@@ -4,8 +4,10 @@
 //!
 //! 1. drain held output (waiting here is *backpressured*);
 //! 2. wait until downstream has credit (*backpressured*) — a source is polled only after this;
-//! 3. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
-//! 4. run the operator on one batch (*busy*) and route what it emitted.
+//! 3. wait until the operator is ready for input (`Operator::poll_ready`; *busy*) — sinks
+//!    likewise (`Sink::poll_ready`);
+//! 4. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
+//! 5. run the operator on one batch (*busy*) and route what it emitted.
 //!
 //! After `yield_every` batches without waiting, the loop yields to the scheduler so instances
 //! sharing a worker thread take turns.
@@ -89,11 +91,31 @@ impl Budget {
     }
 }
 
+/// Gives the worker thread to the tasks queued behind this one, then continues.
+///
+/// The task wakes itself and returns `Pending` once, so the scheduler puts it at the back of
+/// its worker's run queue: every task queued there runs before it again. (`tokio::task::
+/// yield_now` instead defers the wake-up until the worker next polls its I/O and timer driver,
+/// which under long-running neighbours can be many task polls later: a source sharing a worker
+/// with busy consumers then starves them of input.)
+async fn yield_to_queue() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
 /// Ends a turn: credits the time so far, wakes the consumers of what this turn sent, yields.
 async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &mut D) {
     metrics.checkpoint();
     outs.wake_consumers();
-    tokio::task::yield_now().await;
+    yield_to_queue().await;
 }
 
 /// Waits for room downstream. Returns false if every consumer has gone.
@@ -237,11 +259,41 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             m.switch(TimeState::Done);
             return Ok(());
         }
-        let event = {
-            if ctx.linger.is_zero() && open_since(&out, &outs).is_some() {
+        if ctx.linger.is_zero() && open_since(&out, &outs).is_some() {
+            flush_open(&mut out, &mut outs)?;
+            continue;
+        }
+        // The operator's own readiness (it may pace itself): busy while pending, and a partial
+        // batch still leaves when its linger deadline passes.
+        let ready = {
+            let deadline = linger_deadline(&out, &outs, ctx.linger);
+            // The timer is made only if the operator is not ready, so the common path pays
+            // one call.
+            let mut sleep = None;
+            wait_in(m, TimeState::Busy, |cx| {
+                if let Poll::Ready(r) = op.poll_ready(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                outs.wake_consumers();
+                let Some(deadline) = deadline else {
+                    return Poll::Pending;
+                };
+                sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| None)
+            })
+            .await
+        };
+        match ready {
+            Some(r) => r?,
+            None => {
                 flush_open(&mut out, &mut outs)?;
                 continue;
             }
+        }
+        let event = {
             let deadline = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             wait_in(m, TimeState::Idle, |cx| {
@@ -267,10 +319,16 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                 rows = batch.rows();
                 m.note_input(batch.rows(), batch.bytes());
                 op.on_batch(port, batch, &mut out)?;
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
             }
             Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
             Some(Ok(Event::End)) => {
                 op.on_end(&mut out)?;
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
                 break;
             }
             Some(Err(e)) => return Err(e),
@@ -324,7 +382,7 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         if budget.spend(rows) {
             m.checkpoint();
-            tokio::task::yield_now().await;
+            yield_to_queue().await;
         }
     }
     let result = match wait_in(m, TimeState::Busy, |cx| sink.poll_close(cx)).await {

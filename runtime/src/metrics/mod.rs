@@ -108,6 +108,16 @@ pub struct InstanceMetrics {
     pub dead_letters: Counter,
     /// Rows skipped on purpose (a skip-and-count policy).
     pub skipped: Counter,
+    /// State entries held now, as the operator reports them ([`Operator::state_size`]).
+    ///
+    /// [`Operator::state_size`]: crate::operator::Operator::state_size
+    pub state_keys: Counter,
+    /// State bytes held now, as the operator reports them.
+    pub state_bytes: Counter,
+    /// The most state entries held at once.
+    pub peak_state_keys: Counter,
+    /// The most state bytes held at once.
+    pub peak_state_bytes: Counter,
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -130,6 +140,10 @@ impl InstanceMetrics {
             peak_held_bytes: Counter::new(0),
             dead_letters: Counter::new(0),
             skipped: Counter::new(0),
+            state_keys: Counter::new(0),
+            state_bytes: Counter::new(0),
+            peak_state_keys: Counter::new(0),
+            peak_state_bytes: Counter::new(0),
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),
@@ -188,6 +202,18 @@ impl InstanceMetrics {
     /// is chained into.
     pub(crate) fn share_time_with(&self, head: Arc<InstanceMetrics>) {
         let _ = self.time_of.set(head);
+    }
+
+    /// Records the state size an operator reported, keeping the peaks.
+    pub(crate) fn note_state(&self, size: crate::operator::StateSize) {
+        self.state_keys.store(size.keys, Relaxed);
+        self.state_bytes.store(size.bytes, Relaxed);
+        if size.keys > self.peak_state_keys.load(Relaxed) {
+            self.peak_state_keys.store(size.keys, Relaxed);
+        }
+        if size.bytes > self.peak_state_bytes.load(Relaxed) {
+            self.peak_state_bytes.store(size.bytes, Relaxed);
+        }
     }
 
     /// Nanoseconds spent busy, idle and backpressured so far, including the current state.

@@ -38,6 +38,14 @@ pub struct InstanceReport {
     pub dead_letters: u64,
     /// Rows skipped on purpose.
     pub skipped: u64,
+    /// State entries the instance holds now (keyed operators; 0 for stateless ones).
+    pub state_keys: u64,
+    /// State bytes the instance holds now.
+    pub state_bytes: u64,
+    /// The most state entries it held at once.
+    pub peak_state_keys: u64,
+    /// The most state bytes it held at once.
+    pub peak_state_bytes: u64,
 }
 
 /// One operator's figures, summed over its instances (time figures are averaged).
@@ -68,6 +76,14 @@ pub struct OperatorReport {
     pub dead_letters: u64,
     /// Rows skipped on purpose.
     pub skipped: u64,
+    /// State entries held now, summed over instances.
+    pub state_keys: u64,
+    /// State bytes held now, summed over instances.
+    pub state_bytes: u64,
+    /// Sum of the instances' peak state entries (an upper bound of the operator's peak).
+    pub peak_state_keys: u64,
+    /// Sum of the instances' peak state bytes (an upper bound of the operator's peak).
+    pub peak_state_bytes: u64,
     /// Per-instance figures.
     pub instances: Vec<InstanceReport>,
 }
@@ -170,6 +186,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             backpressured_ms_per_s: 0.0,
             dead_letters: 0,
             skipped: 0,
+            state_keys: 0,
+            state_bytes: 0,
+            peak_state_keys: 0,
+            peak_state_bytes: 0,
             instances: Vec::new(),
         })
         .collect();
@@ -193,6 +213,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             peak_held_bytes: m.peak_held_bytes.load(Relaxed),
             dead_letters: m.dead_letters.load(Relaxed),
             skipped: m.skipped.load(Relaxed),
+            state_keys: m.state_keys.load(Relaxed),
+            state_bytes: m.state_bytes.load(Relaxed),
+            peak_state_keys: m.peak_state_keys.load(Relaxed),
+            peak_state_bytes: m.peak_state_bytes.load(Relaxed),
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
         dropped = dropped.saturating_add(r.dropped_downstream_closed);
@@ -204,6 +228,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.backpressured_ms_per_s += r.backpressured_ms_per_s;
         op.dead_letters += r.dead_letters;
         op.skipped += r.skipped;
+        op.state_keys += r.state_keys;
+        op.state_bytes += r.state_bytes;
+        op.peak_state_keys += r.peak_state_keys;
+        op.peak_state_bytes += r.peak_state_bytes;
         op.instances.push(r);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -408,6 +436,17 @@ impl fmt::Display for RunReport {
             human_bytes(self.peak_in_flight_bytes),
             human_bytes(self.edge_bytes_bound)
         )?;
+        for op in self.operators.iter().filter(|o| o.peak_state_keys > 0) {
+            write!(
+                f,
+                "\n  state: `{}` peak {} keys, {} (now {} keys, {})",
+                op.name,
+                op.peak_state_keys,
+                human_bytes(op.peak_state_bytes),
+                op.state_keys,
+                human_bytes(op.state_bytes)
+            )?;
+        }
         if self.dead_letters > 0 || self.skipped > 0 {
             write!(f, "\n  rejected:")?;
             for op in self

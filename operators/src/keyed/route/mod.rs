@@ -43,7 +43,9 @@ use std::num::NonZeroUsize;
 
 pub use hash::{candidates, hash_target, two_choices, Candidates, KeyHasher};
 pub use pkg::{LoadSignal, Pkg};
-pub use split::{HotKeySplit, SplitConfig, SplitConfigError, MAX_DEFAULT_SKETCH};
+pub use split::{
+    HotKeySplit, SplitConfig, SplitConfigError, DEFAULT_SAMPLE_EVERY, MAX_DEFAULT_SKETCH,
+};
 
 /// A routing strategy, as configured; [`Router::new`] instantiates it for `n` instances.
 #[derive(Clone, Copy, Debug, PartialEq)]

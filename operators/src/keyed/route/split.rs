@@ -1,10 +1,14 @@
 //! Hot-key splitting: more candidate instances for the keys that need them.
 
-use std::num::NonZeroUsize;
+use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroUsize};
 
 use super::hash::{candidates, Candidates};
 use super::pkg::{least_loaded, LoadSignal};
 use crate::keyed::sketch::SpaceSaving;
+
+/// Default of [`SplitConfig::with_sample_every`].
+pub const DEFAULT_SAMPLE_EVERY: u32 = 8;
 
 /// Upper bound of the default sketch capacity, so that a tiny threshold cannot make the
 /// router allocate without bound (65,536 counters: a few MiB).
@@ -32,6 +36,7 @@ pub struct SplitConfig {
     threshold: Option<f64>,
     sketch_capacity: Option<NonZeroUsize>,
     warmup: Option<u64>,
+    sample_every: Option<NonZeroU32>,
 }
 
 impl SplitConfig {
@@ -61,6 +66,15 @@ impl SplitConfig {
     /// Default `10 ×` the sketch capacity.
     pub fn with_warmup(mut self, records: u64) -> Self {
         self.warmup = Some(records);
+        self
+    }
+
+    /// Feed the sketch one record in `k` on average (chosen pseudo-randomly, counted with
+    /// weight `k`) instead of every record. Default [`DEFAULT_SAMPLE_EVERY`]: the sketch's
+    /// update is the router's main cost, and a key above the threshold stays far above the
+    /// sampling noise once the warmup has passed. `1` feeds every record.
+    pub fn with_sample_every(mut self, k: NonZeroU32) -> Self {
+        self.sample_every = Some(k);
         self
     }
 
@@ -119,6 +133,12 @@ pub struct HotKeySplit {
     warmup: u64,
     sketch: SpaceSaving<u64>,
     sent: Vec<u64>,
+    /// Feed the sketch when `rng % sample == 0`, with weight `sample`.
+    sample: u64,
+    rng: u64,
+    /// Full candidate orders of hot keys (computing one costs a permutation per entry); at
+    /// most as many entries as the sketch has counters.
+    orders: HashMap<u64, Vec<usize>, foldhash::fast::FixedState>,
 }
 
 impl HotKeySplit {
@@ -134,6 +154,13 @@ impl HotKeySplit {
                 .unwrap_or((capacity.get() as u64).saturating_mul(10)),
             sketch: SpaceSaving::new(capacity),
             sent: vec![0; n.get()],
+            sample: u64::from(
+                config
+                    .sample_every
+                    .map_or(DEFAULT_SAMPLE_EVERY, NonZeroU32::get),
+            ),
+            rng: 0x853c_49e6_748f_ea9b,
+            orders: HashMap::default(),
         }
     }
 
@@ -182,11 +209,35 @@ impl HotKeySplit {
         self.candidates(key_hash).collect()
     }
 
-    /// Counts one record of `key_hash` in the sketch, then chooses its instance: the least
-    /// loaded of its (updated) [`candidates`](Self::candidates) by `(load, sent)`.
+    /// Counts one record of `key_hash` in the sketch (or a sample of them, see
+    /// [`SplitConfig::with_sample_every`]), then chooses its instance: the least loaded of its
+    /// (updated) [`candidates`](Self::candidates) by `(load, sent)`.
     pub fn choose<L: LoadSignal + ?Sized>(&mut self, key_hash: u64, load: &L) -> usize {
-        self.sketch.observe(key_hash);
-        let target = least_loaded(self.candidates(key_hash), load, &self.sent);
+        if self.sample <= 1 {
+            self.sketch.observe(key_hash);
+        } else {
+            // xorshift64: a cheap, seeded, deterministic choice of the sampled records.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if self.rng.is_multiple_of(self.sample) {
+                self.sketch.observe_weighted(key_hash, self.sample);
+            }
+        }
+        let d = self.choices(key_hash);
+        let target = if d <= 2 {
+            least_loaded(candidates(key_hash, self.n, d), load, &self.sent)
+        } else {
+            if !self.orders.contains_key(&key_hash) && self.orders.len() >= self.sketch.capacity() {
+                self.orders.clear();
+            }
+            let n = self.n;
+            let order = self
+                .orders
+                .entry(key_hash)
+                .or_insert_with(|| candidates(key_hash, n, n.get()).collect());
+            least_loaded(order[..d].iter().copied(), load, &self.sent)
+        };
         self.sent[target] = self.sent[target].saturating_add(1);
         target
     }
@@ -237,7 +288,8 @@ mod tests {
             .with_threshold(0.1)
             .expect("0.1 is a valid share")
             .with_sketch_capacity(nz(64))
-            .with_warmup(100);
+            .with_warmup(100)
+            .with_sample_every(NonZeroU32::MIN);
         let mut split = HotKeySplit::new(n, config);
         let flat = |_: usize| 0;
         assert_eq!(split.choices(0), 2, "nothing observed yet");

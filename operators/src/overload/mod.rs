@@ -19,4 +19,5 @@
 pub mod limiter;
 pub mod retry;
 pub mod retry_after;
-pub mod spill;
+/// The spill queue lives in the runtime, whose edges use it for `Overflow::Spill`.
+pub use weir_runtime::spill;

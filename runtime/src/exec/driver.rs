@@ -106,13 +106,18 @@ pub(crate) async fn run_source<S: Source>(
     source.open(&ctx.info)?;
     let mut out = Output::new(ctx.info.batch_rows);
     let mut budget = Budget::new(ctx.yield_every);
+    let mut stopping = false;
     loop {
         if !make_room(&mut outs, m).await {
             // Every consumer has gone away: stop reading.
             break;
         }
-        if ctx.stop.is_stopped() {
-            break;
+        if ctx.stop.is_stopped() && !stopping {
+            stopping = true;
+            // A source may ask to hand on what it already acknowledged before it ends.
+            if source.on_stop() == SourceStatus::Done {
+                break;
+            }
         }
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
         // until its deadline.
@@ -120,12 +125,15 @@ pub(crate) async fn run_source<S: Source>(
             let deadline = linger_deadline(&out, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             let mut stopped = pin!(ctx.stop.wait());
+            let watch_stop = !stopping;
             let mut first = true;
             poll_fn(|cx| {
                 if !first {
                     m.switch(TimeState::Busy);
                 }
                 first = false;
+                // Lossy edges move their backlog whenever credit returns.
+                outs.poll_lossy(cx);
                 if let Poll::Ready(r) = source.poll_produce(cx, &mut out) {
                     return Poll::Ready(Some(r));
                 }
@@ -137,7 +145,7 @@ pub(crate) async fn run_source<S: Source>(
                         return Poll::Ready(None);
                     }
                 }
-                if stopped.as_mut().poll(cx).is_ready() {
+                if watch_stop && stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
                 m.switch(TimeState::Idle);
@@ -191,18 +199,52 @@ pub(crate) async fn run_operator<O: Operator>(
             }
             let deadline = linger_deadline(&out, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
-            wait_in(m, TimeState::Idle, |cx| {
-                if let Poll::Ready(ev) = inputs.poll_next(cx) {
-                    return Poll::Ready(Some(ev));
+            let before = emitted_mark(&out);
+            let mut ready = false;
+            poll_fn(|cx| {
+                outs.poll_lossy(cx);
+                // Results of asynchronous work are emitted as they complete.
+                if let Poll::Ready(Err(e)) = op.poll_flush(cx, &mut out) {
+                    return Poll::Ready(Wake::Failed(e));
                 }
-                match sleep.as_mut().as_pin_mut() {
-                    Some(s) => s.poll(cx).map(|()| None),
-                    None => Poll::Pending,
+                if emitted_mark(&out) != before {
+                    return Poll::Ready(Wake::Emitted);
                 }
+                let mut state = TimeState::Idle;
+                if !ready {
+                    match op.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => ready = true,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
+                        // Not ready for input: working at capacity.
+                        Poll::Pending => state = TimeState::Busy,
+                    }
+                }
+                if ready {
+                    if let Poll::Ready(ev) = inputs.poll_next(cx) {
+                        return Poll::Ready(Wake::Input(ev));
+                    }
+                }
+                if let Some(s) = sleep.as_mut().as_pin_mut() {
+                    if s.poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Linger);
+                    }
+                }
+                m.switch(state);
+                Poll::Pending
             })
             .await
         };
         m.switch(TimeState::Busy);
+        let event = match event {
+            Wake::Input(ev) => Some(ev),
+            Wake::Linger => None,
+            Wake::Emitted => {
+                outs.dispatch(&mut out);
+                budget.spend(m).await;
+                continue;
+            }
+            Wake::Failed(e) => return Err(e),
+        };
         match event {
             None => out.flush(),
             Some(Ok(Event::Data(port, batch))) => {
@@ -221,9 +263,48 @@ pub(crate) async fn run_operator<O: Operator>(
         outs.dispatch(&mut out);
         budget.spend(m).await;
     }
+    // Work still in flight is finished, its results sent as they complete, before the end.
+    loop {
+        outs.dispatch(&mut out);
+        if !make_room(&mut outs, m).await {
+            m.switch(TimeState::Done);
+            return Ok(());
+        }
+        let before = emitted_mark(&out);
+        let done = wait_in(m, TimeState::Busy, |cx| {
+            outs.poll_lossy(cx);
+            match op.poll_flush(cx, &mut out) {
+                Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+                Poll::Pending if emitted_mark(&out) != before => Poll::Ready(Ok(false)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        if done {
+            break;
+        }
+    }
     finish_outputs(&mut outs, &mut out, m).await;
     m.switch(TimeState::Done);
     Ok(())
+}
+
+/// Why an operator's wait ended.
+enum Wake<B> {
+    Input(Result<Event<B>, OperatorError>),
+    Linger,
+    /// `poll_flush` emitted something: send it before going on.
+    Emitted,
+    Failed(OperatorError),
+}
+
+/// What an operator emitted so far, coarsely: a change means something new is there to send.
+fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
+    (
+        out.is_full(),
+        out.open_since().is_some(),
+        out.dead_letter_count(),
+    )
 }
 
 pub(crate) async fn run_sink<K: Sink>(
@@ -247,7 +328,14 @@ pub(crate) async fn run_sink<K: Sink>(
         if sink.is_closed() {
             break;
         }
-        let event = wait_in(m, TimeState::Idle, |cx| inputs.poll_next(cx)).await;
+        let event = wait_in(m, TimeState::Idle, |cx| {
+            // Work the sink has in flight progresses while it waits for input.
+            if let Poll::Ready(Err(e)) = sink.poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+            inputs.poll_next(cx)
+        })
+        .await;
         m.switch(TimeState::Busy);
         match event? {
             Event::Data(port, batch) => {
@@ -265,6 +353,8 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         budget.spend(m).await;
     }
+    // Finish what is in flight before the result.
+    wait_in(m, TimeState::Busy, |cx| sink.poll_flush(cx)).await?;
     let result = sink.finish();
     sink.take_dead_letters(&mut rejects);
     dead.dispatch(rejects, 0);

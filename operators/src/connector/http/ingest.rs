@@ -97,11 +97,11 @@ use serde_json::Value;
 
 use super::ndjson;
 pub use super::ndjson::LineError;
-use super::retry_after::format_delta_seconds;
 use super::server::{
     error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
 };
 use super::BearerToken;
+use crate::overload::retry_after::delta_seconds;
 
 /// The pipeline side of the ingest server: decides how many records fit.
 ///
@@ -436,6 +436,6 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(reply)).into_response();
     response
         .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
+        .insert(RETRY_AFTER, HeaderValue::from(delta_seconds(wait)));
     response
 }

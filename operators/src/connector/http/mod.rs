@@ -27,12 +27,13 @@ pub mod client;
 pub mod ingest;
 mod ndjson;
 mod rate;
-mod retry_after;
 mod server;
+mod sink;
 pub mod test_service;
 #[cfg(test)]
 mod test_util;
 
+pub use crate::overload::retry_after::parse_retry_after;
 pub use auth::BearerToken;
 pub use client::{
     ClientError, ErrorClass, HttpClient, HttpClientConfig, NaiveOutcome, NaiveRetryClient, Response,
@@ -42,6 +43,6 @@ pub use ingest::{
     RejectedLine,
 };
 pub use rate::SecondCounts;
-pub use retry_after::parse_retry_after;
 pub use server::{BindError, ServeLimits, ShutdownError};
+pub use sink::{HttpSink, HttpSinkConfig};
 pub use test_service::{OverloadResponse, TestService, TestServiceConfig, TestServiceTotals};

@@ -37,10 +37,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::rate::{Event, RateRing, SecondCounts};
-use super::retry_after::format_delta_seconds;
 use super::server::{
     error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
 };
+use crate::overload::retry_after::delta_seconds;
 
 /// How the service turns work away when it is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,10 +290,9 @@ async fn work(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bod
                     Json(json!({"error": "at capacity"})),
                 )
                     .into_response();
-                response.headers_mut().insert(
-                    RETRY_AFTER,
-                    HeaderValue::from(format_delta_seconds(retry_after)),
-                );
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(delta_seconds(retry_after)));
                 response
             }
         };

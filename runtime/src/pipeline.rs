@@ -257,7 +257,8 @@ impl Pipeline {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name(format!("weir-{}", self.name))
-            .enable_time()
+            // Time for lingering batches and timers; IO for sources and sinks that use sockets.
+            .enable_all()
             .build()
             .map_err(RunError::Executor)?;
         let thread = std::thread::Builder::new()

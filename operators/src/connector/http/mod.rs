@@ -29,6 +29,7 @@ mod ndjson;
 mod rate;
 mod server;
 mod sink;
+pub mod source;
 pub mod test_service;
 #[cfg(test)]
 mod test_util;
@@ -39,10 +40,12 @@ pub use client::{
     ClientError, ErrorClass, HttpClient, HttpClientConfig, NaiveOutcome, NaiveRetryClient, Response,
 };
 pub use ingest::{
-    Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, Offered,
-    RejectedLine,
+    Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, RejectedLine, Rest,
 };
 pub use rate::SecondCounts;
 pub use server::{BindError, ServeLimits, ShutdownError};
 pub use sink::{HttpSink, HttpSinkConfig};
+pub use source::{
+    HttpSource, HttpSourceConfig, HttpSourceError, HttpSourceHandle, HttpSourceStats,
+};
 pub use test_service::{OverloadResponse, TestService, TestServiceConfig, TestServiceTotals};

@@ -2,6 +2,8 @@
 //! baseline so a ratio is always measured in the same run.
 
 pub mod edge;
+pub mod overload;
+pub mod overload_plot;
 pub mod pipeline;
 pub mod skew_plot;
 

@@ -21,11 +21,14 @@
 //! * **Concurrency.** Attempts in flight never exceed the [`AdaptiveConcurrency`] limit, which
 //!   adapts to round-trip times and to 429/503 answers (AIMD). Every answer is reported to it
 //!   with the attempt's round-trip time.
-//! * **Demand.** [`Caller::has_room`] is true while fewer records are held (queued, in flight,
-//!   waiting to retry, or finished and not yet taken) than the limit: an operator takes input
-//!   only then, so its limit *is* its demand upstream, and a slower service slows the source
-//!   rather than filling a queue. A batch taken at once may overshoot by up to its size minus
-//!   one; those records wait in the queue, never in flight beyond the limit.
+//! * **Demand.** [`Caller::has_room`] is true while fewer records than the limit are held
+//!   outside the retry timers (queued, in flight, or finished and not yet taken) and fewer than
+//!   the limit wait on a retry timer: an operator takes input only then, so its limit *is* its
+//!   demand upstream, and a slower service slows the source rather than filling a queue. A
+//!   record waiting out a backoff or a `Retry-After` is not load on the service, so it does not
+//!   hold a place of the limit (it has its own bound). A batch taken at once may overshoot by up
+//!   to its size minus one; those records wait in the queue, never in flight beyond the limit.
+//!   In all, a caller holds at most `2 × limit + batch - 1` records.
 //! * **Retries.** Only retryable failures ([`CallError::retryability`]), at most
 //!   `retry.max_attempts` attempts, capped exponential backoff with full jitter, never past the
 //!   deadline measured from the first attempt, a `Retry-After` honoured as a floor, and each
@@ -215,9 +218,13 @@ where
         self.items.len() + self.finished.len()
     }
 
-    /// Whether the caller may take another record: it holds fewer than its concurrency limit.
+    /// Whether the caller may take another record: fewer than its concurrency limit are held
+    /// outside the retry timers (queued, in flight, finished and not taken), and fewer than the
+    /// limit wait on a retry timer.
     pub fn has_room(&self) -> bool {
-        self.held() < self.limiter.limit()
+        let limit = self.limiter.limit();
+        let waiting = self.retries.len();
+        self.held() - waiting < limit && waiting < limit
     }
 
     /// Whether nothing is held.

@@ -10,7 +10,7 @@
 //! with the reason and the JSON body.
 //!
 //! Keep the pipeline's batches small next to the limit (a batch is taken whole, so the sink may
-//! hold up to `limit + batch_rows - 1` rows).
+//! hold up to `limit + batch_rows - 1` rows, plus at most `limit` waiting to be retried).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

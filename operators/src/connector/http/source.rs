@@ -341,7 +341,8 @@ impl HttpSource {
                     let left = spill.len();
                     tracing::error!(error = %e, records = left, "reading the ingest spill failed; giving it up");
                     self.intake.spill_broken.store(true, Relaxed);
-                    self.intake.count(OverflowReason::SpillFailed, left as usize);
+                    self.intake
+                        .count(OverflowReason::SpillFailed, left as usize);
                     self.intake.spilled.store(0, Relaxed);
                     return taken;
                 }

@@ -24,7 +24,7 @@ pub mod graph;
 mod loom;
 pub mod metrics;
 pub mod operator;
-mod overflow;
+pub mod overflow;
 pub mod partition;
 mod pipeline;
 mod raw;

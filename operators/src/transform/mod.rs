@@ -4,7 +4,7 @@
 //! public `unary_with` / `multi` wiring, one value per instance (closures are cloned per instance).
 
 mod basic;
-mod map_async;
+pub mod map_async;
 
 pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
 pub use map_async::{AsyncStreamExt, MapAsync};

@@ -489,11 +489,13 @@ impl fmt::Display for RunReport {
         if !self.overflow.is_empty() {
             write!(f, "\n  overflow:")?;
             for op in self.operators.iter().filter(|o| !o.overflow.is_empty()) {
-                write!(f, " `{}`", op.name)?;
-                for (name, rows) in op.overflow.nonzero() {
-                    write!(f, " {name} {rows},")?;
-                }
-                write!(f, ";")?;
+                let counts: Vec<String> = op
+                    .overflow
+                    .nonzero()
+                    .into_iter()
+                    .map(|(name, rows)| format!("{name} {rows}"))
+                    .collect();
+                write!(f, " `{}` {};", op.name, counts.join(", "))?;
             }
         }
         if self.dropped_downstream_closed > 0 {

@@ -28,7 +28,7 @@ pub mod ingest;
 mod ndjson;
 mod rate;
 mod server;
-mod sink;
+pub mod sink;
 pub mod source;
 pub mod test_service;
 #[cfg(test)]

@@ -193,6 +193,9 @@ impl HttpSourceHandle {
     }
 }
 
+/// The shortest interval over which the drain rate is sampled.
+const RATE_SAMPLE: Duration = Duration::from_millis(100);
+
 type Shutdown = Pin<Box<dyn Future<Output = Result<(), ShutdownError>> + Send>>;
 
 /// A source of JSON records posted to `POST /ingest`; see the [module docs](self).
@@ -219,6 +222,8 @@ pub struct HttpSource {
     rate: DrainRate,
     /// The hand-off was empty when last looked at: the next rows end an idle period.
     idle: bool,
+    /// The current sampling window of the drain rate: its start and the rows taken in it.
+    window: (Instant, u64),
     wait: Option<Pin<Box<OwnedNotified>>>,
 }
 
@@ -283,6 +288,7 @@ impl HttpSource {
             handle,
             rate: DrainRate::new(config.drain_half_life, Instant::now()),
             idle: true,
+            window: (Instant::now(), 0),
             wait: None,
         })
     }
@@ -357,14 +363,24 @@ impl HttpSource {
     }
 
     /// Records the drain and tells blocked requests there is room.
+    ///
+    /// The source takes records in bursts (a batch per poll, polls back to back while credit
+    /// lasts), so rows are summed over sampling windows of at least [`RATE_SAMPLE`] before they
+    /// are fed to the average. A window starts when records are taken after the hand-off was
+    /// empty, so idle time does not read as a slow drain.
     fn drained(&mut self, taken: usize) {
         let now = Instant::now();
         if taken > 0 {
             if self.idle {
                 self.rate.resume(now);
+                self.window = (now, 0);
             }
-            self.rate.observe(now, taken as u64);
+            self.window.1 += taken as u64;
             self.intake.room.notify_waiters();
+        }
+        if self.window.1 > 0 && now.saturating_duration_since(self.window.0) >= RATE_SAMPLE {
+            self.rate.observe(now, self.window.1);
+            self.window = (now, 0);
         }
         let left = self.intake.backlog() > 0;
         self.idle = !left;

@@ -351,7 +351,7 @@ fn policies_that_cannot_apply_to_an_edge_fail_validation() {
 fn the_report_shows_overflow_by_reason() {
     let (_, report) = run_gated(10, Overflow::DropNewest, None).unwrap();
     let text = report.to_string();
-    assert!(text.contains("overflow: `src` dropped newest 8,"), "{text}");
+    assert!(text.contains("overflow: `src` dropped newest 8;"), "{text}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["overflow"]["dropped_newest"], 8);
     assert_eq!(

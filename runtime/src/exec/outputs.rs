@@ -388,17 +388,28 @@ impl<B: Batch> Outputs<B> {
 
     /// Whether nothing is held (a lossy edge's backlog counts only once End is queued: until
     /// then the producer does not wait for it).
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
-        self.stash.is_empty()
-            && !(self.ending && self.any_lossy && !self.edges.iter().all(OutEdge::lossy_drained))
+        self.stash.is_empty() && !(self.ending && self.any_lossy && !self.lossy_drained())
+    }
+
+    #[inline(never)]
+    fn lossy_drained(&self) -> bool {
+        self.edges.iter().all(OutEdge::lossy_drained)
     }
 
     /// Moves what waits on lossy edges into their outlets as far as room allows, and arranges a
     /// wake-up for when more room appears. Never waits; call it wherever the instance waits.
+    #[inline]
     pub(crate) fn poll_lossy(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.any_lossy {
             return Poll::Ready(());
         }
+        self.poll_lossy_edges(cx)
+    }
+
+    #[inline(never)]
+    fn poll_lossy_edges(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut pending = false;
         for edge in &mut self.edges {
             pending |= edge.poll_lossy(cx, &self.metrics).is_pending();
@@ -517,6 +528,7 @@ impl DeadPort {
         }
     }
 
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
         self.outs.as_ref().is_none_or(Outputs::is_flushed)
     }
@@ -540,6 +552,7 @@ impl<B: Batch> Ports<B> {
         self.main.dispatch(out);
     }
 
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
         self.main.is_flushed() && self.dead.is_flushed()
     }
@@ -569,6 +582,7 @@ impl<B: Batch> Ports<B> {
     }
 
     /// Drives lossy edges (see [`Outputs::poll_lossy`]); never waits.
+    #[inline]
     pub(crate) fn poll_lossy(&mut self, cx: &mut Context<'_>) {
         let _ = self.main.poll_lossy(cx);
         if let Some(dead) = &mut self.dead.outs {

@@ -37,8 +37,8 @@ pub mod prelude {
     pub use crate::keyed::{KeyedExt, PartitionExt};
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};
-    pub use crate::transform::StreamExt;
+    pub use crate::transform::{AsyncStreamExt, StreamExt};
     pub use weir_runtime::{
-        EdgeConfig, OperatorError, Pipeline, PipelineConfig, RunError, RunReport, Stream,
+        EdgeConfig, OperatorError, Overflow, Pipeline, PipelineConfig, RunError, RunReport, Stream,
     };
 }

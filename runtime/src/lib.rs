@@ -9,7 +9,9 @@
 //! - [`operator`]: the operator API;
 //! - [`graph`]: the logical plan, validation, DOT export;
 //! - the executor (private): physical expansion, one tokio task per instance, shutdown;
-//! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`].
+//! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`];
+//! - [`Overflow`]: what a producer that cannot wait does with work that finds no room, and
+//!   [`spill`], the bounded on-disk FIFO behind [`Overflow::Spill`].
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,9 +24,11 @@ pub mod graph;
 mod loom;
 pub mod metrics;
 pub mod operator;
+pub mod overflow;
 pub mod partition;
 mod pipeline;
 mod raw;
+pub mod spill;
 
 pub use batch::{Batch, Message, Timestamp};
 pub use channel::{
@@ -39,6 +43,7 @@ pub use metrics::RunReport;
 pub use operator::{
     InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus, StateSize,
 };
+pub use overflow::{CodecError, JsonCodec, Overflow, OverflowCounter, OverflowReason, SpillCodec};
 pub use pipeline::{
     Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore,
     SMALL_BATCH_MAX_CAPACITY,

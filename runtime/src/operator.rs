@@ -21,6 +21,7 @@ use std::time::Instant;
 use crate::batch::{Batch, Message, Timestamp};
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
+use crate::overflow::OverflowCounter;
 
 /// Which input of a multi-input operator a batch arrived on (0-based, in the order the inputs
 /// were connected).
@@ -37,6 +38,9 @@ pub struct InstanceInfo {
     pub parallelism: usize,
     /// Target rows per batch for this pipeline.
     pub batch_rows: usize,
+    /// Where this instance counts what its own overflow policy drops, spills or rejects (a
+    /// source that answers clients, say); the counts appear in the run report.
+    pub overflow: OverflowCounter,
 }
 
 /// Whether a source has more to produce.
@@ -79,6 +83,15 @@ pub trait Source: Send + 'static {
         cx: &mut Context<'_>,
         out: &mut Output<Self::Output>,
     ) -> Poll<Result<SourceStatus, OperatorError>>;
+
+    /// The run was asked to stop ([`RunHandle::stop`](crate::RunHandle::stop)). Return
+    /// [`SourceStatus::Done`] (the default) to end the stream at once, or
+    /// [`SourceStatus::Continue`] to keep being polled until `poll_produce` returns `Done`: a
+    /// source that has acknowledged records to a client stops taking new ones here and hands on
+    /// what it already took. Called once.
+    fn on_stop(&mut self) -> SourceStatus {
+        SourceStatus::Done
+    }
 }
 
 /// A transformation of batches, with one or more inputs of the same type.
@@ -105,6 +118,22 @@ pub trait Operator: Send + 'static {
     /// Time spent pending here counts as *busy* (the operator is working at its capacity).
     /// A pending operator must arrange a wake-up through `cx`, as any future would.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Emits into `out` the results of asynchronous work that completed since the last call,
+    /// and returns `Ready(Ok(()))` once the operator holds no unfinished work, `Pending` (with a
+    /// wake-up arranged through `cx`) while some is still running.
+    ///
+    /// The executor calls it while the operator waits for input or for
+    /// [`poll_ready`](Self::poll_ready) (sending what it emitted before calling again), and after
+    /// [`on_end`](Self::on_end) until it returns `Ready`, before ending the stream. The default
+    /// has nothing in flight.
+    fn poll_flush(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _out: &mut Output<Self::Output>,
+    ) -> Poll<Result<(), OperatorError>> {
         Poll::Ready(Ok(()))
     }
 
@@ -169,6 +198,17 @@ pub trait Sink: Send + 'static {
     ///
     /// Time spent pending here counts as *busy* (the sink is working at its capacity).
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives work the sink started and has not finished (requests in flight, retries waiting
+    /// on a timer); returns `Ready(Ok(()))` once none is left, `Pending` (with a wake-up
+    /// arranged through `cx`) otherwise.
+    ///
+    /// The executor polls it while the sink waits for input, so that work progresses, and after
+    /// the last input until it is `Ready`, before [`finish`](Self::finish). The default has
+    /// nothing in flight.
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
         Poll::Ready(Ok(()))
     }
 
@@ -257,6 +297,11 @@ impl<B: Batch> Output<B> {
     /// run report accounts for them.
     pub fn skip(&mut self, rows: u64) {
         self.skipped += rows;
+    }
+
+    /// Dead letters emitted and not yet taken.
+    pub(crate) fn dead_letter_count(&self) -> usize {
+        self.dead.len()
     }
 
     /// Takes the dead letters and the skipped count emitted so far.

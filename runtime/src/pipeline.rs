@@ -13,9 +13,12 @@ use crate::dead_letter::DeadLetter;
 use crate::error::{GraphError, RunError};
 use crate::exec::runners::{single, Factory, ResultSlot};
 use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner, StopSignal};
-use crate::graph::{AnyBox, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning};
+use crate::graph::{
+    AnyBox, EdgeOverflow, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning,
+};
 use crate::metrics::{NodeKind, Registry, RunReport};
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
+use crate::overflow::{Overflow, SpillCodec};
 use crate::partition::{Partitioner, PartitionerFactory};
 
 /// Which operators may share a task (see the executor's chaining rules).
@@ -306,7 +309,8 @@ impl Pipeline {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name(format!("weir-{}", self.name))
-            .enable_time()
+            // Time for lingering batches and timers; IO for sources and sinks that use sockets.
+            .enable_all()
             .build()
             .map_err(RunError::Executor)?;
         let thread = std::thread::Builder::new()
@@ -441,6 +445,9 @@ pub struct StreamCore<B> {
     edge: Option<EdgeConfig>,
     partitioning: Partitioning,
     partitioner: Option<(String, Arc<dyn std::any::Any + Send + Sync>)>,
+    overflow: Option<Overflow>,
+    /// An `Arc<dyn SpillCodec<B>>`.
+    spill_codec: Option<Arc<dyn std::any::Any + Send + Sync>>,
     _batch: PhantomData<fn() -> B>,
 }
 
@@ -460,6 +467,8 @@ impl<B: Batch + Clone> Clone for StreamCore<B> {
             edge: self.edge,
             partitioning: self.partitioning,
             partitioner: self.partitioner.clone(),
+            overflow: self.overflow.clone(),
+            spill_codec: self.spill_codec.clone(),
             _batch: PhantomData,
         }
     }
@@ -493,6 +502,8 @@ impl<B: Batch> StreamCore<B> {
             edge: None,
             partitioning: Partitioning::Forward,
             partitioner: None,
+            overflow: None,
+            spill_codec: None,
             _batch: PhantomData,
         }
     }
@@ -508,6 +519,8 @@ impl<B: Batch> StreamCore<B> {
             edge: None,
             partitioning: Partitioning::Forward,
             partitioner: None,
+            overflow: None,
+            spill_codec: None,
             _batch: PhantomData,
         }
     }
@@ -556,6 +569,62 @@ impl<B: Batch> StreamCore<B> {
         self
     }
 
+    /// Declares the edge(s) from this stream to the next operator connected through this handle
+    /// lossy under `policy`: the producer never waits for that consumer, and what finds no room
+    /// is dropped, queued or spilled as the [`Overflow`] docs describe, and counted in the run
+    /// report. `Overflow::Block` is the default and changes nothing; `Overflow::Reject` is for
+    /// sources and fails validation here; `Overflow::Spill` needs
+    /// [`with_spill_codec`](Self::with_spill_codec).
+    ///
+    /// # Examples
+    ///
+    /// A tap that must never slow the main flow:
+    ///
+    /// ```
+    /// # use std::task::{Context, Poll};
+    /// # use weir_runtime::{operator::{Output, Sink, Source, SourceStatus}, OperatorError};
+    /// use weir_runtime::{Overflow, Pipeline};
+    /// # struct Upto(u64, u64);
+    /// # impl Source for Upto {
+    /// #     type Output = Vec<u64>;
+    /// #     fn poll_produce(&mut self, _: &mut Context<'_>, out: &mut Output<Vec<u64>>)
+    /// #         -> Poll<Result<SourceStatus, OperatorError>> {
+    /// #         while self.0 < self.1 && !out.is_full() { out.push(self.0); self.0 += 1; }
+    /// #         Poll::Ready(Ok(if self.0 == self.1 { SourceStatus::Done } else { SourceStatus::Continue }))
+    /// #     }
+    /// # }
+    /// # struct Count(u64);
+    /// # impl Sink for Count {
+    /// #     type Input = Vec<u64>;
+    /// #     type Output = u64;
+    /// #     fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+    /// #         self.0 += b.len() as u64; Ok(())
+    /// #     }
+    /// #     fn finish(&mut self) -> Result<u64, OperatorError> { Ok(self.0) }
+    /// # }
+    ///
+    /// let mut p = Pipeline::new("tap");
+    /// let numbers = p.source("numbers", Upto(0, 100_000));
+    /// let main = numbers.clone().sink("main", Count(0));
+    /// let tap = numbers.on_overflow(Overflow::DropNewest).sink("tap", Count(0));
+    /// let report = p.run()?;
+    /// assert_eq!(main.take(), Some(100_000));
+    /// // Whatever the tap missed is counted, never silently lost.
+    /// assert_eq!(tap.take().unwrap() + report.overflow.dropped_newest, 100_000);
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
+    pub fn on_overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = Some(policy);
+        self
+    }
+
+    /// Sets how this stream's batches are written to a spill ([`Overflow::Spill`]).
+    pub fn with_spill_codec(mut self, codec: impl SpillCodec<B>) -> Self {
+        let codec: Arc<dyn SpillCodec<B>> = Arc::new(codec);
+        self.spill_codec = Some(Arc::new(codec));
+        self
+    }
+
     /// Spreads batches round-robin over the next operator's instances.
     pub fn rebalance(mut self) -> Self {
         self.partitioning = Partitioning::Rebalance;
@@ -572,6 +641,14 @@ impl<B: Batch> StreamCore<B> {
                 config: self.edge,
                 partitioning: self.partitioning,
                 partitioner: self.partitioner.clone(),
+                overflow: self
+                    .overflow
+                    .clone()
+                    .filter(|p| *p != Overflow::Block)
+                    .map(|policy| EdgeOverflow {
+                        policy,
+                        codec: self.spill_codec.clone(),
+                    }),
             },
         );
     }

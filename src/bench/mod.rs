@@ -3,6 +3,8 @@
 
 pub mod edge;
 pub mod etl;
+pub mod overload;
+pub mod overload_plot;
 pub mod pipeline;
 pub mod skew;
 pub mod skew_plot;

@@ -13,10 +13,13 @@
 //! | [`limiter`] | how many requests to keep in flight (AIMD on latency and 429/503) | O(1) |
 //! | [`retry`] | whether and when to retry a failed request, and how many retries the whole client may spend | O(1) |
 //! | [`retry_after`] | the `Retry-After` a client must honour, and the one a server should send from its measured drain rate | O(1) |
+//! | [`caller`] | the engine that combines them to call a service from a pipeline (HTTP sink, `map_async`); the one piece here that runs on tokio | O(limit) records |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod caller;
 pub mod limiter;
 pub mod retry;
 pub mod retry_after;
-pub mod spill;
+/// The spill queue lives in the runtime, whose edges use it for `Overflow::Spill`.
+pub use weir_runtime::spill;

@@ -144,6 +144,15 @@ impl DrainRate {
         self.last = at;
     }
 
+    /// Starts the next interval at `at` without counting the time since the last observation:
+    /// call it when the consumer had nothing to drain until `at` (an empty backlog), so that
+    /// idle time does not read as a slow drain. Rows observed at the same instant are kept.
+    pub fn resume(&mut self, at: Instant) {
+        if at > self.last {
+            self.last = at;
+        }
+    }
+
     /// The drain rate as of the last observation; `None` before the first interval.
     pub fn rows_per_sec(&self) -> Option<f64> {
         self.rate
@@ -178,6 +187,30 @@ impl DrainRate {
 /// Rounds up to whole seconds.
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The `Retry-After` header value (delay-seconds) for a wait: whole seconds, rounded up and at
+/// least 1, since a `Retry-After: 0` would invite the immediate retry the hint exists to prevent.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_operators::overload::retry_after::delta_seconds;
+///
+/// assert_eq!(delta_seconds(Duration::ZERO), 1);
+/// assert_eq!(delta_seconds(Duration::from_millis(2001)), 3);
+/// ```
+pub fn delta_seconds(wait: Duration) -> u64 {
+    ceil_secs(wait).max(1)
+}
+
+/// [`parse_retry_after`] for a client: `None` for a malformed value (ignore the hint), and an
+/// out-of-range delay read as the longest wait there is rather than ignored.
+pub fn retry_after_hint(value: &str, now: SystemTime) -> Option<Duration> {
+    match parse_retry_after(value, now) {
+        Ok(wait) => Some(wait),
+        Err(RetryAfterError::Overflow { .. }) => Some(Duration::from_secs(u64::MAX)),
+        Err(_) => None,
+    }
 }
 
 /// The `Retry-After` to send with a rejection: the time to drain `backlog_rows` at

@@ -4,8 +4,10 @@
 //! public `unary_with` / `multi` wiring, one value per instance (closures are cloned per instance).
 
 mod basic;
+pub mod map_async;
 
 pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
+pub use map_async::{AsyncStreamExt, MapAsync};
 
 use weir_runtime::{SinkHandle, Stream};
 

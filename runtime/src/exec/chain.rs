@@ -9,7 +9,7 @@
 //! An operator `v` is chained to its producer `u` when the pipeline's [`Chaining`] allows it and
 //! the link is private: `u` has exactly one outgoing stream (no fan-out, no connected
 //! dead-letter port), `v` has exactly one input, the stream is forward with equal parallelism,
-//! and no edge was configured for it. Sinks are never chained, so the constraint stays visible
+//! and no edge (nor overflow policy) was configured for it. Sinks are never chained, so the constraint stays visible
 //! where demand starts.
 //!
 //! What chaining changes in the report: rows and batches stay exact per operator; time (busy,
@@ -46,6 +46,33 @@ pub(crate) trait Downstream<B: Batch>: Send {
     fn open_since(&self) -> Option<std::time::Instant>;
     /// Cuts and passes on every partial batch held downstream (the linger deadline passed).
     fn flush_open(&mut self) -> Result<(), OperatorError>;
+    /// Drives what progresses without input: lossy edges, and the asynchronous work of chained
+    /// operators ([`Operator::poll_flush`]), passing on what that work emits. Never waits; a
+    /// wake-up is arranged through `cx` for work still in flight. After [`end`](Self::end), a
+    /// chained operator passes end-of-stream on once its work is done.
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError>;
+}
+
+/// What [`Downstream::poll_work`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Nothing is in flight (and, after `end`, end-of-stream has been passed on everywhere).
+    Idle,
+    /// Work is in flight; a wake-up is arranged.
+    InFlight,
+    /// Chained operators emitted output (or passed end-of-stream on): room must be waited for
+    /// before more work.
+    Emitted,
+}
+
+impl Work {
+    fn and(self, other: Work) -> Work {
+        match (self, other) {
+            (Work::Emitted, _) | (_, Work::Emitted) => Work::Emitted,
+            (Work::InFlight, _) | (_, Work::InFlight) => Work::InFlight,
+            _ => Work::Idle,
+        }
+    }
 }
 
 impl<B: Batch> Downstream<B> for Ports<B> {
@@ -75,6 +102,11 @@ impl<B: Batch> Downstream<B> for Ports<B> {
     fn flush_open(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
+    #[inline]
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
+        Ports::poll_lossy(self, cx);
+        Ok(Work::Idle)
+    }
 }
 
 impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
@@ -102,6 +134,9 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     fn flush_open(&mut self) -> Result<(), OperatorError> {
         (**self).flush_open()
     }
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
+        (**self).poll_work(cx)
+    }
 }
 
 /// An operator running inside its producer's task.
@@ -119,6 +154,10 @@ pub(crate) struct Chained<O: Operator> {
     producer_dead: DeadPort,
     /// An error the operator's `poll_ready` returned, reported by the next dispatch.
     not_ready: Option<OperatorError>,
+    /// The producer has ended: once the operator's work is done, the end is passed on.
+    ending: bool,
+    /// End-of-stream has been passed on.
+    ended: bool,
 }
 
 impl<O: Operator> Chained<O> {
@@ -139,6 +178,8 @@ impl<O: Operator> Chained<O> {
             producer_dead: DeadPort::new(None, producer.clone()),
             producer,
             not_ready: None,
+            ending: false,
+            ended: false,
         }
     }
 }
@@ -182,6 +223,29 @@ impl<O: Operator> Chained<O> {
         }
         Err(error)
     }
+
+    /// Polls the operator's asynchronous work, attributing its error or panic to it; returns
+    /// whether it is done.
+    fn poll_own_work(&mut self, cx: &mut Context<'_>) -> Result<bool, OperatorError> {
+        let mut done = false;
+        self.call(|op, out| match op.poll_flush(cx, out) {
+            Poll::Ready(r) => {
+                done = true;
+                r
+            }
+            Poll::Pending => Ok(()),
+        })?;
+        Ok(done)
+    }
+}
+
+/// What an operator emitted so far, coarsely: a change means something new is there to send.
+pub(crate) fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
+    (
+        out.is_full(),
+        out.open_since().is_some(),
+        out.dead_letter_count(),
+    )
 }
 
 impl<O: Operator> Downstream<O::Input> for Chained<O> {
@@ -236,14 +300,14 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
     }
 
     fn end(&mut self) -> Result<(), OperatorError> {
+        // The end is passed on by `poll_work`, once work in flight is done.
         self.open()?;
         self.call(|op, out| op.on_end(out))?;
         if let Some(size) = self.op.state_size() {
             self.metrics.note_state(size);
         }
-        self.out.flush();
-        self.down.dispatch(&mut self.out)?;
-        self.down.end()
+        self.ending = true;
+        Ok(())
     }
 
     fn wake_consumers(&mut self) {
@@ -261,5 +325,31 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         self.out.flush();
         self.down.dispatch(&mut self.out)?;
         self.down.flush_open()
+    }
+
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
+        let below = self.down.poll_work(cx)?;
+        if self.ended {
+            return Ok(below);
+        }
+        self.open()?;
+        let before = emitted_mark(&self.out);
+        let done = self.poll_own_work(cx)?;
+        let mut mine = if emitted_mark(&self.out) != before {
+            self.down.dispatch(&mut self.out)?;
+            Work::Emitted
+        } else if done {
+            Work::Idle
+        } else {
+            Work::InFlight
+        };
+        if done && self.ending {
+            self.out.flush();
+            self.down.dispatch(&mut self.out)?;
+            self.down.end()?;
+            self.ended = true;
+            mine = Work::Emitted;
+        }
+        Ok(mine.and(below))
     }
 }

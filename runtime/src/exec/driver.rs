@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::batch::Batch;
 use crate::error::OperatorError;
-use crate::exec::chain::Downstream;
+use crate::exec::chain::{emitted_mark, Downstream, Work};
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
 use crate::exec::StopSignal;
@@ -118,18 +118,32 @@ async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &
     yield_to_queue().await;
 }
 
-/// Waits for room downstream. Returns false if every consumer has gone.
-async fn make_room<B: Batch, D: Downstream<B>>(outs: &mut D, m: &InstanceMetrics) -> bool {
-    if !outs.is_flushed() {
-        wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
+/// Waits for room downstream, driving the asynchronous work of chained operators meanwhile
+/// (what it emits is passed on, and room waited for again). Returns false if every consumer
+/// has gone.
+async fn make_room<B: Batch, D: Downstream<B>>(
+    outs: &mut D,
+    m: &InstanceMetrics,
+) -> Result<bool, OperatorError> {
+    loop {
+        if !outs.is_flushed() {
+            wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
+        }
+        let ready = wait_in(m, TimeState::Backpressured, |cx| match outs.poll_work(cx) {
+            Ok(Work::Emitted) => Poll::Ready(Ok(None)),
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(_) => outs.poll_ready(cx).map(|r| Ok(Some(r))),
+        })
+        .await?;
+        match ready {
+            Some(readiness) => return Ok(matches!(readiness, Readiness::Ready)),
+            None => continue,
+        }
     }
-    matches!(
-        wait_in(m, TimeState::Backpressured, |cx| outs.poll_ready(cx)).await,
-        Readiness::Ready
-    )
 }
 
-/// Sends End downstream and waits until it has been accepted (or the consumers are gone).
+/// Sends End downstream and waits until it has been accepted (or the consumers are gone):
+/// chained operators first finish their asynchronous work, passing its results on.
 async fn finish_outputs<B: Batch, D: Downstream<B>>(
     outs: &mut D,
     out: &mut Output<B>,
@@ -138,6 +152,22 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
     out.flush();
     outs.dispatch(out)?;
     outs.end()?;
+    loop {
+        if !outs.is_flushed() {
+            wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
+        }
+        let work = wait_in(m, TimeState::Busy, |cx| match outs.poll_work(cx) {
+            Ok(Work::InFlight) => {
+                outs.wake_consumers();
+                Poll::Pending
+            }
+            r => Poll::Ready(r),
+        })
+        .await?;
+        if work == Work::Idle {
+            break;
+        }
+    }
     wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
     Ok(())
 }
@@ -178,13 +208,18 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     source.open(&ctx.info)?;
     let mut out = Output::new(ctx.info.batch_rows);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
+    let mut stopping = false;
     loop {
-        if !make_room(&mut outs, m).await {
+        if !make_room(&mut outs, m).await? {
             // Every consumer has gone away: stop reading.
             break;
         }
-        if ctx.stop.is_stopped() {
-            break;
+        if ctx.stop.is_stopped() && !stopping {
+            stopping = true;
+            // A source may ask to hand on what it already acknowledged before it ends.
+            if source.on_stop() == SourceStatus::Done {
+                break;
+            }
         }
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
         // until its deadline.
@@ -192,12 +227,20 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
             let deadline = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
             let mut stopped = pin!(ctx.stop.wait());
+            let watch_stop = !stopping;
             let mut first = true;
             poll_fn(|cx| {
                 if !first {
                     m.switch(TimeState::Busy);
                 }
                 first = false;
+                // Lossy edges move their backlog whenever credit returns, and chained
+                // operators' asynchronous work progresses.
+                match outs.poll_work(cx) {
+                    Ok(Work::Emitted) => return Poll::Ready(Some(Ok(SourceStatus::Continue))),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                    Ok(_) => {}
+                }
                 if let Poll::Ready(r) = source.poll_produce(cx, &mut out) {
                     return Poll::Ready(Some(r));
                 }
@@ -209,7 +252,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
                         return Poll::Ready(None);
                     }
                 }
-                if stopped.as_mut().poll(cx).is_ready() {
+                if watch_stop && stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
                 outs.wake_consumers();
@@ -254,7 +297,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let mut out = Output::new(ctx.info.batch_rows);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
-        if !make_room(&mut outs, m).await {
+        if !make_room(&mut outs, m).await? {
             // Cancelled from downstream: dropping our inputs releases our producers.
             m.switch(TimeState::Done);
             return Ok(());
@@ -263,56 +306,66 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             flush_open(&mut out, &mut outs)?;
             continue;
         }
-        // The operator's own readiness (it may pace itself): busy while pending, and a partial
-        // batch still leaves when its linger deadline passes.
-        let ready = {
-            let deadline = linger_deadline(&out, &outs, ctx.linger);
-            // The timer is made only if the operator is not ready, so the common path pays
-            // one call.
-            let mut sleep = None;
-            wait_in(m, TimeState::Busy, |cx| {
-                if let Poll::Ready(r) = op.poll_ready(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                outs.wake_consumers();
-                let Some(deadline) = deadline else {
-                    return Poll::Pending;
-                };
-                sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
-                    .as_mut()
-                    .poll(cx)
-                    .map(|()| None)
-            })
-            .await
-        };
-        match ready {
-            Some(r) => r?,
-            None => {
-                flush_open(&mut out, &mut outs)?;
-                continue;
-            }
-        }
+        // Wait for input (idle) once the operator is ready for it (busy until then: it paces
+        // itself), while its own asynchronous work and that of chained operators progresses and a
+        // partial batch leaves when its linger deadline passes.
         let event = {
             let deadline = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
-            wait_in(m, TimeState::Idle, |cx| {
-                if let Poll::Ready(ev) = inputs.poll_next(cx) {
-                    return Poll::Ready(Some(ev));
+            let before = emitted_mark(&out);
+            let mut ready = false;
+            poll_fn(|cx| {
+                match outs.poll_work(cx) {
+                    Ok(Work::Emitted) => return Poll::Ready(Wake::Emitted),
+                    Err(e) => return Poll::Ready(Wake::Failed(e)),
+                    Ok(_) => {}
                 }
-                let slept = match sleep.as_mut().as_pin_mut() {
-                    Some(s) => s.poll(cx).map(|()| None),
-                    None => Poll::Pending,
-                };
-                if slept.is_pending() {
-                    outs.wake_consumers();
+                // Results of asynchronous work are emitted as they complete.
+                if let Poll::Ready(Err(e)) = op.poll_flush(cx, &mut out) {
+                    return Poll::Ready(Wake::Failed(e));
                 }
-                slept
+                if emitted_mark(&out) != before {
+                    return Poll::Ready(Wake::Emitted);
+                }
+                let mut state = TimeState::Idle;
+                if !ready {
+                    match op.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => ready = true,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
+                        // Not ready for input: working at capacity.
+                        Poll::Pending => state = TimeState::Busy,
+                    }
+                }
+                if ready {
+                    if let Poll::Ready(ev) = inputs.poll_next(cx) {
+                        return Poll::Ready(Wake::Input(ev));
+                    }
+                }
+                if let Some(s) = sleep.as_mut().as_pin_mut() {
+                    if s.poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Linger);
+                    }
+                }
+                outs.wake_consumers();
+                m.switch(state);
+                Poll::Pending
             })
             .await
         };
         m.switch(TimeState::Busy);
         let mut rows = 0;
+        let event = match event {
+            Wake::Input(ev) => Some(ev),
+            Wake::Linger => None,
+            Wake::Emitted => {
+                outs.dispatch(&mut out)?;
+                if budget.spend(0) {
+                    end_turn(m, &mut outs).await;
+                }
+                continue;
+            }
+            Wake::Failed(e) => return Err(e),
+        };
         match event {
             None => flush_open(&mut out, &mut outs)?,
             Some(Ok(Event::Data(port, batch))) => {
@@ -338,9 +391,46 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             end_turn(m, &mut outs).await;
         }
     }
+    // Work still in flight is finished, its results sent as they complete, before the end.
+    loop {
+        outs.dispatch(&mut out)?;
+        if !make_room(&mut outs, m).await? {
+            m.switch(TimeState::Done);
+            return Ok(());
+        }
+        let before = emitted_mark(&out);
+        let done = wait_in(m, TimeState::Busy, |cx| {
+            match outs.poll_work(cx) {
+                Ok(Work::Emitted) => return Poll::Ready(Ok(false)),
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(_) => {}
+            }
+            match op.poll_flush(cx, &mut out) {
+                Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+                Poll::Pending if emitted_mark(&out) != before => Poll::Ready(Ok(false)),
+                Poll::Pending => {
+                    outs.wake_consumers();
+                    Poll::Pending
+                }
+            }
+        })
+        .await?;
+        if done {
+            break;
+        }
+    }
     finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
     Ok(())
+}
+
+/// Why an operator's wait ended.
+enum Wake<B> {
+    Input(Result<Event<B>, OperatorError>),
+    Linger,
+    /// `poll_flush` emitted something: send it before going on.
+    Emitted,
+    Failed(OperatorError),
 }
 
 pub(crate) async fn run_sink<K: Sink>(
@@ -364,7 +454,14 @@ pub(crate) async fn run_sink<K: Sink>(
         if sink.is_closed() {
             break;
         }
-        let event = wait_in(m, TimeState::Idle, |cx| inputs.poll_next(cx)).await;
+        let event = wait_in(m, TimeState::Idle, |cx| {
+            // Work the sink has in flight progresses while it waits for input.
+            if let Poll::Ready(Err(e)) = sink.poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+            inputs.poll_next(cx)
+        })
+        .await;
         m.switch(TimeState::Busy);
         let mut rows = 0;
         match event? {
@@ -385,10 +482,13 @@ pub(crate) async fn run_sink<K: Sink>(
             yield_to_queue().await;
         }
     }
-    let result = match wait_in(m, TimeState::Busy, |cx| sink.poll_close(cx)).await {
-        Ok(()) => sink.finish(),
-        Err(e) => Err(e),
-    };
+    // Finish what is in flight, then close, before the result.
+    let closed = wait_in(m, TimeState::Busy, |cx| match sink.poll_flush(cx) {
+        Poll::Ready(Ok(())) => sink.poll_close(cx),
+        other => other,
+    })
+    .await;
+    let result = closed.and_then(|()| sink.finish());
     m.dropped_downstream_closed
         .fetch_add(sink.undelivered_rows(), Relaxed);
     sink.take_dead_letters(&mut rejects);

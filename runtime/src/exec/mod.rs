@@ -17,7 +17,10 @@
 
 pub(crate) mod chain;
 pub(crate) mod driver;
+#[cfg(test)]
+mod hook_tests;
 mod inputs;
+mod lossy;
 pub(crate) mod outputs;
 pub(crate) mod runners;
 
@@ -25,6 +28,7 @@ pub(crate) use runners::{OperatorRunner, SinkRunner, SourceRunner};
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use crate::graph::{AnyBox, LogicalGraph, OutPort, Partitioning};
 use crate::metrics::NodeKind;
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
 use crate::operator::{InputPort, InstanceInfo};
+use crate::overflow::{Overflow, OverflowCounter};
 use crate::pipeline::{Chaining, PipelineConfig};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -104,6 +109,34 @@ pub(crate) struct OutWiring {
     pub(crate) outlets: Vec<AnyBox>,
     /// A `PartitionerFactory<B>` for custom partitioning.
     pub(crate) partitioner: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The edge's overflow policy, when it is lossy.
+    pub(crate) overflow: Option<OverflowWiring>,
+}
+
+/// A lossy edge's policy, codec and, for `Spill`, one directory per outlet.
+pub(crate) struct OverflowWiring {
+    pub(crate) policy: Overflow,
+    /// An `Arc<dyn SpillCodec<B>>` for the producer's batch type.
+    pub(crate) codec: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    pub(crate) spill_dirs: Vec<PathBuf>,
+}
+
+/// The spill directory of one physical edge under `dir`: named after both ends, so a pipeline
+/// started again finds what the previous run left (characters outside `[A-Za-z0-9._-]` in
+/// operator names become `_`).
+fn spill_dir(dir: &Path, from: &str, i: usize, to: &str, j: usize) -> PathBuf {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    dir.join(format!("{}-{i}-to-{}-{j}", clean(from), clean(to)))
 }
 
 /// Type-erased operator construction, implemented once per operator position.
@@ -183,17 +216,21 @@ pub(crate) fn prepare(
             let node = &graph.graph[n];
             let name: Arc<str> = Arc::from(node.name.as_str());
             (0..parallelism[n.index()])
-                .map(|i| Wiring {
-                    info: InstanceInfo {
-                        name: name.clone(),
-                        instance: i,
-                        parallelism: parallelism[n.index()],
-                        batch_rows: config.batch_rows,
-                    },
-                    inputs: Vec::new(),
-                    outputs: Vec::new(),
-                    dead_outputs: Vec::new(),
-                    metrics: Arc::new(InstanceMetrics::new(epoch)),
+                .map(|i| {
+                    let metrics = Arc::new(InstanceMetrics::new(epoch));
+                    Wiring {
+                        info: InstanceInfo {
+                            name: name.clone(),
+                            instance: i,
+                            parallelism: parallelism[n.index()],
+                            batch_rows: config.batch_rows,
+                            overflow: OverflowCounter::new(metrics.clone()),
+                        },
+                        inputs: Vec::new(),
+                        outputs: Vec::new(),
+                        dead_outputs: Vec::new(),
+                        metrics,
+                    }
                 })
                 .collect()
         })
@@ -221,11 +258,18 @@ pub(crate) fn prepare(
             p => p,
         };
         let dead_port = spec.from_port == OutPort::DeadLetters;
+        let lossy = spec.overflow.as_ref().filter(|o| o.policy.is_lossy_edge());
+        let (from_name, to_name) = (graph.graph[u].name.clone(), graph.graph[v].name.clone());
         for (i, wiring) in wirings[u.index()].iter_mut().enumerate() {
             let mut out = OutWiring {
                 partitioning,
                 outlets: Vec::new(),
                 partitioner: spec.partitioner.as_ref().map(|(_, f)| f.clone()),
+                overflow: lossy.map(|o| OverflowWiring {
+                    policy: o.policy.clone(),
+                    codec: o.codec.clone(),
+                    spill_dirs: Vec::new(),
+                }),
             };
             let targets: Vec<usize> = if one_to_one {
                 vec![i]
@@ -233,6 +277,12 @@ pub(crate) fn prepare(
                 (0..pv).collect()
             };
             for j in targets {
+                if let Some(o) = &mut out.overflow {
+                    if let Overflow::Spill { dir, .. } = &o.policy {
+                        o.spill_dirs
+                            .push(spill_dir(dir, &from_name, i, &to_name, j));
+                    }
+                }
                 let (outlet, inlet, probe) = if dead_port {
                     make_edge_of::<Vec<DeadLetter>>(cfg)
                 } else {
@@ -354,6 +404,7 @@ fn chain_links(
             && spec.partitioning == Partitioning::Forward
             && spec.partitioner.is_none()
             && spec.config.is_none()
+            && spec.overflow.is_none()
             && parallelism[u.index()] == parallelism[v.index()];
         if private {
             from[v.index()] = Some(u.index());

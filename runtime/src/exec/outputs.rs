@@ -4,6 +4,11 @@
 //! room waits in a FIFO stash, in order, and the driver does not call the operator again until the
 //! stash has drained. The stash is therefore bounded by what a single call emits (times the
 //! fan-out), and its bytes are reported as the instance's held bytes.
+//!
+//! An edge declared with an overflow policy ([`Overflow`](crate::Overflow)) is *lossy*: its
+//! messages never stay in the stash (what finds no room is dropped, queued or spilled by its
+//! [`LossyEdge`]), and readiness ignores it, so the producer never waits for it — except at the
+//! end of the stream, when everything it queued or spilled is delivered before End.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,6 +18,7 @@ use std::task::{Context, Poll};
 use crate::batch::{Batch, Message};
 use crate::channel::{Outlet, TrySendError};
 use crate::dead_letter::DeadLetter;
+use crate::exec::lossy::LossyEdge;
 use crate::graph::Partitioning;
 use crate::metrics::InstanceMetrics;
 use crate::operator::Output;
@@ -41,6 +47,7 @@ enum Route<B: Batch> {
 pub(crate) struct OutEdge<B: Batch> {
     targets: Vec<Target<B>>,
     route: Route<B>,
+    lossy: Option<LossyEdge<B>>,
 }
 
 impl<B: Batch> OutEdge<B> {
@@ -68,7 +75,50 @@ impl<B: Batch> OutEdge<B> {
                 })
                 .collect(),
             route,
+            lossy: None,
         }
+    }
+
+    /// `(targets, capacity, max_bytes)` of this edge, to size a lossy state for it.
+    pub(crate) fn bounds(&self) -> (usize, usize, usize) {
+        let (capacity, max_bytes) = self.targets.first().map_or((1, 1), |t| {
+            let s = t.outlet.stats();
+            (s.capacity, s.max_bytes)
+        });
+        (self.targets.len(), capacity, max_bytes)
+    }
+
+    /// Makes this edge lossy.
+    pub(crate) fn set_lossy(&mut self, lossy: LossyEdge<B>) {
+        self.lossy = Some(lossy);
+    }
+
+    /// Pumps what waits on a lossy edge and arranges wake-ups; `Ready` once nothing waits.
+    fn poll_lossy(&mut self, cx: &mut Context<'_>, m: &InstanceMetrics) -> Poll<()> {
+        let Some(lossy) = self.lossy.as_mut() else {
+            return Poll::Ready(());
+        };
+        let mut pending = false;
+        for (t, target) in self.targets.iter_mut().enumerate() {
+            if lossy
+                .poll_drain(t, &mut target.outlet, &mut target.closed, cx, m)
+                .is_pending()
+            {
+                pending = true;
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    fn lossy_drained(&self) -> bool {
+        self.lossy.as_ref().is_none_or(|l| {
+            let closed: Vec<bool> = self.targets.iter().map(|t| t.closed).collect();
+            l.is_drained(&closed)
+        })
     }
 
     fn all_closed(&self) -> bool {
@@ -95,6 +145,10 @@ pub(crate) struct Outputs<B: Batch> {
     metrics: Arc<InstanceMetrics>,
     /// Whether sends count as the instance's output (false for the dead-letter port).
     counted: bool,
+    /// End has been queued: lossy edges must now drain before the outputs count as flushed.
+    ending: bool,
+    /// Whether any edge is lossy.
+    any_lossy: bool,
 }
 
 impl<B: Batch> Outputs<B> {
@@ -103,6 +157,7 @@ impl<B: Batch> Outputs<B> {
         clone: Option<fn(&B) -> B>,
         metrics: Arc<InstanceMetrics>,
     ) -> Self {
+        let any_lossy = edges.iter().any(|e| e.lossy.is_some());
         Self {
             edges,
             clone,
@@ -110,6 +165,8 @@ impl<B: Batch> Outputs<B> {
             stash_bytes: 0,
             metrics,
             counted: true,
+            ending: false,
+            any_lossy,
         }
     }
 
@@ -270,6 +327,7 @@ impl<B: Batch> Outputs<B> {
 
     /// Queues End for every live target.
     pub(crate) fn end(&mut self) {
+        self.ending = true;
         for e in 0..self.edges.len() {
             for t in 0..self.edges[e].targets.len() {
                 self.stash.push_back((e, t, Message::End));
@@ -280,8 +338,22 @@ impl<B: Batch> Outputs<B> {
     /// Sends stashed messages in order until one finds no room. Returns whether the stash is empty.
     fn try_flush(&mut self) -> bool {
         while let Some((e, t, msg)) = self.stash.pop_front() {
-            let target = &mut self.edges[e].targets[t];
+            let edge = &mut self.edges[e];
             let bytes = msg.bytes();
+            if let Some(lossy) = edge.lossy.as_mut() {
+                // A lossy edge takes every message now: sent, queued, spilled or dropped.
+                self.stash_bytes -= bytes;
+                let target = &mut edge.targets[t];
+                lossy.offer(
+                    t,
+                    &mut target.outlet,
+                    &mut target.closed,
+                    msg,
+                    &self.metrics,
+                );
+                continue;
+            }
+            let target = &mut edge.targets[t];
             if target.closed {
                 self.discard(&msg);
                 self.stash_bytes -= bytes;
@@ -310,10 +382,14 @@ impl<B: Batch> Outputs<B> {
             .fetch_add(msg.rows() as u64, Relaxed);
     }
 
-    /// Waits until the stash has drained.
+    /// Waits until the stash has drained and, once End is queued, until every lossy edge has
+    /// delivered what it queued or spilled.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.try_flush() {
+                if self.ending && self.any_lossy {
+                    return self.poll_lossy(cx);
+                }
                 return Poll::Ready(());
             }
             let Some((e, t, msg)) = self.stash.front() else {
@@ -328,9 +404,39 @@ impl<B: Batch> Outputs<B> {
         }
     }
 
-    /// Whether nothing is held.
+    /// Whether nothing is held (a lossy edge's backlog counts only once End is queued: until
+    /// then the producer does not wait for it).
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
-        self.stash.is_empty()
+        self.stash.is_empty() && !(self.ending && self.any_lossy && !self.lossy_drained())
+    }
+
+    #[inline(never)]
+    fn lossy_drained(&self) -> bool {
+        self.edges.iter().all(OutEdge::lossy_drained)
+    }
+
+    /// Moves what waits on lossy edges into their outlets as far as room allows, and arranges a
+    /// wake-up for when more room appears. Never waits; call it wherever the instance waits.
+    #[inline]
+    pub(crate) fn poll_lossy(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.any_lossy {
+            return Poll::Ready(());
+        }
+        self.poll_lossy_edges(cx)
+    }
+
+    #[inline(never)]
+    fn poll_lossy_edges(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut pending = false;
+        for edge in &mut self.edges {
+            pending |= edge.poll_lossy(cx, &self.metrics).is_pending();
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     }
 
     /// Waits until every edge that must have room has it: every live target of a forward or
@@ -339,8 +445,13 @@ impl<B: Batch> Outputs<B> {
         if self.edges.iter().all(OutEdge::all_closed) {
             return Poll::Ready(Readiness::AllClosed);
         }
+        let _ = self.poll_lossy(cx);
         let mut pending = false;
         for edge in &mut self.edges {
+            if edge.lossy.is_some() {
+                // The producer never waits for a lossy edge.
+                continue;
+            }
             match edge.route {
                 Route::Forward | Route::Broadcast => {
                     for target in edge.targets.iter_mut().filter(|t| !t.closed) {
@@ -435,6 +546,7 @@ impl DeadPort {
         }
     }
 
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
         self.outs.as_ref().is_none_or(Outputs::is_flushed)
     }
@@ -465,6 +577,7 @@ impl<B: Batch> Ports<B> {
         self.main.dispatch(out);
     }
 
+    #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
         self.main.is_flushed() && self.dead.is_flushed()
     }
@@ -495,5 +608,14 @@ impl<B: Batch> Ports<B> {
     pub(crate) fn end(&mut self) {
         self.main.end();
         self.dead.end();
+    }
+
+    /// Drives lossy edges (see [`Outputs::poll_lossy`]); never waits.
+    #[inline]
+    pub(crate) fn poll_lossy(&mut self, cx: &mut Context<'_>) {
+        let _ = self.main.poll_lossy(cx);
+        if let Some(dead) = &mut self.dead.outs {
+            let _ = dead.poll_lossy(cx);
+        }
     }
 }

@@ -10,12 +10,14 @@ use crate::error::OperatorError;
 use crate::exec::chain::{Chained, Downstream};
 use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
+use crate::exec::lossy::LossyEdge;
 use crate::exec::outputs::{DeadPort, OutEdge, Outputs, Ports};
 use crate::exec::{make_edge_of, InstanceFuture, OutWiring, Runner, Wiring};
 use crate::graph::AnyBox;
 use crate::metrics::InstanceMetrics;
 use crate::operator::InstanceInfo as Info;
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
+use crate::overflow::SpillCodec;
 use crate::partition::PartitionerFactory;
 
 /// Builds one operator value per instance.
@@ -58,6 +60,7 @@ fn typed_outputs<B: Batch>(
         partitioning,
         outlets,
         partitioner,
+        overflow,
     } in wiring_outputs
     {
         let targets = outlets.len();
@@ -78,7 +81,20 @@ fn typed_outputs<B: Batch>(
                     .map_err(|_| OperatorError::internal("output edge of the wrong type"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        edges.push(OutEdge::new(partitioning, outlets, partitioner));
+        let mut edge = OutEdge::new(partitioning, outlets, partitioner);
+        if let Some(o) = overflow {
+            let codec = match o.codec {
+                None => None,
+                Some(any) => Some(
+                    any.downcast_ref::<Arc<dyn SpillCodec<B>>>()
+                        .cloned()
+                        .ok_or_else(|| OperatorError::internal("spill codec of the wrong type"))?,
+                ),
+            };
+            let lossy = LossyEdge::new(&o.policy, edge.bounds(), codec, &o.spill_dirs)?;
+            edge.set_lossy(lossy);
+        }
+        edges.push(edge);
     }
     let clone = clone_fn.and_then(|f| f.downcast_ref::<fn(&B) -> B>().copied());
     if edges.len() > 1 && clone.is_none() {

@@ -53,6 +53,10 @@ pub(super) fn render(g: &LogicalGraph) -> String {
                 )
             )),
         }
+        if let Some(o) = spec.overflow.as_ref().filter(|o| o.policy.is_lossy_edge()) {
+            attrs.push("color=orange".to_string());
+            attrs.push(format!("xlabel=\"{}\"", o.policy.name()));
+        }
         if spec.from_port == OutPort::DeadLetters {
             attrs.push("style=dashed".to_string());
             attrs.push("taillabel=\"dead letters\"".to_string());

@@ -18,6 +18,7 @@ use crate::channel::EdgeConfig;
 use crate::error::GraphError;
 use crate::exec::Runner;
 use crate::metrics::NodeKind;
+use crate::overflow::Overflow;
 
 /// Identity of an operator in a pipeline. Names are labels; this is the identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +84,16 @@ pub(crate) struct EdgeSpec {
     pub(crate) partitioning: Partitioning,
     /// A label and a `PartitionerFactory<B>` for [`Partitioning::Partitioned`].
     pub(crate) partitioner: Option<(String, std::sync::Arc<dyn Any + Send + Sync>)>,
+    /// The edge's overflow policy, if one was declared.
+    pub(crate) overflow: Option<EdgeOverflow>,
+}
+
+/// An overflow policy declared on an edge, with the spill codec of the producer's batch type.
+#[derive(Clone)]
+pub(crate) struct EdgeOverflow {
+    pub(crate) policy: Overflow,
+    /// An `Arc<dyn SpillCodec<B>>`, when one was given.
+    pub(crate) codec: Option<std::sync::Arc<dyn Any + Send + Sync>>,
 }
 
 /// The logical graph of a pipeline.
@@ -158,7 +169,7 @@ impl LogicalGraph {
     /// # Errors
     ///
     /// The first problem found, in this order: duplicate names, no source, no sink, a cycle, a
-    /// stream nobody consumes, an invalid edge configuration.
+    /// stream nobody consumes, an invalid edge configuration or overflow policy.
     pub fn validate(&self) -> Result<(), GraphError> {
         let mut names: Vec<&str> = self.graph.node_weights().map(|n| n.name.as_str()).collect();
         names.sort_unstable();
@@ -212,6 +223,36 @@ impl LogicalGraph {
             }
         }
         for e in self.graph.edge_references() {
+            if let Some(o) = &e.weight().overflow {
+                let invalid = |reason: String| GraphError::InvalidConfig {
+                    operator: self.graph[e.source()].name.clone(),
+                    reason,
+                };
+                match &o.policy {
+                    Overflow::Reject => {
+                        return Err(invalid(format!(
+                            "the edge to `{}` is declared `Reject`, which only sources that \
+                             answer a client can apply; use DropNewest, DropOldest or Spill",
+                            self.graph[e.target()].name
+                        )))
+                    }
+                    Overflow::Spill { .. } if o.codec.is_none() => {
+                        return Err(invalid(format!(
+                            "the edge to `{}` spills, which needs a codec for its batches: \
+                             call `with_spill_codec` (`JsonCodec` serves serde rows)",
+                            self.graph[e.target()].name
+                        )))
+                    }
+                    Overflow::Spill { max_bytes, .. } if *max_bytes <= 8 => {
+                        return Err(invalid(format!(
+                            "the spill of the edge to `{}` must allow more than 8 bytes \
+                             (one record frame), got {max_bytes}",
+                            self.graph[e.target()].name
+                        )))
+                    }
+                    _ => {}
+                }
+            }
             if let Some(cfg) = &e.weight().config {
                 cfg.validate().map_err(|reason| GraphError::InvalidConfig {
                     operator: self.graph[e.source()].name.clone(),

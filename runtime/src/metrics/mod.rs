@@ -15,13 +15,51 @@
 
 mod report;
 
-pub use report::{Bottleneck, EdgeReport, InstanceReport, OperatorReport, RunReport};
+pub use report::{
+    Bottleneck, EdgeReport, InstanceReport, OperatorReport, OverflowReport, RunReport,
+};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::channel::EdgeProbe;
+use crate::overflow::OverflowReason;
+
+/// Rows an instance dropped, spilled or rejected under an overflow policy, by reason (see
+/// [`Overflow`](crate::Overflow)).
+#[derive(Debug, Default)]
+pub struct OverflowCounts {
+    /// Rows dropped because they found no room.
+    pub dropped_newest: AtomicU64,
+    /// Rows evicted from a full queue by newer ones.
+    pub dropped_oldest: AtomicU64,
+    /// Rows written to a spill.
+    pub spilled: AtomicU64,
+    /// Rows read back from a spill and sent on.
+    pub unspilled: AtomicU64,
+    /// Rows dropped because the spill was full.
+    pub spill_full: AtomicU64,
+    /// Rows dropped because the spill could not be written or read back.
+    pub spill_failed: AtomicU64,
+    /// Rows refused to a client with a retry hint.
+    pub rejected: AtomicU64,
+}
+
+impl OverflowCounts {
+    /// The counter of `reason`.
+    pub fn slot(&self, reason: OverflowReason) -> &AtomicU64 {
+        match reason {
+            OverflowReason::DroppedNewest => &self.dropped_newest,
+            OverflowReason::DroppedOldest => &self.dropped_oldest,
+            OverflowReason::Spilled => &self.spilled,
+            OverflowReason::Unspilled => &self.unspilled,
+            OverflowReason::SpillFull => &self.spill_full,
+            OverflowReason::SpillFailed => &self.spill_failed,
+            OverflowReason::Rejected => &self.rejected,
+        }
+    }
+}
 
 /// A counter written by one task and read by any: `add` is a load and a store, not a locked
 /// read-modify-write, so counting costs nothing on the hot path.
@@ -118,6 +156,8 @@ pub struct InstanceMetrics {
     pub peak_state_keys: Counter,
     /// The most state bytes held at once.
     pub peak_state_bytes: Counter,
+    /// Rows dropped, spilled or rejected under an overflow policy.
+    pub overflow: OverflowCounts,
     ns: [AtomicU64; 3],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -144,6 +184,7 @@ impl InstanceMetrics {
             state_bytes: Counter::new(0),
             peak_state_keys: Counter::new(0),
             peak_state_bytes: Counter::new(0),
+            overflow: OverflowCounts::default(),
             ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),

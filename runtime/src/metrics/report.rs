@@ -5,7 +5,81 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use super::{NodeKind, Registry};
+use super::{NodeKind, OverflowCounts, Registry};
+
+/// Rows dropped, spilled or rejected under overflow policies, by reason (see
+/// [`Overflow`](crate::Overflow)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OverflowReport {
+    /// Rows dropped because they found no room (`DropNewest`).
+    pub dropped_newest: u64,
+    /// Rows evicted from a full queue by newer ones (`DropOldest`).
+    pub dropped_oldest: u64,
+    /// Rows written to a spill.
+    pub spilled: u64,
+    /// Rows read back from a spill and sent on.
+    pub unspilled: u64,
+    /// Rows dropped because the spill was full.
+    pub spill_full: u64,
+    /// Rows dropped because the spill could not be written or read back.
+    pub spill_failed: u64,
+    /// Rows refused to a client with a retry hint (`Reject`).
+    pub rejected: u64,
+}
+
+impl OverflowReport {
+    fn read(c: &OverflowCounts) -> Self {
+        Self {
+            dropped_newest: c.dropped_newest.load(Relaxed),
+            dropped_oldest: c.dropped_oldest.load(Relaxed),
+            spilled: c.spilled.load(Relaxed),
+            unspilled: c.unspilled.load(Relaxed),
+            spill_full: c.spill_full.load(Relaxed),
+            spill_failed: c.spill_failed.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+        }
+    }
+
+    fn add(&mut self, o: &OverflowReport) {
+        self.dropped_newest += o.dropped_newest;
+        self.dropped_oldest += o.dropped_oldest;
+        self.spilled += o.spilled;
+        self.unspilled += o.unspilled;
+        self.spill_full += o.spill_full;
+        self.spill_failed += o.spill_failed;
+        self.rejected += o.rejected;
+    }
+
+    /// Rows lost to the pipeline: dropped for any reason, or rejected.
+    pub fn lost(&self) -> u64 {
+        self.dropped_newest
+            + self.dropped_oldest
+            + self.spill_full
+            + self.spill_failed
+            + self.rejected
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `(name, rows)` of every non-zero reason, in report order.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("dropped newest", self.dropped_newest),
+            ("dropped oldest", self.dropped_oldest),
+            ("spilled", self.spilled),
+            ("unspilled", self.unspilled),
+            ("spill full", self.spill_full),
+            ("spill failed", self.spill_failed),
+            ("rejected", self.rejected),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
 
 /// One operator instance's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +120,8 @@ pub struct InstanceReport {
     pub peak_state_keys: u64,
     /// The most state bytes it held at once.
     pub peak_state_bytes: u64,
+    /// Rows dropped, spilled or rejected under overflow policies.
+    pub overflow: OverflowReport,
 }
 
 /// One operator's figures, summed over its instances (time figures are averaged).
@@ -84,6 +160,8 @@ pub struct OperatorReport {
     pub peak_state_keys: u64,
     /// Sum of the instances' peak state bytes (an upper bound of the operator's peak).
     pub peak_state_bytes: u64,
+    /// Rows dropped, spilled or rejected under overflow policies.
+    pub overflow: OverflowReport,
     /// Per-instance figures.
     pub instances: Vec<InstanceReport>,
 }
@@ -157,6 +235,8 @@ pub struct RunReport {
     pub dead_letters: u64,
     /// Rows skipped on purpose, over all operators.
     pub skipped: u64,
+    /// Rows dropped, spilled or rejected under overflow policies, over all operators.
+    pub overflow: OverflowReport,
 }
 
 fn per_s(ns: u64, elapsed_ns: u64) -> f64 {
@@ -190,6 +270,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             state_bytes: 0,
             peak_state_keys: 0,
             peak_state_bytes: 0,
+            overflow: OverflowReport::default(),
             instances: Vec::new(),
         })
         .collect();
@@ -217,6 +298,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             state_bytes: m.state_bytes.load(Relaxed),
             peak_state_keys: m.peak_state_keys.load(Relaxed),
             peak_state_bytes: m.peak_state_bytes.load(Relaxed),
+            overflow: OverflowReport::read(&m.overflow),
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
         dropped = dropped.saturating_add(r.dropped_downstream_closed);
@@ -232,6 +314,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.state_bytes += r.state_bytes;
         op.peak_state_keys += r.peak_state_keys;
         op.peak_state_bytes += r.peak_state_bytes;
+        op.overflow.add(&r.overflow);
         op.instances.push(r);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -277,6 +360,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
     let bottleneck = find_bottleneck(reg, &operators);
     let dead_letters = operators.iter().map(|o| o.dead_letters).sum();
     let skipped = operators.iter().map(|o| o.skipped).sum();
+    let mut overflow = OverflowReport::default();
+    for op in &operators {
+        overflow.add(&op.overflow);
+    }
     RunReport {
         pipeline: reg.pipeline.clone(),
         finished,
@@ -289,6 +376,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         dropped_downstream_closed: dropped,
         dead_letters,
         skipped,
+        overflow,
     }
 }
 
@@ -459,6 +547,18 @@ impl fmt::Display for RunReport {
                     " `{}` {} dead-lettered, {} skipped;",
                     op.name, op.dead_letters, op.skipped
                 )?;
+            }
+        }
+        if !self.overflow.is_empty() {
+            write!(f, "\n  overflow:")?;
+            for op in self.operators.iter().filter(|o| !o.overflow.is_empty()) {
+                let counts: Vec<String> = op
+                    .overflow
+                    .nonzero()
+                    .into_iter()
+                    .map(|(name, rows)| format!("{name} {rows}"))
+                    .collect();
+                write!(f, " `{}` {};", op.name, counts.join(", "))?;
             }
         }
         if self.dropped_downstream_closed > 0 {

@@ -29,8 +29,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::retry_after::parse_retry_after;
 use super::BearerToken;
+use crate::overload::retry_after::retry_after_hint;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -295,7 +295,7 @@ impl HttpClient {
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                .and_then(|v| retry_after_hint(v, SystemTime::now()));
             Ok(Response {
                 status: head.status,
                 retry_after,

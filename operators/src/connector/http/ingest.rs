@@ -12,30 +12,39 @@
 //!  body grows past max_body_bytes      while reading                           413, closed
 //!  body with no valid record           every line malformed, or none           400 + reply
 //!  records offered to the Admission:
-//!      all accepted                                                            202 + reply
-//!      a prefix (maybe empty) accepted                                         429 + Retry-After + reply
+//!      all taken                                                               202 + reply
+//!      a prefix (maybe empty) taken, the rest
+//!          Rest::Deferred     (no room: come back later)                       429 + Retry-After + reply
+//!          Rest::Unavailable  (a wait for room timed out, or closing)          503 + Retry-After + reply
+//!          Rest::Dropped      (dropped by the admission's policy, counted)     503 + reply
 //!  GET /health                                                                 200 {"status":"ok"}
 //! ```
 //!
 //! Each non-blank line must be one JSON object (see [`LineError`]); a malformed line is handed
 //! to [`Admission::dead_letter`] with its 1-based line number and listed in the reply, and the
-//! valid records are offered to [`Admission::offer`] in line order. The admission accepts a
-//! prefix of them. The server keeps nothing: what was not accepted stays with the client.
+//! valid records are offered to [`Admission::offer`] in line order. The admission takes a
+//! prefix of them. An admission that lets requests wait for room ([`Admission::room`]) is
+//! offered the rest again each time room appears, until it has taken everything or the wait
+//! times out. `202` therefore means exactly "every valid record was taken": a record that was
+//! dropped or refused is never acknowledged. The server keeps nothing: what was not taken stays
+//! with the client.
 //!
 //! # Example
 //!
 //! ```
+//! use std::collections::VecDeque;
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use weir_operators::connector::http::{
-//!     Admission, HttpClient, HttpClientConfig, IngestConfig, IngestReply, IngestServer, LineError, Offered,
+//!     Admission, HttpClient, HttpClientConfig, IngestConfig, IngestReply, IngestServer, LineError, Rest,
 //! };
 //!
 //! /// Takes everything (a real admission asks the pipeline for room).
 //! struct TakeAll;
 //! impl Admission for TakeAll {
-//!     fn offer(&self, records: Vec<serde_json::Value>) -> Offered {
-//!         Offered::all(records.len())
+//!     fn offer(&self, records: &mut VecDeque<serde_json::Value>) -> Rest {
+//!         records.clear(); // taken
+//!         Rest::Deferred(None)
 //!     }
 //!     fn dead_letter(&self, line: usize, error: &LineError, _raw: &str) {
 //!         eprintln!("line {line}: {error}");
@@ -58,14 +67,14 @@
 //!
 //! # The reply, and what to resend
 //!
-//! Every `202`, `429` and `400` carries an [`IngestReply`] as JSON:
+//! Every `202`, `429`, `503` and `400` from `/ingest` carries an [`IngestReply`] as JSON:
 //!
 //! ```json
-//! {"accepted":2,"deferred":1,"resume_at_line":4,"rejected_total":1,
+//! {"accepted":2,"deferred":1,"dropped":0,"resume_at_line":4,"rejected_total":1,
 //!  "rejected":[{"line":2,"reason":"invalid JSON: ..."}],"retry_after_ms":1500}
 //! ```
 //!
-//! A partial acceptance is answered `429`, not `202`: a client that reads only the status then
+//! A partial acceptance is answered `429` (or `503`), not `202`: a client that reads only the status then
 //! resends the whole body, which duplicates the accepted records (at-least-once) instead of
 //! losing the rest. A client that reads the body resends exactly the unaccepted records: the
 //! lines from `resume_at_line` on, leaving out the rejected ones ([`IngestReply::must_resend`]).
@@ -80,6 +89,7 @@
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -94,58 +104,56 @@ use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::ndjson;
 pub use super::ndjson::LineError;
-use super::retry_after::format_delta_seconds;
 use super::server::{
-    error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
+    error_response, listen_std, read_body, BindError, ConnectionStats, ServeLimits, ServerHandle,
+    ShutdownError,
 };
 use super::BearerToken;
+use crate::overload::retry_after::delta_seconds;
 
 /// The pipeline side of the ingest server: decides how many records fit.
 ///
-/// Both methods run on the server's async workers: they must not block (no waiting for room;
-/// report what fits now and a retry hint instead).
+/// Its methods run on the server's async workers: they must not block (no waiting for room;
+/// report what became of the rest instead, and offer a [`room`](Self::room) signal to let
+/// requests wait).
 pub trait Admission: Send + Sync + 'static {
-    /// Offers parsed records, in body order. The implementation takes a prefix of them (all,
-    /// some or none) into the pipeline and says how many; when it could not take them all, it
-    /// gives a hint of when to retry (from its drain rate and backlog). A record counted as
-    /// accepted is acknowledged to the client and must not be dropped afterwards.
-    fn offer(&self, records: Vec<Value>) -> Offered;
+    /// Takes records from the front of `records`, in body order, as many as fit now, and says
+    /// what became of the rest: whatever it leaves in `records` was not taken and will not be
+    /// acknowledged. A record taken is acknowledged to the client and must not be dropped
+    /// afterwards. The returned [`Rest`] is ignored when everything was taken.
+    fn offer(&self, records: &mut VecDeque<Value>) -> Rest;
 
     /// Receives a line that is not a record: its 1-based line number in the body, why it was
     /// rejected, and the line itself (invalid UTF-8 replaced by U+FFFD).
     fn dead_letter(&self, line: usize, error: &LineError, raw: &str);
+
+    /// A request's records that were finally not taken, and why: called once per request that
+    /// leaves some, after any wait for room. Count them here. The default does nothing.
+    fn refused(&self, _records: usize, _rest: &Rest) {}
+
+    /// For an admission that lets a request wait for room (`Overflow::Block`): a signal notified
+    /// (with `notify_waiters`) whenever room may have appeared, and how long a request may wait
+    /// for it. The default: no waiting.
+    fn room(&self) -> Option<(&Notify, Duration)> {
+        None
+    }
 }
 
-/// What an [`Admission`] took of an offer.
+/// What became of the records an [`Admission`] did not take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offered {
-    /// How many records, from the front of the offer, were taken. Values past the offer's
-    /// length are treated as the offer's length.
-    pub accepted: usize,
-    /// When the rest could be offered again. `None` falls back to
-    /// [`IngestConfig::default_retry_after`].
-    pub retry_after: Option<Duration>,
-}
-
-impl Offered {
-    /// Everything was taken.
-    pub fn all(count: usize) -> Self {
-        Self {
-            accepted: count,
-            retry_after: None,
-        }
-    }
-
-    /// The first `accepted` records were taken; retry the rest after `retry_after`.
-    pub fn partial(accepted: usize, retry_after: Duration) -> Self {
-        Self {
-            accepted,
-            retry_after: Some(retry_after),
-        }
-    }
+pub enum Rest {
+    /// No room now: the client should send them again after the hint (`429` + `Retry-After`;
+    /// `None` falls back to [`IngestConfig::default_retry_after`]).
+    Deferred(Option<Duration>),
+    /// The pipeline cannot take them now (a wait for room timed out, or it is closing): `503`
+    /// + `Retry-After`.
+    Unavailable(Option<Duration>),
+    /// The admission's policy dropped them (and counted them): `503`, no hint.
+    Dropped,
 }
 
 /// Settings of an [`IngestServer`].
@@ -191,14 +199,18 @@ pub struct RejectedLine {
     pub reason: String,
 }
 
-/// The JSON body of a `202`, `429` or `400` answer to `POST /ingest`.
+/// The JSON body of a `202`, `429`, `503` or `400` answer to `POST /ingest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestReply {
     /// Records taken into the pipeline (the first `accepted` valid lines).
     pub accepted: usize,
-    /// Valid records not taken; resend them.
+    /// Valid records not taken for lack of room; resend them.
     pub deferred: usize,
-    /// Line number of the first deferred record; every valid line from here on was deferred.
+    /// Valid records not taken and dropped by the pipeline's overflow policy.
+    #[serde(default)]
+    pub dropped: usize,
+    /// Line number of the first record not taken; every valid line from here on was deferred or
+    /// dropped.
     pub resume_at_line: Option<usize>,
     /// Malformed lines in the body (each was dead-lettered).
     pub rejected_total: usize,
@@ -227,10 +239,14 @@ pub struct IngestStats {
     pub records_accepted: u64,
     /// Valid records the admission had no room for (the client keeps them).
     pub records_deferred: u64,
+    /// Valid records the admission dropped by its policy (never acknowledged).
+    pub records_dropped: u64,
     /// Malformed lines, dead-lettered.
     pub lines_rejected: u64,
     /// `429` answers.
     pub throttled: u64,
+    /// `503` answers to `/ingest` (dropped, timed out waiting for room, or closing).
+    pub unavailable: u64,
     /// Connections accepted.
     pub connections_accepted: u64,
     /// Connections open now.
@@ -244,8 +260,10 @@ struct Counters {
     requests: AtomicU64,
     records_accepted: AtomicU64,
     records_deferred: AtomicU64,
+    records_dropped: AtomicU64,
     lines_rejected: AtomicU64,
     throttled: AtomicU64,
+    unavailable: AtomicU64,
 }
 
 struct Shared {
@@ -277,7 +295,27 @@ impl IngestServer {
     /// [`BindError::NoRuntime`] outside a tokio runtime; [`BindError::Listen`] when the address
     /// cannot be bound.
     pub fn bind(config: IngestConfig, admission: Arc<dyn Admission>) -> Result<Self, BindError> {
-        let addr = config.addr;
+        let listener = listen_std(config.addr, config.serve.accept_backlog).map_err(|source| {
+            BindError::Listen {
+                addr: config.addr,
+                source,
+            }
+        })?;
+        Self::serve(listener, config, admission)
+    }
+
+    /// Starts serving on `listener`, already bound and listening, on the current tokio
+    /// runtime; `config.addr` is not used. Connections that arrived before are served.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::NoRuntime`] outside a tokio runtime; [`BindError::Listen`] when the listener
+    /// cannot be handed to the runtime.
+    pub fn serve(
+        listener: std::net::TcpListener,
+        config: IngestConfig,
+        admission: Arc<dyn Admission>,
+    ) -> Result<Self, BindError> {
         let serve = config.serve.clone();
         let shared = Arc::new(Shared {
             admission,
@@ -288,7 +326,7 @@ impl IngestServer {
             .route("/ingest", post(ingest))
             .route("/health", get(health))
             .with_state(Arc::clone(&shared));
-        let handle = ServerHandle::bind(addr, &serve, router)?;
+        let handle = ServerHandle::serve(listener, &serve, router)?;
         Ok(Self { handle, shared })
     }
 
@@ -299,18 +337,13 @@ impl IngestServer {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> IngestStats {
-        let c = &self.shared.counters;
-        let conns = self.handle.stats();
-        IngestStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            records_accepted: c.records_accepted.load(Ordering::Relaxed),
-            records_deferred: c.records_deferred.load(Ordering::Relaxed),
-            lines_rejected: c.lines_rejected.load(Ordering::Relaxed),
-            throttled: c.throttled.load(Ordering::Relaxed),
-            connections_accepted: conns.accepted(),
-            connections_active: conns.active(),
-            connections_peak: conns.peak(),
-        }
+        snapshot(&self.shared, self.handle.stats())
+    }
+
+    /// A function reading the counters, for holders of no reference to the server.
+    pub(crate) fn stats_fn(&self) -> Arc<dyn Fn() -> IngestStats + Send + Sync> {
+        let (shared, conns) = (Arc::clone(&self.shared), self.handle.stats_arc());
+        Arc::new(move || snapshot(&shared, &conns))
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to
@@ -321,6 +354,22 @@ impl IngestServer {
     /// [`ShutdownError::Panicked`] if the server task panicked.
     pub async fn shutdown(self) -> Result<(), ShutdownError> {
         self.handle.shutdown().await
+    }
+}
+
+fn snapshot(shared: &Shared, conns: &ConnectionStats) -> IngestStats {
+    let c = &shared.counters;
+    IngestStats {
+        requests: c.requests.load(Ordering::Relaxed),
+        records_accepted: c.records_accepted.load(Ordering::Relaxed),
+        records_deferred: c.records_deferred.load(Ordering::Relaxed),
+        records_dropped: c.records_dropped.load(Ordering::Relaxed),
+        lines_rejected: c.lines_rejected.load(Ordering::Relaxed),
+        throttled: c.throttled.load(Ordering::Relaxed),
+        unavailable: c.unavailable.load(Ordering::Relaxed),
+        connections_accepted: conns.accepted(),
+        connections_active: conns.active(),
+        connections_peak: conns.peak(),
     }
 }
 
@@ -381,6 +430,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         let reply = IngestReply {
             accepted: 0,
             deferred: 0,
+            dropped: 0,
             resume_at_line: None,
             rejected_total,
             rejected,
@@ -390,52 +440,71 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     }
 
     let offered = parsed.records.len();
-    let Offered {
-        accepted,
-        retry_after,
-    } = shared.admission.offer(parsed.records);
-    if accepted > offered {
-        tracing::warn!(
-            accepted,
-            offered,
-            "the admission reported more accepted records than offered"
-        );
+    let mut records: VecDeque<Value> = parsed.records.into();
+    let mut rest = shared.admission.offer(&mut records);
+    if !records.is_empty() {
+        if let Some((room, timeout)) = shared.admission.room() {
+            // Wait for room, offering the rest again whenever some appears, up to the timeout.
+            let deadline = tokio::time::Instant::now() + timeout;
+            while !records.is_empty() {
+                let notified = room.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                rest = shared.admission.offer(&mut records);
+                if records.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err()
+                {
+                    break;
+                }
+            }
+        }
     }
-    let accepted = accepted.min(offered);
-    let deferred = offered - accepted;
-    shared
-        .counters
-        .records_accepted
+    let not_taken = records.len().min(offered);
+    let accepted = offered - not_taken;
+    let c = &shared.counters;
+    c.records_accepted
         .fetch_add(accepted as u64, Ordering::Relaxed);
-    shared
-        .counters
-        .records_deferred
-        .fetch_add(deferred as u64, Ordering::Relaxed);
-
-    if deferred == 0 {
-        let reply = IngestReply {
-            accepted,
-            deferred,
-            resume_at_line: None,
-            rejected_total,
-            rejected,
-            retry_after_ms: None,
-        };
-        return (StatusCode::ACCEPTED, Json(reply)).into_response();
+    if not_taken > 0 {
+        shared.admission.refused(not_taken, &rest);
     }
-    shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
-    let wait = retry_after.unwrap_or(config.default_retry_after);
+    let (status, deferred, dropped, hint) = match rest {
+        _ if not_taken == 0 => (StatusCode::ACCEPTED, 0, 0, None),
+        Rest::Deferred(hint) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            not_taken,
+            0,
+            Some(hint.unwrap_or(config.default_retry_after)),
+        ),
+        Rest::Unavailable(hint) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            not_taken,
+            0,
+            Some(hint.unwrap_or(config.default_retry_after)),
+        ),
+        Rest::Dropped => (StatusCode::SERVICE_UNAVAILABLE, 0, not_taken, None),
+    };
+    c.records_deferred
+        .fetch_add(deferred as u64, Ordering::Relaxed);
+    c.records_dropped
+        .fetch_add(dropped as u64, Ordering::Relaxed);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => c.throttled.fetch_add(1, Ordering::Relaxed),
+        StatusCode::SERVICE_UNAVAILABLE => c.unavailable.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
     let reply = IngestReply {
         accepted,
         deferred,
-        resume_at_line: Some(parsed.lines[accepted]),
+        dropped,
+        resume_at_line: (not_taken > 0).then(|| parsed.lines[accepted]),
         rejected_total,
         rejected,
-        retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        retry_after_ms: hint.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
     };
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(reply)).into_response();
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(format_delta_seconds(wait)));
+    let mut response = (status, Json(reply)).into_response();
+    if let Some(wait) = hint {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(delta_seconds(wait)));
+    }
     response
 }

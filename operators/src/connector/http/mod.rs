@@ -1,18 +1,23 @@
-//! HTTP at the pipeline's edge: an ingest server that admits only what the pipeline can take,
-//! a client that reports status, `Retry-After` and round-trip time, and an overloadable test
-//! service for benchmarks.
+//! HTTP at the pipeline's edge: an ingest source that admits only what the pipeline can take,
+//! a sink that cannot start a retry storm, a client that reports status, `Retry-After` and
+//! round-trip time, and an overloadable test service for benchmarks.
 //!
 //! ```text
-//!   producers ──POST /ingest (NDJSON)──► IngestServer ──offer()──► Admission (pipeline side)
-//!             ◄── 202 / 429 + Retry-After ──┘        ◄── Offered { accepted, retry_after }
+//!   producers ──POST /ingest (NDJSON)──► IngestServer ──offer()──► HttpSource's hand-off ──► pipeline
+//!             ◄── 202 / 429 + Retry-After / 503 ──┘        (drained only when credit reaches the source)
 //!
-//!   pipeline sink ──HttpClient::post_json──► TestService (capacity C, 503/429 past C)
-//!   bench baseline ──NaiveRetryClient──────►   (retries at once, up to 3 times)
+//!   pipeline ──► HttpSink ──(AIMD limit, retries, budget)──► service
+//!   bench baseline ──NaiveRetryClient──────────────────────► TestService (capacity C, 503/429 past C)
 //! ```
 //!
-//! * [`ingest`]: `POST /ingest` answers `202` only for records the [`Admission`] accepted;
-//!   when nothing fits it answers `429` with `Retry-After`; a partial fit is a `429` whose JSON
-//!   body names the first line to resend. Malformed lines go to the admission's dead-letter hook.
+//! * [`source`]: [`HttpSource`], a pipeline source serving `POST /ingest` whose overflow policy
+//!   (block, reject with `429` + `Retry-After` from the measured drain rate, drop newest, spill)
+//!   decides what happens to records the pipeline has no room for.
+//! * [`ingest`]: the server under it; `POST /ingest` answers `202` only when the [`Admission`]
+//!   took every valid record; otherwise `429` / `503` with a JSON body naming the first line to
+//!   resend. Malformed lines go to the admission's dead-letter hook.
+//! * [`sink`]: [`HttpSink`], POSTing rows through the adaptive-concurrency
+//!   [`Caller`](crate::overload::caller::Caller).
 //! * [`client`]: [`HttpClient`] (plain HTTP/1.1 over hyper-util's pooled client) and
 //!   [`NaiveRetryClient`], the benchmark's retry-storm baseline.
 //! * [`test_service`]: [`TestService`], an in-process service on loopback whose latency rises
@@ -27,21 +32,25 @@ pub mod client;
 pub mod ingest;
 mod ndjson;
 mod rate;
-mod retry_after;
 mod server;
+pub mod sink;
+pub mod source;
 pub mod test_service;
 #[cfg(test)]
 mod test_util;
 
+pub use crate::overload::retry_after::parse_retry_after;
 pub use auth::BearerToken;
 pub use client::{
     ClientError, ErrorClass, HttpClient, HttpClientConfig, NaiveOutcome, NaiveRetryClient, Response,
 };
 pub use ingest::{
-    Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, Offered,
-    RejectedLine,
+    Admission, IngestConfig, IngestReply, IngestServer, IngestStats, LineError, RejectedLine, Rest,
 };
 pub use rate::SecondCounts;
-pub use retry_after::parse_retry_after;
 pub use server::{BindError, ServeLimits, ShutdownError};
+pub use sink::{HttpSink, HttpSinkConfig};
+pub use source::{
+    HttpSource, HttpSourceConfig, HttpSourceError, HttpSourceHandle, HttpSourceStats,
+};
 pub use test_service::{OverloadResponse, TestService, TestServiceConfig, TestServiceTotals};

@@ -5,10 +5,10 @@
 //! still holds a second from before the window first resets it; an event older than the
 //! window is left out. Memory is constant.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What happened in one second of a [`TestService`](super::TestService)'s life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SecondCounts {
     /// Whole seconds since the service started.
     pub second: u64,

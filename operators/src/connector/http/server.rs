@@ -40,7 +40,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -161,16 +162,34 @@ impl ServerHandle {
         limits: &ServeLimits,
         router: Router,
     ) -> Result<Self, BindError> {
+        tokio::runtime::Handle::try_current().map_err(|_| BindError::NoRuntime)?;
+        let listener = listen_std(addr, limits.accept_backlog)
+            .map_err(|source| BindError::Listen { addr, source })?;
+        Self::serve(listener, limits, router)
+    }
+
+    /// Serves `router` on an already listening socket with `limits`.
+    pub(crate) fn serve(
+        listener: std::net::TcpListener,
+        limits: &ServeLimits,
+        router: Router,
+    ) -> Result<Self, BindError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BindError::NoRuntime)?;
+        let local_addr = listener.local_addr().map_err(|source| BindError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
         let listener = {
             // Registering the socket needs the runtime's reactor.
             let _entered = runtime.enter();
-            listen(addr, limits.accept_backlog)
-                .map_err(|source| BindError::Listen { addr, source })?
+            listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+                .map_err(|source| BindError::Listen {
+                    addr: local_addr,
+                    source,
+                })?
         };
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| BindError::Listen { addr, source })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let stats = Arc::new(ConnectionStats::default());
         let task = runtime.spawn(accept_loop(
@@ -198,6 +217,11 @@ impl ServerHandle {
         &self.stats
     }
 
+    /// Connection counters, shared.
+    pub(crate) fn stats_arc(&self) -> Arc<ConnectionStats> {
+        Arc::clone(&self.stats)
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to the grace period) and joins the
     /// server task.
     pub(crate) async fn shutdown(mut self) -> Result<(), ShutdownError> {
@@ -221,15 +245,14 @@ impl Drop for ServerHandle {
     }
 }
 
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
+/// Binds `addr` and listens with an accept queue of `backlog`, without a runtime: connections
+/// made before the server starts wait in the kernel's queue.
+pub(crate) fn listen_std(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 async fn accept_loop(

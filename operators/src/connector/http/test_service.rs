@@ -9,12 +9,16 @@
 //!     in_flight < C ?  yes → in_flight += 1 (n = new value)
 //!                            wait base_latency × (1 + n / C)      (load-dependent service time)
 //!                            in_flight -= 1, successes += 1, 200 {"ok":true,"in_flight":n}
-//!                      no  → rejections += 1, 503  (or 429 + Retry-After, per config)
+//!                      no  → in_flight += 1 for rejection_cost (0 by default), then -= 1,
+//!                            rejections += 1, 503  (or 429 + Retry-After, per config)
 //! ```
 //!
 //! So latency rises from `base_latency` at light load to `2 × base_latency` at capacity, and a
 //! client that offers more than C concurrent requests sees rejections at once rather than a
-//! queue. Counts are kept as totals and per second (a ring of the last `history` seconds,
+//! queue. Turning a request away is free by default; a `rejection_cost` models the work a real
+//! service does before it can refuse (reading, parsing, authenticating): the rejected request
+//! counts as in flight meanwhile, so a storm of rejected retries crowds out and slows down
+//! useful work, as it does in a real service's congestion collapse. Counts are kept as totals and per second (a ring of the last `history` seconds,
 //! see [`SecondCounts`]) for plots. The in-flight count is also published on a
 //! [`tokio::sync::watch`] channel so callers can await a load level instead of polling.
 
@@ -37,10 +41,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::rate::{Event, RateRing, SecondCounts};
-use super::retry_after::format_delta_seconds;
 use super::server::{
     error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
 };
+use crate::overload::retry_after::delta_seconds;
 
 /// How the service turns work away when it is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,9 @@ pub struct TestServiceConfig {
     pub base_latency: Duration,
     /// The answer to a request over capacity.
     pub overload: OverloadResponse,
+    /// Service time spent on a request before it is rejected, during which it counts as in
+    /// flight (zero: rejections are free).
+    pub rejection_cost: Duration,
     /// Seconds of per-second counts kept.
     pub history: NonZeroUsize,
     /// Largest `/work` body accepted; larger ones get `413`.
@@ -82,6 +89,7 @@ impl Default for TestServiceConfig {
             capacity: NonZeroUsize::new(64).expect("64 is not zero"),
             base_latency: Duration::from_millis(10),
             overload: OverloadResponse::ServiceUnavailable,
+            rejection_cost: Duration::ZERO,
             history: NonZeroUsize::new(600).expect("600 is not zero"),
             max_body_bytes: 64 << 10,
             body_read_timeout: Duration::from_secs(5),
@@ -109,6 +117,7 @@ struct Service {
     capacity: usize,
     base_latency: Duration,
     overload: OverloadResponse,
+    rejection_cost: Duration,
     max_body_bytes: usize,
     body_read_timeout: Duration,
     in_flight: watch::Sender<usize>,
@@ -194,6 +203,7 @@ impl TestService {
             capacity: config.capacity.get(),
             base_latency: config.base_latency,
             overload: config.overload,
+            rejection_cost: config.rejection_cost,
             max_body_bytes: config.max_body_bytes,
             body_read_timeout: config.body_read_timeout,
             in_flight: watch::Sender::new(0),
@@ -277,6 +287,13 @@ async fn work(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bod
     }
 
     let Some(n) = service.try_admit() else {
+        if !service.rejection_cost.is_zero() {
+            // The work of turning the request away loads the service like any other.
+            service.in_flight.send_modify(|n| *n += 1);
+            let slot = Slot(&service);
+            tokio::time::sleep(service.rejection_cost).await;
+            drop(slot);
+        }
         service.record(Event::Rejection);
         return match service.overload {
             OverloadResponse::ServiceUnavailable => (
@@ -290,10 +307,9 @@ async fn work(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bod
                     Json(json!({"error": "at capacity"})),
                 )
                     .into_response();
-                response.headers_mut().insert(
-                    RETRY_AFTER,
-                    HeaderValue::from(format_delta_seconds(retry_after)),
-                );
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(delta_seconds(retry_after)));
                 response
             }
         };

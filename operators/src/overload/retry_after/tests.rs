@@ -214,3 +214,41 @@ proptest! {
         prop_assert!(a.as_secs() as f64 >= (backlog as f64 / rate).min(max.as_secs() as f64) - 1e-9);
     }
 }
+
+#[test]
+fn header_values_round_up_to_at_least_one_second() {
+    assert_eq!(delta_seconds(Duration::ZERO), 1);
+    assert_eq!(delta_seconds(Duration::from_millis(1)), 1);
+    assert_eq!(delta_seconds(Duration::from_secs(2)), 2);
+    assert_eq!(delta_seconds(Duration::from_millis(2001)), 3);
+}
+
+#[test]
+fn a_client_reads_an_overlong_delay_as_the_longest_wait_and_ignores_junk() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!(
+        retry_after_hint("99999999999999999999999", now),
+        Some(Duration::from_secs(u64::MAX))
+    );
+    assert_eq!(retry_after_hint("7", now), Some(Duration::from_secs(7)));
+    for junk in ["", " ", "-1", "1.5", "1e3", "tomorrow"] {
+        assert_eq!(retry_after_hint(junk, now), None, "{junk:?}");
+    }
+}
+
+#[test]
+fn idle_time_skipped_with_resume_does_not_lower_the_rate() {
+    let t0 = Instant::now();
+    let mut rate = DrainRate::new(Duration::from_secs(1), t0);
+    rate.observe(t0 + Duration::from_secs(1), 100);
+    assert!(close(rate.rows_per_sec().unwrap(), 100.0));
+    // Nothing to drain for ten seconds, then 100 rows in the next second.
+    rate.resume(t0 + Duration::from_secs(11));
+    rate.observe(t0 + Duration::from_secs(12), 100);
+    assert!(close(rate.rows_per_sec().unwrap(), 100.0));
+    // Without `resume` the same second reads as a stall.
+    let mut stalled = DrainRate::new(Duration::from_secs(1), t0);
+    stalled.observe(t0 + Duration::from_secs(1), 100);
+    stalled.observe(t0 + Duration::from_secs(12), 100);
+    assert!(stalled.rows_per_sec().unwrap() < 20.0);
+}

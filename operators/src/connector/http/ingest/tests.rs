@@ -45,7 +45,7 @@ impl Room {
 }
 
 impl Admission for Room {
-    fn offer(&self, records: Vec<Value>) -> Offered {
+    fn offer(&self, records: &mut VecDeque<Value>) -> Rest {
         self.offers.fetch_add(1, Ordering::Relaxed);
         let room = self.room.load(Ordering::Relaxed);
         let take = room.min(records.len());
@@ -53,11 +53,8 @@ impl Admission for Room {
         self.taken
             .lock()
             .expect("test lock")
-            .extend(records.into_iter().take(take));
-        Offered {
-            accepted: take,
-            retry_after: self.hint,
-        }
+            .extend(records.drain(..take));
+        Rest::Deferred(self.hint)
     }
 
     fn dead_letter(&self, line: usize, error: &LineError, raw: &str) {
@@ -122,6 +119,7 @@ async fn accepts_every_record_with_202() {
         IngestReply {
             accepted: 3,
             deferred: 0,
+            dropped: 0,
             resume_at_line: None,
             rejected_total: 0,
             rejected: vec![],

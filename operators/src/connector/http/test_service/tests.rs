@@ -109,6 +109,28 @@ async fn past_capacity_it_answers_503_at_once() {
 }
 
 #[tokio::test]
+async fn a_rejection_with_a_cost_counts_as_in_flight_while_it_is_being_refused() {
+    let mut config = config(1, LONG);
+    config.rejection_cost = LONG;
+    let service = TestService::start(config).expect("start");
+    let client = HttpClient::new(HttpClientConfig::default());
+    let _held = hold(&service, &client, 1).await;
+    let (client2, url) = (client.clone(), service.work_url());
+    let refused = tokio::spawn(async move {
+        client2
+            .post_json(&url, &json!({}), 2 * LONG)
+            .await
+            .map(|_| ())
+    });
+    // The second request is over capacity, yet loads the service while it is turned away.
+    guard(service.watch_in_flight().wait_for(|&n| n == 2))
+        .await
+        .expect("the service is running");
+    assert_eq!(service.totals().rejections, 0);
+    refused.abort();
+}
+
+#[tokio::test]
 async fn past_capacity_it_can_answer_429_with_retry_after() {
     let mut config = config(1, LONG);
     config.overload = OverloadResponse::TooManyRequests {

@@ -108,7 +108,7 @@ struct Segment {
 /// and the durability contract.
 ///
 /// ```
-/// use weir_operators::overload::spill::SpillQueue;
+/// use weir_runtime::spill::SpillQueue;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let mut queue = SpillQueue::open(dir.path(), 1 << 20)?;

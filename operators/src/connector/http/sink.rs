@@ -1,0 +1,277 @@
+//! The HTTP sink: POSTs every row as JSON to a service, at the pace the service can take.
+//!
+//! Each row is one request, sent through a [`Caller`]: at most the adaptive concurrency limit in
+//! flight (AIMD on round-trip time and on 429/503), retries of retryable failures only, with
+//! full-jitter backoff, a deadline, `Retry-After` honoured, and a retry budget (see
+//! [`overload::caller`](crate::overload::caller)). The sink is [ready](Sink::poll_ready) only
+//! while it holds fewer rows than the limit, so the limit is its demand: a service that slows
+//! down slows the source, and nothing queues up in between. Rows the service refuses for good
+//! (a 4xx other than 408/429, an exhausted retry, the budget spent) go to the sink's dead letters
+//! with the reason and the JSON body.
+//!
+//! Keep the pipeline's batches small next to the limit (a batch is taken whole, so the sink may
+//! hold up to `limit + batch_rows - 1` rows, plus at most `limit` waiting to be retried).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use serde::Serialize;
+use weir_runtime::{DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
+
+use super::{HttpClient, HttpClientConfig};
+use crate::overload::caller::{
+    CallError, CallFn, Caller, CallerConfig, CallerMonitor, CallerStats, Finished,
+};
+
+/// Settings of an [`HttpSink`].
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    /// Where rows are POSTed (`http://host:port/path`).
+    pub url: String,
+    /// The HTTP client (pool, bearer token, response size).
+    pub client: HttpClientConfig,
+    /// Concurrency, retries, budget and per-attempt timeout.
+    pub caller: CallerConfig,
+}
+
+impl HttpSinkConfig {
+    /// Defaults for posting to `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            client: HttpClientConfig::default(),
+            caller: CallerConfig::default(),
+        }
+    }
+}
+
+/// POSTs rows of type `T` as JSON; see the [module docs](self). Yields its [`CallerStats`].
+///
+/// ```no_run
+/// use weir_operators::connector::http::{HttpSink, HttpSinkConfig};
+/// use weir_operators::prelude::*;
+///
+/// let mut p = Pipeline::new("post");
+/// let sink = HttpSink::new(HttpSinkConfig::new("http://127.0.0.1:8080/work"));
+/// let monitor = sink.monitor(); // watch it while it runs
+/// let stats = p.source("n", Generator::new(1_000, |i| serde_json::json!({ "n": i })))
+///     .sink("post", sink);
+/// p.run()?;
+/// let stats = stats.take().unwrap();
+/// println!("{} attempts for {} rows", stats.attempts, stats.successes);
+/// # Ok::<(), weir_runtime::RunError>(())
+/// ```
+pub struct HttpSink<T> {
+    config: HttpSinkConfig,
+    caller: Option<Caller<Bytes, ()>>,
+    monitor: CallerMonitor,
+    dead: Vec<DeadLetter>,
+    _rows: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for HttpSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("url", &self.config.url)
+            .field("stats", &self.monitor.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> HttpSink<T> {
+    /// A sink with `config`; the client and its tasks start when the pipeline runs.
+    pub fn new(config: HttpSinkConfig) -> Self {
+        Self {
+            config,
+            caller: None,
+            monitor: CallerMonitor::default(),
+            dead: Vec::new(),
+            _rows: std::marker::PhantomData,
+        }
+    }
+
+    /// A handle to watch the sink's counters (limit, attempts, latency) while it runs.
+    pub fn monitor(&self) -> CallerMonitor {
+        self.monitor.clone()
+    }
+
+    fn caller(&mut self) -> Result<&mut Caller<Bytes, ()>, OperatorError> {
+        self.caller
+            .as_mut()
+            .ok_or_else(|| OperatorError::internal("the HTTP sink was used before it was opened"))
+    }
+
+    /// Moves finished rows out of the caller: failures become dead letters.
+    fn collect(&mut self, cx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let caller = self.caller.as_mut().ok_or_else(|| {
+            OperatorError::internal("the HTTP sink was used before it was opened")
+        })?;
+        caller.poll(cx)?;
+        while let Some(done) = caller.take_finished() {
+            if let Finished::Failed(letter) = done {
+                self.dead.push(letter);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Serialize + Send + 'static> Sink for HttpSink<T> {
+    type Input = Vec<T>;
+    type Output = CallerStats;
+
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        let client = HttpClient::new(self.config.client.clone());
+        let url: Arc<str> = Arc::from(self.config.url.as_str());
+        let timeout = self.config.caller.attempt_timeout;
+        let call: CallFn<Bytes, ()> = Arc::new(move |body: Bytes| {
+            let (client, url) = (client.clone(), Arc::clone(&url));
+            Box::pin(async move {
+                client
+                    .post(&url, "application/json", body, timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(CallError::from)
+            })
+        });
+        let describe = Arc::new(|body: &Bytes| String::from_utf8_lossy(body).into_owned());
+        let caller = Caller::new(call, describe, &self.config.caller, false)
+            .map_err(|e| OperatorError::user(format!("invalid HTTP sink configuration: {e}")))?
+            .with_monitor(self.monitor.clone());
+        self.caller = Some(caller);
+        Ok(())
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Err(e) = self.collect(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if self.caller()?.has_room() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Err(e) = self.collect(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if self.caller()?.is_idle() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn on_batch(&mut self, _port: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
+        for row in batch {
+            match serde_json::to_vec(&row) {
+                Ok(body) => self.caller()?.push(Bytes::from(body)),
+                Err(e) => self.dead.push(DeadLetter::new(
+                    format!("the row cannot be encoded as JSON: {e}"),
+                    String::new(),
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        out.append(&mut self.dead);
+    }
+
+    fn finish(&mut self) -> Result<CallerStats, OperatorError> {
+        Ok(self.monitor.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use weir_runtime::{Pipeline, PipelineConfig};
+
+    use super::*;
+    use crate::connector::http::test_util::guard;
+    use crate::connector::http::{TestService, TestServiceConfig};
+    use crate::overload::limiter::AdaptiveConcurrencyConfig;
+    use crate::prelude::{Collect, Generator};
+
+    fn service(capacity: usize) -> TestService {
+        TestService::start(TestServiceConfig {
+            capacity: NonZeroUsize::new(capacity).expect("not zero"),
+            base_latency: Duration::from_millis(2),
+            ..TestServiceConfig::default()
+        })
+        .expect("start the test service")
+    }
+
+    fn sink_config(url: String, max: usize) -> HttpSinkConfig {
+        let mut config = HttpSinkConfig::new(url);
+        config.caller.concurrency = AdaptiveConcurrencyConfig {
+            initial: 1,
+            max,
+            ..AdaptiveConcurrencyConfig::default()
+        };
+        config
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::with_config(
+            "post",
+            PipelineConfig {
+                batch_rows: 4,
+                ..PipelineConfig::default()
+            },
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn posts_every_row_once_within_the_services_capacity() {
+        let service = service(4);
+        let sink = HttpSink::new(sink_config(service.work_url(), 4));
+        let monitor = sink.monitor();
+        let mut p = pipeline();
+        let stats = p
+            .source("n", Generator::new(200, |i| json!({ "n": i })))
+            .sink("post", sink);
+        let report = guard(p.run_async()).await.expect("the run succeeds");
+        let stats = stats.take().expect("the sink's result");
+        // The limit never passed the service's capacity: no rejection, no retry.
+        assert_eq!(
+            (stats.calls, stats.attempts, stats.successes),
+            (200, 200, 200)
+        );
+        assert_eq!(service.totals().successes, 200);
+        assert_eq!(service.totals().rejections, 0);
+        assert!(stats.peak_in_flight <= 4);
+        assert_eq!(report.dead_letters, 0);
+        assert_eq!(monitor.latency().count(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_the_service_refuses_for_good_are_dead_letters() {
+        let service = service(4);
+        let url = format!("http://{}/no-such-path", service.local_addr());
+        let mut p = pipeline();
+        let (stats, dead) = p
+            .source("n", Generator::new(10, |i| json!({ "n": i })))
+            .sink_with_dead_letters("post", HttpSink::new(sink_config(url, 4)));
+        let dead = dead.sink("dead", Collect::new());
+        let report = guard(p.run_async()).await.expect("the run succeeds");
+        let stats = stats.take().expect("the sink's result");
+        let dead = dead.take().expect("the dead letters");
+        // A 404 is not retried: one attempt per row, each row a dead letter with its body.
+        assert_eq!((stats.attempts, stats.non_retryable), (10, 10));
+        assert_eq!(report.dead_letters, 10);
+        assert_eq!(dead.len(), 10);
+        assert!(dead[0].reason.contains("404"), "{}", dead[0].reason);
+        let mut bodies: Vec<String> = dead.iter().map(|d| d.raw.clone()).collect();
+        bodies.sort();
+        assert_eq!(bodies[0], "{\"n\":0}");
+    }
+}

@@ -1,0 +1,461 @@
+//! The HTTP ingest source: `POST /ingest` with NDJSON into a pipeline, acknowledging only what
+//! the pipeline took.
+//!
+//! [`HttpSource`] runs an [`IngestServer`] (body limit, header and body timeouts, connection
+//! limit, optional bearer token, `GET /health`) whose admission is a bounded hand-off read by
+//! the source only when credit reaches it: the pipeline's demand decides what is acknowledged.
+//! What does not fit is handled by the source's [`Overflow`] policy:
+//!
+//! | policy | a request that finds the hand-off full | counted as |
+//! |---|---|---|
+//! | `Reject` | `429` + `Retry-After` = backlog / measured drain rate (whole seconds, clamped) | `rejected` |
+//! | `Block` (default) | waits for room up to `block_timeout`, then `503` + `Retry-After` | `rejected` |
+//! | `DropNewest` | the records that do not fit are dropped: `503`, never `202` | `dropped_newest` |
+//! | `Spill { dir, max_bytes }` | appended to a bounded on-disk FIFO and acknowledged (`202`); drained in order; when the spill is full, `429` | `spilled`, `unspilled`, `rejected` |
+//!
+//! `DropOldest` cannot apply: what is in the hand-off was acknowledged. The hand-off protocol
+//! and the drain-rate measurement are written down in `source/intake.rs`; see
+//! [`ingest`](super::ingest) for the request protocol and the reply body. Malformed lines are
+//! dead-lettered (the source's dead-letter port) with their line number.
+//!
+//! # Lifecycle
+//!
+//! [`HttpSource::bind`] binds the address at once (so it is known and connections queue in the
+//! kernel), the server starts when the pipeline opens the source, on the pipeline's runtime, and
+//! it is owned by the source. When the run is stopped ([`RunHandle::stop`](weir_runtime::RunHandle))
+//! or [`HttpSourceHandle::close`] is called, the source stops taking records (`503` to new
+//! requests), lets requests in progress finish, hands on everything already acknowledged (the
+//! hand-off and the spill), and ends. If the run is cancelled instead (a failure elsewhere, every
+//! consumer gone), the server is aborted with the source and what waits in the hand-off (at most
+//! `capacity` records) is lost; a spill stays on disk and is delivered first by the next source
+//! opened on it.
+//!
+//! # Memory
+//!
+//! At most `capacity` records in the hand-off, `dead_letter_capacity` dead letters, and the
+//! server's own bounds (`max_connections × max_body_bytes` of bodies being read).
+
+mod intake;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::futures::OwnedNotified;
+use weir_runtime::spill::{SpillError, SpillQueue};
+use weir_runtime::{
+    InstanceInfo, OperatorError, Output, Overflow, OverflowReason, Source, SourceStatus,
+};
+
+use super::server::listen_std;
+use super::{BindError, IngestConfig, IngestServer, IngestStats, ShutdownError};
+use crate::overload::retry_after::DrainRate;
+use intake::{Intake, IntakeConfig, Mode};
+
+/// Settings of an [`HttpSource`].
+#[derive(Debug, Clone)]
+pub struct HttpSourceConfig {
+    /// The server: address, body limit, timeouts, connection limits, bearer token.
+    pub ingest: IngestConfig,
+    /// What to do when the hand-off is full (see the [module docs](self)).
+    pub policy: Overflow,
+    /// Records the hand-off holds: the most acknowledged and not yet taken by the pipeline.
+    pub capacity: usize,
+    /// Under `Block`, how long a request waits for room before `503`.
+    pub block_timeout: Duration,
+    /// Dead letters (malformed lines) held until the pipeline takes them; past that they are
+    /// only counted (`dropped_newest`) and reported to the client.
+    pub dead_letter_capacity: usize,
+    /// Half-life of the drain-rate average behind `Retry-After`.
+    pub drain_half_life: Duration,
+    /// Bounds of the `Retry-After` hint.
+    pub retry_after_min: Duration,
+    /// See `retry_after_min`.
+    pub retry_after_max: Duration,
+}
+
+impl Default for HttpSourceConfig {
+    fn default() -> Self {
+        Self {
+            ingest: IngestConfig::default(),
+            policy: Overflow::Block,
+            capacity: 4096,
+            block_timeout: Duration::from_secs(5),
+            dead_letter_capacity: 1024,
+            drain_half_life: Duration::from_secs(2),
+            retry_after_min: Duration::from_secs(1),
+            retry_after_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why an [`HttpSource`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSourceError {
+    /// The address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The spill directory could not be opened.
+    #[error("cannot open the ingest spill: {0}")]
+    Spill(#[from] SpillError),
+    /// The policy cannot apply to an ingest source.
+    #[error(
+        "an HTTP source cannot use {0}: records in its hand-off were acknowledged; \
+         use block, reject, drop-newest or spill"
+    )]
+    Policy(Overflow),
+    /// A setting is out of range.
+    #[error("invalid HTTP source configuration: {0}")]
+    Config(&'static str),
+}
+
+/// What an [`HttpSource`] has done, for a live view.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HttpSourceStats {
+    /// Records waiting in the hand-off and the spill.
+    pub backlog: u64,
+    /// The measured drain rate, rows per second (decayed while the pipeline stalls).
+    pub drain_rows_per_s: Option<f64>,
+    /// The last `Retry-After` computed, in milliseconds.
+    pub last_retry_after_ms: u64,
+    /// Records acknowledged (202) so far.
+    pub accepted: u64,
+    /// Records refused with a retry hint (429 / 503).
+    pub rejected: u64,
+    /// Records dropped by `DropNewest` (503).
+    pub dropped: u64,
+    /// Records written to the spill.
+    pub spilled: u64,
+    /// `429` answers.
+    pub throttled: u64,
+    /// `503` answers.
+    pub unavailable: u64,
+}
+
+type StatsFn = Arc<dyn Fn() -> IngestStats + Send + Sync>;
+
+/// A handle on a running [`HttpSource`]: its address, live stats, and a graceful close.
+#[derive(Clone)]
+pub struct HttpSourceHandle {
+    intake: Arc<Intake>,
+    addr: SocketAddr,
+    /// The server's counters, once it runs.
+    server: Arc<OnceLock<StatsFn>>,
+}
+
+impl std::fmt::Debug for HttpSourceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSourceHandle")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl HttpSourceHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking records: new requests get `503`, and the source ends once what it
+    /// acknowledged has been handed on.
+    pub fn close(&self) {
+        self.intake.closing.store(true, Relaxed);
+        self.intake.room.notify_waiters();
+        self.intake.data.notify_one();
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> HttpSourceStats {
+        let i = &self.intake;
+        let server = self.server.get().map(|f| f()).unwrap_or_default();
+        let counted = |r| i.counter.get().map_or(0, |c| c.get(r));
+        HttpSourceStats {
+            backlog: i.backlog(),
+            drain_rows_per_s: i.drain_rate(),
+            last_retry_after_ms: i.last_hint_ms.load(Relaxed),
+            accepted: server.records_accepted,
+            rejected: counted(OverflowReason::Rejected),
+            dropped: counted(OverflowReason::DroppedNewest),
+            spilled: counted(OverflowReason::Spilled),
+            throttled: server.throttled,
+            unavailable: server.unavailable,
+        }
+    }
+}
+
+/// The shortest interval over which the drain rate is sampled.
+const RATE_SAMPLE: Duration = Duration::from_millis(100);
+
+type Shutdown = Pin<Box<dyn Future<Output = Result<(), ShutdownError>> + Send>>;
+
+/// A source of JSON records posted to `POST /ingest`; see the [module docs](self).
+///
+/// ```no_run
+/// use weir_operators::connector::http::{HttpSource, HttpSourceConfig};
+/// use weir_operators::prelude::*;
+///
+/// let config = HttpSourceConfig { policy: Overflow::Reject, ..HttpSourceConfig::default() };
+/// let source = HttpSource::bind(config)?;
+/// println!("POST NDJSON to http://{}/ingest", source.handle().local_addr());
+/// let mut p = Pipeline::new("ingest");
+/// p.source("http", source).count("count");
+/// p.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HttpSource {
+    intake: Arc<Intake>,
+    listener: Option<std::net::TcpListener>,
+    config: IngestConfig,
+    server: Option<IngestServer>,
+    shutdown: Option<Shutdown>,
+    handle: HttpSourceHandle,
+    rate: DrainRate,
+    /// The hand-off was empty when last looked at: the next rows end an idle period.
+    idle: bool,
+    /// The current sampling window of the drain rate: its start and the rows taken in it.
+    window: (Instant, u64),
+    wait: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("addr", &self.handle.addr)
+            .field("mode", &self.intake.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpSource {
+    /// Binds `config.ingest.addr` now and prepares the hand-off (and the spill, for `Spill`).
+    /// The server starts when the pipeline runs.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound, the spill cannot be opened, the policy is `DropOldest`, or
+    /// `capacity` is zero.
+    pub fn bind(config: HttpSourceConfig) -> Result<Self, HttpSourceError> {
+        if config.capacity == 0 {
+            return Err(HttpSourceError::Config(
+                "capacity must be at least 1 record",
+            ));
+        }
+        let (mode, spill) = match &config.policy {
+            Overflow::Block => (Mode::Block(config.block_timeout), None),
+            Overflow::Reject => (Mode::Reject, None),
+            Overflow::DropNewest => (Mode::DropNewest, None),
+            Overflow::Spill { dir, max_bytes } => {
+                (Mode::Spill, Some(SpillQueue::open(dir, *max_bytes)?))
+            }
+            other => return Err(HttpSourceError::Policy(other.clone())),
+        };
+        let addr = config.ingest.addr;
+        let listener = listen_std(addr, config.ingest.serve.accept_backlog)
+            .map_err(|source| BindError::Listen { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| BindError::Listen { addr, source })?;
+        let intake = Arc::new(Intake::new(IntakeConfig {
+            mode,
+            capacity: config.capacity,
+            dead_letter_capacity: config.dead_letter_capacity,
+            spill,
+            half_life: config.drain_half_life,
+            retry_min: config.retry_after_min,
+            retry_max: config.retry_after_max,
+        }));
+        let handle = HttpSourceHandle {
+            intake: Arc::clone(&intake),
+            addr: local,
+            server: Arc::default(),
+        };
+        Ok(Self {
+            intake,
+            listener: Some(listener),
+            config: config.ingest,
+            server: None,
+            shutdown: None,
+            handle,
+            rate: DrainRate::new(config.drain_half_life, Instant::now()),
+            idle: true,
+            window: (Instant::now(), 0),
+            wait: None,
+        })
+    }
+
+    /// A handle for the address, live stats and a graceful close; keep it before adding the
+    /// source to a pipeline.
+    pub fn handle(&self) -> HttpSourceHandle {
+        self.handle.clone()
+    }
+
+    /// Takes up to `max` records: the hand-off first, then the spill (which holds only newer
+    /// records).
+    fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            match self.intake.rx.try_recv() {
+                Ok(record) => {
+                    out.push(record);
+                    taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if taken < max
+            && self.intake.spilled.load(Relaxed) > 0
+            && !self.intake.spill_broken.load(Relaxed)
+        {
+            taken += self.unspill(max - taken, out);
+        }
+        while let Ok(letter) = self.intake.dead_rx.try_recv() {
+            out.dead_letter(letter);
+        }
+        taken
+    }
+
+    fn unspill(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
+        let Some(spill) = &self.intake.spill else {
+            return 0;
+        };
+        let mut spill = spill.lock().unwrap_or_else(|p| p.into_inner());
+        let corrupt_before = spill.stats().corrupt_records;
+        let mut taken = 0;
+        while taken < max {
+            match spill.pop() {
+                Ok(Some(bytes)) => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(record) => {
+                        out.push(record);
+                        taken += 1;
+                    }
+                    Err(_) => self.intake.count(OverflowReason::SpillFailed, 1),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    // A spill that cannot be read back is given up: its records stay on disk,
+                    // counted as failed, and later overflow is refused instead of spilled.
+                    let left = spill.len();
+                    tracing::error!(error = %e, records = left, "reading the ingest spill failed; giving it up");
+                    self.intake.spill_broken.store(true, Relaxed);
+                    self.intake
+                        .count(OverflowReason::SpillFailed, left as usize);
+                    self.intake.spilled.store(0, Relaxed);
+                    return taken;
+                }
+            }
+        }
+        let corrupt = spill.stats().corrupt_records - corrupt_before;
+        self.intake
+            .count(OverflowReason::SpillFailed, corrupt as usize);
+        self.intake.count(OverflowReason::Unspilled, taken);
+        self.intake.spilled.store(spill.len(), Relaxed);
+        taken
+    }
+
+    /// Records the drain and tells blocked requests there is room.
+    ///
+    /// The source takes records in bursts (a batch per poll, polls back to back while credit
+    /// lasts), so rows are summed over sampling windows of at least [`RATE_SAMPLE`] before they
+    /// are fed to the average. A window starts when records are taken after the hand-off was
+    /// empty, so idle time does not read as a slow drain.
+    fn drained(&mut self, taken: usize) {
+        let now = Instant::now();
+        if taken > 0 {
+            if self.idle {
+                self.rate.resume(now);
+                self.window = (now, 0);
+            }
+            self.window.1 += taken as u64;
+            self.intake.room.notify_waiters();
+        }
+        if self.window.1 > 0 && now.saturating_duration_since(self.window.0) >= RATE_SAMPLE {
+            self.rate.observe(now, self.window.1);
+            self.window = (now, 0);
+        }
+        let left = self.intake.backlog() > 0;
+        self.idle = !left;
+        self.intake
+            .publish_rate(self.rate.rows_per_sec(), now, left);
+    }
+}
+
+impl Source for HttpSource {
+    type Output = Vec<Value>;
+
+    fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
+        if info.parallelism > 1 {
+            return Err(OperatorError::user(
+                "an HTTP source listens on one address: run it with parallelism 1 and \
+                 rebalance after it",
+            ));
+        }
+        let _ = self.intake.counter.set(info.overflow.clone());
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| OperatorError::internal("the HTTP source was opened twice"))?;
+        let admission: Arc<dyn super::Admission> = self.intake.clone();
+        let server = IngestServer::serve(listener, self.config.clone(), admission)
+            .map_err(|e| OperatorError::external("cannot start the HTTP ingest server", e))?;
+        let _ = self.handle.server.set(server.stats_fn());
+        self.server = Some(server);
+        Ok(())
+    }
+
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<Value>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let max = out.batch_rows();
+        loop {
+            if self.intake.closing.load(Relaxed) && self.shutdown.is_none() {
+                if let Some(server) = self.server.take() {
+                    self.shutdown = Some(Box::pin(server.shutdown()));
+                }
+            }
+            let taken = self.take(max, out);
+            self.drained(taken);
+            if taken > 0 {
+                return Poll::Ready(Ok(SourceStatus::Continue));
+            }
+            if let Some(shutdown) = self.shutdown.as_mut() {
+                // Closing: end once the server has stopped and nothing acknowledged is left.
+                if let Poll::Ready(result) = shutdown.as_mut().poll(cx) {
+                    if let Err(e) = result {
+                        return Poll::Ready(Err(OperatorError::internal(e.to_string())));
+                    }
+                    if self.intake.backlog() == 0 {
+                        return Poll::Ready(Ok(SourceStatus::Done));
+                    }
+                    continue;
+                }
+            }
+            // Records may have arrived since we looked: a `notify_one` without a waiter leaves
+            // a permit, which this wait consumes at once.
+            let data = &self.intake.data;
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(Arc::clone(data).notified_owned()));
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.wait = None;
+        }
+    }
+
+    fn on_stop(&mut self) -> SourceStatus {
+        self.handle.close();
+        SourceStatus::Continue
+    }
+}

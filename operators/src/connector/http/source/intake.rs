@@ -1,0 +1,267 @@
+//! The hand-off between the HTTP server's tasks and the source: the [`Admission`] side.
+//!
+//! ```text
+//!   server tasks (offer)                       source task (poll_produce, when credit reaches it)
+//!   ─────────────────────                      ─────────────────────────────────────────────────
+//!   hand-off has room? ── push ─► [bounded hand-off, `capacity` records] ──► take ≤ batch_rows
+//!          │ no                                                               │ then, if spilled:
+//!          ├─ Reject:     429 + Retry-After(backlog / drain rate)             ▼
+//!          ├─ Block:      wait on `room` (≤ block_timeout), else 503   [spill FIFO on disk] ──► take
+//!          ├─ DropNewest: drop, count, 503
+//!          └─ Spill:      append to the spill (acknowledged); full → 429
+//! ```
+//!
+//! The hand-off is the admission limit: records are acknowledged (`202`) only once they are in
+//! it (or in the spill), and the source drains it only when the pipeline has credit. Under
+//! `Spill`, once the spill holds anything every new record goes behind it (both decisions are
+//! taken under the spill's lock), and the source always empties the hand-off before it reads the
+//! spill, so records leave in the order they were acknowledged.
+//!
+//! The drain rate is measured by the source (rows taken per second while a backlog waited, an
+//! EWMA) and published in two atomics; a request that finds no room reads it, decayed for the
+//! time the source has not drained while records waited, and answers with
+//! `retry_after_for(backlog, rate)`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde_json::Value;
+use tokio::sync::Notify;
+use weir_runtime::spill::{SpillError, SpillQueue};
+use weir_runtime::{DeadLetter, OverflowCounter, OverflowReason};
+
+use crate::connector::http::{Admission, LineError, Rest};
+use crate::overload::retry_after::retry_after_for;
+
+/// How the intake treats records that find no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Block(Duration),
+    Reject,
+    DropNewest,
+    Spill,
+}
+
+pub(crate) struct Intake {
+    pub(crate) mode: Mode,
+    tx: Sender<Value>,
+    pub(crate) rx: Receiver<Value>,
+    pub(crate) spill: Option<Mutex<SpillQueue>>,
+    /// Records waiting in the spill (kept beside it, so requests read it without the lock).
+    pub(crate) spilled: AtomicU64,
+    /// The spill could not be read back and was given up.
+    pub(crate) spill_broken: AtomicBool,
+    dead_tx: Sender<DeadLetter>,
+    pub(crate) dead_rx: Receiver<DeadLetter>,
+    /// Notified when records arrive (the source waits on it).
+    pub(crate) data: Arc<Notify>,
+    /// Notified when the source took records (blocked requests wait on it).
+    pub(crate) room: Notify,
+    pub(crate) closing: AtomicBool,
+    /// Where drops, spills and rejections are counted; set when the pipeline opens the source.
+    pub(crate) counter: OnceLock<OverflowCounter>,
+    // The drain rate as the source last measured it.
+    base: Instant,
+    half_life: Duration,
+    rate_bits: AtomicU64,
+    rate_at_ns: AtomicU64,
+    backlog_left: AtomicBool,
+    retry_min: Duration,
+    retry_max: Duration,
+    pub(crate) last_hint_ms: AtomicU64,
+}
+
+/// The settings an intake needs.
+pub(crate) struct IntakeConfig {
+    pub(crate) mode: Mode,
+    pub(crate) capacity: usize,
+    pub(crate) dead_letter_capacity: usize,
+    pub(crate) spill: Option<SpillQueue>,
+    pub(crate) half_life: Duration,
+    pub(crate) retry_min: Duration,
+    pub(crate) retry_max: Duration,
+}
+
+impl Intake {
+    pub(crate) fn new(config: IntakeConfig) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(config.capacity.max(1));
+        let (dead_tx, dead_rx) = crossbeam_channel::bounded(config.dead_letter_capacity.max(1));
+        let spilled = config.spill.as_ref().map_or(0, SpillQueue::len);
+        Self {
+            mode: config.mode,
+            tx,
+            rx,
+            spill: config.spill.map(Mutex::new),
+            spilled: AtomicU64::new(spilled),
+            spill_broken: AtomicBool::new(false),
+            dead_tx,
+            dead_rx,
+            data: Arc::new(Notify::new()),
+            room: Notify::new(),
+            closing: AtomicBool::new(false),
+            counter: OnceLock::new(),
+            base: Instant::now(),
+            half_life: config.half_life,
+            rate_bits: AtomicU64::new(f64::NAN.to_bits()),
+            rate_at_ns: AtomicU64::new(0),
+            backlog_left: AtomicBool::new(false),
+            retry_min: config.retry_min,
+            retry_max: config.retry_max,
+            last_hint_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn count(&self, reason: OverflowReason, rows: usize) {
+        if let Some(c) = self.counter.get() {
+            c.add(reason, rows as u64);
+        }
+    }
+
+    /// Records waiting: in the hand-off and in the spill.
+    pub(crate) fn backlog(&self) -> u64 {
+        self.rx.len() as u64 + self.spilled.load(Relaxed)
+    }
+
+    /// Publishes the drain rate measured at `at`, and whether records were left waiting.
+    pub(crate) fn publish_rate(&self, rate: Option<f64>, at: Instant, backlog_left: bool) {
+        self.rate_bits
+            .store(rate.unwrap_or(f64::NAN).to_bits(), Relaxed);
+        let ns = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(0);
+        self.rate_at_ns.store(ns, Relaxed);
+        self.backlog_left.store(backlog_left, Relaxed);
+    }
+
+    /// The drain rate now: the published one, decayed for the time records have waited since
+    /// without the source draining any (a stalled pipeline drains at a falling rate).
+    pub(crate) fn drain_rate(&self) -> Option<f64> {
+        self.drain_rate_at(Instant::now())
+    }
+
+    fn drain_rate_at(&self, now: Instant) -> Option<f64> {
+        let rate = f64::from_bits(self.rate_bits.load(Relaxed));
+        if rate.is_nan() {
+            return None;
+        }
+        if !self.backlog_left.load(Relaxed) || self.half_life.is_zero() {
+            return Some(rate);
+        }
+        let at = self.base + Duration::from_nanos(self.rate_at_ns.load(Relaxed));
+        let stalled = now.saturating_duration_since(at);
+        Some(rate * (-(stalled.as_secs_f64() / self.half_life.as_secs_f64())).exp2())
+    }
+
+    /// When to come back: the time to drain the backlog at the measured rate.
+    pub(crate) fn retry_after(&self) -> Duration {
+        self.retry_after_at(Instant::now())
+    }
+
+    pub(crate) fn retry_after_at(&self, now: Instant) -> Duration {
+        let hint = retry_after_for(
+            self.backlog(),
+            self.drain_rate_at(now),
+            self.retry_min,
+            self.retry_max,
+        );
+        self.last_hint_ms
+            .store(u64::try_from(hint.as_millis()).unwrap_or(u64::MAX), Relaxed);
+        hint
+    }
+
+    /// Moves records into the hand-off while it has room.
+    fn fill(&self, records: &mut VecDeque<Value>) -> usize {
+        let mut taken = 0;
+        while let Some(record) = records.pop_front() {
+            match self.tx.try_send(record) {
+                Ok(()) => taken += 1,
+                Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => {
+                    records.push_front(record);
+                    break;
+                }
+            }
+        }
+        taken
+    }
+
+    /// Appends records to the spill while it has room; returns how many.
+    fn spill_records(&self, spill: &mut SpillQueue, records: &mut VecDeque<Value>) -> usize {
+        let mut spilled = 0;
+        while let Some(record) = records.front() {
+            let bytes = match serde_json::to_vec(record) {
+                Ok(bytes) => bytes,
+                // A `Value` always serialises; keep the record with the client if not.
+                Err(_) => break,
+            };
+            match spill.push(&bytes) {
+                Ok(()) => {
+                    records.pop_front();
+                    spilled += 1;
+                }
+                Err(SpillError::Full { .. } | SpillError::RecordTooLarge { .. }) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the ingest spill could not be written");
+                    break;
+                }
+            }
+        }
+        self.spilled.fetch_add(spilled as u64, Relaxed);
+        spilled
+    }
+}
+
+impl Admission for Intake {
+    fn offer(&self, records: &mut VecDeque<Value>) -> Rest {
+        if self.closing.load(Relaxed) {
+            return Rest::Unavailable(Some(self.retry_after()));
+        }
+        let taken = match (self.mode, &self.spill) {
+            (Mode::Spill, Some(spill)) if !self.spill_broken.load(Relaxed) => {
+                let mut spill = spill.lock().unwrap_or_else(|p| p.into_inner());
+                // Nothing may overtake what is already spilled.
+                let direct = if spill.is_empty() {
+                    self.fill(records)
+                } else {
+                    0
+                };
+                let spilled = self.spill_records(&mut spill, records);
+                self.count(OverflowReason::Spilled, spilled);
+                direct + spilled
+            }
+            _ => self.fill(records),
+        };
+        if taken > 0 {
+            self.data.notify_one();
+        }
+        match self.mode {
+            Mode::Reject | Mode::Spill => Rest::Deferred(Some(self.retry_after())),
+            Mode::Block(_) => Rest::Unavailable(Some(self.retry_after())),
+            Mode::DropNewest => Rest::Dropped,
+        }
+    }
+
+    fn dead_letter(&self, line: usize, error: &LineError, raw: &str) {
+        let letter = DeadLetter::new(error.to_string(), raw).at_line(line as u64);
+        if self.dead_tx.try_send(letter).is_err() {
+            // The client is told about the line in the reply; the pipeline only counts it.
+            self.count(OverflowReason::DroppedNewest, 1);
+        }
+    }
+
+    fn refused(&self, records: usize, rest: &Rest) {
+        match rest {
+            Rest::Dropped => self.count(OverflowReason::DroppedNewest, records),
+            Rest::Deferred(_) | Rest::Unavailable(_) => {
+                self.count(OverflowReason::Rejected, records);
+            }
+        }
+    }
+
+    fn room(&self) -> Option<(&Notify, Duration)> {
+        match self.mode {
+            Mode::Block(timeout) if !self.closing.load(Relaxed) => Some((&self.room, timeout)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The asynchronous hooks of the operator API as the executor drives them: `Operator::poll_ready`
+//! and `poll_flush`, `Sink::poll_flush`, `Source::on_stop`. Work "in flight" completes on a later
+//! poll (a future that is pending once), so every test is exact and needs no clock.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::operator::{InputPort, Operator, Output, Sink, Source, SourceStatus};
+use crate::{Chaining, OperatorError, Pipeline, PipelineConfig};
+
+/// Pending on its first poll (after waking its task), ready on the next: a result that arrives
+/// "later".
+struct Later(bool);
+
+impl Future for Later {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+struct Upto(u64, u64);
+
+impl Source for Upto {
+    type Output = Vec<u64>;
+    fn poll_produce(
+        &mut self,
+        _: &mut Context<'_>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        while self.0 < self.1 && !out.is_full() {
+            out.push(self.0);
+            self.0 += 1;
+        }
+        Poll::Ready(Ok(if self.0 == self.1 {
+            SourceStatus::Done
+        } else {
+            SourceStatus::Continue
+        }))
+    }
+}
+
+/// Doubles every row "asynchronously", at most `limit` rows in flight, emitting in order.
+struct AsyncDouble {
+    limit: usize,
+    batch_rows: usize,
+    in_flight: VecDeque<(u64, Later)>,
+    peak: usize,
+}
+
+impl Operator for AsyncDouble {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+
+    fn open(&mut self, info: &crate::InstanceInfo) -> Result<(), OperatorError> {
+        self.batch_rows = info.batch_rows;
+        Ok(())
+    }
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if self.in_flight.len() + self.batch_rows <= self.limit {
+            Poll::Ready(Ok(()))
+        } else {
+            // `poll_flush` runs in the same wait and wakes us as results complete.
+            Poll::Pending
+        }
+    }
+
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<u64>,
+        _: &mut Output<Vec<u64>>,
+    ) -> Result<(), OperatorError> {
+        self.in_flight
+            .extend(batch.into_iter().map(|x| (x, Later(false))));
+        self.peak = self.peak.max(self.in_flight.len());
+        if self.peak > self.limit {
+            return Err(OperatorError::internal(format!(
+                "{} rows in flight, limit {}",
+                self.peak, self.limit
+            )));
+        }
+        Ok(())
+    }
+
+    fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Poll<Result<(), OperatorError>> {
+        let mut done = Vec::new();
+        while let Some((x, later)) = self.in_flight.front_mut() {
+            if Pin::new(later).poll(cx).is_pending() {
+                break;
+            }
+            done.push(*x * 2);
+            self.in_flight.pop_front();
+        }
+        out.emit(done);
+        if self.in_flight.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+struct Collect(Vec<u64>);
+
+impl Sink for Collect {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+    fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+        self.0.extend(b);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {
+        Ok(std::mem::take(&mut self.0))
+    }
+}
+
+fn config(batch_rows: usize) -> PipelineConfig {
+    PipelineConfig {
+        batch_rows,
+        workers: Some(2),
+        ..PipelineConfig::default()
+    }
+}
+
+fn async_double(limit: usize) -> AsyncDouble {
+    AsyncDouble {
+        limit,
+        batch_rows: 0,
+        in_flight: VecDeque::new(),
+        peak: 0,
+    }
+}
+
+#[test]
+fn an_operator_with_work_in_flight_takes_input_only_below_its_limit_and_finishes_it() {
+    // In a task of its own and chained into its producer's task, alone and two in a row.
+    for chaining in [Chaining::Off, Chaining::Operators] {
+        for depth in [1, 2] {
+            for (rows, batch_rows, limit) in [(1000, 1, 3), (1000, 4, 4), (7, 8, 8)] {
+                let mut p = Pipeline::with_config(
+                    "async",
+                    PipelineConfig {
+                        chaining,
+                        ..config(batch_rows)
+                    },
+                );
+                let mut stream = p
+                    .source("n", Upto(0, rows))
+                    .unary("double0", async_double(limit));
+                if depth == 2 {
+                    stream = stream.unary("double1", async_double(limit));
+                }
+                let out = stream.sink("out", Collect(Vec::new()));
+                let report = p.run().unwrap();
+                let case = format!("{chaining:?}, depth {depth}, rows {rows}, batch {batch_rows}");
+                // Every result arrives, in order, including those still in flight at the end.
+                let want: Vec<u64> = (0..rows).map(|x| x << depth).collect();
+                assert_eq!(out.take().unwrap(), want, "{case}");
+                let chained = report
+                    .operators
+                    .iter()
+                    .filter(|o| o.name.starts_with("double") && o.chained_into.is_some())
+                    .count();
+                let expected = if chaining == Chaining::Off { 0 } else { depth };
+                assert_eq!(chained, expected, "{case}");
+            }
+        }
+    }
+}
+
+/// A sink whose writes complete later; it is ready for at most `limit` pending writes.
+struct AsyncWrites {
+    limit: usize,
+    pending: VecDeque<(u64, Later)>,
+    written: Vec<u64>,
+}
+
+impl AsyncWrites {
+    fn complete(&mut self, cx: &mut Context<'_>) {
+        while let Some((x, later)) = self.pending.front_mut() {
+            if Pin::new(later).poll(cx).is_pending() {
+                break;
+            }
+            self.written.push(*x);
+            self.pending.pop_front();
+        }
+    }
+}
+
+impl Sink for AsyncWrites {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.complete(cx);
+        if self.pending.len() < self.limit {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.complete(cx);
+        if self.pending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+        self.pending
+            .extend(b.into_iter().map(|x| (x, Later(false))));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {
+        if !self.pending.is_empty() {
+            return Err(OperatorError::internal("finished with writes in flight"));
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+}
+
+#[test]
+fn a_sink_finishes_its_work_in_flight_before_its_result() {
+    let mut p = Pipeline::with_config("writes", config(16));
+    let out = p.source("n", Upto(0, 500)).sink(
+        "w",
+        AsyncWrites {
+            limit: 4,
+            pending: VecDeque::new(),
+            written: Vec::new(),
+        },
+    );
+    p.run().unwrap();
+    assert_eq!(out.take().unwrap(), (0..500).collect::<Vec<_>>());
+}
+
+/// Waits for the stop; asked to stop, it hands on what it "acknowledged" and ends.
+struct Acknowledged {
+    stopping: bool,
+}
+
+impl Source for Acknowledged {
+    type Output = Vec<u64>;
+    fn poll_produce(
+        &mut self,
+        _: &mut Context<'_>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        if self.stopping {
+            out.emit(vec![7, 8, 9]);
+            return Poll::Ready(Ok(SourceStatus::Done));
+        }
+        // Nothing arrives until the stop (no wake-up is ever arranged).
+        Poll::Pending
+    }
+
+    fn on_stop(&mut self) -> SourceStatus {
+        self.stopping = true;
+        SourceStatus::Continue
+    }
+}
+
+#[test]
+fn a_source_asked_to_stop_may_hand_on_what_it_holds() {
+    let mut p = Pipeline::with_config("stop", config(16));
+    let out = p
+        .source("acks", Acknowledged { stopping: false })
+        .sink("out", Collect(Vec::new()));
+    let handle = p.spawn().unwrap();
+    handle.stop();
+    handle.join().unwrap();
+    assert_eq!(out.take().unwrap(), vec![7, 8, 9]);
+}
+
+#[test]
+fn by_default_a_stopped_source_ends_at_once() {
+    struct Never;
+    impl Source for Never {
+        type Output = Vec<u64>;
+        fn poll_produce(
+            &mut self,
+            _: &mut Context<'_>,
+            _: &mut Output<Vec<u64>>,
+        ) -> Poll<Result<SourceStatus, OperatorError>> {
+            Poll::Pending
+        }
+    }
+    let mut p = Pipeline::with_config("stop", config(16));
+    let out = p.source("never", Never).sink("out", Collect(Vec::new()));
+    let handle = p.spawn().unwrap();
+    handle.stop();
+    handle.join().unwrap();
+    assert_eq!(out.take().unwrap(), Vec::<u64>::new());
+}

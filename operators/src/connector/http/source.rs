@@ -220,10 +220,13 @@ pub struct HttpSource {
     shutdown: Option<Shutdown>,
     handle: HttpSourceHandle,
     rate: DrainRate,
-    /// The hand-off was empty when last looked at: the next rows end an idle period.
-    idle: bool,
-    /// The current sampling window of the drain rate: its start and the rows taken in it.
-    window: (Instant, u64),
+    /// When the source last looked at the hand-off and left records waiting there.
+    left_waiting: Option<Instant>,
+    /// When records that had waited were last taken, and the usual gap between such takes.
+    last_take: Option<Instant>,
+    gap: Duration,
+    /// The sample being gathered: its start, rows taken that had waited, and their wait.
+    sample: (Instant, u64, Duration),
     wait: Option<Pin<Box<OwnedNotified>>>,
 }
 
@@ -287,8 +290,10 @@ impl HttpSource {
             shutdown: None,
             handle,
             rate: DrainRate::new(config.drain_half_life, Instant::now()),
-            idle: true,
-            window: (Instant::now(), 0),
+            left_waiting: None,
+            last_take: None,
+            gap: Duration::ZERO,
+            sample: (Instant::now(), 0, Duration::ZERO),
             wait: None,
         })
     }
@@ -364,28 +369,70 @@ impl HttpSource {
 
     /// Records the drain and tells blocked requests there is room.
     ///
-    /// The source takes records in bursts (a batch per poll, polls back to back while credit
-    /// lasts), so rows are summed over sampling windows of at least [`RATE_SAMPLE`] before they
-    /// are fed to the average. A window starts when records are taken after the hand-off was
-    /// empty, so idle time does not read as a slow drain.
-    fn drained(&mut self, taken: usize) {
-        let now = Instant::now();
+    /// The drain rate is rows taken per second *while records waited*: the pipeline, not the
+    /// arrivals, set the pace then. Records taken now waited since the source last looked and
+    /// left some behind, or since the first of them arrived in an empty hand-off; records taken
+    /// less than [`RATE_SAMPLE`] after they arrived in an empty hand-off found the source
+    /// keeping up, which says nothing about the pipeline's pace, and are not counted.
+    ///
+    /// Credit reaches the source in bursts (an edge re-grants it in chunks): a wait, then a
+    /// run of takes. A sample is one such wait with the takes that follow it, closed when the
+    /// next wait of at least [`RATE_SAMPLE`] ends (or after ten times that, for a steady drain),
+    /// so the rows of a burst are set against the wait that preceded it. A sample with less
+    /// than [`RATE_SAMPLE`] of waiting is dropped. The usual gap between takes is published
+    /// too, so that waiting for the next burst does not read as a stall.
+    fn drained(&mut self, now: Instant, taken: usize) {
         if taken > 0 {
-            if self.idle {
-                self.rate.resume(now);
-                self.window = (now, 0);
+            let waited_from = self.left_waiting.or_else(|| {
+                self.intake
+                    .waiting_since()
+                    .filter(|&t| now.saturating_duration_since(t) >= RATE_SAMPLE)
+            });
+            if let Some(from) = waited_from {
+                // Time already counted (up to the previous take) is not counted again.
+                let from = self.last_take.map_or(from, |last| from.max(last));
+                let wait = now.saturating_duration_since(from);
+                if wait >= RATE_SAMPLE {
+                    // A wait for credit just ended: the previous sample is complete.
+                    self.close_sample(now);
+                }
+                self.sample.1 += taken as u64;
+                self.sample.2 += wait;
+                if let Some(last) = self.last_take {
+                    // Remember long gaps (the credit cycle) and forget them slowly.
+                    self.gap = now
+                        .saturating_duration_since(last)
+                        .max(self.gap.mul_f64(0.9));
+                    self.intake.publish_gap(self.gap);
+                }
+                self.last_take = Some(now);
             }
-            self.window.1 += taken as u64;
             self.intake.room.notify_waiters();
         }
-        if self.window.1 > 0 && now.saturating_duration_since(self.window.0) >= RATE_SAMPLE {
-            self.rate.observe(now, self.window.1);
-            self.window = (now, 0);
+        if now.saturating_duration_since(self.sample.0) >= RATE_SAMPLE * 10 {
+            // A steady drain without long waits: close samples of ten sampling periods.
+            self.close_sample(now);
         }
         let left = self.intake.backlog() > 0;
-        self.idle = !left;
+        if left {
+            self.left_waiting.get_or_insert(now);
+        } else {
+            self.left_waiting = None;
+            self.last_take = None;
+            self.intake.clear_waiting();
+        }
         self.intake
             .publish_rate(self.rate.rows_per_sec(), now, left);
+    }
+
+    /// Feeds the sample to the average if it holds enough waiting, and starts the next one.
+    fn close_sample(&mut self, now: Instant) {
+        let (_, rows, waited) = self.sample;
+        if waited >= RATE_SAMPLE && rows > 0 {
+            self.rate.resume(now - waited);
+            self.rate.observe(now, rows);
+        }
+        self.sample = (now, 0, Duration::ZERO);
     }
 }
 
@@ -425,7 +472,7 @@ impl Source for HttpSource {
                 }
             }
             let taken = self.take(max, out);
-            self.drained(taken);
+            self.drained(Instant::now(), taken);
             if taken > 0 {
                 return Poll::Ready(Ok(SourceStatus::Continue));
             }

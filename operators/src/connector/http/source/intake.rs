@@ -69,6 +69,11 @@ pub(crate) struct Intake {
     rate_bits: AtomicU64,
     rate_at_ns: AtomicU64,
     backlog_left: AtomicBool,
+    /// The usual time between two drains while records waited (credit returns in bursts).
+    usual_gap_ns: AtomicU64,
+    /// Since when records have waited in the hand-off (nanoseconds after `base`, plus one; 0:
+    /// none waits). Set by the first offer into an empty hand-off, cleared by the source.
+    waiting_since_ns: AtomicU64,
     retry_min: Duration,
     retry_max: Duration,
     pub(crate) last_hint_ms: AtomicU64,
@@ -108,6 +113,8 @@ impl Intake {
             rate_bits: AtomicU64::new(f64::NAN.to_bits()),
             rate_at_ns: AtomicU64::new(0),
             backlog_left: AtomicBool::new(false),
+            usual_gap_ns: AtomicU64::new(0),
+            waiting_since_ns: AtomicU64::new(0),
             retry_min: config.retry_min,
             retry_max: config.retry_max,
             last_hint_ms: AtomicU64::new(0),
@@ -134,8 +141,16 @@ impl Intake {
         self.backlog_left.store(backlog_left, Relaxed);
     }
 
+    /// Publishes the usual time between two drains while records waited: credit reaches the
+    /// source in bursts (an edge re-grants it in chunks), so a wait that long is not a stall.
+    pub(crate) fn publish_gap(&self, gap: Duration) {
+        self.usual_gap_ns
+            .store(u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
     /// The drain rate now: the published one, decayed for the time records have waited since
-    /// without the source draining any (a stalled pipeline drains at a falling rate).
+    /// without the source draining any, beyond twice the usual gap between drains (a stalled
+    /// pipeline drains at a falling rate; one whose credit returns in bursts does not).
     pub(crate) fn drain_rate(&self) -> Option<f64> {
         self.drain_rate_at(Instant::now())
     }
@@ -149,7 +164,10 @@ impl Intake {
             return Some(rate);
         }
         let at = self.base + Duration::from_nanos(self.rate_at_ns.load(Relaxed));
-        let stalled = now.saturating_duration_since(at);
+        let usual = Duration::from_nanos(self.usual_gap_ns.load(Relaxed));
+        let stalled = now
+            .saturating_duration_since(at)
+            .saturating_sub(usual.saturating_mul(2));
         Some(rate * (-(stalled.as_secs_f64() / self.half_life.as_secs_f64())).exp2())
     }
 
@@ -182,7 +200,27 @@ impl Intake {
                 }
             }
         }
+        if taken > 0 {
+            let ns = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            // Only the first offer into an empty hand-off starts the wait.
+            let _ = self
+                .waiting_since_ns
+                .compare_exchange(0, ns + 1, Relaxed, Relaxed);
+        }
         taken
+    }
+
+    /// Since when records have waited in the hand-off, if any do.
+    pub(crate) fn waiting_since(&self) -> Option<Instant> {
+        match self.waiting_since_ns.load(Relaxed) {
+            0 => None,
+            ns => Some(self.base + Duration::from_nanos(ns - 1)),
+        }
+    }
+
+    /// The source found the hand-off empty: no record waits any more.
+    pub(crate) fn clear_waiting(&self) {
+        self.waiting_since_ns.store(0, Relaxed);
     }
 
     /// Appends records to the spill while it has room; returns how many.

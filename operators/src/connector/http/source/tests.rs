@@ -477,3 +477,43 @@ fn a_stalled_drain_lengthens_the_hint() {
         Duration::from_secs(1)
     );
 }
+
+#[test]
+fn the_drain_rate_sets_each_burst_of_credit_against_the_wait_before_it() {
+    let mut source = HttpSource::bind(HttpSourceConfig {
+        policy: Overflow::Reject,
+        ..HttpSourceConfig::default()
+    })
+    .expect("bind on loopback");
+    let t0 = std::time::Instant::now();
+    let mut records: VecDeque<Value> = (0..375).map(|i| json!({ "id": i })).collect();
+    source.intake.offer(&mut records);
+    assert!(records.is_empty());
+    // Credit arrives in bursts: every 2 s, two takes of 50 rows in quick succession, while
+    // records keep waiting. The pipeline drains 50 rows/s, not 50 rows per millisecond.
+    let mut out = Output::new(1000);
+    let mut last = t0;
+    for burst in 1..=3 {
+        for k in 0..2 {
+            let at = t0 + Duration::from_secs(2 * burst) + Duration::from_millis(k);
+            assert_eq!(source.take(50, &mut out), 50);
+            source.drained(at, 50);
+            last = at;
+        }
+    }
+    let rate = source.rate.rows_per_sec().expect("a measured rate");
+    assert!((rate - 50.0).abs() < 1.0, "drain rate {rate} rows/s");
+    // 75 records wait: at 50 rows/s, come back in 1.5 s (hints are whole seconds, rounded
+    // up). Waiting 3 s for the next burst is within twice the usual gap between bursts (2 s):
+    // not a stall.
+    assert_eq!(
+        source.intake.retry_after_at(last + Duration::from_secs(3)),
+        Duration::from_secs(2)
+    );
+    // Nothing drained for 7 s is a stall: 3 s past twice the gap, one and a half half-lives,
+    // a rate of 50 × 2^-1.5 ≈ 17.7 rows/s and 75 records take 4.2 s.
+    assert_eq!(
+        source.intake.retry_after_at(last + Duration::from_secs(7)),
+        Duration::from_secs(5)
+    );
+}

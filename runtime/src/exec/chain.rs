@@ -287,6 +287,11 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        if let Err(e) = self.open() {
+            // Reported by the next dispatch, as a `poll_ready` error is.
+            self.not_ready = Some(e);
+            return self.down.poll_ready(cx);
+        }
         // The chained operator may pace itself, like the head of a task does.
         match self.op.poll_ready(cx) {
             Poll::Pending => {

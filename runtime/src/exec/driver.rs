@@ -118,9 +118,13 @@ async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &
     yield_to_queue().await;
 }
 
-/// Waits for room downstream, driving the asynchronous work of chained operators meanwhile
-/// (what it emits is passed on, and room waited for again). Returns false if every consumer
-/// has gone.
+/// Waits for room downstream, driving the asynchronous work of chained operators while it
+/// waits (what it emits is passed on, and room waited for again). Returns false if every
+/// consumer has gone.
+///
+/// Chained work is driven only when there is no room: a chained operator whose results hold
+/// its capacity says so through `poll_ready`, so its work cannot be starved, and the common path
+/// (room at once) pays one call.
 async fn make_room<B: Batch, D: Downstream<B>>(
     outs: &mut D,
     m: &InstanceMetrics,
@@ -129,10 +133,15 @@ async fn make_room<B: Batch, D: Downstream<B>>(
         if !outs.is_flushed() {
             wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
         }
-        let ready = wait_in(m, TimeState::Backpressured, |cx| match outs.poll_work(cx) {
-            Ok(Work::Emitted) => Poll::Ready(Ok(None)),
-            Err(e) => Poll::Ready(Err(e)),
-            Ok(_) => outs.poll_ready(cx).map(|r| Ok(Some(r))),
+        let ready = wait_in(m, TimeState::Backpressured, |cx| {
+            if let Poll::Ready(r) = outs.poll_ready(cx) {
+                return Poll::Ready(Ok(Some(r)));
+            }
+            match outs.poll_work(cx) {
+                Ok(Work::Emitted) => Poll::Ready(Ok(None)),
+                Err(e) => Poll::Ready(Err(e)),
+                Ok(_) => Poll::Pending,
+            }
         })
         .await?;
         match ready {
@@ -234,18 +243,18 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
                     m.switch(TimeState::Busy);
                 }
                 first = false;
-                // Lossy edges move their backlog whenever credit returns, and chained
-                // operators' asynchronous work progresses.
-                match outs.poll_work(cx) {
-                    Ok(Work::Emitted) => return Poll::Ready(Some(Ok(SourceStatus::Continue))),
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                    Ok(_) => {}
-                }
                 if let Poll::Ready(r) = source.poll_produce(cx, &mut out) {
                     return Poll::Ready(Some(r));
                 }
                 if out.is_full() {
                     return Poll::Ready(None);
+                }
+                // Before parking: lossy edges move their backlog as credit returns, and
+                // chained operators' asynchronous work progresses.
+                match outs.poll_work(cx) {
+                    Ok(Work::Emitted) => return Poll::Ready(Some(Ok(SourceStatus::Continue))),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                    Ok(_) => {}
                 }
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
@@ -315,11 +324,6 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             let before = emitted_mark(&out);
             let mut ready = false;
             poll_fn(|cx| {
-                match outs.poll_work(cx) {
-                    Ok(Work::Emitted) => return Poll::Ready(Wake::Emitted),
-                    Err(e) => return Poll::Ready(Wake::Failed(e)),
-                    Ok(_) => {}
-                }
                 // Results of asynchronous work are emitted as they complete.
                 if let Poll::Ready(Err(e)) = op.poll_flush(cx, &mut out) {
                     return Poll::Ready(Wake::Failed(e));
@@ -340,6 +344,14 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     if let Poll::Ready(ev) = inputs.poll_next(cx) {
                         return Poll::Ready(Wake::Input(ev));
                     }
+                }
+                // Before parking: chained operators' asynchronous work progresses (on the
+                // common path input is there and this is skipped; a chained operator whose
+                // results hold its capacity stops input through `poll_ready`).
+                match outs.poll_work(cx) {
+                    Ok(Work::Emitted) => return Poll::Ready(Wake::Emitted),
+                    Err(e) => return Poll::Ready(Wake::Failed(e)),
+                    Ok(_) => {}
                 }
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {

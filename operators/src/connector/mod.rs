@@ -44,6 +44,7 @@
 mod columns;
 mod counting;
 pub mod csv;
+pub(crate) mod csv_chunk;
 pub mod dead_letter;
 mod encode;
 pub mod files;

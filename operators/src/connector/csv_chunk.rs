@@ -54,6 +54,8 @@ pub struct ChunkParser {
     ends: Vec<usize>,
     record: ByteRecord,
     plain_ok: bool,
+    /// Bytes that end a plain field: the delimiter, the quote, `\r` and `\n`.
+    special: [bool; 256],
 }
 
 /// Where one record ended and how it went.
@@ -62,6 +64,8 @@ struct Parsed {
     end: usize,
     /// Its raw text.
     raw: std::ops::Range<usize>,
+    /// `\n`s in its bytes.
+    newlines: u64,
     outcome: Result<(), RecordError>,
 }
 
@@ -96,6 +100,13 @@ impl ChunkParser {
             ends: vec![0; 32],
             record: ByteRecord::new(),
             plain_ok,
+            special: {
+                let mut special = [false; 256];
+                for b in [opts.delimiter, opts.quote, b'\r', b'\n'] {
+                    special[usize::from(b)] = true;
+                }
+                special
+            },
             opts,
         })
     }
@@ -155,7 +166,7 @@ impl ChunkParser {
                 None => self.general(data, pos),
             };
             handled += 1;
-            newlines += count_newlines(&data[pos..parsed.end]);
+            newlines += parsed.newlines;
             pos = parsed.end;
             let raw = &data[parsed.raw];
             match parsed.outcome {
@@ -227,27 +238,37 @@ impl ChunkParser {
     /// if the line is not plain.
     fn plain(&mut self, text: &str, pos: usize) -> Option<Parsed> {
         let bytes = text.as_bytes();
-        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-        let content_end = if end > pos && bytes[end - 1] == b'\r' {
-            end - 1
-        } else {
-            end
-        };
-        let content = &bytes[pos..content_end];
-        if memchr::memchr2(self.opts.quote, b'\r', content).is_some() {
-            return None;
-        }
         self.fields.clear();
         let mut start = pos;
-        for i in memchr::memchr_iter(self.opts.delimiter, content) {
-            self.fields.push((start, pos + i));
-            start = pos + i + 1;
-        }
+        let mut i = pos;
+        // One pass to the line's end: split at delimiters, give up at a quote or a `\r` that
+        // does not end the line.
+        let (content_end, end) = loop {
+            let Some(&b) = bytes.get(i) else {
+                break (i, i);
+            };
+            if !self.special[usize::from(b)] {
+                i += 1;
+                continue;
+            }
+            if b == self.opts.delimiter {
+                self.fields.push((start, i));
+                start = i + 1;
+            } else if b == b'\n' {
+                break (i, i);
+            } else if b == b'\r' && matches!(bytes.get(i + 1), None | Some(b'\n')) {
+                break (i, i + 1);
+            } else {
+                return None;
+            }
+            i += 1;
+        };
         self.fields.push((start, content_end));
         let outcome = self.parse_fields(text);
         Some(Parsed {
             end,
             raw: pos..content_end,
+            newlines: 0,
             outcome,
         })
     }
@@ -309,7 +330,12 @@ impl ChunkParser {
                     .unwrap_or("")
             });
         }
-        Parsed { end, raw, outcome }
+        Parsed {
+            end,
+            raw,
+            newlines: memchr::memchr_iter(b'\n', &data[pos..end]).count() as u64,
+            outcome,
+        }
     }
 }
 
@@ -322,10 +348,6 @@ fn trim_range(data: &[u8], a: usize, b: usize) -> std::ops::Range<usize> {
         .count();
     let len = trim_terminators(slice).len();
     a + lead..a + lead + len
-}
-
-fn count_newlines(bytes: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 //!   (quote-aware), counts lines            dead letters with file + line, skip counts
 //! ```
 //!
-//! The chunker reads only on credit, one chunk per `poll_produce`, on a blocking thread (as
-//! [`ReaderSource`](super::ReaderSource)). It scans bytes with the same quoting rules as the
+//! The chunker reads only on credit, one chunk per `poll_produce`, on its own thread (as
+//! [`ReaderSource`](super::ReaderSource)). It jumps from one `\n` or quote to the next with
+//! `memchr` and scans with the same quoting rules as the
 //! parser (RFC 4180: a quote opens a quoted field only at the start of a field, a doubled quote
 //! inside one is literal, `\r` and `\n` end records outside quotes) and cuts a chunk after the
 //! `\n` that ends its `records`-th record, or earlier once the chunk holds `target_bytes`. It
@@ -20,6 +21,12 @@
 //!
 //! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
 //! fails the read instead of buffering without bound.
+//!
+//! Each parse instance reads its chunks with a `ChunkParser` (`connector/csv_chunk.rs`): plain
+//! lines are split and parsed in place, other records go through the CSV parser, and the result
+//! (rows, dead letters with file and line, skip counts, the `Fail` error) is the one a
+//! [`CsvReader`](crate::connector::CsvReader) gives on the same bytes. Emptied chunk buffers go
+//! back to the chunker through a small pool.
 //!
 //! Parsing dominates the cost, so with `p` parse instances on `p` cores the file is parsed `p`
 //! times as fast as by one reader; the output's batch order across instances is not the file's.
@@ -469,7 +476,7 @@ impl<F> ChunkStep for F where
 {
 }
 
-/// The parsing half of [`csv_split`]: a [`ChunkParser`] per instance, then the step.
+/// The parsing half of [`csv_split`]: a `ChunkParser` per instance, then the step.
 #[derive(Debug)]
 pub struct CsvParse<F> {
     opts: CsvOptions,

@@ -56,6 +56,8 @@ pub struct ChunkParser {
     plain_ok: bool,
     /// Bytes that end a plain field: the delimiter, the quote, `\r` and `\n`.
     special: [bool; 256],
+    /// The same four bytes, each repeated in all eight bytes of a word.
+    splat: [u64; 4],
 }
 
 /// Where one record ended and how it went.
@@ -107,6 +109,8 @@ impl ChunkParser {
                 }
                 special
             },
+            splat: [opts.delimiter, opts.quote, b'\r', b'\n']
+                .map(|b| u64::from(b) * 0x0101_0101_0101_0101),
             opts,
         })
     }
@@ -244,6 +248,20 @@ impl ChunkParser {
         // One pass to the line's end: split at delimiters, give up at a quote or a `\r` that
         // does not end the line.
         let (content_end, end) = loop {
+            // Eight bytes at a time up to the next special byte.
+            if let Some(word) = bytes.get(i..i + 8) {
+                let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+                let hits = self
+                    .splat
+                    .iter()
+                    .fold(0, |acc, &m| acc | zero_bytes(word ^ m));
+                if hits == 0 {
+                    i += 8;
+                    continue;
+                }
+                // The lowest flagged byte is a real match (borrows only flag bytes above it).
+                i += (hits.trailing_zeros() / 8) as usize;
+            }
             let Some(&b) = bytes.get(i) else {
                 break (i, i);
             };
@@ -337,6 +355,12 @@ impl ChunkParser {
             outcome,
         }
     }
+}
+
+/// A word with the high bit set in (at least) the lowest zero byte of `x`, and 0 if `x` has no
+/// zero byte.
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080
 }
 
 /// `data[a..b]` without leading and trailing `\r` / `\n` (as [`trim_terminators`]), as a range.

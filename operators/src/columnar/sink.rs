@@ -2,7 +2,7 @@
 //!
 //! # Protocol
 //!
-//! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on a blocking thread**:
+//! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on its own thread**:
 //!
 //! ```text
 //! on_batch(b)  ── writer moves onto the lane: write(b) ──▶ Busy(task)

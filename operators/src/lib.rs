@@ -25,6 +25,7 @@ pub mod columnar;
 pub mod connector;
 pub mod etl;
 pub mod keyed;
+mod lane;
 pub mod overload;
 pub mod sink;
 pub mod source;

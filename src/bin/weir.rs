@@ -391,6 +391,8 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 bytes as f64 / 1e6
             );
             let (mut tb, mut tw) = (Vec::new(), Vec::new());
+            let (mut cb, mut cw) = (Vec::new(), Vec::new());
+            let cpu = || bench::etl::process_cpu_time().unwrap_or_default();
             let mut bottleneck = String::new();
             for run in 0..runs.max(1) {
                 let (b_out, w_out) = (dir.join("baseline"), dir.join("weir"));
@@ -399,9 +401,14 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                         std::fs::remove_dir_all(d)?;
                     }
                 }
+                let c0 = cpu();
                 let (b_rows, b) = bench::etl::baseline(&input, &b_out, batch_rows)?;
+                let c1 = cpu();
                 let (w_rows, w, report) =
                     bench::etl::weir(&input, &w_out, batch_rows, parallelism, writers)?;
+                let c2 = cpu();
+                cb.push(c1.saturating_sub(c0));
+                cw.push(c2.saturating_sub(c1));
                 if b_rows != rows || w_rows != rows {
                     return Err(format!(
                         "rows written: baseline {b_rows}, weir {w_rows}, input {rows}"
@@ -410,32 +417,37 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 }
                 bottleneck = report.bottleneck.map(|b| b.operator).unwrap_or_default();
                 println!(
-                    "run {run}: baseline {:.3} s, weir {:.3} s",
+                    "run {run}: baseline {:.3} s ({:.2} s CPU), weir {:.3} s ({:.2} s CPU)",
                     b.as_secs_f64(),
-                    w.as_secs_f64()
+                    cb[cb.len() - 1].as_secs_f64(),
+                    w.as_secs_f64(),
+                    cw[cw.len() - 1].as_secs_f64()
                 );
                 tb.push(b);
                 tw.push(w);
             }
             let (b, w) = (median(tb), median(tw));
+            let (bc, wc) = (median(cb), median(cw));
             let mb = |d: std::time::Duration| bytes as f64 / 1e6 / d.as_secs_f64().max(1e-12);
             println!(
-                "{:>10} {:>14} {:>10} {:>10}",
-                "", "rows/s", "MB/s", "median s"
+                "{:>10} {:>14} {:>10} {:>10} {:>10}",
+                "", "rows/s", "MB/s", "median s", "CPU s"
             );
             println!(
-                "{:>10} {:>12.2} M {:>10.1} {:>10.3}",
+                "{:>10} {:>12.2} M {:>10.1} {:>10.3} {:>10.2}",
                 "baseline",
                 rate(rows, b) / 1e6,
                 mb(b),
-                b.as_secs_f64()
+                b.as_secs_f64(),
+                bc.as_secs_f64()
             );
             println!(
-                "{:>10} {:>12.2} M {:>10.1} {:>10.3}",
+                "{:>10} {:>12.2} M {:>10.1} {:>10.3} {:>10.2}",
                 "weir",
                 rate(rows, w) / 1e6,
                 mb(w),
-                w.as_secs_f64()
+                w.as_secs_f64(),
+                wc.as_secs_f64()
             );
             println!(
                 "weir / baseline: {:.2}x (bottleneck: {bottleneck})",
@@ -451,6 +463,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                         "baseline_rows_per_s": rate(rows, b), "weir_rows_per_s": rate(rows, w),
                         "baseline_mb_per_s": mb(b), "weir_mb_per_s": mb(w),
                         "ratio": b.as_secs_f64() / w.as_secs_f64().max(1e-12),
+                        "baseline_cpu_s": bc.as_secs_f64(), "weir_cpu_s": wc.as_secs_f64(),
                     })
                 )?;
             }

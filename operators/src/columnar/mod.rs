@@ -12,7 +12,7 @@
 //! | [`ArrowStream::project`], [`filter`](ArrowStream::filter), [`with_column`](ArrowStream::with_column), [`cast`](ArrowStream::cast), [`map_batches`](ArrowStream::map_batches) | vectorised operators over Arrow compute kernels |
 //! | [`ArrowStream::aggregate`] ([`Agg`]) | keyed hash aggregation: hash-partitioned by the key columns, then count / sum / min / max / mean per key |
 //! | [`RowsToArrow`], [`ArrowToRows`] ([`ToArrowExt::to_arrow`], [`ArrowStream::to_rows`]) | typed `serde` rows ⇄ Arrow batches, through `serde_arrow` |
-//! | [`ReaderSource`], [`csv_split`] | demand-driven file sources: one batch read per credit, on a blocking thread |
+//! | [`ReaderSource`], [`csv_split`] | demand-driven file sources: one batch read per credit, on the source's own thread |
 //! | [`PartSink`], [`DeadLetterSink`] | rolling Parquet / CSV / NDJSON part files, written off the async workers |
 //!
 //! # Examples

@@ -2,14 +2,17 @@
 //!
 //! # Protocol
 //!
-//! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on a blocking thread**:
+//! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on its own thread**:
 //!
 //! ```text
-//! on_batch(b)  ── writer moves into spawn_blocking(write(b)) ──▶ Busy(handle)
-//! poll_ready   ── Busy: poll the handle; the writer comes back ──▶ Idle   (Pending meanwhile)
-//! poll_close   ── Idle: spawn_blocking(finish()) ──▶ Closing ──▶ summary
+//! on_batch(b)  ── writer moves onto the lane: write(b) ──▶ Busy(task)
+//! poll_ready   ── Busy: poll the task; the writer comes back ──▶ Idle   (Pending meanwhile)
+//! poll_close   ── Idle: on the lane, finish() ──▶ Closing ──▶ summary
 //! finish       ── returns the summary
 //! ```
+//!
+//! The lane is the sink's own thread, started by `open`: the writer's buffers (a Parquet writer
+//! holds a whole row group) are allocated and reused by one thread for the sink's life.
 //!
 //! While a write is in flight the sink is not ready, so it takes nothing more from its edge:
 //! a slow disk backpressures the pipeline like any slow sink, with at most one batch in the
@@ -27,7 +30,6 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tokio::task::JoinHandle;
 use weir_runtime::{InputPort, InstanceInfo, OperatorError, Sink, SinkHandle};
 
 use super::ArrowStream;
@@ -35,6 +37,7 @@ use crate::connector::{
     dead_letter_schema, dead_letters_to_batch, DeadLetter, PartCommit, PartFormat, PartWriter,
     PartWriterOptions, WriteError, WriteSummary,
 };
+use crate::lane::{Lane, LaneError, LaneTask};
 
 /// Options of a [`PartSink`]: the writer's options, with commit-on-finish by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +74,8 @@ enum State {
     /// Before `open`.
     Unopened,
     Idle(Box<PartWriter>),
-    Busy(JoinHandle<(Box<PartWriter>, Result<(), WriteError>)>),
-    Closing(JoinHandle<Result<WriteSummary, WriteError>>),
+    Busy(LaneTask<(Box<PartWriter>, Result<(), WriteError>)>),
+    Closing(LaneTask<Result<WriteSummary, WriteError>>),
     Closed(WriteSummary),
     /// After an error or `finish`.
     Gone,
@@ -84,6 +87,9 @@ pub struct PartSink {
     schema: SchemaRef,
     opts: PartSinkOptions,
     state: State,
+    /// The thread writing, started by `open`. Dropping it waits for a write in flight, whose
+    /// writer (if abandoned) is dropped on that thread and removes its temporary files.
+    lane: Option<Lane>,
 }
 
 impl std::fmt::Debug for PartSink {
@@ -99,7 +105,7 @@ fn write_error(e: WriteError) -> OperatorError {
     OperatorError::external("cannot write output", e)
 }
 
-fn join_error(e: tokio::task::JoinError) -> OperatorError {
+fn join_error(e: LaneError) -> OperatorError {
     OperatorError::internal(format!("the blocking write failed: {e}"))
 }
 
@@ -111,6 +117,7 @@ impl PartSink {
             schema,
             opts,
             state: State::Unopened,
+            lane: None,
         }
     }
 
@@ -142,6 +149,7 @@ impl Sink for PartSink {
         }
         let writer =
             PartWriter::create(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
+        self.lane = Some(Lane::start("weir-part-write").map_err(join_error)?);
         self.state = State::Idle(Box::new(writer));
         Ok(())
     }
@@ -151,12 +159,14 @@ impl Sink for PartSink {
     }
 
     fn on_batch(&mut self, _: InputPort, batch: RecordBatch) -> Result<(), OperatorError> {
-        let State::Idle(mut writer) = std::mem::replace(&mut self.state, State::Gone) else {
+        let (State::Idle(mut writer), Some(lane)) =
+            (std::mem::replace(&mut self.state, State::Gone), &self.lane)
+        else {
             return Err(OperatorError::internal(
                 "a batch reached the part sink while it was not ready",
             ));
         };
-        self.state = State::Busy(tokio::task::spawn_blocking(move || {
+        self.state = State::Busy(lane.run(move || {
             let result = writer.write(&batch);
             (writer, result)
         }));
@@ -179,8 +189,12 @@ impl Sink for PartSink {
                     else {
                         unreachable!("matched Idle above");
                     };
-                    self.state =
-                        State::Closing(tokio::task::spawn_blocking(move || writer.finish()));
+                    let Some(lane) = &self.lane else {
+                        return Poll::Ready(Err(OperatorError::internal(
+                            "the part sink closed without being opened",
+                        )));
+                    };
+                    self.state = State::Closing(lane.run(move || writer.finish()));
                 }
                 State::Closing(handle) => {
                     let joined = match Pin::new(handle).poll(cx) {

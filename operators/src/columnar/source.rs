@@ -6,22 +6,23 @@
 //! call reads **at most one batch**:
 //!
 //! ```text
-//! poll_produce ── no read in flight ──▶ move the reader into spawn_blocking(next())
+//! poll_produce ── no read in flight ──▶ move the reader onto its lane: next()
 //!      │                                        │
-//!      └── read in flight ──▶ poll its JoinHandle ◀┘  (Pending: the handle wakes us)
+//!      └── read in flight ──▶ poll the lane task ◀┘  (Pending: the task wakes us)
 //!                                │ Ready
 //!                                ▼
 //!            reader comes back; emit the batch, its dead letters and its skip count
 //! ```
 //!
-//! So blocking I/O and parsing never run on the async workers, a read is started only when
+//! The lane is the source's own thread (started on the first read), so the reader's buffers stay
+//! with one thread. So blocking I/O and parsing never run on the async workers, a read is started only when
 //! credit has reached the source, and a stalled sink (no credit) means no `poll_produce` and no
 //! reads: bytes read ahead are bounded by the edges' capacities plus one batch. The bytes pulled
 //! from storage are published after every batch on a shared counter
 //! ([`ReaderSource::bytes_read`]) so the bound can be observed.
 //!
-//! When the run is cancelled mid-read, the blocking read finishes on its own thread and drops
-//! the reader there (a read of one batch is short; nothing is detached beyond it).
+//! When the run is cancelled mid-read, dropping the source waits for the read of one batch in
+//! progress to finish and drops the reader on the lane's thread.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +32,6 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tokio::task::JoinHandle;
 use weir_runtime::{ErrorKind, OperatorError, Output, Source, SourceStatus};
 
 use super::SchemaSource;
@@ -39,6 +39,7 @@ use crate::connector::{
     BatchReader, CsvOptions, CsvReader, FileFormat, FileSet, NdjsonOptions, NdjsonReader,
     ParquetOptions, ParquetReader, ReadBatch, ReadError,
 };
+use crate::lane::{Lane, LaneTask};
 
 type Reader = Box<dyn BatchReader>;
 type ReadResult = (Reader, Option<Result<ReadBatch, ReadError>>);
@@ -47,7 +48,9 @@ type ReadResult = (Reader, Option<Result<ReadBatch, ReadError>>);
 pub struct ReaderSource {
     schema: SchemaRef,
     reader: Option<Reader>,
-    in_flight: Option<JoinHandle<ReadResult>>,
+    /// The thread reading, started on the first read.
+    lane: Option<Lane>,
+    in_flight: Option<LaneTask<ReadResult>>,
     bytes_read: Arc<AtomicU64>,
 }
 
@@ -89,6 +92,7 @@ impl ReaderSource {
         Self {
             schema: reader.schema(),
             reader: Some(Box::new(reader)),
+            lane: None,
             in_flight: None,
             bytes_read,
         }
@@ -183,7 +187,13 @@ impl Source for ReaderSource {
             let Some(mut reader) = self.reader.take() else {
                 return Poll::Ready(Ok(SourceStatus::Done));
             };
-            self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            if self.lane.is_none() {
+                self.lane = Some(Lane::start("weir-read").map_err(|e| {
+                    OperatorError::internal(format!("cannot start the reader: {e}"))
+                })?);
+            }
+            let lane = self.lane.as_ref().expect("started above");
+            self.in_flight = Some(lane.run(move || {
                 let item = reader.next();
                 (reader, item)
             }));

@@ -5,12 +5,13 @@
 //!
 //! ```text
 //! CsvChunker (1 instance) ──rebalance──▶ CsvParse[0..p] ──▶ RecordBatch stream
-//!   reads bytes, finds record ends         CsvReader over one chunk: typed columns,
+//!   reads bytes, finds record ends         ChunkParser over one chunk: typed columns,
 //!   (quote-aware), counts lines            dead letters with file + line, skip counts
 //! ```
 //!
-//! The chunker reads only on credit, one chunk per `poll_produce`, on a blocking thread (as
-//! [`ReaderSource`](super::ReaderSource)). It scans bytes with the same quoting rules as the
+//! The chunker reads only on credit, one chunk per `poll_produce`, on its own thread (as
+//! [`ReaderSource`](super::ReaderSource)). It jumps from one `\n` or quote to the next with
+//! `memchr` and scans with the same quoting rules as the
 //! parser (RFC 4180: a quote opens a quoted field only at the start of a field, a doubled quote
 //! inside one is literal, `\r` and `\n` end records outside quotes) and cuts a chunk after the
 //! `\n` that ends its `records`-th record, or earlier once the chunk holds `target_bytes`. It
@@ -20,6 +21,12 @@
 //!
 //! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
 //! fails the read instead of buffering without bound.
+//!
+//! Each parse instance reads its chunks with a `ChunkParser` (`connector/csv_chunk.rs`): plain
+//! lines are split and parsed in place, other records go through the CSV parser, and the result
+//! (rows, dead letters with file and line, skip counts, the `Fail` error) is the one a
+//! [`CsvReader`](crate::connector::CsvReader) gives on the same bytes. Emptied chunk buffers go
+//! back to the chunker through a small pool.
 //!
 //! Parsing dominates the cost, so with `p` parse instances on `p` cores the file is parsed `p`
 //! times as fast as by one reader; the output's batch order across instances is not the file's.
@@ -36,14 +43,15 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tokio::task::JoinHandle;
 use weir_runtime::{
     Batch, InputPort, Operator, OperatorError, Output, Pipeline, Source, SourceStatus,
 };
 
 use super::source::read_error;
 use super::ArrowStream;
-use crate::connector::{with_extra_columns, CsvOptions, CsvReader, FileSet, ReadError};
+use crate::connector::csv_chunk::ChunkParser;
+use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
+use crate::lane::{Lane, LaneTask};
 
 /// A slice of a CSV file holding whole records.
 #[derive(Debug, Clone)]
@@ -77,6 +85,15 @@ enum Scan {
     QuoteInQuoted,
 }
 
+/// The scanner's state after a byte that is neither a quote nor `\n`, outside quotes.
+fn after(b: u8, delimiter: u8) -> Scan {
+    if b == b'\r' || b == delimiter {
+        Scan::StartField
+    } else {
+        Scan::InField
+    }
+}
+
 /// Bytes read from the file per blocking read.
 const READ_BYTES: usize = 256 * 1024;
 
@@ -96,6 +113,7 @@ struct FileCutter {
     line_base: u64,
     /// Size of the last chunk cut, to size the next one's buffer.
     last_chunk_bytes: usize,
+    pool: Arc<ChunkPool>,
     header: bool,
     eof: bool,
 }
@@ -110,6 +128,7 @@ struct Cutter {
     target_bytes: usize,
     max_record_bytes: usize,
     bytes_read: u64,
+    pool: Arc<ChunkPool>,
 }
 
 impl Cutter {
@@ -133,6 +152,7 @@ impl Cutter {
             last_end: None,
             line_base: 0,
             last_chunk_bytes: 0,
+            pool: self.pool.clone(),
             header: self.opts.has_header,
             eof: false,
         });
@@ -190,6 +210,63 @@ impl FileCutter {
     /// Scans `pending[scanned..]`, stopping after the record end that completes `records`
     /// records (or the first after `target` bytes).
     fn scan(&mut self, records: usize, target: usize, delimiter: u8, quote: u8) -> bool {
+        if delimiter == quote || quote == b'\n' || quote == b'\r' {
+            return self.scan_bytes(records, target, delimiter, quote);
+        }
+        // Jumps from one `\n` or quote to the next: the bytes between them only decide whether
+        // a quote that follows is at the start of a field (after a delimiter or `\r`).
+        let bytes = &self.pending;
+        let mut state = self.state;
+        let mut i = self.scanned;
+        let mut found = false;
+        while i < bytes.len() {
+            if state == Scan::InQuoted {
+                let rest = &bytes[i..];
+                let k = memchr::memchr(quote, rest).unwrap_or(rest.len());
+                self.newlines += memchr::memchr_iter(b'\n', &rest[..k]).count() as u64;
+                i += k;
+                if i < bytes.len() {
+                    i += 1;
+                    state = Scan::QuoteInQuoted;
+                }
+                continue;
+            }
+            let rest = &bytes[i..];
+            let Some(k) = memchr::memchr2(b'\n', quote, rest) else {
+                state = after(rest[rest.len() - 1], delimiter);
+                i = bytes.len();
+                break;
+            };
+            let before = if k == 0 {
+                state
+            } else {
+                after(rest[k - 1], delimiter)
+            };
+            i += k + 1;
+            if rest[k] == b'\n' {
+                self.newlines += 1;
+                self.records += 1;
+                self.last_end = Some((i, self.records, self.newlines));
+                state = Scan::StartField;
+                if self.records >= records || i >= target || self.header {
+                    found = true;
+                    break;
+                }
+            } else {
+                state = match before {
+                    Scan::StartField | Scan::QuoteInQuoted => Scan::InQuoted,
+                    _ => Scan::InField,
+                };
+            }
+        }
+        self.state = state;
+        self.scanned = i;
+        found
+    }
+
+    /// [`scan`](Self::scan), one byte at a time (for a quote that is also a delimiter or a line
+    /// break).
+    fn scan_bytes(&mut self, records: usize, target: usize, delimiter: u8, quote: u8) -> bool {
         let bytes = &self.pending;
         let mut state = self.state;
         let mut i = self.scanned;
@@ -296,7 +373,7 @@ impl FileCutter {
     /// Moves `pending[..last_end]` into a chunk and keeps the rest.
     fn take_to_last_end(&mut self) -> CsvChunk {
         let (end, records, newlines) = self.last_end.take().expect("a record end was found");
-        let mut rest = Vec::with_capacity(end + READ_BYTES);
+        let mut rest = self.pool.take(end + READ_BYTES);
         rest.extend_from_slice(&self.pending[end..]);
         self.pending.truncate(end);
         self.last_chunk_bytes = end;
@@ -320,7 +397,9 @@ type CutResult = (Box<Cutter>, Result<Option<CsvChunk>, ReadError>);
 /// The source half of [`csv_split`]: cuts files into chunks, one per credit.
 pub struct CsvChunker {
     cutter: Option<Box<Cutter>>,
-    in_flight: Option<JoinHandle<CutResult>>,
+    /// The thread cutting chunks, started on the first read.
+    lane: Option<Lane>,
+    in_flight: Option<LaneTask<CutResult>>,
     bytes_read: Arc<AtomicU64>,
 }
 
@@ -365,7 +444,13 @@ impl Source for CsvChunker {
             let Some(mut cutter) = self.cutter.take() else {
                 return Poll::Ready(Ok(SourceStatus::Done));
             };
-            self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            if self.lane.is_none() {
+                self.lane = Some(Lane::start("weir-csv-read").map_err(|e| {
+                    OperatorError::internal(format!("cannot start the reader: {e}"))
+                })?);
+            }
+            let lane = self.lane.as_ref().expect("started above");
+            self.in_flight = Some(lane.run(move || {
                 let item = cutter.next_chunk();
                 (cutter, item)
             }));
@@ -391,11 +476,26 @@ impl<F> ChunkStep for F where
 {
 }
 
-/// The parsing half of [`csv_split`]: one [`CsvReader`] per chunk, then the step.
-#[derive(Debug, Clone)]
+/// The parsing half of [`csv_split`]: a `ChunkParser` per instance, then the step.
+#[derive(Debug)]
 pub struct CsvParse<F> {
     opts: CsvOptions,
     step: F,
+    /// Made on the first chunk (each instance has its own).
+    parser: Option<ChunkParser>,
+    /// Emptied chunk buffers go back to the reader.
+    pool: Arc<ChunkPool>,
+}
+
+impl<F: Clone> Clone for CsvParse<F> {
+    fn clone(&self) -> Self {
+        Self {
+            opts: self.opts.clone(),
+            step: self.step.clone(),
+            parser: None,
+            pool: self.pool.clone(),
+        }
+    }
 }
 
 impl<F: ChunkStep> Operator for CsvParse<F> {
@@ -408,15 +508,17 @@ impl<F: ChunkStep> Operator for CsvParse<F> {
         chunk: CsvChunk,
         out: &mut Output<RecordBatch>,
     ) -> Result<(), OperatorError> {
-        let opts = CsvOptions {
-            has_header: false,
-            first_line: chunk.first_line,
-            batch_rows: chunk.records.max(1),
-            ..self.opts.clone()
+        let parser = match &mut self.parser {
+            Some(p) => p,
+            None => self
+                .parser
+                .insert(ChunkParser::new(self.opts.clone()).map_err(read_error)?),
         };
-        let reader = CsvReader::from_bytes(chunk.data, &chunk.file, opts).map_err(read_error)?;
-        for read in reader {
-            let read = read.map_err(read_error)?;
+        let parsed = parser
+            .parse(&chunk.data, &chunk.file, chunk.first_line, chunk.records)
+            .map_err(read_error)?;
+        self.pool.put(chunk.data);
+        if let Some(read) = parsed.read {
             for dead in read.dead_letters {
                 out.dead_letter(dead);
             }
@@ -425,7 +527,46 @@ impl<F: ChunkStep> Operator for CsvParse<F> {
             }
             (self.step)(&chunk.file, read.batch, out)?;
         }
-        Ok(())
+        match parsed.error {
+            Some(e) => Err(read_error(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Chunk buffers the parse instances have emptied, for the reader to fill again: the buffers
+/// are reused instead of being allocated and freed per chunk.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl ChunkPool {
+    /// Buffers kept at most; more are freed.
+    const MAX: usize = 8;
+
+    fn put(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        // A poisoned lock only means another instance panicked; the list is still valid.
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::MAX {
+            free.push(buf);
+        }
+    }
+
+    /// An empty buffer with room for at least `capacity` bytes.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let found = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.pop()
+        };
+        match found {
+            Some(mut buf) => {
+                buf.reserve(capacity);
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
     }
 }
 
@@ -500,16 +641,10 @@ pub fn csv_split_with<F: ChunkStep>(
         ));
     }
     // Fail now on a column type the parser cannot read.
-    CsvReader::new(
-        std::io::empty(),
-        name,
-        CsvOptions {
-            has_header: false,
-            ..opts.clone()
-        },
-    )?;
+    ChunkParser::new(opts.clone())?;
     let schema: SchemaRef = with_extra_columns(&data_schema, opts.line_column, opts.raw_column);
     let bytes_read = Arc::new(AtomicU64::new(0));
+    let pool = Arc::new(ChunkPool::default());
     let chunker = CsvChunker {
         cutter: Some(Box::new(Cutter {
             files: set.files().iter().cloned().collect(),
@@ -520,11 +655,18 @@ pub fn csv_split_with<F: ChunkStep>(
             target_bytes: split.target_bytes,
             max_record_bytes: split.max_record_bytes.max(1),
             bytes_read: 0,
+            pool: pool.clone(),
         })),
+        lane: None,
         in_flight: None,
         bytes_read: bytes_read.clone(),
     };
-    let parse = CsvParse { opts, step };
+    let parse = CsvParse {
+        opts,
+        step,
+        parser: None,
+        pool,
+    };
     let stream = pipeline
         .source(format!("{name}.read"), chunker)
         .rebalance()
@@ -553,6 +695,7 @@ mod tests {
             target_bytes: usize::MAX,
             max_record_bytes: 1 << 20,
             bytes_read: 0,
+            pool: Arc::default(),
         };
         let mut out = Vec::new();
         while let Some(c) = cutter.next_chunk().expect("readable") {
@@ -578,6 +721,53 @@ mod tests {
                 (8, 1, "4,w".to_string()),
             ]
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_scan_cuts_where_the_byte_scan_does(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "1", ",", "\"", "\"\"", "\n", "\r", "\r\n", " "]),
+                0..80,
+            ),
+            records in 1usize..4,
+            target in 1usize..64,
+        ) {
+            let text: String = pieces.concat();
+            let mut cuts = Vec::new();
+            for fast in [true, false] {
+                let mut f = FileCutter {
+                    file: File::open("/dev/null").expect("opens"),
+                    label: "x".into(),
+                    pending: text.clone().into_bytes(),
+                    scanned: 0,
+                    state: Scan::StartField,
+                    records: 0,
+                    newlines: 0,
+                    last_end: None,
+                    line_base: 0,
+                    last_chunk_bytes: 0,
+                    pool: Arc::default(),
+                    header: false,
+                    eof: true,
+                };
+                let mut seen = Vec::new();
+                loop {
+                    let hit = if fast {
+                        f.scan(records, target, b',', b'"')
+                    } else {
+                        f.scan_bytes(records, target, b',', b'"')
+                    };
+                    seen.push((hit, f.scanned, f.state, f.records, f.newlines, f.last_end));
+                    if !hit {
+                        break;
+                    }
+                    f.take_to_last_end();
+                }
+                cuts.push(seen);
+            }
+            proptest::prop_assert_eq!(&cuts[0], &cuts[1]);
+        }
     }
 
     #[test]

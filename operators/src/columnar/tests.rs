@@ -494,7 +494,7 @@ fn a_failed_run_leaves_no_complete_looking_file() {
         );
     let err = p.run().expect_err("the map fails");
     assert_eq!(err.operator(), Some("boom"), "{err}");
-    // A write still in flight on its blocking thread when the run was cancelled may leave its
+    // A write still in flight on the sink's thread when the run was cancelled may leave its
     // hidden `.inprogress` file for a moment (it is deleted when that write returns); nothing
     // visible may remain.
     let visible: Vec<String> = std::fs::read_dir(dir.path())

@@ -408,7 +408,7 @@ impl<R: Read> CsvReader<R> {
 }
 
 /// Parses one record into the scratch row of `columns`.
-fn parse_record(columns: &mut Columns, record: &ByteRecord) -> Result<(), RecordError> {
+pub(crate) fn parse_record(columns: &mut Columns, record: &ByteRecord) -> Result<(), RecordError> {
     if record.len() != columns.len() {
         return Err(RecordError::FieldCount {
             expected: columns.len(),

@@ -4,7 +4,7 @@
 //! Readers ([`CsvReader`], [`NdjsonReader`], [`ParquetReader`], and [`FileSetReader`] over many
 //! files) turn files into Arrow [`RecordBatch`]es; [`PartWriter`] writes batches into rolling part
 //! files. Nothing here knows about the runtime: a pipeline source wraps a reader and calls
-//! [`Iterator::next`] on a blocking thread each time downstream grants credit for one batch.
+//! [`Iterator::next`] on a thread of its own each time downstream grants credit for one batch.
 //!
 //! # Laziness protocol
 //!
@@ -44,6 +44,7 @@
 mod columns;
 mod counting;
 pub mod csv;
+pub(crate) mod csv_chunk;
 pub mod dead_letter;
 mod encode;
 pub mod files;

@@ -4,15 +4,16 @@
 //! # Graph
 //!
 //! ```text
-//! read (chunker) ─▶ parse+validate ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┬─▶ orders_clean (Parquet ×w)
-//!                     │ dead letters                                                        └─▶ revenue_columns ×p ─▶ revenue (hash agg) ─▶ revenue_by_country_day (Parquet)
+//! read (chunker) ─▶ parse+validate ×p ─▶ orders ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┬─▶ orders_clean (Parquet ×w)
+//!                     │ dead letters                                                                     └─▶ revenue_columns ×p ─▶ revenue (hash agg) ─▶ revenue_by_country_day (Parquet)
 //!                     └──────────────────────────────▶ dead_letters (NDJSON)
 //! ```
 //!
 //! `parse+validate` parses a chunk of whole records with the orders schema (malformed fields and
 //! field counts become dead letters) and applies the domain rules ([`validate`]: negative amount,
 //! unknown currency or status), knowing the chunk's file. The rest are the generic columnar
-//! operators: a filter (`status != "cancelled"`, counted as filtered in the report), a computed
+//! operators: a projection dropping the `_line` and `_raw` columns the dead letters needed (no
+//! copy; the filter after it then copies only the order columns), a filter (`status != "cancelled"`, counted as filtered in the report), a computed
 //! column (`amount_usd = amount × rate`), a projection to [`clean_schema`], and a keyed hash
 //! aggregation by `(country, day)` with exact sums.
 //!
@@ -33,7 +34,7 @@ use serde::Serialize;
 use weir_runtime::{EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle};
 
 use super::orders::{column, usd_rate};
-use super::{clean_schema, orders_csv_options, validate};
+use super::{clean_schema, orders_csv_options, orders_csv_schema, validate};
 use crate::columnar::{
     csv_split_with, Agg, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
 };
@@ -279,7 +280,17 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         validate_step,
     )?;
     let dead_letters = parsed.dead_letters();
+    // `_line` and `_raw` served the dead letters of parse+validate; dropping them here (no copy)
+    // keeps the filter from copying them.
+    let orders_schema = orders_csv_schema();
+    let orders: Vec<&str> = orders_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     let clean = parsed
+        .project("orders", &orders)?
+        .parallelism(p)
         .filter("drop_cancelled", |b| {
             let status = b
                 .column_by_name("status")

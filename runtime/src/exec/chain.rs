@@ -186,13 +186,19 @@ impl<O: Operator> Chained<O> {
 
 impl<O: Operator> Chained<O> {
     /// Opens the operator on first use, inside the running task.
+    #[inline]
     fn open(&mut self) -> Result<(), OperatorError> {
-        if !self.opened {
-            self.opened = true;
-            let info = self.info.clone();
-            self.call(|op, _| op.open(&info))?;
+        if self.opened {
+            return Ok(());
         }
-        Ok(())
+        self.open_now()
+    }
+
+    #[inline(never)]
+    fn open_now(&mut self) -> Result<(), OperatorError> {
+        self.opened = true;
+        let info = self.info.clone();
+        self.call(|op, _| op.open(&info))
     }
 
     /// Runs one hook of the chained operator, attributing its error or panic to it.

@@ -656,6 +656,33 @@ impl<B: Batch> Inlet<B> {
         Some(msg)
     }
 
+    /// Hands the producer the credit of every message taken so far, at once instead of at the
+    /// next chunk boundary, and wakes it if it waits.
+    ///
+    /// For a consumer about to wait for something other than input — its own pace, room
+    /// downstream: credit then keeps flowing at the consumer's pace instead of in chunks
+    /// separated by long silences. (A consumer that waits for input grants everything anyway.)
+    ///
+    /// ```
+    /// use weir_runtime::channel::{edge, EdgeConfig};
+    /// use weir_runtime::Message;
+    ///
+    /// let (mut tx, mut rx) = edge::<Vec<u8>>(EdgeConfig::default().with_capacity(8));
+    /// for _ in 0..8 {
+    ///     tx.try_send(Message::Data(vec![1])).unwrap();
+    /// }
+    /// assert_eq!(tx.credit(), 0);
+    /// rx.try_recv().unwrap();
+    /// assert_eq!(tx.credit(), 0, "credit is granted in chunks");
+    /// rx.release_credit();
+    /// assert_eq!(tx.credit(), 1);
+    /// ```
+    pub fn release_credit(&mut self) {
+        if self.ring.ungranted() > 0 {
+            self.grant_all();
+        }
+    }
+
     /// Grants every freed slot and wakes a waiting producer; runs before the consumer parks.
     fn grant_all(&mut self) {
         self.ring.grant();

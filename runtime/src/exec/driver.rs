@@ -119,8 +119,9 @@ async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &
 }
 
 /// Waits for room downstream, driving the asynchronous work of chained operators while it
-/// waits (what it emits is passed on, and room waited for again). Returns false if every
-/// consumer has gone.
+/// waits (what it emits is passed on, and room waited for again), and calling `release` before
+/// every wait so the task's inputs hand back the credit of what it took. Returns false if
+/// every consumer has gone.
 ///
 /// Chained work is driven only when there is no room: a chained operator whose results hold
 /// its capacity says so through `poll_ready`, so its work cannot be starved, and the common path
@@ -128,10 +129,18 @@ async fn end_turn<B: Batch, D: Downstream<B>>(metrics: &InstanceMetrics, outs: &
 async fn make_room<B: Batch, D: Downstream<B>>(
     outs: &mut D,
     m: &InstanceMetrics,
+    mut release: impl FnMut(),
 ) -> Result<bool, OperatorError> {
     loop {
         if !outs.is_flushed() {
-            wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
+            wait_in(m, TimeState::Backpressured, |cx| {
+                let flushed = outs.poll_flush(cx);
+                if flushed.is_pending() {
+                    release();
+                }
+                flushed
+            })
+            .await;
         }
         let ready = wait_in(m, TimeState::Backpressured, |cx| {
             if let Poll::Ready(r) = outs.poll_ready(cx) {
@@ -140,7 +149,10 @@ async fn make_room<B: Batch, D: Downstream<B>>(
             match outs.poll_work(cx) {
                 Ok(Work::Emitted) => Poll::Ready(Ok(None)),
                 Err(e) => Poll::Ready(Err(e)),
-                Ok(_) => Poll::Pending,
+                Ok(_) => {
+                    release();
+                    Poll::Pending
+                }
             }
         })
         .await?;
@@ -219,7 +231,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
     loop {
-        if !make_room(&mut outs, m).await? {
+        if !make_room(&mut outs, m, || {}).await? {
             // Every consumer has gone away: stop reading.
             break;
         }
@@ -306,7 +318,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let mut out = Output::new(ctx.info.batch_rows);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
-        if !make_room(&mut outs, m).await? {
+        if !make_room(&mut outs, m, || inputs.release_credit()).await? {
             // Cancelled from downstream: dropping our inputs releases our producers.
             m.switch(TimeState::Done);
             return Ok(());
@@ -358,6 +370,10 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                         return Poll::Ready(Wake::Linger);
                     }
                 }
+                if state == TimeState::Busy {
+                    // Pacing itself: what it took is handed back as credit at its pace.
+                    inputs.release_credit();
+                }
                 outs.wake_consumers();
                 m.switch(state);
                 Poll::Pending
@@ -406,7 +422,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     // Work still in flight is finished, its results sent as they complete, before the end.
     loop {
         outs.dispatch(&mut out)?;
-        if !make_room(&mut outs, m).await? {
+        if !make_room(&mut outs, m, || inputs.release_credit()).await? {
             m.switch(TimeState::Done);
             return Ok(());
         }
@@ -461,8 +477,16 @@ pub(crate) async fn run_sink<K: Sink>(
             wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
         }
         wait_in(m, TimeState::Backpressured, |cx| dead.poll_ready(cx)).await;
-        // Demand starts here: take nothing until the sink is ready for it.
-        wait_in(m, TimeState::Busy, |cx| sink.poll_ready(cx)).await?;
+        // Demand starts here: take nothing until the sink is ready for it. A sink that paces
+        // itself hands back the credit of what it took as it goes, not in chunks.
+        wait_in(m, TimeState::Busy, |cx| {
+            let ready = sink.poll_ready(cx);
+            if ready.is_pending() {
+                inputs.release_credit();
+            }
+            ready
+        })
+        .await?;
         if sink.is_closed() {
             break;
         }

@@ -49,6 +49,14 @@ impl<B: Batch> Inputs<B> {
         }
     }
 
+    /// Hands back the credit of everything taken so far (see [`Inlet::release_credit`]); for an
+    /// instance about to wait for something other than input.
+    pub(crate) fn release_credit(&mut self) {
+        for input in &mut self.inputs {
+            input.inlet.release_credit();
+        }
+    }
+
     /// The minimum watermark over inputs still running, if every one has reported one.
     fn combined_watermark(&self) -> Option<Timestamp> {
         let mut min: Option<Timestamp> = None;

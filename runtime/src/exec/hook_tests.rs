@@ -310,3 +310,139 @@ fn by_default_a_stopped_source_ends_at_once() {
     handle.join().unwrap();
     assert_eq!(out.take().unwrap(), Vec::<u64>::new());
 }
+
+/// Counts the rows it has produced into `produced`.
+struct Counting {
+    next: u64,
+    produced: tokio::sync::watch::Sender<u64>,
+}
+
+impl Source for Counting {
+    type Output = Vec<u64>;
+    fn poll_produce(
+        &mut self,
+        _: &mut Context<'_>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        out.push(self.next);
+        self.next += 1;
+        self.produced.send_replace(self.next);
+        Poll::Ready(Ok(SourceStatus::Continue))
+    }
+}
+
+/// Takes a batch only with a permit from the test; publishes the rows it has taken.
+struct Permitted {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting: Option<Pin<Box<dyn Future<Output = tokio::sync::OwnedSemaphorePermit> + Send>>>,
+    received: tokio::sync::watch::Sender<u64>,
+}
+
+impl Sink for Permitted {
+    type Input = Vec<u64>;
+    type Output = ();
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        let permits = std::sync::Arc::clone(&self.permits);
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(async move { permits.acquire_owned().await.unwrap() }));
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(permit) => {
+                permit.forget();
+                self.waiting = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
+        self.received.send_modify(|n| *n += b.len() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_sink_that_paces_itself_hands_back_credit_for_each_batch_it_takes() {
+    use std::time::Duration;
+    use tokio::sync::{watch, Semaphore};
+
+    // An edge of 8 messages whose credit is re-granted in chunks of 4: without handing credit
+    // back as it waits on its own pace, the sink would let its producer send again only after
+    // taking 4 batches.
+    let (produced_tx, mut produced) = watch::channel(0u64);
+    let (received_tx, mut received) = watch::channel(0u64);
+    let permits = std::sync::Arc::new(Semaphore::new(0));
+    let mut p = Pipeline::with_config(
+        "paced",
+        PipelineConfig {
+            batch_rows: 1,
+            edge: crate::EdgeConfig::default()
+                .with_capacity(8)
+                .with_grant_chunk(4),
+            ..config(1)
+        },
+    );
+    p.source(
+        "n",
+        Counting {
+            next: 0,
+            produced: produced_tx,
+        },
+    )
+    .sink(
+        "paced",
+        Permitted {
+            permits: permits.clone(),
+            waiting: None,
+            received: received_tx,
+        },
+    );
+    let handle = p.spawn().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    // A bound on a failing test, not a wait for data: every wait below ends as soon as the
+    // counter reaches its value.
+    let bound = Duration::from_secs(60);
+    let checked: Result<(), String> = rt.block_on(async {
+        let wait = |rx: &mut watch::Receiver<u64>, n: u64, what: &'static str| {
+            let mut rx = rx.clone();
+            async move {
+                let reached = matches!(
+                    tokio::time::timeout(bound, rx.wait_for(|&v| v == n)).await,
+                    Ok(Ok(_))
+                );
+                if reached {
+                    Ok(())
+                } else {
+                    Err(format!("{what}: expected {n}, have {}", *rx.borrow()))
+                }
+            }
+        };
+        wait(&mut produced, 8, "rows produced (the edge fills)").await?;
+        for taken in 1..=3u64 {
+            permits.add_permits(1);
+            wait(&mut received, taken, "rows taken by the sink").await?;
+            // One batch taken, one message of credit back: the producer sends one more.
+            wait(
+                &mut produced,
+                8 + taken,
+                "rows produced after the sink took one",
+            )
+            .await?;
+        }
+        Ok(())
+    });
+    // Stop the run either way, so a failure is reported rather than hung on.
+    handle.stop();
+    permits.add_permits(1 << 20);
+    handle.join().unwrap();
+    checked.unwrap();
+}

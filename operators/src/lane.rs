@@ -114,6 +114,24 @@ impl<T> Future for LaneTask<T> {
     }
 }
 
+/// Polls the call in `slot`, if one is in flight, and empties the slot once it has finished:
+/// `Ready(Some(result))` then, `Ready(None)` when nothing is in flight. A failure of the lane
+/// itself becomes an internal error saying which blocking `what` (a read, a write) failed.
+pub(crate) fn poll_slot<T>(
+    slot: &mut Option<LaneTask<T>>,
+    cx: &mut Context<'_>,
+    what: &str,
+) -> Poll<Option<Result<T, weir_runtime::OperatorError>>> {
+    let Some(task) = slot.as_mut() else {
+        return Poll::Ready(None);
+    };
+    let joined = std::task::ready!(Pin::new(task).poll(cx));
+    *slot = None;
+    Poll::Ready(Some(joined.map_err(|e| {
+        weir_runtime::OperatorError::internal(format!("the blocking {what} failed: {e}"))
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,6 @@
 //! When the run is cancelled mid-read, dropping the source waits for the read of one batch in
 //! progress to finish and drops the reader on the lane's thread.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -39,7 +37,7 @@ use crate::connector::{
     BatchReader, CsvOptions, CsvReader, FileFormat, FileSet, NdjsonOptions, NdjsonReader,
     ParquetOptions, ParquetReader, ReadBatch, ReadError,
 };
-use crate::lane::{Lane, LaneTask};
+use crate::lane::{poll_slot, Lane, LaneTask};
 
 type Reader = Box<dyn BatchReader>;
 type ReadResult = (Reader, Option<Result<ReadBatch, ReadError>>);
@@ -157,20 +155,8 @@ impl Source for ReaderSource {
         out: &mut Output<RecordBatch>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         loop {
-            if let Some(handle) = self.in_flight.as_mut() {
-                let joined = match Pin::new(handle).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(joined) => joined,
-                };
-                self.in_flight = None;
-                let (reader, item) = match joined {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return Poll::Ready(Err(OperatorError::internal(format!(
-                            "the blocking read failed: {e}"
-                        ))))
-                    }
-                };
+            if let Some(joined) = std::task::ready!(poll_slot(&mut self.in_flight, cx, "read")) {
+                let (reader, item) = joined?;
                 // Relaxed: a statistic; nothing else is synchronised through it.
                 self.bytes_read
                     .store(reader.bytes_read(), Ordering::Relaxed);

@@ -33,10 +33,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -51,7 +49,7 @@ use super::source::read_error;
 use super::ArrowStream;
 use crate::connector::csv_chunk::ChunkParser;
 use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
-use crate::lane::{Lane, LaneTask};
+use crate::lane::{poll_slot, Lane, LaneTask};
 
 /// A slice of a CSV file holding whole records.
 #[derive(Debug, Clone)]
@@ -420,15 +418,8 @@ impl Source for CsvChunker {
         out: &mut Output<CsvChunk>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         loop {
-            if let Some(handle) = self.in_flight.as_mut() {
-                let joined = match Pin::new(handle).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(joined) => joined,
-                };
-                self.in_flight = None;
-                let (cutter, item) = joined.map_err(|e| {
-                    OperatorError::internal(format!("the blocking read failed: {e}"))
-                })?;
+            if let Some(joined) = std::task::ready!(poll_slot(&mut self.in_flight, cx, "read")) {
+                let (cutter, item) = joined?;
                 // Relaxed: a statistic; nothing else is synchronised through it.
                 self.bytes_read.store(cutter.bytes_read, Ordering::Relaxed);
                 self.cutter = Some(cutter);

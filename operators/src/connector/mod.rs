@@ -53,6 +53,7 @@ pub mod ndjson;
 pub mod parquet;
 mod part_format;
 pub mod part_writer;
+pub mod publish;
 
 use std::sync::Arc;
 
@@ -69,6 +70,7 @@ pub use self::part_writer::{
     ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions,
     WriteError, WriteSummary,
 };
+pub use self::publish::{JobOutput, PublishError, Recovery, SuccessMarker, SUCCESS_FILE};
 
 /// Name of the optional `UInt64` column holding each row's 1-based physical line number.
 pub const LINE_COLUMN: &str = "_line";

@@ -1,0 +1,216 @@
+//! The job-level publish: staging, swap, `_SUCCESS`, journal recovery.
+
+use std::path::Path;
+
+use super::*;
+
+const OUTPUTS: [&str; 2] = ["a", "b"];
+
+fn stage(job: &JobOutput, content: &str) {
+    for name in OUTPUTS {
+        std::fs::write(job.staging_dir(name).join("part-00000.csv"), content).expect("writable");
+    }
+}
+
+fn content(root: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(name).join("part-00000.csv")).ok()
+}
+
+/// Names under `root`, sorted.
+fn listing(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .expect("listable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn publish_run(root: &Path, text: &str) -> String {
+    let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    stage(&job, text);
+    job.publish().expect("publishes")
+}
+
+#[test]
+fn publish_swaps_every_output_in_and_marks_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let first = publish_run(root, "one\n");
+    let mut job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    stage(&job, "two\n");
+    job.record(
+        "a",
+        &[WriteSummary {
+            rows: 1,
+            bytes: 4,
+            files: vec![super::super::PartFile {
+                path: job.staging_dir("a").join("part-00000.csv"),
+                rows: 1,
+                bytes: 4,
+            }],
+        }],
+    );
+    // Until published, readers see the previous run, complete.
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("one\n"));
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(first.clone())
+        );
+    }
+    let second = job.publish().expect("publishes");
+    assert_ne!(first, second);
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("two\n"));
+    }
+    let marker = JobOutput::marker(&root.join("a"))
+        .expect("readable")
+        .expect("present");
+    assert_eq!(
+        marker,
+        SuccessMarker {
+            run_id: second.clone(),
+            output: "a".into(),
+            rows: Some(1),
+            files: vec!["part-00000.csv".into()],
+        }
+    );
+    assert_eq!(
+        JobOutput::published_run(&root.join("b")).expect("readable"),
+        Some(second)
+    );
+    // No staging folder, no journal left behind.
+    assert_eq!(listing(root), [".weir-lock", "a", "b"]);
+}
+
+#[test]
+fn abort_and_drop_leave_the_previous_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let first = publish_run(root, "one\n");
+    let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    stage(&job, "two\n");
+    job.abort().expect("aborts");
+    let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    stage(&job, "three\n");
+    drop(job);
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("one\n"));
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(first.clone())
+        );
+    }
+    assert_eq!(listing(root), [".weir-lock", "a", "b"]);
+}
+
+#[test]
+fn recover_completes_a_publish_interrupted_between_swaps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let first = publish_run(root, "one\n");
+    for swaps in 0..=OUTPUTS.len() {
+        let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+        stage(&job, &format!("swaps {swaps}\n"));
+        let id = job.run_id().to_owned();
+        // A crash after the journal and `swaps` swaps.
+        let _ = job.publish_until(swaps);
+        assert!(root.join(JOURNAL).exists());
+        let recovery = JobOutput::recover(root).expect("recovers");
+        assert_eq!(recovery.completed.as_deref(), Some(id.as_str()));
+        for name in OUTPUTS {
+            assert_eq!(
+                content(root, name).as_deref(),
+                Some(format!("swaps {swaps}\n").as_str())
+            );
+            assert_eq!(
+                JobOutput::published_run(&root.join(name)).expect("readable"),
+                Some(id.clone())
+            );
+        }
+        assert_eq!(listing(root), [".weir-lock", "a", "b"]);
+        assert_ne!(id, first);
+    }
+}
+
+#[test]
+fn recover_rolls_back_a_run_that_never_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let first = publish_run(root, "one\n");
+    let mut job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    stage(&job, "two\n");
+    let staging = staging_root(root, job.run_id());
+    // A crash before the journal: the process dies with the staging folder in place.
+    job.done = true;
+    drop(job);
+    assert!(staging.exists());
+    let recovery = JobOutput::recover(root).expect("recovers");
+    assert_eq!(recovery.completed, None);
+    assert_eq!(recovery.rolled_back, vec![staging]);
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("one\n"));
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(first.clone())
+        );
+    }
+}
+
+#[test]
+fn a_first_publish_creates_the_outputs_and_replaces_an_unmarked_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    // `a` exists from an older layout (no `_SUCCESS`); `b` does not exist.
+    std::fs::create_dir_all(root.join("a")).expect("creatable");
+    std::fs::write(root.join("a").join("part-00000.csv"), "old\n").expect("writable");
+    let id = publish_run(root, "new\n");
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("new\n"));
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(id.clone())
+        );
+    }
+}
+
+#[test]
+fn a_second_run_on_the_same_root_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let job = JobOutput::begin(dir.path(), &OUTPUTS).expect("begins");
+    assert!(matches!(
+        JobOutput::begin(dir.path(), &OUTPUTS),
+        Err(PublishError::Busy { .. })
+    ));
+    assert!(matches!(
+        JobOutput::recover(dir.path()),
+        Err(PublishError::Busy { .. })
+    ));
+    drop(job);
+    JobOutput::begin(dir.path(), &OUTPUTS).expect("free again");
+}
+
+#[test]
+fn names_must_be_plain_visible_directory_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for bad in ["", ".hidden", "_meta", "a/b", ".."] {
+        assert!(
+            matches!(
+                JobOutput::begin(dir.path(), &[bad]),
+                Err(PublishError::BadName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn io_errors_name_their_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").expect("writable");
+    let root = file.join("out");
+    let err = JobOutput::begin(&root, &OUTPUTS).expect_err("a file is in the way");
+    assert!(err.to_string().contains(&*root.to_string_lossy()), "{err}");
+}

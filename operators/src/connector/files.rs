@@ -1,8 +1,11 @@
 //! Reading many files in order as one stream of batches.
 //!
 //! A [`FileSet`] is a list of regular files from a directory or a glob pattern, sorted by name.
-//! Hidden files (name starting with `.`) are left out, which also hides the in-progress parts of a
-//! [`PartWriter`](super::PartWriter) writing into the same directory. A [`FileSetReader`] opens
+//! Symbolic links are followed (a dangling one is an error naming it, never a silent skip).
+//! Hidden files (name starting with `.` or `_`, as Spark and `pyarrow.dataset` have it) are left
+//! out, which also hides the in-progress parts of a [`PartWriter`](super::PartWriter) writing
+//! into the same directory and the `_SUCCESS` marker of a published
+//! [`JobOutput`](super::JobOutput). A [`FileSetReader`] opens
 //! the first file when it is created (to know the schema) and each following file only once the
 //! previous one is exhausted; every batch carries its file's label.
 
@@ -25,25 +28,51 @@ pub struct FileSet {
 fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+        .is_some_and(|n| n.starts_with(['.', '_']))
 }
 
 impl FileSet {
-    /// The visible regular files directly in `dir`, sorted by name.
+    /// The visible regular files directly in `dir` (links followed), sorted by name.
     ///
     /// # Errors
-    /// [`ReadError::Io`] if the directory cannot be listed.
+    /// [`ReadError::Io`] if the directory cannot be listed or a link cannot be followed.
     pub fn dir(dir: impl AsRef<Path>) -> Result<Self, ReadError> {
-        let dir = dir.as_ref();
-        let io = |source| ReadError::Io {
-            file: dir.display().to_string(),
-            source,
+        Self::dir_filtered(dir.as_ref(), |_| true)
+    }
+
+    /// The visible regular files directly in `dir` whose extension is `extension` (ASCII case
+    /// ignored; e.g. `"csv"`), links followed, sorted by name: a `README.txt` beside the data
+    /// is not read.
+    ///
+    /// # Errors
+    /// As [`dir`](Self::dir).
+    pub fn dir_with_extension(dir: impl AsRef<Path>, extension: &str) -> Result<Self, ReadError> {
+        Self::dir_filtered(dir.as_ref(), |path| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case(extension))
+        })
+    }
+
+    fn dir_filtered(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Self, ReadError> {
+        let io = |file: &Path| {
+            let file = file.display().to_string();
+            move |source| ReadError::Io { file, source }
         };
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
             let path = entry.path();
-            if entry.file_type().map_err(io)?.is_file() && !is_hidden(&path) {
+            if is_hidden(&path) || !keep(&path) {
+                continue;
+            }
+            let mut is_file = entry.file_type().map_err(io(&path))?.is_file();
+            if !is_file && entry.file_type().map_err(io(&path))?.is_symlink() {
+                // Follow the link: a linked file is data like any other; a broken link is an
+                // error rather than a file silently left out.
+                is_file = std::fs::metadata(&path).map_err(io(&path))?.is_file();
+            }
+            if is_file {
                 files.push(path);
             }
         }

@@ -246,3 +246,52 @@ fn parquet_reads_one_row_group_at_a_time_with_projection() {
         Err(ReadError::UnknownColumn { .. })
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn linked_files_are_read_and_broken_links_are_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "a.csv", &csv(0..3));
+    write(elsewhere.path(), "b.csv", &csv(3..5));
+    std::os::unix::fs::symlink(elsewhere.path().join("b.csv"), dir.path().join("b.csv"))
+        .expect("symlink");
+    let set = FileSet::dir(dir.path()).expect("listable");
+    assert_eq!(
+        set.files(),
+        [dir.path().join("a.csv"), dir.path().join("b.csv")]
+    );
+    let rows: usize = set
+        .read(FileFormat::Csv(opts()))
+        .expect("opens")
+        .map(|b| b.expect("readable").batch.num_rows())
+        .sum();
+    assert_eq!(rows, 5);
+
+    let broken = dir.path().join("c.csv");
+    std::os::unix::fs::symlink(elsewhere.path().join("gone.csv"), &broken).expect("symlink");
+    let err = FileSet::dir(dir.path()).expect_err("a dangling link");
+    assert!(
+        err.to_string().contains(&*broken.to_string_lossy()),
+        "{err}"
+    );
+}
+
+#[test]
+fn extension_filter_and_underscore_names_keep_other_files_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "a.csv", &csv(0..3));
+    write(dir.path(), "b.CSV", &csv(3..4));
+    write(dir.path(), "readme.txt", "not data\n");
+    write(dir.path(), "_SUCCESS", "{}\n");
+    let names = |set: &FileSet| -> Vec<String> {
+        set.files()
+            .iter()
+            .map(|p| p.file_name().expect("named").to_string_lossy().into_owned())
+            .collect()
+    };
+    let csv_only = FileSet::dir_with_extension(dir.path(), "csv").expect("listable");
+    assert_eq!(names(&csv_only), ["a.csv", "b.CSV"]);
+    let all = FileSet::dir(dir.path()).expect("listable");
+    assert_eq!(names(&all), ["a.csv", "b.CSV", "readme.txt"]);
+}

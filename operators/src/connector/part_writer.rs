@@ -19,7 +19,8 @@
 //! size plus the writer's estimate for the open row group (a part can exceed the limit by one
 //! slice, at most `row_group_rows` rows).
 //!
-//! Empty batches open nothing; a writer that saw no rows finishes with no files.
+//! Empty batches open nothing; a writer that saw no rows finishes with no files
+//! ([`PartWriter::finish_with_empty_part`] writes one empty part instead).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -433,6 +434,21 @@ impl PartWriter {
             bytes: files.iter().map(|f| f.bytes).sum(),
             files,
         })
+    }
+
+    /// [`finish`](Self::finish), except that a writer that saw no rows writes one empty part
+    /// (Parquet: the schema and no row group; CSV: the header), so a reader of the directory
+    /// still finds the schema.
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish); I/O or encoding errors creating the empty part.
+    pub fn finish_with_empty_part(mut self) -> Result<WriteSummary, WriteError> {
+        if !self.failed && self.current.is_none() && self.done.is_empty() && self.staged.is_empty()
+        {
+            let part = self.open_part()?;
+            self.current = Some(part);
+        }
+        self.finish()
     }
 
     /// Parts completed and visible so far (with [`PartCommit::OnFinish`], none before `finish`).

@@ -198,7 +198,8 @@ fn format_ts(rng: &mut Rng, ms: i64) -> String {
     }
 }
 
-/// Writes `rows` orders (plus the header) to `path`, deterministically for `seed`.
+/// Writes `rows` orders (plus the header) to `path`, deterministically for `seed`. The file is
+/// written as `.<name>.tmp` and renamed to `path` once complete.
 ///
 /// # Errors
 /// [`GenerateError::Io`] if the file cannot be written.
@@ -222,6 +223,33 @@ pub fn generate_orders_csv_with(
     malformed_ppm: u64,
 ) -> Result<GenSummary, GenerateError> {
     let path = path.as_ref();
+    // Written under a hidden temporary name and renamed when complete, so an interrupted
+    // generation never leaves a truncated file under the final name.
+    let tmp = temporary_name(path);
+    let summary = write_orders(&tmp, rows, seed, malformed_ppm).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| GenerateError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(summary)
+}
+
+/// `.<name>.tmp` beside `path`.
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "orders.csv".into(), |n| n.to_string_lossy());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+fn write_orders(
+    path: &Path,
+    rows: u64,
+    seed: u64,
+    malformed_ppm: u64,
+) -> Result<GenSummary, GenerateError> {
     let io = |source| GenerateError::Io {
         path: path.to_owned(),
         source,
@@ -314,6 +342,7 @@ pub fn generate_orders_csv_with(
         out.write_all(row.as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
     }
-    out.flush().map_err(io)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
     Ok(summary)
 }

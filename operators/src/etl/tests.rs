@@ -238,3 +238,30 @@ fn steps_reject_batches_of_another_shape() {
         .expect("empty is fine")
         .is_empty());
 }
+
+#[test]
+fn generation_replaces_a_file_only_once_complete() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("orders.csv");
+    generate_orders_csv(&path, 50, 1).expect("writable");
+    let before = std::fs::read(&path).expect("readable");
+    // The temporary name is taken by a directory: the write fails, the old file stays whole.
+    std::fs::create_dir(dir.path().join(".orders.csv.tmp")).expect("creatable");
+    let err = generate_orders_csv(&path, 5_000, 2).expect_err("cannot write");
+    assert!(err.to_string().contains(".orders.csv.tmp"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("readable"), before);
+    std::fs::remove_dir(dir.path().join(".orders.csv.tmp")).expect("removable");
+    generate_orders_csv(&path, 60, 1).expect("writable");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listable")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["orders.csv"], "no temporary file left");
+    assert_eq!(
+        std::fs::read_to_string(&path)
+            .expect("readable")
+            .lines()
+            .count(),
+        61
+    );
+}

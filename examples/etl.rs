@@ -9,6 +9,9 @@
 //!
 //! Without `--input` it first writes `--rows` generated orders (about 0.5 % malformed) to
 //! `OUT/input/orders.csv`. It prints the run report, then one JSON line with the job's figures.
+//! The outputs are published together, each with a `_SUCCESS` naming the run, only when the
+//! whole input was read: SIGINT or SIGTERM drains the pipeline, prints the report marked
+//! stopped, keeps the previous outputs and exits with 130 or 143.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +49,7 @@ struct Args {
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -54,12 +57,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let input = match args.input {
         Some(input) => input,
         None => {
             let dir = args.out.join("input");
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
             let path = dir.join("orders.csv");
             let start = Instant::now();
             let summary = generate_orders_csv(&path, args.rows, args.seed)?;
@@ -79,8 +83,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.writers = p;
     }
     config.batch_rows = args.batch_rows;
-    let (summary, report) = job::run(&config)?;
+    let stop = job::EtlStop::new();
+    stop.stop_on_signals()?;
+    let (summary, report) = job::run_until(&config, &stop)?;
+    if summary.stopped {
+        println!("STOPPED by a signal: the report covers the rows read before the stop");
+    }
     println!("{report}");
+    for note in &summary.notes {
+        eprintln!("note: {note}");
+    }
     for (name, parts) in [
         ("orders_clean", &summary.parts.clean),
         ("revenue_by_country_day", &summary.parts.revenue),
@@ -88,8 +100,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let files: usize = parts.iter().map(|s| s.files.len()).sum();
         let rows: u64 = parts.iter().map(|s| s.rows).sum();
+        let place = if summary.published {
+            "published under"
+        } else {
+            "discarded, not published to"
+        };
         println!(
-            "{name}: {rows} rows in {files} part file(s) under {}",
+            "{name}: {rows} rows in {files} part file(s) {place} {}",
             args.out.join(name).display()
         );
     }
@@ -105,5 +122,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("{line}");
-    Ok(())
+    Ok(match stop.exit_code() {
+        Some(code) if summary.stopped => ExitCode::from(code),
+        _ => ExitCode::SUCCESS,
+    })
 }

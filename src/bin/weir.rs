@@ -275,17 +275,28 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
         Some(input) => input,
         None => {
             let dir = out.join("input");
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
             let path = dir.join("orders.csv");
             weir::operators::etl::generate_orders_csv(&path, rows, 42)?;
             path
         }
     };
-    let (summary, report) = etl::run(&etl::EtlConfig::new(input, out))?;
+    // SIGINT / SIGTERM: the sources stop, the pipeline drains, the report is printed and
+    // nothing is published.
+    let stop = etl::EtlStop::new();
+    stop.stop_on_signals()?;
+    let (summary, report) = etl::run_until(&etl::EtlConfig::new(input, out), &stop)?;
+    if summary.stopped {
+        println!("STOPPED by a signal: the report covers the rows read before the stop");
+    }
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{report}");
+    }
+    for note in &summary.notes {
+        eprintln!("note: {note}");
     }
     let mut line = serde_json::to_value(&summary)?;
     if let Some(obj) = line.as_object_mut() {
@@ -295,6 +306,10 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
         );
     }
     println!("{line}");
+    if let (true, Some(code)) = (summary.stopped, stop.exit_code()) {
+        std::io::stdout().flush()?;
+        std::process::exit(code.into());
+    }
     Ok(())
 }
 

@@ -17,28 +17,43 @@
 //! column (`amount_usd = amount × rate`), a projection to [`clean_schema`], and a keyed hash
 //! aggregation by `(country, day)` with exact sums.
 //!
-//! Output directories are replaced: the job removes `orders_clean/`, `revenue_by_country_day/`
-//! and `dead_letters/` under the output directory before it runs. Parts are committed when each
-//! sink finishes, so a failed run leaves no part file that looks complete.
+//! # Output
+//!
+//! The three outputs are one unit, published by a [`JobOutput`]: the input is checked first (it
+//! must exist and must not lie inside an output), then every sink writes into
+//! `OUT/.weir-staging-<run_id>/`, and only a run that read all its input swaps `orders_clean/`,
+//! `revenue_by_country_day/` and `dead_letters/` into place, each with a `_SUCCESS` naming the
+//! run. A failed, stopped ([`EtlStop`]) or killed run publishes nothing: the previous outputs
+//! stay as they were, and the next start cleans up (or completes an interrupted publish).
+//!
+//! A directory input reads its `*.csv` files (links followed). An input without data rows
+//! publishes an empty Parquet part holding the schema in each Parquet output, and says so in
+//! [`EtlSummary::notes`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 use arrow::compute::kernels::cmp::neq;
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::error::ArrowError;
 use serde::Serialize;
-use weir_runtime::{EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle};
+use weir_runtime::{
+    EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle, StopSignal,
+};
 
 use super::orders::{column, usd_rate};
 use super::{clean_schema, orders_csv_options, orders_csv_schema, validate};
 use crate::columnar::{
     csv_split_with, Agg, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
 };
-use crate::connector::{FileSet, ParquetCompression, PartFormat, ReadError, WriteSummary};
+use crate::connector::publish::{new_run_id, staging_root};
+use crate::connector::{
+    FileSet, JobOutput, ParquetCompression, PartFormat, PartWriter, PartWriterOptions,
+    PublishError, ReadError, WriteError, WriteSummary,
+};
 
 /// Settings of the ETL job.
 #[derive(Debug, Clone)]
@@ -84,15 +99,29 @@ pub enum EtlJobError {
     /// The input could not be listed or opened.
     #[error("cannot read the input: {0}")]
     Read(#[from] ReadError),
-    /// An output directory could not be cleared.
-    #[error("cannot clear {path}: {source}")]
-    Clear {
-        /// The directory.
+    /// The input does not exist or cannot be inspected.
+    #[error("input {path}: {source}")]
+    Input {
+        /// The input.
         path: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The input lies inside an output the job would replace.
+    #[error("input {input} lies inside the output {output}, which the job replaces; move the input or choose another --out")]
+    InputInsideOutput {
+        /// The input.
+        input: PathBuf,
+        /// The output holding it.
+        output: PathBuf,
+    },
+    /// The outputs could not be staged or published.
+    #[error("cannot publish the outputs: {0}")]
+    Publish(#[from] PublishError),
+    /// An empty part could not be written for an input without rows.
+    #[error("cannot write an empty part: {0}")]
+    EmptyPart(#[from] WriteError),
     /// The pipeline could not be built (a bug: the schemas are fixed).
     #[error("cannot build the pipeline: {0}")]
     Plan(#[from] PlanError),
@@ -122,9 +151,142 @@ pub struct EtlSummary {
     pub rows_per_s: f64,
     /// Input megabytes (10⁶ bytes) per second.
     pub mb_per_s: f64,
-    /// The part files written, per output.
+    /// The run's id, named by each published output's `_SUCCESS`.
+    pub run_id: String,
+    /// Whether the run was stopped ([`EtlStop`]) before the end of its input.
+    pub stopped: bool,
+    /// Whether the outputs were published (false when stopped: the previous outputs stay).
+    pub published: bool,
+    /// Things a user should know about the outputs (e.g. an input without rows).
+    pub notes: Vec<String>,
+    /// The part files written, per output (in the staging folder until published).
     #[serde(skip)]
     pub parts: EtlParts,
+}
+
+/// Stops a running ETL job: its sources end their streams, the pipeline drains, the report is
+/// made, and nothing is published. Clones share one stop; a stop asked for before the run
+/// starts takes effect as it starts.
+#[derive(Debug, Clone, Default)]
+pub struct EtlStop {
+    inner: Arc<StopInner>,
+}
+
+#[derive(Debug, Default)]
+struct StopInner {
+    /// The run's stop signal once it runs.
+    run: Mutex<Option<Arc<StopSignal>>>,
+    /// 0 while not stopped; else the exit code the stop calls for (128 + signal, or 1).
+    code: AtomicU8,
+}
+
+impl EtlStop {
+    /// A stop not yet asked for.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop (exit code 1 if nothing more specific is known).
+    pub fn stop(&self) {
+        self.stop_with_code(1);
+    }
+
+    /// Asks the run to stop, recording the exit code the caller should end with (the first
+    /// stop's code is kept).
+    pub fn stop_with_code(&self, code: u8) {
+        // SeqCst pairs with `attach`: a stop either sees the run's signal under the lock or is
+        // seen by `attach` after it stores the signal.
+        let _ =
+            self.inner
+                .code
+                .compare_exchange(0, code.max(1), Ordering::SeqCst, Ordering::SeqCst);
+        let run = self.inner.run.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(signal) = run.as_ref() {
+            signal.stop();
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.exit_code().is_some()
+    }
+
+    /// The exit code of the stop asked for, if any.
+    pub fn exit_code(&self) -> Option<u8> {
+        match self.inner.code.load(Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    fn attach(&self, signal: Arc<StopSignal>) {
+        let mut run = self.inner.run.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_stopped() {
+            signal.stop();
+        }
+        *run = Some(signal);
+    }
+
+    /// Stops on SIGINT (exit code 130) or SIGTERM (143); on other platforms on Ctrl-C. A second
+    /// signal ends the process at once with that code (what was staged is rolled back by the
+    /// next start). The signals are watched by a thread of their own for the rest of the
+    /// process's life; call this once per process.
+    ///
+    /// # Errors
+    /// The signal handlers could not be installed.
+    pub fn stop_on_signals(&self) -> std::io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let stop = self.clone();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (mut int, mut term) = runtime.block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })?;
+            std::thread::Builder::new()
+                .name("weir-signals".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        loop {
+                            let (name, code) = tokio::select! {
+                                _ = int.recv() => ("SIGINT", 130),
+                                _ = term.recv() => ("SIGTERM", 143),
+                            };
+                            stop.on_signal(name, code);
+                        }
+                    });
+                })?;
+        }
+        #[cfg(not(unix))]
+        {
+            std::thread::Builder::new()
+                .name("weir-signals".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while tokio::signal::ctrl_c().await.is_ok() {
+                            stop.on_signal("Ctrl-C", 130);
+                        }
+                    });
+                })?;
+        }
+        Ok(())
+    }
+
+    fn on_signal(&self, name: &str, code: u8) {
+        if self.is_stopped() {
+            eprintln!("{name} again: exiting at once; the next start removes what was staged");
+            std::process::exit(i32::from(code));
+        }
+        eprintln!(
+            "{name}: stopping; sources end their streams, the pipeline drains, nothing is published"
+        );
+        self.stop_with_code(code);
+    }
 }
 
 /// The part files of each output.
@@ -147,15 +309,50 @@ pub struct EtlJob {
     revenue: SinkHandle<WriteSummary>,
     dead: SinkHandle<WriteSummary>,
     bytes_read: Arc<AtomicU64>,
+    input: PathBuf,
+    out: PathBuf,
+    run_id: String,
+    /// The schemas of `orders_clean` and `revenue_by_country_day`.
+    schemas: [SchemaRef; 2],
 }
+
+/// The names of the job's three outputs, in [`output_dirs`] order.
+pub const OUTPUTS: [&str; 3] = ["orders_clean", "revenue_by_country_day", "dead_letters"];
 
 /// The three output directories under `out`.
 pub fn output_dirs(out: &Path) -> [PathBuf; 3] {
-    [
-        out.join("orders_clean"),
-        out.join("revenue_by_country_day"),
-        out.join("dead_letters"),
-    ]
+    OUTPUTS.map(|name| out.join(name))
+}
+
+/// Checks, before anything is touched, that `input` exists and does not lie inside one of the
+/// outputs under `out` (or a staging folder there), which a run replaces or removes.
+///
+/// # Errors
+/// [`EtlJobError::Input`], [`EtlJobError::InputInsideOutput`].
+pub fn check_input(input: &Path, out: &Path) -> Result<(), EtlJobError> {
+    let input_err = |source| EtlJobError::Input {
+        path: input.to_owned(),
+        source,
+    };
+    let input = std::fs::canonicalize(input).map_err(input_err)?;
+    let Ok(out) = std::fs::canonicalize(out) else {
+        // No output directory yet: nothing in it to collide with.
+        return Ok(());
+    };
+    let Ok(rest) = input.strip_prefix(&out) else {
+        return Ok(());
+    };
+    let Some(first) = rest.components().next() else {
+        return Ok(());
+    };
+    let first = first.as_os_str().to_string_lossy().into_owned();
+    if OUTPUTS.contains(&first.as_str()) || first.starts_with(".weir-") {
+        return Err(EtlJobError::InputInsideOutput {
+            output: out.join(first),
+            input,
+        });
+    }
+    Ok(())
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -211,29 +408,15 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
     Ok(Arc::new(day))
 }
 
-/// Removes the job's output directories under `out`.
+/// Builds the job's pipeline, writing into the staging folder of a new run under `config.out`
+/// (touches nothing: the folder is made when the run starts).
 ///
 /// # Errors
-/// [`EtlJobError::Clear`].
-pub fn clear_outputs(out: &Path) -> Result<(), EtlJobError> {
-    for dir in output_dirs(out) {
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(EtlJobError::Clear { path: dir, source }),
-        }
-    }
-    Ok(())
-}
-
-/// Builds the job's pipeline (does not touch the output directories).
-///
-/// # Errors
-/// [`EtlJobError::Read`] if the input cannot be listed or opened.
+/// [`EtlJobError::Read`] if a directory input cannot be listed or holds no `*.csv`.
 pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let is_dir = config.input.is_dir();
     let set = if is_dir {
-        FileSet::dir(&config.input)?
+        FileSet::dir_with_extension(&config.input, "csv")?
     } else {
         let label = config.input.display().to_string();
         FileSet::from_paths(&label, vec![config.input.clone()])
@@ -320,7 +503,8 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         clean.schema(),
         &clean_schema()
     ));
-    let [clean_dir, revenue_dir, dead_dir] = output_dirs(&config.out);
+    let run_id = new_run_id();
+    let [clean_dir, revenue_dir, dead_dir] = output_dirs(&staging_root(&config.out, &run_id));
     let parquet = PartFormat::Parquet {
         compression: config.compression,
         row_group_rows: 1 << 17,
@@ -331,7 +515,8 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         PartSinkOptions::new(parquet.clone()).max_rows(config.part_rows),
         config.writers.max(1),
     );
-    let revenue_handle = clean
+    let clean_schema = clean.schema().clone();
+    let revenue = clean
         .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
         .parallelism(p)
         .with_column(
@@ -360,13 +545,14 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
                 Agg::sum("refunded_part", "refunded_usd"),
             ],
         )?
-        .parallelism(1)
-        .write_parts(
-            "revenue_by_country_day",
-            revenue_dir,
-            PartSinkOptions::new(parquet),
-            1,
-        );
+        .parallelism(1);
+    let schemas = [clean_schema, revenue.schema().clone()];
+    let revenue_handle = revenue.write_parts(
+        "revenue_by_country_day",
+        revenue_dir,
+        PartSinkOptions::new(parquet),
+        1,
+    );
     let dead_handle = dead_letters.sink(
         "dead_letters",
         DeadLetterSink::ndjson(dead_dir).keep_file(is_dir),
@@ -377,19 +563,44 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         revenue: revenue_handle,
         dead: dead_handle,
         bytes_read,
+        input: config.input.clone(),
+        out: config.out.clone(),
+        run_id,
+        schemas,
     })
 }
 
 impl EtlJob {
-    /// Runs the job and sums up what it did from the report and the sinks' summaries.
+    /// The run's id (its staging folder and, once published, each output's `_SUCCESS`).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Runs the job to the end of its input and publishes the outputs.
     ///
     /// # Errors
-    /// [`EtlJobError::Run`].
+    /// As [`run_until`](Self::run_until).
     pub fn run(self) -> Result<(EtlSummary, RunReport), EtlJobError> {
+        self.run_until(&EtlStop::new())
+    }
+
+    /// Runs the job until the end of its input or `stop`, whichever comes first, then publishes
+    /// the outputs if the input was read to its end; see the module docs.
+    ///
+    /// # Errors
+    /// [`check_input`]'s errors before anything is touched; [`EtlJobError::Publish`] if the
+    /// outputs cannot be staged or published; [`EtlJobError::Run`]. After an error the previous
+    /// outputs are as they were (or, if publishing failed after it committed, completed by the
+    /// next start).
+    pub fn run_until(self, stop: &EtlStop) -> Result<(EtlSummary, RunReport), EtlJobError> {
+        check_input(&self.input, &self.out)?;
+        let mut output = JobOutput::begin_with_id(&self.out, &OUTPUTS, self.run_id.clone())?;
         let start = Instant::now();
-        let report = self.pipeline.run()?;
+        let handle = self.pipeline.spawn()?;
+        stop.attach(handle.stop_signal());
+        let report = handle.join()?;
         let elapsed_s = start.elapsed().as_secs_f64();
-        let parts = EtlParts {
+        let mut parts = EtlParts {
             clean: self.clean.take_all(),
             revenue: self.revenue.take_all(),
             dead_letters: self.dead.take_all(),
@@ -405,6 +616,44 @@ impl EtlJob {
         // Relaxed: the run has ended; the counter is only a statistic.
         let input_bytes = self.bytes_read.load(Ordering::Relaxed);
         let secs = elapsed_s.max(1e-9);
+        let stopped = stop.is_stopped();
+        let mut notes = Vec::new();
+        if stopped {
+            output.abort()?;
+            notes.push(format!(
+                "stopped: nothing published; {} keeps its previous outputs",
+                self.out.display()
+            ));
+        } else {
+            let [clean_schema, revenue_schema] = self.schemas;
+            for (name, written, schema) in [
+                (OUTPUTS[0], &mut parts.clean, clean_schema),
+                (OUTPUTS[1], &mut parts.revenue, revenue_schema),
+            ] {
+                if written.iter().all(|s| s.files.is_empty()) {
+                    let writer = PartWriter::create(
+                        output.staging_dir(name),
+                        schema,
+                        PartWriterOptions::new(PartFormat::parquet(ParquetCompression::Snappy)),
+                    )?;
+                    written.push(writer.finish_with_empty_part()?);
+                    notes.push(format!(
+                        "{name}: no rows; an empty Parquet part holds the schema"
+                    ));
+                }
+            }
+            output.record(OUTPUTS[0], &parts.clean);
+            output.record(OUTPUTS[1], &parts.revenue);
+            output.record(OUTPUTS[2], &parts.dead_letters);
+            output.publish()?;
+            for list in [
+                &mut parts.clean,
+                &mut parts.revenue,
+                &mut parts.dead_letters,
+            ] {
+                published_paths(list, &self.out, &self.run_id);
+            }
+        }
         let summary = EtlSummary {
             rows_read,
             rows_written,
@@ -415,19 +664,44 @@ impl EtlJob {
             elapsed_s,
             rows_per_s: rows_read as f64 / secs,
             mb_per_s: input_bytes as f64 / 1e6 / secs,
+            run_id: self.run_id,
+            stopped,
+            published: !stopped,
+            notes,
             parts,
         };
         Ok((summary, report))
     }
 }
 
-/// Clears the outputs under `config.out`, builds the job and runs it.
+/// Points the part paths of a published run at their published place.
+fn published_paths(list: &mut [WriteSummary], out: &Path, run_id: &str) {
+    let staging = staging_root(out, run_id);
+    for file in list.iter_mut().flat_map(|s| s.files.iter_mut()) {
+        if let Ok(rest) = file.path.strip_prefix(&staging) {
+            file.path = out.join(rest);
+        }
+    }
+}
+
+/// Builds the job and runs it to the end of its input; see [`EtlJob::run_until`].
 ///
 /// # Errors
-/// As [`clear_outputs`], [`build`] and [`EtlJob::run`].
+/// As [`build`] and [`EtlJob::run_until`].
 pub fn run(config: &EtlConfig) -> Result<(EtlSummary, RunReport), EtlJobError> {
-    clear_outputs(&config.out)?;
-    build(config)?.run()
+    run_until(config, &EtlStop::new())
+}
+
+/// Builds the job and runs it until the end of its input or `stop`.
+///
+/// # Errors
+/// As [`build`] and [`EtlJob::run_until`]; the input is checked before anything else.
+pub fn run_until(
+    config: &EtlConfig,
+    stop: &EtlStop,
+) -> Result<(EtlSummary, RunReport), EtlJobError> {
+    check_input(&config.input, &config.out)?;
+    build(config)?.run_until(stop)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The ETL job end to end against the row-at-a-time reference.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 
 use super::*;
-use crate::connector::{DeadLetter, ParquetOptions, ParquetReader};
+use crate::connector::{DeadLetter, JobOutput, ParquetOptions, ParquetReader};
 use crate::etl::reference::{clean_rows, revenue_rows, run_reference, ReferenceOutput};
 use crate::etl::{generate_orders_csv, MalformedKind};
 
@@ -134,4 +134,160 @@ fn a_directory_input_names_the_file_of_each_dead_letter() {
     assert_eq!(summary.rows_written, clean);
     assert_eq!(read_dead_letters(&output_dirs(&out)[2]), want);
     assert!(want.iter().all(|d| d.file.is_some()));
+}
+
+/// The run id in each output's `_SUCCESS`.
+fn published_runs(out: &Path) -> Vec<Option<String>> {
+    output_dirs(out)
+        .iter()
+        .map(|d| JobOutput::published_run(d).expect("readable marker"))
+        .collect()
+}
+
+/// Names directly under `out`, sorted.
+fn listing(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .expect("listable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A published first run on 1 500 generated orders: (temp dir, input, out, reference, run id).
+fn published_first_run() -> (tempfile::TempDir, PathBuf, PathBuf, ReferenceOutput, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("orders.csv");
+    generate_orders_csv(&input, 1_500, 5).expect("writable");
+    let reference = run_reference(&input).expect("readable");
+    let out = dir.path().join("out");
+    let (summary, _) = run(&small_config(&input, &out)).expect("runs");
+    assert!(summary.published && !summary.stopped);
+    assert_eq!(
+        published_runs(&out),
+        vec![Some(summary.run_id.clone()); 3],
+        "every output names the run"
+    );
+    (dir, input, out, reference, summary.run_id)
+}
+
+/// The first run's outputs are untouched and nothing else is left under `out`.
+fn assert_first_run_intact(out: &Path, reference: &ReferenceOutput, run_id: &str) {
+    check_outputs(reference, out);
+    assert_eq!(published_runs(out), vec![Some(run_id.to_owned()); 3]);
+    assert_eq!(
+        listing(out),
+        [
+            ".weir-lock",
+            "dead_letters",
+            "orders_clean",
+            "revenue_by_country_day"
+        ]
+    );
+}
+
+#[test]
+fn a_missing_input_fails_before_touching_the_outputs() {
+    let (dir, _, out, reference, first) = published_first_run();
+    let missing = dir.path().join("typo.csv");
+    let err = run(&small_config(&missing, &out)).expect_err("no such input");
+    assert!(matches!(err, EtlJobError::Input { .. }), "{err}");
+    assert!(err.to_string().contains("typo.csv"), "{err}");
+    assert_first_run_intact(&out, &reference, &first);
+}
+
+#[test]
+fn an_input_inside_an_output_is_refused_and_kept() {
+    let (_dir, _, out, reference, first) = published_first_run();
+    for inside in [
+        out.join("orders_clean"),
+        out.join("dead_letters").join("x.csv"),
+    ] {
+        let err = run(&small_config(&inside, &out)).expect_err("input inside an output");
+        if inside.exists() {
+            assert!(
+                matches!(err, EtlJobError::InputInsideOutput { .. }),
+                "{err}"
+            );
+        }
+    }
+    assert_first_run_intact(&out, &reference, &first);
+}
+
+#[test]
+fn a_failed_run_publishes_nothing() {
+    let (dir, input, out, reference, first) = published_first_run();
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).expect("creatable");
+    std::fs::copy(&input, bad.join("a.csv")).expect("copyable");
+    std::fs::write(bad.join("b.csv"), "x,y\n1,2\n").expect("writable");
+    run(&small_config(&bad, &out)).expect_err("b.csv has another header");
+    assert_first_run_intact(&out, &reference, &first);
+}
+
+#[test]
+fn a_stopped_run_drains_reports_and_publishes_nothing() {
+    let (_dir, input, out, reference, first) = published_first_run();
+    let stop = EtlStop::new();
+    stop.stop_with_code(143);
+    let (summary, report) = run_until(&small_config(&input, &out), &stop).expect("drains");
+    assert!(summary.stopped && !summary.published);
+    assert_eq!(stop.exit_code(), Some(143));
+    assert!(summary.rows_read < 1_500, "stopped before the end");
+    assert!(report.operators.iter().any(|o| o.name == "orders_clean"));
+    assert_first_run_intact(&out, &reference, &first);
+}
+
+#[test]
+fn an_input_without_rows_publishes_empty_parts_with_the_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("orders.csv");
+    std::fs::write(
+        &input,
+        "order_id,ts,customer_id,country,amount,currency,status\n",
+    )
+    .expect("writable");
+    let out = dir.path().join("out");
+    let (summary, _) = run(&small_config(&input, &out)).expect("runs");
+    assert_eq!((summary.rows_read, summary.rows_written), (0, 0));
+    assert_eq!(summary.notes.len(), 2, "{:?}", summary.notes);
+    let [clean_dir, revenue_dir, _] = output_dirs(&out);
+    for (dir, schema) in [
+        (&clean_dir, clean_schema()),
+        (&revenue_dir, crate::etl::revenue_schema()),
+    ] {
+        let set = FileSet::dir(dir).expect("listable");
+        assert_eq!(set.files().len(), 1, "one empty part in {}", dir.display());
+        let reader =
+            ParquetReader::open(&set.files()[0], ParquetOptions::default()).expect("parquet");
+        let found = crate::connector::BatchReader::schema(&reader);
+        let names = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
+            s.fields().iter().map(|f| f.name().clone()).collect()
+        };
+        assert_eq!(names(&found), names(&schema));
+        assert_eq!(
+            reader
+                .map(|b| b.expect("readable").batch.num_rows())
+                .sum::<usize>(),
+            0
+        );
+    }
+    assert_eq!(published_runs(&out), vec![Some(summary.run_id); 3]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_input_reads_linked_csv_files_and_ignores_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&input).expect("creatable");
+    std::fs::create_dir_all(&elsewhere).expect("creatable");
+    generate_orders_csv(input.join("a.csv"), 1_000, 1).expect("writable");
+    generate_orders_csv(elsewhere.join("b.csv"), 1_000, 2).expect("writable");
+    std::os::unix::fs::symlink(elsewhere.join("b.csv"), input.join("b.csv")).expect("symlink");
+    std::fs::write(input.join("readme.txt"), "orders of March\n").expect("writable");
+    let out = dir.path().join("out");
+    let (summary, _) = run(&small_config(&input, &out)).expect("runs");
+    assert_eq!(summary.rows_read, 2_000);
 }

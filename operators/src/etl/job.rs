@@ -108,6 +108,12 @@ pub enum EtlJobError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory input holds no `*.csv` file.
+    #[error("input {dir}: no *.csv files in the directory")]
+    NoCsvFiles {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The input lies inside an output the job would replace.
     #[error("input {input} lies inside the output {output}, which the job replaces; move the input or choose another --out")]
     InputInsideOutput {
@@ -412,7 +418,8 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
 /// (touches nothing: the folder is made when the run starts).
 ///
 /// # Errors
-/// [`EtlJobError::Read`] if a directory input cannot be listed or holds no `*.csv`.
+/// [`EtlJobError::Read`] if a directory input cannot be listed; [`EtlJobError::NoCsvFiles`] if
+/// it holds no `*.csv`.
 pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let is_dir = config.input.is_dir();
     let set = if is_dir {
@@ -422,10 +429,9 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         FileSet::from_paths(&label, vec![config.input.clone()])
     };
     if set.files().is_empty() {
-        return Err(ReadError::NoFiles {
-            location: config.input.display().to_string(),
-        }
-        .into());
+        return Err(EtlJobError::NoCsvFiles {
+            dir: config.input.clone(),
+        });
     }
     let batch_rows = config.batch_rows.max(1);
     let mut pipeline = Pipeline::with_config(

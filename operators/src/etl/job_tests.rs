@@ -291,3 +291,22 @@ fn a_directory_input_reads_linked_csv_files_and_ignores_others() {
     let (summary, _) = run(&small_config(&input, &out)).expect("runs");
     assert_eq!(summary.rows_read, 2_000);
 }
+
+#[test]
+fn errors_name_their_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).expect("creatable");
+    std::fs::write(input.join("readme.txt"), "orders of March\n").expect("writable");
+    let out = dir.path().join("out");
+    let err = run(&small_config(&input, &out)).expect_err("no CSV in the directory");
+    assert!(matches!(err, EtlJobError::NoCsvFiles { .. }), "{err}");
+    assert!(err.to_string().contains(&*input.to_string_lossy()), "{err}");
+
+    // An output directory that cannot be created (a file is in the way, as with /proc/x).
+    let csv = input.join("orders.csv");
+    generate_orders_csv(&csv, 10, 1).expect("writable");
+    let out = input.join("readme.txt").join("out");
+    let err = run(&small_config(&csv, &out)).expect_err("cannot create the output");
+    assert!(err.to_string().contains(&*out.to_string_lossy()), "{err}");
+}

@@ -20,6 +20,11 @@
 //! options say otherwise: a failed or cancelled run drops the writer, which deletes its
 //! in-progress and uncommitted parts, so it leaves no file that looks complete.
 //!
+//! Commits are per sink instance, though: when a run dies, instances that already finished have
+//! committed their parts, and nothing marks an output as complete. A job whose outputs must
+//! appear whole and together writes into a [`JobOutput`](crate::connector::JobOutput)'s staging
+//! directories and publishes them once the run has ended (as the orders ETL job does).
+//!
 //! Several instances may write into one directory: instance `i` of `n > 1` names its parts
 //! `<prefix>-<i>-NNNNN.<ext>`.
 

@@ -85,6 +85,11 @@ fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     config.batch_rows = args.batch_rows;
     let stop = job::EtlStop::new();
     stop.stop_on_signals()?;
+    eprintln!(
+        "etl: {} → {}; SIGINT (Ctrl-C) or SIGTERM stops the run, which then publishes nothing",
+        config.input.display(),
+        config.out.display()
+    );
     let (summary, report) = job::run_until(&config, &stop)?;
     if summary.stopped {
         println!("STOPPED by a signal: the report covers the rows read before the stop");

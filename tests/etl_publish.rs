@@ -202,3 +202,92 @@ fn killed_etl_runs_leave_one_complete_run_in_every_output() {
 fn killed_etl_runs_soak() {
     kill_at_random_moments(200, 0xC0FFEE);
 }
+
+/// Runs `weir run etl` on `input`, sends `signal` once the job has said it runs, and returns
+/// its exit code and standard output.
+#[cfg(unix)]
+fn signalled_run(input: &Path, out: &Path, signal: &str) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = weir_etl(input, out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    // The line comes after the handlers are installed: from then on a signal stops the run.
+    while !line.starts_with("etl: ") {
+        line.clear();
+        assert_ne!(
+            stderr.read_line(&mut line).expect("readable"),
+            0,
+            "no start line"
+        );
+    }
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)
+        .expect("readable");
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    let status = child.wait().expect("reaped");
+    (status.code(), stdout)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_drain_report_publish_nothing_and_exit_non_zero() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("etl_signals");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creatable");
+    let small = dir.join("small.csv");
+    generate_orders_csv(&small, 300, 1).expect("writable");
+    // Long enough that the run is still reading when the signal lands.
+    let big = dir.join("big.csv");
+    generate_orders_csv(&big, 150_000, 2).expect("writable");
+    let out = dir.join("out");
+    let status = weir_etl(&small, &out).status().expect("runs");
+    assert!(status.success());
+    let published = JobOutput::published_run(&out.join("orders_clean"))
+        .expect("readable")
+        .expect("published");
+
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let (exit, stdout) = signalled_run(&big, &out, signal);
+        assert_eq!(exit, Some(code), "{signal}: {stdout}");
+        assert!(stdout.contains("STOPPED"), "{signal}: {stdout}");
+        assert!(stdout.contains("pipeline `etl`"), "the report: {stdout}");
+        let summary: serde_json::Value = stdout
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .expect("a JSON summary last");
+        assert_eq!(summary["stopped"], true);
+        assert_eq!(summary["published"], false);
+        for name in OUTPUTS {
+            assert_eq!(
+                JobOutput::published_run(&out.join(name)).expect("readable"),
+                Some(published.clone()),
+                "{signal}: {name} keeps the previous run"
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .expect("listable")
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+                name.starts_with(".weir-staging").then_some(name)
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

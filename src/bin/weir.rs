@@ -286,6 +286,11 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
     // nothing is published.
     let stop = etl::EtlStop::new();
     stop.stop_on_signals()?;
+    eprintln!(
+        "etl: {} → {}; SIGINT (Ctrl-C) or SIGTERM stops the run, which then publishes nothing",
+        input.display(),
+        out.display()
+    );
     let (summary, report) = etl::run_until(&etl::EtlConfig::new(input, out), &stop)?;
     if summary.stopped {
         println!("STOPPED by a signal: the report covers the rows read before the stop");

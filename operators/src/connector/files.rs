@@ -83,10 +83,12 @@ impl FileSet {
         })
     }
 
-    /// The visible regular files matching a glob `pattern` (e.g. `data/*.csv`), sorted by path.
+    /// The visible regular files matching a glob `pattern` (e.g. `data/*.csv`), links followed,
+    /// sorted by path.
     ///
     /// # Errors
-    /// [`ReadError::Pattern`] for a malformed pattern; [`ReadError::Io`] for an unreadable entry.
+    /// [`ReadError::Pattern`] for a malformed pattern; [`ReadError::Io`] for an unreadable entry
+    /// or a broken link.
     pub fn glob(pattern: &str) -> Result<Self, ReadError> {
         let options = glob::MatchOptions {
             case_sensitive: true,
@@ -103,7 +105,12 @@ impl FileSet {
                 file: e.path().display().to_string(),
                 source: e.into(),
             })?;
-            if path.is_file() {
+            // Follows links; a broken link is an error, not a file silently left out.
+            let meta = std::fs::metadata(&path).map_err(|source| ReadError::Io {
+                file: path.display().to_string(),
+                source,
+            })?;
+            if meta.is_file() {
                 files.push(path);
             }
         }

@@ -262,15 +262,27 @@ fn linked_files_are_read_and_broken_links_are_errors() {
         [dir.path().join("a.csv"), dir.path().join("b.csv")]
     );
     let rows: usize = set
+        .clone()
         .read(FileFormat::Csv(opts()))
         .expect("opens")
         .map(|b| b.expect("readable").batch.num_rows())
         .sum();
     assert_eq!(rows, 5);
 
+    let pattern = format!("{}/*.csv", dir.path().display());
+    assert_eq!(
+        FileSet::glob(&pattern).expect("matches").files(),
+        set.files()
+    );
+
     let broken = dir.path().join("c.csv");
     std::os::unix::fs::symlink(elsewhere.path().join("gone.csv"), &broken).expect("symlink");
     let err = FileSet::dir(dir.path()).expect_err("a dangling link");
+    assert!(
+        err.to_string().contains(&*broken.to_string_lossy()),
+        "{err}"
+    );
+    let err = FileSet::glob(&pattern).expect_err("a dangling link");
     assert!(
         err.to_string().contains(&*broken.to_string_lossy()),
         "{err}"

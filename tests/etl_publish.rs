@@ -133,6 +133,8 @@ fn kill_at_random_moments(runs: usize, seed: u64) {
     // Kills that left the outputs on the previous run, on the new one, or split between them
     // (killed during the publish, completed by recovery).
     let (mut previous, mut new, mut split) = (0, 0, 0);
+    // Recoveries that completed a publish the kill interrupted after its journal.
+    let mut completed = 0;
     for run in 0..runs {
         let which = run % 2;
         let before = read_outputs(&out, &inputs)[0].0.clone();
@@ -156,7 +158,13 @@ fn kill_at_random_moments(runs: usize, seed: u64) {
         }
 
         // The next start completes or rolls back: all outputs hold one run.
-        JobOutput::recover(&out).expect("recovers");
+        if JobOutput::recover(&out)
+            .expect("recovers")
+            .completed
+            .is_some()
+        {
+            completed += 1;
+        }
         let after = read_outputs(&out, &inputs);
         if by_run.len() > 1 {
             split += 1;
@@ -185,7 +193,8 @@ fn kill_at_random_moments(runs: usize, seed: u64) {
     }
     eprintln!(
         "{runs} runs, {killed} killed before their end: outputs then on the previous run \
-         {previous}, on the new run {new}, split by the publish {split}"
+         {previous}, on the new run {new}, split by the publish {split}; publishes completed \
+         by recovery {completed}"
     );
     assert!(killed > 0, "no run was killed before it ended");
     let _ = std::fs::remove_dir_all(&dir);

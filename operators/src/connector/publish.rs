@@ -179,8 +179,12 @@ pub struct JobOutput {
     done: bool,
 }
 
-/// A fresh run id: UTC time to the microsecond, and the process id.
+/// A fresh run id: UTC time to the microsecond, the process id, and a count of the ids this
+/// process made before (so two ids from one process never collide).
 pub fn new_run_id() -> String {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Relaxed: only uniqueness matters, which fetch_add gives in any ordering.
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -188,7 +192,7 @@ pub fn new_run_id() -> String {
     let time = chrono::DateTime::from_timestamp(secs, now.subsec_nanos())
         .map(|t| t.format("%Y%m%dT%H%M%S%.6fZ").to_string())
         .unwrap_or_else(|| now.as_nanos().to_string());
-    format!("{time}-{}", std::process::id())
+    format!("{time}-{}-{n}", std::process::id())
 }
 
 /// The staging folder of `run_id` under `root`.

@@ -214,3 +214,10 @@ fn io_errors_name_their_path() {
     let err = JobOutput::begin(&root, &OUTPUTS).expect_err("a file is in the way");
     assert!(err.to_string().contains(&*root.to_string_lossy()), "{err}");
 }
+
+#[test]
+fn run_ids_never_repeat_within_a_process() {
+    let ids: std::collections::BTreeSet<String> = (0..1000).map(|_| new_run_id()).collect();
+    assert_eq!(ids.len(), 1000);
+    assert!(ids.iter().all(|id| check_name(id).is_ok()));
+}

@@ -2,12 +2,18 @@
 //!
 //! # Records, lines and raw text
 //!
+//! Records are read as RFC 4180 and Python's `csv` module read them: `\r\n`, `\n` and a lone
+//! `\r` each end a record outside quotes; blank lines are skipped (before the header too); a UTF-8
+//! byte order mark is stripped only at the input's first byte (anywhere else U+FEFF is data).
+//!
 //! The parser reads through a `Tap` that counts and retains the bytes it pulls. For each record
 //! the reader takes the byte range from the end of the previous record to the parser's position
 //! after this one; leading line terminators in that range are blank lines or the `\n` of a
-//! preceding `\r\n`. The record's physical line is 1 + the `\n`s before its first byte, so quoted
-//! fields spanning lines, blank lines and CRLF files all get the right number (the header, if
-//! any, is line 1). The raw text is that range without leading and trailing `\r`/`\n`.
+//! preceding `\r\n`. A physical line ends at each line break: `\r\n`, `\n` or a lone `\r` (as
+//! Python's universal newlines count them). The record's line is 1 + the line breaks before its
+//! first byte, so quoted fields spanning lines, blank lines and CR, CRLF and LF files all get the
+//! right number (the header, if any, is line 1 or the first line that is not blank). The raw
+//! text is that range without leading and trailing `\r`/`\n` (and without the byte order mark).
 //!
 //! # Schema
 //!
@@ -95,6 +101,38 @@ impl CsvOptions {
     }
 }
 
+/// The UTF-8 byte order mark, stripped at a file's first byte only.
+pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Line breaks in `bytes`: each `\r` and each `\n` not just after a `\r` (so `\r\n` is one);
+/// `after_cr` tells whether the byte before `bytes[0]` is a `\r`.
+pub(crate) fn line_breaks(bytes: &[u8], after_cr: bool) -> u64 {
+    let crs = memchr::memchr_iter(b'\r', bytes).count();
+    let lfs = memchr::memchr_iter(b'\n', bytes)
+        .filter(|&i| match i.checked_sub(1) {
+            Some(j) => bytes[j] != b'\r',
+            None => !after_cr,
+        })
+        .count();
+    (crs + lfs) as u64
+}
+
+/// Checks a header against the declared schema: as many fields.
+pub(crate) fn check_header(
+    file: &str,
+    header: &ByteRecord,
+    schema: &Schema,
+) -> Result<(), ReadError> {
+    if header.len() != schema.fields().len() {
+        return Err(ReadError::HeaderMismatch {
+            file: file.to_owned(),
+            expected: schema.fields().len(),
+            found: header.len(),
+        });
+    }
+    Ok(())
+}
+
 /// One parsed record with its position.
 #[derive(Debug)]
 struct Located {
@@ -114,8 +152,10 @@ pub struct CsvReader<R: Read> {
     /// Records read for inference, replayed first (at most `infer_rows`).
     replay: std::collections::VecDeque<Located>,
     record: ByteRecord,
-    /// `\n` bytes before the end of the previous record.
+    /// Line breaks before the end of the previous record.
     newlines: u64,
+    /// The previous record's bytes ended with `\r` (a `\n` next is part of its `\r\n`).
+    after_cr: bool,
     /// Stream offsets where the last record read in place started and ended.
     start: u64,
     end: u64,
@@ -183,6 +223,7 @@ impl<R: Read> CsvReader<R> {
             replay: Default::default(),
             record: ByteRecord::new(),
             newlines: opts.first_line.saturating_sub(1),
+            after_cr: false,
             start: 0,
             end: 0,
             pending_error: None,
@@ -197,13 +238,7 @@ impl<R: Read> CsvReader<R> {
         let data_schema = match reader.opts.schema.clone() {
             Some(schema) => {
                 if let Some(h) = &header {
-                    if h.len() != schema.fields().len() {
-                        return Err(ReadError::HeaderMismatch {
-                            file: label.to_owned(),
-                            expected: schema.fields().len(),
-                            found: h.len(),
-                        });
-                    }
+                    check_header(label, h, &schema)?;
                 }
                 schema
             }
@@ -286,14 +321,21 @@ impl<R: Read> CsvReader<R> {
             return Ok(None);
         }
         let end = self.parser.position().byte();
+        let mut start = start;
+        if start == 0 && self.parser.get_ref().slice(0, end).starts_with(BOM) {
+            // The parser stripped the byte order mark; it is neither raw text nor a line.
+            start = BOM.len() as u64;
+        }
         let bytes = self.parser.get_ref().slice(start, end);
         let lead = bytes
             .iter()
             .take_while(|b| **b == b'\n' || **b == b'\r')
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        let line = 1 + self.newlines + lead;
-        self.newlines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            .count();
+        let line = 1 + self.newlines + line_breaks(&bytes[..lead], self.after_cr);
+        self.newlines += line_breaks(bytes, self.after_cr);
+        if let Some(&last) = bytes.last() {
+            self.after_cr = last == b'\r';
+        }
         self.start = start;
         self.end = end;
         Ok(Some(line))

@@ -19,7 +19,8 @@
 //! never cuts between the `\r` and `\n` of a `\r\n`. It counts every line break (`\r\n`, `\n` or
 //! a lone `\r`), so each chunk knows the physical line of its first byte and the parser numbers
 //! lines exactly as one sequential reader would. The header (the first record, after any blank
-//! lines) is checked against the schema and not passed on.
+//! lines) is checked against the schema, its names included unless
+//! [`HeaderCheck::CountOnly`](crate::connector::HeaderCheck) is set, and not passed on.
 //!
 //! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
 //! fails the read instead of buffering without bound.
@@ -183,10 +184,10 @@ impl Cutter {
                 cur.cut(records, target, max, delimiter, quote, &mut self.bytes_read)?
             {
                 if cur.header {
-                    // Blank lines before the header are cut as chunks of their own.
+                    // A chunk of blank lines only (cut at `target_bytes`) holds no header yet.
                     if let Some(header) = first_record(&chunk.data, &self.opts) {
                         cur.header = false;
-                        check_header(&chunk.file, &header, &self.schema)?;
+                        check_header(&chunk.file, &header, &self.schema, self.opts.header_names)?;
                     }
                     self.pool.put(chunk.data);
                     continue;

@@ -11,7 +11,9 @@ use proptest::prelude::*;
 use weir_runtime::{InputPort, OperatorError, Pipeline, Sink};
 
 use super::*;
-use crate::connector::{BadRecordPolicy, CsvReader, DeadLetter, FileSet, RecordError, LINE_COLUMN};
+use crate::connector::{
+    BadRecordPolicy, CsvReader, DeadLetter, FileSet, HeaderCheck, RecordError, LINE_COLUMN,
+};
 use crate::transform::StreamExt;
 
 /// A schema of `names`, every column non-null text.
@@ -477,6 +479,39 @@ fn a_byte_order_mark_is_stripped_at_byte_0_only() {
     // With a header: the mark before it is stripped; one in a quoted field is data.
     let got = both(b"\xef\xbb\xbfc0,c1,c2\r\n\"\xef\xbb\xbf\",\xef\xbb\xbf\"q\",x\r\n");
     assert_eq!(got.rows, vec![row(2, ["\u{feff}", "\u{feff}\"q\"", "x"])]);
+}
+
+#[test]
+fn header_names_must_be_the_declared_ones() {
+    let data = b"c0,c2,c1\n1,a,b\n";
+    let (_dir, path) = write(data);
+    let file = path.display().to_string();
+    let o = opts(text_schema(&NAMES), true, BadRecordPolicy::Fail);
+    let want = format!(
+        "{file}: header names [\"c0\", \"c2\", \"c1\"] are not the declared schema's \
+         [\"c0\", \"c1\", \"c2\"] (declare the file's names, or read by position with \
+         HeaderCheck::CountOnly)"
+    );
+    assert_eq!(by_reader(&path, o.clone()).error.as_deref(), Some(&*want));
+    assert_eq!(
+        by_split(&path, o.clone(), 2, 64, 4).error.as_deref(),
+        Some(&*want)
+    );
+
+    // The opt-out reads by position.
+    let o = o.with_header_names(HeaderCheck::CountOnly);
+    let want = by_reader(&path, o.clone());
+    assert_eq!(want.rows, vec![row(2, ["1", "a", "b"])]);
+    assert_eq!(by_split(&path, o.clone(), 2, 64, 4).rows, want.rows);
+
+    // The count is checked either way.
+    let (_dir, path) = write(b"c0,c1\n1,a\n");
+    let err = by_split(&path, o, 2, 64, 4).error;
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("header has 2 fields but the declared schema has 3")),
+        "{err:?}"
+    );
 }
 
 /// Collects batches (bounded by the test's small inputs).

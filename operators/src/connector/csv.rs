@@ -18,10 +18,11 @@
 //! # Schema
 //!
 //! Declared ([`CsvOptions::schema`]): fields map to columns by position; a header, if present,
-//! must have as many fields. Inferred: the reader parses the first [`CsvOptions::infer_rows`]
-//! records when it is created, infers each column's type (see `infer_type`), keeps those records
-//! and replays them first. Inferred columns are nullable and named after the header (or
-//! `column_1`, `column_2`, … without one).
+//! must have as many fields and, unless [`CsvOptions::header_names`] is
+//! [`HeaderCheck::CountOnly`], the declared names in the same order. Inferred: the reader
+//! parses the first [`CsvOptions::infer_rows`] records when it is created, infers each column's
+//! type (see `infer_type`), keeps those records and replays them first. Inferred columns are
+//! nullable and named after the header (or `column_1`, `column_2`, … without one).
 
 use std::fs::File;
 use std::io::Read;
@@ -64,6 +65,35 @@ pub struct CsvOptions {
     /// The physical line number of the input's first byte, for inputs that are a slice of a
     /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1.
     pub first_line: u64,
+    /// How a header is checked against a declared schema. Default [`HeaderCheck::Names`].
+    pub header_names: HeaderCheck,
+}
+
+/// How the header of a file is checked against the declared schema
+/// ([`CsvOptions::header_names`]). Fields always map to columns by position.
+///
+/// | choice | a header with the declared names in another order, or other names |
+/// |---|---|
+/// | [`Names`](HeaderCheck::Names) | fails the read with [`ReadError::HeaderNames`], naming the file, the expected and the found names |
+/// | [`CountOnly`](HeaderCheck::CountOnly) | is read by position: same-typed columns may be silently swapped |
+///
+/// Either way a header with another number of fields fails with [`ReadError::HeaderMismatch`].
+///
+/// ```
+/// use weir_operators::connector::csv::{CsvOptions, HeaderCheck};
+///
+/// // Headers whose names differ from the schema's (say, in another language) are read by
+/// // position.
+/// let opts = CsvOptions::default().with_header_names(HeaderCheck::CountOnly);
+/// assert_eq!(opts.header_names, HeaderCheck::CountOnly);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// The header's names must equal the declared field names, in order (byte for byte).
+    #[default]
+    Names,
+    /// Only the header's number of fields is checked.
+    CountOnly,
 }
 
 impl Default for CsvOptions {
@@ -79,6 +109,7 @@ impl Default for CsvOptions {
             raw_column: false,
             bad_records: BadRecordPolicy::Fail,
             first_line: 1,
+            header_names: HeaderCheck::Names,
         }
     }
 }
@@ -99,6 +130,12 @@ impl CsvOptions {
         self.bad_records = policy;
         self
     }
+    /// These options with the given header check ([`HeaderCheck::CountOnly`] to read a header
+    /// with other names by position).
+    pub fn with_header_names(mut self, check: HeaderCheck) -> Self {
+        self.header_names = check;
+        self
+    }
 }
 
 /// The UTF-8 byte order mark, stripped at a file's first byte only.
@@ -117,17 +154,32 @@ pub(crate) fn line_breaks(bytes: &[u8], after_cr: bool) -> u64 {
     (crs + lfs) as u64
 }
 
-/// Checks a header against the declared schema: as many fields.
+/// Checks a header against the declared schema (see [`HeaderCheck`]).
 pub(crate) fn check_header(
     file: &str,
     header: &ByteRecord,
     schema: &Schema,
+    check: HeaderCheck,
 ) -> Result<(), ReadError> {
     if header.len() != schema.fields().len() {
         return Err(ReadError::HeaderMismatch {
             file: file.to_owned(),
             expected: schema.fields().len(),
             found: header.len(),
+        });
+    }
+    let same = header
+        .iter()
+        .zip(schema.fields())
+        .all(|(h, f)| h == f.name().as_bytes());
+    if check == HeaderCheck::Names && !same {
+        return Err(ReadError::HeaderNames {
+            file: file.to_owned(),
+            expected: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            found: header
+                .iter()
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .collect(),
         });
     }
     Ok(())
@@ -238,7 +290,7 @@ impl<R: Read> CsvReader<R> {
         let data_schema = match reader.opts.schema.clone() {
             Some(schema) => {
                 if let Some(h) = &header {
-                    check_header(label, h, &schema)?;
+                    check_header(label, h, &schema, reader.opts.header_names)?;
                 }
                 schema
             }

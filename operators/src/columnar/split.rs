@@ -192,6 +192,12 @@ impl Cutter {
                     self.pool.put(chunk.data);
                     continue;
                 }
+                if chunk.records == 0 {
+                    // Blank lines only (cut at `target_bytes`): no record to pass on.
+                    debug_assert!(chunk.data.iter().all(|b| matches!(b, b'\r' | b'\n')));
+                    self.pool.put(chunk.data);
+                    continue;
+                }
                 return Ok(Some(chunk));
             }
             self.current = None;
@@ -706,7 +712,12 @@ mod hostile;
 mod tests {
     use super::*;
 
-    fn cut_all(text: &str, records: usize, header: bool) -> Vec<(u64, usize, String)> {
+    fn cut_all(
+        text: &str,
+        records: usize,
+        target: usize,
+        header: bool,
+    ) -> Vec<(u64, usize, String)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("x.csv");
         std::fs::write(&path, text).expect("writable");
@@ -722,7 +733,7 @@ mod tests {
                 arrow::datatypes::Field::new("b", arrow::datatypes::DataType::Utf8, true),
             ])),
             records,
-            target_bytes: usize::MAX,
+            target_bytes: target,
             max_record_bytes: 1 << 20,
             read_bytes: READ_BYTES as u64,
             bytes_read: 0,
@@ -743,7 +754,7 @@ mod tests {
     #[test]
     fn cuts_whole_records_and_numbers_lines() {
         let text = "a,b\n1,\"x\ny\"\r\n2,\"q\"\"\n\"\n\n3,z\n4,w";
-        let got = cut_all(text, 2, true);
+        let got = cut_all(text, 2, usize::MAX, true);
         assert_eq!(
             got,
             vec![
@@ -806,10 +817,21 @@ mod tests {
     #[test]
     fn a_quote_inside_an_unquoted_field_is_literal() {
         // As in the parser: `a"b` does not open a quoted field, so the line break ends the record.
-        let got = cut_all("x\"y,1\nz,2\n", 1, false);
+        let got = cut_all("x\"y,1\nz,2\n", 1, usize::MAX, false);
         assert_eq!(
             got,
             vec![(1, 1, "x\"y,1\n".to_string()), (2, 1, "z,2\n".to_string())]
+        );
+    }
+
+    #[test]
+    fn blank_lines_alone_make_no_chunk() {
+        // Cut at every record end past 1 byte: the blank lines between records are no chunk
+        // (the next chunk's first line counts them).
+        let got = cut_all("a,b\r\n\r\n1,2\n\n\r\r\n3,4\r\n\n", 5, 1, true);
+        assert_eq!(
+            got,
+            vec![(3, 1, "1,2\n".to_string()), (7, 1, "3,4\r\n".to_string())]
         );
     }
 }

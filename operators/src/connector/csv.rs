@@ -63,7 +63,8 @@ pub struct CsvOptions {
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
     /// The physical line number of the input's first byte, for inputs that are a slice of a
-    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1.
+    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1. (The reader
+    /// strips a byte order mark at its input's first byte whatever this line is.)
     pub first_line: u64,
     /// How a header is checked against a declared schema. Default [`HeaderCheck::Names`].
     pub header_names: HeaderCheck,

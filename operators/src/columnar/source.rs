@@ -66,6 +66,7 @@ pub(crate) fn read_error(e: ReadError) -> OperatorError {
     let kind = match e {
         ReadError::BadRecord { .. } | ReadError::SchemaMismatch { .. } => ErrorKind::User,
         ReadError::InvalidOptions(_) | ReadError::UnsupportedType { .. } => ErrorKind::User,
+        ReadError::HeaderMismatch { .. } | ReadError::HeaderNames { .. } => ErrorKind::User,
         _ => ErrorKind::External,
     };
     OperatorError::new(kind, "cannot read input", Some(Box::new(e)))

@@ -10,14 +10,17 @@
 //! ```
 //!
 //! The chunker reads only on credit, one chunk per `poll_produce`, on its own thread (as
-//! [`ReaderSource`](super::ReaderSource)). It jumps from one `\n` or quote to the next with
-//! `memchr` and scans with the same quoting rules as the
-//! parser (RFC 4180: a quote opens a quoted field only at the start of a field, a doubled quote
-//! inside one is literal, `\r` and `\n` end records outside quotes) and cuts a chunk after the
-//! `\n` that ends its `records`-th record, or earlier once the chunk holds `target_bytes`. It
-//! counts every `\n`, so each chunk knows the physical line of its first byte and the parser
-//! numbers lines exactly as one sequential reader would. The header (line 1) is checked against
-//! the schema and not passed on.
+//! [`ReaderSource`](super::ReaderSource)). It strips a UTF-8 byte order mark at a file's first
+//! byte (nowhere else), jumps from one `\r`, `\n` or quote to the next with `memchr` and scans
+//! with the same quoting rules as the parser (RFC 4180: a quote opens a quoted field only at
+//! the start of a field, a doubled quote inside one is literal, `\r\n`, `\n` and a lone `\r`
+//! end records outside quotes) and cuts a chunk after the terminator that ends its
+//! `records`-th record (blank lines are none), or earlier once the chunk holds `target_bytes`; it
+//! never cuts between the `\r` and `\n` of a `\r\n`. It counts every line break (`\r\n`, `\n` or
+//! a lone `\r`), so each chunk knows the physical line of its first byte and the parser numbers
+//! lines exactly as one sequential reader would. The header (the first record, after any blank
+//! lines) is checked against the schema, its names included unless
+//! [`HeaderCheck::CountOnly`](crate::connector::HeaderCheck) is set, and not passed on.
 //!
 //! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
 //! fails the read instead of buffering without bound.
@@ -47,7 +50,8 @@ use weir_runtime::{
 
 use super::source::read_error;
 use super::ArrowStream;
-use crate::connector::csv_chunk::ChunkParser;
+use crate::connector::csv::{check_header, line_breaks, BOM};
+use crate::connector::csv_chunk::{first_record, ChunkParser};
 use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
 use crate::lane::{poll_slot, Lane, LaneTask};
 
@@ -58,7 +62,7 @@ pub struct CsvChunk {
     pub file: Arc<str>,
     /// Physical line of the first byte.
     pub first_line: u64,
-    /// Record ends (`\n` outside quotes) in the chunk.
+    /// Records in the chunk (blank lines are not records).
     pub records: usize,
     /// The bytes.
     pub data: Vec<u8>,
@@ -83,7 +87,8 @@ enum Scan {
     QuoteInQuoted,
 }
 
-/// The scanner's state after a byte that is neither a quote nor `\n`, outside quotes.
+/// The scanner's state after a byte that is neither a quote nor a line terminator, outside
+/// quotes.
 fn after(b: u8, delimiter: u8) -> Scan {
     if b == b'\r' || b == delimiter {
         Scan::StartField
@@ -103,12 +108,16 @@ struct FileCutter {
     pending: Vec<u8>,
     scanned: usize,
     state: Scan,
-    /// Record ends and `\n`s in `pending[..scanned]`; the last cut candidate.
+    /// Record ends and line breaks in `pending[..scanned]`; the last cut candidate.
     records: usize,
     newlines: u64,
     last_end: Option<(usize, usize, u64)>,
-    /// `\n`s before `pending[0]`.
+    /// Line breaks before `pending[0]`.
     line_base: u64,
+    /// Nothing was scanned yet: a byte order mark at the start is still to be stripped.
+    at_start: bool,
+    /// Bytes per read ([`READ_BYTES`]; tests read less to put read boundaries anywhere).
+    read_bytes: u64,
     /// Size of the last chunk cut, to size the next one's buffer.
     last_chunk_bytes: usize,
     pool: Arc<ChunkPool>,
@@ -121,10 +130,12 @@ struct Cutter {
     files: VecDeque<PathBuf>,
     current: Option<FileCutter>,
     opts: CsvOptions,
-    width: usize,
+    schema: SchemaRef,
     records: usize,
     target_bytes: usize,
     max_record_bytes: usize,
+    /// Bytes per read of a file.
+    read_bytes: u64,
     bytes_read: u64,
     pool: Arc<ChunkPool>,
 }
@@ -149,6 +160,8 @@ impl Cutter {
             newlines: 0,
             last_end: None,
             line_base: 0,
+            at_start: true,
+            read_bytes: self.read_bytes,
             last_chunk_bytes: 0,
             pool: self.pool.clone(),
             header: self.opts.has_header,
@@ -171,8 +184,18 @@ impl Cutter {
                 cur.cut(records, target, max, delimiter, quote, &mut self.bytes_read)?
             {
                 if cur.header {
-                    cur.header = false;
-                    check_header(&chunk, &self.opts, self.width)?;
+                    // A chunk of blank lines only (cut at `target_bytes`) holds no header yet.
+                    if let Some(header) = first_record(&chunk.data, &self.opts) {
+                        cur.header = false;
+                        check_header(&chunk.file, &header, &self.schema, self.opts.header_names)?;
+                    }
+                    self.pool.put(chunk.data);
+                    continue;
+                }
+                if chunk.records == 0 {
+                    // Blank lines only (cut at `target_bytes`): no record to pass on.
+                    debug_assert!(chunk.data.iter().all(|b| matches!(b, b'\r' | b'\n')));
+                    self.pool.put(chunk.data);
                     continue;
                 }
                 return Ok(Some(chunk));
@@ -182,46 +205,25 @@ impl Cutter {
     }
 }
 
-fn check_header(chunk: &CsvChunk, opts: &CsvOptions, width: usize) -> Result<(), ReadError> {
-    let mut parser = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(opts.delimiter)
-        .quote(opts.quote)
-        .from_reader(chunk.data.as_slice());
-    let mut record = csv::ByteRecord::new();
-    let found = match parser.read_byte_record(&mut record) {
-        Ok(true) => record.len(),
-        _ => 0,
-    };
-    if found != width {
-        return Err(ReadError::HeaderMismatch {
-            file: chunk.file.to_string(),
-            expected: width,
-            found,
-        });
-    }
-    Ok(())
-}
-
 impl FileCutter {
     /// Scans `pending[scanned..]`, stopping after the record end that completes `records`
-    /// records (or the first after `target` bytes).
+    /// records (or the first after `target` bytes, or the first while the header is due).
     fn scan(&mut self, records: usize, target: usize, delimiter: u8, quote: u8) -> bool {
         if delimiter == quote || quote == b'\n' || quote == b'\r' {
             return self.scan_bytes(records, target, delimiter, quote);
         }
-        // Jumps from one `\n` or quote to the next: the bytes between them only decide whether
-        // a quote that follows is at the start of a field (after a delimiter or `\r`).
-        let bytes = &self.pending;
+        // Jumps from one line terminator or quote to the next: the bytes between them only
+        // decide whether a quote that follows is at the start of a field (after a delimiter).
         let mut state = self.state;
         let mut i = self.scanned;
         let mut found = false;
-        while i < bytes.len() {
+        while i < self.pending.len() {
+            let bytes = &self.pending;
             if state == Scan::InQuoted {
                 let rest = &bytes[i..];
                 let k = memchr::memchr(quote, rest).unwrap_or(rest.len());
-                self.newlines += memchr::memchr_iter(b'\n', &rest[..k]).count() as u64;
+                let after_cr = i > 0 && bytes[i - 1] == b'\r';
+                self.newlines += line_breaks(&rest[..k], after_cr);
                 i += k;
                 if i < bytes.len() {
                     i += 1;
@@ -230,7 +232,7 @@ impl FileCutter {
                 continue;
             }
             let rest = &bytes[i..];
-            let Some(k) = memchr::memchr2(b'\n', quote, rest) else {
+            let Some(k) = memchr::memchr3(b'\n', b'\r', quote, rest) else {
                 state = after(rest[rest.len() - 1], delimiter);
                 i = bytes.len();
                 break;
@@ -240,21 +242,26 @@ impl FileCutter {
             } else {
                 after(rest[k - 1], delimiter)
             };
-            i += k + 1;
-            if rest[k] == b'\n' {
-                self.newlines += 1;
-                self.records += 1;
-                self.last_end = Some((i, self.records, self.newlines));
-                state = Scan::StartField;
-                if self.records >= records || i >= target || self.header {
-                    found = true;
-                    break;
-                }
-            } else {
+            let at = i + k;
+            if rest[k] == quote {
+                i = at + 1;
                 state = match before {
                     Scan::StartField | Scan::QuoteInQuoted => Scan::InQuoted,
                     _ => Scan::InField,
                 };
+                continue;
+            }
+            let Some(end) = self.record_end(at) else {
+                // A `\r` last in what was read: wait for the byte after it.
+                i = at;
+                state = before;
+                break;
+            };
+            i = end;
+            state = Scan::StartField;
+            if self.end_record(at, end, records, target) {
+                found = true;
+                break;
             }
         }
         self.state = state;
@@ -262,51 +269,72 @@ impl FileCutter {
         found
     }
 
+    /// The end of the line terminator at `pending[at]` (`\r\n`, `\n` or a lone `\r`), or `None`
+    /// for a `\r` whose next byte is not read yet.
+    fn record_end(&self, at: usize) -> Option<usize> {
+        if self.pending[at] == b'\n' {
+            return Some(at + 1);
+        }
+        match self.pending.get(at + 1) {
+            Some(b'\n') => Some(at + 2),
+            Some(_) => Some(at + 1),
+            None => self.eof.then_some(at + 1),
+        }
+    }
+
+    /// Counts the line break at `at..end` and the record it ends, unless the line is blank;
+    /// whether the chunk is cut there (the header's chunk ends with the first record).
+    fn end_record(&mut self, at: usize, end: usize, records: usize, target: usize) -> bool {
+        let blank = at == self.last_end.map_or(0, |e| e.0);
+        self.newlines += 1;
+        if !blank {
+            self.records += 1;
+        }
+        self.last_end = Some((end, self.records, self.newlines));
+        end >= target || (!blank && (self.records >= records || self.header))
+    }
+
     /// [`scan`](Self::scan), one byte at a time (for a quote that is also a delimiter or a line
     /// break).
     fn scan_bytes(&mut self, records: usize, target: usize, delimiter: u8, quote: u8) -> bool {
-        let bytes = &self.pending;
         let mut state = self.state;
         let mut i = self.scanned;
         let mut found = false;
-        while i < bytes.len() {
-            let b = bytes[i];
-            i += 1;
-            state = match state {
-                Scan::InQuoted => {
-                    if b == quote {
-                        Scan::QuoteInQuoted
-                    } else {
-                        if b == b'\n' {
-                            self.newlines += 1;
-                        }
-                        Scan::InQuoted
-                    }
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if state == Scan::InQuoted {
+                if b == quote {
+                    state = Scan::QuoteInQuoted;
+                } else if b == b'\r' || (b == b'\n' && !(i > 0 && self.pending[i - 1] == b'\r')) {
+                    self.newlines += 1;
                 }
-                s => {
-                    if b == b'\n' {
-                        self.newlines += 1;
-                        self.records += 1;
-                        self.last_end = Some((i, self.records, self.newlines));
-                        if self.records >= records || i >= target || self.header {
-                            found = true;
-                            state = Scan::StartField;
-                            break;
-                        }
-                        Scan::StartField
-                    } else if b == b'\r' || b == delimiter {
-                        Scan::StartField
-                    } else if b == quote {
-                        match s {
-                            Scan::StartField => Scan::InQuoted,
-                            Scan::QuoteInQuoted => Scan::InQuoted,
-                            _ => Scan::InField,
-                        }
-                    } else {
-                        Scan::InField
-                    }
+                i += 1;
+                continue;
+            }
+            if b == b'\n' || b == b'\r' {
+                let Some(end) = self.record_end(i) else {
+                    break;
+                };
+                let at = i;
+                i = end;
+                state = Scan::StartField;
+                if self.end_record(at, end, records, target) {
+                    found = true;
+                    break;
                 }
+                continue;
+            }
+            state = if b == delimiter {
+                Scan::StartField
+            } else if b == quote {
+                match state {
+                    Scan::StartField | Scan::QuoteInQuoted => Scan::InQuoted,
+                    _ => Scan::InField,
+                }
+            } else {
+                Scan::InField
             };
+            i += 1;
         }
         self.state = state;
         self.scanned = i;
@@ -324,15 +352,24 @@ impl FileCutter {
         bytes_read: &mut u64,
     ) -> Result<Option<CsvChunk>, ReadError> {
         loop {
-            if self.scan(records, target, delimiter, quote) {
+            if self.at_start && (self.pending.len() >= BOM.len() || self.eof) {
+                // A byte order mark only at the file's first byte, as the reader strips it.
+                if self.pending.starts_with(BOM) {
+                    self.pending.drain(..BOM.len());
+                }
+                self.at_start = false;
+            }
+            if !self.at_start && self.scan(records, target, delimiter, quote) {
                 return Ok(Some(self.take_to_last_end()));
             }
             if self.eof {
                 if self.pending.is_empty() {
                     return Ok(None);
                 }
-                // The rest: whole records plus a last one without a line break.
-                let unterminated = usize::from(!self.pending.ends_with(b"\n"));
+                // The rest: whole records plus a last one without a line break (whatever
+                // follows the last record end; an unterminated quote may hold line breaks).
+                let unterminated =
+                    usize::from(self.pending.len() > self.last_end.map_or(0, |e| e.0));
                 self.last_end = Some((
                     self.pending.len(),
                     self.records + unterminated,
@@ -355,7 +392,7 @@ impl FileCutter {
                     .reserve(self.last_chunk_bytes.min(target).max(READ_BYTES) + READ_BYTES);
             }
             let n = (&mut self.file)
-                .take(READ_BYTES as u64)
+                .take(self.read_bytes)
                 .read_to_end(&mut self.pending)
                 .map_err(|source| ReadError::Io {
                     file: self.label.to_string(),
@@ -640,11 +677,12 @@ pub fn csv_split_with<F: ChunkStep>(
         cutter: Some(Box::new(Cutter {
             files: set.files().iter().cloned().collect(),
             current: None,
-            width: data_schema.fields().len(),
+            schema: data_schema.clone(),
             opts: opts.clone(),
             records,
             target_bytes: split.target_bytes,
             max_record_bytes: split.max_record_bytes.max(1),
+            read_bytes: READ_BYTES as u64,
             bytes_read: 0,
             pool: pool.clone(),
         })),
@@ -667,10 +705,19 @@ pub fn csv_split_with<F: ChunkStep>(
 }
 
 #[cfg(test)]
+#[path = "split_tests.rs"]
+mod hostile;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cut_all(text: &str, records: usize, header: bool) -> Vec<(u64, usize, String)> {
+    fn cut_all(
+        text: &str,
+        records: usize,
+        target: usize,
+        header: bool,
+    ) -> Vec<(u64, usize, String)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("x.csv");
         std::fs::write(&path, text).expect("writable");
@@ -681,10 +728,14 @@ mod tests {
                 has_header: header,
                 ..CsvOptions::default()
             },
-            width: 2,
+            schema: Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("a", arrow::datatypes::DataType::Utf8, true),
+                arrow::datatypes::Field::new("b", arrow::datatypes::DataType::Utf8, true),
+            ])),
             records,
-            target_bytes: usize::MAX,
+            target_bytes: target,
             max_record_bytes: 1 << 20,
+            read_bytes: READ_BYTES as u64,
             bytes_read: 0,
             pool: Arc::default(),
         };
@@ -703,13 +754,13 @@ mod tests {
     #[test]
     fn cuts_whole_records_and_numbers_lines() {
         let text = "a,b\n1,\"x\ny\"\r\n2,\"q\"\"\n\"\n\n3,z\n4,w";
-        let got = cut_all(text, 2, true);
+        let got = cut_all(text, 2, usize::MAX, true);
         assert_eq!(
             got,
             vec![
                 (2, 2, "1,\"x\ny\"\r\n2,\"q\"\"\n\"\n".to_string()),
-                (6, 2, "\n3,z\n".to_string()),
-                (8, 1, "4,w".to_string()),
+                // A blank line is no record.
+                (6, 2, "\n3,z\n4,w".to_string()),
             ]
         );
     }
@@ -737,6 +788,8 @@ mod tests {
                     newlines: 0,
                     last_end: None,
                     line_base: 0,
+                    at_start: false,
+                    read_bytes: READ_BYTES as u64,
                     last_chunk_bytes: 0,
                     pool: Arc::default(),
                     header: false,
@@ -764,10 +817,21 @@ mod tests {
     #[test]
     fn a_quote_inside_an_unquoted_field_is_literal() {
         // As in the parser: `a"b` does not open a quoted field, so the line break ends the record.
-        let got = cut_all("x\"y,1\nz,2\n", 1, false);
+        let got = cut_all("x\"y,1\nz,2\n", 1, usize::MAX, false);
         assert_eq!(
             got,
             vec![(1, 1, "x\"y,1\n".to_string()), (2, 1, "z,2\n".to_string())]
+        );
+    }
+
+    #[test]
+    fn blank_lines_alone_make_no_chunk() {
+        // Cut at every record end past 1 byte: the blank lines between records are no chunk
+        // (the next chunk's first line counts them).
+        let got = cut_all("a,b\r\n\r\n1,2\n\n\r\r\n3,4\r\n\n", 5, 1, true);
+        assert_eq!(
+            got,
+            vec![(3, 1, "1,2\n".to_string()), (7, 1, "3,4\r\n".to_string())]
         );
     }
 }

@@ -2,20 +2,27 @@
 //!
 //! # Records, lines and raw text
 //!
+//! Records are read as RFC 4180 and Python's `csv` module read them: `\r\n`, `\n` and a lone
+//! `\r` each end a record outside quotes; blank lines are skipped (before the header too); a UTF-8
+//! byte order mark is stripped only at the input's first byte (anywhere else U+FEFF is data).
+//!
 //! The parser reads through a `Tap` that counts and retains the bytes it pulls. For each record
 //! the reader takes the byte range from the end of the previous record to the parser's position
 //! after this one; leading line terminators in that range are blank lines or the `\n` of a
-//! preceding `\r\n`. The record's physical line is 1 + the `\n`s before its first byte, so quoted
-//! fields spanning lines, blank lines and CRLF files all get the right number (the header, if
-//! any, is line 1). The raw text is that range without leading and trailing `\r`/`\n`.
+//! preceding `\r\n`. A physical line ends at each line break: `\r\n`, `\n` or a lone `\r` (as
+//! Python's universal newlines count them). The record's line is 1 + the line breaks before its
+//! first byte, so quoted fields spanning lines, blank lines and CR, CRLF and LF files all get the
+//! right number (the header, if any, is line 1 or the first line that is not blank). The raw
+//! text is that range without leading and trailing `\r`/`\n` (and without the byte order mark).
 //!
 //! # Schema
 //!
 //! Declared ([`CsvOptions::schema`]): fields map to columns by position; a header, if present,
-//! must have as many fields. Inferred: the reader parses the first [`CsvOptions::infer_rows`]
-//! records when it is created, infers each column's type (see `infer_type`), keeps those records
-//! and replays them first. Inferred columns are nullable and named after the header (or
-//! `column_1`, `column_2`, … without one).
+//! must have as many fields and, unless [`CsvOptions::header_names`] is
+//! [`HeaderCheck::CountOnly`], the declared names in the same order. Inferred: the reader
+//! parses the first [`CsvOptions::infer_rows`] records when it is created, infers each column's
+//! type (see `infer_type`), keeps those records and replays them first. Inferred columns are
+//! nullable and named after the header (or `column_1`, `column_2`, … without one).
 
 use std::fs::File;
 use std::io::Read;
@@ -56,8 +63,38 @@ pub struct CsvOptions {
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
     /// The physical line number of the input's first byte, for inputs that are a slice of a
-    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1.
+    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1. (The reader
+    /// strips a byte order mark at its input's first byte whatever this line is.)
     pub first_line: u64,
+    /// How a header is checked against a declared schema. Default [`HeaderCheck::Names`].
+    pub header_names: HeaderCheck,
+}
+
+/// How the header of a file is checked against the declared schema
+/// ([`CsvOptions::header_names`]). Fields always map to columns by position.
+///
+/// | choice | a header with the declared names in another order, or other names |
+/// |---|---|
+/// | [`Names`](HeaderCheck::Names) | fails the read with [`ReadError::HeaderNames`], naming the file, the expected and the found names |
+/// | [`CountOnly`](HeaderCheck::CountOnly) | is read by position: same-typed columns may be silently swapped |
+///
+/// Either way a header with another number of fields fails with [`ReadError::HeaderMismatch`].
+///
+/// ```
+/// use weir_operators::connector::csv::{CsvOptions, HeaderCheck};
+///
+/// // Headers whose names differ from the schema's (say, in another language) are read by
+/// // position.
+/// let opts = CsvOptions::default().with_header_names(HeaderCheck::CountOnly);
+/// assert_eq!(opts.header_names, HeaderCheck::CountOnly);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeaderCheck {
+    /// The header's names must equal the declared field names, in order (byte for byte).
+    #[default]
+    Names,
+    /// Only the header's number of fields is checked.
+    CountOnly,
 }
 
 impl Default for CsvOptions {
@@ -73,6 +110,7 @@ impl Default for CsvOptions {
             raw_column: false,
             bad_records: BadRecordPolicy::Fail,
             first_line: 1,
+            header_names: HeaderCheck::Names,
         }
     }
 }
@@ -93,6 +131,59 @@ impl CsvOptions {
         self.bad_records = policy;
         self
     }
+    /// These options with the given header check ([`HeaderCheck::CountOnly`] to read a header
+    /// with other names by position).
+    pub fn with_header_names(mut self, check: HeaderCheck) -> Self {
+        self.header_names = check;
+        self
+    }
+}
+
+/// The UTF-8 byte order mark, stripped at a file's first byte only.
+pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Line breaks in `bytes`: each `\r` and each `\n` not just after a `\r` (so `\r\n` is one);
+/// `after_cr` tells whether the byte before `bytes[0]` is a `\r`.
+pub(crate) fn line_breaks(bytes: &[u8], after_cr: bool) -> u64 {
+    let crs = memchr::memchr_iter(b'\r', bytes).count();
+    let lfs = memchr::memchr_iter(b'\n', bytes)
+        .filter(|&i| match i.checked_sub(1) {
+            Some(j) => bytes[j] != b'\r',
+            None => !after_cr,
+        })
+        .count();
+    (crs + lfs) as u64
+}
+
+/// Checks a header against the declared schema (see [`HeaderCheck`]).
+pub(crate) fn check_header(
+    file: &str,
+    header: &ByteRecord,
+    schema: &Schema,
+    check: HeaderCheck,
+) -> Result<(), ReadError> {
+    if header.len() != schema.fields().len() {
+        return Err(ReadError::HeaderMismatch {
+            file: file.to_owned(),
+            expected: schema.fields().len(),
+            found: header.len(),
+        });
+    }
+    let same = header
+        .iter()
+        .zip(schema.fields())
+        .all(|(h, f)| h == f.name().as_bytes());
+    if check == HeaderCheck::Names && !same {
+        return Err(ReadError::HeaderNames {
+            file: file.to_owned(),
+            expected: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            found: header
+                .iter()
+                .map(|h| String::from_utf8_lossy(h).into_owned())
+                .collect(),
+        });
+    }
+    Ok(())
 }
 
 /// One parsed record with its position.
@@ -114,8 +205,10 @@ pub struct CsvReader<R: Read> {
     /// Records read for inference, replayed first (at most `infer_rows`).
     replay: std::collections::VecDeque<Located>,
     record: ByteRecord,
-    /// `\n` bytes before the end of the previous record.
+    /// Line breaks before the end of the previous record.
     newlines: u64,
+    /// The previous record's bytes ended with `\r` (a `\n` next is part of its `\r\n`).
+    after_cr: bool,
     /// Stream offsets where the last record read in place started and ended.
     start: u64,
     end: u64,
@@ -183,6 +276,7 @@ impl<R: Read> CsvReader<R> {
             replay: Default::default(),
             record: ByteRecord::new(),
             newlines: opts.first_line.saturating_sub(1),
+            after_cr: false,
             start: 0,
             end: 0,
             pending_error: None,
@@ -197,13 +291,7 @@ impl<R: Read> CsvReader<R> {
         let data_schema = match reader.opts.schema.clone() {
             Some(schema) => {
                 if let Some(h) = &header {
-                    if h.len() != schema.fields().len() {
-                        return Err(ReadError::HeaderMismatch {
-                            file: label.to_owned(),
-                            expected: schema.fields().len(),
-                            found: h.len(),
-                        });
-                    }
+                    check_header(label, h, &schema, reader.opts.header_names)?;
                 }
                 schema
             }
@@ -286,14 +374,21 @@ impl<R: Read> CsvReader<R> {
             return Ok(None);
         }
         let end = self.parser.position().byte();
+        let mut start = start;
+        if start == 0 && self.parser.get_ref().slice(0, end).starts_with(BOM) {
+            // The parser stripped the byte order mark; it is neither raw text nor a line.
+            start = BOM.len() as u64;
+        }
         let bytes = self.parser.get_ref().slice(start, end);
         let lead = bytes
             .iter()
             .take_while(|b| **b == b'\n' || **b == b'\r')
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        let line = 1 + self.newlines + lead;
-        self.newlines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            .count();
+        let line = 1 + self.newlines + line_breaks(&bytes[..lead], self.after_cr);
+        self.newlines += line_breaks(bytes, self.after_cr);
+        if let Some(&last) = bytes.last() {
+            self.after_cr = last == b'\r';
+        }
         self.start = start;
         self.end = end;
         Ok(Some(line))

@@ -5,16 +5,21 @@
 //! with the same rows, dead letters, skip count and error as a [`CsvReader`](super::CsvReader)
 //! reading the same bytes, but faster on the common shape of a record:
 //!
-//! - **Plain lines**: a line (up to `\n`, without a `\r` just before it) holding no quote and no
-//!   other `\r` is one record whose fields are the text between delimiters, exactly as the CSV
-//!   parser reads it. Its fields are found with a byte search and parsed in place; its line
-//!   number is one more than the `\n`s before it and its raw text is the line itself.
-//! - **Anything else** (quoted fields, which may span lines; a lone `\r`, which ends a record):
-//!   the CSV parser reads that one record from where it starts, and the chunk goes on after it.
+//! - **Plain lines**: a line (up to its first `\r` or `\n`) holding no quote is one record whose
+//!   fields are the text between delimiters, exactly as the CSV parser reads it. Its fields are
+//!   found with a byte search and parsed in place; its line number is one more than the line
+//!   breaks before it and its raw text is the line itself.
+//! - **Anything else** (quoted fields, which may span lines): the CSV parser reads that one
+//!   record from where it starts, and the chunk goes on after it.
 //!
-//! Leading `\r`/`\n` bytes are blank lines (or the rest of a `\r\n`) and are skipped, counting
-//! the `\n`s, as the reader does. A chunk that is not valid UTF-8 is read record by record with
-//! the CSV parser, so invalid fields are reported per record as the reader does.
+//! Line terminators between records are handled in one place, the chunk loop: `\r\n`, `\n` and
+//! a lone `\r` each end a line (as in the reader), and blank lines are skipped. A chunk that is
+//! not valid UTF-8 is read record by record with the CSV parser, so invalid fields are reported
+//! per record as the reader does.
+//!
+//! A chunk is a slice of a file: U+FEFF in it is data. The chunker strips a byte order mark at
+//! the file's first byte before cutting, and the CSV parser (which would strip one at the start
+//! of each record it reads from a reset) is kept from doing it here.
 
 use std::sync::Arc;
 
@@ -24,7 +29,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use csv::ByteRecord;
 
 use super::columns::Columns;
-use super::csv::{parse_record, trim_terminators, CsvOptions};
+use super::csv::{line_breaks, parse_record, trim_terminators, CsvOptions, BOM};
 use super::{with_extra_columns, BadRecordPolicy, DeadLetter, ReadBatch, ReadError, RecordError};
 
 /// What one chunk produced: the batch (rows, dead letters, skips) and, under
@@ -155,7 +160,12 @@ impl ChunkParser {
                     continue;
                 }
                 b'\r' => {
+                    // `\r\n` or a lone `\r`: one line break either way.
+                    newlines += 1;
                     pos += 1;
+                    if data.get(pos) == Some(&b'\n') {
+                        pos += 1;
+                    }
                     continue;
                 }
                 _ => {}
@@ -245,9 +255,9 @@ impl ChunkParser {
         self.fields.clear();
         let mut start = pos;
         let mut i = pos;
-        // One pass to the line's end: split at delimiters, give up at a quote or a `\r` that
-        // does not end the line.
-        let (content_end, end) = loop {
+        // One pass to the line's end (its first `\r` or `\n`): split at delimiters, give up at
+        // a quote.
+        let end = loop {
             // Eight bytes at a time up to the next special byte.
             if let Some(word) = bytes.get(i..i + 8) {
                 let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
@@ -263,7 +273,7 @@ impl ChunkParser {
                 i += (hits.trailing_zeros() / 8) as usize;
             }
             let Some(&b) = bytes.get(i) else {
-                break (i, i);
+                break i;
             };
             if !self.special[usize::from(b)] {
                 i += 1;
@@ -272,20 +282,18 @@ impl ChunkParser {
             if b == self.opts.delimiter {
                 self.fields.push((start, i));
                 start = i + 1;
-            } else if b == b'\n' {
-                break (i, i);
-            } else if b == b'\r' && matches!(bytes.get(i + 1), None | Some(b'\n')) {
-                break (i, i + 1);
+            } else if b == b'\n' || b == b'\r' {
+                break i;
             } else {
                 return None;
             }
             i += 1;
         };
-        self.fields.push((start, content_end));
+        self.fields.push((start, end));
         let outcome = self.parse_fields(text);
         Some(Parsed {
             end,
-            raw: pos..content_end,
+            raw: pos..end,
             newlines: 0,
             outcome,
         })
@@ -310,31 +318,18 @@ impl ChunkParser {
     /// The record starting at `pos` read by the CSV parser, parsed into the columns (committed
     /// if good).
     fn general(&mut self, data: &[u8], pos: usize) -> Parsed {
-        use csv_core::ReadRecordResult;
-        self.core.reset();
-        let mut input = &data[pos..];
-        let (mut outlen, mut endlen) = (0, 0);
-        loop {
-            let (res, nin, nout, nend) =
-                self.core
-                    .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..]);
-            input = &input[nin..];
-            outlen += nout;
-            endlen += nend;
-            match res {
-                // At the end of the data, an empty input tells the parser the record ends.
-                ReadRecordResult::InputEmpty => {}
-                ReadRecordResult::OutputFull => self.out.resize(self.out.len().max(64) * 2, 0),
-                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len().max(8) * 2, 0),
-                ReadRecordResult::Record | ReadRecordResult::End => break,
-            }
-        }
-        let end = data.len() - input.len();
-        self.record.clear();
-        let mut start = 0;
-        for &e in &self.ends[..endlen] {
-            self.record.push_field(&self.out[start..e]);
-            start = e;
+        let mut end = pos
+            + read_one(
+                &mut self.core,
+                &data[pos..],
+                &mut self.out,
+                &mut self.ends,
+                &mut self.record,
+            );
+        while end > pos && matches!(data[end - 1], b'\r' | b'\n') {
+            // The terminator the parser stopped at is left to the chunk loop, which counts line
+            // breaks (`\r\n` as one) in one place.
+            end -= 1;
         }
         let raw = trim_range(data, pos, end);
         let outcome = parse_record(&mut self.columns, &self.record);
@@ -351,10 +346,74 @@ impl ChunkParser {
         Parsed {
             end,
             raw,
-            newlines: memchr::memchr_iter(b'\n', &data[pos..end]).count() as u64,
+            // A record starts after a line break or at the chunk's start, never after a `\r`.
+            newlines: line_breaks(&data[pos..end], false),
             outcome,
         }
     }
+}
+
+/// Reads the record at the start of `input` (which is not a line terminator) into `record`
+/// with `core`, using `out` and `ends` as the parser's buffers; returns the bytes it took.
+fn read_one(
+    core: &mut csv_core::Reader,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+    record: &mut ByteRecord,
+) -> usize {
+    use csv_core::ReadRecordResult;
+    let len = input.len();
+    core.reset();
+    let (mut outlen, mut endlen) = (0, 0);
+    if input.starts_with(BOM) {
+        // A reset parser strips a byte order mark from the first input it is given if that
+        // holds all three bytes: give it one byte first, so U+FEFF inside a file stays data.
+        let (_, nin, nout, nend) = core.read_record(&input[..1], &mut out[..], &mut ends[..]);
+        input = &input[nin..];
+        outlen += nout;
+        endlen += nend;
+    }
+    loop {
+        let (res, nin, nout, nend) =
+            core.read_record(input, &mut out[outlen..], &mut ends[endlen..]);
+        input = &input[nin..];
+        outlen += nout;
+        endlen += nend;
+        match res {
+            // At the end of the data, an empty input tells the parser the record ends.
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::OutputFull => out.resize(out.len().max(64) * 2, 0),
+            ReadRecordResult::OutputEndsFull => ends.resize(ends.len().max(8) * 2, 0),
+            ReadRecordResult::Record | ReadRecordResult::End => break,
+        }
+    }
+    record.clear();
+    let mut start = 0;
+    for &e in &ends[..endlen] {
+        record.push_field(&out[start..e]);
+        start = e;
+    }
+    len - input.len()
+}
+
+/// The first record of `data` (after any blank lines) as the chunk parser reads it, or `None`
+/// if `data` holds only line terminators: a header cut from a file by the chunker.
+pub(crate) fn first_record(data: &[u8], opts: &CsvOptions) -> Option<ByteRecord> {
+    let pos = data.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+    let mut core = csv_core::ReaderBuilder::new()
+        .delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .build();
+    let mut record = ByteRecord::new();
+    read_one(
+        &mut core,
+        &data[pos..],
+        &mut vec![0; 1024],
+        &mut vec![0; 32],
+        &mut record,
+    );
+    Some(record)
 }
 
 /// A word with the high bit set in (at least) the lowest zero byte of `x`, and 0 if `x` has no

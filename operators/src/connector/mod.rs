@@ -61,7 +61,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-pub use self::csv::{CsvOptions, CsvReader};
+pub use self::csv::{CsvOptions, CsvReader, HeaderCheck};
 pub use self::dead_letter::{dead_letter_schema, dead_letters_to_batch, DeadLetter};
 pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
@@ -281,6 +281,19 @@ pub enum ReadError {
         expected: usize,
         /// Fields in the header.
         found: usize,
+    },
+    /// The header's names are not the declared schema's (see [`HeaderCheck`]).
+    #[error(
+        "{file}: header names {found:?} are not the declared schema's {expected:?} \
+         (declare the file's names, or read by position with HeaderCheck::CountOnly)"
+    )]
+    HeaderNames {
+        /// File label.
+        file: String,
+        /// Field names of the declared schema.
+        expected: Vec<String>,
+        /// Field names in the header.
+        found: Vec<String>,
     },
     /// Options are inconsistent (e.g. zero batch rows).
     #[error("invalid reader options: {0}")]

@@ -60,8 +60,8 @@ struct TargetState<B> {
     queue: VecDeque<Message<B>>,
     queue_bytes: usize,
     spill: Option<SpillQueue>,
-    /// Corrupt spill records already counted.
-    corrupt_seen: u64,
+    /// Damaged spill records and bytes already counted.
+    damage_seen: (u64, u64),
     /// End is owed to this target once everything before it is out.
     end: bool,
 }
@@ -99,7 +99,7 @@ impl<B: Batch> LossyEdge<B> {
             queue: VecDeque::new(),
             queue_bytes: 0,
             spill: None,
-            corrupt_seen: 0,
+            damage_seen: (0, 0),
             end: false,
         };
         let (policy, states) = match policy {
@@ -299,13 +299,17 @@ impl<B: Batch> LossyEdge<B> {
                     }
                 }
                 let popped = spill.pop();
-                let corrupt = spill.stats().corrupt_records;
+                let stats = spill.stats();
+                let damage = (stats.damaged_records, stats.damaged_bytes);
                 count(
                     m,
-                    OverflowReason::SpillFailed,
-                    corrupt.saturating_sub(s.corrupt_seen) as usize,
+                    OverflowReason::SpillDamaged,
+                    damage.0.saturating_sub(s.damage_seen.0) as usize,
                 );
-                s.corrupt_seen = corrupt;
+                m.overflow
+                    .spill_damaged_bytes
+                    .fetch_add(damage.1.saturating_sub(s.damage_seen.1), Relaxed);
+                s.damage_seen = damage;
                 match popped {
                     Ok(Some(record)) => {
                         if let Some(msg) = self.decode(&record, m) {

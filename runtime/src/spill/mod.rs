@@ -101,6 +101,7 @@ mod format;
 mod recover;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -108,6 +109,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use config::{SpillConfig, SpillError, SpillStats};
+pub use wal::{ReplayStats, Wal, WalReplay, WalStats};
 
 use config::IoContext;
 use format::{segment_path, sync_dir, CursorFile, Frame, Position, SegmentReader};
@@ -133,6 +135,25 @@ struct Segment {
     damaged: bool,
     /// Damage the open-time walk already counted that the reader has not reached.
     known: Damage,
+}
+
+/// Takes the advisory lock on `dir`'s lock file, held as long as the returned file is open.
+fn lock_dir(dir: &Path) -> Result<File, SpillError> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .ctx("open the lock file", &lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(SpillError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(e).ctx("lock the spill directory", &lock_path),
+    }
 }
 
 /// A bounded on-disk FIFO of byte records. See the [module docs](self) for the format, the bound
@@ -222,21 +243,7 @@ impl SpillQueue {
         }
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).ctx("create the spill directory", &dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .ctx("open the lock file", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(SpillError::Locked { dir }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).ctx("lock the spill directory", &lock_path)
-            }
-        }
+        let lock = lock_dir(&dir)?;
         recover::open(dir, config, lock)
     }
 

@@ -254,6 +254,28 @@ impl SegmentReader {
         }
         let mut at = pos + FRAME_HEADER;
         let payload_end = pos + frame_len;
+        if keep_payload && header.len > self.capacity as u64 {
+            // A large payload is read straight into its own buffer, not through ours.
+            let buffered_end = self.buf_start + self.buf.len() as u64;
+            if at < buffered_end {
+                let from = (at - self.buf_start) as usize;
+                let upto = (payload_end.min(buffered_end) - self.buf_start) as usize;
+                payload.extend_from_slice(&self.buf[from..upto]);
+                at += (upto - from) as u64;
+            }
+            let rest = usize::try_from(payload_end - at).unwrap_or(usize::MAX);
+            if self.file_pos != at {
+                self.file.seek(SeekFrom::Start(at))?;
+            }
+            let filled = payload.len();
+            payload.resize(filled + rest, 0);
+            self.file.read_exact(&mut payload[filled..])?;
+            self.file_pos = payload_end;
+            self.buf.clear();
+            self.buf_start = payload_end;
+            at = payload_end;
+            hasher.update(&payload);
+        }
         while at < payload_end {
             let n = usize::try_from(payload_end - at)
                 .unwrap_or(usize::MAX)
@@ -514,6 +536,32 @@ mod tests {
             }
         ));
         assert!(matches!(r.next(end, end, false).unwrap(), Frame::End));
+    }
+
+    #[test]
+    fn payloads_larger_than_the_buffer_are_read_whole() {
+        let big: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut bytes = frame(1, &big);
+        bytes.extend(frame(2, b"after"));
+        let end = bytes.len() as u64;
+        for capacity in [24, 100, 1023] {
+            let (mut r, _d) = reader(&bytes, capacity);
+            let Frame::Valid { payload, .. } = r.next(0, end, true).unwrap() else {
+                panic!("capacity {capacity}: not valid");
+            };
+            assert_eq!(payload, big);
+            let Frame::Valid { payload, seq, .. } = r.next(1024, end, true).unwrap() else {
+                panic!("capacity {capacity}: second frame not valid");
+            };
+            assert_eq!((seq, &payload[..]), (2, &b"after"[..]));
+            assert!(matches!(
+                r.next(0, end, false).unwrap(),
+                Frame::Valid {
+                    frame_len: 1024,
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

@@ -336,6 +336,13 @@ pub(super) fn open(
         .min(file_len.max(FILE_HEADER));
         if i == 0 {
             read_off = start;
+            if start_pos.is_some_and(|p| p.segment == id && p.offset > file_len) {
+                // The file lost bytes the cursor had already passed, and perhaps more.
+                tracing::warn!(
+                    path = %path.display(),
+                    "spill segment is shorter than the read position; records may be missing"
+                );
+            }
         }
         // A quarantined file is never changed: its torn tail is damage like any other.
         let trim = newest && !damaged;

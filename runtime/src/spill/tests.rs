@@ -420,6 +420,33 @@ fn a_second_queue_on_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_second_process_on_the_same_directory_is_refused() {
+    const CHILD: &str = "WEIR_SPILL_LOCK_TEST_DIR";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        // The child: this same test, run by the parent below with the directory it holds.
+        let code = match SpillQueue::open(&dir, 10_000) {
+            Err(SpillError::Locked { .. }) => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        };
+        std::process::exit(code);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = SpillQueue::open(dir.path(), 10_000).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "spill::tests::a_second_process_on_the_same_directory_is_refused",
+        ])
+        .env(CHILD, dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "the child process was not refused");
+    drop(q);
+}
+
+#[test]
 fn a_version_1_directory_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     // A version-1 segment: `len | crc(len, payload) | payload`.

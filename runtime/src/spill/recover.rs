@@ -92,7 +92,7 @@ pub(super) fn judge(expected: &mut Option<u64>, frame: Frame) -> Step {
                     advance: frame_len,
                     deliver: Some(payload),
                     damage: Damage {
-                        records: seq - e.unwrap_or(seq),
+                        records: seq.saturating_sub(e.unwrap_or(seq)),
                         ..Damage::default()
                     },
                 }
@@ -103,7 +103,7 @@ pub(super) fn judge(expected: &mut Option<u64>, frame: Frame) -> Step {
                 Some(e) if seq < e => 0,
                 e => {
                     *expected = Some(seq.saturating_add(1));
-                    seq - e.unwrap_or(seq) + 1
+                    seq.saturating_sub(e.unwrap_or(seq)).saturating_add(1)
                 }
             };
             Step {

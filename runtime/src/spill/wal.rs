@@ -638,7 +638,7 @@ impl WalReplay<'_> {
             }
             if let Some(payload) = step.deliver {
                 self.stats.records += 1;
-                let seq = self.expected.map_or(0, |e| e - 1);
+                let seq = self.expected.map_or(0, |e| e.saturating_sub(1));
                 return Ok(Some((seq, payload)));
             }
         }

@@ -90,7 +90,7 @@
 //!
 //! # Cost
 //!
-//! Memory: the segment list (56 bytes per segment, at most `2 * max_bytes / segment_bytes + 2`
+//! Memory: the segment list (48 bytes per segment, at most `2 * max_bytes / segment_bytes + 2`
 //! segments), an 8 KiB read buffer, a write scratch buffer of at most 64 KiB, and the popped
 //! record itself. Disk: at most `max_bytes` of segments plus 80 bytes of cursor and an empty
 //! lock file. Syscalls: one or two writes per push, a buffered read plus one 40-byte positioned

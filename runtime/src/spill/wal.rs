@@ -25,6 +25,19 @@
 //! The log is bounded by `max_bytes` of segments: an append that would pass it fails with
 //! [`SpillError::Full`] until commits free whole segments.
 //!
+//! # Locking
+//!
+//! Three mutexes, never two held at once except `writer` then `sync` in [`Wal::stats`]:
+//!
+//! * `writer`: the append handle, the segment table, the next sequence number. An append holds
+//!   it for its one `write`; an fsync round holds it only to note what it will cover (the next
+//!   sequence number and the segments written since the last round) and to clone the handle.
+//! * `sync`: `synced_below` (every record below it is durable) and whether a round is in
+//!   flight. A caller whose record is not covered either starts a round (when none is in
+//!   flight) or waits on the condition variable for the one in flight, then looks again; the
+//!   fsync itself runs with no lock held, so appends go on meanwhile.
+//! * `commit`: the cursor file and its value; segments are released after it is fsynced.
+//!
 //! ```
 //! use weir_runtime::spill::{SpillConfig, Wal};
 //!

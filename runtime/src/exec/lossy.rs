@@ -29,6 +29,8 @@
 //!
 //! A spill that cannot be read back (an I/O error) is given up: its records stay on disk, counted
 //! as `spill_failed`, and later overflow on that target is dropped and counted the same way.
+//! Records the spill lost to damage in its files are counted as `spill_damaged_records`, with
+//! the bytes skipped in `spill_damaged_bytes` (see [`spill`](crate::spill)).
 //!
 //! A spill record is a tag byte (`0` data, `1` watermark) followed by the codec's bytes or the
 //! watermark as little-endian `i64`.

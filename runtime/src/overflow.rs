@@ -11,7 +11,7 @@
 //! | [`Block`](Overflow::Block) | waits for credit (the default) | upstream slows down; nothing is lost | — |
 //! | [`DropNewest`](Overflow::DropNewest) | drops the batch that finds no room | data loss, newest first; O(1) memory | `dropped_newest` |
 //! | [`DropOldest`](Overflow::DropOldest) | keeps a local queue as large as the edge, evicting its oldest batch when full | data loss, oldest first; the edge's memory a second time | `dropped_oldest` |
-//! | [`Spill`](Overflow::Spill) | appends to a bounded on-disk FIFO and feeds it back, in order, as credit returns | disk I/O on the producer's task (page cache, no fsync); loss only when the disk bound is reached | `spilled` / `unspilled`; `spill_full`, `spill_failed` when lost |
+//! | [`Spill`](Overflow::Spill) | appends to a bounded on-disk FIFO and feeds it back, in order, as credit returns | disk I/O on the producer's task (page cache, no fsync); loss only when the disk bound is reached or a spill file is damaged | `spilled` / `unspilled`; `spill_full`, `spill_failed`, `spill_damaged_records` (+ `spill_damaged_bytes`) when lost |
 //! | [`Reject`](Overflow::Reject) | (sources that answer a client) refuses with a retry hint, e.g. HTTP 429 + `Retry-After` | the client keeps the data and retries | `rejected` |
 //!
 //! # On an edge
@@ -134,22 +134,27 @@ pub enum OverflowReason {
     Unspilled,
     /// Dropped because the spill held its `max_bytes`.
     SpillFull,
-    /// Dropped because the spill could not be written or read back (I/O error, undecodable or
-    /// corrupt record; a corrupt record counts as one row, its size being unknown).
+    /// Dropped because the spill could not be written or read back (I/O error, undecodable
+    /// record; an undecodable record counts as one row, its size being unknown).
     SpillFailed,
+    /// Lost to damage found in a spill file: counted in spilled records (one per batch, its
+    /// rows being unknown), by the gap in their sequence numbers (see [`spill`](crate::spill)).
+    /// The damaged bytes are counted beside, in `spill_damaged_bytes`.
+    SpillDamaged,
     /// Refused to a client with a retry hint ([`Overflow::Reject`]); the client keeps it.
     Rejected,
 }
 
 impl OverflowReason {
     /// Every reason, in report order.
-    pub const ALL: [OverflowReason; 7] = [
+    pub const ALL: [OverflowReason; 8] = [
         OverflowReason::DroppedNewest,
         OverflowReason::DroppedOldest,
         OverflowReason::Spilled,
         OverflowReason::Unspilled,
         OverflowReason::SpillFull,
         OverflowReason::SpillFailed,
+        OverflowReason::SpillDamaged,
         OverflowReason::Rejected,
     ];
 
@@ -194,6 +199,17 @@ impl OverflowCounter {
     /// The rows counted under `reason` so far.
     pub fn get(&self, reason: OverflowReason) -> u64 {
         self.0.overflow.slot(reason).load(Relaxed)
+    }
+
+    /// Counts `bytes` of a spill file skipped as damaged (beside the records counted under
+    /// [`OverflowReason::SpillDamaged`]).
+    pub fn add_spill_damaged_bytes(&self, bytes: u64) {
+        if bytes > 0 {
+            self.0
+                .overflow
+                .spill_damaged_bytes
+                .fetch_add(bytes, Relaxed);
+        }
     }
 }
 

@@ -29,6 +29,8 @@
 //!
 //! A spill that cannot be read back (an I/O error) is given up: its records stay on disk, counted
 //! as `spill_failed`, and later overflow on that target is dropped and counted the same way.
+//! Records the spill lost to damage in its files are counted as `spill_damaged_records`, with
+//! the bytes skipped in `spill_damaged_bytes` (see [`spill`](crate::spill)).
 //!
 //! A spill record is a tag byte (`0` data, `1` watermark) followed by the codec's bytes or the
 //! watermark as little-endian `i64`.
@@ -60,8 +62,8 @@ struct TargetState<B> {
     queue: VecDeque<Message<B>>,
     queue_bytes: usize,
     spill: Option<SpillQueue>,
-    /// Corrupt spill records already counted.
-    corrupt_seen: u64,
+    /// Damaged spill records and bytes already counted.
+    damage_seen: (u64, u64),
     /// End is owed to this target once everything before it is out.
     end: bool,
 }
@@ -99,7 +101,7 @@ impl<B: Batch> LossyEdge<B> {
             queue: VecDeque::new(),
             queue_bytes: 0,
             spill: None,
-            corrupt_seen: 0,
+            damage_seen: (0, 0),
             end: false,
         };
         let (policy, states) = match policy {
@@ -299,13 +301,17 @@ impl<B: Batch> LossyEdge<B> {
                     }
                 }
                 let popped = spill.pop();
-                let corrupt = spill.stats().corrupt_records;
+                let stats = spill.stats();
+                let damage = (stats.damaged_records, stats.damaged_bytes);
                 count(
                     m,
-                    OverflowReason::SpillFailed,
-                    corrupt.saturating_sub(s.corrupt_seen) as usize,
+                    OverflowReason::SpillDamaged,
+                    damage.0.saturating_sub(s.damage_seen.0) as usize,
                 );
-                s.corrupt_seen = corrupt;
+                m.overflow
+                    .spill_damaged_bytes
+                    .fetch_add(damage.1.saturating_sub(s.damage_seen.1), Relaxed);
+                s.damage_seen = damage;
                 match popped {
                     Ok(Some(record)) => {
                         if let Some(msg) = self.decode(&record, m) {

@@ -243,11 +243,14 @@ impl LogicalGraph {
                             self.graph[e.target()].name
                         )))
                     }
-                    Overflow::Spill { max_bytes, .. } if *max_bytes <= 8 => {
+                    Overflow::Spill { max_bytes, .. }
+                        if *max_bytes <= crate::spill::SpillConfig::MIN_BYTES =>
+                    {
                         return Err(invalid(format!(
-                            "the spill of the edge to `{}` must allow more than 8 bytes \
-                             (one record frame), got {max_bytes}",
-                            self.graph[e.target()].name
+                            "the spill of the edge to `{}` must allow more than {} bytes \
+                             (a segment header and one record frame), got {max_bytes}",
+                            self.graph[e.target()].name,
+                            crate::spill::SpillConfig::MIN_BYTES
                         )))
                     }
                     _ => {}

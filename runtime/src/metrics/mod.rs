@@ -42,6 +42,10 @@ pub struct OverflowCounts {
     pub spill_full: AtomicU64,
     /// Rows dropped because the spill could not be written or read back.
     pub spill_failed: AtomicU64,
+    /// Spilled records lost to damage in a spill file.
+    pub spill_damaged_records: AtomicU64,
+    /// Bytes of spill files skipped as damaged (not a reason: counted beside the records).
+    pub spill_damaged_bytes: AtomicU64,
     /// Rows refused to a client with a retry hint.
     pub rejected: AtomicU64,
 }
@@ -56,6 +60,7 @@ impl OverflowCounts {
             OverflowReason::Unspilled => &self.unspilled,
             OverflowReason::SpillFull => &self.spill_full,
             OverflowReason::SpillFailed => &self.spill_failed,
+            OverflowReason::SpillDamaged => &self.spill_damaged_records,
             OverflowReason::Rejected => &self.rejected,
         }
     }

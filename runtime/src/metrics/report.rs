@@ -23,6 +23,10 @@ pub struct OverflowReport {
     pub spill_full: u64,
     /// Rows dropped because the spill could not be written or read back.
     pub spill_failed: u64,
+    /// Spilled records (batches) lost to damage in a spill file.
+    pub spill_damaged_records: u64,
+    /// Bytes of spill files skipped as damaged.
+    pub spill_damaged_bytes: u64,
     /// Rows refused to a client with a retry hint (`Reject`).
     pub rejected: u64,
 }
@@ -36,6 +40,8 @@ impl OverflowReport {
             unspilled: c.unspilled.load(Relaxed),
             spill_full: c.spill_full.load(Relaxed),
             spill_failed: c.spill_failed.load(Relaxed),
+            spill_damaged_records: c.spill_damaged_records.load(Relaxed),
+            spill_damaged_bytes: c.spill_damaged_bytes.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
         }
     }
@@ -47,6 +53,8 @@ impl OverflowReport {
         self.unspilled += o.unspilled;
         self.spill_full += o.spill_full;
         self.spill_failed += o.spill_failed;
+        self.spill_damaged_records += o.spill_damaged_records;
+        self.spill_damaged_bytes += o.spill_damaged_bytes;
         self.rejected += o.rejected;
     }
 
@@ -56,6 +64,7 @@ impl OverflowReport {
             + self.dropped_oldest
             + self.spill_full
             + self.spill_failed
+            + self.spill_damaged_records
             + self.rejected
     }
 
@@ -73,6 +82,8 @@ impl OverflowReport {
             ("unspilled", self.unspilled),
             ("spill full", self.spill_full),
             ("spill failed", self.spill_failed),
+            ("spill damaged records", self.spill_damaged_records),
+            ("spill damaged bytes", self.spill_damaged_bytes),
             ("rejected", self.rejected),
         ]
         .into_iter()

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::format::FRAME_HEADER;
+use super::format::{FILE_HEADER, FRAME_HEADER, VERSION};
 #[cfg(doc)]
 use super::SpillQueue;
 
@@ -18,6 +18,10 @@ pub struct SpillConfig {
 }
 
 impl SpillConfig {
+    /// Bytes a segment holding one empty record takes: its 16-byte header and a 24-byte frame
+    /// header. `max_bytes` must exceed it.
+    pub const MIN_BYTES: u64 = FILE_HEADER + FRAME_HEADER;
+
     /// A configuration bounded by `max_bytes`, with `segment_bytes` set to an eighth of it,
     /// clamped to 4 KiB ..= 64 MiB (and never above `max_bytes`).
     pub fn new(max_bytes: u64) -> Self {
@@ -33,7 +37,7 @@ impl SpillConfig {
     /// The largest record payload that can ever be pushed under this configuration.
     pub fn max_record_bytes(&self) -> u64 {
         self.max_bytes
-            .saturating_sub(FRAME_HEADER)
+            .saturating_sub(FILE_HEADER + FRAME_HEADER)
             .min(u64::from(u32::MAX))
     }
 }
@@ -47,12 +51,18 @@ pub struct SpillStats {
     pub records_popped: u64,
     /// Pushes refused with [`SpillError::Full`].
     pub rejected_full: u64,
-    /// Bytes cut from the end of the newest segment on open (interrupted writes).
+    /// Bytes cut from the end of the newest segment on open (interrupted writes: no valid
+    /// frame followed them).
     pub torn_tail_trimmed_bytes: u64,
-    /// Frames (or unparseable segment remainders) skipped because their checksum failed.
-    pub corrupt_records: u64,
-    /// Bytes skipped with those corrupt records.
-    pub corrupt_bytes: u64,
+    /// Records lost to damage: sequence numbers skipped over, and frames whose payload checksum
+    /// failed. Each is one record as pushed.
+    pub damaged_records: u64,
+    /// Bytes skipped because they were damaged or duplicated.
+    pub damaged_bytes: u64,
+    /// Frames skipped because their record had already been passed (never delivered twice).
+    pub duplicate_records: u64,
+    /// Damaged segment files renamed to `*.damaged` and kept out of the queue's writes.
+    pub segments_quarantined: u64,
     /// Segment files created.
     pub segments_created: u64,
     /// Fully consumed segment files deleted.
@@ -78,7 +88,8 @@ pub enum SpillError {
         /// The configured bound.
         max_bytes: u64,
     },
-    /// The record can never fit: its frame exceeds `max_bytes` or the 4 GiB frame limit.
+    /// The record can never fit: a segment holding only its frame exceeds `max_bytes`, or it
+    /// exceeds the 4 GiB frame limit.
     #[error(
         "record of {record_bytes} bytes can never be spilled: the largest record is \
          {max_record_bytes} bytes under this max_bytes"
@@ -88,6 +99,29 @@ pub enum SpillError {
         record_bytes: u64,
         /// Largest record this queue accepts.
         max_record_bytes: u64,
+    },
+    /// Another [`SpillQueue`], in this process or another, has the directory open.
+    #[error(
+        "spill directory {} is in use by another spill queue (in this or another process); \
+         give each queue its own directory",
+        dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A segment file is of a format version this release does not read. Nothing in the
+    /// directory was changed.
+    #[error(
+        "spill segment {} is in format version {version}, this release reads version {VERSION}: \
+         drain it with the release that wrote it, or move the directory away",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The segment file.
+        path: PathBuf,
+        /// Its format version.
+        version: u32,
     },
     /// The configuration cannot work; the message says which field to change.
     #[error("invalid spill configuration: {0}")]

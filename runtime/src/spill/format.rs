@@ -1,137 +1,378 @@
-//! On-disk format of the spill queue: record frames and the cursor file.
+//! On-disk format of the spill queue (version 2): segment headers, record frames, the cursor
+//! file, and a reader that resynchronises on the next valid frame after damage.
 //!
 //! ```text
-//! frame   = len: u32 LE | crc: u32 LE | payload: [u8; len]
-//!           crc = CRC-32 (IEEE) over the 4 length bytes followed by the payload
+//! segment = file header (16 bytes) | frame*
+//! header  = magic "weirspil" | version: u32 LE (= 2) | crc: u32 LE
+//!           crc = CRC-32 (IEEE) over the first 12 bytes
+//! frame   = magic: [e7 'w' 'f' 02] | len: u32 LE | seq: u64 LE | payload_crc: u32 LE
+//!           | header_crc: u32 LE | payload: [u8; len]
+//!           payload_crc = CRC-32 over the payload
+//!           header_crc  = CRC-32 over the first 20 bytes of the frame
 //!
-//! cursor  = slot 0 (32 bytes) | slot 1 (32 bytes)
-//! slot    = seq: u64 LE | segment: u64 LE | offset: u64 LE | crc: u32 LE | 0u32
-//!           crc = CRC-32 over the first 24 bytes
+//! cursor  = slot 0 (40 bytes) | slot 1 (40 bytes)
+//! slot    = slot_seq: u64 LE | segment: u64 LE | offset: u64 LE | next_record: u64 LE
+//!           | version: u32 LE (= 2) | crc: u32 LE
+//!           crc = CRC-32 over the first 36 bytes
 //! ```
 //!
-//! The cursor is written to the slot `seq % 2`, so a write torn by a crash damages at most the
-//! newer slot and the older one still names a valid (earlier) read position.
+//! `seq` numbers the records of a queue one by one across segments, so a reader knows how many
+//! records a damaged region held (the gap between the sequence numbers around it) and recognises
+//! a frame it has already passed (a duplicate). The header checksum makes a frame's length
+//! trustworthy before its payload is read, and lets a reader that met damage find the next frame
+//! by scanning for the magic and checking the header checksum.
+//!
+//! The cursor is written to the slot `slot_seq % 2`, so a write torn by a crash damages at most
+//! the newer slot and the older one still names a valid (earlier) read position.
+//!
+//! Version 1 (frames `len | crc | payload`, no file header, 64-byte cursor) is not read: opening
+//! a directory holding a version-1 segment fails with [`SpillError::UnsupportedVersion`] before
+//! anything in it is changed.
+//!
+//! [`SpillError::UnsupportedVersion`]: super::SpillError::UnsupportedVersion
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// Bytes in a frame header (length + checksum).
-pub(crate) const FRAME_HEADER: u64 = 8;
+/// The format version this code writes and reads.
+pub(crate) const VERSION: u32 = 2;
+/// Bytes in a segment file header.
+pub(crate) const FILE_HEADER: u64 = 16;
+/// Bytes in a frame header.
+pub(crate) const FRAME_HEADER: u64 = 24;
+/// First bytes of every segment file.
+const FILE_MAGIC: [u8; 8] = *b"weirspil";
+/// First bytes of every frame.
+const FRAME_MAGIC: [u8; 4] = [0xe7, b'w', b'f', 0x02];
 /// Bytes in one cursor slot.
-const SLOT_BYTES: usize = 32;
-/// Payload chunk size used to verify frames without holding the payload in memory.
-const VERIFY_CHUNK: usize = 8 * 1024;
+const SLOT_BYTES: usize = 40;
+/// Bytes in the cursor file.
+pub(crate) const CURSOR_BYTES: u64 = 2 * SLOT_BYTES as u64;
 
-/// What [`read_frame`] found at a position.
-#[derive(Debug)]
-pub(crate) enum Frame {
-    /// A frame whose checksum matched, `frame_len` bytes long (header included). Its payload is
-    /// in `payload` when the caller asked for it.
-    Valid { frame_len: u64, payload: Vec<u8> },
-    /// A complete frame whose checksum did not match; its length field is trusted to skip it.
-    Corrupt { frame_len: u64 },
-    /// No frame can be parsed here: a partial header, or a length that runs past `end`.
-    /// Nothing after this point can be located.
-    Unreadable,
-    /// `pos == end`: no more data.
-    End,
+/// Encodes the header of a segment file.
+pub(crate) fn encode_file_header() -> [u8; FILE_HEADER as usize] {
+    let mut h = [0u8; FILE_HEADER as usize];
+    h[..8].copy_from_slice(&FILE_MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
-/// Computes the frame checksum.
-fn frame_crc(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
+/// What the first bytes of a segment file say.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FileHeader {
+    /// A valid header of this version.
+    Current,
+    /// A valid header of another version.
+    Version(u32),
+    /// A file of format version 1: no header, it starts with a valid version-1 frame.
+    V1,
+    /// Fewer bytes than a header.
+    Short,
+    /// The header is damaged (neither a valid header nor a version-1 frame).
+    Damaged,
+}
+
+/// Classifies the first bytes of a segment file `file_len` bytes long (`bytes` holds its first
+/// bytes, up to 64 KiB).
+pub(crate) fn check_file_header(bytes: &[u8], file_len: u64) -> FileHeader {
+    let Some(h) = bytes.get(..FILE_HEADER as usize) else {
+        return if is_v1_frame(bytes, file_len) {
+            FileHeader::V1
+        } else {
+            FileHeader::Short
+        };
+    };
+    let crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    if h[..8] == FILE_MAGIC && crc32fast::hash(&h[..12]) == crc {
+        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        return if version == VERSION {
+            FileHeader::Current
+        } else {
+            FileHeader::Version(version)
+        };
+    }
+    if is_v1_frame(bytes, file_len) {
+        FileHeader::V1
+    } else {
+        FileHeader::Damaged
+    }
+}
+
+/// Whether a file `file_len` bytes long starting with `bytes` starts with a version-1 frame
+/// (`len | crc(len, payload) | payload`): its length fits the file and, when the whole frame is
+/// in `bytes`, its checksum matches.
+fn is_v1_frame(bytes: &[u8], file_len: u64) -> bool {
+    let Some(h) = bytes.get(..8) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    if 8 + u64::from(len) > file_len {
+        return false;
+    }
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let Some(payload) = bytes.get(8..8usize.saturating_add(len as usize)) else {
+        // A first frame larger than what was read: its length fitting the file must do.
+        return true;
+    };
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&len_bytes);
+    hasher.update(&h[..4]);
     hasher.update(payload);
-    hasher.finalize()
+    hasher.finalize() == crc
 }
 
-/// Encodes the 8-byte header of a frame carrying `payload`.
+/// Encodes the header of a frame carrying `payload` as record `seq`.
 ///
 /// The caller has checked that `payload.len()` fits in a `u32`.
-pub(crate) fn encode_header(payload: &[u8]) -> [u8; 8] {
+pub(crate) fn encode_frame_header(seq: u64, payload: &[u8]) -> [u8; FRAME_HEADER as usize] {
     let len = u32::try_from(payload.len())
         .expect("callers reject records longer than u32::MAX before encoding");
-    let len_bytes = len.to_le_bytes();
-    let crc = frame_crc(len_bytes, payload);
-    let mut header = [0u8; 8];
-    header[..4].copy_from_slice(&len_bytes);
-    header[4..].copy_from_slice(&crc.to_le_bytes());
-    header
+    let mut h = [0u8; FRAME_HEADER as usize];
+    h[..4].copy_from_slice(&FRAME_MAGIC);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h[16..20].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
-/// Reads the frame at `pos` from `reader`, which must be positioned at `pos`; data ends at `end`.
-///
-/// With `keep_payload` the payload of a valid frame is returned; without it the payload is
-/// checked in fixed-size chunks, so verifying a segment needs no memory proportional to records.
-/// On return the reader is positioned after the frame for `Valid` and `Corrupt`, and somewhere
-/// in between for `Unreadable` (the caller then stops using that position).
-pub(crate) fn read_frame(
-    reader: &mut impl Read,
-    pos: u64,
-    end: u64,
-    keep_payload: bool,
-) -> io::Result<Frame> {
-    let remaining = end.saturating_sub(pos);
-    if remaining == 0 {
-        return Ok(Frame::End);
+/// A frame header that passed its checksum.
+#[derive(Debug, Clone, Copy)]
+struct FrameHeader {
+    len: u64,
+    seq: u64,
+    payload_crc: u32,
+}
+
+fn decode_frame_header(h: &[u8]) -> Option<FrameHeader> {
+    let h = h.get(..FRAME_HEADER as usize)?;
+    if h[..4] != FRAME_MAGIC {
+        return None;
     }
-    if remaining < FRAME_HEADER {
-        return Ok(Frame::Unreadable);
+    let crc = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
+    if crc32fast::hash(&h[..20]) != crc {
+        return None;
     }
-    let mut header = [0u8; 8];
-    reader.read_exact(&mut header)?;
-    let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
-    let stored_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let len = u64::from(u32::from_le_bytes(len_bytes));
-    if FRAME_HEADER + len > remaining {
-        return Ok(Frame::Unreadable);
-    }
-    let frame_len = FRAME_HEADER + len;
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&len_bytes);
-    let mut payload = Vec::new();
-    if keep_payload {
-        // `len` is bounded by the bytes left in the file, checked above.
-        payload.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
-        reader.read_exact(&mut payload)?;
-        hasher.update(&payload);
-    } else {
-        let mut chunk = [0u8; VERIFY_CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let n = usize::try_from(left.min(VERIFY_CHUNK as u64)).unwrap_or(VERIFY_CHUNK);
-            reader.read_exact(&mut chunk[..n])?;
-            hasher.update(&chunk[..n]);
-            left -= n as u64;
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&h[8..16]);
+    Some(FrameHeader {
+        len: u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]])),
+        seq: u64::from_le_bytes(seq),
+        payload_crc: u32::from_le_bytes([h[16], h[17], h[18], h[19]]),
+    })
+}
+
+/// What [`SegmentReader::next`] found at a position.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// `pos == end`: no more data.
+    End,
+    /// A frame whose header and payload checksums match, `frame_len` bytes long (header
+    /// included). Its payload is in `payload` when the caller asked for it.
+    Valid {
+        frame_len: u64,
+        seq: u64,
+        payload: Vec<u8>,
+    },
+    /// A complete frame with a valid header whose payload checksum fails: record `seq` is lost,
+    /// and the header's length (which its checksum protects) locates the next frame.
+    BadPayload { frame_len: u64, seq: u64 },
+    /// No valid frame header starts here: `bytes` bytes up to the next valid frame header (or
+    /// to `end`, when `to_end`) are damage.
+    Skip { bytes: u64, to_end: bool },
+}
+
+/// A buffered reader of one segment file that can look ahead to resynchronise after damage.
+#[derive(Debug)]
+pub(crate) struct SegmentReader {
+    file: File,
+    /// Where the file's own position is.
+    file_pos: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    capacity: usize,
+}
+
+impl SegmentReader {
+    /// A reader of `file` with a `capacity`-byte buffer (at least a frame header).
+    pub(crate) fn new(file: File, capacity: usize) -> Self {
+        Self {
+            file,
+            file_pos: 0,
+            buf: Vec::with_capacity(capacity.max(FRAME_HEADER as usize)),
+            buf_start: 0,
+            capacity: capacity.max(FRAME_HEADER as usize),
         }
     }
-    if hasher.finalize() == stored_crc {
-        Ok(Frame::Valid { frame_len, payload })
-    } else {
-        Ok(Frame::Corrupt { frame_len })
+
+    /// The bytes `[pos, pos + n)` (fewer if `end` comes first), `n <= capacity`.
+    fn window(&mut self, pos: u64, n: usize, end: u64) -> io::Result<&[u8]> {
+        let want = n.min(usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX));
+        let have_from = pos.wrapping_sub(self.buf_start) as usize;
+        let buffered = pos >= self.buf_start
+            && pos - self.buf_start <= self.buf.len() as u64
+            && self.buf.len() - have_from >= want;
+        if !buffered {
+            let fill = self
+                .capacity
+                .min(usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX));
+            if self.file_pos != pos {
+                self.file.seek(SeekFrom::Start(pos))?;
+            }
+            self.buf.clear();
+            self.buf.resize(fill, 0);
+            self.file.read_exact(&mut self.buf)?;
+            self.file_pos = pos + fill as u64;
+            self.buf_start = pos;
+        }
+        let from = (pos - self.buf_start) as usize;
+        Ok(&self.buf[from..from + want])
+    }
+
+    /// Reads what is at `pos`, with data ending at `end`. With `keep_payload` the payload of a
+    /// valid frame is returned; without it the payload is checked through the buffer, so
+    /// verifying a segment needs no memory proportional to its records.
+    pub(crate) fn next(&mut self, pos: u64, end: u64, keep_payload: bool) -> io::Result<Frame> {
+        if pos >= end {
+            return Ok(Frame::End);
+        }
+        let header = decode_frame_header(self.window(pos, FRAME_HEADER as usize, end)?);
+        let header = match header {
+            Some(h) if pos + FRAME_HEADER + h.len <= end => h,
+            _ => return self.resync(pos, end),
+        };
+        let frame_len = FRAME_HEADER + header.len;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut payload = Vec::new();
+        if keep_payload {
+            // `len` is bounded by the bytes left in the file, checked above.
+            payload.reserve_exact(usize::try_from(header.len).unwrap_or(usize::MAX));
+        }
+        let mut at = pos + FRAME_HEADER;
+        let payload_end = pos + frame_len;
+        if keep_payload && header.len > self.capacity as u64 {
+            // A large payload is read straight into its own buffer, not through ours.
+            let buffered_end = self.buf_start + self.buf.len() as u64;
+            if at < buffered_end {
+                let from = (at - self.buf_start) as usize;
+                let upto = (payload_end.min(buffered_end) - self.buf_start) as usize;
+                payload.extend_from_slice(&self.buf[from..upto]);
+                at += (upto - from) as u64;
+            }
+            let rest = usize::try_from(payload_end - at).unwrap_or(usize::MAX);
+            if self.file_pos != at {
+                self.file.seek(SeekFrom::Start(at))?;
+            }
+            let filled = payload.len();
+            payload.resize(filled + rest, 0);
+            self.file.read_exact(&mut payload[filled..])?;
+            self.file_pos = payload_end;
+            self.buf.clear();
+            self.buf_start = payload_end;
+            at = payload_end;
+            hasher.update(&payload);
+        }
+        while at < payload_end {
+            let n = usize::try_from(payload_end - at)
+                .unwrap_or(usize::MAX)
+                .min(self.capacity);
+            let chunk = self.window(at, n, end)?;
+            hasher.update(chunk);
+            if keep_payload {
+                payload.extend_from_slice(chunk);
+            }
+            at += chunk.len() as u64;
+        }
+        if hasher.finalize() == header.payload_crc {
+            Ok(Frame::Valid {
+                frame_len,
+                seq: header.seq,
+                payload,
+            })
+        } else {
+            Ok(Frame::BadPayload {
+                frame_len,
+                seq: header.seq,
+            })
+        }
+    }
+
+    /// Scans from `pos + 1` for the next position holding a valid frame header whose frame
+    /// fits before `end`.
+    fn resync(&mut self, pos: u64, end: u64) -> io::Result<Frame> {
+        let mut at = pos + 1;
+        while at + FRAME_HEADER <= end {
+            let window = self.window(at, self.capacity, end)?;
+            let mut found = None;
+            let mut next = at;
+            for (i, w) in window.windows(FRAME_MAGIC.len()).enumerate() {
+                next = at + i as u64;
+                if w != FRAME_MAGIC {
+                    continue;
+                }
+                if next + FRAME_HEADER > end {
+                    break;
+                }
+                if i + FRAME_HEADER as usize <= window.len() {
+                    let ok = decode_frame_header(&window[i..])
+                        .is_some_and(|h| next + FRAME_HEADER + h.len <= end);
+                    if ok {
+                        found = Some(next);
+                        break;
+                    }
+                } else {
+                    // The header straddles the window: look at it on its own.
+                    let h = self.window(next, FRAME_HEADER as usize, end)?;
+                    if decode_frame_header(h).is_some_and(|h| next + FRAME_HEADER + h.len <= end) {
+                        found = Some(next);
+                    }
+                    break;
+                }
+            }
+            if let Some(found) = found {
+                return Ok(Frame::Skip {
+                    bytes: found - pos,
+                    to_end: false,
+                });
+            }
+            // Continue after the last position examined; the window always holds at least a
+            // frame header here, so this advances.
+            at = next.max(at) + 1;
+        }
+        Ok(Frame::Skip {
+            bytes: end - pos,
+            to_end: true,
+        })
     }
 }
 
-/// A read position: segment id and byte offset inside it.
+/// A read position: segment id and byte offset inside it, and the sequence number of the record
+/// expected there (`None` when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {
     pub(crate) segment: u64,
     pub(crate) offset: u64,
+    pub(crate) next_record: Option<u64>,
 }
 
-/// Encodes one cursor slot.
-fn encode_slot(seq: u64, pos: Position) -> [u8; SLOT_BYTES] {
+/// Encodes one cursor slot. An unknown `next_record` is stored as `u64::MAX`.
+fn encode_slot(slot_seq: u64, pos: Position) -> [u8; SLOT_BYTES] {
     let mut slot = [0u8; SLOT_BYTES];
-    slot[0..8].copy_from_slice(&seq.to_le_bytes());
+    slot[0..8].copy_from_slice(&slot_seq.to_le_bytes());
     slot[8..16].copy_from_slice(&pos.segment.to_le_bytes());
     slot[16..24].copy_from_slice(&pos.offset.to_le_bytes());
-    let crc = crc32fast::hash(&slot[..24]);
-    slot[24..28].copy_from_slice(&crc.to_le_bytes());
+    slot[24..32].copy_from_slice(&pos.next_record.unwrap_or(u64::MAX).to_le_bytes());
+    slot[32..36].copy_from_slice(&VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&slot[..36]);
+    slot[36..40].copy_from_slice(&crc.to_le_bytes());
     slot
 }
 
-/// Decodes one cursor slot; `None` if it is short or its checksum does not match.
+/// Decodes one cursor slot; `None` if it is short, of another version, or its checksum fails.
 fn decode_slot(bytes: &[u8]) -> Option<(u64, Position)> {
     let slot: &[u8; SLOT_BYTES] = bytes.get(..SLOT_BYTES)?.try_into().ok()?;
     let word = |i: usize| {
@@ -139,15 +380,18 @@ fn decode_slot(bytes: &[u8]) -> Option<(u64, Position)> {
         b.copy_from_slice(&slot[i..i + 8]);
         u64::from_le_bytes(b)
     };
-    let crc = u32::from_le_bytes([slot[24], slot[25], slot[26], slot[27]]);
-    if crc32fast::hash(&slot[..24]) != crc {
+    let version = u32::from_le_bytes([slot[32], slot[33], slot[34], slot[35]]);
+    let crc = u32::from_le_bytes([slot[36], slot[37], slot[38], slot[39]]);
+    if crc32fast::hash(&slot[..36]) != crc || version != VERSION {
         return None;
     }
+    let next = word(24);
     Some((
         word(0),
         Position {
             segment: word(8),
             offset: word(16),
+            next_record: (next != u64::MAX).then_some(next),
         },
     ))
 }
@@ -191,33 +435,41 @@ impl CursorFile {
 }
 
 #[cfg(unix)]
-fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(buf, offset)
 }
 
 #[cfg(not(unix))]
-fn write_at(mut file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
+pub(crate) fn write_at(mut file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::Write;
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(buf)
 }
 
-/// Path of segment `id` in `dir`.
-pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("seg-{id:020}.spill"))
+/// Suffix added to the name of a quarantined (damaged) segment.
+pub(crate) const DAMAGED_SUFFIX: &str = ".damaged";
+
+/// Path of segment `id` in `dir`; `damaged` gives its quarantine name.
+pub(crate) fn segment_path(dir: &Path, id: u64, damaged: bool) -> PathBuf {
+    let suffix = if damaged { DAMAGED_SUFFIX } else { "" };
+    dir.join(format!("seg-{id:020}.spill{suffix}"))
 }
 
-/// Parses a segment file name back into its id.
-pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+/// Parses a segment file name back into its id and whether it is quarantined.
+pub(crate) fn parse_segment_name(name: &str) -> Option<(u64, bool)> {
+    let (name, damaged) = match name.strip_suffix(DAMAGED_SUFFIX) {
+        Some(name) => (name, true),
+        None => (name, false),
+    };
     let digits = name.strip_prefix("seg-")?.strip_suffix(".spill")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some((digits.parse().ok()?, damaged))
 }
 
-/// Makes the directory's entries (created and deleted files) durable.
+/// Makes the directory's entries (created, renamed and deleted files) durable.
 #[cfg(unix)]
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -231,51 +483,150 @@ pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
-    fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut v = encode_header(payload).to_vec();
+    fn frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = encode_frame_header(seq, payload).to_vec();
         v.extend_from_slice(payload);
         v
     }
 
+    fn reader(bytes: &[u8], capacity: usize) -> (SegmentReader, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        (
+            SegmentReader::new(File::open(&path).unwrap(), capacity),
+            dir,
+        )
+    }
+
     #[test]
     fn frame_round_trips_and_detects_damage() {
-        let bytes = frame(b"hello");
+        let bytes = frame(7, b"hello");
         let end = bytes.len() as u64;
-        match read_frame(&mut &bytes[..], 0, end, true).unwrap() {
-            Frame::Valid { frame_len, payload } => {
-                assert_eq!(frame_len, 13);
+        let (mut r, _d) = reader(&bytes, 64);
+        match r.next(0, end, true).unwrap() {
+            Frame::Valid {
+                frame_len,
+                seq,
+                payload,
+            } => {
+                assert_eq!((frame_len, seq), (29, 7));
                 assert_eq!(payload, b"hello");
             }
             other => panic!("expected a valid frame, got {other:?}"),
         }
         let mut damaged = bytes.clone();
-        damaged[10] ^= 0x01;
+        damaged[26] ^= 0x01;
+        let (mut r, _d) = reader(&damaged, 64);
         assert!(matches!(
-            read_frame(&mut &damaged[..], 0, end, false).unwrap(),
-            Frame::Corrupt { frame_len: 13 }
+            r.next(0, end, false).unwrap(),
+            Frame::BadPayload {
+                frame_len: 29,
+                seq: 7
+            }
         ));
-        // Short header, length past the end.
+        // A frame cut short is no frame: everything is skipped to the end.
         assert!(matches!(
-            read_frame(&mut &bytes[..5], 0, 5, false).unwrap(),
-            Frame::Unreadable
+            r.next(0, end - 1, false).unwrap(),
+            Frame::Skip {
+                bytes: 28,
+                to_end: true
+            }
         ));
-        assert!(matches!(
-            read_frame(&mut &bytes[..], 0, end - 1, false).unwrap(),
-            Frame::Unreadable
-        ));
-        assert!(matches!(
-            read_frame(&mut &bytes[..], end, end, false).unwrap(),
-            Frame::End
-        ));
+        assert!(matches!(r.next(end, end, false).unwrap(), Frame::End));
+    }
+
+    #[test]
+    fn payloads_larger_than_the_buffer_are_read_whole() {
+        let big: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut bytes = frame(1, &big);
+        bytes.extend(frame(2, b"after"));
+        let end = bytes.len() as u64;
+        for capacity in [24, 100, 1023] {
+            let (mut r, _d) = reader(&bytes, capacity);
+            let Frame::Valid { payload, .. } = r.next(0, end, true).unwrap() else {
+                panic!("capacity {capacity}: not valid");
+            };
+            assert_eq!(payload, big);
+            let Frame::Valid { payload, seq, .. } = r.next(1024, end, true).unwrap() else {
+                panic!("capacity {capacity}: second frame not valid");
+            };
+            assert_eq!((seq, &payload[..]), (2, &b"after"[..]));
+            assert!(matches!(
+                r.next(0, end, false).unwrap(),
+                Frame::Valid {
+                    frame_len: 1024,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn damage_in_a_header_resynchronises_on_the_next_frame() {
+        // Small buffers make the scan cross window boundaries.
+        for capacity in [24, 25, 31, 64, 4096] {
+            let mut bytes = frame(1, &[9; 40]);
+            bytes.extend(frame(2, &[8; 3]));
+            bytes[5] ^= 0x10; // the first frame's length
+            let end = bytes.len() as u64;
+            let (mut r, _d) = reader(&bytes, capacity);
+            assert!(
+                matches!(
+                    r.next(0, end, true).unwrap(),
+                    Frame::Skip {
+                        bytes: 64,
+                        to_end: false
+                    }
+                ),
+                "capacity {capacity}"
+            );
+            assert!(matches!(
+                r.next(64, end, true).unwrap(),
+                Frame::Valid { seq: 2, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn file_headers_are_classified() {
+        assert_eq!(
+            check_file_header(&encode_file_header(), 16),
+            FileHeader::Current
+        );
+        let mut other = encode_file_header();
+        other[8] = 3;
+        let crc = crc32fast::hash(&other[..12]);
+        other[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_file_header(&other, 16), FileHeader::Version(3));
+        let mut damaged = encode_file_header();
+        damaged[2] ^= 1;
+        assert_eq!(check_file_header(&damaged, 16), FileHeader::Damaged);
+        assert_eq!(check_file_header(&damaged[..5], 5), FileHeader::Short);
+        // A version-1 segment: `len | crc(len, payload) | payload`.
+        let payload = b"[1,2,3]";
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut h = crc32fast::Hasher::new();
+        h.update(&len);
+        h.update(payload);
+        let mut v1 = len.to_vec();
+        v1.extend_from_slice(&h.finalize().to_le_bytes());
+        v1.extend_from_slice(payload);
+        assert_eq!(check_file_header(&v1, v1.len() as u64), FileHeader::V1);
     }
 
     #[test]
     fn cursor_picks_newest_valid_slot() {
-        let p = |segment, offset| Position { segment, offset };
-        let mut bytes = [0u8; 64];
-        bytes[32..].copy_from_slice(&encode_slot(7, p(3, 40)));
-        bytes[..32].copy_from_slice(&encode_slot(8, p(3, 52)));
+        let p = |segment, offset| Position {
+            segment,
+            offset,
+            next_record: Some(offset),
+        };
+        let mut bytes = [0u8; 80];
+        bytes[40..].copy_from_slice(&encode_slot(7, p(3, 40)));
+        bytes[..40].copy_from_slice(&encode_slot(8, p(3, 52)));
         assert_eq!(decode_cursor(&bytes), Some((8, p(3, 52))));
         // A torn newer slot falls back to the older one.
         bytes[3] ^= 0xff;

@@ -334,7 +334,7 @@ impl HttpSource {
             return 0;
         };
         let mut spill = spill.lock().unwrap_or_else(|p| p.into_inner());
-        let corrupt_before = spill.stats().corrupt_records;
+        let damaged_before = spill.stats();
         let mut taken = 0;
         while taken < max {
             match spill.pop() {
@@ -359,9 +359,14 @@ impl HttpSource {
                 }
             }
         }
-        let corrupt = spill.stats().corrupt_records - corrupt_before;
-        self.intake
-            .count(OverflowReason::SpillFailed, corrupt as usize);
+        let damaged = spill.stats();
+        self.intake.count(
+            OverflowReason::SpillDamaged,
+            (damaged.damaged_records - damaged_before.damaged_records) as usize,
+        );
+        if let Some(c) = self.intake.counter.get() {
+            c.add_spill_damaged_bytes(damaged.damaged_bytes - damaged_before.damaged_bytes);
+        }
         self.intake.count(OverflowReason::Unspilled, taken);
         self.intake.spilled.store(spill.len(), Relaxed);
         taken

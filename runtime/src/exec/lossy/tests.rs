@@ -175,12 +175,12 @@ fn spill_delivers_everything_in_order() {
 
 #[test]
 fn spill_stops_at_its_byte_bound_and_counts_what_did_not_fit() {
-    // Each record is a tag byte and `[k]` (4 bytes) in an 8-byte frame header: 12 bytes, so
-    // 60 bytes hold exactly five.
+    // Each record is a tag byte and `[k]` (4 bytes) in a 24-byte frame header: 29 bytes, so
+    // one segment of 161 bytes (its 16-byte header and five frames) holds exactly five.
     let dir = tempfile::tempdir().unwrap();
     let policy = Overflow::Spill {
         dir: dir.path().to_path_buf(),
-        max_bytes: 60,
+        max_bytes: 161,
     };
     let (rows, report) = run_gated(10, policy, None).unwrap();
     assert_eq!(rows, vec![0, 1, 2, 3, 4, 5, 6]);
@@ -214,7 +214,12 @@ fn a_spill_left_by_an_earlier_run_is_delivered_first_and_a_corrupt_record_is_cou
     let mut want = vec![100, 102];
     want.extend(0..10);
     assert_eq!(rows, want);
-    assert_eq!(report.overflow.spill_failed, 1);
+    assert_eq!(report.overflow.spill_damaged_records, 1);
+    assert_eq!(
+        report.overflow.spill_damaged_bytes,
+        24 + spill_record(101).len() as u64
+    );
+    assert_eq!(report.overflow.spill_failed, 0);
     assert_eq!(report.overflow.spilled, 10);
     assert_eq!(report.overflow.unspilled, 12);
 }
@@ -227,8 +232,9 @@ fn corrupt_second_frame(spill_dir: &Path) {
         .find(|p| p.extension().is_some_and(|e| e == "spill"))
         .unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
-    let frame = 8 + spill_record(100).len();
-    bytes[frame + 8 + 2] ^= 0xff;
+    // A 16-byte segment header, then frames with 24-byte headers.
+    let frame = 24 + spill_record(100).len();
+    bytes[16 + frame + 24 + 2] ^= 0xff;
     std::fs::write(&segment, bytes).unwrap();
 }
 
@@ -334,7 +340,7 @@ fn policies_that_cannot_apply_to_an_edge_fail_validation() {
     for (policy, codec, needle) in [
         (Overflow::Reject, true, "Reject"),
         (spill(1 << 20), false, "with_spill_codec"),
-        (spill(8), true, "more than 8 bytes"),
+        (spill(40), true, "more than 40 bytes"),
     ] {
         match build(policy, codec) {
             Err(GraphError::InvalidConfig { operator, reason }) => {

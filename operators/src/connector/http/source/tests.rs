@@ -330,7 +330,7 @@ async fn spill_acknowledges_past_the_hand_off_and_delivers_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spill_defers_the_rest_with_429() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // Frames of `{"id":NN}` are 9 + 8 bytes: 100 bytes hold five.
+    // Frames of `{"id":NN}` are 9 + 24 bytes: 100 bytes hold two after the segment header.
     let policy = Overflow::Spill {
         dir: dir.path().to_path_buf(),
         max_bytes: 100,

@@ -179,6 +179,9 @@ pub struct InstanceMetrics {
     pub peak_state_keys: Counter,
     /// The most state bytes held at once.
     pub peak_state_bytes: Counter,
+    /// The most updates of one state entry an operator reported
+    /// ([`StateSize::hottest_key_updates`](crate::operator::StateSize::hottest_key_updates)).
+    pub peak_hottest_key_updates: Counter,
     /// Rows dropped, spilled or rejected under an overflow policy.
     pub overflow: OverflowCounts,
     ns: [AtomicU64; 4],
@@ -217,6 +220,7 @@ impl InstanceMetrics {
             state_bytes: Counter::new(0),
             peak_state_keys: Counter::new(0),
             peak_state_bytes: Counter::new(0),
+            peak_hottest_key_updates: Counter::new(0),
             overflow: OverflowCounts::default(),
             ns: [
                 AtomicU64::new(0),
@@ -297,6 +301,10 @@ impl InstanceMetrics {
         }
         if size.bytes > self.peak_state_bytes.load(Relaxed) {
             self.peak_state_bytes.store(size.bytes, Relaxed);
+        }
+        if size.hottest_key_updates > self.peak_hottest_key_updates.get() {
+            self.peak_hottest_key_updates
+                .store(size.hottest_key_updates, Relaxed);
         }
     }
 

@@ -124,6 +124,8 @@ pub struct InstanceReport {
     pub peak_state_keys: u64,
     /// The most state bytes it held at once.
     pub peak_state_bytes: u64,
+    /// The most updates of its most-updated key (keyed operators that count them; else 0).
+    pub hottest_key_updates: u64,
     /// Rows dropped, spilled or rejected under overflow policies.
     pub overflow: OverflowReport,
 }
@@ -220,6 +222,9 @@ pub struct Bottleneck {
     /// The busiest instance's share of the operator's rows (0 to 1), when it runs several: a
     /// skewed key sends most rows to one instance.
     pub rows_share: Option<f64>,
+    /// The share of the operator's input (0 to 1) that its busiest instance's hottest key took,
+    /// when the operator reports its keys' updates (a keyed stage does).
+    pub hot_key_share: Option<f64>,
     /// Its busiest instance's busy time, ms/s.
     pub busy_ms_per_s: f64,
     /// The most backpressured of its upstream operators, if any was.
@@ -330,6 +335,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             state_bytes: m.state_bytes.load(Relaxed),
             peak_state_keys: m.peak_state_keys.load(Relaxed),
             peak_state_bytes: m.peak_state_bytes.load(Relaxed),
+            hottest_key_updates: m.peak_hottest_key_updates.get(),
             overflow: OverflowReport::read(&m.overflow),
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
@@ -550,6 +556,9 @@ fn find_bottleneck(reg: &Registry, ops: &[OperatorReport]) -> Option<Bottleneck>
         rows_share: busiest
             .filter(|_| parallel && total > 0)
             .map(|r| rows(r) as f64 / total as f64),
+        hot_key_share: busiest
+            .filter(|r| r.hottest_key_updates > 0 && op.rows_in > 0)
+            .map(|r| (r.hottest_key_updates as f64 / op.rows_in as f64).min(1.0)),
         busy_ms_per_s: op.max_busy_ms_per_s,
         backpressured_upstream: up.map(|u| u.name.clone()),
         upstream_backpressured_ms_per_s: up.map_or(0.0, |u| u.max_backpressured_ms_per_s),
@@ -699,10 +708,13 @@ impl fmt::Display for RunReport {
                     Some(i) => format!("`{}` instance {i} of {}", b.operator, b.parallelism),
                     None => format!("`{}`", b.operator),
                 };
-                let share = match b.rows_share {
+                let mut share = match b.rows_share {
                     Some(s) => format!("; it took {:.0} % of the rows", s * 100.0),
                     None => String::new(),
                 };
+                if let Some(s) = b.hot_key_share {
+                    share += &format!("; its hottest key {:.0} % of all", s * 100.0);
+                }
                 match &b.backpressured_upstream {
                     Some(up) => writeln!(
                         f,

@@ -116,36 +116,46 @@ fn bottleneck(report: &RunReport) -> &Bottleneck {
 }
 
 /// Source → `map_async` (1 ms per row, 16 at a time) → sink, chained: the time `lookup` spends
-/// pending in `poll_ready` is its own busy time, not backpressure from the idle sink.
+/// pending in `poll_ready` is its own busy time, not backpressure from the idle sink. The verdict
+/// is the same with chaining off.
 #[test]
 fn chained_pacing_is_the_paced_operators_busy_time() {
-    let concurrency = AdaptiveConcurrencyConfig {
-        initial: 16,
-        min: 16,
-        max: 16,
-        ..AdaptiveConcurrencyConfig::default()
-    };
-    let config = CallerConfig {
-        concurrency,
-        ..CallerConfig::default()
-    };
-    let mut p = common::pipeline("paced", 64);
-    let rows = p
-        .source("gen", Generator::new(1_600, |i| i))
-        .map_async("lookup", config, |x: u64| async move {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            Ok(x)
-        })
-        .sink("sink", Count::new());
-    let report = common::run_guarded(p).unwrap();
-    assert_eq!(rows.take(), Some(1_600));
-    assert_eq!(op(&report, "lookup").chained_into.as_deref(), Some("gen"));
-    assert_eq!(bottleneck(&report).operator, "lookup", "\n{report}");
-    let (lookup, sink) = (op(&report, "lookup"), op(&report, "sink"));
-    assert!(
-        lookup.busy_ms_per_s > 5.0 * sink.busy_ms_per_s,
-        "lookup is the busy one:\n{report}"
-    );
+    for chaining in [Chaining::Operators, Chaining::Off] {
+        let concurrency = AdaptiveConcurrencyConfig {
+            initial: 16,
+            min: 16,
+            max: 16,
+            ..AdaptiveConcurrencyConfig::default()
+        };
+        let config = CallerConfig {
+            concurrency,
+            ..CallerConfig::default()
+        };
+        let mut p = Pipeline::with_config(
+            "paced",
+            PipelineConfig {
+                chaining,
+                ..common::config(64)
+            },
+        );
+        let rows = p
+            .source("gen", Generator::new(1_600, |i| i))
+            .map_async("lookup", config, |x: u64| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok(x)
+            })
+            .sink("sink", Count::new());
+        let report = common::run_guarded(p).unwrap();
+        assert_eq!(rows.take(), Some(1_600));
+        let chained = op(&report, "lookup").chained_into.is_some();
+        assert_eq!(chained, chaining == Chaining::Operators);
+        assert_eq!(bottleneck(&report).operator, "lookup", "\n{report}");
+        let (lookup, sink) = (op(&report, "lookup"), op(&report, "sink"));
+        assert!(
+            lookup.busy_ms_per_s > 5.0 * sink.busy_ms_per_s,
+            "lookup is the busy one:\n{report}"
+        );
+    }
 }
 
 /// gen → `slow` (a few µs of work per row) → `noop`, chained: the member that costs most is named,

@@ -502,6 +502,9 @@ fn chained_times(reg: &Registry) -> HashMap<(usize, usize), [u64; 4]> {
     out
 }
 
+/// Finishing time below this (ms/s) is not worth a line in the report.
+const FINISHING_SHOWN_MS: f64 = 5.0;
+
 /// Backpressure below this (ms/s) upstream of an operator is noise, not a constraint.
 const BACKPRESSURE_SIGNIFICANT_MS: f64 = 50.0;
 
@@ -676,7 +679,8 @@ impl fmt::Display for RunReport {
         let finishing: Vec<String> = self
             .operators
             .iter()
-            .filter(|o| o.finishing_ms_per_s >= 0.5)
+            // A chain's finishing time is its task's: shown once, under the chain's first operator.
+            .filter(|o| o.chained_into.is_none() && o.finishing_ms_per_s >= FINISHING_SHOWN_MS)
             .map(|o| format!("`{}` {:.0} ms/s", o.name, o.finishing_ms_per_s))
             .collect();
         if !finishing.is_empty() {

@@ -175,6 +175,10 @@ pub struct StateSize {
     pub keys: u64,
     /// Bytes held by those entries, as the operator accounts them.
     pub bytes: u64,
+    /// Updates (rows or partials folded in) of the most-updated entry held, if the operator
+    /// counts them; 0 otherwise. The report gives its peak as the hottest key's share of the
+    /// operator's input, which shows a skewed key behind a busy instance.
+    pub hottest_key_updates: u64,
 }
 
 /// A consumer of batches at the end of a pipeline.

@@ -186,6 +186,7 @@ impl Operator for Distinct {
         Some(StateSize {
             keys,
             bytes: keys * 16,
+            ..StateSize::default()
         })
     }
 }

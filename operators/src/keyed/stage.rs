@@ -224,6 +224,7 @@ where
         Some(StateSize {
             keys: self.state.len() as u64,
             bytes: self.state.bytes() as u64,
+            hottest_key_updates: u64::from(self.state.top_hits()),
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct KeyedState<K, Acc> {
     max_keys: usize,
     /// Scratch for [`drain_cold`](Self::drain_cold), at most `max_keys` long.
     hits: Vec<u32>,
+    /// The most updates of any key held.
+    top_hits: u32,
 }
 
 impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
@@ -71,6 +73,7 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
             map: HashMap::default(),
             max_keys: max_keys.max(1),
             hits: Vec::new(),
+            top_hits: 0,
         }
     }
 
@@ -111,12 +114,14 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
         });
         slot.dirty = true;
         slot.hits = slot.hits.saturating_add(1);
+        self.top_hits = self.top_hits.max(slot.hits);
         &mut slot.acc
     }
 
     /// Removes every key, handing each `(key, accumulator)` to `f`. The table keeps its
     /// allocation (a drained stage refills to about the same size).
     pub fn drain(&mut self, mut f: impl FnMut(K, Acc)) {
+        self.top_hits = 0;
         for (k, slot) in self.map.drain() {
             f(k, slot.acc);
         }
@@ -139,6 +144,13 @@ impl<K: Hash + Eq, Acc> KeyedState<K, Acc> {
         for (k, slot) in self.map.extract_if(|_, s| s.hits <= threshold) {
             f(k, slot.acc);
         }
+        self.top_hits = self.map.values().map(|s| s.hits).max().unwrap_or(0);
+    }
+
+    /// Updates of the most-updated key held (how often [`slot`](Self::slot) returned it since
+    /// it was inserted; saturates at `u32::MAX`).
+    pub fn top_hits(&self) -> u32 {
+        self.top_hits
     }
 
     /// Hands every key changed since the last call to `f`, and marks it unchanged.

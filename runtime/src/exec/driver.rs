@@ -9,6 +9,9 @@
 //! 4. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
 //! 5. run the operator on one batch (*busy*) and route what it emitted.
 //!
+//! After the end of its input an instance completes its work and closes (*finishing*: a sink's
+//! commit, an operator's final flush), which is not busy time.
+//!
 //! After `yield_every` batches without waiting, the loop yields to the scheduler so instances
 //! sharing a worker thread take turns.
 
@@ -170,6 +173,7 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
     out: &mut Output<B>,
     m: &InstanceMetrics,
 ) -> Result<(), OperatorError> {
+    m.switch(TimeState::Finishing);
     out.flush();
     outs.dispatch(out)?;
     outs.end()?;
@@ -177,7 +181,7 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
         if !outs.is_flushed() {
             wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
         }
-        let work = wait_in(m, TimeState::Busy, |cx| match outs.poll_work(cx) {
+        let work = wait_in(m, TimeState::Finishing, |cx| match outs.poll_work(cx) {
             Ok(Work::InFlight) => {
                 outs.wake_consumers();
                 Poll::Pending
@@ -406,6 +410,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             }
             Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
             Some(Ok(Event::End)) => {
+                m.switch(TimeState::Finishing);
                 op.on_end(&mut out)?;
                 if let Some(size) = op.state_size() {
                     m.note_state(size);
@@ -427,7 +432,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             return Ok(());
         }
         let before = emitted_mark(&out);
-        let done = wait_in(m, TimeState::Busy, |cx| {
+        m.switch(TimeState::Finishing);
+        let done = wait_in(m, TimeState::Finishing, |cx| {
             match outs.poll_work(cx) {
                 Ok(Work::Emitted) => return Poll::Ready(Ok(false)),
                 Err(e) => return Poll::Ready(Err(e)),
@@ -518,8 +524,10 @@ pub(crate) async fn run_sink<K: Sink>(
             yield_to_queue().await;
         }
     }
-    // Finish what is in flight, then close, before the result.
-    let closed = wait_in(m, TimeState::Busy, |cx| match sink.poll_flush(cx) {
+    // Finish what is in flight, then close, before the result: after the end of input, this is
+    // not busy time (a commit does not limit the rate rows move at).
+    m.switch(TimeState::Finishing);
+    let closed = wait_in(m, TimeState::Finishing, |cx| match sink.poll_flush(cx) {
         Poll::Ready(Ok(())) => sink.poll_close(cx),
         other => other,
     })

@@ -375,6 +375,7 @@ pub(crate) fn prepare(
     }
     let registry = Arc::new(Registry {
         pipeline: graph.name.clone(),
+        stop: stop.clone(),
         epoch,
         nodes,
         instances,

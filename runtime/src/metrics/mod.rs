@@ -6,10 +6,27 @@
 //!
 //! - **busy**: running operator code (for a sink, also waiting in [`Sink::poll_ready`]);
 //! - **idle**: waiting for input (or, for a source, for its external data);
-//! - **backpressured**: holding output, waiting for credit from downstream.
+//! - **backpressured**: holding output, waiting for credit from downstream;
+//! - **finishing**: after the end of its input, completing work and closing (a sink's commit
+//!   and fsync, an operator's final flush). Counted apart from busy, because it does not limit
+//!   the rate at which the pipeline moves rows.
 //!
 //! The task records only *transitions* between these states, so a task that never waits pays
 //! nothing per batch. Readers add the time spent in the current state so far.
+//!
+//! # Chained operators
+//!
+//! Operators chained into one task share that task's clock; the report splits its time between
+//! them when it is read:
+//!
+//! - each chained member times its own operator code on a batch whenever [`SAMPLE_ROWS`] rows
+//!   have passed since the last one it timed (every batch, when batches are that large; two
+//!   clock reads, under a nanosecond per row); its busy time is that sample scaled to all its
+//!   rows, and the task's first operator keeps the rest of the task's busy time;
+//! - time a chained member spends pending in its `poll_ready` (pacing itself, its asynchronous
+//!   work at capacity) is its own busy time, and backpressure for the members before it, as it
+//!   would be across an edge;
+//! - idle and finishing time are the task's.
 //!
 //! [`Sink::poll_ready`]: crate::operator::Sink::poll_ready
 
@@ -123,9 +140,15 @@ pub enum TimeState {
     Idle = 1,
     /// Waiting for downstream credit.
     Backpressured = 2,
+    /// Completing work and closing after the end of input.
+    Finishing = 3,
     /// Finished.
-    Done = 3,
+    Done = 4,
 }
+
+/// A chained operator times its own code on a batch once this many rows have passed since the
+/// last batch it timed.
+pub const SAMPLE_ROWS: u64 = 64;
 
 /// Counters of one operator instance. Written by its task only; read by anyone.
 #[derive(Debug)]
@@ -161,14 +184,27 @@ pub struct InstanceMetrics {
     pub peak_state_keys: Counter,
     /// The most state bytes held at once.
     pub peak_state_bytes: Counter,
+    /// The most updates of one state entry an operator reported
+    /// ([`StateSize::hottest_key_updates`](crate::operator::StateSize::hottest_key_updates)).
+    pub peak_hottest_key_updates: Counter,
     /// Rows dropped, spilled or rejected under an overflow policy.
     pub overflow: OverflowCounts,
-    ns: [AtomicU64; 3],
+    ns: [AtomicU64; 4],
     state: AtomicU8,
     since_ns: AtomicU64,
     /// For an operator chained into another's task: that task's first operator, whose time
     /// figures are the task's.
     time_of: std::sync::OnceLock<Arc<InstanceMetrics>>,
+    /// A chained operator's own time on its sampled batches, ns.
+    sampled_ns: Counter,
+    /// Rows of the batches whose time is in `sampled_ns`.
+    sampled_rows: Counter,
+    /// Rows received since the last sampled batch.
+    unsampled_rows: Counter,
+    /// A chained operator's time pending in `poll_ready`, ns (closed intervals).
+    paced_ns: Counter,
+    /// Since when (ns after the epoch, plus one) it has been pending; 0 when it is not.
+    paced_since: AtomicU64,
 }
 
 impl InstanceMetrics {
@@ -189,11 +225,22 @@ impl InstanceMetrics {
             state_bytes: Counter::new(0),
             peak_state_keys: Counter::new(0),
             peak_state_bytes: Counter::new(0),
+            peak_hottest_key_updates: Counter::new(0),
             overflow: OverflowCounts::default(),
-            ns: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            ns: [
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+            ],
             state: AtomicU8::new(TimeState::Idle as u8),
             since_ns: AtomicU64::new(0),
             time_of: std::sync::OnceLock::new(),
+            sampled_ns: Counter::new(0),
+            sampled_rows: Counter::new(0),
+            unsampled_rows: Counter::new(0),
+            paced_ns: Counter::new(0),
+            paced_since: AtomicU64::new(0),
         }
     }
 
@@ -260,10 +307,68 @@ impl InstanceMetrics {
         if size.bytes > self.peak_state_bytes.load(Relaxed) {
             self.peak_state_bytes.store(size.bytes, Relaxed);
         }
+        if size.hottest_key_updates > self.peak_hottest_key_updates.get() {
+            self.peak_hottest_key_updates
+                .store(size.hottest_key_updates, Relaxed);
+        }
     }
 
-    /// Nanoseconds spent busy, idle and backpressured so far, including the current state.
-    pub fn times_ns(&self) -> [u64; 3] {
+    /// Whether a chained operator should time this batch of `rows` rows: once [`SAMPLE_ROWS`]
+    /// rows have passed since the last batch it timed. Only the owning task may call this.
+    #[inline]
+    pub(crate) fn sample_due(&self, rows: usize) -> bool {
+        let since = self.unsampled_rows.get() + rows.max(1) as u64;
+        let due = since >= SAMPLE_ROWS;
+        self.unsampled_rows
+            .store(if due { 0 } else { since }, Relaxed);
+        due
+    }
+
+    /// Adds the time of one sampled batch of `rows` rows.
+    pub(crate) fn note_sample(&self, rows: usize, ns: u64) {
+        self.sampled_ns.add(ns);
+        self.sampled_rows.add(rows.max(1) as u64);
+    }
+
+    /// A chained operator is pending in `poll_ready` (from now, unless it already was).
+    #[inline]
+    pub(crate) fn pace_start(&self) {
+        if self.paced_since.load(Relaxed) == 0 {
+            self.paced_since.store(self.now_ns() + 1, Relaxed);
+        }
+    }
+
+    /// A chained operator is ready again: its pending time so far is credited.
+    #[inline]
+    pub(crate) fn pace_end(&self) {
+        let since = self.paced_since.load(Relaxed);
+        if since != 0 {
+            self.paced_ns.add((self.now_ns() + 1).saturating_sub(since));
+            self.paced_since.store(0, Relaxed);
+        }
+    }
+
+    /// A chained operator's own time so far, ns: its code (estimated from the sampled batches)
+    /// and its time pending in `poll_ready`. Zero for an operator running its own task.
+    pub fn chained_ns(&self) -> ChainedTime {
+        let sampled = self.sampled_rows.get();
+        let code = if sampled == 0 {
+            0
+        } else {
+            (self.sampled_ns.get() as u128 * self.rows_in.get().max(sampled) as u128
+                / sampled as u128) as u64
+        };
+        let mut paced = self.paced_ns.get();
+        let since = self.paced_since.load(Relaxed);
+        if since != 0 {
+            paced += (self.now_ns() + 1).saturating_sub(since);
+        }
+        ChainedTime { code, paced }
+    }
+
+    /// Nanoseconds spent busy, idle, backpressured and finishing so far, including the current
+    /// state: the task's figures, for an operator chained into another's task.
+    pub fn times_ns(&self) -> [u64; 4] {
         if let Some(head) = self.time_of.get() {
             return head.times_ns();
         }
@@ -271,14 +376,24 @@ impl InstanceMetrics {
             self.ns[0].load(Relaxed),
             self.ns[1].load(Relaxed),
             self.ns[2].load(Relaxed),
+            self.ns[3].load(Relaxed),
         ];
         let state = self.state.load(Relaxed) as usize;
-        if state < 3 {
+        if let Some(slot) = out.get_mut(state) {
             let since = self.since_ns.load(Relaxed);
-            out[state] += self.now_ns().saturating_sub(since);
+            *slot += self.now_ns().saturating_sub(since);
         }
         out
     }
+}
+
+/// A chained operator's own share of its task's time (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainedTime {
+    /// Running its own code, ns (estimated from sampled batches).
+    pub code: u64,
+    /// Pending in its `poll_ready`, ns.
+    pub paced: u64,
 }
 
 /// What kind of operator a node is.
@@ -319,6 +434,8 @@ pub(crate) struct NodeEntry {
 /// Everything needed to build a [`RunReport`] at any moment of a run.
 pub(crate) struct Registry {
     pub(crate) pipeline: String,
+    /// The run's stop signal: a report made after a stop was asked for says "stopped".
+    pub(crate) stop: Arc<crate::exec::StopSignal>,
     pub(crate) epoch: Instant,
     pub(crate) nodes: Vec<NodeEntry>,
     pub(crate) instances: Vec<InstanceEntry>,

@@ -1,5 +1,6 @@
 //! The run report: what happened, who was busy, who waited, and which operator was the constraint.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -115,6 +116,9 @@ pub struct InstanceReport {
     pub idle_ms_per_s: f64,
     /// Milliseconds per second spent waiting for downstream credit.
     pub backpressured_ms_per_s: f64,
+    /// Milliseconds per second spent completing work and closing after the end of input (a
+    /// sink's commit, say): not busy time, since it does not limit the pipeline's rate.
+    pub finishing_ms_per_s: f64,
     /// Rows discarded because their consumers had gone away.
     pub dropped_downstream_closed: u64,
     /// Peak bytes held in the instance's output while waiting for credit.
@@ -131,11 +135,14 @@ pub struct InstanceReport {
     pub peak_state_keys: u64,
     /// The most state bytes it held at once.
     pub peak_state_bytes: u64,
+    /// The most updates of its most-updated key (keyed operators that count them; else 0).
+    pub hottest_key_updates: u64,
     /// Rows dropped, spilled or rejected under overflow policies.
     pub overflow: OverflowReport,
 }
 
-/// One operator's figures, summed over its instances (time figures are averaged).
+/// One operator's figures, summed over its instances (time figures are averaged; the busiest
+/// instance's are given apart).
 #[derive(Clone, Debug, Serialize)]
 pub struct OperatorReport {
     /// The operator's name.
@@ -144,8 +151,8 @@ pub struct OperatorReport {
     pub kind: NodeKind,
     /// Number of instances.
     pub parallelism: usize,
-    /// The operator whose task this one runs in, when it is chained (its time figures are that
-    /// task's).
+    /// The operator whose task this one runs in, when it is chained (its time figures are its
+    /// share of that task's, see [`metrics`](crate::metrics#chained-operators)).
     pub chained_into: Option<String>,
     /// Rows received.
     pub rows_in: u64,
@@ -159,6 +166,14 @@ pub struct OperatorReport {
     pub idle_ms_per_s: f64,
     /// Mean over instances, ms/s.
     pub backpressured_ms_per_s: f64,
+    /// Mean over instances, ms/s.
+    pub finishing_ms_per_s: f64,
+    /// The busiest instance.
+    pub busiest_instance: usize,
+    /// The busiest instance's busy time, ms/s: what the bottleneck is judged on.
+    pub max_busy_ms_per_s: f64,
+    /// The most backpressured instance's backpressured time, ms/s.
+    pub max_backpressured_ms_per_s: f64,
     /// Records sent to the dead-letter port.
     pub dead_letters: u64,
     /// Rows skipped on purpose.
@@ -211,7 +226,17 @@ pub struct EdgeReport {
 pub struct Bottleneck {
     /// Its name.
     pub operator: String,
-    /// Its busy time, ms/s.
+    /// Its busiest instance, when it runs several.
+    pub instance: Option<usize>,
+    /// Its number of instances.
+    pub parallelism: usize,
+    /// The busiest instance's share of the operator's rows (0 to 1), when it runs several: a
+    /// skewed key sends most rows to one instance.
+    pub rows_share: Option<f64>,
+    /// The share of the operator's input (0 to 1) that its busiest instance's hottest key took,
+    /// when the operator reports its keys' updates (a keyed stage does).
+    pub hot_key_share: Option<f64>,
+    /// Its busiest instance's busy time, ms/s.
     pub busy_ms_per_s: f64,
     /// The most backpressured of its upstream operators, if any was.
     pub backpressured_upstream: Option<String>,
@@ -226,6 +251,9 @@ pub struct RunReport {
     pub pipeline: String,
     /// Whether the run had finished when this report was made (false for live snapshots).
     pub finished: bool,
+    /// Whether the run was asked to stop ([`RunHandle::stop`](crate::RunHandle::stop), a signal)
+    /// before it ended: its sources stopped reading early, so the run did not see all its input.
+    pub stopped: bool,
     /// Wall-clock seconds since the run started.
     pub elapsed_s: f64,
     /// Per operator, in graph order.
@@ -275,6 +303,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             busy_ms_per_s: 0.0,
             idle_ms_per_s: 0.0,
             backpressured_ms_per_s: 0.0,
+            finishing_ms_per_s: 0.0,
+            busiest_instance: 0,
+            max_busy_ms_per_s: 0.0,
+            max_backpressured_ms_per_s: 0.0,
             dead_letters: 0,
             skipped: 0,
             state_keys: 0,
@@ -287,9 +319,13 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         .collect();
     let mut peak_in_flight = 0u64;
     let mut dropped = 0u64;
+    let chained = chained_times(reg);
     for entry in &reg.instances {
         let m = &entry.metrics;
-        let [busy, idle, bp] = m.times_ns();
+        let [busy, idle, bp, fin] = chained
+            .get(&(entry.node, entry.instance))
+            .copied()
+            .unwrap_or_else(|| m.times_ns());
         let r = InstanceReport {
             instance: entry.instance,
             rows_in: m.rows_in.load(Relaxed),
@@ -301,6 +337,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             busy_ms_per_s: per_s(busy, elapsed_ns),
             idle_ms_per_s: per_s(idle, elapsed_ns),
             backpressured_ms_per_s: per_s(bp, elapsed_ns),
+            finishing_ms_per_s: per_s(fin, elapsed_ns),
             dropped_downstream_closed: m.dropped_downstream_closed.load(Relaxed),
             peak_held_bytes: m.peak_held_bytes.load(Relaxed),
             dead_letters: m.dead_letters.load(Relaxed),
@@ -309,6 +346,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             state_bytes: m.state_bytes.load(Relaxed),
             peak_state_keys: m.peak_state_keys.load(Relaxed),
             peak_state_bytes: m.peak_state_bytes.load(Relaxed),
+            hottest_key_updates: m.peak_hottest_key_updates.get(),
             overflow: OverflowReport::read(&m.overflow),
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
@@ -319,6 +357,12 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.busy_ms_per_s += r.busy_ms_per_s;
         op.idle_ms_per_s += r.idle_ms_per_s;
         op.backpressured_ms_per_s += r.backpressured_ms_per_s;
+        op.finishing_ms_per_s += r.finishing_ms_per_s;
+        if op.instances.is_empty() || r.busy_ms_per_s > op.max_busy_ms_per_s {
+            op.busiest_instance = r.instance;
+            op.max_busy_ms_per_s = r.busy_ms_per_s;
+        }
+        op.max_backpressured_ms_per_s = op.max_backpressured_ms_per_s.max(r.backpressured_ms_per_s);
         op.dead_letters += r.dead_letters;
         op.skipped += r.skipped;
         op.state_keys += r.state_keys;
@@ -334,6 +378,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.busy_ms_per_s /= n;
         op.idle_ms_per_s /= n;
         op.backpressured_ms_per_s /= n;
+        op.finishing_ms_per_s /= n;
         let rows = if op.kind == NodeKind::Source {
             op.rows_out
         } else {
@@ -378,6 +423,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
     RunReport {
         pipeline: reg.pipeline.clone(),
         finished,
+        stopped: reg.stop.is_stopped(),
         elapsed_s: elapsed.as_secs_f64(),
         operators,
         edges,
@@ -391,52 +437,161 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
     }
 }
 
+/// The time figures of every instance of a chain of two or more operators, split between them
+/// (see [`metrics`](super#chained-operators)): `(node, instance) -> [busy, idle, bp, finishing]`.
+fn chained_times(reg: &Registry) -> HashMap<(usize, usize), [u64; 4]> {
+    let mut out = HashMap::new();
+    if reg.nodes.iter().all(|n| n.chained_into.is_none()) {
+        return out;
+    }
+    // Members of each chain in order: a member's producer is its single upstream.
+    let depth = |mut n: usize| {
+        let mut d = 0;
+        while reg.nodes[n].chained_into.is_some() {
+            match reg.nodes[n].upstream.first() {
+                Some(&u) => n = u,
+                None => break,
+            }
+            d += 1;
+        }
+        d
+    };
+    let mut chains: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+    for (n, node) in reg.nodes.iter().enumerate() {
+        if let Some(head) = node.chained_into {
+            chains.entry(head).or_default().push((depth(n), n));
+        }
+    }
+    let metrics: HashMap<(usize, usize), &super::InstanceMetrics> = reg
+        .instances
+        .iter()
+        .map(|e| ((e.node, e.instance), &*e.metrics))
+        .collect();
+    for (head, mut members) in chains {
+        members.sort_unstable();
+        for instance in 0..reg.nodes[head].parallelism {
+            let Some(task) = metrics.get(&(head, instance)) else {
+                continue;
+            };
+            let [busy, idle, bp, fin] = task.times_ns();
+            let own: Vec<super::ChainedTime> = members
+                .iter()
+                .map(|&(_, n)| {
+                    metrics
+                        .get(&(n, instance))
+                        .map(|m| m.chained_ns())
+                        .unwrap_or_default()
+                })
+                .collect();
+            // Sampled estimates never claim more than the task was busy.
+            let code: u64 = own.iter().map(|t| t.code).sum();
+            let scale = if code > busy {
+                busy as f64 / code as f64
+            } else {
+                1.0
+            };
+            let paced: u64 = own.iter().map(|t| t.paced).sum();
+            let edge_bp = bp.saturating_sub(paced);
+            let mut code_left = busy;
+            // Walking back from the tail: a member waits for the members after it.
+            let mut paced_after = 0u64;
+            for (&(_, n), t) in members.iter().zip(&own).rev() {
+                let code = (t.code as f64 * scale) as u64;
+                code_left = code_left.saturating_sub(code);
+                out.insert(
+                    (n, instance),
+                    [code + t.paced, idle, edge_bp + paced_after, fin],
+                );
+                paced_after += t.paced;
+            }
+            out.insert(
+                (head, instance),
+                [code_left, idle, edge_bp + paced_after, fin],
+            );
+        }
+    }
+    out
+}
+
+/// Finishing time below this (ms/s) is not worth a line in the report.
+const FINISHING_SHOWN_MS: f64 = 5.0;
+
 /// Backpressure below this (ms/s) upstream of an operator is noise, not a constraint.
 const BACKPRESSURE_SIGNIFICANT_MS: f64 = 50.0;
 
-/// The bottleneck is the busiest operator whose producers are backpressured (they wait for it);
-/// without significant backpressure anywhere, the busiest operator overall.
+/// The bottleneck is the operator with the busiest instance among those whose producers are
+/// backpressured (they wait for it); without significant backpressure anywhere, the operator
+/// with the busiest instance overall. A chained operator's figures are its own share of its
+/// task's (see [`chained_times`]), so a producer chained to it waits for it as across an edge.
+///
+/// Instances are judged one by one, not averaged: a parallel operator is as slow as its
+/// busiest instance (a hot key makes one instance the constraint while the others idle).
 fn find_bottleneck(reg: &Registry, ops: &[OperatorReport]) -> Option<Bottleneck> {
-    let mut best: Option<Bottleneck> = None;
-    let task_of = |n: usize| reg.nodes[n].chained_into.unwrap_or(n);
+    let mut best: Option<(&OperatorReport, Option<&OperatorReport>)> = None;
     for (i, op) in ops.iter().enumerate() {
-        // Waiting is only seen across an edge: an upstream in the same task is not a producer
-        // waiting for this one.
         let upstream = reg.nodes[i]
             .upstream
             .iter()
-            .filter(|&&u| task_of(u) != task_of(i))
             .map(|&u| &ops[u])
             .max_by(|a, b| {
-                a.backpressured_ms_per_s
-                    .total_cmp(&b.backpressured_ms_per_s)
+                a.max_backpressured_ms_per_s
+                    .total_cmp(&b.max_backpressured_ms_per_s)
             });
         let Some(up) = upstream else { continue };
-        if up.backpressured_ms_per_s < BACKPRESSURE_SIGNIFICANT_MS {
+        if up.max_backpressured_ms_per_s < BACKPRESSURE_SIGNIFICANT_MS {
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|b| op.busy_ms_per_s > b.busy_ms_per_s)
-        {
-            best = Some(Bottleneck {
-                operator: op.name.clone(),
-                busy_ms_per_s: op.busy_ms_per_s,
-                backpressured_upstream: Some(up.name.clone()),
-                upstream_backpressured_ms_per_s: up.backpressured_ms_per_s,
-            });
+        if best.is_none_or(|(b, _)| op.max_busy_ms_per_s > b.max_busy_ms_per_s) {
+            best = Some((op, Some(up)));
         }
     }
-    best.or_else(|| {
+    let (op, up) = best.or_else(|| {
         ops.iter()
-            .max_by(|a, b| a.busy_ms_per_s.total_cmp(&b.busy_ms_per_s))
-            .map(|op| Bottleneck {
-                operator: op.name.clone(),
-                busy_ms_per_s: op.busy_ms_per_s,
-                backpressured_upstream: None,
-                upstream_backpressured_ms_per_s: 0.0,
-            })
+            .max_by(|a, b| a.max_busy_ms_per_s.total_cmp(&b.max_busy_ms_per_s))
+            .map(|op| (op, None))
+    })?;
+    let parallel = op.instances.len() > 1;
+    let rows = |r: &InstanceReport| {
+        if op.kind == NodeKind::Source {
+            r.rows_out
+        } else {
+            r.rows_in
+        }
+    };
+    let total: u64 = op.instances.iter().map(rows).sum();
+    let busiest = op
+        .instances
+        .iter()
+        .find(|r| r.instance == op.busiest_instance);
+    Some(Bottleneck {
+        operator: op.name.clone(),
+        instance: parallel.then_some(op.busiest_instance),
+        parallelism: op.parallelism,
+        rows_share: busiest
+            .filter(|_| parallel && total > 0)
+            .map(|r| rows(r) as f64 / total as f64),
+        hot_key_share: busiest
+            .filter(|r| r.hottest_key_updates > 0 && op.rows_in > 0)
+            .map(|r| (r.hottest_key_updates as f64 / op.rows_in as f64).min(1.0)),
+        busy_ms_per_s: op.max_busy_ms_per_s,
+        backpressured_upstream: up.map(|u| u.name.clone()),
+        upstream_backpressured_ms_per_s: up.map_or(0.0, |u| u.max_backpressured_ms_per_s),
     })
+}
+
+/// Whether a parallel operator's instances differ enough to show them one by one: in busy time
+/// by 100 ms/s or more, or in rows by more than two to one.
+fn instances_differ(op: &OperatorReport) -> bool {
+    if op.instances.len() < 2 {
+        return false;
+    }
+    let busy = op.instances.iter().map(|r| r.busy_ms_per_s);
+    let (lo, hi) = busy.fold((f64::INFINITY, 0.0f64), |(lo, hi), b| {
+        (lo.min(b), hi.max(b))
+    });
+    let rows = op.instances.iter().map(|r| r.rows_in.max(r.rows_out));
+    let (rlo, rhi) = rows.fold((u64::MAX, 0), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    hi - lo >= 100.0 || rhi > rlo.saturating_mul(2).max(1)
 }
 
 fn human_bytes(b: u64) -> String {
@@ -468,22 +623,35 @@ fn human_rate(r: f64) -> String {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (self.finished, self.stopped) {
+            (true, false) => "finished",
+            (true, true) => "stopped",
+            (false, false) => "running",
+            (false, true) => "stopping",
+        };
         writeln!(
             f,
-            "pipeline `{}` {} after {:.3} s",
-            self.pipeline,
-            if self.finished { "finished" } else { "running" },
-            self.elapsed_s
+            "pipeline `{}` {state} after {:.3} s",
+            self.pipeline, self.elapsed_s
         )?;
+        // The name column fits the longest name (at least 16 wide, as before).
+        let w = self
+            .operators
+            .iter()
+            .map(|o| o.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(16);
         writeln!(
             f,
-            "  {:<16} {:>4} {:>12} {:>12} {:>11} {:>8} {:>8} {:>8}",
+            "  {:<w$} {:>4} {:>12} {:>12} {:>11} {:>8} {:>8} {:>8}",
             "operator", "par", "rows in", "rows out", "rate", "busy", "idle", "backpr."
         )?;
+        let secs = self.elapsed_s.max(1e-9);
         for op in &self.operators {
             writeln!(
                 f,
-                "  {:<16} {:>4} {:>12} {:>12} {:>11} {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                "  {:<w$} {:>4} {:>12} {:>12} {:>11} {:>6.0}ms {:>6.0}ms {:>6.0}ms",
                 op.name,
                 op.parallelism,
                 op.rows_in,
@@ -493,11 +661,46 @@ impl fmt::Display for RunReport {
                 op.idle_ms_per_s,
                 op.backpressured_ms_per_s
             )?;
+            if instances_differ(op) {
+                for r in &op.instances {
+                    let rows = if op.kind == NodeKind::Source {
+                        r.rows_out
+                    } else {
+                        r.rows_in
+                    };
+                    writeln!(
+                        f,
+                        "  {:<w$} {:>4} {:>12} {:>12} {:>11} {:>6.0}ms {:>6.0}ms {:>6.0}ms",
+                        format!("  #{}", r.instance),
+                        "",
+                        r.rows_in,
+                        r.rows_out,
+                        human_rate(rows as f64 / secs),
+                        r.busy_ms_per_s,
+                        r.idle_ms_per_s,
+                        r.backpressured_ms_per_s
+                    )?;
+                }
+            }
         }
         writeln!(
             f,
             "  (time columns: milliseconds per second, mean over instances)"
         )?;
+        let finishing: Vec<String> = self
+            .operators
+            .iter()
+            // A chain's finishing time is its task's: shown once, under the chain's first operator.
+            .filter(|o| o.chained_into.is_none() && o.finishing_ms_per_s >= FINISHING_SHOWN_MS)
+            .map(|o| format!("`{}` {:.0} ms/s", o.name, o.finishing_ms_per_s))
+            .collect();
+        if !finishing.is_empty() {
+            writeln!(
+                f,
+                "  finishing after end of input (not busy): {}",
+                finishing.join(", ")
+            )?;
+        }
         for head in self.operators.iter().filter(|o| o.chained_into.is_none()) {
             let members: Vec<&str> = self
                 .operators
@@ -508,25 +711,38 @@ impl fmt::Display for RunReport {
             if !members.is_empty() {
                 writeln!(
                     f,
-                    "  chained into one task (time shared): {} → {}",
+                    "  chained into one task (time split by sampling): {} → {}",
                     head.name,
                     members.join(" → ")
                 )?;
             }
         }
         match &self.bottleneck {
-            Some(b) => match &b.backpressured_upstream {
-                Some(up) => writeln!(
-                    f,
-                    "  bottleneck: `{}` (busy {:.0} ms/s while `{}` waited for it {:.0} ms/s)",
-                    b.operator, b.busy_ms_per_s, up, b.upstream_backpressured_ms_per_s
-                )?,
-                None => writeln!(
-                    f,
-                    "  bottleneck: `{}` (busiest, busy {:.0} ms/s; no operator was backpressured)",
-                    b.operator, b.busy_ms_per_s
-                )?,
-            },
+            Some(b) => {
+                let who = match b.instance {
+                    Some(i) => format!("`{}` instance {i} of {}", b.operator, b.parallelism),
+                    None => format!("`{}`", b.operator),
+                };
+                let mut share = match b.rows_share {
+                    Some(s) => format!("; it took {:.0} % of the rows", s * 100.0),
+                    None => String::new(),
+                };
+                if let Some(s) = b.hot_key_share {
+                    share += &format!("; its hottest key {:.0} % of all", s * 100.0);
+                }
+                match &b.backpressured_upstream {
+                    Some(up) => writeln!(
+                        f,
+                        "  bottleneck: {who} (busy {:.0} ms/s while `{}` waited for it {:.0} ms/s{share})",
+                        b.busy_ms_per_s, up, b.upstream_backpressured_ms_per_s
+                    )?,
+                    None => writeln!(
+                        f,
+                        "  bottleneck: {who} (busiest, busy {:.0} ms/s; no operator was backpressured{share})",
+                        b.busy_ms_per_s
+                    )?,
+                }
+            }
             None => writeln!(f, "  bottleneck: none")?,
         }
         write!(
@@ -580,5 +796,117 @@ impl fmt::Display for RunReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::exec::StopSignal;
+    use crate::metrics::{InstanceEntry, InstanceMetrics, NodeEntry, SAMPLE_ROWS};
+
+    const MS: u64 = 1_000_000;
+
+    /// gen → slow → noop in one task, then a sink: the task was busy 600 ms, idle 100 ms and
+    /// waited 300 ms, of which `noop` was pending in `poll_ready` 200 ms.
+    fn chain_registry() -> Registry {
+        let epoch = Instant::now() - Duration::from_secs(1);
+        let node = |name: &str, kind, upstream: Vec<usize>, chained_into| NodeEntry {
+            name: name.to_string(),
+            kind,
+            parallelism: 1,
+            upstream,
+            chained_into,
+        };
+        let nodes = vec![
+            node("gen", NodeKind::Source, vec![], None),
+            node("slow", NodeKind::Operator, vec![0], Some(0)),
+            node("noop", NodeKind::Operator, vec![1], Some(0)),
+            node("sink", NodeKind::Sink, vec![2], None),
+        ];
+        let metrics: Vec<Arc<InstanceMetrics>> = (0..4)
+            .map(|_| Arc::new(InstanceMetrics::new(epoch)))
+            .collect();
+        let task = &metrics[0];
+        task.ns[0].store(600 * MS, Relaxed);
+        task.ns[1].store(100 * MS, Relaxed);
+        task.ns[2].store(300 * MS, Relaxed);
+        task.state
+            .store(crate::metrics::TimeState::Done as u8, Relaxed);
+        metrics[1].share_time_with(task.clone());
+        metrics[2].share_time_with(task.clone());
+        // `slow`: 1 000 rows, 100 of them timed at 50 ms: 500 ms in all.
+        metrics[1].rows_in.add(1_000);
+        metrics[1].note_sample(100, 50 * MS);
+        // `noop`: 1 000 rows, all timed, 10 ms; pending 200 ms.
+        metrics[2].rows_in.add(1_000);
+        metrics[2].note_sample(1_000, 10 * MS);
+        metrics[2].paced_ns.add(200 * MS);
+        metrics[3]
+            .state
+            .store(crate::metrics::TimeState::Done as u8, Relaxed);
+        Registry {
+            pipeline: "chain".into(),
+            stop: Arc::new(StopSignal::default()),
+            epoch,
+            nodes,
+            instances: metrics
+                .into_iter()
+                .enumerate()
+                .map(|(node, metrics)| InstanceEntry {
+                    node,
+                    instance: 0,
+                    metrics,
+                })
+                .collect(),
+            edges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_chains_time_is_split_between_its_members() {
+        let times = chained_times(&chain_registry());
+        // Busy: the members' own code, the rest to the head; `noop`'s pending time is its own
+        // busy time and its producers' backpressure; the edge's 100 ms is everyone's.
+        assert_eq!(times[&(1, 0)], [500 * MS, 100 * MS, 300 * MS, 0]);
+        assert_eq!(times[&(2, 0)], [210 * MS, 100 * MS, 100 * MS, 0]);
+        assert_eq!(times[&(0, 0)], [90 * MS, 100 * MS, 300 * MS, 0]);
+        assert!(!times.contains_key(&(3, 0)));
+    }
+
+    #[test]
+    fn sampled_estimates_never_exceed_the_tasks_busy_time() {
+        let reg = chain_registry();
+        // `slow` claims 1 000 rows at 5 ms per row timed: far more than the task's 600 ms.
+        reg.instances[1].metrics.note_sample(100, 5_000 * MS);
+        let times = chained_times(&reg);
+        let busy: u64 = (0..3).map(|n| times[&(n, 0)][0]).sum();
+        // The code estimates are scaled into the 600 ms; `noop`'s 200 ms pending comes on top.
+        assert!(busy <= 800 * MS + 2, "{busy}");
+        assert!(times[&(1, 0)][0] > times[&(2, 0)][0]);
+    }
+
+    #[test]
+    fn the_report_names_the_chain_member_that_costs_most() {
+        let report = build(&chain_registry(), true);
+        let b = report.bottleneck.expect("a bottleneck");
+        // `gen` waits for `slow` (300 ms/s), `slow` for `noop` (300), `noop` for `sink` (100):
+        // of those, `slow` is the busiest (500 ms/s), not the chain's last member.
+        assert_eq!(b.operator, "slow");
+        assert_eq!(b.instance, None);
+        assert!(!report.stopped);
+    }
+
+    #[test]
+    fn sampling_times_a_batch_once_enough_rows_have_passed() {
+        let m = InstanceMetrics::new(Instant::now());
+        // Large batches: every one is timed.
+        assert!((0..4).all(|_| m.sample_due(SAMPLE_ROWS as usize)));
+        // Batches of one row: one in `SAMPLE_ROWS`.
+        let due = (0..10 * SAMPLE_ROWS).filter(|_| m.sample_due(1)).count();
+        assert_eq!(due, 10);
     }
 }

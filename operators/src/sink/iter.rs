@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use weir_runtime::{
-    edge, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
+    edge, Data, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
 };
 
 /// The sink side of [`StreamExt::into_iter`](crate::StreamExt::into_iter).
 #[derive(Debug)]
-pub struct IterSink<T: Send + 'static> {
+pub struct IterSink<T: Data> {
     outlet: Outlet<Vec<T>>,
     /// Rows the reader had received but not yet yielded when it was dropped.
     unread: Arc<AtomicU64>,
@@ -27,13 +27,13 @@ pub struct IterSink<T: Send + 'static> {
 /// [`RunHandle`](weir_runtime::RunHandle) for the error). Dropping it early cancels the pipeline
 /// upstream; the rows it never read are counted in the run report.
 #[derive(Debug)]
-pub struct RowIter<T: Send + 'static> {
+pub struct RowIter<T: Data> {
     inlet: Inlet<Vec<T>>,
     current: std::vec::IntoIter<T>,
     unread: Arc<AtomicU64>,
 }
 
-impl<T: Send + 'static> Drop for RowIter<T> {
+impl<T: Data> Drop for RowIter<T> {
     fn drop(&mut self) {
         // Stored before the inlet closes the edge (fields drop after this body), so the sink,
         // which reads it after seeing the edge closed, sees it.
@@ -42,7 +42,7 @@ impl<T: Send + 'static> Drop for RowIter<T> {
     }
 }
 
-impl<T: Send + 'static> IterSink<T> {
+impl<T: Data> IterSink<T> {
     /// A sink and its reader, with room for `capacity` batches between them.
     pub fn new(capacity: usize) -> (Self, RowIter<T>) {
         let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
@@ -62,7 +62,7 @@ impl<T: Send + 'static> IterSink<T> {
     }
 }
 
-impl<T: Send + 'static> Sink for IterSink<T> {
+impl<T: Data> Sink for IterSink<T> {
     type Input = Vec<T>;
     type Output = ();
 
@@ -97,7 +97,7 @@ impl<T: Send + 'static> Sink for IterSink<T> {
     }
 }
 
-impl<T: Send + 'static> Iterator for RowIter<T> {
+impl<T: Data> Iterator for RowIter<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {

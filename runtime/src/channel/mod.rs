@@ -332,6 +332,12 @@ impl<B: Batch> Permit<'_, B> {
     /// Sends `msg`, which must be no larger than the reserved bytes.
     pub fn send(self, msg: Message<B>) {
         let bytes = msg.bytes();
+        self.send_sized(msg, bytes);
+    }
+
+    /// [`send`](Self::send) for a message whose [`Message::bytes`] the caller has measured.
+    pub(crate) fn send_sized(self, msg: Message<B>, bytes: usize) {
+        debug_assert_eq!(bytes, msg.bytes(), "a message's measured size is stale");
         debug_assert!(
             bytes <= self.bytes || self.outlet.buffered_bytes() == 0,
             "message larger than its reservation"

@@ -21,7 +21,7 @@ use weir::prelude::*;
 static GLOBAL: MiMalloc = MiMalloc;
 
 /// One page view.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, HeapSize)]
 struct Click {
     user: u32,
     page: u32,

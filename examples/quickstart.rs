@@ -10,7 +10,7 @@ use weir::prelude::*;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, HeapSize)]
 struct Order {
     #[allow(dead_code)]
     id: u64,

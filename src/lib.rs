@@ -12,7 +12,7 @@
 //! ```
 //! use weir::prelude::*;
 //!
-//! #[derive(Clone)]
+//! #[derive(Clone, HeapSize)]
 //! struct Order { id: u64, cents: u64 }
 //!
 //! let mut p = Pipeline::new("orders");

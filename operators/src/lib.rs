@@ -40,6 +40,7 @@ pub mod prelude {
     pub use crate::source::{AsyncSource, Generator, IterSource};
     pub use crate::transform::{AsyncStreamExt, StreamExt};
     pub use weir_runtime::{
-        EdgeConfig, OperatorError, Overflow, Pipeline, PipelineConfig, RunError, RunReport, Stream,
+        Data, EdgeConfig, HeapSize, OperatorError, Overflow, Pipeline, PipelineConfig, RunError,
+        RunReport, Stream,
     };
 }

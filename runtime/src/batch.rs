@@ -1,6 +1,6 @@
 //! What flows on an edge: batches of data, interleaved in order with control markers.
 
-use std::mem::size_of;
+use crate::heap_size::{vec_bytes, Data};
 
 /// A unit of data moved across an edge: a batch of rows that knows its size.
 ///
@@ -24,12 +24,18 @@ pub trait Batch: Send + 'static {
     fn bytes(&self) -> usize;
 }
 
-/// A `Vec<T>` counts the memory of its allocation (`capacity × size_of::<T>()`).
+/// A `Vec<T>` counts the memory of its allocation (`capacity × size_of::<T>()`) plus the heap
+/// memory its rows own ([`HeapSize`](crate::HeapSize)): a batch of 600 KB strings counts 600 KB a
+/// row. For row types without heap (`HeapSize::HAS_HEAP == false`: numbers, tuples and arrays of
+/// them) no row is visited.
 ///
-/// Heap memory owned by the rows themselves (a `String`'s buffer, say) is not seen; streams of
-/// such rows should use batches small enough that the slot bound keeps memory in check, or a
-/// columnar batch type that measures itself.
-impl<T: Send + 'static> Batch for Vec<T> {
+/// ```
+/// use weir_runtime::Batch;
+///
+/// let rows = vec![String::with_capacity(600_000), String::with_capacity(600_000)];
+/// assert_eq!(rows.bytes(), 2 * std::mem::size_of::<String>() + 1_200_000);
+/// ```
+impl<T: Data> Batch for Vec<T> {
     #[inline]
     fn rows(&self) -> usize {
         self.len()
@@ -37,7 +43,7 @@ impl<T: Send + 'static> Batch for Vec<T> {
 
     #[inline]
     fn bytes(&self) -> usize {
-        self.capacity() * size_of::<T>()
+        vec_bytes(self, self.capacity())
     }
 }
 

@@ -21,6 +21,7 @@ mod dead_letter;
 mod error;
 mod exec;
 pub mod graph;
+pub mod heap_size;
 mod loom;
 pub mod metrics;
 pub mod operator;
@@ -39,6 +40,7 @@ pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use exec::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
+pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;
 pub use operator::{
     InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus, StateSize,
@@ -48,3 +50,5 @@ pub use pipeline::{
     Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore,
     SMALL_BATCH_MAX_CAPACITY,
 };
+/// Derives [`HeapSize`](trait@HeapSize) for a struct or an enum (see the [trait](trait@HeapSize)).
+pub use weir_derive::HeapSize;

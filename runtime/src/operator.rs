@@ -372,7 +372,7 @@ impl<B: Batch> Output<B> {
     }
 }
 
-impl<T: Send + 'static> Output<Vec<T>> {
+impl<T: crate::Data> Output<Vec<T>> {
     /// Appends one row, cutting a batch when it reaches the batch size.
     #[inline]
     pub fn push(&mut self, row: T) {

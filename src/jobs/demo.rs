@@ -5,7 +5,7 @@ use weir_operators::prelude::*;
 use weir_runtime::SinkHandle;
 
 /// A generated order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, HeapSize)]
 pub struct Order {
     /// Order number.
     pub id: u64,

@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
-use weir_runtime::{InputPort, Operator, OperatorError, Output, Stream};
+use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, Stream};
 
 use super::{ArrowStream, PlanError};
 
@@ -46,7 +46,7 @@ impl<T> RowsToArrow<T> {
     }
 }
 
-impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
+impl<T: Serialize + Data> Operator for RowsToArrow<T> {
     type Input = Vec<T>;
     type Output = RecordBatch;
 
@@ -90,7 +90,7 @@ impl<T> ArrowToRows<T> {
     }
 }
 
-impl<T: DeserializeOwned + Send + 'static> Operator for ArrowToRows<T> {
+impl<T: DeserializeOwned + Data> Operator for ArrowToRows<T> {
     type Input = RecordBatch;
     type Output = Vec<T>;
 
@@ -135,7 +135,7 @@ pub trait ToArrowExt<T> {
         T: DeserializeOwned;
 }
 
-impl<T: Serialize + Send + 'static> ToArrowExt<T> for Stream<T> {
+impl<T: Serialize + Data> ToArrowExt<T> for Stream<T> {
     fn to_arrow_with(self, name: impl Into<String>, schema: SchemaRef) -> ArrowStream {
         let name = name.into();
         let label = name.clone();
@@ -156,10 +156,7 @@ impl<T: Serialize + Send + 'static> ToArrowExt<T> for Stream<T> {
 
 impl ArrowStream {
     /// Deserialises every batch into typed rows (fields matched by name).
-    pub fn to_rows<T: DeserializeOwned + Send + 'static>(
-        self,
-        name: impl Into<String>,
-    ) -> Stream<T> {
+    pub fn to_rows<T: DeserializeOwned + Data>(self, name: impl Into<String>) -> Stream<T> {
         let name = name.into();
         let label = name.clone();
         self.stream

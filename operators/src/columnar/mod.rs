@@ -25,7 +25,7 @@
 //! use weir_operators::columnar::{Agg, ArrowStream, BatchSource};
 //! use weir_operators::prelude::*;
 //!
-//! #[derive(Debug, PartialEq, serde::Deserialize)]
+//! #[derive(Debug, PartialEq, serde::Deserialize, HeapSize)]
 //! struct Total { k: String, n: u64, total: f64 }
 //!
 //! let schema = Arc::new(Schema::new(vec![

@@ -11,7 +11,9 @@ use arrow::compute::concat_batches;
 use arrow::compute::kernels::cmp::gt;
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt64Type};
 use proptest::prelude::*;
-use weir_runtime::{InputPort, OperatorError, Pipeline, PipelineConfig, Sink, SinkHandle};
+use weir_runtime::{
+    HeapSize, InputPort, OperatorError, Pipeline, PipelineConfig, Sink, SinkHandle,
+};
 
 use super::*;
 use crate::connector::{
@@ -233,7 +235,7 @@ proptest! {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, weir_runtime::HeapSize)]
 struct Order {
     id: u64,
     country: String,

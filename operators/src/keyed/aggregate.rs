@@ -45,6 +45,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use weir_runtime::{Data, HeapSize};
+
 /// A mergeable aggregation over values of type [`Input`](Aggregate::Input).
 ///
 /// Implementations must make `merge` associative and commutative and `init` its identity, so
@@ -55,7 +57,7 @@ pub trait Aggregate {
     type Input;
     /// The running state. It is cloned when a partial result is emitted and moved between
     /// threads when partials are merged downstream.
-    type Acc: Clone + Send + 'static;
+    type Acc: Clone + Data;
     /// The final result read from an accumulator.
     type Output;
 
@@ -72,10 +74,9 @@ pub trait Aggregate {
     fn finish(&self, acc: &Self::Acc) -> Self::Output;
 
     /// Bytes held by `acc`, for state-size accounting. The default is the accumulator's inline
-    /// size, which is exact for accumulators that own no heap memory; override it otherwise.
+    /// size plus the heap it owns ([`HeapSize`]).
     fn acc_bytes(&self, acc: &Self::Acc) -> usize {
-        let _ = acc;
-        std::mem::size_of::<Self::Acc>()
+        std::mem::size_of::<Self::Acc>() + acc.heap_size()
     }
 }
 
@@ -164,7 +165,7 @@ impl<T> Aggregate for Count<T> {
 /// (accumulated as `u128`).
 pub trait SumInput: Copy {
     /// The accumulator type: `i128` for signed inputs, `u128` for unsigned ones.
-    type Wide: Copy + Default + PartialEq + fmt::Debug + Send + 'static;
+    type Wide: Copy + Default + PartialEq + fmt::Debug + Data;
 
     /// Widens one input losslessly.
     fn widen(self) -> Self::Wide;
@@ -230,9 +231,8 @@ impl<T: SumInput> Aggregate for Sum<T> {
 
 /// The smallest input under `T`'s [`Ord`]; `None` before any input.
 ///
-/// The accumulator holds one clone of the current minimum. Its
-/// [`acc_bytes`](Aggregate::acc_bytes) is the inline size only: a heap-owning `T` (a `String`)
-/// is undercounted; wrap it in an [`AggregateFn`] if state accounting must be exact.
+/// The accumulator holds one clone of the current minimum; its
+/// [`acc_bytes`](Aggregate::acc_bytes) counts the heap a `T` owns (a `String`'s buffer).
 pub struct Min<T>(PhantomData<fn(&T)>);
 marker_aggregate!(Min);
 
@@ -242,7 +242,7 @@ marker_aggregate!(Max);
 
 macro_rules! extremum {
     ($name:ident, $keep_new:expr) => {
-        impl<T: Ord + Clone + Send + 'static> Aggregate for $name<T> {
+        impl<T: Ord + Clone + Data> Aggregate for $name<T> {
             type Input = T;
             type Acc = Option<T>;
             type Output = Option<T>;
@@ -284,6 +284,14 @@ pub struct MeanAcc<W> {
     pub sum: W,
     /// Number of inputs.
     pub count: u64,
+}
+
+impl<W: HeapSize> HeapSize for MeanAcc<W> {
+    const HAS_HEAP: bool = W::HAS_HEAP;
+
+    fn heap_size(&self) -> usize {
+        self.sum.heap_size()
+    }
 }
 
 /// The arithmetic mean of integers: an exact sum and count, divided only in
@@ -389,7 +397,7 @@ impl<I, A, O, FI, FA, FM, FF> fmt::Debug for AggregateFn<I, A, O, FI, FA, FM, FF
 
 impl<I, A, O, FI, FA, FM, FF> Aggregate for AggregateFn<I, A, O, FI, FA, FM, FF>
 where
-    A: Clone + Send + 'static,
+    A: Clone + Data,
     FI: Fn() -> A,
     FA: Fn(&mut A, &I),
     FM: Fn(&mut A, A),
@@ -593,7 +601,7 @@ mod tests {
     #[test]
     fn min_and_max_keep_the_earlier_of_equal_inputs() {
         // Ordered by `key` only, so equal inputs stay distinguishable by `tag`.
-        #[derive(Clone, Debug)]
+        #[derive(Clone, Debug, HeapSize)]
         struct Tagged {
             key: u8,
             tag: &'static str,

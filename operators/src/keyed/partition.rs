@@ -34,7 +34,7 @@ use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 
 use weir_runtime::partition::{Partitioner, TargetLoad};
-use weir_runtime::Batch;
+use weir_runtime::{Batch, Data};
 
 use super::route::{LoadSignal as RouteLoad, Router, Strategy};
 
@@ -214,7 +214,7 @@ where
 
 impl<T, H> Partitioner<Vec<T>> for KeyPartitioner<T, H>
 where
-    T: Send + 'static,
+    T: Data,
     H: Fn(&T) -> u64 + Send + 'static,
 {
     fn partition(&mut self, batch: Vec<T>, loads: &[TargetLoad], out: &mut Vec<(usize, Vec<T>)>) {

@@ -22,7 +22,9 @@ use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::task::{Context, Poll};
 
-use weir_runtime::{InputPort, InstanceInfo, Operator, OperatorError, Output, StateSize};
+use weir_runtime::{
+    Data, HeapSize, InputPort, InstanceInfo, Operator, OperatorError, Output, StateSize,
+};
 
 use super::aggregate::Aggregate;
 use super::pace::Pace;
@@ -82,7 +84,7 @@ impl<Row, K, V, A: Aggregate, S, O> std::fmt::Debug for KeyedStage<Row, K, V, A,
 
 impl<Row, K, V, A, S, O> KeyedStage<Row, K, V, A, S, O>
 where
-    K: std::hash::Hash + Eq + Clone,
+    K: std::hash::Hash + Eq + Clone + HeapSize,
     A: Aggregate,
     S: FnMut(Row) -> (K, V),
 {
@@ -118,7 +120,7 @@ where
 
     fn drain(&mut self, out: &mut Output<Vec<O>>)
     where
-        O: Send + 'static,
+        O: Data,
     {
         let (agg, emit) = (&self.agg, self.emit);
         self.state.drain(|k, acc| out.push(emit(agg, k, acc)));
@@ -126,7 +128,7 @@ where
 
     fn full(&mut self, out: &mut Output<Vec<O>>) -> Result<(), OperatorError>
     where
-        O: Send + 'static,
+        O: Data,
     {
         match self.role {
             Role::Partial { .. } => {
@@ -149,12 +151,12 @@ where
 
 impl<Row, K, V, A, S, O> Operator for KeyedStage<Row, K, V, A, S, O>
 where
-    Row: Send + 'static,
-    K: std::hash::Hash + Eq + Clone + Send + 'static,
+    Row: Data,
+    K: std::hash::Hash + Eq + Clone + Data,
     V: 'static,
     A: Aggregate + Send + 'static,
     S: FnMut(Row) -> (K, V) + Send + 'static,
-    O: Send + 'static,
+    O: Data,
 {
     type Input = Vec<Row>;
     type Output = Vec<O>;

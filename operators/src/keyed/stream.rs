@@ -32,7 +32,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
 
-use weir_runtime::{Batch, Stream, StreamCore};
+use weir_runtime::{Batch, Data, Stream, StreamCore};
 
 use super::aggregate::Aggregate;
 use super::pace::Pace;
@@ -112,7 +112,7 @@ impl Combine {
 }
 
 /// Operators for keyed processing on a typed stream.
-pub trait KeyedExt<T: Send + 'static>: Sized {
+pub trait KeyedExt<T: Data>: Sized {
     /// Keys the stream by `key`; configure and finish with
     /// [`KeyedStream::aggregate`] or [`KeyedStream::partitioned`].
     ///
@@ -137,14 +137,14 @@ pub trait KeyedExt<T: Send + 'static>: Sized {
     /// ```
     fn key_by<K, F>(self, key: F) -> KeyedStream<T, K, F>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Data,
         F: Fn(&T) -> K + Clone + Send + Sync + 'static;
 }
 
-impl<T: Send + 'static> KeyedExt<T> for Stream<T> {
+impl<T: Data> KeyedExt<T> for Stream<T> {
     fn key_by<K, F>(self, key: F) -> KeyedStream<T, K, F>
     where
-        K: Hash + Eq + Clone + Send + 'static,
+        K: Hash + Eq + Clone + Data,
         F: Fn(&T) -> K + Clone + Send + Sync + 'static,
     {
         KeyedStream {
@@ -215,7 +215,7 @@ fn with_parallelism<B: Batch>(s: StreamCore<B>, p: Option<usize>) -> StreamCore<
 
 fn route<R, H>(stream: Stream<R>, strategy: Strategy, signal: LoadSignal, hash: H) -> Stream<R>
 where
-    R: Send + 'static,
+    R: Data,
     H: Fn(&R) -> u64 + Clone + Send + Sync + 'static,
 {
     let label = format!("{}(key)", strategy.name());
@@ -242,8 +242,8 @@ fn partial<A: Aggregate, K>(_: &A, key: K, acc: A::Acc) -> (K, A::Acc) {
 
 impl<T, K, F> KeyedStream<T, K, F>
 where
-    T: Send + 'static,
-    K: Hash + Eq + Clone + Send + 'static,
+    T: Data,
+    K: Hash + Eq + Clone + Data,
     F: Fn(&T) -> K + Clone + Send + Sync + 'static,
 {
     /// How keys are spread over the instances (default [`Strategy::Hash`]).
@@ -334,7 +334,7 @@ where
     pub fn aggregate<A>(self, name: impl Into<String>, agg: A) -> Stream<(K, A::Output)>
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
-        A::Output: Send + 'static,
+        A::Output: Data,
     {
         let name = name.into();
         let every = self.emit.every();
@@ -468,9 +468,9 @@ fn merge_stage<K, A>(
     max_keys: usize,
 ) -> Stream<(K, A::Output)>
 where
-    K: Hash + Eq + Clone + Send + 'static,
+    K: Hash + Eq + Clone + Data,
     A: Aggregate + Clone + Send + 'static,
-    A::Output: Send + 'static,
+    A::Output: Data,
 {
     route(
         partials,

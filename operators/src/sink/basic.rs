@@ -1,6 +1,6 @@
 //! The simple sinks: fold, count, for-each, collect, discard.
 
-use weir_runtime::{Batch, InputPort, OperatorError, Sink};
+use weir_runtime::{Batch, Data, InputPort, OperatorError, Sink};
 
 /// Folds every row into an accumulator, yielded at the end of the run.
 ///
@@ -40,7 +40,7 @@ impl<T, A, F> Fold<T, A, F> {
 
 impl<T, A, F> Sink for Fold<T, A, F>
 where
-    T: Send + 'static,
+    T: Data,
     A: Send + 'static,
     F: FnMut(A, T) -> A + Send + 'static,
 {
@@ -121,7 +121,7 @@ impl<T, F> ForEach<T, F> {
 
 impl<T, F> Sink for ForEach<T, F>
 where
-    T: Send + 'static,
+    T: Data,
     F: FnMut(T) + Send + 'static,
 {
     type Input = Vec<T>;
@@ -169,7 +169,7 @@ impl<T> Collect<T> {
     }
 }
 
-impl<T: Send + 'static> Sink for Collect<T> {
+impl<T: Data> Sink for Collect<T> {
     type Input = Vec<T>;
     type Output = Vec<T>;
 

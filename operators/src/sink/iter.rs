@@ -4,19 +4,26 @@
 //! the reader holds its inlet and parks its thread while the edge is empty. So a slow reader
 //! backpressures the pipeline exactly as a slow operator would, and a dropped reader closes the
 //! edge, which cancels the pipeline upstream.
+//!
+//! The edge is bounded in batches and in bytes (rows' heap included). Readiness is asked before
+//! a batch's size is known, so a batch that finds no byte room waits in the sink, alone: the sink
+//! is not ready again until it has gone into the edge.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use weir_runtime::{
-    edge, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
+    edge, Batch, Data, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink,
+    TryRecvError, TrySendError,
 };
 
 /// The sink side of [`StreamExt::into_iter`](crate::StreamExt::into_iter).
 #[derive(Debug)]
-pub struct IterSink<T: Send + 'static> {
+pub struct IterSink<T: Data> {
     outlet: Outlet<Vec<T>>,
+    /// The one batch that found no byte room in the edge, with its bytes.
+    pending: Option<(Vec<T>, usize)>,
     /// Rows the reader had received but not yet yielded when it was dropped.
     unread: Arc<AtomicU64>,
 }
@@ -27,13 +34,13 @@ pub struct IterSink<T: Send + 'static> {
 /// [`RunHandle`](weir_runtime::RunHandle) for the error). Dropping it early cancels the pipeline
 /// upstream; the rows it never read are counted in the run report.
 #[derive(Debug)]
-pub struct RowIter<T: Send + 'static> {
+pub struct RowIter<T: Data> {
     inlet: Inlet<Vec<T>>,
     current: std::vec::IntoIter<T>,
     unread: Arc<AtomicU64>,
 }
 
-impl<T: Send + 'static> Drop for RowIter<T> {
+impl<T: Data> Drop for RowIter<T> {
     fn drop(&mut self) {
         // Stored before the inlet closes the edge (fields drop after this body), so the sink,
         // which reads it after seeing the edge closed, sees it.
@@ -42,7 +49,7 @@ impl<T: Send + 'static> Drop for RowIter<T> {
     }
 }
 
-impl<T: Send + 'static> IterSink<T> {
+impl<T: Data> IterSink<T> {
     /// A sink and its reader, with room for `capacity` batches between them.
     pub fn new(capacity: usize) -> (Self, RowIter<T>) {
         let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
@@ -51,6 +58,7 @@ impl<T: Send + 'static> IterSink<T> {
         (
             Self {
                 outlet,
+                pending: None,
                 unread: unread.clone(),
             },
             RowIter {
@@ -62,13 +70,20 @@ impl<T: Send + 'static> IterSink<T> {
     }
 }
 
-impl<T: Send + 'static> Sink for IterSink<T> {
+impl<T: Data> Sink for IterSink<T> {
     type Input = Vec<T>;
     type Output = ();
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
         // A closed reader is not an error here: `is_closed` reports it next.
+        if self.poll_pending(cx).is_pending() {
+            return Poll::Pending;
+        }
         self.outlet.poll_ready(cx).map(|_| Ok(()))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.poll_pending(cx).map(Ok)
     }
 
     fn is_closed(&self) -> bool {
@@ -80,13 +95,30 @@ impl<T: Send + 'static> Sink for IterSink<T> {
         if !self.outlet.is_closed() {
             return 0;
         }
-        self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire)
+        let pending = self.pending.as_ref().map_or(0, |(b, _)| b.len() as u64);
+        self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire) + pending
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
-        self.outlet
-            .try_send(Message::Data(batch))
-            .map_err(|_| OperatorError::internal("the reader's edge had no room after poll_ready"))
+        if self.pending.is_some() {
+            return Err(OperatorError::internal(
+                "a batch came before the reader's edge took the one waiting",
+            ));
+        }
+        match self.outlet.try_send(Message::Data(batch)) {
+            Ok(()) => {}
+            // No byte room (or the reader just left): the batch waits for `poll_ready`, or is
+            // counted as undelivered.
+            Err(
+                TrySendError::Full(Message::Data(batch))
+                | TrySendError::Closed(Message::Data(batch)),
+            ) => {
+                let bytes = batch.bytes();
+                self.pending = Some((batch, bytes));
+            }
+            Err(_) => unreachable!("a data message comes back as sent"),
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {
@@ -97,7 +129,26 @@ impl<T: Send + 'static> Sink for IterSink<T> {
     }
 }
 
-impl<T: Send + 'static> Iterator for RowIter<T> {
+impl<T: Data> IterSink<T> {
+    /// Moves the waiting batch into the edge once it has room; `Ready` when none waits (or the
+    /// reader has gone, which leaves the batch counted as undelivered).
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((_, bytes)) = self.pending else {
+            return Poll::Ready(());
+        };
+        match self.outlet.poll_reserve(cx, bytes) {
+            Poll::Ready(Ok(permit)) => {
+                let (batch, _) = self.pending.take().expect("checked above");
+                permit.send(Message::Data(batch));
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(_closed)) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: Data> Iterator for RowIter<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
@@ -113,5 +164,54 @@ impl<T: Send + 'static> Iterator for RowIter<T> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: u8) -> Vec<Vec<u8>> {
+        (0..2).map(|_| vec![n; 1 << 20]).collect()
+    }
+
+    #[test]
+    fn a_batch_without_byte_room_waits_in_the_sink_until_the_reader_frees_it() {
+        // Two batches of 2 MiB of row heap each: the second does not fit beside the first
+        // under the hand-off's 4 MiB, although readiness (a slot, some byte room) said yes.
+        let (mut sink, mut reader) = IterSink::<Vec<u8>>::new(4);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(sink.poll_ready(&mut cx).is_ready());
+        sink.on_batch(0, rows(1)).unwrap();
+        assert!(sink.poll_ready(&mut cx).is_ready());
+        sink.on_batch(0, rows(2)).unwrap();
+        assert_eq!(sink.outlet.stats().rows_sent, 2, "the second batch waits");
+        assert!(
+            sink.poll_ready(&mut cx).is_pending(),
+            "not ready while it waits"
+        );
+        assert!(sink.poll_close(&mut cx).is_pending());
+
+        assert_eq!(reader.next().map(|r| r[0]), Some(1)); // frees the first batch's bytes
+        assert!(sink.poll_ready(&mut cx).is_ready());
+        assert!(sink.poll_close(&mut cx).is_ready());
+        assert_eq!(sink.outlet.stats().rows_sent, 4);
+        let peak = sink.outlet.stats().peak_bytes;
+        assert!(peak <= 4 << 20, "the edge never held both: {peak}");
+        sink.finish().unwrap();
+        let rest: Vec<u8> = reader.map(|r| r[0]).collect();
+        assert_eq!(rest, vec![1, 2, 2]);
+    }
+
+    #[test]
+    fn a_waiting_batch_is_counted_undelivered_when_the_reader_leaves() {
+        let (mut sink, reader) = IterSink::<Vec<u8>>::new(4);
+        sink.on_batch(0, rows(1)).unwrap();
+        sink.on_batch(0, rows(2)).unwrap();
+        drop(reader);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(sink.poll_ready(&mut cx).is_ready());
+        assert!(sink.is_closed());
+        assert_eq!(sink.undelivered_rows(), 4);
     }
 }

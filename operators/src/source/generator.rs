@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use weir_runtime::{InstanceInfo, OperatorError, Output, Source, SourceStatus};
+use weir_runtime::{Data, InstanceInfo, OperatorError, Output, Source, SourceStatus};
 
 /// Emits `f(i)` for `i` in `0..count`, one batch per poll.
 ///
@@ -31,7 +31,7 @@ pub struct Generator<F> {
 impl<T, F> Generator<F>
 where
     F: FnMut(u64) -> T + Send + 'static,
-    T: Send + 'static,
+    T: Data,
 {
     /// `count` rows, the `i`-th being `f(i)`.
     pub fn new(count: u64, f: F) -> Self {
@@ -47,7 +47,7 @@ where
 impl<T, F> Source for Generator<F>
 where
     F: FnMut(u64) -> T + Send + 'static,
-    T: Send + 'static,
+    T: Data,
 {
     type Output = Vec<T>;
 

@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use weir_runtime::{OperatorError, Output, Source, SourceStatus};
+use weir_runtime::{Data, OperatorError, Output, Source, SourceStatus};
 
 /// Emits the items of an iterator, pulling one batch's worth per poll (so an iterator that reads
 /// a file reads only as fast as the pipeline drains).
@@ -27,7 +27,7 @@ pub struct IterSource<I> {
 impl<I> IterSource<I>
 where
     I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
+    I::Item: Data,
 {
     /// Wraps `iter`.
     pub fn new(iter: impl IntoIterator<IntoIter = I>) -> Self {
@@ -40,7 +40,7 @@ where
 impl<I> Source for IterSource<I>
 where
     I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
+    I::Item: Data,
 {
     type Output = Vec<I::Item>;
 

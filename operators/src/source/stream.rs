@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use weir_runtime::{OperatorError, Output, Source, SourceStatus};
+use weir_runtime::{Data, OperatorError, Output, Source, SourceStatus};
 
 /// Emits the items of an async [`Stream`], polled only when downstream has credit.
 ///
@@ -23,7 +23,7 @@ impl<S> std::fmt::Debug for AsyncSource<S> {
 impl<S> AsyncSource<S>
 where
     S: Stream + Send + 'static,
-    S::Item: Send + 'static,
+    S::Item: Data,
 {
     /// Wraps `stream`.
     pub fn new(stream: S) -> Self {
@@ -36,7 +36,7 @@ where
 impl<S> Source for AsyncSource<S>
 where
     S: Stream + Send + 'static,
-    S::Item: Send + 'static,
+    S::Item: Data,
 {
     type Output = Vec<S::Item>;
 

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use weir_runtime::{InputPort, Operator, OperatorError, Output};
+use weir_runtime::{Data, InputPort, Operator, OperatorError, Output};
 
 macro_rules! fn_debug {
     ($name:ident) => {
@@ -33,8 +33,8 @@ impl<T, F> Map<T, F> {
 
 impl<T, U, F> Operator for Map<T, F>
 where
-    T: Send + 'static,
-    U: Send + 'static,
+    T: Data,
+    U: Data,
     F: FnMut(T) -> U + Send + 'static,
 {
     type Input = Vec<T>;
@@ -71,7 +71,7 @@ impl<T, F> Filter<T, F> {
 
 impl<T, F> Operator for Filter<T, F>
 where
-    T: Send + 'static,
+    T: Data,
     F: FnMut(&T) -> bool + Send + 'static,
 {
     type Input = Vec<T>;
@@ -108,8 +108,8 @@ impl<T, F> FilterMap<T, F> {
 
 impl<T, U, F> Operator for FilterMap<T, F>
 where
-    T: Send + 'static,
-    U: Send + 'static,
+    T: Data,
+    U: Data,
     F: FnMut(T) -> Option<U> + Send + 'static,
 {
     type Input = Vec<T>;
@@ -145,8 +145,8 @@ impl<T, F> FlatMap<T, F> {
 
 impl<T, U, I, F> Operator for FlatMap<T, F>
 where
-    T: Send + 'static,
-    U: Send + 'static,
+    T: Data,
+    U: Data,
     I: IntoIterator<Item = U>,
     F: FnMut(T) -> I + Send + 'static,
 {
@@ -190,7 +190,7 @@ impl<T, F> Inspect<T, F> {
 
 impl<T, F> Operator for Inspect<T, F>
 where
-    T: Send + 'static,
+    T: Data,
     F: FnMut(&T) + Send + 'static,
 {
     type Input = Vec<T>;
@@ -232,7 +232,7 @@ impl<T> Union<T> {
     }
 }
 
-impl<T: Send + 'static> Operator for Union<T> {
+impl<T: Data> Operator for Union<T> {
     type Input = Vec<T>;
     type Output = Vec<T>;
 

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use weir_runtime::{InputPort, InstanceInfo, Operator, OperatorError, Output, Stream};
+use weir_runtime::{Data, InputPort, InstanceInfo, Operator, OperatorError, Output, Stream};
 
 use crate::overload::caller::{CallError, CallFn, Caller, CallerConfig, CallerMonitor, Finished};
 
@@ -36,8 +36,8 @@ impl<T, U> Debug for MapAsync<T, U> {
 
 impl<T, U> MapAsync<T, U>
 where
-    T: Clone + Debug + Send + 'static,
-    U: Send + 'static,
+    T: Clone + Debug + Data,
+    U: Data,
 {
     /// Calls `f` for every row under `config`, reporting into `monitor`.
     pub fn new<F, Fut>(config: CallerConfig, monitor: CallerMonitor, f: F) -> Self
@@ -62,8 +62,8 @@ where
 
 impl<T, U> Operator for MapAsync<T, U>
 where
-    T: Clone + Debug + Send + 'static,
-    U: Send + 'static,
+    T: Clone + Debug + Data,
+    U: Data,
 {
     type Input = Vec<T>;
     type Output = Vec<U>;
@@ -132,7 +132,7 @@ where
 }
 
 /// Operators on typed streams that call external services.
-pub trait AsyncStreamExt<T: Send + 'static>: Sized {
+pub trait AsyncStreamExt<T: Data>: Sized {
     /// Replaces every row by `f(row).await`, with at most the adaptive concurrency limit of
     /// calls in flight, retries and dead letters as [`CallerConfig`] says; results in input
     /// order. See the [module docs](self).
@@ -157,7 +157,7 @@ pub trait AsyncStreamExt<T: Send + 'static>: Sized {
     fn map_async<U, F, Fut>(self, name: impl Into<String>, config: CallerConfig, f: F) -> Stream<U>
     where
         T: Clone + Debug,
-        U: Send + 'static,
+        U: Data,
         F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<U, CallError>> + Send + 'static;
 
@@ -172,16 +172,16 @@ pub trait AsyncStreamExt<T: Send + 'static>: Sized {
     ) -> Stream<U>
     where
         T: Clone + Debug,
-        U: Send + 'static,
+        U: Data,
         F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<U, CallError>> + Send + 'static;
 }
 
-impl<T: Send + 'static> AsyncStreamExt<T> for Stream<T> {
+impl<T: Data> AsyncStreamExt<T> for Stream<T> {
     fn map_async<U, F, Fut>(self, name: impl Into<String>, config: CallerConfig, f: F) -> Stream<U>
     where
         T: Clone + Debug,
-        U: Send + 'static,
+        U: Data,
         F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<U, CallError>> + Send + 'static,
     {
@@ -197,7 +197,7 @@ impl<T: Send + 'static> AsyncStreamExt<T> for Stream<T> {
     ) -> Stream<U>
     where
         T: Clone + Debug,
-        U: Send + 'static,
+        U: Data,
         F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<U, CallError>> + Send + 'static,
     {

@@ -9,7 +9,7 @@ pub mod map_async;
 pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
 pub use map_async::{AsyncStreamExt, MapAsync};
 
-use weir_runtime::{SinkHandle, Stream};
+use weir_runtime::{Data, SinkHandle, Stream};
 
 use crate::sink::{Collect, Count, Discard, Fold, ForEach, IterSink, RowIter};
 
@@ -30,11 +30,11 @@ use crate::sink::{Collect, Count, Discard, Fold, ForEach, IterSink, RowIter};
 /// assert_eq!(squares.take().unwrap(), vec![0, 4, 16, 36, 64]);
 /// # Ok::<(), weir_runtime::RunError>(())
 /// ```
-pub trait StreamExt<T: Send + 'static>: Sized {
+pub trait StreamExt<T: Data>: Sized {
     /// Applies `f` to every row.
     fn map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         F: FnMut(T) -> U + Clone + Send + 'static;
 
     /// Keeps the rows for which `f` is true.
@@ -45,13 +45,13 @@ pub trait StreamExt<T: Send + 'static>: Sized {
     /// Applies `f` to every row, keeping the `Some` results.
     fn filter_map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         F: FnMut(T) -> Option<U> + Clone + Send + 'static;
 
     /// Replaces every row by the rows `f` returns for it (re-batched to the batch size).
     fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         I: IntoIterator<Item = U>,
         F: FnMut(T) -> I + Clone + Send + 'static;
 
@@ -94,10 +94,10 @@ pub trait StreamExt<T: Send + 'static>: Sized {
     fn into_iter(self, name: impl Into<String>, capacity: usize) -> RowIter<T>;
 }
 
-impl<T: Send + 'static> StreamExt<T> for Stream<T> {
+impl<T: Data> StreamExt<T> for Stream<T> {
     fn map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         F: FnMut(T) -> U + Clone + Send + 'static,
     {
         self.unary_with(name, move |_| Map::new(f.clone()))
@@ -112,7 +112,7 @@ impl<T: Send + 'static> StreamExt<T> for Stream<T> {
 
     fn filter_map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         F: FnMut(T) -> Option<U> + Clone + Send + 'static,
     {
         self.unary_with(name, move |_| FilterMap::new(f.clone()))
@@ -120,7 +120,7 @@ impl<T: Send + 'static> StreamExt<T> for Stream<T> {
 
     fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
-        U: Send + 'static,
+        U: Data,
         I: IntoIterator<Item = U>,
         F: FnMut(T) -> I + Clone + Send + 'static,
     {

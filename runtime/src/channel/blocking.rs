@@ -56,7 +56,7 @@ impl<B: Batch> Outlet<B> {
         loop {
             match self.poll_reserve(&mut cx, bytes) {
                 Poll::Ready(Ok(permit)) => {
-                    permit.send(msg);
+                    permit.send_sized(msg, bytes);
                     return Ok(());
                 }
                 Poll::Ready(Err(closed)) => return Err(closed),

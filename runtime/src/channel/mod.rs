@@ -21,7 +21,10 @@
 //!   and a busy edge does not pay a wake-up per batch.
 //! - **Bytes.** A message is admitted if the bytes already buffered plus its own stay within
 //!   `max_bytes`, *or* the edge holds no data bytes at all; so an oversize batch never deadlocks and
-//!   an edge never holds more than `max(max_bytes, one batch)`.
+//!   an edge never holds more than `max(max_bytes, one batch)`. A message's bytes are its deep
+//!   size ([`Batch::bytes`]), measured once when it is sent and stored in its slot, so the bytes
+//!   a receive frees are exactly the bytes its send took, and a batch of heap-owning rows is
+//!   walked once per hop, not at every count.
 //! - **Cancellation.** Dropping the [`Inlet`] closes the edge for the producer: reservations fail
 //!   with [`Closed`] and sends hand the message back. Dropping the [`Outlet`] without sending
 //!   [`Message::End`] is an abort, which the consumer sees as [`TryRecvError::Disconnected`].
@@ -171,7 +174,10 @@ pub(crate) struct EdgeShared {
     rows_popped: AtomicUsize,
 }
 
-type Shared<B> = Inner<Message<B>, EdgeShared>;
+/// A slot holds a message and the bytes it was counted as when sent.
+type Slot<B> = (Message<B>, usize);
+
+type Shared<B> = Inner<Slot<B>, EdgeShared>;
 
 impl EdgeShared {
     /// Bytes held now, as an observer sees it (received is read first, so it never exceeds sent).
@@ -231,6 +237,7 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
             ended: false,
             rows: 0,
             bytes_received: 0,
+            last_bytes: 0,
         },
     )
 }
@@ -303,7 +310,7 @@ fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
 
 /// The producing side of an edge. `Send`, not `Sync`: one task owns it.
 pub struct Outlet<B: Batch> {
-    ring: RingTx<Message<B>, EdgeShared>,
+    ring: RingTx<Slot<B>, EdgeShared>,
     /// Our own record of the peak (only the producer raises the byte count).
     peak: usize,
     rows: usize,
@@ -324,11 +331,18 @@ pub struct Permit<'a, B: Batch> {
 impl<B: Batch> Permit<'_, B> {
     /// Sends `msg`, which must be no larger than the reserved bytes.
     pub fn send(self, msg: Message<B>) {
+        let bytes = msg.bytes();
+        self.send_sized(msg, bytes);
+    }
+
+    /// [`send`](Self::send) for a message whose [`Message::bytes`] the caller has measured.
+    pub(crate) fn send_sized(self, msg: Message<B>, bytes: usize) {
+        debug_assert_eq!(bytes, msg.bytes(), "a message's measured size is stale");
         debug_assert!(
-            msg.bytes() <= self.bytes || self.outlet.buffered_bytes() == 0,
+            bytes <= self.bytes || self.outlet.buffered_bytes() == 0,
             "message larger than its reservation"
         );
-        if let Err(_msg) = self.outlet.push(msg) {
+        if let Err(_msg) = self.outlet.push(msg, bytes) {
             // The ring had credit when the permit was made and only the consumer changes it, by
             // granting more; a single producer cannot lose it in between.
             unreachable!("credit vanished under a permit");
@@ -473,19 +487,32 @@ impl<B: Batch> Outlet<B> {
     /// [`TrySendError::Full`] without room, [`TrySendError::Closed`] if the consumer is gone; both
     /// return the message.
     pub fn try_send(&mut self, msg: Message<B>) -> Result<(), TrySendError<Message<B>>> {
+        let bytes = msg.bytes();
+        self.try_send_sized(msg, bytes)
+    }
+
+    /// [`try_send`](Self::try_send) for a message whose [`Message::bytes`] the caller has
+    /// already measured, so a batch of heap-owning rows is not walked again.
+    pub(crate) fn try_send_sized(
+        &mut self,
+        msg: Message<B>,
+        bytes: usize,
+    ) -> Result<(), TrySendError<Message<B>>> {
+        debug_assert_eq!(bytes, msg.bytes(), "a message's measured size is stale");
         if self.is_closed() {
             return Err(TrySendError::Closed(msg));
         }
-        if self.blocked(msg.bytes()).is_some() {
+        if self.blocked(bytes).is_some() {
             return Err(TrySendError::Full(msg));
         }
-        self.push(msg).map_err(TrySendError::Full)
+        self.push(msg, bytes).map_err(TrySendError::Full)
     }
 
-    fn push(&mut self, msg: Message<B>) -> Result<(), Message<B>> {
-        let (bytes, rows) = (msg.bytes(), msg.rows());
+    /// Pushes `msg`, counted as `bytes` (its [`Message::bytes`]) now and when it is received.
+    fn push(&mut self, msg: Message<B>, bytes: usize) -> Result<(), Message<B>> {
+        let rows = msg.rows();
         let held = self.buffered_bytes();
-        self.ring.try_push(msg)?;
+        self.ring.try_push((msg, bytes)).map_err(|(msg, _)| msg)?;
         if bytes > 0 {
             // Published after the slot: a consumer may briefly see fewer bytes sent than it has
             // received, which `buffered_bytes` saturates to zero.
@@ -551,11 +578,13 @@ impl<B: Batch> fmt::Debug for Outlet<B> {
 
 /// The consuming side of an edge. `Send`, not `Sync`: one task owns it.
 pub struct Inlet<B: Batch> {
-    ring: RingRx<Message<B>, EdgeShared>,
+    ring: RingRx<Slot<B>, EdgeShared>,
     chunk: usize,
     ended: bool,
     rows: usize,
     bytes_received: usize,
+    /// Bytes of the message received last, as its send counted them.
+    last_bytes: usize,
 }
 
 impl<B: Batch> Inlet<B> {
@@ -576,6 +605,12 @@ impl<B: Batch> Inlet<B> {
     /// Whether [`Message::End`] has been received.
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Bytes of the message received last ([`Message::bytes`] as measured when it was sent),
+    /// so a receiver can count it without walking its rows again.
+    pub(crate) fn last_bytes(&self) -> usize {
+        self.last_bytes
     }
 
     /// Takes the next message if one is buffered.
@@ -624,8 +659,9 @@ impl<B: Batch> Inlet<B> {
     }
 
     fn pop(&mut self) -> Option<Message<B>> {
-        let msg = self.ring.try_pop()?;
-        let (bytes, rows) = (msg.bytes(), msg.rows());
+        let (msg, bytes) = self.ring.try_pop()?;
+        self.last_bytes = bytes;
+        let rows = msg.rows();
         if rows > 0 {
             self.rows += rows;
             self.shared().rows_popped.store(self.rows, Relaxed);

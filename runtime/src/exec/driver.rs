@@ -400,9 +400,9 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
         };
         match event {
             None => flush_open(&mut out, &mut outs)?,
-            Some(Ok(Event::Data(port, batch))) => {
+            Some(Ok(Event::Data(port, batch, bytes))) => {
                 rows = batch.rows();
-                m.note_input(batch.rows(), batch.bytes());
+                m.note_input(batch.rows(), bytes);
                 op.on_batch(port, batch, &mut out)?;
                 if let Some(size) = op.state_size() {
                     m.note_state(size);
@@ -507,9 +507,9 @@ pub(crate) async fn run_sink<K: Sink>(
         m.switch(TimeState::Busy);
         let mut rows = 0;
         match event? {
-            Event::Data(port, batch) => {
+            Event::Data(port, batch, bytes) => {
                 rows = batch.rows();
-                m.note_input(batch.rows(), batch.bytes());
+                m.note_input(batch.rows(), bytes);
                 sink.on_batch(port, batch)?;
                 sink.take_dead_letters(&mut rejects);
                 if !rejects.is_empty() {

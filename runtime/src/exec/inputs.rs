@@ -8,7 +8,8 @@ use crate::error::OperatorError;
 use crate::operator::InputPort;
 
 pub(crate) enum Event<B> {
-    Data(InputPort, B),
+    /// A batch, with its bytes as the edge counted them.
+    Data(InputPort, B, usize),
     /// The minimum watermark over live inputs advanced.
     Watermark(Timestamp),
     /// Every input has ended.
@@ -84,7 +85,8 @@ impl<B: Batch> Inputs<B> {
                 match input.inlet.poll_recv(cx) {
                     Poll::Ready(Ok(Message::Data(batch))) => {
                         self.next = (i + 1) % n;
-                        return Poll::Ready(Ok(Event::Data(input.port, batch)));
+                        let bytes = input.inlet.last_bytes();
+                        return Poll::Ready(Ok(Event::Data(input.port, batch, bytes)));
                     }
                     Poll::Ready(Ok(Message::Watermark(ts))) => {
                         if input.watermark.is_none_or(|w| ts > w) {

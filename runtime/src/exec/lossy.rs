@@ -58,8 +58,8 @@ enum Policy<B> {
 }
 
 struct TargetState<B> {
-    /// Messages waiting for room, oldest first.
-    queue: VecDeque<Message<B>>,
+    /// Messages waiting for room, oldest first, each with its bytes (measured once).
+    queue: VecDeque<(Message<B>, usize)>,
     queue_bytes: usize,
     spill: Option<SpillQueue>,
     /// Damaged spill records and bytes already counted.
@@ -167,6 +167,7 @@ impl<B: Batch> LossyEdge<B> {
         outlet: &mut Outlet<B>,
         closed: &mut bool,
         msg: Message<B>,
+        bytes: usize,
         m: &InstanceMetrics,
     ) {
         if *closed {
@@ -179,7 +180,7 @@ impl<B: Batch> LossyEdge<B> {
             return;
         }
         if self.backlog_empty(t) {
-            match outlet.try_send(msg) {
+            match outlet.try_send_sized(msg, bytes) {
                 Ok(()) => return,
                 Err(TrySendError::Closed(msg)) => {
                     *closed = true;
@@ -187,10 +188,10 @@ impl<B: Batch> LossyEdge<B> {
                     self.close(t, m);
                     return;
                 }
-                Err(TrySendError::Full(msg)) => self.overflow(t, msg, m),
+                Err(TrySendError::Full(msg)) => self.overflow(t, msg, bytes, m),
             }
         } else {
-            self.overflow(t, msg, m);
+            self.overflow(t, msg, bytes, m);
         }
         self.pump(t, outlet, closed, m);
     }
@@ -200,19 +201,19 @@ impl<B: Batch> LossyEdge<B> {
         s.queue.is_empty() && s.spill.as_ref().is_none_or(SpillQueue::is_empty)
     }
 
-    /// Applies the policy to a message that cannot be sent now.
-    fn overflow(&mut self, t: usize, msg: Message<B>, m: &InstanceMetrics) {
+    /// Applies the policy to a message (of `bytes`) that cannot be sent now.
+    fn overflow(&mut self, t: usize, msg: Message<B>, bytes: usize, m: &InstanceMetrics) {
         match &self.policy {
             Policy::DropNewest => count(m, OverflowReason::DroppedNewest, msg.rows()),
             Policy::DropOldest => {
                 let s = &mut self.targets[t];
-                s.queue_bytes += msg.bytes();
-                s.queue.push_back(msg);
+                s.queue_bytes += bytes;
+                s.queue.push_back((msg, bytes));
                 while s.queue.len() > 1
                     && (s.queue.len() > self.max_messages || s.queue_bytes > self.max_bytes)
                 {
-                    let old = s.queue.pop_front().expect("more than one queued");
-                    s.queue_bytes -= old.bytes();
+                    let (old, old_bytes) = s.queue.pop_front().expect("more than one queued");
+                    s.queue_bytes -= old_bytes;
                     count(m, OverflowReason::DroppedOldest, old.rows());
                 }
             }
@@ -270,14 +271,13 @@ impl<B: Batch> LossyEdge<B> {
                 return true;
             }
             let s = &mut self.targets[t];
-            if let Some(msg) = s.queue.pop_front() {
-                let bytes = msg.bytes();
+            if let Some((msg, bytes)) = s.queue.pop_front() {
                 s.queue_bytes -= bytes;
-                match outlet.try_send(msg) {
+                match outlet.try_send_sized(msg, bytes) {
                     Ok(()) => continue,
                     Err(TrySendError::Full(msg)) => {
                         s.queue_bytes += bytes;
-                        s.queue.push_front(msg);
+                        s.queue.push_front((msg, bytes));
                         return false;
                     }
                     Err(TrySendError::Closed(msg)) => {
@@ -317,8 +317,9 @@ impl<B: Batch> LossyEdge<B> {
                         if let Some(msg) = self.decode(&record, m) {
                             count(m, OverflowReason::Unspilled, msg.rows());
                             let s = &mut self.targets[t];
-                            s.queue_bytes += msg.bytes();
-                            s.queue.push_back(msg);
+                            let bytes = msg.bytes();
+                            s.queue_bytes += bytes;
+                            s.queue.push_back((msg, bytes));
                         }
                         continue;
                     }
@@ -371,7 +372,7 @@ impl<B: Batch> LossyEdge<B> {
     /// undelivered); a spill stays on disk for the next run.
     fn close(&mut self, t: usize, m: &InstanceMetrics) {
         let s = &mut self.targets[t];
-        for msg in s.queue.drain(..) {
+        for (msg, _) in s.queue.drain(..) {
             count_closed(m, &msg);
         }
         s.queue_bytes = 0;
@@ -392,7 +393,7 @@ impl<B: Batch> LossyEdge<B> {
             if self.pump(t, outlet, closed, m) {
                 return Poll::Ready(());
             }
-            let bytes = self.targets[t].queue.front().map_or(0, Message::bytes);
+            let bytes = self.targets[t].queue.front().map_or(0, |&(_, bytes)| bytes);
             match outlet.poll_reserve(cx, bytes) {
                 Poll::Pending => return Poll::Pending,
                 // Room appeared meanwhile, or the consumer went away: pump again.

@@ -139,8 +139,8 @@ pub(crate) enum Readiness {
 pub(crate) struct Outputs<B: Batch> {
     edges: Vec<OutEdge<B>>,
     clone: Option<fn(&B) -> B>,
-    /// (edge, target, message), in emission order.
-    stash: VecDeque<(usize, usize, Message<B>)>,
+    /// (edge, target, message, its bytes), in emission order: a message is measured once.
+    stash: VecDeque<(usize, usize, Message<B>, usize)>,
     stash_bytes: usize,
     metrics: Arc<InstanceMetrics>,
     /// Whether sends count as the instance's output (false for the dead-letter port).
@@ -207,7 +207,7 @@ impl<B: Batch> Outputs<B> {
                 Message::Watermark(ts) => {
                     for e in 0..self.edges.len() {
                         for t in 0..self.edges[e].targets.len() {
-                            self.stash.push_back((e, t, Message::Watermark(ts)));
+                            self.stash.push_back((e, t, Message::Watermark(ts), 0));
                         }
                     }
                 }
@@ -231,7 +231,7 @@ impl<B: Batch> Outputs<B> {
         // Fast path: one edge, one target (the common linear pipeline).
         if self.edges.len() == 1 && self.edges[0].targets.len() == 1 {
             self.stash_bytes += bytes;
-            self.stash.push_back((0, 0, Message::Data(batch)));
+            self.stash.push_back((0, 0, Message::Data(batch), bytes));
             return;
         }
         let mut dests: Vec<(usize, usize)> = Vec::new();
@@ -304,9 +304,10 @@ impl<B: Batch> Outputs<B> {
                 continue;
             }
             debug_assert!(t < n, "partitioner chose target {t} of {n}");
-            self.stash_bytes += piece.bytes();
+            let bytes = piece.bytes();
+            self.stash_bytes += bytes;
             self.stash
-                .push_back((e, t.min(n - 1), Message::Data(piece)));
+                .push_back((e, t.min(n - 1), Message::Data(piece), bytes));
         }
     }
 
@@ -318,13 +319,16 @@ impl<B: Batch> Outputs<B> {
                 Some(f) => f(&batch),
                 None => unreachable!("fan-out is only wired for streams registered as cloneable"),
             };
-            // A copy's size is its own (a cloned `Vec` keeps no spare capacity): it is released
-            // at that size when sent.
-            self.stash_bytes += copy.bytes();
-            self.stash.push_back((e, t, Message::Data(copy)));
+            // A copy's size is its own (a cloned `Vec` keeps no spare capacity): it is held and
+            // released at that size.
+            let copy_bytes = copy.bytes();
+            self.stash_bytes += copy_bytes;
+            self.stash
+                .push_back((e, t, Message::Data(copy), copy_bytes));
         }
         self.stash_bytes += bytes;
-        self.stash.push_back((last.0, last.1, Message::Data(batch)));
+        self.stash
+            .push_back((last.0, last.1, Message::Data(batch), bytes));
     }
 
     /// Queues End for every live target.
@@ -332,16 +336,15 @@ impl<B: Batch> Outputs<B> {
         self.ending = true;
         for e in 0..self.edges.len() {
             for t in 0..self.edges[e].targets.len() {
-                self.stash.push_back((e, t, Message::End));
+                self.stash.push_back((e, t, Message::End, 0));
             }
         }
     }
 
     /// Sends stashed messages in order until one finds no room. Returns whether the stash is empty.
     fn try_flush(&mut self) -> bool {
-        while let Some((e, t, msg)) = self.stash.pop_front() {
+        while let Some((e, t, msg, bytes)) = self.stash.pop_front() {
             let edge = &mut self.edges[e];
-            let bytes = msg.bytes();
             if let Some(lossy) = edge.lossy.as_mut() {
                 // A lossy edge takes every message now: sent, queued, spilled or dropped.
                 self.stash_bytes -= bytes;
@@ -351,6 +354,7 @@ impl<B: Batch> Outputs<B> {
                     &mut target.outlet,
                     &mut target.closed,
                     msg,
+                    bytes,
                     &self.metrics,
                 );
                 continue;
@@ -361,10 +365,10 @@ impl<B: Batch> Outputs<B> {
                 self.stash_bytes -= bytes;
                 continue;
             }
-            match target.outlet.try_send(msg) {
+            match target.outlet.try_send_sized(msg, bytes) {
                 Ok(()) => self.stash_bytes -= bytes,
                 Err(TrySendError::Full(msg)) => {
-                    self.stash.push_front((e, t, msg));
+                    self.stash.push_front((e, t, msg, bytes));
                     self.metrics.note_held(self.stash_bytes);
                     return false;
                 }
@@ -394,11 +398,10 @@ impl<B: Batch> Outputs<B> {
                 }
                 return Poll::Ready(());
             }
-            let Some((e, t, msg)) = self.stash.front() else {
+            let Some(&(e, t, _, bytes)) = self.stash.front() else {
                 return Poll::Ready(());
             };
-            let bytes = msg.bytes();
-            match self.edges[*e].targets[*t].outlet.poll_reserve(cx, bytes) {
+            match self.edges[e].targets[t].outlet.poll_reserve(cx, bytes) {
                 Poll::Pending => return Poll::Pending,
                 // Room or closed: either way the next `try_flush` makes progress.
                 Poll::Ready(_) => continue,

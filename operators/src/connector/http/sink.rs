@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use serde::Serialize;
-use weir_runtime::{DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
+use weir_runtime::{Data, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
 
 use super::{HttpClient, HttpClientConfig};
 use crate::overload::caller::{
@@ -117,7 +117,7 @@ impl<T> HttpSink<T> {
     }
 }
 
-impl<T: Serialize + Send + 'static> Sink for HttpSink<T> {
+impl<T: Serialize + Data> Sink for HttpSink<T> {
     type Input = Vec<T>;
     type Output = CallerStats;
 

@@ -633,7 +633,7 @@ mod tests {
     /// The held bytes must be what the stash holds: every fan-out copy counted at its own size
     /// when stashed, as it is when sent.
     fn stashed_bytes<B: Batch>(o: &Outputs<B>) -> usize {
-        o.stash.iter().map(|(_, _, m)| m.bytes()).sum()
+        o.stash.iter().map(|(_, _, m, _)| m.bytes()).sum()
     }
 
     #[test]

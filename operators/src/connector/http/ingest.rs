@@ -16,7 +16,7 @@
 //!      a prefix (maybe empty) taken, the rest
 //!          Rest::Deferred     (no room: come back later)                       429 + Retry-After + reply
 //!          Rest::Unavailable  (a wait for room timed out, or closing)          503 + Retry-After + reply
-//!          Rest::Dropped      (dropped by the admission's policy, counted)     503 + reply
+//!          Rest::Dropped      (dropped by the admission's policy, counted)     503 + Retry-After + reply
 //!  GET /health                                                                 200 {"status":"ok"}
 //! ```
 //!
@@ -152,8 +152,10 @@ pub enum Rest {
     /// The pipeline cannot take them now (a wait for room timed out, or it is closing): `503`
     /// + `Retry-After`.
     Unavailable(Option<Duration>),
-    /// The admission's policy dropped them (and counted them): `503`, no hint.
-    Dropped,
+    /// The admission's policy dropped them (and counted them): `503` + `Retry-After`, so that a
+    /// client sending more learns when there may be room again (`None` falls back to
+    /// [`IngestConfig::default_retry_after`]).
+    Dropped(Option<Duration>),
 }
 
 /// Settings of an [`IngestServer`].
@@ -168,7 +170,7 @@ pub struct IngestConfig {
     pub body_read_timeout: Duration,
     /// When set, `POST /ingest` requires `Authorization: Bearer <token>`; `/health` stays open.
     pub auth: Option<BearerToken>,
-    /// Retry hint sent when the admission gives none.
+    /// Retry hint sent when the admission gives none: every `429` and `503` refusal carries one.
     pub default_retry_after: Duration,
     /// Rejected lines listed in a reply (all are counted and dead-lettered); bounds the reply.
     pub max_reported_rejections: usize,
@@ -216,7 +218,8 @@ pub struct IngestReply {
     pub rejected_total: usize,
     /// The first malformed lines, at most [`IngestConfig::max_reported_rejections`].
     pub rejected: Vec<RejectedLine>,
-    /// The retry hint in milliseconds, when something was deferred.
+    /// The retry hint in milliseconds, when something was deferred or dropped (the same hint as
+    /// the `Retry-After` header, which rounds it up to whole seconds).
     pub retry_after_ms: Option<u64>,
 }
 
@@ -480,7 +483,12 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             0,
             Some(hint.unwrap_or(config.default_retry_after)),
         ),
-        Rest::Dropped => (StatusCode::SERVICE_UNAVAILABLE, 0, not_taken, None),
+        Rest::Dropped(hint) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            0,
+            not_taken,
+            Some(hint.unwrap_or(config.default_retry_after)),
+        ),
     };
     c.records_deferred
         .fetch_add(deferred as u64, Ordering::Relaxed);

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `Reject` | `429` + `Retry-After` = backlog / measured drain rate (whole seconds, clamped) | `rejected` |
 //! | `Block` (default) | waits for room up to `block_timeout`, then `503` + `Retry-After` | `rejected` |
-//! | `DropNewest` | the records that do not fit are dropped: `503`, never `202` | `dropped_newest` |
+//! | `DropNewest` | the records that do not fit are dropped: `503` + `Retry-After`, never `202` | `dropped_newest` |
 //! | `Spill { dir, max_bytes }` | appended to a bounded on-disk FIFO and acknowledged (`202`); drained in order; when the spill is full, `429` | `spilled`, `unspilled`, `rejected` |
 //!
 //! `DropOldest` cannot apply: what is in the hand-off was acknowledged. The hand-off protocol

@@ -19,6 +19,8 @@ struct Room {
     room: AtomicUsize,
     offers: AtomicUsize,
     hint: Option<Duration>,
+    /// Whether what does not fit is dropped (`Rest::Dropped`) rather than deferred.
+    drops: bool,
     taken: Mutex<Vec<Value>>,
     dead: Mutex<Vec<(usize, LineError, String)>>,
 }
@@ -54,7 +56,11 @@ impl Admission for Room {
             .lock()
             .expect("test lock")
             .extend(records.drain(..take));
-        Rest::Deferred(self.hint)
+        if self.drops {
+            Rest::Dropped(self.hint)
+        } else {
+            Rest::Deferred(self.hint)
+        }
     }
 
     fn dead_letter(&self, line: usize, error: &LineError, raw: &str) {
@@ -177,6 +183,39 @@ async fn admission_without_hint_gets_the_default_retry_after() {
     let response = h.ingest("{}\n").await;
     assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.retry_after, Some(Duration::from_secs(3)));
+}
+
+#[tokio::test]
+async fn dropped_records_get_503_with_a_retry_hint_too() {
+    // An admission that drops what does not fit, with and without a hint of its own.
+    let with_hint = Arc::new(Room {
+        hint: Some(Duration::from_millis(2500)),
+        drops: true,
+        ..Room::default()
+    });
+    let h = Harness::start(config(), with_hint);
+    let response = h.ingest("{}\n{}\n").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.retry_after, Some(Duration::from_secs(3)));
+    let r = reply(&response);
+    assert_eq!(
+        (r.accepted, r.dropped, r.deferred, r.retry_after_ms),
+        (0, 2, 0, Some(2500))
+    );
+    assert_eq!(h.server.stats().records_dropped, 2);
+
+    let without = Arc::new(Room {
+        drops: true,
+        ..Room::default()
+    });
+    let config = IngestConfig {
+        default_retry_after: Duration::from_secs(4),
+        ..config()
+    };
+    let h = Harness::start(config, without);
+    let response = h.ingest("{}\n").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.retry_after, Some(Duration::from_secs(4)));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //!          │ no                                                               │ then, if spilled:
 //!          ├─ Reject:     429 + Retry-After(backlog / drain rate)             ▼
 //!          ├─ Block:      wait on `room` (≤ block_timeout), else 503   [spill FIFO on disk] ──► take
-//!          ├─ DropNewest: drop, count, 503
+//!          ├─ DropNewest: drop, count, 503 + Retry-After(backlog / drain rate)
 //!          └─ Spill:      append to the spill (acknowledged); full → 429
 //! ```
 //!
@@ -275,7 +275,7 @@ impl Admission for Intake {
         match self.mode {
             Mode::Reject | Mode::Spill => Rest::Deferred(Some(self.retry_after())),
             Mode::Block(_) => Rest::Unavailable(Some(self.retry_after())),
-            Mode::DropNewest => Rest::Dropped,
+            Mode::DropNewest => Rest::Dropped(Some(self.retry_after())),
         }
     }
 
@@ -289,7 +289,7 @@ impl Admission for Intake {
 
     fn refused(&self, records: usize, rest: &Rest) {
         match rest {
-            Rest::Dropped => self.count(OverflowReason::DroppedNewest, records),
+            Rest::Dropped(_) => self.count(OverflowReason::DroppedNewest, records),
             Rest::Deferred(_) | Rest::Unavailable(_) => {
                 self.count(OverflowReason::Rejected, records);
             }

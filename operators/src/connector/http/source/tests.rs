@@ -25,6 +25,7 @@ use crate::connector::http::test_util::{answer, guard};
 use crate::connector::http::{
     Admission, BearerToken, HttpClient, HttpClientConfig, IngestReply, Response, Rest,
 };
+use weir_runtime::spill::SpillQueue;
 
 /// Takes a batch only with a permit from `credit`; publishes the rows it has received.
 struct Granted {
@@ -227,14 +228,20 @@ async fn dropped_records_are_never_acknowledged() {
     let mut rig = Rig::start(source_config(Overflow::DropNewest, 4));
     let (acked, full) = fill(&rig, 0).await;
     assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(full.retry_after, None);
+    // A drop is an overload refusal like any other: it tells the client when to come back.
+    let hint = full
+        .retry_after
+        .expect("a Retry-After on a 503 for dropped records");
+    assert!(hint >= Duration::from_secs(1));
     let r = reply(&full);
     assert_eq!((r.accepted, r.dropped, r.deferred), (0, 1, 0));
+    assert!(r.retry_after_ms.is_some_and(|ms| ms >= 1000), "{r:?}");
 
     // Some room returns; a body of ten partly fits, and the answer is still not a 2xx.
     rig.grant_until(3, 3).await;
     let partial = rig.post(body(500..510)).await;
     assert_eq!(partial.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(partial.retry_after.is_some());
     let r = reply(&partial);
     assert_eq!(r.accepted + r.dropped, 10);
     assert!(r.dropped >= 6, "{r:?}");
@@ -342,7 +349,10 @@ async fn a_full_spill_defers_the_rest_with_429() {
         let r = rig.post(body([id])).await;
         match r.status {
             StatusCode::ACCEPTED => acked.push(id),
-            StatusCode::TOO_MANY_REQUESTS => deferred += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.retry_after.is_some(), "a 429 without Retry-After");
+                deferred += 1;
+            }
             other => panic!("unexpected {other}"),
         }
     }
@@ -423,8 +433,8 @@ fn bind_refuses_drop_oldest_and_an_empty_hand_off() {
     ));
 }
 
-fn intake(mode: Mode, capacity: usize) -> Intake {
-    Intake::new(IntakeConfig {
+fn intake_config(mode: Mode, capacity: usize) -> IntakeConfig {
+    IntakeConfig {
         mode,
         capacity,
         dead_letter_capacity: 4,
@@ -432,7 +442,11 @@ fn intake(mode: Mode, capacity: usize) -> Intake {
         half_life: Duration::from_secs(2),
         retry_min: Duration::from_secs(1),
         retry_max: Duration::from_secs(60),
-    })
+    }
+}
+
+fn intake(mode: Mode, capacity: usize) -> Intake {
+    Intake::new(intake_config(mode, capacity))
 }
 
 #[test]
@@ -454,6 +468,42 @@ fn retry_after_is_the_backlog_over_the_measured_drain_rate() {
         other => panic!("expected a deferral, got {other:?}"),
     }
     assert_eq!(more.len(), 1, "a full hand-off takes nothing");
+}
+
+#[test]
+fn every_policy_refuses_with_a_retry_hint_full_or_closing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spill = || SpillQueue::open(dir.path(), 64).expect("open the spill");
+    let modes = [
+        (Mode::Reject, None),
+        (Mode::Block(Duration::from_millis(1)), None),
+        (Mode::DropNewest, None),
+        // A spill of 64 bytes holds a few small records, not forty.
+        (Mode::Spill, Some(spill)),
+    ];
+    for (mode, spill) in modes {
+        let intake = Intake::new(IntakeConfig {
+            spill: spill.map(|open| open()),
+            ..intake_config(mode, 1)
+        });
+        let mut records: VecDeque<Value> = (0..40).map(|i| json!({ "id": i })).collect();
+        let rest = intake.offer(&mut records);
+        assert!(!records.is_empty(), "{mode:?} took everything");
+        let hint = match rest {
+            Rest::Deferred(hint) | Rest::Unavailable(hint) | Rest::Dropped(hint) => hint,
+        };
+        assert!(
+            hint.is_some_and(|h| h >= Duration::from_secs(1)),
+            "{mode:?}: {rest:?}"
+        );
+        intake
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            matches!(intake.offer(&mut records), Rest::Unavailable(Some(_))),
+            "{mode:?} closing"
+        );
+    }
 }
 
 #[test]

@@ -32,8 +32,9 @@
 //!
 //! # Memory
 //!
-//! At most `capacity` records in the hand-off, `dead_letter_capacity` dead letters, and the
-//! server's own bounds (`max_connections × max_body_bytes` of bodies being read).
+//! At most `capacity` records and `capacity_bytes` bytes (deep size) in the hand-off,
+//! `dead_letter_capacity` dead letters, and the server's own bounds
+//! (`max_connections × max_body_bytes` of bodies being read).
 
 mod intake;
 #[cfg(test)]
@@ -69,6 +70,10 @@ pub struct HttpSourceConfig {
     pub policy: Overflow,
     /// Records the hand-off holds: the most acknowledged and not yet taken by the pipeline.
     pub capacity: usize,
+    /// Bytes the hand-off's records hold at most, each counted at its deep size (the JSON
+    /// value and the heap it owns); whichever of this and `capacity` is reached first bounds
+    /// the hand-off. A single record larger than this is taken only into an empty hand-off.
+    pub capacity_bytes: usize,
     /// Under `Block`, how long a request waits for room before `503`.
     pub block_timeout: Duration,
     /// Dead letters (malformed lines) held until the pipeline takes them; past that they are
@@ -88,6 +93,7 @@ impl Default for HttpSourceConfig {
             ingest: IngestConfig::default(),
             policy: Overflow::Block,
             capacity: 4096,
+            capacity_bytes: 32 << 20,
             block_timeout: Duration::from_secs(5),
             dead_letter_capacity: 1024,
             drain_half_life: Duration::from_secs(2),
@@ -122,6 +128,10 @@ pub enum HttpSourceError {
 pub struct HttpSourceStats {
     /// Records waiting in the hand-off and the spill.
     pub backlog: u64,
+    /// Bytes the records in the hand-off hold now (deep size; at most `capacity_bytes`).
+    pub held_bytes: u64,
+    /// The most bytes the hand-off's records held at once.
+    pub peak_held_bytes: u64,
     /// The measured drain rate, rows per second (decayed while the pipeline stalls).
     pub drain_rows_per_s: Option<f64>,
     /// The last `Retry-After` computed, in milliseconds.
@@ -181,6 +191,8 @@ impl HttpSourceHandle {
         let counted = |r| i.counter.get().map_or(0, |c| c.get(r));
         HttpSourceStats {
             backlog: i.backlog(),
+            held_bytes: i.held_bytes(),
+            peak_held_bytes: i.peak_held_bytes(),
             drain_rows_per_s: i.drain_rate(),
             last_retry_after_ms: i.last_hint_ms.load(Relaxed),
             accepted: server.records_accepted,
@@ -253,6 +265,11 @@ impl HttpSource {
                 "capacity must be at least 1 record",
             ));
         }
+        if config.capacity_bytes == 0 {
+            return Err(HttpSourceError::Config(
+                "capacity_bytes must be at least 1 byte",
+            ));
+        }
         let (mode, spill) = match &config.policy {
             Overflow::Block => (Mode::Block(config.block_timeout), None),
             Overflow::Reject => (Mode::Reject, None),
@@ -271,6 +288,7 @@ impl HttpSource {
         let intake = Arc::new(Intake::new(IntakeConfig {
             mode,
             capacity: config.capacity,
+            max_bytes: config.capacity_bytes,
             dead_letter_capacity: config.dead_letter_capacity,
             spill,
             half_life: config.drain_half_life,
@@ -309,12 +327,12 @@ impl HttpSource {
     fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
         let mut taken = 0;
         while taken < max {
-            match self.intake.rx.try_recv() {
-                Ok(record) => {
+            match self.intake.take_one() {
+                Some(record) => {
                     out.push(record);
                     taken += 1;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         if taken < max

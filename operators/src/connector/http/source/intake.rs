@@ -12,7 +12,15 @@
 //! ```
 //!
 //! The hand-off is the admission limit: records are acknowledged (`202`) only once they are in
-//! it (or in the spill), and the source drains it only when the pipeline has credit. Under
+//! it (or in the spill), and the source drains it only when the pipeline has credit.
+//!
+//! It is bounded twice: at most `capacity` records (the channel's bound) and at most
+//! `max_bytes` of records, each counted at its deep size ([`value_bytes`]: the `Value` and the
+//! heap it owns). A request reserves a record's bytes in `held_bytes` with a compare-and-swap
+//! before sending it (so concurrent requests never overshoot together), gives them back if the
+//! channel is full, and the source gives them back when it takes the record. A record larger
+//! than the whole byte bound is taken only into an empty hand-off, so it cannot be refused
+//! forever; the hand-off then holds that one record. `peak_held_bytes` records the most held. Under
 //! `Spill`, once the spill holds anything every new record goes behind it (both decisions are
 //! taken under the spill's lock), and the source always empties the hand-off before it reads the
 //! spill, so records leave in the order they were acknowledged.
@@ -45,10 +53,20 @@ pub(crate) enum Mode {
     Spill,
 }
 
+/// A record in the hand-off, with the bytes it was counted at.
+pub(crate) struct Held {
+    record: Value,
+    bytes: u64,
+}
+
 pub(crate) struct Intake {
     pub(crate) mode: Mode,
-    tx: Sender<Value>,
-    pub(crate) rx: Receiver<Value>,
+    tx: Sender<Held>,
+    rx: Receiver<Held>,
+    /// The byte bound of the hand-off, and the bytes its records hold now and at most.
+    max_bytes: u64,
+    held_bytes: AtomicU64,
+    peak_held_bytes: AtomicU64,
     pub(crate) spill: Option<Mutex<SpillQueue>>,
     /// Records waiting in the spill (kept beside it, so requests read it without the lock).
     pub(crate) spilled: AtomicU64,
@@ -83,6 +101,7 @@ pub(crate) struct Intake {
 pub(crate) struct IntakeConfig {
     pub(crate) mode: Mode,
     pub(crate) capacity: usize,
+    pub(crate) max_bytes: usize,
     pub(crate) dead_letter_capacity: usize,
     pub(crate) spill: Option<SpillQueue>,
     pub(crate) half_life: Duration,
@@ -99,6 +118,9 @@ impl Intake {
             mode: config.mode,
             tx,
             rx,
+            max_bytes: config.max_bytes as u64,
+            held_bytes: AtomicU64::new(0),
+            peak_held_bytes: AtomicU64::new(0),
             spill: config.spill.map(Mutex::new),
             spilled: AtomicU64::new(spilled),
             spill_broken: AtomicBool::new(false),
@@ -130,6 +152,38 @@ impl Intake {
     /// Records waiting: in the hand-off and in the spill.
     pub(crate) fn backlog(&self) -> u64 {
         self.rx.len() as u64 + self.spilled.load(Relaxed)
+    }
+
+    /// Bytes the hand-off's records hold now (deep size).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.held_bytes.load(Relaxed)
+    }
+
+    /// The most bytes the hand-off's records held at once.
+    pub(crate) fn peak_held_bytes(&self) -> u64 {
+        self.peak_held_bytes.load(Relaxed)
+    }
+
+    /// Takes the oldest record of the hand-off and gives its bytes back.
+    pub(crate) fn take_one(&self) -> Option<Value> {
+        let held = self.rx.try_recv().ok()?;
+        self.held_bytes.fetch_sub(held.bytes, Relaxed);
+        Some(held.record)
+    }
+
+    /// Reserves `bytes` in the hand-off's byte bound: fits when the bound allows it, or when
+    /// the hand-off holds nothing (an oversized record alone).
+    fn reserve(&self, bytes: u64) -> bool {
+        let reserved = self.held_bytes.fetch_update(Relaxed, Relaxed, |held| {
+            (held == 0 || held.saturating_add(bytes) <= self.max_bytes).then(|| held + bytes)
+        });
+        match reserved {
+            Ok(before) => {
+                self.peak_held_bytes.fetch_max(before + bytes, Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Publishes the drain rate measured at `at`, and whether records were left waiting.
@@ -188,14 +242,20 @@ impl Intake {
         hint
     }
 
-    /// Moves records into the hand-off while it has room.
+    /// Moves records into the hand-off while it has room, in records and in bytes.
     fn fill(&self, records: &mut VecDeque<Value>) -> usize {
         let mut taken = 0;
         while let Some(record) = records.pop_front() {
-            match self.tx.try_send(record) {
+            let bytes = value_bytes(&record) as u64;
+            if !self.reserve(bytes) {
+                records.push_front(record);
+                break;
+            }
+            match self.tx.try_send(Held { record, bytes }) {
                 Ok(()) => taken += 1,
-                Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => {
-                    records.push_front(record);
+                Err(TrySendError::Full(held) | TrySendError::Disconnected(held)) => {
+                    self.held_bytes.fetch_sub(bytes, Relaxed);
+                    records.push_front(held.record);
                     break;
                 }
             }
@@ -301,5 +361,27 @@ impl Admission for Intake {
             Mode::Block(timeout) if !self.closing.load(Relaxed) => Some((&self.room, timeout)),
             _ => None,
         }
+    }
+}
+
+/// The bytes a JSON value holds: the `Value` itself and the heap it owns (string and vector
+/// capacities, map entries with their keys). Map nodes' own overhead is not counted; a
+/// number is held inline.
+pub(crate) fn value_bytes(value: &Value) -> usize {
+    std::mem::size_of::<Value>() + owned_bytes(value)
+}
+
+fn owned_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(owned_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| std::mem::size_of::<String>() + key.capacity() + value_bytes(item))
+            .sum(),
     }
 }

@@ -19,7 +19,7 @@ use weir_runtime::{
     Sink,
 };
 
-use super::intake::{Intake, IntakeConfig, Mode};
+use super::intake::{value_bytes, Intake, IntakeConfig, Mode};
 use super::*;
 use crate::connector::http::test_util::{answer, guard};
 use crate::connector::http::{
@@ -421,6 +421,78 @@ async fn the_server_behind_the_source_checks_tokens_and_body_size() {
     assert_eq!(report.operators[0].rows_out, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_records_are_bounded_by_the_hand_offs_bytes_not_only_its_count() {
+    // Room for 1 000 records by count, 2 MiB by bytes: 600 KB records fill the bytes first.
+    let mut config = source_config(Overflow::Reject, 1000);
+    config.capacity_bytes = 2 << 20;
+    let mut rig = Rig::start(config);
+    let pad = "x".repeat(600_000);
+    let record = |id: u64| format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n");
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for id in 0..20 {
+        let r = rig.post(record(id)).await;
+        match r.status {
+            StatusCode::ACCEPTED => acked.push(id),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.retry_after.is_some());
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let stats = rig.source.stats();
+        assert!(
+            stats.held_bytes <= 2 << 20,
+            "the hand-off holds {} B",
+            stats.held_bytes
+        );
+    }
+    // Three fit in the hand-off, and at most two more moved on into the pipeline.
+    assert!((3..=5).contains(&acked.len()), "{acked:?}");
+    assert_eq!(acked.len() + refused, 20);
+    let stats = rig.source.stats();
+    assert!(stats.peak_held_bytes <= 2 << 20, "{stats:?}");
+    assert!(stats.peak_held_bytes >= 3 * 600_000, "{stats:?}");
+
+    // Credit returns: every acknowledged record arrives and the hand-off's bytes are given back.
+    rig.grant_until(acked.len(), acked.len()).await;
+    assert_eq!(ids(&rig.rows()), acked);
+    assert_eq!(rig.source.stats().held_bytes, 0);
+    let report = rig.stop().await;
+    assert_eq!(report.overflow.rejected, refused as u64);
+}
+
+#[test]
+fn a_record_larger_than_the_byte_bound_is_taken_only_alone() {
+    let intake = Intake::new(IntakeConfig {
+        max_bytes: 1000,
+        ..intake_config(Mode::Reject, 100)
+    });
+    let big = json!({ "pad": "y".repeat(5000) });
+    let mut records: VecDeque<Value> = VecDeque::from([big.clone(), json!({ "id": 1 })]);
+    intake.offer(&mut records);
+    // Taken alone into the empty hand-off; nothing joins it until it is gone.
+    assert_eq!(records.len(), 1);
+    assert_eq!(intake.held_bytes(), value_bytes(&big) as u64);
+    intake.offer(&mut records);
+    assert_eq!(records.len(), 1);
+    assert_eq!(intake.take_one(), Some(big));
+    assert_eq!(intake.held_bytes(), 0);
+    intake.offer(&mut records);
+    assert!(records.is_empty());
+    assert!(intake.held_bytes() <= 1000);
+}
+
+#[test]
+fn a_values_size_counts_the_heap_it_owns() {
+    let small = value_bytes(&json!({ "id": 1 }));
+    let large = value_bytes(&json!({ "id": 1, "pad": "z".repeat(10_000) }));
+    assert!(large >= small + 10_000, "{small} {large}");
+    let array = value_bytes(&json!({ "xs": vec![0u8; 1000] }));
+    assert!(array >= 1000 * std::mem::size_of::<Value>(), "{array}");
+}
+
 #[test]
 fn bind_refuses_drop_oldest_and_an_empty_hand_off() {
     assert!(matches!(
@@ -431,12 +503,19 @@ fn bind_refuses_drop_oldest_and_an_empty_hand_off() {
         HttpSource::bind(source_config(Overflow::Reject, 0)),
         Err(HttpSourceError::Config(_))
     ));
+    let mut no_bytes = source_config(Overflow::Reject, 4);
+    no_bytes.capacity_bytes = 0;
+    assert!(matches!(
+        HttpSource::bind(no_bytes),
+        Err(HttpSourceError::Config(_))
+    ));
 }
 
 fn intake_config(mode: Mode, capacity: usize) -> IntakeConfig {
     IntakeConfig {
         mode,
         capacity,
+        max_bytes: 32 << 20,
         dead_letter_capacity: 4,
         spill: None,
         half_life: Duration::from_secs(2),

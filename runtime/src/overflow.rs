@@ -139,11 +139,15 @@ pub enum OverflowReason {
     SpillFailed,
     /// Refused to a client with a retry hint ([`Overflow::Reject`]); the client keeps it.
     Rejected,
+    /// A dead letter (a malformed input, not a row) that found its queue full and was not
+    /// stored; the input's sender was told (an HTTP reply lists the line), but the dead-letter
+    /// port never saw it. Not a row of the stream, so not counted as lost rows.
+    DeadLetterNotStored,
 }
 
 impl OverflowReason {
     /// Every reason, in report order.
-    pub const ALL: [OverflowReason; 7] = [
+    pub const ALL: [OverflowReason; 8] = [
         OverflowReason::DroppedNewest,
         OverflowReason::DroppedOldest,
         OverflowReason::Spilled,
@@ -151,11 +155,17 @@ impl OverflowReason {
         OverflowReason::SpillFull,
         OverflowReason::SpillFailed,
         OverflowReason::Rejected,
+        OverflowReason::DeadLetterNotStored,
     ];
 
     /// Whether rows counted under this reason were lost to the pipeline (dropped or refused).
     pub fn is_loss(self) -> bool {
-        !matches!(self, OverflowReason::Spilled | OverflowReason::Unspilled)
+        !matches!(
+            self,
+            OverflowReason::Spilled
+                | OverflowReason::Unspilled
+                | OverflowReason::DeadLetterNotStored
+        )
     }
 }
 

@@ -44,6 +44,8 @@ pub struct OverflowCounts {
     pub spill_failed: AtomicU64,
     /// Rows refused to a client with a retry hint.
     pub rejected: AtomicU64,
+    /// Dead letters not stored because their queue was full.
+    pub dead_letters_not_stored: AtomicU64,
 }
 
 impl OverflowCounts {
@@ -57,6 +59,7 @@ impl OverflowCounts {
             OverflowReason::SpillFull => &self.spill_full,
             OverflowReason::SpillFailed => &self.spill_failed,
             OverflowReason::Rejected => &self.rejected,
+            OverflowReason::DeadLetterNotStored => &self.dead_letters_not_stored,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct OverflowReport {
     pub spill_failed: u64,
     /// Rows refused to a client with a retry hint (`Reject`).
     pub rejected: u64,
+    /// Dead letters not stored because their queue was full (not rows; not in [`lost`](Self::lost)).
+    pub dead_letters_not_stored: u64,
 }
 
 impl OverflowReport {
@@ -37,6 +39,7 @@ impl OverflowReport {
             spill_full: c.spill_full.load(Relaxed),
             spill_failed: c.spill_failed.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
+            dead_letters_not_stored: c.dead_letters_not_stored.load(Relaxed),
         }
     }
 
@@ -48,6 +51,7 @@ impl OverflowReport {
         self.spill_full += o.spill_full;
         self.spill_failed += o.spill_failed;
         self.rejected += o.rejected;
+        self.dead_letters_not_stored += o.dead_letters_not_stored;
     }
 
     /// Rows lost to the pipeline: dropped for any reason, or rejected.
@@ -74,6 +78,7 @@ impl OverflowReport {
             ("spill full", self.spill_full),
             ("spill failed", self.spill_failed),
             ("rejected", self.rejected),
+            ("dead letters not stored", self.dead_letters_not_stored),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

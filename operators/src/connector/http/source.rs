@@ -33,7 +33,8 @@
 //! # Memory
 //!
 //! At most `capacity` records and `capacity_bytes` bytes (deep size) in the hand-off,
-//! `dead_letter_capacity` dead letters, and the server's own bounds
+//! `dead_letter_capacity` dead letters of at most `dead_letter_capacity_bytes`, and the
+//! server's own bounds
 //! (`max_connections × max_body_bytes` of bodies being read).
 
 mod intake;
@@ -77,8 +78,11 @@ pub struct HttpSourceConfig {
     /// Under `Block`, how long a request waits for room before `503`.
     pub block_timeout: Duration,
     /// Dead letters (malformed lines) held until the pipeline takes them; past that they are
-    /// only counted (`dropped_newest`) and reported to the client.
+    /// only counted (`dead_letters_not_stored`) and reported to the client.
     pub dead_letter_capacity: usize,
+    /// Bytes the held dead letters (reason and raw line) take at most; past that, as past
+    /// `dead_letter_capacity`.
+    pub dead_letter_capacity_bytes: usize,
     /// Half-life of the drain-rate average behind `Retry-After`.
     pub drain_half_life: Duration,
     /// Bounds of the `Retry-After` hint.
@@ -96,6 +100,7 @@ impl Default for HttpSourceConfig {
             capacity_bytes: 32 << 20,
             block_timeout: Duration::from_secs(5),
             dead_letter_capacity: 1024,
+            dead_letter_capacity_bytes: 4 << 20,
             drain_half_life: Duration::from_secs(2),
             retry_after_min: Duration::from_secs(1),
             retry_after_max: Duration::from_secs(60),
@@ -142,6 +147,11 @@ pub struct HttpSourceStats {
     pub rejected: u64,
     /// Records dropped by `DropNewest` (503).
     pub dropped: u64,
+    /// Malformed lines whose dead letter found no room and was not stored (the client's reply
+    /// still lists them).
+    pub dead_letters_not_stored: u64,
+    /// The most bytes the waiting dead letters held at once.
+    pub peak_dead_letter_bytes: u64,
     /// Records written to the spill.
     pub spilled: u64,
     /// `429` answers.
@@ -198,6 +208,8 @@ impl HttpSourceHandle {
             accepted: server.records_accepted,
             rejected: counted(OverflowReason::Rejected),
             dropped: counted(OverflowReason::DroppedNewest),
+            dead_letters_not_stored: counted(OverflowReason::DeadLetterNotStored),
+            peak_dead_letter_bytes: i.peak_dead_letter_bytes(),
             spilled: counted(OverflowReason::Spilled),
             throttled: server.throttled,
             unavailable: server.unavailable,
@@ -290,6 +302,7 @@ impl HttpSource {
             capacity: config.capacity,
             max_bytes: config.capacity_bytes,
             dead_letter_capacity: config.dead_letter_capacity,
+            dead_letter_max_bytes: config.dead_letter_capacity_bytes,
             spill,
             half_life: config.drain_half_life,
             retry_min: config.retry_after_min,
@@ -341,7 +354,7 @@ impl HttpSource {
         {
             taken += self.unspill(max - taken, out);
         }
-        while let Ok(letter) = self.intake.dead_rx.try_recv() {
+        while let Some(letter) = self.intake.take_dead_letter() {
             out.dead_letter(letter);
         }
         taken

@@ -385,6 +385,45 @@ async fn malformed_lines_are_dead_lettered_with_their_line_numbers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_past_their_bound_are_counted_as_not_stored_not_as_dropped_rows() {
+    let mut config = source_config(Overflow::Reject, 16);
+    config.dead_letter_capacity = 2;
+    let mut rig = Rig::start(config);
+    // Five malformed lines and one record: two dead letters fit, three do not.
+    let r = rig
+        .post("a\nb\n{\"id\":1}\nc\n[1]\n{\"x\":1,\"x\":2}\n".to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(reply(&r).rejected_total, 5);
+    assert_eq!(rig.source.stats().dead_letters_not_stored, 3);
+    rig.grant_until(1, 1).await;
+    let report = rig.stop().await;
+    assert_eq!(report.dead_letters, 2);
+    assert_eq!(report.overflow.dead_letters_not_stored, 3);
+    assert_eq!(report.overflow.dropped_newest, 0);
+    assert_eq!(report.overflow.lost(), 0, "no row was lost");
+    assert!(report.to_string().contains("dead letters not stored 3"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_bounded_in_bytes() {
+    let mut config = source_config(Overflow::Reject, 16);
+    config.dead_letter_capacity_bytes = 100_000;
+    let rig = Rig::start(config);
+    // Ten malformed lines of 30 KB each: three fit in 100 KB.
+    let bad = format!("{}\n", "not json ".repeat(3_400));
+    let body: String = bad.repeat(10) + "{\"id\":1}\n";
+    let r = rig.post(body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let stats = rig.source.stats();
+    assert_eq!(stats.dead_letters_not_stored, 7, "{stats:?}");
+    assert!(stats.peak_dead_letter_bytes <= 100_000, "{stats:?}");
+    let report = rig.stop().await;
+    assert_eq!(report.dead_letters, 3);
+    assert_eq!(report.overflow.dead_letters_not_stored, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_behind_the_source_checks_tokens_and_body_size() {
     let mut config = source_config(Overflow::Reject, 16);
     config.ingest.auth = Some(BearerToken::new("s3cret"));
@@ -517,6 +556,7 @@ fn intake_config(mode: Mode, capacity: usize) -> IntakeConfig {
         capacity,
         max_bytes: 32 << 20,
         dead_letter_capacity: 4,
+        dead_letter_max_bytes: 1 << 20,
         spill: None,
         half_life: Duration::from_secs(2),
         retry_min: Duration::from_secs(1),

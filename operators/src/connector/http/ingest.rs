@@ -20,7 +20,10 @@
 //!  GET /health                                                                 200 {"status":"ok"}
 //! ```
 //!
-//! Each non-blank line must be one JSON object (see [`LineError`]); a malformed line is handed
+//! Each non-blank line must be one JSON object (see [`LineError`]). An object with the same key
+//! twice (at any depth) is malformed rather than resolved by a silent "last wins", and so is an
+//! integer beyond both `i64` and `u64`, which could only be kept rounded (send it as a string);
+//! every integer within those ranges is kept exact. A malformed line is handed
 //! to [`Admission::dead_letter`] with its 1-based line number and listed in the reply, and the
 //! valid records are offered to [`Admission::offer`] in line order. The admission takes a
 //! prefix of them. An admission that lets requests wait for room ([`Admission::room`]) is

@@ -402,7 +402,10 @@ async fn dead_letters_past_their_bound_are_counted_as_not_stored_not_as_dropped_
     assert_eq!(report.overflow.dead_letters_not_stored, 3);
     assert_eq!(report.overflow.dropped_newest, 0);
     assert_eq!(report.overflow.lost(), 0, "no row was lost");
-    assert!(report.to_string().contains("dead letters not stored 3"), "{report}");
+    assert!(
+        report.to_string().contains("dead letters not stored 3"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

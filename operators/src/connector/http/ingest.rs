@@ -5,10 +5,13 @@
 //! ```text
 //!  request                             checks, in order                        answer
 //!  ─────────────────────────────────   ─────────────────────────────────────   ──────────────
-//!  any route, head not complete in     header_read_timeout                     connection closed
+//!  too many connections from one IP    max_connections_per_peer (no idle one)  503 + Retry-After, closed
+//!  any route, head not complete in     header_read_timeout (shrinks as the     connection closed
+//!                                      connection table fills; or evicted)
 //!  POST /ingest, token missing/wrong   auth (constant-time compare)            401
 //!  Content-Length > max_body_bytes     before reading the body                 413
-//!  body not complete in time           body_read_timeout (whole body)          408, closed
+//!  body not complete in time           body_read_timeout (whole body; shrinks  408, closed
+//!                                      as the connection table fills)
 //!  body grows past max_body_bytes      while reading                           413, closed
 //!  body with no valid record           every line malformed, or none           400 + reply
 //!  records offered to the Admission:
@@ -95,7 +98,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -112,8 +115,8 @@ use tokio::sync::Notify;
 use super::ndjson;
 pub use super::ndjson::LineError;
 use super::server::{
-    error_response, listen_std, read_body, BindError, ConnectionStats, ServeLimits, ServerHandle,
-    ShutdownError,
+    error_response, listen_std, read_body, shrink, BindError, ConnectionStats, ServeLimits,
+    ServerHandle, ShutdownError,
 };
 use super::BearerToken;
 use crate::overload::retry_after::delta_seconds;
@@ -170,6 +173,7 @@ pub struct IngestConfig {
     /// server holds at most `serve.max_connections × max_body_bytes` of bodies.
     pub max_body_bytes: usize,
     /// Time to receive the whole body once the head has arrived; slower bodies get `408`.
+    /// Past a half-full connection table it shrinks towards `serve.min_read_timeout`.
     pub body_read_timeout: Duration,
     /// When set, `POST /ingest` requires `Authorization: Bearer <token>`; `/health` stays open.
     pub auth: Option<BearerToken>,
@@ -255,6 +259,11 @@ pub struct IngestStats {
     pub unavailable: u64,
     /// Connections accepted.
     pub connections_accepted: u64,
+    /// Connections answered `503` and closed at once: their peer held its connection limit and
+    /// had no idle or slow connection to give up.
+    pub connections_refused: u64,
+    /// Idle or slow connections closed to make room for new ones.
+    pub connections_evicted: u64,
     /// Connections open now.
     pub connections_active: usize,
     /// Most connections open at once.
@@ -276,6 +285,8 @@ struct Shared {
     admission: Arc<dyn Admission>,
     config: IngestConfig,
     counters: Counters,
+    /// The server's connection table, for the body deadline's pressure.
+    conns: OnceLock<Arc<ConnectionStats>>,
 }
 
 /// A running ingest server. Dropping it stops the server and aborts open connections;
@@ -327,12 +338,14 @@ impl IngestServer {
             admission,
             config,
             counters: Counters::default(),
+            conns: OnceLock::new(),
         });
         let router = Router::new()
             .route("/ingest", post(ingest))
             .route("/health", get(health))
             .with_state(Arc::clone(&shared));
         let handle = ServerHandle::serve(listener, &serve, router)?;
+        let _ = shared.conns.set(handle.stats_arc());
         Ok(Self { handle, shared })
     }
 
@@ -374,6 +387,8 @@ fn snapshot(shared: &Shared, conns: &ConnectionStats) -> IngestStats {
         throttled: c.throttled.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
         connections_accepted: conns.accepted(),
+        connections_refused: conns.refused(),
+        connections_evicted: conns.evicted(),
         connections_active: conns.active(),
         connections_peak: conns.peak(),
     }
@@ -397,14 +412,15 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return response;
         }
     }
-    let bytes = match read_body(
-        &headers,
-        body,
-        config.max_body_bytes,
+    // A slow body holds a connection that newcomers may need: the deadline shrinks as the
+    // connection table fills.
+    let fill = shared.conns.get().map_or(0.0, |c| c.fill());
+    let body_timeout = shrink(
         config.body_read_timeout,
-    )
-    .await
-    {
+        config.serve.min_read_timeout,
+        fill,
+    );
+    let bytes = match read_body(&headers, body, config.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };

@@ -754,3 +754,87 @@ async fn bind_outside_a_runtime_is_an_error() {
             .expect("the thread ran");
     assert!(matches!(result, Err(BindError::NoRuntime)), "{result:?}");
 }
+
+/// Raises the soft limit on open files to the hard one (a flood holds thousands of sockets,
+/// both ends in this process) and returns the limit now in force.
+fn raise_open_files() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: now.maximum,
+        maximum: now.maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        eprintln!("could not raise RLIMIT_NOFILE: {e}");
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The benchmark of issue 10, item 5: the default limits under 300 slowloris connections
+/// trickling their heads and 2 000 idle connections; prints the normal client's latency.
+///
+/// `cargo test -p weir-operators --lib -- --ignored --nocapture flood_latency_of_a_normal_client`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a flood of 2 300 connections; run by hand for the figure"]
+async fn flood_latency_of_a_normal_client() {
+    let limit = raise_open_files();
+    assert!(
+        limit >= 6_000,
+        "RLIMIT_NOFILE {limit} is too low for the flood"
+    );
+    let mut config = config();
+    config.serve.accept_backlog = 4096;
+    let h = Harness::start(config, Room::with_room(usize::MAX));
+    let addr = h.server.local_addr();
+
+    // 300 slowloris connections from 127.0.0.2, each sending one more header byte every
+    // 500 ms, reconnecting when the server closes them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut conns = slowloris([127, 0, 0, 2], addr, 300).await;
+            while !stop.load(Ordering::Relaxed) {
+                for conn in &mut conns {
+                    if conn.write_all(b"x").await.is_err() {
+                        *conn = connect_from([127, 0, 0, 2], addr).await;
+                        let _ = conn.write_all(b"POST /ingest HTTP/1.1\r\nX-a: ").await;
+                    }
+                }
+                // The attacker's own pace, not a wait for data.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // 2 000 idle connections from 40 addresses, 50 each.
+    let mut idle = Vec::with_capacity(2000);
+    for peer in 1..=40u8 {
+        for _ in 0..50 {
+            idle.push(connect_from([127, 0, 1, peer], addr).await);
+        }
+    }
+
+    let mut latencies = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let start = std::time::Instant::now();
+        assert_eq!(probe(addr).await, "HTTP/1.1 202 Accepted");
+        latencies.push(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let first = latencies[0];
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let stats = h.server.stats();
+    println!(
+        "normal client under 300 slowloris + 2000 idle connections: first {first:?}, \
+         p50 {:?}, p99 {:?}, max {:?}; refused {}, evicted {}, open {}",
+        at(0.50),
+        at(0.99),
+        latencies[latencies.len() - 1],
+        stats.connections_refused,
+        stats.connections_evicted,
+        stats.connections_active,
+    );
+    drop(idle);
+    let _ = trickler.await;
+}

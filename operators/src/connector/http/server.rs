@@ -29,7 +29,8 @@
 //! touches the table; a connection's task flips its `busy` flag and notes when it last changed,
 //! and notifies the loop when it becomes evictable.
 //!
-//! * **Per-peer limit.** One IP address holds at most `max_connections_per_peer` connections.
+//! * **Per-peer limit.** One peer (an IPv4 address, or an IPv6 /64) holds at most
+//!   `max_connections_per_peer` connections.
 //!   A peer at its limit that opens another gives up its own oldest evictable connection; if it
 //!   has none, the new one is answered `503` with `Retry-After` and closed at once. One peer
 //!   can therefore never fill the table, whatever it sends or withholds.
@@ -78,8 +79,9 @@ pub struct ServeLimits {
     /// connection with no request in progress; when every one is busy, newcomers wait in the
     /// accept queue.
     pub max_connections: NonZeroUsize,
-    /// Connections one IP address may hold at once; past it the peer's own oldest idle or slow
-    /// connection gives way, or the newcomer is answered `503` + `Retry-After` and closed.
+    /// Connections one peer (an IPv4 address or an IPv6 /64) may hold at once; past it the
+    /// peer's own oldest idle or slow connection gives way, or the newcomer is answered `503` +
+    /// `Retry-After` and closed.
     pub max_connections_per_peer: NonZeroUsize,
     /// Length of the kernel's accept queue (`listen(2)` backlog); the kernel may cap it at
     /// `net.core.somaxconn`.
@@ -317,6 +319,21 @@ pub(crate) fn shrink(base: Duration, min: Duration, fill: f64) -> Duration {
     base - (base - min).mul_f64(pressure)
 }
 
+/// The peer a connection counts against: its IPv4 address, or the /64 prefix of its IPv6
+/// address (one host usually holds a whole /64).
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
 /// One live connection, as the accept loop sees it.
 #[derive(Debug)]
 struct Slot {
@@ -464,7 +481,7 @@ impl Spawner {
             fill,
         ));
         let slot = Arc::new(Slot {
-            peer: peer.ip(),
+            peer: peer_key(peer.ip()),
             busy: AtomicBool::new(false),
             since_ns: AtomicU64::new(table.now_ns()),
             evict: Notify::new(),
@@ -568,7 +585,7 @@ async fn accept_loop(
             () = spawner.evictable.notified(), if !can_accept => {}
             accepted = listener.accept(), if can_accept => match accepted {
                 Ok((stream, peer)) => {
-                    let ip = peer.ip();
+                    let ip = peer_key(peer.ip());
                     if table.peer_count(ip) >= per_peer && !table.evict_oldest(Some(ip)) {
                         stats.refused.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, "connection refused: the peer holds its limit of busy connections");
@@ -665,4 +682,38 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_shrink_from_half_full_to_the_minimum_at_full() {
+        let (base, min) = (Duration::from_secs(10), Duration::from_secs(1));
+        assert_eq!(shrink(base, min, 0.0), base);
+        assert_eq!(shrink(base, min, 0.5), base);
+        assert_eq!(shrink(base, min, 0.75), Duration::from_millis(5500));
+        assert_eq!(shrink(base, min, 1.0), min);
+        assert_eq!(shrink(base, min, 1.5), min);
+        // A minimum above the base never lengthens the deadline.
+        assert_eq!(shrink(min, base, 1.0), min);
+    }
+
+    #[test]
+    fn a_peer_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let v4: IpAddr = "192.0.2.7".parse().expect("an address");
+        assert_eq!(peer_key(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("an address");
+        assert_eq!(peer_key(mapped), v4);
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("an address");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("an address");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        assert_eq!(peer_key(a), peer_key(b));
+        assert_ne!(peer_key(a), peer_key(other));
+        assert_eq!(
+            peer_key(a),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("an address")
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //!                                      connection table fills; or evicted)
 //!  POST /ingest, token missing/wrong   auth (constant-time compare)            401
 //!  Content-Length > max_body_bytes     before reading the body                 413
+//!  bodies in flight hold their budget  max_body_bytes_in_flight                503 + Retry-After, closed
 //!  body not complete in time           body_read_timeout (whole body; shrinks  408, closed
 //!                                      as the connection table fills)
 //!  body grows past max_body_bytes      while reading                           413, closed
@@ -90,7 +91,9 @@
 //! # Cost
 //!
 //! A body is buffered whole (at most `max_body_bytes`) and parsed on the async worker before it
-//! is offered; keep `max_body_bytes` at the size of a batch (default 1 MiB), not of a file.
+//! is offered; keep `max_body_bytes` at the size of a batch (default 1 MiB), not of a file. The
+//! bodies read at once hold at most `max_body_bytes_in_flight` (default 64 MiB) of raw bytes;
+//! their parsed records take about as much again until they are offered.
 
 #[cfg(test)]
 mod tests;
@@ -106,11 +109,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::ndjson;
 pub use super::ndjson::LineError;
@@ -169,9 +172,13 @@ pub enum Rest {
 pub struct IngestConfig {
     /// Address to listen on; port 0 picks a free port (see [`IngestServer::local_addr`]).
     pub addr: SocketAddr,
-    /// Largest request body accepted; larger ones get `413`. A body is buffered whole, so the
-    /// server holds at most `serve.max_connections × max_body_bytes` of bodies.
+    /// Largest request body accepted; larger ones get `413`. A body is buffered whole.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies the server reads and parses at once, over all connections: a
+    /// request reserves its declared length (`max_body_bytes` when undeclared) before its
+    /// body is read and keeps it until it is answered; one that finds no room gets `503` +
+    /// `Retry-After`. A body larger than this is read only alone.
+    pub max_body_bytes_in_flight: usize,
     /// Time to receive the whole body once the head has arrived; slower bodies get `408`.
     /// Past a half-full connection table it shrinks towards `serve.min_read_timeout`.
     pub body_read_timeout: Duration,
@@ -190,6 +197,7 @@ impl Default for IngestConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1 << 20,
+            max_body_bytes_in_flight: 64 << 20,
             body_read_timeout: Duration::from_secs(30),
             auth: None,
             default_retry_after: Duration::from_secs(1),
@@ -255,8 +263,12 @@ pub struct IngestStats {
     pub lines_rejected: u64,
     /// `429` answers.
     pub throttled: u64,
-    /// `503` answers to `/ingest` (dropped, timed out waiting for room, or closing).
+    /// `503` answers to `/ingest` (dropped, timed out waiting for room, closing, or no room for
+    /// the body).
     pub unavailable: u64,
+    /// Requests answered `503` before their body was read: the bodies in flight held
+    /// `max_body_bytes_in_flight`.
+    pub bodies_refused: u64,
     /// Connections accepted.
     pub connections_accepted: u64,
     /// Connections answered `503` and closed at once: their peer held its connection limit and
@@ -279,6 +291,7 @@ struct Counters {
     lines_rejected: AtomicU64,
     throttled: AtomicU64,
     unavailable: AtomicU64,
+    bodies_refused: AtomicU64,
 }
 
 struct Shared {
@@ -287,6 +300,9 @@ struct Shared {
     counters: Counters,
     /// The server's connection table, for the body deadline's pressure.
     conns: OnceLock<Arc<ConnectionStats>>,
+    /// Bytes of bodies being read and parsed (permits are bytes, at most `u32::MAX`).
+    bodies: Semaphore,
+    body_budget: u32,
 }
 
 /// A running ingest server. Dropping it stops the server and aborts open connections;
@@ -334,11 +350,14 @@ impl IngestServer {
         admission: Arc<dyn Admission>,
     ) -> Result<Self, BindError> {
         let serve = config.serve.clone();
+        let body_budget = u32::try_from(config.max_body_bytes_in_flight.max(1)).unwrap_or(u32::MAX);
         let shared = Arc::new(Shared {
             admission,
             config,
             counters: Counters::default(),
             conns: OnceLock::new(),
+            bodies: Semaphore::new(body_budget as usize),
+            body_budget,
         });
         let router = Router::new()
             .route("/ingest", post(ingest))
@@ -386,6 +405,7 @@ fn snapshot(shared: &Shared, conns: &ConnectionStats) -> IngestStats {
         lines_rejected: c.lines_rejected.load(Ordering::Relaxed),
         throttled: c.throttled.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
+        bodies_refused: c.bodies_refused.load(Ordering::Relaxed),
         connections_accepted: conns.accepted(),
         connections_refused: conns.refused(),
         connections_evicted: conns.evicted(),
@@ -412,6 +432,32 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return response;
         }
     }
+    // Room for the body among those being read and parsed, or a refusal with a retry hint.
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let want = declared
+        .unwrap_or(config.max_body_bytes as u64)
+        .min(config.max_body_bytes as u64)
+        .min(u64::from(shared.body_budget));
+    let want = u32::try_from(want).unwrap_or(shared.body_budget);
+    let Ok(_body_room) = shared.bodies.try_acquire_many(want) else {
+        shared
+            .counters
+            .bodies_refused
+            .fetch_add(1, Ordering::Relaxed);
+        shared.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; retry later",
+        );
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(delta_seconds(config.default_retry_after)),
+        );
+        return response;
+    };
     // A slow body holds a connection that newcomers may need: the deadline shrinks as the
     // connection table fills.
     let fill = shared.conns.get().map_or(0.0, |c| c.fill());

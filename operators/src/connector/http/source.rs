@@ -34,8 +34,7 @@
 //!
 //! At most `capacity` records and `capacity_bytes` bytes (deep size) in the hand-off,
 //! `dead_letter_capacity` dead letters of at most `dead_letter_capacity_bytes`, and the
-//! server's own bounds
-//! (`max_connections × max_body_bytes` of bodies being read).
+//! server's own bounds (`max_body_bytes_in_flight` of bodies being read and parsed).
 
 mod intake;
 #[cfg(test)]

@@ -566,6 +566,40 @@ async fn busy_request(stream: &mut TcpStream) {
 }
 
 #[tokio::test]
+async fn bodies_in_flight_are_bounded_in_bytes_and_the_rest_get_503_with_a_hint() {
+    let mut config = config();
+    config.max_body_bytes = 100;
+    config.max_body_bytes_in_flight = 8;
+    let room = Room::with_room(100);
+    let h = Harness::start(config, room.clone());
+    let addr = h.server.local_addr();
+
+    // A's 5-byte body holds 5 of the 8 bytes while it is read.
+    let mut a = TcpStream::connect(addr).await.expect("connect A");
+    busy_request(&mut a).await;
+    // B's 5 bytes do not fit beside it: refused before its body is read, with a hint.
+    let refused = guard(raw_exchange(
+        addr,
+        b"POST /ingest HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\n{}\n\n\n",
+    ))
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert_eq!(h.server.stats().bodies_refused, 1);
+
+    // Once A is answered its bytes are free again.
+    a.write_all(b"{}\n\n\n").await.expect("send A's body");
+    read_until(&mut a, "\"accepted\":1").await;
+    let again = h.ingest("{}\n").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(room.taken().len(), 2);
+    // A body larger than the whole budget is read alone rather than refused forever.
+    let big = h.ingest(&"{}\n".repeat(20)).await;
+    assert_eq!(big.status, StatusCode::ACCEPTED);
+    assert_eq!(room.taken().len(), 22);
+}
+
+#[tokio::test]
 async fn an_idle_connection_gives_way_to_a_newcomer_when_the_table_is_full() {
     let mut config = config();
     config.serve.max_connections = NonZeroUsize::new(1).expect("1 is not zero");

@@ -4,11 +4,14 @@
 //!   bind(): socket → listen(accept_backlog)            (kernel queue, bounded)
 //!   server task (owned by ServerHandle, never detached):
 //!     loop {
-//!       accept only while the table has a free slot or an evictable connection;
+//!       accept only while the table has a free slot or an evictable connection
+//!         (and no accepted connection is pending);
 //!       (stream, peer) ← listener.accept()
 //!       peer at max_connections_per_peer?  evict that peer's oldest idle/slow connection,
 //!                                          else refuse: 503 + Retry-After, close
-//!       table full?                        evict the oldest idle/slow connection
+//!       table full?                        evict the oldest idle/slow connection; if all
+//!                                          turned busy meanwhile, the connection is pending
+//!                                          until one ends or becomes evictable
 //!       header deadline ← shrink(header_read_timeout, by the table's fill)
 //!       connections.spawn(serve(stream))   (JoinSet owned by this task; the table keys on
 //!                                           its task id, so the table never outgrows it)
@@ -30,10 +33,10 @@
 //! and notifies the loop when it becomes evictable.
 //!
 //! * **Per-peer limit.** One peer (an IPv4 address, or an IPv6 /64) holds at most
-//!   `max_connections_per_peer` connections.
-//!   A peer at its limit that opens another gives up its own oldest evictable connection; if it
-//!   has none, the new one is answered `503` with `Retry-After` and closed at once. One peer
-//!   can therefore never fill the table, whatever it sends or withholds.
+//!   `max_connections_per_peer` connections. A peer at its limit that opens another gives up
+//!   its own oldest evictable connection; if it has none, the new one is answered `503` with
+//!   `Retry-After` and closed at once. With the limit below `max_connections` (the default is
+//!   a quarter), one peer can never fill the table, whatever it sends or withholds.
 //! * **Room for newcomers.** When the table holds `max_connections`, a new connection takes
 //!   the place of the oldest evictable one (closed without a word: it had no request in the
 //!   handler). Only when every connection is busy do newcomers wait, in the kernel's accept

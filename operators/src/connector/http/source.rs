@@ -74,6 +74,10 @@ pub struct HttpSourceConfig {
     /// value and the heap it owns); whichever of this and `capacity` is reached first bounds
     /// the hand-off. A single record larger than this is taken only into an empty hand-off.
     pub capacity_bytes: usize,
+    /// Bytes (deep size) of hand-off records in one batch the source emits, besides the
+    /// pipeline's `batch_rows`: edges hold a number of batches, so this keeps large records
+    /// from filling them with full-length batches. A batch holds at least one record.
+    pub max_batch_bytes: usize,
     /// Under `Block`, how long a request waits for room before `503`.
     pub block_timeout: Duration,
     /// Dead letters (malformed lines) held until the pipeline takes them; past that they are
@@ -97,6 +101,7 @@ impl Default for HttpSourceConfig {
             policy: Overflow::Block,
             capacity: 4096,
             capacity_bytes: 32 << 20,
+            max_batch_bytes: 1 << 20,
             block_timeout: Duration::from_secs(5),
             dead_letter_capacity: 1024,
             dead_letter_capacity_bytes: 4 << 20,
@@ -251,6 +256,9 @@ pub struct HttpSource {
     /// The sample being gathered: its start, rows taken that had waited, and their wait.
     sample: (Instant, u64, Duration),
     wait: Option<Pin<Box<OwnedNotified>>>,
+    max_batch_bytes: u64,
+    /// Bytes of hand-off records in the output's open batch.
+    open_bytes: u64,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -325,6 +333,8 @@ impl HttpSource {
             gap: Duration::ZERO,
             sample: (Instant::now(), 0, Duration::ZERO),
             wait: None,
+            max_batch_bytes: config.max_batch_bytes as u64,
+            open_bytes: 0,
         })
     }
 
@@ -338,16 +348,31 @@ impl HttpSource {
     /// records).
     fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
         let mut taken = 0;
+        // A batch ends at `max_batch_bytes` too: edges are bounded in batches, so large
+        // records must not ride in full-length batches. `open_bytes` follows the output's
+        // open batch, which outlives this call until it fills or lingers out.
+        let mut cut = false;
         while taken < max {
+            if out.open_since().is_none() {
+                self.open_bytes = 0;
+            }
             match self.intake.take_one() {
-                Some(record) => {
+                Some((record, size)) => {
                     out.push(record);
                     taken += 1;
+                    self.open_bytes += size;
+                    if self.open_bytes >= self.max_batch_bytes {
+                        out.flush();
+                        self.open_bytes = 0;
+                        cut = true;
+                        break;
+                    }
                 }
                 None => break,
             }
         }
         if taken < max
+            && !cut
             && self.intake.spilled.load(Relaxed) > 0
             && !self.intake.spill_broken.load(Relaxed)
         {

@@ -210,11 +210,12 @@ impl Intake {
         self.dead_bytes.peak.load(Relaxed)
     }
 
-    /// Takes the oldest record of the hand-off and gives its bytes back.
-    pub(crate) fn take_one(&self) -> Option<Value> {
+    /// Takes the oldest record of the hand-off and gives its bytes back; returns it with its
+    /// size.
+    pub(crate) fn take_one(&self) -> Option<(Value, u64)> {
         let held = self.rx.try_recv().ok()?;
         self.bytes.release(held.bytes);
-        Some(held.item)
+        Some((held.item, held.bytes))
     }
 
     /// Takes the oldest waiting dead letter and gives its bytes back.

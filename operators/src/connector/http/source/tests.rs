@@ -32,6 +32,7 @@ struct Granted {
     credit: Arc<Semaphore>,
     permit: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>>,
     rows: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
     received: watch::Sender<usize>,
 }
 
@@ -55,6 +56,7 @@ impl Sink for Granted {
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<Value>) -> Result<(), OperatorError> {
+        self.batches.lock().expect("test lock").push(batch.len());
         let mut rows = self.rows.lock().expect("test lock");
         rows.extend(batch);
         self.received.send_replace(rows.len());
@@ -71,6 +73,7 @@ struct Rig {
     source: HttpSourceHandle,
     credit: Arc<Semaphore>,
     rows: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
     received: watch::Receiver<usize>,
     run: Option<RunHandle>,
     client: HttpClient,
@@ -91,15 +94,21 @@ fn source_config(policy: Overflow, capacity: usize) -> HttpSourceConfig {
 impl Rig {
     /// A pipeline `http → sink` with one-row batches and an edge of one batch.
     fn start(config: HttpSourceConfig) -> Self {
+        Self::start_with(config, 1)
+    }
+
+    /// A pipeline `http → sink` with batches of `batch_rows` and an edge of one batch.
+    fn start_with(config: HttpSourceConfig, batch_rows: usize) -> Self {
         let source = HttpSource::bind(config).expect("bind on loopback");
         let handle = source.handle();
         let credit = Arc::new(Semaphore::new(0));
         let rows = Arc::new(Mutex::new(Vec::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
         let (tx, received) = watch::channel(0);
         let mut p = Pipeline::with_config(
             "ingest",
             PipelineConfig {
-                batch_rows: 1,
+                batch_rows,
                 workers: Some(2),
                 ..PipelineConfig::default()
             },
@@ -112,6 +121,7 @@ impl Rig {
                     credit: Arc::clone(&credit),
                     permit: None,
                     rows: Arc::clone(&rows),
+                    batches: Arc::clone(&batches),
                     received: tx,
                 },
             );
@@ -121,6 +131,7 @@ impl Rig {
             source: handle,
             credit,
             rows,
+            batches,
             received,
             run: Some(run),
             client: HttpClient::new(HttpClientConfig::default()),
@@ -505,6 +516,27 @@ async fn large_records_are_bounded_by_the_hand_offs_bytes_not_only_its_count() {
     assert_eq!(report.overflow.rejected, refused as u64);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_ends_a_batch_of_large_records_at_max_batch_bytes() {
+    let mut config = source_config(Overflow::Reject, 1000);
+    config.max_batch_bytes = 1 << 20;
+    config.ingest.max_body_bytes = 8 << 20;
+    let mut rig = Rig::start_with(config, 64);
+    // Twelve records of 300 KB: at most four (the fourth crossing 1 MiB) in a batch.
+    let pad = "p".repeat(300_000);
+    let body: String = (0..12)
+        .map(|id| format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    let r = rig.post(body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    rig.grant_until(12, 12).await;
+    let batches = rig.batches.lock().expect("test lock").clone();
+    assert_eq!(batches.iter().sum::<usize>(), 12);
+    assert!(batches.iter().all(|&n| (1..=4).contains(&n)), "{batches:?}");
+    assert_eq!(ids(&rig.rows()), (0..12).collect::<Vec<_>>());
+    rig.stop().await;
+}
+
 #[test]
 fn a_record_larger_than_the_byte_bound_is_taken_only_alone() {
     let intake = Intake::new(IntakeConfig {
@@ -519,7 +551,10 @@ fn a_record_larger_than_the_byte_bound_is_taken_only_alone() {
     assert_eq!(intake.held_bytes(), value_bytes(&big) as u64);
     intake.offer(&mut records);
     assert_eq!(records.len(), 1);
-    assert_eq!(intake.take_one(), Some(big));
+    assert_eq!(
+        intake.take_one(),
+        Some((big.clone(), value_bytes(&big) as u64))
+    );
     assert_eq!(intake.held_bytes(), 0);
     intake.offer(&mut records);
     assert!(records.is_empty());

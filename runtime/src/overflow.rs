@@ -143,6 +143,10 @@ pub enum OverflowReason {
     SpillDamaged,
     /// Refused to a client with a retry hint ([`Overflow::Reject`]); the client keeps it.
     Rejected,
+    /// A dead letter (a malformed input, not a row) that found its queue full and was not
+    /// stored; the input's sender was told (an HTTP reply lists the line), but the dead-letter
+    /// port never saw it. Not a row of the stream, so not counted as lost rows.
+    DeadLetterNotStored,
 }
 
 impl OverflowReason {
@@ -156,11 +160,17 @@ impl OverflowReason {
         OverflowReason::SpillFailed,
         OverflowReason::SpillDamaged,
         OverflowReason::Rejected,
+        OverflowReason::DeadLetterNotStored,
     ];
 
     /// Whether rows counted under this reason were lost to the pipeline (dropped or refused).
     pub fn is_loss(self) -> bool {
-        !matches!(self, OverflowReason::Spilled | OverflowReason::Unspilled)
+        !matches!(
+            self,
+            OverflowReason::Spilled
+                | OverflowReason::Unspilled
+                | OverflowReason::DeadLetterNotStored
+        )
     }
 }
 

@@ -65,6 +65,8 @@ pub struct OverflowCounts {
     pub spill_damaged_bytes: AtomicU64,
     /// Rows refused to a client with a retry hint.
     pub rejected: AtomicU64,
+    /// Dead letters not stored because their queue was full.
+    pub dead_letters_not_stored: AtomicU64,
 }
 
 impl OverflowCounts {
@@ -79,6 +81,7 @@ impl OverflowCounts {
             OverflowReason::SpillFailed => &self.spill_failed,
             OverflowReason::SpillDamaged => &self.spill_damaged_records,
             OverflowReason::Rejected => &self.rejected,
+            OverflowReason::DeadLetterNotStored => &self.dead_letters_not_stored,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct OverflowReport {
     pub spill_damaged_bytes: u64,
     /// Rows refused to a client with a retry hint (`Reject`).
     pub rejected: u64,
+    /// Dead letters not stored because their queue was full (not rows; not in [`lost`](Self::lost)).
+    pub dead_letters_not_stored: u64,
 }
 
 impl OverflowReport {
@@ -44,6 +46,7 @@ impl OverflowReport {
             spill_damaged_records: c.spill_damaged_records.load(Relaxed),
             spill_damaged_bytes: c.spill_damaged_bytes.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
+            dead_letters_not_stored: c.dead_letters_not_stored.load(Relaxed),
         }
     }
 
@@ -57,6 +60,7 @@ impl OverflowReport {
         self.spill_damaged_records += o.spill_damaged_records;
         self.spill_damaged_bytes += o.spill_damaged_bytes;
         self.rejected += o.rejected;
+        self.dead_letters_not_stored += o.dead_letters_not_stored;
     }
 
     /// Rows lost to the pipeline: dropped for any reason, or rejected.
@@ -86,6 +90,7 @@ impl OverflowReport {
             ("spill damaged records", self.spill_damaged_records),
             ("spill damaged bytes", self.spill_damaged_bytes),
             ("rejected", self.rejected),
+            ("dead letters not stored", self.dead_letters_not_stored),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)

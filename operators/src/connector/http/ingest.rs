@@ -5,10 +5,14 @@
 //! ```text
 //!  request                             checks, in order                        answer
 //!  ─────────────────────────────────   ─────────────────────────────────────   ──────────────
-//!  any route, head not complete in     header_read_timeout                     connection closed
+//!  too many connections from one IP    max_connections_per_peer (no idle one)  503 + Retry-After, closed
+//!  any route, head not complete in     header_read_timeout (shrinks as the     connection closed
+//!                                      connection table fills; or evicted)
 //!  POST /ingest, token missing/wrong   auth (constant-time compare)            401
 //!  Content-Length > max_body_bytes     before reading the body                 413
-//!  body not complete in time           body_read_timeout (whole body)          408, closed
+//!  bodies in flight hold their budget  max_body_bytes_in_flight                503 + Retry-After, closed
+//!  body not complete in time           body_read_timeout (whole body; shrinks  408, closed
+//!                                      as the connection table fills)
 //!  body grows past max_body_bytes      while reading                           413, closed
 //!  body with no valid record           every line malformed, or none           400 + reply
 //!  records offered to the Admission:
@@ -16,11 +20,14 @@
 //!      a prefix (maybe empty) taken, the rest
 //!          Rest::Deferred     (no room: come back later)                       429 + Retry-After + reply
 //!          Rest::Unavailable  (a wait for room timed out, or closing)          503 + Retry-After + reply
-//!          Rest::Dropped      (dropped by the admission's policy, counted)     503 + reply
+//!          Rest::Dropped      (dropped by the admission's policy, counted)     503 + Retry-After + reply
 //!  GET /health                                                                 200 {"status":"ok"}
 //! ```
 //!
-//! Each non-blank line must be one JSON object (see [`LineError`]); a malformed line is handed
+//! Each non-blank line must be one JSON object (see [`LineError`]). An object with the same key
+//! twice (at any depth) is malformed rather than resolved by a silent "last wins", and so is an
+//! integer beyond both `i64` and `u64`, which could only be kept rounded (send it as a string);
+//! every integer within those ranges is kept exact. A malformed line is handed
 //! to [`Admission::dead_letter`] with its 1-based line number and listed in the reply, and the
 //! valid records are offered to [`Admission::offer`] in line order. The admission takes a
 //! prefix of them. An admission that lets requests wait for room ([`Admission::room`]) is
@@ -84,7 +91,9 @@
 //! # Cost
 //!
 //! A body is buffered whole (at most `max_body_bytes`) and parsed on the async worker before it
-//! is offered; keep `max_body_bytes` at the size of a batch (default 1 MiB), not of a file.
+//! is offered; keep `max_body_bytes` at the size of a batch (default 1 MiB), not of a file. The
+//! bodies read at once hold at most `max_body_bytes_in_flight` (default 64 MiB) of raw bytes;
+//! their parsed records take about as much again until they are offered.
 
 #[cfg(test)]
 mod tests;
@@ -92,7 +101,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -100,17 +109,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::ndjson;
 pub use super::ndjson::LineError;
 use super::server::{
-    error_response, listen_std, read_body, BindError, ConnectionStats, ServeLimits, ServerHandle,
-    ShutdownError,
+    error_response, listen_std, read_body, shrink, BindError, ConnectionStats, ServeLimits,
+    ServerHandle, ShutdownError,
 };
 use super::BearerToken;
 use crate::overload::retry_after::delta_seconds;
@@ -152,8 +161,10 @@ pub enum Rest {
     /// The pipeline cannot take them now (a wait for room timed out, or it is closing): `503`
     /// + `Retry-After`.
     Unavailable(Option<Duration>),
-    /// The admission's policy dropped them (and counted them): `503`, no hint.
-    Dropped,
+    /// The admission's policy dropped them (and counted them): `503` + `Retry-After`, so that a
+    /// client sending more learns when there may be room again (`None` falls back to
+    /// [`IngestConfig::default_retry_after`]).
+    Dropped(Option<Duration>),
 }
 
 /// Settings of an [`IngestServer`].
@@ -161,14 +172,19 @@ pub enum Rest {
 pub struct IngestConfig {
     /// Address to listen on; port 0 picks a free port (see [`IngestServer::local_addr`]).
     pub addr: SocketAddr,
-    /// Largest request body accepted; larger ones get `413`. A body is buffered whole, so the
-    /// server holds at most `serve.max_connections × max_body_bytes` of bodies.
+    /// Largest request body accepted; larger ones get `413`. A body is buffered whole.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies the server reads and parses at once, over all connections: a
+    /// request reserves its declared length (`max_body_bytes` when undeclared) before its
+    /// body is read and keeps it until it is answered; one that finds no room gets `503` +
+    /// `Retry-After`. A body larger than this is read only alone.
+    pub max_body_bytes_in_flight: usize,
     /// Time to receive the whole body once the head has arrived; slower bodies get `408`.
+    /// Past a half-full connection table it shrinks towards `serve.min_read_timeout`.
     pub body_read_timeout: Duration,
     /// When set, `POST /ingest` requires `Authorization: Bearer <token>`; `/health` stays open.
     pub auth: Option<BearerToken>,
-    /// Retry hint sent when the admission gives none.
+    /// Retry hint sent when the admission gives none: every `429` and `503` refusal carries one.
     pub default_retry_after: Duration,
     /// Rejected lines listed in a reply (all are counted and dead-lettered); bounds the reply.
     pub max_reported_rejections: usize,
@@ -181,6 +197,7 @@ impl Default for IngestConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1 << 20,
+            max_body_bytes_in_flight: 64 << 20,
             body_read_timeout: Duration::from_secs(30),
             auth: None,
             default_retry_after: Duration::from_secs(1),
@@ -216,7 +233,8 @@ pub struct IngestReply {
     pub rejected_total: usize,
     /// The first malformed lines, at most [`IngestConfig::max_reported_rejections`].
     pub rejected: Vec<RejectedLine>,
-    /// The retry hint in milliseconds, when something was deferred.
+    /// The retry hint in milliseconds, when something was deferred or dropped (the same hint as
+    /// the `Retry-After` header, which rounds it up to whole seconds).
     pub retry_after_ms: Option<u64>,
 }
 
@@ -245,10 +263,19 @@ pub struct IngestStats {
     pub lines_rejected: u64,
     /// `429` answers.
     pub throttled: u64,
-    /// `503` answers to `/ingest` (dropped, timed out waiting for room, or closing).
+    /// `503` answers to `/ingest` (dropped, timed out waiting for room, closing, or no room for
+    /// the body).
     pub unavailable: u64,
+    /// Requests answered `503` before their body was read: the bodies in flight held
+    /// `max_body_bytes_in_flight`.
+    pub bodies_refused: u64,
     /// Connections accepted.
     pub connections_accepted: u64,
+    /// Connections answered `503` and closed at once: their peer held its connection limit and
+    /// had no idle or slow connection to give up.
+    pub connections_refused: u64,
+    /// Idle or slow connections closed to make room for new ones.
+    pub connections_evicted: u64,
     /// Connections open now.
     pub connections_active: usize,
     /// Most connections open at once.
@@ -264,12 +291,18 @@ struct Counters {
     lines_rejected: AtomicU64,
     throttled: AtomicU64,
     unavailable: AtomicU64,
+    bodies_refused: AtomicU64,
 }
 
 struct Shared {
     admission: Arc<dyn Admission>,
     config: IngestConfig,
     counters: Counters,
+    /// The server's connection table, for the body deadline's pressure.
+    conns: OnceLock<Arc<ConnectionStats>>,
+    /// Bytes of bodies being read and parsed (permits are bytes, at most `u32::MAX`).
+    bodies: Semaphore,
+    body_budget: u32,
 }
 
 /// A running ingest server. Dropping it stops the server and aborts open connections;
@@ -317,16 +350,21 @@ impl IngestServer {
         admission: Arc<dyn Admission>,
     ) -> Result<Self, BindError> {
         let serve = config.serve.clone();
+        let body_budget = u32::try_from(config.max_body_bytes_in_flight.max(1)).unwrap_or(u32::MAX);
         let shared = Arc::new(Shared {
             admission,
             config,
             counters: Counters::default(),
+            conns: OnceLock::new(),
+            bodies: Semaphore::new(body_budget as usize),
+            body_budget,
         });
         let router = Router::new()
             .route("/ingest", post(ingest))
             .route("/health", get(health))
             .with_state(Arc::clone(&shared));
         let handle = ServerHandle::serve(listener, &serve, router)?;
+        let _ = shared.conns.set(handle.stats_arc());
         Ok(Self { handle, shared })
     }
 
@@ -367,7 +405,10 @@ fn snapshot(shared: &Shared, conns: &ConnectionStats) -> IngestStats {
         lines_rejected: c.lines_rejected.load(Ordering::Relaxed),
         throttled: c.throttled.load(Ordering::Relaxed),
         unavailable: c.unavailable.load(Ordering::Relaxed),
+        bodies_refused: c.bodies_refused.load(Ordering::Relaxed),
         connections_accepted: conns.accepted(),
+        connections_refused: conns.refused(),
+        connections_evicted: conns.evicted(),
         connections_active: conns.active(),
         connections_peak: conns.peak(),
     }
@@ -391,14 +432,41 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return response;
         }
     }
-    let bytes = match read_body(
-        &headers,
-        body,
-        config.max_body_bytes,
+    // Room for the body among those being read and parsed, or a refusal with a retry hint.
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let want = declared
+        .unwrap_or(config.max_body_bytes as u64)
+        .min(config.max_body_bytes as u64)
+        .min(u64::from(shared.body_budget));
+    let want = u32::try_from(want).unwrap_or(shared.body_budget);
+    let Ok(_body_room) = shared.bodies.try_acquire_many(want) else {
+        shared
+            .counters
+            .bodies_refused
+            .fetch_add(1, Ordering::Relaxed);
+        shared.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies in flight; retry later",
+        );
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(delta_seconds(config.default_retry_after)),
+        );
+        return response;
+    };
+    // A slow body holds a connection that newcomers may need: the deadline shrinks as the
+    // connection table fills.
+    let fill = shared.conns.get().map_or(0.0, |c| c.fill());
+    let body_timeout = shrink(
         config.body_read_timeout,
-    )
-    .await
-    {
+        config.serve.min_read_timeout,
+        fill,
+    );
+    let bytes = match read_body(&headers, body, config.max_body_bytes, body_timeout).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -480,7 +548,12 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             0,
             Some(hint.unwrap_or(config.default_retry_after)),
         ),
-        Rest::Dropped => (StatusCode::SERVICE_UNAVAILABLE, 0, not_taken, None),
+        Rest::Dropped(hint) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            0,
+            not_taken,
+            Some(hint.unwrap_or(config.default_retry_after)),
+        ),
     };
     c.records_deferred
         .fetch_add(deferred as u64, Ordering::Relaxed);

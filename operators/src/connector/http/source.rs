@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `Reject` | `429` + `Retry-After` = backlog / measured drain rate (whole seconds, clamped) | `rejected` |
 //! | `Block` (default) | waits for room up to `block_timeout`, then `503` + `Retry-After` | `rejected` |
-//! | `DropNewest` | the records that do not fit are dropped: `503`, never `202` | `dropped_newest` |
+//! | `DropNewest` | the records that do not fit are dropped: `503` + `Retry-After`, never `202` | `dropped_newest` |
 //! | `Spill { dir, max_bytes }` | appended to a bounded on-disk FIFO and acknowledged (`202`); drained in order; when the spill is full, `429` | `spilled`, `unspilled`, `rejected` |
 //!
 //! `DropOldest` cannot apply: what is in the hand-off was acknowledged. The hand-off protocol
@@ -32,8 +32,9 @@
 //!
 //! # Memory
 //!
-//! At most `capacity` records in the hand-off, `dead_letter_capacity` dead letters, and the
-//! server's own bounds (`max_connections × max_body_bytes` of bodies being read).
+//! At most `capacity` records and `capacity_bytes` bytes (deep size) in the hand-off,
+//! `dead_letter_capacity` dead letters of at most `dead_letter_capacity_bytes`, and the
+//! server's own bounds (`max_body_bytes_in_flight` of bodies being read and parsed).
 
 mod intake;
 #[cfg(test)]
@@ -69,11 +70,22 @@ pub struct HttpSourceConfig {
     pub policy: Overflow,
     /// Records the hand-off holds: the most acknowledged and not yet taken by the pipeline.
     pub capacity: usize,
+    /// Bytes the hand-off's records hold at most, each counted at its deep size (the JSON
+    /// value and the heap it owns); whichever of this and `capacity` is reached first bounds
+    /// the hand-off. A single record larger than this is taken only into an empty hand-off.
+    pub capacity_bytes: usize,
+    /// Bytes (deep size) of hand-off records in one batch the source emits, besides the
+    /// pipeline's `batch_rows`: edges hold a number of batches, so this keeps large records
+    /// from filling them with full-length batches. A batch holds at least one record.
+    pub max_batch_bytes: usize,
     /// Under `Block`, how long a request waits for room before `503`.
     pub block_timeout: Duration,
     /// Dead letters (malformed lines) held until the pipeline takes them; past that they are
-    /// only counted (`dropped_newest`) and reported to the client.
+    /// only counted (`dead_letters_not_stored`) and reported to the client.
     pub dead_letter_capacity: usize,
+    /// Bytes the held dead letters (reason and raw line) take at most; past that, as past
+    /// `dead_letter_capacity`.
+    pub dead_letter_capacity_bytes: usize,
     /// Half-life of the drain-rate average behind `Retry-After`.
     pub drain_half_life: Duration,
     /// Bounds of the `Retry-After` hint.
@@ -88,8 +100,11 @@ impl Default for HttpSourceConfig {
             ingest: IngestConfig::default(),
             policy: Overflow::Block,
             capacity: 4096,
+            capacity_bytes: 32 << 20,
+            max_batch_bytes: 1 << 20,
             block_timeout: Duration::from_secs(5),
             dead_letter_capacity: 1024,
+            dead_letter_capacity_bytes: 4 << 20,
             drain_half_life: Duration::from_secs(2),
             retry_after_min: Duration::from_secs(1),
             retry_after_max: Duration::from_secs(60),
@@ -122,6 +137,10 @@ pub enum HttpSourceError {
 pub struct HttpSourceStats {
     /// Records waiting in the hand-off and the spill.
     pub backlog: u64,
+    /// Bytes the records in the hand-off hold now (deep size; at most `capacity_bytes`).
+    pub held_bytes: u64,
+    /// The most bytes the hand-off's records held at once.
+    pub peak_held_bytes: u64,
     /// The measured drain rate, rows per second (decayed while the pipeline stalls).
     pub drain_rows_per_s: Option<f64>,
     /// The last `Retry-After` computed, in milliseconds.
@@ -132,6 +151,11 @@ pub struct HttpSourceStats {
     pub rejected: u64,
     /// Records dropped by `DropNewest` (503).
     pub dropped: u64,
+    /// Malformed lines whose dead letter found no room and was not stored (the client's reply
+    /// still lists them).
+    pub dead_letters_not_stored: u64,
+    /// The most bytes the waiting dead letters held at once.
+    pub peak_dead_letter_bytes: u64,
     /// Records written to the spill.
     pub spilled: u64,
     /// `429` answers.
@@ -181,11 +205,15 @@ impl HttpSourceHandle {
         let counted = |r| i.counter.get().map_or(0, |c| c.get(r));
         HttpSourceStats {
             backlog: i.backlog(),
+            held_bytes: i.held_bytes(),
+            peak_held_bytes: i.peak_held_bytes(),
             drain_rows_per_s: i.drain_rate(),
             last_retry_after_ms: i.last_hint_ms.load(Relaxed),
             accepted: server.records_accepted,
             rejected: counted(OverflowReason::Rejected),
             dropped: counted(OverflowReason::DroppedNewest),
+            dead_letters_not_stored: counted(OverflowReason::DeadLetterNotStored),
+            peak_dead_letter_bytes: i.peak_dead_letter_bytes(),
             spilled: counted(OverflowReason::Spilled),
             throttled: server.throttled,
             unavailable: server.unavailable,
@@ -228,6 +256,9 @@ pub struct HttpSource {
     /// The sample being gathered: its start, rows taken that had waited, and their wait.
     sample: (Instant, u64, Duration),
     wait: Option<Pin<Box<OwnedNotified>>>,
+    max_batch_bytes: u64,
+    /// Bytes of hand-off records in the output's open batch.
+    open_bytes: u64,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -253,6 +284,11 @@ impl HttpSource {
                 "capacity must be at least 1 record",
             ));
         }
+        if config.capacity_bytes == 0 {
+            return Err(HttpSourceError::Config(
+                "capacity_bytes must be at least 1 byte",
+            ));
+        }
         let (mode, spill) = match &config.policy {
             Overflow::Block => (Mode::Block(config.block_timeout), None),
             Overflow::Reject => (Mode::Reject, None),
@@ -271,7 +307,9 @@ impl HttpSource {
         let intake = Arc::new(Intake::new(IntakeConfig {
             mode,
             capacity: config.capacity,
+            max_bytes: config.capacity_bytes,
             dead_letter_capacity: config.dead_letter_capacity,
+            dead_letter_max_bytes: config.dead_letter_capacity_bytes,
             spill,
             half_life: config.drain_half_life,
             retry_min: config.retry_after_min,
@@ -295,6 +333,8 @@ impl HttpSource {
             gap: Duration::ZERO,
             sample: (Instant::now(), 0, Duration::ZERO),
             wait: None,
+            max_batch_bytes: config.max_batch_bytes as u64,
+            open_bytes: 0,
         })
     }
 
@@ -308,22 +348,37 @@ impl HttpSource {
     /// records).
     fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
         let mut taken = 0;
+        // A batch ends at `max_batch_bytes` too: edges are bounded in batches, so large
+        // records must not ride in full-length batches. `open_bytes` follows the output's
+        // open batch, which outlives this call until it fills or lingers out.
+        let mut cut = false;
         while taken < max {
-            match self.intake.rx.try_recv() {
-                Ok(record) => {
+            if out.open_since().is_none() {
+                self.open_bytes = 0;
+            }
+            match self.intake.take_one() {
+                Some((record, size)) => {
                     out.push(record);
                     taken += 1;
+                    self.open_bytes += size;
+                    if self.open_bytes >= self.max_batch_bytes {
+                        out.flush();
+                        self.open_bytes = 0;
+                        cut = true;
+                        break;
+                    }
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         if taken < max
+            && !cut
             && self.intake.spilled.load(Relaxed) > 0
             && !self.intake.spill_broken.load(Relaxed)
         {
             taken += self.unspill(max - taken, out);
         }
-        while let Ok(letter) = self.intake.dead_rx.try_recv() {
+        while let Some(letter) = self.intake.take_dead_letter() {
             out.dead_letter(letter);
         }
         taken

@@ -95,6 +95,8 @@ impl Default for TestServiceConfig {
             body_read_timeout: Duration::from_secs(5),
             serve: ServeLimits {
                 max_connections: NonZeroUsize::new(4096).expect("4096 is not zero"),
+                // Benchmark clients all come from loopback.
+                max_connections_per_peer: NonZeroUsize::new(4096).expect("4096 is not zero"),
                 accept_backlog: 1024,
                 ..ServeLimits::default()
             },

@@ -19,6 +19,8 @@ struct Room {
     room: AtomicUsize,
     offers: AtomicUsize,
     hint: Option<Duration>,
+    /// Whether what does not fit is dropped (`Rest::Dropped`) rather than deferred.
+    drops: bool,
     taken: Mutex<Vec<Value>>,
     dead: Mutex<Vec<(usize, LineError, String)>>,
 }
@@ -54,7 +56,11 @@ impl Admission for Room {
             .lock()
             .expect("test lock")
             .extend(records.drain(..take));
-        Rest::Deferred(self.hint)
+        if self.drops {
+            Rest::Dropped(self.hint)
+        } else {
+            Rest::Deferred(self.hint)
+        }
     }
 
     fn dead_letter(&self, line: usize, error: &LineError, raw: &str) {
@@ -177,6 +183,39 @@ async fn admission_without_hint_gets_the_default_retry_after() {
     let response = h.ingest("{}\n").await;
     assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.retry_after, Some(Duration::from_secs(3)));
+}
+
+#[tokio::test]
+async fn dropped_records_get_503_with_a_retry_hint_too() {
+    // An admission that drops what does not fit, with and without a hint of its own.
+    let with_hint = Arc::new(Room {
+        hint: Some(Duration::from_millis(2500)),
+        drops: true,
+        ..Room::default()
+    });
+    let h = Harness::start(config(), with_hint);
+    let response = h.ingest("{}\n{}\n").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.retry_after, Some(Duration::from_secs(3)));
+    let r = reply(&response);
+    assert_eq!(
+        (r.accepted, r.dropped, r.deferred, r.retry_after_ms),
+        (0, 2, 0, Some(2500))
+    );
+    assert_eq!(h.server.stats().records_dropped, 2);
+
+    let without = Arc::new(Room {
+        drops: true,
+        ..Room::default()
+    });
+    let config = IngestConfig {
+        default_retry_after: Duration::from_secs(4),
+        ..config()
+    };
+    let h = Harness::start(config, without);
+    let response = h.ingest("{}\n").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.retry_after, Some(Duration::from_secs(4)));
 }
 
 #[tokio::test]
@@ -481,36 +520,231 @@ async fn a_client_trickling_its_body_gets_408_and_is_disconnected() {
     assert!(room.taken().is_empty());
 }
 
+/// Reads from `stream` until `text` has arrived; panics if the server closes first.
+async fn read_until(stream: &mut TcpStream, text: &str) -> String {
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(text) {
+        let mut buf = [0u8; 512];
+        let n = guard(stream.read(&mut buf)).await.expect("read");
+        assert!(
+            n > 0,
+            "closed before {text:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A connection from `ip` (any 127.0.0.0/8 address is local on Linux).
+async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::from((ip, 0)))
+        .expect("bind a loopback address");
+    guard(socket.connect(addr)).await.expect("connect")
+}
+
+/// Whether the server closed `stream` (reads to the end; a reset counts as closed).
+async fn closed_by_server(stream: &mut TcpStream) -> String {
+    let mut heard = Vec::new();
+    let _ = guard(stream.read_to_end(&mut heard)).await;
+    String::from_utf8_lossy(&heard).into_owned()
+}
+
+/// Holds a request in the handler: sends a head asking `100-continue` and waits for the
+/// `100`, which hyper sends only once the handler reads the body. The body (5 bytes) is not
+/// sent yet.
+async fn busy_request(stream: &mut TcpStream) {
+    stream
+        .write_all(
+            b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("send the head");
+    read_until(stream, "100 Continue").await;
+}
+
 #[tokio::test]
-async fn connections_past_the_limit_wait_for_a_free_slot() {
+async fn bodies_in_flight_are_bounded_in_bytes_and_the_rest_get_503_with_a_hint() {
+    let mut config = config();
+    config.max_body_bytes = 100;
+    config.max_body_bytes_in_flight = 8;
+    let room = Room::with_room(100);
+    let h = Harness::start(config, room.clone());
+    let addr = h.server.local_addr();
+
+    // A's 5-byte body holds 5 of the 8 bytes while it is read.
+    let mut a = TcpStream::connect(addr).await.expect("connect A");
+    busy_request(&mut a).await;
+    // B's 5 bytes do not fit beside it: refused before its body is read, with a hint.
+    let refused = guard(raw_exchange(
+        addr,
+        b"POST /ingest HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\n{}\n\n\n",
+    ))
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert_eq!(h.server.stats().bodies_refused, 1);
+
+    // Once A is answered its bytes are free again.
+    a.write_all(b"{}\n\n\n").await.expect("send A's body");
+    read_until(&mut a, "\"accepted\":1").await;
+    let again = h.ingest("{}\n").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(room.taken().len(), 2);
+    // A body larger than the whole budget is read alone rather than refused forever.
+    let big = h.ingest(&"{}\n".repeat(20)).await;
+    assert_eq!(big.status, StatusCode::ACCEPTED);
+    assert_eq!(room.taken().len(), 22);
+}
+
+#[tokio::test]
+async fn an_idle_connection_gives_way_to_a_newcomer_when_the_table_is_full() {
     let mut config = config();
     config.serve.max_connections = NonZeroUsize::new(1).expect("1 is not zero");
     let h = Harness::start(config, Room::with_room(0));
     let addr = h.server.local_addr();
 
-    // A holds the only slot with a kept-alive connection.
+    // A holds the only slot with a kept-alive, idle connection.
     let mut a = TcpStream::connect(addr).await.expect("connect A");
     a.write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .expect("send A");
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).ends_with("{\"status\":\"ok\"}") {
-        let mut buf = [0u8; 512];
-        let n = guard(a.read(&mut buf)).await.expect("read A");
-        assert!(n > 0, "A closed early");
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut a, "{\"status\":\"ok\"}").await;
 
-    // B connects (the kernel completes the handshake) and asks; it is served once A leaves.
-    let b = tokio::spawn(raw_exchange(
+    // B is served while A is still open on the client's side: A is closed to make room.
+    let b_heard = guard(raw_exchange(
         addr,
         b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
-    ));
-    drop(a);
-    let b_heard = guard(b).await.expect("B's task");
+    ))
+    .await;
     assert!(b_heard.starts_with("HTTP/1.1 200"), "{b_heard}");
+    assert_eq!(closed_by_server(&mut a).await, "");
     let stats = h.server.stats();
-    assert_eq!((stats.connections_accepted, stats.connections_peak), (2, 1));
+    assert_eq!(
+        (stats.connections_accepted, stats.connections_evicted),
+        (2, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_busy_connection_is_never_evicted_and_newcomers_wait_for_it() {
+    let mut config = config();
+    config.serve.max_connections = NonZeroUsize::new(1).expect("1 is not zero");
+    let room = Room::with_room(10);
+    let h = Harness::start(config, room.clone());
+    let addr = h.server.local_addr();
+
+    // A's request is in the handler (reading its body) when B arrives.
+    let mut a = TcpStream::connect(addr).await.expect("connect A");
+    busy_request(&mut a).await;
+    let mut b = TcpStream::connect(addr).await.expect("connect B");
+    b.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send B");
+
+    // A finishes and is answered in full; then B is served.
+    a.write_all(b"{}\n\n\n").await.expect("send A's body");
+    let a_heard = read_until(&mut a, "\"accepted\":1").await;
+    assert!(a_heard.contains("HTTP/1.1 202"), "{a_heard}");
+    drop(a);
+    let b_heard = closed_by_server(&mut b).await;
+    assert!(b_heard.starts_with("HTTP/1.1 200"), "{b_heard}");
+    // (Once answered, A was idle and may have given way to B: that is no loss.)
+    assert_eq!(room.taken().len(), 1);
+}
+
+#[tokio::test]
+async fn a_peer_at_its_limit_gives_up_its_own_idle_connection_or_is_refused() {
+    let mut config = config();
+    config.serve.max_connections_per_peer = NonZeroUsize::new(2).expect("2 is not zero");
+    let h = Harness::start(config, Room::with_room(10));
+    let addr = h.server.local_addr();
+    let attacker = [127, 0, 0, 2];
+
+    // Two idle connections from one peer; a third replaces the older of them.
+    let mut first = connect_from(attacker, addr).await;
+    let _second = connect_from(attacker, addr).await;
+    let mut third = connect_from(attacker, addr).await;
+    assert_eq!(closed_by_server(&mut first).await, "");
+    assert_eq!(h.server.stats().connections_evicted, 1);
+
+    // With both of its connections busy, the peer's next one is refused with a retry hint.
+    busy_request(&mut third).await;
+    let mut fourth = connect_from(attacker, addr).await;
+    busy_request(&mut fourth).await;
+    let mut fifth = connect_from(attacker, addr).await;
+    let refused = closed_by_server(&mut fifth).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert_eq!(h.server.stats().connections_refused, 1);
+
+    // Another peer is served meanwhile.
+    let other = guard(raw_exchange(
+        addr,
+        b"GET /health HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n",
+    ))
+    .await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+}
+
+/// One request of a normal client on a fresh connection from 127.0.0.1: the status line.
+async fn probe(addr: SocketAddr) -> String {
+    let mut stream = connect_from([127, 0, 0, 1], addr).await;
+    stream
+        .write_all(
+            b"POST /ingest HTTP/1.1\r\nHost: n\r\nConnection: close\r\nContent-Length: 10\r\n\r\n{\"id\":1}\n\n",
+        )
+        .await
+        .expect("send the probe");
+    let heard = closed_by_server(&mut stream).await;
+    heard.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Opens `count` connections from `ip` that send the start of a request head and then stall
+/// (a slowloris); connections the server refuses or closes are simply kept closed.
+async fn slowloris(ip: [u8; 4], addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = connect_from(ip, addr).await;
+        let _ = stream
+            .write_all(b"POST /ingest HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        held.push(stream);
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_flood_from_many_peers_does_not_starve_a_normal_client() {
+    let mut config = config();
+    config.serve.max_connections = NonZeroUsize::new(64).expect("64 is not zero");
+    config.serve.max_connections_per_peer = NonZeroUsize::new(16).expect("16 is not zero");
+    // Long deadlines: without eviction the flood would hold every slot for a minute.
+    config.serve.header_read_timeout = Duration::from_secs(60);
+    config.serve.min_read_timeout = Duration::from_secs(30);
+    config.serve.accept_backlog = 1024;
+    let h = Harness::start(config, Room::with_room(1000));
+    let addr = h.server.local_addr();
+
+    // 150 stalled connections from one peer, and 16 from each of eight more: twice the table.
+    let mut flood = slowloris([127, 0, 0, 2], addr, 150).await;
+    for last in 3..11 {
+        flood.extend(slowloris([127, 0, 0, last], addr, 16).await);
+    }
+    for _ in 0..20 {
+        assert_eq!(probe(addr).await, "HTTP/1.1 202 Accepted");
+    }
+    let stats = h.server.stats();
+    // The first peer was held to its limit; the table made room for the probes.
+    assert!(
+        stats.connections_refused + stats.connections_evicted >= 150 - 16,
+        "{stats:?}"
+    );
+    assert!(stats.connections_evicted >= 20, "{stats:?}");
+    assert!(stats.connections_active <= 64 + 1, "{stats:?}");
+    drop(flood);
 }
 
 #[tokio::test]
@@ -553,4 +787,88 @@ async fn bind_outside_a_runtime_is_an_error() {
             .join()
             .expect("the thread ran");
     assert!(matches!(result, Err(BindError::NoRuntime)), "{result:?}");
+}
+
+/// Raises the soft limit on open files to the hard one (a flood holds thousands of sockets,
+/// both ends in this process) and returns the limit now in force.
+fn raise_open_files() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: now.maximum,
+        maximum: now.maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        eprintln!("could not raise RLIMIT_NOFILE: {e}");
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The benchmark of issue 10, item 5: the default limits under 300 slowloris connections
+/// trickling their heads and 2 000 idle connections; prints the normal client's latency.
+///
+/// `cargo test -p weir-operators --lib -- --ignored --nocapture flood_latency_of_a_normal_client`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a flood of 2 300 connections; run by hand for the figure"]
+async fn flood_latency_of_a_normal_client() {
+    let limit = raise_open_files();
+    assert!(
+        limit >= 6_000,
+        "RLIMIT_NOFILE {limit} is too low for the flood"
+    );
+    let mut config = config();
+    config.serve.accept_backlog = 4096;
+    let h = Harness::start(config, Room::with_room(usize::MAX));
+    let addr = h.server.local_addr();
+
+    // 300 slowloris connections from 127.0.0.2, each sending one more header byte every
+    // 500 ms, reconnecting when the server closes them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut conns = slowloris([127, 0, 0, 2], addr, 300).await;
+            while !stop.load(Ordering::Relaxed) {
+                for conn in &mut conns {
+                    if conn.write_all(b"x").await.is_err() {
+                        *conn = connect_from([127, 0, 0, 2], addr).await;
+                        let _ = conn.write_all(b"POST /ingest HTTP/1.1\r\nX-a: ").await;
+                    }
+                }
+                // The attacker's own pace, not a wait for data.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // 2 000 idle connections from 40 addresses, 50 each.
+    let mut idle = Vec::with_capacity(2000);
+    for peer in 1..=40u8 {
+        for _ in 0..50 {
+            idle.push(connect_from([127, 0, 1, peer], addr).await);
+        }
+    }
+
+    let mut latencies = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let start = std::time::Instant::now();
+        assert_eq!(probe(addr).await, "HTTP/1.1 202 Accepted");
+        latencies.push(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let first = latencies[0];
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    let stats = h.server.stats();
+    println!(
+        "normal client under 300 slowloris + 2000 idle connections: first {first:?}, \
+         p50 {:?}, p99 {:?}, max {:?}; refused {}, evicted {}, open {}",
+        at(0.50),
+        at(0.99),
+        latencies[latencies.len() - 1],
+        stats.connections_refused,
+        stats.connections_evicted,
+        stats.connections_active,
+    );
+    drop(idle);
+    let _ = trickler.await;
 }

@@ -7,12 +7,25 @@
 //!          │ no                                                               │ then, if spilled:
 //!          ├─ Reject:     429 + Retry-After(backlog / drain rate)             ▼
 //!          ├─ Block:      wait on `room` (≤ block_timeout), else 503   [spill FIFO on disk] ──► take
-//!          ├─ DropNewest: drop, count, 503
+//!          ├─ DropNewest: drop, count, 503 + Retry-After(backlog / drain rate)
 //!          └─ Spill:      append to the spill (acknowledged); full → 429
 //! ```
 //!
 //! The hand-off is the admission limit: records are acknowledged (`202`) only once they are in
-//! it (or in the spill), and the source drains it only when the pipeline has credit. Under
+//! it (or in the spill), and the source drains it only when the pipeline has credit.
+//!
+//! It is bounded twice: at most `capacity` records (the channel's bound) and at most
+//! `max_bytes` of records, each counted at its deep size ([`value_bytes`]: the `Value` and the
+//! heap it owns). A request reserves a record's bytes in `held_bytes` with a compare-and-swap
+//! before sending it (so concurrent requests never overshoot together), gives them back if the
+//! channel is full, and the source gives them back when it takes the record. A record larger
+//! than the whole byte bound is taken only into an empty hand-off, so it cannot be refused
+//! forever; the hand-off then holds that one record. `peak_held_bytes` records the most held.
+//!
+//! Dead letters (malformed lines, kept with their raw text until the source runs) are bounded
+//! the same way, by `dead_letter_capacity` and `dead_letter_max_bytes` (reason and raw line);
+//! one that finds no room is counted as [`OverflowReason::DeadLetterNotStored`], never as a
+//! dropped row (the client's reply lists the line either way). Under
 //! `Spill`, once the spill holds anything every new record goes behind it (both decisions are
 //! taken under the spill's lock), and the source always empties the hand-off before it reads the
 //! spill, so records leave in the order they were acknowledged.
@@ -45,17 +58,63 @@ pub(crate) enum Mode {
     Spill,
 }
 
+/// An item in a bounded queue, with the bytes it was counted at.
+struct Held<T> {
+    item: T,
+    bytes: u64,
+}
+
+/// A byte bound shared by concurrent producers: bytes are reserved before an item is queued
+/// and given back when it leaves. An item larger than the whole bound fits only into an empty
+/// queue, so it is never refused forever.
+struct Budget {
+    max: u64,
+    held: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Budget {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max as u64,
+            held: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    fn reserve(&self, bytes: u64) -> bool {
+        let reserved = self.held.fetch_update(Relaxed, Relaxed, |held| {
+            (held == 0 || held.saturating_add(bytes) <= self.max).then(|| held + bytes)
+        });
+        match reserved {
+            Ok(before) => {
+                self.peak.fetch_max(before + bytes, Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn release(&self, bytes: u64) {
+        self.held.fetch_sub(bytes, Relaxed);
+    }
+}
+
 pub(crate) struct Intake {
     pub(crate) mode: Mode,
-    tx: Sender<Value>,
-    pub(crate) rx: Receiver<Value>,
+    tx: Sender<Held<Value>>,
+    rx: Receiver<Held<Value>>,
+    /// The hand-off's byte bound and the bytes its records hold.
+    bytes: Budget,
     pub(crate) spill: Option<Mutex<SpillQueue>>,
     /// Records waiting in the spill (kept beside it, so requests read it without the lock).
     pub(crate) spilled: AtomicU64,
     /// The spill could not be read back and was given up.
     pub(crate) spill_broken: AtomicBool,
-    dead_tx: Sender<DeadLetter>,
-    pub(crate) dead_rx: Receiver<DeadLetter>,
+    dead_tx: Sender<Held<DeadLetter>>,
+    dead_rx: Receiver<Held<DeadLetter>>,
+    /// The dead letters' byte bound and the bytes they hold.
+    dead_bytes: Budget,
     /// Notified when records arrive (the source waits on it).
     pub(crate) data: Arc<Notify>,
     /// Notified when the source took records (blocked requests wait on it).
@@ -83,7 +142,9 @@ pub(crate) struct Intake {
 pub(crate) struct IntakeConfig {
     pub(crate) mode: Mode,
     pub(crate) capacity: usize,
+    pub(crate) max_bytes: usize,
     pub(crate) dead_letter_capacity: usize,
+    pub(crate) dead_letter_max_bytes: usize,
     pub(crate) spill: Option<SpillQueue>,
     pub(crate) half_life: Duration,
     pub(crate) retry_min: Duration,
@@ -99,11 +160,13 @@ impl Intake {
             mode: config.mode,
             tx,
             rx,
+            bytes: Budget::new(config.max_bytes),
             spill: config.spill.map(Mutex::new),
             spilled: AtomicU64::new(spilled),
             spill_broken: AtomicBool::new(false),
             dead_tx,
             dead_rx,
+            dead_bytes: Budget::new(config.dead_letter_max_bytes),
             data: Arc::new(Notify::new()),
             room: Notify::new(),
             closing: AtomicBool::new(false),
@@ -130,6 +193,36 @@ impl Intake {
     /// Records waiting: in the hand-off and in the spill.
     pub(crate) fn backlog(&self) -> u64 {
         self.rx.len() as u64 + self.spilled.load(Relaxed)
+    }
+
+    /// Bytes the hand-off's records hold now (deep size).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self.bytes.held.load(Relaxed)
+    }
+
+    /// The most bytes the hand-off's records held at once.
+    pub(crate) fn peak_held_bytes(&self) -> u64 {
+        self.bytes.peak.load(Relaxed)
+    }
+
+    /// The most bytes the waiting dead letters held at once.
+    pub(crate) fn peak_dead_letter_bytes(&self) -> u64 {
+        self.dead_bytes.peak.load(Relaxed)
+    }
+
+    /// Takes the oldest record of the hand-off and gives its bytes back; returns it with its
+    /// size.
+    pub(crate) fn take_one(&self) -> Option<(Value, u64)> {
+        let held = self.rx.try_recv().ok()?;
+        self.bytes.release(held.bytes);
+        Some((held.item, held.bytes))
+    }
+
+    /// Takes the oldest waiting dead letter and gives its bytes back.
+    pub(crate) fn take_dead_letter(&self) -> Option<DeadLetter> {
+        let held = self.dead_rx.try_recv().ok()?;
+        self.dead_bytes.release(held.bytes);
+        Some(held.item)
     }
 
     /// Publishes the drain rate measured at `at`, and whether records were left waiting.
@@ -188,14 +281,23 @@ impl Intake {
         hint
     }
 
-    /// Moves records into the hand-off while it has room.
+    /// Moves records into the hand-off while it has room, in records and in bytes.
     fn fill(&self, records: &mut VecDeque<Value>) -> usize {
         let mut taken = 0;
         while let Some(record) = records.pop_front() {
-            match self.tx.try_send(record) {
+            let bytes = value_bytes(&record) as u64;
+            if !self.bytes.reserve(bytes) {
+                records.push_front(record);
+                break;
+            }
+            match self.tx.try_send(Held {
+                item: record,
+                bytes,
+            }) {
                 Ok(()) => taken += 1,
-                Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => {
-                    records.push_front(record);
+                Err(TrySendError::Full(held) | TrySendError::Disconnected(held)) => {
+                    self.bytes.release(bytes);
+                    records.push_front(held.item);
                     break;
                 }
             }
@@ -275,21 +377,34 @@ impl Admission for Intake {
         match self.mode {
             Mode::Reject | Mode::Spill => Rest::Deferred(Some(self.retry_after())),
             Mode::Block(_) => Rest::Unavailable(Some(self.retry_after())),
-            Mode::DropNewest => Rest::Dropped,
+            Mode::DropNewest => Rest::Dropped(Some(self.retry_after())),
         }
     }
 
     fn dead_letter(&self, line: usize, error: &LineError, raw: &str) {
-        let letter = DeadLetter::new(error.to_string(), raw).at_line(line as u64);
-        if self.dead_tx.try_send(letter).is_err() {
-            // The client is told about the line in the reply; the pipeline only counts it.
-            self.count(OverflowReason::DroppedNewest, 1);
+        let reason = error.to_string();
+        let bytes = (std::mem::size_of::<DeadLetter>() + reason.len() + raw.len()) as u64;
+        let stored = self.dead_bytes.reserve(bytes) && {
+            let letter = DeadLetter::new(reason, raw).at_line(line as u64);
+            let sent = self.dead_tx.try_send(Held {
+                item: letter,
+                bytes,
+            });
+            if sent.is_err() {
+                self.dead_bytes.release(bytes);
+            }
+            sent.is_ok()
+        };
+        if !stored {
+            // The client is told about the line in the reply; the pipeline only counts it,
+            // as a dead letter (not a row) it had no room to keep.
+            self.count(OverflowReason::DeadLetterNotStored, 1);
         }
     }
 
     fn refused(&self, records: usize, rest: &Rest) {
         match rest {
-            Rest::Dropped => self.count(OverflowReason::DroppedNewest, records),
+            Rest::Dropped(_) => self.count(OverflowReason::DroppedNewest, records),
             Rest::Deferred(_) | Rest::Unavailable(_) => {
                 self.count(OverflowReason::Rejected, records);
             }
@@ -301,5 +416,27 @@ impl Admission for Intake {
             Mode::Block(timeout) if !self.closing.load(Relaxed) => Some((&self.room, timeout)),
             _ => None,
         }
+    }
+}
+
+/// The bytes a JSON value holds: the `Value` itself and the heap it owns (string and vector
+/// capacities, map entries with their keys). Map nodes' own overhead is not counted; a
+/// number is held inline.
+pub(crate) fn value_bytes(value: &Value) -> usize {
+    std::mem::size_of::<Value>() + owned_bytes(value)
+}
+
+fn owned_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(owned_bytes).sum::<usize>()
+        }
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| std::mem::size_of::<String>() + key.capacity() + value_bytes(item))
+            .sum(),
     }
 }

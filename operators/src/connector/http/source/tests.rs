@@ -19,18 +19,20 @@ use weir_runtime::{
     Sink,
 };
 
-use super::intake::{Intake, IntakeConfig, Mode};
+use super::intake::{value_bytes, Intake, IntakeConfig, Mode};
 use super::*;
 use crate::connector::http::test_util::{answer, guard};
 use crate::connector::http::{
     Admission, BearerToken, HttpClient, HttpClientConfig, IngestReply, Response, Rest,
 };
+use weir_runtime::spill::SpillQueue;
 
 /// Takes a batch only with a permit from `credit`; publishes the rows it has received.
 struct Granted {
     credit: Arc<Semaphore>,
     permit: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>>,
     rows: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
     received: watch::Sender<usize>,
 }
 
@@ -54,6 +56,7 @@ impl Sink for Granted {
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<Value>) -> Result<(), OperatorError> {
+        self.batches.lock().expect("test lock").push(batch.len());
         let mut rows = self.rows.lock().expect("test lock");
         rows.extend(batch);
         self.received.send_replace(rows.len());
@@ -70,6 +73,7 @@ struct Rig {
     source: HttpSourceHandle,
     credit: Arc<Semaphore>,
     rows: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
     received: watch::Receiver<usize>,
     run: Option<RunHandle>,
     client: HttpClient,
@@ -90,15 +94,21 @@ fn source_config(policy: Overflow, capacity: usize) -> HttpSourceConfig {
 impl Rig {
     /// A pipeline `http → sink` with one-row batches and an edge of one batch.
     fn start(config: HttpSourceConfig) -> Self {
+        Self::start_with(config, 1)
+    }
+
+    /// A pipeline `http → sink` with batches of `batch_rows` and an edge of one batch.
+    fn start_with(config: HttpSourceConfig, batch_rows: usize) -> Self {
         let source = HttpSource::bind(config).expect("bind on loopback");
         let handle = source.handle();
         let credit = Arc::new(Semaphore::new(0));
         let rows = Arc::new(Mutex::new(Vec::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
         let (tx, received) = watch::channel(0);
         let mut p = Pipeline::with_config(
             "ingest",
             PipelineConfig {
-                batch_rows: 1,
+                batch_rows,
                 workers: Some(2),
                 ..PipelineConfig::default()
             },
@@ -111,6 +121,7 @@ impl Rig {
                     credit: Arc::clone(&credit),
                     permit: None,
                     rows: Arc::clone(&rows),
+                    batches: Arc::clone(&batches),
                     received: tx,
                 },
             );
@@ -120,6 +131,7 @@ impl Rig {
             source: handle,
             credit,
             rows,
+            batches,
             received,
             run: Some(run),
             client: HttpClient::new(HttpClientConfig::default()),
@@ -227,14 +239,20 @@ async fn dropped_records_are_never_acknowledged() {
     let mut rig = Rig::start(source_config(Overflow::DropNewest, 4));
     let (acked, full) = fill(&rig, 0).await;
     assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(full.retry_after, None);
+    // A drop is an overload refusal like any other: it tells the client when to come back.
+    let hint = full
+        .retry_after
+        .expect("a Retry-After on a 503 for dropped records");
+    assert!(hint >= Duration::from_secs(1));
     let r = reply(&full);
     assert_eq!((r.accepted, r.dropped, r.deferred), (0, 1, 0));
+    assert!(r.retry_after_ms.is_some_and(|ms| ms >= 1000), "{r:?}");
 
     // Some room returns; a body of ten partly fits, and the answer is still not a 2xx.
     rig.grant_until(3, 3).await;
     let partial = rig.post(body(500..510)).await;
     assert_eq!(partial.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(partial.retry_after.is_some());
     let r = reply(&partial);
     assert_eq!(r.accepted + r.dropped, 10);
     assert!(r.dropped >= 6, "{r:?}");
@@ -342,7 +360,10 @@ async fn a_full_spill_defers_the_rest_with_429() {
         let r = rig.post(body([id])).await;
         match r.status {
             StatusCode::ACCEPTED => acked.push(id),
-            StatusCode::TOO_MANY_REQUESTS => deferred += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.retry_after.is_some(), "a 429 without Retry-After");
+                deferred += 1;
+            }
             other => panic!("unexpected {other}"),
         }
     }
@@ -372,6 +393,48 @@ async fn malformed_lines_are_dead_lettered_with_their_line_numbers() {
     rig.grant_until(2, 2).await;
     let report = rig.stop().await;
     assert_eq!(report.dead_letters, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_past_their_bound_are_counted_as_not_stored_not_as_dropped_rows() {
+    let mut config = source_config(Overflow::Reject, 16);
+    config.dead_letter_capacity = 2;
+    let mut rig = Rig::start(config);
+    // Five malformed lines and one record: two dead letters fit, three do not.
+    let r = rig
+        .post("a\nb\n{\"id\":1}\nc\n[1]\n{\"x\":1,\"x\":2}\n".to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(reply(&r).rejected_total, 5);
+    assert_eq!(rig.source.stats().dead_letters_not_stored, 3);
+    rig.grant_until(1, 1).await;
+    let report = rig.stop().await;
+    assert_eq!(report.dead_letters, 2);
+    assert_eq!(report.overflow.dead_letters_not_stored, 3);
+    assert_eq!(report.overflow.dropped_newest, 0);
+    assert_eq!(report.overflow.lost(), 0, "no row was lost");
+    assert!(
+        report.to_string().contains("dead letters not stored 3"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_bounded_in_bytes() {
+    let mut config = source_config(Overflow::Reject, 16);
+    config.dead_letter_capacity_bytes = 100_000;
+    let rig = Rig::start(config);
+    // Ten malformed lines of 30 KB each: three fit in 100 KB.
+    let bad = format!("{}\n", "not json ".repeat(3_400));
+    let body: String = bad.repeat(10) + "{\"id\":1}\n";
+    let r = rig.post(body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let stats = rig.source.stats();
+    assert_eq!(stats.dead_letters_not_stored, 7, "{stats:?}");
+    assert!(stats.peak_dead_letter_bytes <= 100_000, "{stats:?}");
+    let report = rig.stop().await;
+    assert_eq!(report.dead_letters, 3);
+    assert_eq!(report.overflow.dead_letters_not_stored, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +474,102 @@ async fn the_server_behind_the_source_checks_tokens_and_body_size() {
     assert_eq!(report.operators[0].rows_out, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_records_are_bounded_by_the_hand_offs_bytes_not_only_its_count() {
+    // Room for 1 000 records by count, 2 MiB by bytes: 600 KB records fill the bytes first.
+    let mut config = source_config(Overflow::Reject, 1000);
+    config.capacity_bytes = 2 << 20;
+    let mut rig = Rig::start(config);
+    let pad = "x".repeat(600_000);
+    let record = |id: u64| format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n");
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for id in 0..20 {
+        let r = rig.post(record(id)).await;
+        match r.status {
+            StatusCode::ACCEPTED => acked.push(id),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(r.retry_after.is_some());
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let stats = rig.source.stats();
+        assert!(
+            stats.held_bytes <= 2 << 20,
+            "the hand-off holds {} B",
+            stats.held_bytes
+        );
+    }
+    // Three fit in the hand-off, and at most two more moved on into the pipeline.
+    assert!((3..=5).contains(&acked.len()), "{acked:?}");
+    assert_eq!(acked.len() + refused, 20);
+    let stats = rig.source.stats();
+    assert!(stats.peak_held_bytes <= 2 << 20, "{stats:?}");
+    assert!(stats.peak_held_bytes >= 3 * 600_000, "{stats:?}");
+
+    // Credit returns: every acknowledged record arrives and the hand-off's bytes are given back.
+    rig.grant_until(acked.len(), acked.len()).await;
+    assert_eq!(ids(&rig.rows()), acked);
+    assert_eq!(rig.source.stats().held_bytes, 0);
+    let report = rig.stop().await;
+    assert_eq!(report.overflow.rejected, refused as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_ends_a_batch_of_large_records_at_max_batch_bytes() {
+    let mut config = source_config(Overflow::Reject, 1000);
+    config.max_batch_bytes = 1 << 20;
+    config.ingest.max_body_bytes = 8 << 20;
+    let mut rig = Rig::start_with(config, 64);
+    // Twelve records of 300 KB: at most four (the fourth crossing 1 MiB) in a batch.
+    let pad = "p".repeat(300_000);
+    let body: String = (0..12)
+        .map(|id| format!("{{\"id\":{id},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    let r = rig.post(body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    rig.grant_until(12, 12).await;
+    let batches = rig.batches.lock().expect("test lock").clone();
+    assert_eq!(batches.iter().sum::<usize>(), 12);
+    assert!(batches.iter().all(|&n| (1..=4).contains(&n)), "{batches:?}");
+    assert_eq!(ids(&rig.rows()), (0..12).collect::<Vec<_>>());
+    rig.stop().await;
+}
+
+#[test]
+fn a_record_larger_than_the_byte_bound_is_taken_only_alone() {
+    let intake = Intake::new(IntakeConfig {
+        max_bytes: 1000,
+        ..intake_config(Mode::Reject, 100)
+    });
+    let big = json!({ "pad": "y".repeat(5000) });
+    let mut records: VecDeque<Value> = VecDeque::from([big.clone(), json!({ "id": 1 })]);
+    intake.offer(&mut records);
+    // Taken alone into the empty hand-off; nothing joins it until it is gone.
+    assert_eq!(records.len(), 1);
+    assert_eq!(intake.held_bytes(), value_bytes(&big) as u64);
+    intake.offer(&mut records);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        intake.take_one(),
+        Some((big.clone(), value_bytes(&big) as u64))
+    );
+    assert_eq!(intake.held_bytes(), 0);
+    intake.offer(&mut records);
+    assert!(records.is_empty());
+    assert!(intake.held_bytes() <= 1000);
+}
+
+#[test]
+fn a_values_size_counts_the_heap_it_owns() {
+    let small = value_bytes(&json!({ "id": 1 }));
+    let large = value_bytes(&json!({ "id": 1, "pad": "z".repeat(10_000) }));
+    assert!(large >= small + 10_000, "{small} {large}");
+    let array = value_bytes(&json!({ "xs": vec![0u8; 1000] }));
+    assert!(array >= 1000 * std::mem::size_of::<Value>(), "{array}");
+}
+
 #[test]
 fn bind_refuses_drop_oldest_and_an_empty_hand_off() {
     assert!(matches!(
@@ -421,18 +580,30 @@ fn bind_refuses_drop_oldest_and_an_empty_hand_off() {
         HttpSource::bind(source_config(Overflow::Reject, 0)),
         Err(HttpSourceError::Config(_))
     ));
+    let mut no_bytes = source_config(Overflow::Reject, 4);
+    no_bytes.capacity_bytes = 0;
+    assert!(matches!(
+        HttpSource::bind(no_bytes),
+        Err(HttpSourceError::Config(_))
+    ));
 }
 
-fn intake(mode: Mode, capacity: usize) -> Intake {
-    Intake::new(IntakeConfig {
+fn intake_config(mode: Mode, capacity: usize) -> IntakeConfig {
+    IntakeConfig {
         mode,
         capacity,
+        max_bytes: 32 << 20,
         dead_letter_capacity: 4,
+        dead_letter_max_bytes: 1 << 20,
         spill: None,
         half_life: Duration::from_secs(2),
         retry_min: Duration::from_secs(1),
         retry_max: Duration::from_secs(60),
-    })
+    }
+}
+
+fn intake(mode: Mode, capacity: usize) -> Intake {
+    Intake::new(intake_config(mode, capacity))
 }
 
 #[test]
@@ -454,6 +625,42 @@ fn retry_after_is_the_backlog_over_the_measured_drain_rate() {
         other => panic!("expected a deferral, got {other:?}"),
     }
     assert_eq!(more.len(), 1, "a full hand-off takes nothing");
+}
+
+#[test]
+fn every_policy_refuses_with_a_retry_hint_full_or_closing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spill = || SpillQueue::open(dir.path(), 64).expect("open the spill");
+    let modes = [
+        (Mode::Reject, None),
+        (Mode::Block(Duration::from_millis(1)), None),
+        (Mode::DropNewest, None),
+        // A spill of 64 bytes holds a few small records, not forty.
+        (Mode::Spill, Some(spill)),
+    ];
+    for (mode, spill) in modes {
+        let intake = Intake::new(IntakeConfig {
+            spill: spill.map(|open| open()),
+            ..intake_config(mode, 1)
+        });
+        let mut records: VecDeque<Value> = (0..40).map(|i| json!({ "id": i })).collect();
+        let rest = intake.offer(&mut records);
+        assert!(!records.is_empty(), "{mode:?} took everything");
+        let hint = match rest {
+            Rest::Deferred(hint) | Rest::Unavailable(hint) | Rest::Dropped(hint) => hint,
+        };
+        assert!(
+            hint.is_some_and(|h| h >= Duration::from_secs(1)),
+            "{mode:?}: {rest:?}"
+        );
+        intake
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            matches!(intake.offer(&mut records), Rest::Unavailable(Some(_))),
+            "{mode:?} closing"
+        );
+    }
 }
 
 #[test]

@@ -151,7 +151,7 @@ pub enum OverflowReason {
 
 impl OverflowReason {
     /// Every reason, in report order.
-    pub const ALL: [OverflowReason; 8] = [
+    pub const ALL: [OverflowReason; 9] = [
         OverflowReason::DroppedNewest,
         OverflowReason::DroppedOldest,
         OverflowReason::Spilled,

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod interrupt;
 pub mod jobs;
 
 pub use weir_operators as operators;

@@ -136,6 +136,9 @@ pub enum SkewError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A signal stopped the bench (see [`crate::interrupt`]).
+    #[error("stopped by a signal before every run was measured")]
+    Stopped,
 }
 
 /// One measured run, with the extras beyond the plotted [`SkewRow`].
@@ -301,8 +304,11 @@ pub fn run_once(
         });
     let rss_reset = reset_peak_rss();
     let start = Instant::now();
-    let report = p.run()?;
+    let report = crate::interrupt::run(p)?;
     let elapsed = start.elapsed();
+    if crate::interrupt::received().is_some() {
+        return Err(SkewError::Stopped);
+    }
     let peak_rss = if rss_reset {
         crate::peak_rss_bytes().unwrap_or(0)
     } else {
@@ -351,6 +357,9 @@ pub fn run_median(
 ) -> Result<SkewResult, SkewError> {
     let mut all = Vec::new();
     for _ in 0..runs.max(1) {
+        if crate::interrupt::received().is_some() {
+            return Err(SkewError::Stopped);
+        }
         all.push(run_once(
             cfg, zipf, strategy, partitions, spin_iters, reference,
         )?);

@@ -41,6 +41,11 @@ pub mod bench;
 pub mod interrupt;
 pub mod jobs;
 
+/// The `arrow` crate weir is built with, so that a pipeline needs no version pinned to match.
+pub use arrow;
+/// The `parquet` crate weir's part sinks write with.
+pub use parquet;
+
 pub use weir_operators as operators;
 pub use weir_runtime as runtime;
 pub use weir_runtime::{GraphError, OperatorError, RunError, RunReport};

@@ -26,7 +26,7 @@
 //! use weir_operators::prelude::*;
 //!
 //! #[derive(Debug, PartialEq, serde::Deserialize)]
-//! struct Total { k: String, n: u64, total: f64 }
+//! struct Total { k: String, n: u64, total: i64 }
 //!
 //! let schema = Arc::new(Schema::new(vec![
 //!     Field::new("k", DataType::Utf8, false),
@@ -45,7 +45,7 @@
 //! p.run()?;
 //! assert_eq!(
 //!     totals.take().unwrap(),
-//!     vec![Total { k: "a".into(), n: 2, total: 4.0 }, Total { k: "b".into(), n: 1, total: 2.0 }]
+//!     vec![Total { k: "a".into(), n: 2, total: 4 }, Total { k: "b".into(), n: 1, total: 2 }]
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -59,7 +59,7 @@ mod split;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use weir_runtime::{EdgeConfig, Pipeline, Source, Stream, StreamCore};
+use weir_runtime::{EdgeConfig, Pipeline, Sink, SinkHandle, Source, Stream, StreamCore};
 
 use crate::connector::DeadLetter;
 
@@ -198,6 +198,50 @@ impl ArrowStream {
             stream: self.stream.with_edge(config),
             schema: self.schema,
         }
+    }
+
+    /// Ends the stream in `sink` (one instance), as [`StreamCore::sink`] does; the handle yields
+    /// the sink's result after the run.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    /// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+    /// use weir_operators::columnar::{ArrowStream, BatchSource};
+    /// use weir_operators::prelude::*;
+    /// use weir_runtime::{InputPort, Sink};
+    ///
+    /// struct Rows(usize);
+    /// impl Sink for Rows {
+    ///     type Input = RecordBatch;
+    ///     type Output = usize;
+    ///     fn on_batch(&mut self, _: InputPort, b: RecordBatch) -> Result<(), OperatorError> {
+    ///         self.0 += b.num_rows();
+    ///         Ok(())
+    ///     }
+    ///     fn finish(&mut self) -> Result<usize, OperatorError> {
+    ///         Ok(self.0)
+    ///     }
+    /// }
+    ///
+    /// let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    /// let batch = RecordBatch::try_new(
+    ///     schema.clone(),
+    ///     vec![Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef],
+    /// )?;
+    /// let mut p = Pipeline::new("rows");
+    /// let rows = ArrowStream::source(&mut p, "batches", BatchSource::new(schema, vec![batch]))
+    ///     .sink("rows", Rows(0));
+    /// p.run()?;
+    /// assert_eq!(rows.take(), Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sink<K: Sink<Input = RecordBatch>>(
+        self,
+        name: impl Into<String>,
+        sink: K,
+    ) -> SinkHandle<K::Output> {
+        self.stream.sink(name, sink)
     }
 
     /// The records the producing operator rejected.

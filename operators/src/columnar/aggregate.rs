@@ -61,6 +61,41 @@ pub enum AggFunc {
 }
 
 /// One output column of an aggregation: a function, its input column, and the output's name.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_operators::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+/// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+/// use weir_operators::columnar::{Agg, ArrowStream, BatchSource};
+/// use weir_operators::prelude::*;
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("k", DataType::Utf8, false),
+///     Field::new("v", DataType::Float64, true),
+/// ]));
+/// let batch = RecordBatch::try_new(schema.clone(), vec![
+///     Arc::new(StringArray::from(vec!["a", "a", "b"])) as ArrayRef,
+///     Arc::new(Float64Array::from(vec![Some(1.5), None, Some(4.0)])),
+/// ])?;
+/// let mut p = Pipeline::new("stats");
+/// let stats = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, vec![batch]))
+///     .aggregate("stats", &["k"], vec![
+///         Agg::count("rows"),          // UInt64: rows in the group
+///         Agg::count_of("v", "n"),     // UInt64: non-null values
+///         Agg::mean("v", "mean"),      // Float64, null for no values
+///         Agg::max("v", "max"),
+///     ])?
+///     .to_rows::<(String, u64, u64, Option<f64>, Option<f64>)>("to_rows")
+///     .collect("out");
+/// p.run()?;
+/// assert_eq!(stats.take(), Some(vec![
+///     ("a".to_string(), 2, 1, Some(1.5), Some(1.5)),
+///     ("b".to_string(), 1, 1, Some(4.0), Some(4.0)),
+/// ]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agg {
     func: AggFunc,

@@ -131,6 +131,40 @@ pub enum PlanError {
 /// A stream of Arrow record batches that all have [`schema`](ArrowStream::schema).
 ///
 /// Cloning it fans the stream out (as with any stream: the slowest consumer governs).
+///
+/// # Examples
+///
+/// A file → Arrow operators → Parquet pipeline (the README's "First file pipeline" has the
+/// whole program):
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+/// use weir_operators::arrow::compute::kernels::cmp::gt;
+/// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+/// use weir_operators::columnar::{Agg, ArrowStream, BatchSource, PartSinkOptions};
+/// use weir_operators::connector::{ParquetCompression, PartFormat};
+/// use weir_operators::prelude::*;
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("country", DataType::Utf8, false),
+///     Field::new("cents", DataType::Int64, false),
+/// ]));
+/// let batch = RecordBatch::try_new(schema.clone(), vec![
+///     Arc::new(StringArray::from(vec!["DE", "FR", "DE", "FR"])) as ArrayRef,
+///     Arc::new(Int64Array::from(vec![500, 0, 250, 125])),
+/// ])?;
+/// let out = std::env::temp_dir().join(format!("weir-arrow-stream-doc-{}", std::process::id()));
+/// let mut p = Pipeline::new("revenue");
+/// let written = ArrowStream::source(&mut p, "orders", BatchSource::new(schema, vec![batch]))
+///     .filter("paid", |b| gt(b.column(1), &Int64Array::new_scalar(0)))
+///     .aggregate("by_country", &["country"], vec![Agg::sum("cents", "revenue_cents")])?
+///     .write_parts("revenue", &out, PartSinkOptions::new(PartFormat::parquet(ParquetCompression::Snappy)), 1);
+/// p.run()?;
+/// assert_eq!(written.take().map(|w| w.rows), Some(2)); // one row per country
+/// # std::fs::remove_dir_all(&out)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ArrowStream {
     stream: StreamCore<RecordBatch>,

@@ -74,7 +74,33 @@ pub struct Interrupts {
 #[derive(Debug, Default)]
 struct State {
     received: Option<Signal>,
-    target: Option<Arc<StopSignal>>,
+    target: Option<Target>,
+}
+
+/// What a signal stops.
+#[derive(Debug)]
+enum Target {
+    /// A run in this process.
+    Run(Arc<StopSignal>),
+    /// A child process (in a process group of its own), which gets the same signal.
+    Process(u32),
+}
+
+impl Target {
+    fn stop(&self, signal: Signal) {
+        match self {
+            Target::Run(stop) => stop.stop(),
+            Target::Process(pid) => {
+                let name = signal.name().trim_start_matches("SIG");
+                let sent = std::process::Command::new("kill")
+                    .args(["-s", name, &pid.to_string()])
+                    .status();
+                if !sent.is_ok_and(|s| s.success()) {
+                    eprintln!("could not pass {signal} on to process {pid}");
+                }
+            }
+        }
+    }
 }
 
 static INTERRUPTS: OnceLock<Interrupts> = OnceLock::new();
@@ -116,6 +142,34 @@ pub fn received() -> Option<Signal> {
     INTERRUPTS.get().and_then(Interrupts::received)
 }
 
+/// Runs `command` to its end under the installed handler when there is one (see [`install`]):
+/// the child gets a process group of its own, and a signal this process receives is passed on
+/// to it once, so it drains and reports as a run in this process would. Without the handler the
+/// child runs plainly. Its stdout is captured, its stderr is this process's.
+///
+/// # Errors
+///
+/// The child could not be started or waited for.
+pub fn run_child(command: &mut std::process::Command) -> std::io::Result<std::process::Output> {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let interrupts = INTERRUPTS
+        .get()
+        .filter(|_| *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(interrupts) = interrupts {
+        interrupts.set_target(Target::Process(child.id()));
+    }
+    let output = child.wait_with_output();
+    if let Some(interrupts) = interrupts {
+        interrupts.lock().target = None;
+    }
+    output
+}
+
 /// `ExitCode::SUCCESS` for a run that finished, the signal's code for one a signal stopped.
 pub fn exit_code(stopped_by: Option<Signal>) -> ExitCode {
     stopped_by.map_or(ExitCode::SUCCESS, |s| ExitCode::from(s.exit_code()))
@@ -125,12 +179,15 @@ impl Interrupts {
     /// Points the handler at `handle`'s run: the next signal stops it. If a signal has already
     /// arrived, the run is stopped now.
     pub fn watch(&self, handle: &RunHandle) {
-        let stop = handle.stop_signal();
+        self.set_target(Target::Run(handle.stop_signal()));
+    }
+
+    fn set_target(&self, target: Target) {
         let mut state = self.lock();
-        if state.received.is_some() {
-            stop.stop();
+        if let Some(signal) = state.received {
+            target.stop(signal);
         }
-        state.target = Some(stop);
+        state.target = Some(target);
     }
 
     /// The first signal received, if any.
@@ -160,6 +217,9 @@ impl Interrupts {
         let mut state = self.lock();
         if let Some(first) = state.received {
             eprintln!("{signal} again after {first}: exiting without draining");
+            if let Some(target @ Target::Process(_)) = &state.target {
+                target.stop(signal);
+            }
             std::process::exit(i32::from(signal.exit_code()));
         }
         state.received = Some(signal);
@@ -167,8 +227,8 @@ impl Interrupts {
             "{signal}: stopping; the sources end their streams and the pipeline drains \
              (send it again to exit at once)"
         );
-        if let Some(stop) = &state.target {
-            stop.stop();
+        if let Some(target) = &state.target {
+            target.stop(signal);
         }
     }
 

@@ -123,3 +123,52 @@ fn sigint_drains_reports_and_exits_130() {
     assert!(stdout.contains("big orders:"), "{stdout}");
     assert!(stdout.contains("stopped by SIGINT"), "{stdout}");
 }
+
+#[test]
+fn bench_skew_measures_each_run_in_a_process_of_its_own() {
+    let json = std::env::temp_dir().join(format!("weir-cli-skew-{}.json", std::process::id()));
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "bench", "skew", "--rows", "5000", "--keys", "100", "--zipf", "0,1",
+        ])
+        .args([
+            "--strategies",
+            "hash,pkg",
+            "--partitions",
+            "2",
+            "--workers",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the weir binary starts");
+    let parent = child.id();
+    let out = child.wait_with_output().expect("weir ends");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("peak RSS: each run in a process of its own"),
+        "the output says how RSS was measured: {stdout}"
+    );
+    let lines = std::fs::read_to_string(&json).expect("the JSON lines");
+    let _ = std::fs::remove_file(&json);
+    let rows: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 4, "2 exponents × 2 strategies");
+    let mut pids: Vec<u64> = rows.iter().filter_map(|r| r["pid"].as_u64()).collect();
+    assert_eq!(pids.len(), 4);
+    assert!(pids.iter().all(|&p| p != u64::from(parent)), "{pids:?}");
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "one process per run");
+    for r in &rows {
+        assert_eq!(r["correct"], true, "{r}");
+        assert_eq!(r["records"], 5000);
+        assert_eq!(r["peak_rss_scope"], "each run in a process of its own");
+    }
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use weir::bench::skew::{SkewConfig, SkewStrategy};
+use weir::bench::skew::{RunIn, SkewConfig, SkewStrategy};
 use weir::bench::{self, median, rate};
 
 #[global_allocator]
@@ -207,6 +207,36 @@ enum Bench {
         /// Print the run report (per-instance figures, bottleneck) of every median run.
         #[arg(long)]
         reports: bool,
+        /// Measure every run in this process instead of a process of its own (quicker; a run's
+        /// peak RSS then includes memory earlier runs left in the allocator).
+        #[arg(long)]
+        same_process: bool,
+    },
+    /// One run of `bench skew`, in a process of its own; prints its outcome as one JSON line.
+    #[command(hide = true)]
+    SkewRun {
+        #[arg(long)]
+        zipf: f64,
+        #[arg(long)]
+        strategy: SkewStrategy,
+        #[arg(long)]
+        partitions: usize,
+        #[arg(long)]
+        keys: u64,
+        #[arg(long)]
+        records: u64,
+        #[arg(long)]
+        spin_iters: u64,
+        #[arg(long)]
+        combine_capacity: usize,
+        #[arg(long)]
+        batch_rows: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        worker_capacity: Option<NonZeroU64>,
+        #[arg(long)]
+        workers: Option<usize>,
     },
 }
 
@@ -351,8 +381,38 @@ fn run_bench(b: Bench) -> Result<(), Error> {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("machine: {cores} cores, {cpu}");
+    if !matches!(b, Bench::SkewRun { .. }) {
+        println!("machine: {cores} cores, {cpu}");
+    }
     match b {
+        Bench::SkewRun {
+            zipf,
+            strategy,
+            partitions,
+            keys,
+            records,
+            spin_iters,
+            combine_capacity,
+            batch_rows,
+            seed,
+            worker_capacity,
+            workers,
+        } => {
+            let cfg = SkewConfig {
+                keys,
+                records,
+                worker_capacity,
+                combine_capacity,
+                batch_rows,
+                workers,
+                seed,
+                ..SkewConfig::default()
+            };
+            let (reference, _) = bench::skew::sequential_count(&cfg, zipf)?;
+            let outcome =
+                bench::skew::measure(&cfg, zipf, strategy, partitions, spin_iters, &reference)?;
+            println!("{}", serde_json::to_string(&outcome)?);
+        }
         Bench::Pipeline {
             records,
             batch_sizes,
@@ -597,6 +657,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             json,
             plot,
             reports,
+            same_process,
         } => skew(
             SkewConfig {
                 keys,
@@ -605,6 +666,11 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 work_ns,
                 combine_capacity,
                 workers,
+                run_in: if same_process {
+                    RunIn::ThisProcess
+                } else {
+                    RunIn::OwnProcess(std::env::current_exe()?)
+                },
                 ..SkewConfig::default()
             },
             &zipf,
@@ -643,6 +709,7 @@ fn skew(
         cfg.work_ns,
         runs
     );
+    println!("peak RSS: {}", cfg.run_in.rss_scope());
     println!(
         "{:>5} {:>9} {:>4} {:>11} {:>9} {:>10} {:>12} {:>7} {:>9} {:>8} {:>11} {:>7}",
         "zipf",

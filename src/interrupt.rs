@@ -4,7 +4,8 @@
 //!
 //! The handler is process-wide (signals are): [`install`] sets it up once, [`Interrupts::watch`]
 //! points it at the run in progress. The first signal stops that run (and any run watched after
-//! it, so a benchmark's loop ends too); a second one exits at once with the signal's exit code.
+//! it, so a benchmark's loop ends too); a second one exits at once with the signal's exit code,
+//! and so does a signal that arrives while no run is in progress (there is nothing to drain).
 //! A run ended by a signal must end the process with [`Signal::exit_code`] (130 for SIGINT, 143
 //! for SIGTERM, as shells report them), so a caller can tell a stopped run from a finished one.
 //!
@@ -212,7 +213,8 @@ impl Interrupts {
         result.map(|report| (report, stopped_by))
     }
 
-    /// Records `signal` and stops the watched run; a second signal exits the process at once.
+    /// Records `signal` and stops the watched run; a second signal, or one while no run is
+    /// watched, exits the process at once.
     fn deliver(&self, signal: Signal) {
         let mut state = self.lock();
         if let Some(first) = state.received {
@@ -220,6 +222,11 @@ impl Interrupts {
             if let Some(target @ Target::Process(_)) = &state.target {
                 target.stop(signal);
             }
+            std::process::exit(i32::from(signal.exit_code()));
+        }
+        if state.target.is_none() {
+            // No run in progress: nothing to drain.
+            eprintln!("{signal}: no run in progress; exiting");
             std::process::exit(i32::from(signal.exit_code()));
         }
         state.received = Some(signal);

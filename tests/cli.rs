@@ -172,3 +172,27 @@ fn bench_skew_measures_each_run_in_a_process_of_its_own() {
         assert_eq!(r["peak_rss_scope"], "each run in a process of its own");
     }
 }
+
+#[test]
+fn a_signal_with_no_pipeline_running_exits_at_once_with_its_code() {
+    // `bench edge` measures channels, not a pipeline: there is nothing to drain.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "edge", "--batches", "1000000000", "--runs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the weir binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("stdout reads");
+    assert!(line.starts_with("machine:"), "{line}");
+    let status = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("weir ends");
+    assert_eq!(out.status.code(), Some(143));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no run in progress"), "{stderr}");
+}

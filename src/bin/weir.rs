@@ -298,8 +298,11 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             }
             let interrupts = weir::interrupt::install()?;
             let (pipeline, results) = weir::jobs::demo(records, sink_rate);
+            let handle = pipeline.spawn()?;
+            interrupts.watch(&handle);
             eprintln!("running `demo`; Ctrl-C or SIGTERM stops the sources and drains");
-            let (report, stopped_by) = interrupts.run(pipeline)?;
+            let report = handle.join()?;
+            let stopped_by = interrupts.received();
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

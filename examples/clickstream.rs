@@ -6,11 +6,16 @@
 //! pages over more instances. The run report names the bottleneck and the keyed state held.
 //!
 //! ```text
-//! cargo run --release --example clickstream [CLICKS]
+//! cargo run --release --example clickstream [-- --records CLICKS]
 //! ```
+//!
+//! Ctrl-C or SIGTERM stops the source; the pipeline drains, prints its report, and the exit
+//! code (130 / 143) says it was stopped.
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 
+use clap::Parser;
 use mimalloc::MiMalloc;
 use weir::operators::keyed::aggregate::{Count, Project, Sum};
 use weir::operators::keyed::route::{SplitConfig, Strategy};
@@ -38,13 +43,17 @@ fn top<K: Copy + Ord, V: Copy + Ord>(rows: &[(K, V)], n: usize) -> Vec<(K, V)> {
     rows
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let clicks: u64 = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| format!("CLICKS must be a number ({e}): {arg}"))?,
-        None => 5_000_000,
-    };
+#[derive(Parser)]
+#[command(about = "Page views per user and dwell time per page over Zipf-skewed clicks")]
+struct Args {
+    /// Clicks to generate.
+    #[arg(long, visible_alias = "rows", default_value_t = 5_000_000)]
+    records: u64,
+}
+
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let clicks = Args::parse().records;
+    let interrupts = weir::interrupt::install()?;
     let mut users = ZipfKeys::new(USERS, 1.1, 1)?;
     let mut pages = ZipfKeys::new(PAGES, 1.3, 2)?;
 
@@ -77,13 +86,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .collect("pages");
 
-    let report = p.run()?;
+    let (report, stopped_by) = interrupts.run(p)?;
     println!("{report}\n");
 
     let users = views_per_user.take().unwrap_or_default();
     let pages = dwell_per_page.take().unwrap_or_default();
     let views: u64 = users.iter().map(|(_, v)| v).sum();
-    assert_eq!(views, clicks, "every click is counted exactly once");
+    // A stopped run counts the clicks read before the stop, each exactly once.
+    let read = report
+        .operators
+        .iter()
+        .find(|o| o.name == "clicks")
+        .map_or(0, |o| o.rows_out);
+    if stopped_by.is_none() {
+        assert_eq!(read, clicks, "every click is read");
+    }
+    assert_eq!(views, read, "every click is counted exactly once");
     println!(
         "{} users, {} pages, {views} views",
         users.len(),
@@ -107,5 +125,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, rows) in per_instance {
         println!("rows per instance of `{name}`: {rows:?}");
     }
-    Ok(())
+    if let Some(signal) = stopped_by {
+        println!("stopped by {signal} after {read} of {clicks} clicks");
+    }
+    Ok(weir::interrupt::exit_code(stopped_by))
 }

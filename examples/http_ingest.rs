@@ -12,11 +12,13 @@
 //! itself), the pipeline settles at R: with `--policy reject` clients get `429` with a
 //! `Retry-After` of backlog / drain rate, with `block` they wait (then `503`), with
 //! `drop-newest` the excess is dropped and answered `503`, with `spill` it goes to a bounded
-//! disk FIFO — and memory stays flat in every case. Ctrl-C (or `--duration`) stops the
-//! source, drains what was acknowledged, and prints the run report.
+//! disk FIFO — and memory stays flat in every case. Ctrl-C or SIGTERM (or `--duration`) stops
+//! the source, drains what was acknowledged, and prints the run report; after a signal the exit
+//! code is 130 (SIGINT) or 143 (SIGTERM).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,8 +74,9 @@ struct Args {
     duration: Option<f64>,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let interrupts = weir::interrupt::install()?;
     if !(args.sink_rate > 0.0 && args.sink_rate.is_finite()) {
         return Err("--sink-rate must be a positive number of rows per second".into());
     }
@@ -98,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let ingest = source.handle();
     println!(
-        "POST NDJSON to http://{}/ingest (policy {policy}, sink {} rows/s); Ctrl-C stops",
+        "POST NDJSON to http://{}/ingest (policy {policy}, sink {} rows/s); Ctrl-C or SIGTERM stops",
         ingest.local_addr(),
         args.sink_rate
     );
@@ -121,16 +124,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .sink("sink", Throttle::new(Count::new(), args.sink_rate));
     let run = p.spawn()?;
+    // A signal stops the source: it refuses new records and drains what it acknowledged.
+    interrupts.watch(&run);
     let stop = run.stop_signal();
     let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, stopping) = (stop.clone(), Arc::clone(&stopping));
-        ctrlc::set_handler(move || {
-            eprintln!("stopping: the source refuses new records and drains what it acknowledged");
-            stopping.store(true, Relaxed);
-            stop.stop();
-        })?;
-    }
     let load = args.load.map(|rps| {
         LoadGen::start(
             ingest.local_addr(),
@@ -158,6 +155,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     while !run.is_finished() {
         std::thread::sleep(Duration::from_secs(1)); // the print interval
+        if interrupts.received().is_some() {
+            stopping.store(true, Relaxed); // the load generator stops posting
+        }
         let report = run.snapshot();
         let (src, sink) = (report.operators[0].rows_out, report.operators[2].rows_in);
         let dt = last.0.elapsed().as_secs_f64();
@@ -192,7 +192,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = run.join()?;
     println!("{report}");
     println!("rows through the sink: {}", count.take().unwrap_or(0));
-    Ok(())
+    if let Some(signal) = interrupts.received() {
+        println!("stopped by {signal}");
+    }
+    Ok(weir::interrupt::exit_code(interrupts.received()))
 }
 
 /// Resident memory now (Linux `VmRSS`).

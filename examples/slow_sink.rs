@@ -7,8 +7,11 @@
 //!
 //! While it runs it prints, twice a second, the rate at which the source reads and the sink
 //! writes; at the end, one JSON line with `records_in`, `records_out`, `source_rows_per_s`,
-//! `sink_rows_per_s`, `peak_in_flight_bytes`, `bottleneck` and `peak_rss_bytes`.
+//! `sink_rows_per_s`, `peak_in_flight_bytes`, `bottleneck` and `peak_rss_bytes` (and `stopped`,
+//! the signal that ended it early, if one did: Ctrl-C or SIGTERM drains, reports, and exits 130
+//! or 143).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -19,9 +22,10 @@ use weir::prelude::*;
 static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
+#[command(about = "A fast generator feeding a sink limited to --sink-rate rows per second")]
 struct Args {
     /// Rows to generate.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, visible_alias = "rows", default_value_t = 2_000_000)]
     records: u64,
     /// Rows per second the sink accepts.
     #[arg(long, default_value_t = 500_000.0)]
@@ -45,8 +49,12 @@ fn rows_of(report: &RunReport, name: &str) -> u64 {
         })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if !(args.sink_rate > 0.0 && args.sink_rate.is_finite()) {
+        return Err("--sink-rate must be a positive number of rows per second".into());
+    }
+    let interrupts = weir::interrupt::install()?;
     let mut p = Pipeline::new("slow-sink");
     let total = p
         .source("source", Generator::new(args.records, |i| i))
@@ -54,8 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .sink("sink", Throttle::new(Count::new(), args.sink_rate));
 
     let handle = p.spawn()?;
-    let stop = handle.stop_signal();
-    ctrlc::set_handler(move || stop.stop())?;
+    interrupts.watch(&handle);
 
     let interval = Duration::from_secs_f64(args.interval.max(0.05));
     let (mut last_src, mut last_sink, mut last_t) = (0u64, 0u64, Instant::now());
@@ -90,7 +97,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "peak_in_flight_bytes": report.peak_in_flight_bytes,
         "bottleneck": report.bottleneck.as_ref().map(|b| b.operator.clone()),
         "peak_rss_bytes": weir::peak_rss_bytes(),
+        "stopped": interrupts.received().map(|s| s.name()),
     });
     println!("{summary}");
-    Ok(())
+    Ok(weir::interrupt::exit_code(interrupts.received()))
 }

@@ -30,6 +30,33 @@
 //! # Ok::<(), weir::RunError>(())
 //! ```
 //!
+//! # Parallelism
+//!
+//! An operator runs [`PipelineConfig::parallelism`](runtime::PipelineConfig::parallelism)
+//! instances — the job-wide default, 1 unless set — or its own
+//! [`parallelism`](runtime::StreamCore::parallelism). It does not inherit its input's: set the
+//! job-wide default once rather than on every stage. Sources and sinks given as one value run
+//! one instance.
+//!
+//! ```
+//! use weir::prelude::*;
+//!
+//! let config = PipelineConfig { parallelism: 3, ..PipelineConfig::default() };
+//! let mut p = Pipeline::with_config("par", config);
+//! let doubled = p.source("gen", Generator::new(1_000, |i| i)).map("double", |x| x * 2);
+//! let sum = doubled.map("half", |x| x / 2).parallelism(2).fold("sum", 0u64, |a, x| a + x);
+//! let report = p.run()?;
+//! let instances = |name: &str| {
+//!     let op = report.operators.iter().find(|o| o.name == name);
+//!     op.map(|o| o.instances.len())
+//! };
+//! assert_eq!(instances("gen"), Some(1));
+//! assert_eq!(instances("double"), Some(3)); // the job-wide default
+//! assert_eq!(instances("half"), Some(2)); // its own
+//! assert_eq!(sum.take(), Some((0..1_000).sum()));
+//! # Ok::<(), weir::RunError>(())
+//! ```
+//!
 //! The crates behind the facade:
 //!
 //! - [`runtime`] (`weir-runtime`): graph, edges and the demand protocol, executor, metrics;
@@ -38,7 +65,13 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod interrupt;
 pub mod jobs;
+
+/// The `arrow` crate weir is built with, so that a pipeline needs no version pinned to match.
+pub use arrow;
+/// The `parquet` crate weir's part sinks write with.
+pub use parquet;
 
 pub use weir_operators as operators;
 pub use weir_runtime as runtime;

@@ -33,6 +33,12 @@ pub mod transform;
 
 pub use transform::StreamExt;
 
+/// The `arrow` crate these operators are built with, so that a pipeline needs no version pinned
+/// to match.
+pub use arrow;
+/// The `parquet` crate the part sinks write with.
+pub use parquet;
+
 /// The names most pipelines need.
 pub mod prelude {
     pub use crate::keyed::{KeyedExt, PartitionExt};

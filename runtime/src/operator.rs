@@ -68,6 +68,49 @@ pub enum SourceStatus {
 ///
 /// When every consumer has gone away, or the run is stopped, the source is not polled again;
 /// it is dropped when the run ends.
+///
+/// # Examples
+///
+/// A source of the numbers below a limit, one batch per poll (driven by hand here; in a
+/// pipeline, [`Pipeline::source`](crate::Pipeline::source) adds it):
+///
+/// ```
+/// use std::task::{Context, Poll, Waker};
+/// use weir_runtime::{Message, OperatorError, Output, Source, SourceStatus};
+///
+/// struct Below { next: u64, limit: u64 }
+///
+/// impl Source for Below {
+///     type Output = Vec<u64>;
+///     fn poll_produce(
+///         &mut self,
+///         _: &mut Context<'_>,
+///         out: &mut Output<Vec<u64>>,
+///     ) -> Poll<Result<SourceStatus, OperatorError>> {
+///         while self.next < self.limit && !out.is_full() {
+///             out.push(self.next); // cut into batches of the pipeline's batch size
+///             self.next += 1;
+///         }
+///         let done = self.next == self.limit;
+///         Poll::Ready(Ok(if done { SourceStatus::Done } else { SourceStatus::Continue }))
+///     }
+/// }
+///
+/// fn sent(out: &mut Output<Vec<u64>>) -> Vec<Vec<u64>> {
+///     out.flush(); // the executor cuts a partial batch when the source returns
+///     out.drain().filter_map(|m| if let Message::Data(b) = m { Some(b) } else { None }).collect()
+/// }
+///
+/// let mut source = Below { next: 0, limit: 5 };
+/// let mut out = Output::new(3);
+/// let mut cx = Context::from_waker(Waker::noop());
+/// let status = source.poll_produce(&mut cx, &mut out);
+/// assert!(matches!(status, Poll::Ready(Ok(SourceStatus::Continue))));
+/// assert_eq!(sent(&mut out), vec![vec![0, 1, 2]]); // one full batch, then it returned
+/// let status = source.poll_produce(&mut cx, &mut out);
+/// assert!(matches!(status, Poll::Ready(Ok(SourceStatus::Done))));
+/// assert_eq!(sent(&mut out), vec![vec![3, 4]]);
+/// ```
 pub trait Source: Send + 'static {
     /// The batches this source emits.
     type Output: Batch;
@@ -99,6 +142,45 @@ pub trait Source: Send + 'static {
 /// # Errors
 ///
 /// An error from any hook ends the run and is reported with the operator's name.
+///
+/// # Examples
+///
+/// An operator that keeps a running total and emits it after each batch (driven by hand here;
+/// in a pipeline, [`StreamCore::unary`](crate::StreamCore::unary) adds it):
+///
+/// ```
+/// use weir_runtime::{InputPort, Message, Operator, OperatorError, Output};
+///
+/// struct RunningTotal(u64);
+///
+/// impl Operator for RunningTotal {
+///     type Input = Vec<u64>;
+///     type Output = Vec<u64>;
+///     fn on_batch(
+///         &mut self,
+///         _: InputPort,
+///         batch: Vec<u64>,
+///         out: &mut Output<Vec<u64>>,
+///     ) -> Result<(), OperatorError> {
+///         self.0 = batch.iter().try_fold(self.0, |t, x| t.checked_add(*x))
+///             .ok_or_else(|| OperatorError::user("the total overflows u64"))?;
+///         out.emit(vec![self.0]);
+///         Ok(())
+///     }
+/// }
+///
+/// let mut op = RunningTotal(0);
+/// let mut out = Output::new(1024);
+/// op.on_batch(0, vec![1, 2, 3], &mut out)?;
+/// op.on_batch(0, vec![10], &mut out)?;
+/// let emitted: Vec<Vec<u64>> = out
+///     .drain()
+///     .filter_map(|m| if let Message::Data(b) = m { Some(b) } else { None })
+///     .collect();
+/// assert_eq!(emitted, vec![vec![6], vec![16]]);
+/// assert!(op.on_batch(0, vec![u64::MAX], &mut out).is_err());
+/// # Ok::<(), OperatorError>(())
+/// ```
 pub trait Operator: Send + 'static {
     /// Batches consumed.
     type Input: Batch;
@@ -186,6 +268,35 @@ pub struct StateSize {
 /// # Errors
 ///
 /// An error from any hook ends the run and is reported with the sink's name.
+///
+/// # Examples
+///
+/// A sink that keeps the largest row it saw (driven by hand here; in a pipeline,
+/// [`StreamCore::sink`](crate::StreamCore::sink) adds it and its handle yields the result):
+///
+/// ```
+/// use weir_runtime::{InputPort, OperatorError, Sink};
+///
+/// struct Max(Option<u64>);
+///
+/// impl Sink for Max {
+///     type Input = Vec<u64>;
+///     type Output = Option<u64>;
+///     fn on_batch(&mut self, _: InputPort, batch: Vec<u64>) -> Result<(), OperatorError> {
+///         self.0 = self.0.into_iter().chain(batch).max();
+///         Ok(())
+///     }
+///     fn finish(&mut self) -> Result<Option<u64>, OperatorError> {
+///         Ok(self.0.take())
+///     }
+/// }
+///
+/// let mut sink = Max(None);
+/// sink.on_batch(0, vec![3, 9, 4])?;
+/// sink.on_batch(0, vec![7])?;
+/// assert_eq!(sink.finish()?, Some(9));
+/// # Ok::<(), OperatorError>(())
+/// ```
 pub trait Sink: Send + 'static {
     /// Batches consumed.
     type Input: Batch;

@@ -59,7 +59,11 @@ pub struct PipelineConfig {
     /// Worker threads of the runtime that [`Pipeline::run`] creates (default: the number of
     /// cores). Ignored by [`Pipeline::run_async`], which uses the caller's runtime.
     pub workers: Option<usize>,
-    /// Default parallelism of operators that do not set their own (default 1).
+    /// Default parallelism of operators that do not set their own (default 1): the job-wide
+    /// setting, as in Flink. An operator does not inherit its input's parallelism: after a source
+    /// of 4 instances, a `map` runs `parallelism` instances unless it is given its own with
+    /// [`StreamCore::parallelism`]. Operators and sinks added as one value (`unary`, `sink`)
+    /// always run one instance.
     pub parallelism: usize,
     /// Target rows per batch for typed streams (default 1024).
     pub batch_rows: usize,
@@ -551,7 +555,8 @@ impl<B: Batch> StreamCore<B> {
         self.inner.borrow().graph.name_of(self.node).to_string()
     }
 
-    /// Sets the parallelism of the operator producing this stream.
+    /// Sets the parallelism of the operator producing this stream. Without it the operator
+    /// runs [`PipelineConfig::parallelism`] instances (it does not inherit its input's).
     pub fn parallelism(self, parallelism: usize) -> Self {
         self.inner
             .borrow_mut()

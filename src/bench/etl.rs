@@ -124,7 +124,7 @@ pub fn weir(
         row_group_rows: ROW_GROUP_ROWS,
     };
     let written = stream.write_parts("write", out, PartSinkOptions::new(format), writers);
-    let report = p.run()?;
+    let report = crate::interrupt::run(p)?;
     let rows = written.take_all().iter().map(|s| s.rows).sum();
     Ok((rows, start.elapsed(), report))
 }

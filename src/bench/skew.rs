@@ -10,6 +10,11 @@
 //! credit-aware), `pkg-count` (PKG with the paper's local counts only), `split` (hot keys over
 //! more instances), `combine` (a bounded combiner before a hash shuffle).
 //!
+//! Each run's peak RSS is measured from the run's start (the peak is reset first, Linux
+//! `clear_refs`). With [`RunIn::OwnProcess`] (what `weir bench skew` uses) every run is a child
+//! process of its own (`weir bench skew-run`), so no run starts from memory an earlier one left
+//! in the allocator; with [`RunIn::ThisProcess`] the figure includes what earlier runs kept.
+//!
 //! With a worker capacity (`--worker-capacity R`), every keyed instance processes at most `R`
 //! rows/s (a timer, not a spin — see [`pace`](weir_operators::keyed::pace)), emulating one
 //! machine per instance: throughput is then set by the most loaded instance, not by the two
@@ -19,11 +24,12 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::num::NonZeroU64;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weir_operators::keyed::aggregate::AggregateFn;
 use weir_operators::keyed::route::{SplitConfig, Strategy};
 use weir_operators::keyed::stream::PARTIAL_SUFFIX;
@@ -91,6 +97,27 @@ impl FromStr for SkewStrategy {
     }
 }
 
+/// Where each measured run executes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RunIn {
+    /// In this process: quick, but a run's peak RSS includes memory earlier runs left behind.
+    #[default]
+    ThisProcess,
+    /// In a child process of its own: this executable (the `weir` binary), run as
+    /// `bench skew-run` with the run's settings, printing its [`RunOutcome`] as JSON.
+    OwnProcess(PathBuf),
+}
+
+impl RunIn {
+    /// How the peak RSS figures were measured, for the bench's output.
+    pub fn rss_scope(&self) -> &'static str {
+        match self {
+            RunIn::ThisProcess => "this process, from each run's start",
+            RunIn::OwnProcess(_) => "each run in a process of its own",
+        }
+    }
+}
+
 /// Settings of one bench invocation.
 #[derive(Clone, Debug)]
 pub struct SkewConfig {
@@ -110,6 +137,8 @@ pub struct SkewConfig {
     pub workers: Option<usize>,
     /// Seed of the key stream.
     pub seed: u64,
+    /// Where each run executes (default: this process).
+    pub run_in: RunIn,
 }
 
 impl Default for SkewConfig {
@@ -123,6 +152,7 @@ impl Default for SkewConfig {
             batch_rows: 1024,
             workers: None,
             seed: 2015,
+            run_in: RunIn::ThisProcess,
         }
     }
 }
@@ -136,6 +166,12 @@ pub enum SkewError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A signal stopped the bench (see [`crate::interrupt`]).
+    #[error("stopped by a signal before every run was measured")]
+    Stopped,
+    /// A run in a child process failed.
+    #[error("the run in a child process failed: {0}")]
+    Child(String),
 }
 
 /// One measured run, with the extras beyond the plotted [`SkewRow`].
@@ -158,9 +194,120 @@ pub struct SkewResult {
     pub keyed_peak_state_bytes: u64,
     /// The operator the report names as the bottleneck.
     pub bottleneck: String,
-    /// The median run's report.
+    /// How `peak_rss_bytes` was measured (see [`RunIn::rss_scope`]).
+    pub peak_rss_scope: &'static str,
+    /// The process that ran the median run.
+    pub pid: u32,
+    /// The median run's report, as printed.
     #[serde(skip)]
-    pub report: weir_runtime::RunReport,
+    pub report: String,
+}
+
+/// What one run measured: what a child process prints (as JSON) for its parent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// The run's figures.
+    pub row: SkewRow,
+    /// Keys held by the keyed stage at its peak, summed over instances.
+    pub keyed_peak_state_keys: u64,
+    /// Bytes held by the keyed stage at its peak, summed over instances.
+    pub keyed_peak_state_bytes: u64,
+    /// The operator the report names as the bottleneck.
+    pub bottleneck: String,
+    /// The run's report, as printed.
+    pub report: String,
+    /// The process that ran it.
+    pub pid: u32,
+}
+
+/// Runs the keyed count once in this process and sums it up.
+///
+/// # Errors
+///
+/// As [`run_once`].
+pub fn measure(
+    cfg: &SkewConfig,
+    zipf: f64,
+    strategy: SkewStrategy,
+    partitions: usize,
+    spin_iters: u64,
+    reference: &HashMap<u64, u64>,
+) -> Result<RunOutcome, SkewError> {
+    let (row, report) = run_once(cfg, zipf, strategy, partitions, spin_iters, reference)?;
+    let stage = strategy.keyed_stage();
+    let keyed = report.operators.iter().find(|o| o.name == stage);
+    Ok(RunOutcome {
+        row,
+        keyed_peak_state_keys: keyed.map_or(0, |o| o.peak_state_keys),
+        keyed_peak_state_bytes: keyed.map_or(0, |o| o.peak_state_bytes),
+        bottleneck: report
+            .bottleneck
+            .as_ref()
+            .map(|b| b.operator.clone())
+            .unwrap_or_default(),
+        report: report.to_string(),
+        pid: std::process::id(),
+    })
+}
+
+/// The command-line arguments of `weir bench skew-run` for one run (see [`RunIn::OwnProcess`]).
+pub fn child_args(
+    cfg: &SkewConfig,
+    zipf: f64,
+    strategy: SkewStrategy,
+    partitions: usize,
+    spin_iters: u64,
+) -> Vec<String> {
+    let mut args = vec![
+        "bench".to_string(),
+        "skew-run".into(),
+        format!("--zipf={zipf}"),
+        format!("--strategy={}", strategy.name()),
+        format!("--partitions={partitions}"),
+        format!("--keys={}", cfg.keys),
+        format!("--records={}", cfg.records),
+        format!("--spin-iters={spin_iters}"),
+        format!("--combine-capacity={}", cfg.combine_capacity),
+        format!("--batch-rows={}", cfg.batch_rows),
+        format!("--seed={}", cfg.seed),
+    ];
+    if let Some(c) = cfg.worker_capacity {
+        args.push(format!("--worker-capacity={c}"));
+    }
+    if let Some(w) = cfg.workers {
+        args.push(format!("--workers={w}"));
+    }
+    args
+}
+
+/// Runs one measurement in a child process: `exe` with [`child_args`]; a signal received
+/// meanwhile is passed on to it (see [`crate::interrupt::run_child`]).
+fn measure_in_child(
+    exe: &std::path::Path,
+    cfg: &SkewConfig,
+    zipf: f64,
+    strategy: SkewStrategy,
+    partitions: usize,
+    spin_iters: u64,
+) -> Result<RunOutcome, SkewError> {
+    let mut command = std::process::Command::new(exe);
+    command.args(child_args(cfg, zipf, strategy, partitions, spin_iters));
+    let output = crate::interrupt::run_child(&mut command)
+        .map_err(|e| SkewError::Child(format!("{}: {e}", exe.display())))?;
+    if crate::interrupt::received().is_some() {
+        return Err(SkewError::Stopped);
+    }
+    if !output.status.success() {
+        return Err(SkewError::Child(format!(
+            "{} ended with {}",
+            exe.display(),
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    serde_json::from_str(line.unwrap_or_default())
+        .map_err(|e| SkewError::Child(format!("unreadable result ({e}): {stdout}")))
 }
 
 /// A source of `records` Zipf keys, one batch per poll.
@@ -301,8 +448,11 @@ pub fn run_once(
         });
     let rss_reset = reset_peak_rss();
     let start = Instant::now();
-    let report = p.run()?;
+    let report = crate::interrupt::run(p)?;
     let elapsed = start.elapsed();
+    if crate::interrupt::received().is_some() {
+        return Err(SkewError::Stopped);
+    }
     let peak_rss = if rss_reset {
         crate::peak_rss_bytes().unwrap_or(0)
     } else {
@@ -333,11 +483,13 @@ pub fn run_once(
     Ok((row, report))
 }
 
-/// Runs `strategy` `runs` times and keeps the run with the median throughput.
+/// Runs `strategy` `runs` times (where [`SkewConfig::run_in`] says) and keeps the run with the
+/// median throughput.
 ///
 /// # Errors
 ///
-/// As [`run_once`].
+/// As [`run_once`]; [`SkewError::Child`] when a child process fails; [`SkewError::Stopped`]
+/// after a signal.
 #[allow(clippy::too_many_arguments)]
 pub fn run_median(
     cfg: &SkewConfig,
@@ -351,30 +503,33 @@ pub fn run_median(
 ) -> Result<SkewResult, SkewError> {
     let mut all = Vec::new();
     for _ in 0..runs.max(1) {
-        all.push(run_once(
-            cfg, zipf, strategy, partitions, spin_iters, reference,
-        )?);
+        if crate::interrupt::received().is_some() {
+            return Err(SkewError::Stopped);
+        }
+        all.push(match &cfg.run_in {
+            RunIn::ThisProcess => measure(cfg, zipf, strategy, partitions, spin_iters, reference)?,
+            RunIn::OwnProcess(exe) => {
+                measure_in_child(exe, cfg, zipf, strategy, partitions, spin_iters)?
+            }
+        });
     }
-    let correct = all.iter().all(|(r, _)| r.correct);
-    all.sort_by(|a, b| a.0.rows_per_s.total_cmp(&b.0.rows_per_s));
-    let (mut row, report) = all.swap_remove((all.len() - 1) / 2);
+    let correct = all.iter().all(|r| r.row.correct);
+    all.sort_by(|a, b| a.row.rows_per_s.total_cmp(&b.row.rows_per_s));
+    let median = all.swap_remove((all.len() - 1) / 2);
+    let mut row = median.row;
     row.correct = correct;
-    let stage = strategy.keyed_stage();
-    let keyed = report.operators.iter().find(|o| o.name == stage);
     Ok(SkewResult {
         row,
         runs: runs.max(1),
         worker_capacity: cfg.worker_capacity.map(NonZeroU64::get),
         work_ns: cfg.work_ns,
         sequential_rows_per_s: super::rate(cfg.records, sequential),
-        keyed_peak_state_keys: keyed.map_or(0, |o| o.peak_state_keys),
-        keyed_peak_state_bytes: keyed.map_or(0, |o| o.peak_state_bytes),
-        bottleneck: report
-            .bottleneck
-            .as_ref()
-            .map(|b| b.operator.clone())
-            .unwrap_or_default(),
-        report,
+        keyed_peak_state_keys: median.keyed_peak_state_keys,
+        keyed_peak_state_bytes: median.keyed_peak_state_bytes,
+        bottleneck: median.bottleneck,
+        peak_rss_scope: cfg.run_in.rss_scope(),
+        pid: median.pid,
+        report: median.report,
     })
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use weir::bench::skew::{SkewConfig, SkewStrategy};
+use weir::bench::skew::{RunIn, SkewConfig, SkewStrategy};
 use weir::bench::{self, median, rate};
 
 #[global_allocator]
@@ -26,25 +26,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a job and print its report (Ctrl-C stops the sources, drains and reports).
+    /// Run a job and print its report. SIGINT (Ctrl-C) or SIGTERM stops the sources; the
+    /// pipeline drains, the report is printed, and the exit code is 130 or 143.
     Run {
-        /// The job (`demo`, `etl`).
-        job: String,
-        /// Rows to generate (`etl`: when no `--input` is given; default 1 000 000 there).
-        #[arg(long)]
-        records: Option<u64>,
-        /// `etl`: an orders CSV file or directory (default: generate `--records` orders).
-        #[arg(long)]
-        input: Option<PathBuf>,
-        /// `etl`: the output directory.
-        #[arg(long, default_value = "./out")]
-        out: PathBuf,
-        /// Limit the sink to this many rows per second.
-        #[arg(long)]
-        sink_rate: Option<f64>,
-        /// Print the report as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(subcommand)]
+        job: Job,
     },
     /// Print a job's graph in Graphviz DOT.
     Graph {
@@ -59,11 +45,42 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum Job {
+    /// Generated orders, filtered and mapped, fanned out into a sum and a count.
+    Demo {
+        /// Orders to generate.
+        #[arg(long, visible_alias = "rows", default_value_t = 10_000_000)]
+        records: u64,
+        /// Limit the count sink to this many rows per second (the pipeline follows it).
+        #[arg(long)]
+        sink_rate: Option<f64>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Orders CSV → clean Parquet, revenue by country and day, dead letters.
+    Etl {
+        /// Orders to generate when no `--input` is given.
+        #[arg(long, visible_alias = "rows", default_value_t = 1_000_000)]
+        records: u64,
+        /// An orders CSV file or directory (default: generate `--records` orders).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The output directory.
+        #[arg(long, default_value = "./out")]
+        out: PathBuf,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Bench {
     /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
     Pipeline {
         /// Rows per run.
-        #[arg(long, default_value_t = 50_000_000)]
+        #[arg(long, visible_alias = "rows", default_value_t = 50_000_000)]
         records: u64,
         /// Batch sizes to measure.
         #[arg(long, value_delimiter = ',', default_value = "1,16,256,1024,4096")]
@@ -81,8 +98,8 @@ enum Bench {
     /// CSV → Parquet: weir's parallel pipeline against one thread of arrow-csv → parquet.
     Etl {
         /// Orders in the generated (clean) input.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: u64,
+        #[arg(long, visible_alias = "rows", default_value_t = 1_000_000)]
+        records: u64,
         /// Runs per variant (interleaved); medians are reported.
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -164,7 +181,7 @@ enum Bench {
         #[arg(long, value_delimiter = ',', default_value = "hash,pkg,split,combine")]
         strategies: Vec<SkewStrategy>,
         /// Records per run.
-        #[arg(long, default_value_t = 2_000_000)]
+        #[arg(long, visible_alias = "rows", default_value_t = 2_000_000)]
         records: u64,
         /// Limit every keyed instance to this many rows per second (one machine per instance).
         #[arg(long)]
@@ -190,6 +207,36 @@ enum Bench {
         /// Print the run report (per-instance figures, bottleneck) of every median run.
         #[arg(long)]
         reports: bool,
+        /// Measure every run in this process instead of a process of its own (quicker; a run's
+        /// peak RSS then includes memory earlier runs left in the allocator).
+        #[arg(long)]
+        same_process: bool,
+    },
+    /// One run of `bench skew`, in a process of its own; prints its outcome as one JSON line.
+    #[command(hide = true)]
+    SkewRun {
+        #[arg(long)]
+        zipf: f64,
+        #[arg(long)]
+        strategy: SkewStrategy,
+        #[arg(long)]
+        partitions: usize,
+        #[arg(long)]
+        keys: u64,
+        #[arg(long)]
+        records: u64,
+        #[arg(long)]
+        spin_iters: u64,
+        #[arg(long)]
+        combine_capacity: usize,
+        #[arg(long)]
+        batch_rows: usize,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        worker_capacity: Option<NonZeroU64>,
+        #[arg(long)]
+        workers: Option<usize>,
     },
 }
 
@@ -198,7 +245,17 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match real_main(Cli::parse()) {
+    let result = real_main(Cli::parse());
+    // A run a signal stopped drained and printed what it had; the exit code says it was stopped
+    // (an error it caused, such as a benchmark's short count, is a consequence, not the cause).
+    if let Some(signal) = weir::interrupt::received() {
+        if let Err(e) = result {
+            eprintln!("after {signal}: {e}");
+        }
+        eprintln!("stopped by {signal}");
+        return weir::interrupt::exit_code(Some(signal));
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -220,27 +277,32 @@ fn unknown_job(job: &str) -> Error {
 fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run {
-            job,
-            records,
-            input,
-            out,
-            sink_rate,
-            json,
+            job:
+                Job::Etl {
+                    records,
+                    input,
+                    out,
+                    json,
+                },
+        } => run_etl(input, out, records, json)?,
+        Command::Run {
+            job:
+                Job::Demo {
+                    records,
+                    sink_rate,
+                    json,
+                },
         } => {
-            if job == "etl" {
-                return run_etl(input, out, records.unwrap_or(1_000_000), json);
+            if sink_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err("--sink-rate must be a positive number of rows per second".into());
             }
-            if job != "demo" {
-                return Err(unknown_job(&job));
-            }
-            let (pipeline, results) = weir::jobs::demo(records.unwrap_or(10_000_000), sink_rate);
+            let interrupts = weir::interrupt::install()?;
+            let (pipeline, results) = weir::jobs::demo(records, sink_rate);
             let handle = pipeline.spawn()?;
-            let stop = handle.stop_signal();
-            ctrlc::set_handler(move || {
-                eprintln!("stopping: sources end their streams, the pipeline drains");
-                stop.stop();
-            })?;
+            interrupts.watch(&handle);
+            eprintln!("running `demo`; Ctrl-C or SIGTERM stops the sources and drains");
             let report = handle.join()?;
+            let stopped_by = interrupts.received();
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -250,6 +312,9 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                     results.count.take().unwrap_or_default(),
                     results.sum.take().unwrap_or_default()
                 );
+                if let Some(signal) = stopped_by {
+                    println!("stopped by {signal}: the sources ended early, the counts cover what was read");
+                }
             }
         }
         Command::Graph { job } => {
@@ -264,7 +329,10 @@ fn real_main(cli: Cli) -> Result<(), Error> {
             };
             print!("{}", pipeline.to_dot());
         }
-        Command::Bench { bench } => run_bench(bench)?,
+        Command::Bench { bench } => {
+            weir::interrupt::install()?;
+            run_bench(bench)?
+        }
     }
     Ok(())
 }
@@ -336,8 +404,38 @@ fn run_bench(b: Bench) -> Result<(), Error> {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("machine: {cores} cores, {cpu}");
+    if !matches!(b, Bench::SkewRun { .. }) {
+        println!("machine: {cores} cores, {cpu}");
+    }
     match b {
+        Bench::SkewRun {
+            zipf,
+            strategy,
+            partitions,
+            keys,
+            records,
+            spin_iters,
+            combine_capacity,
+            batch_rows,
+            seed,
+            worker_capacity,
+            workers,
+        } => {
+            let cfg = SkewConfig {
+                keys,
+                records,
+                worker_capacity,
+                combine_capacity,
+                batch_rows,
+                workers,
+                seed,
+                ..SkewConfig::default()
+            };
+            let (reference, _) = bench::skew::sequential_count(&cfg, zipf)?;
+            let outcome =
+                bench::skew::measure(&cfg, zipf, strategy, partitions, spin_iters, &reference)?;
+            println!("{}", serde_json::to_string(&outcome)?);
+        }
         Bench::Pipeline {
             records,
             batch_sizes,
@@ -357,6 +455,9 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 for _ in 0..runs.max(1) {
                     let (fs, f) = bench::pipeline::fused(records);
                     let (ws, w, report) = bench::pipeline::weir(records, bs, workers)?;
+                    if weir::interrupt::received().is_some() {
+                        return Ok(());
+                    }
                     let (bsum, bt) = bench::pipeline::batched(records, bs);
                     correct &= ws == fs && bsum == fs;
                     bottleneck = report.bottleneck.map(|b| b.operator).unwrap_or_default();
@@ -391,7 +492,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             }
         }
         Bench::Etl {
-            rows,
+            records: rows,
             runs,
             parallelism,
             writers,
@@ -426,6 +527,9 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 let c1 = cpu();
                 let (w_rows, w, report) =
                     bench::etl::weir(&input, &w_out, batch_rows, parallelism, writers)?;
+                if weir::interrupt::received().is_some() {
+                    return Ok(());
+                }
                 let c2 = cpu();
                 cb.push(c1.saturating_sub(c0));
                 cw.push(c2.saturating_sub(c1));
@@ -576,6 +680,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             json,
             plot,
             reports,
+            same_process,
         } => skew(
             SkewConfig {
                 keys,
@@ -584,6 +689,11 @@ fn run_bench(b: Bench) -> Result<(), Error> {
                 work_ns,
                 combine_capacity,
                 workers,
+                run_in: if same_process {
+                    RunIn::ThisProcess
+                } else {
+                    RunIn::OwnProcess(std::env::current_exe()?)
+                },
                 ..SkewConfig::default()
             },
             &zipf,
@@ -622,6 +732,7 @@ fn skew(
         cfg.work_ns,
         runs
     );
+    println!("peak RSS: {}", cfg.run_in.rss_scope());
     println!(
         "{:>5} {:>9} {:>4} {:>11} {:>9} {:>10} {:>12} {:>7} {:>9} {:>8} {:>11} {:>7}",
         "zipf",

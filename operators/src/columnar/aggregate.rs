@@ -15,18 +15,23 @@
 //! (state grows with distinct keys, not rows) and emits its groups at end of stream, sorted by
 //! key (the row format orders like the key columns), in batches of the pipeline's batch size.
 //!
-//! Values are read as `Float64` (Arrow's cast kernel); sums and means use [`ExactSum`], so the
-//! results do not depend on batch boundaries, partitioning or arrival order.
+//! A sum keeps its column's kind: over a signed integer column it is an `Int64`, over an unsigned
+//! one a `UInt64`, both added with overflow checked (an overflow fails the run with an error
+//! naming the operator and column; it never wraps or rounds). Other values are read as `Float64`
+//! (Arrow's cast kernel); float sums and means use [`ExactSum`]. Either way the results do not
+//! depend on batch boundaries, partitioning or arrival order.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Float64Builder, RecordBatch, UInt32Array, UInt64Builder,
+    Array, ArrayRef, AsArray, Float64Array, Float64Builder, Int64Builder, RecordBatch, UInt32Array,
+    UInt64Builder,
 };
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Int64Type, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
 use weir_runtime::partition::{Partitioner, TargetLoad};
@@ -36,6 +41,7 @@ use super::ops::to_f64;
 use super::{arrow_error, index_of, ArrowStream, PlanError};
 use crate::etl::ExactSum;
 use crate::keyed::route::{hash_target, KeyHasher};
+use arrow::compute::cast;
 
 /// An aggregate function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +49,8 @@ pub enum AggFunc {
     /// Rows in the group (`Agg::count`), or non-null values of a column (`Agg::count_of`):
     /// `UInt64`.
     Count,
-    /// Exact sum of the non-null values as `Float64`; `0.0` for none.
+    /// Sum of the non-null values; `0` for none. Over a signed integer column an `Int64`, over
+    /// an unsigned one a `UInt64` (overflow fails the run), otherwise an exact `Float64` sum.
     Sum,
     /// Smallest non-null value as `Float64`; null for none.
     Min,
@@ -54,6 +61,41 @@ pub enum AggFunc {
 }
 
 /// One output column of an aggregation: a function, its input column, and the output's name.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_operators::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+/// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+/// use weir_operators::columnar::{Agg, ArrowStream, BatchSource};
+/// use weir_operators::prelude::*;
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("k", DataType::Utf8, false),
+///     Field::new("v", DataType::Float64, true),
+/// ]));
+/// let batch = RecordBatch::try_new(schema.clone(), vec![
+///     Arc::new(StringArray::from(vec!["a", "a", "b"])) as ArrayRef,
+///     Arc::new(Float64Array::from(vec![Some(1.5), None, Some(4.0)])),
+/// ])?;
+/// let mut p = Pipeline::new("stats");
+/// let stats = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, vec![batch]))
+///     .aggregate("stats", &["k"], vec![
+///         Agg::count("rows"),          // UInt64: rows in the group
+///         Agg::count_of("v", "n"),     // UInt64: non-null values
+///         Agg::mean("v", "mean"),      // Float64, null for no values
+///         Agg::max("v", "max"),
+///     ])?
+///     .to_rows::<(String, u64, u64, Option<f64>, Option<f64>)>("to_rows")
+///     .collect("out");
+/// p.run()?;
+/// assert_eq!(stats.take(), Some(vec![
+///     ("a".to_string(), 2, 1, Some(1.5), Some(1.5)),
+///     ("b".to_string(), 1, 1, Some(4.0), Some(4.0)),
+/// ]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agg {
     func: AggFunc,
@@ -76,7 +118,30 @@ impl Agg {
         Self::of(AggFunc::Count, column, output)
     }
 
-    /// Sum of `column`.
+    /// Sum of `column`: `Int64` over a signed integer column, `UInt64` over an unsigned one
+    /// (an overflow fails the run: it is checked, never wrapped), `Float64` (exact) otherwise.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    /// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+    /// use weir_operators::columnar::{Agg, ArrowStream, BatchSource};
+    /// use weir_operators::prelude::*;
+    ///
+    /// let schema = Arc::new(Schema::new(vec![Field::new("cents", DataType::Int64, false)]));
+    /// let batch = RecordBatch::try_new(
+    ///     schema.clone(),
+    ///     vec![Arc::new(Int64Array::from(vec![250, 1_000, -50])) as ArrayRef],
+    /// )?;
+    /// let mut p = Pipeline::new("sum");
+    /// let totals = ArrowStream::source(&mut p, "batches", BatchSource::new(schema, vec![batch]))
+    ///     .aggregate("total", &[], vec![Agg::sum("cents", "cents")])?;
+    /// assert_eq!(totals.schema().field(0).data_type(), &DataType::Int64);
+    /// let rows = totals.to_rows::<(i64,)>("rows").collect("out");
+    /// p.run()?;
+    /// assert_eq!(rows.take(), Some(vec![(1_200,)]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sum(column: impl Into<String>, output: impl Into<String>) -> Self {
         Self::of(AggFunc::Sum, column, output)
     }
@@ -104,10 +169,10 @@ impl Agg {
         }
     }
 
-    fn field(&self) -> Field {
+    fn field(&self, kind: SumKind) -> Field {
         match self.func {
             AggFunc::Count => Field::new(&self.output, DataType::UInt64, false),
-            AggFunc::Sum => Field::new(&self.output, DataType::Float64, false),
+            AggFunc::Sum => Field::new(&self.output, kind.data_type(), false),
             AggFunc::Min | AggFunc::Max | AggFunc::Mean => {
                 Field::new(&self.output, DataType::Float64, true)
             }
@@ -115,24 +180,88 @@ impl Agg {
     }
 }
 
+/// How a sum adds its column's values (see [`AggFunc::Sum`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SumKind {
+    /// Signed integers, added as `i64` with overflow checked.
+    Signed,
+    /// Unsigned integers, added as `u64` with overflow checked.
+    Unsigned,
+    /// Everything else, read as `f64`.
+    Float,
+}
+
+impl SumKind {
+    fn of(dt: &DataType) -> Self {
+        match dt {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => SumKind::Signed,
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                SumKind::Unsigned
+            }
+            _ => SumKind::Float,
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            SumKind::Signed => DataType::Int64,
+            SumKind::Unsigned => DataType::UInt64,
+            SumKind::Float => DataType::Float64,
+        }
+    }
+}
+
+/// One aggregate's input: its function, its column (`None` for a plain count), and how a sum
+/// adds (`Float` for every other function).
+type AggInput = (AggFunc, Option<usize>, SumKind);
+
+/// One batch's values of an aggregate's column.
+enum Values {
+    Float(Float64Array),
+    Signed(arrow::array::Int64Array),
+    Unsigned(arrow::array::UInt64Array),
+}
+
 /// One aggregate's running state.
 #[derive(Debug, Clone)]
 enum Acc {
     Count(u64),
     Sum(ExactSum),
+    SumSigned(i64),
+    SumUnsigned(u64),
     Min(Option<f64>),
     Max(Option<f64>),
     Mean(ExactSum, u64),
 }
 
 impl Acc {
-    fn new(func: AggFunc) -> Self {
-        match func {
-            AggFunc::Count => Acc::Count(0),
-            AggFunc::Sum => Acc::Sum(ExactSum::new()),
-            AggFunc::Min => Acc::Min(None),
-            AggFunc::Max => Acc::Max(None),
-            AggFunc::Mean => Acc::Mean(ExactSum::new(), 0),
+    fn new(func: AggFunc, kind: SumKind) -> Self {
+        match (func, kind) {
+            (AggFunc::Count, _) => Acc::Count(0),
+            (AggFunc::Sum, SumKind::Signed) => Acc::SumSigned(0),
+            (AggFunc::Sum, SumKind::Unsigned) => Acc::SumUnsigned(0),
+            (AggFunc::Sum, SumKind::Float) => Acc::Sum(ExactSum::new()),
+            (AggFunc::Min, _) => Acc::Min(None),
+            (AggFunc::Max, _) => Acc::Max(None),
+            (AggFunc::Mean, _) => Acc::Mean(ExactSum::new(), 0),
+        }
+    }
+
+    /// Adds one signed integer to an integer sum; false on overflow.
+    #[inline]
+    fn add_signed(&mut self, v: i64) -> bool {
+        match self {
+            Acc::SumSigned(s) => s.checked_add(v).map(|t| *s = t).is_some(),
+            _ => true,
+        }
+    }
+
+    /// Adds one unsigned integer to an integer sum; false on overflow.
+    #[inline]
+    fn add_unsigned(&mut self, v: u64) -> bool {
+        match self {
+            Acc::SumUnsigned(s) => s.checked_add(v).map(|t| *s = t).is_some(),
+            _ => true,
         }
     }
 
@@ -158,8 +287,8 @@ impl Acc {
 pub struct HashAggregate {
     name: Arc<str>,
     keys: Vec<usize>,
-    /// Input column per aggregate (`None` for a plain count).
-    inputs: Vec<(AggFunc, Option<usize>)>,
+    /// Input per aggregate.
+    inputs: Vec<AggInput>,
     schema: SchemaRef,
     converter: RowConverter,
     groups: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
@@ -189,7 +318,7 @@ impl HashAggregate {
         name: &str,
         input: &SchemaRef,
         keys: Vec<usize>,
-        inputs: Vec<(AggFunc, Option<usize>)>,
+        inputs: Vec<AggInput>,
         schema: SchemaRef,
     ) -> Result<Self, ArrowError> {
         Ok(Self {
@@ -206,39 +335,75 @@ impl HashAggregate {
     fn update(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
         let key_columns: Vec<ArrayRef> =
             self.keys.iter().map(|&k| batch.column(k).clone()).collect();
-        let rows = self.converter.convert_columns(&key_columns)?;
-        let values: Vec<Option<Float64Array>> = self
+        // Without key columns every row is in the one group of the whole stream (the row format
+        // of zero columns has zero rows, so it cannot say how many rows there are).
+        let rows = if self.keys.is_empty() {
+            None
+        } else {
+            Some(self.converter.convert_columns(&key_columns)?)
+        };
+        let values: Vec<Option<Values>> = self
             .inputs
             .iter()
-            .map(|(_, c)| {
+            .map(|&(_, c, kind)| {
                 c.map(|c| {
-                    to_f64(batch.column(c)).map(|a| {
-                        a.as_any()
-                            .downcast_ref::<Float64Array>()
-                            .expect("cast to Float64 yields a Float64Array")
-                            .clone()
+                    let column = batch.column(c);
+                    Ok(match kind {
+                        SumKind::Signed => Values::Signed(
+                            cast(column, &DataType::Int64)?
+                                .as_primitive::<Int64Type>()
+                                .clone(),
+                        ),
+                        SumKind::Unsigned => Values::Unsigned(
+                            cast(column, &DataType::UInt64)?
+                                .as_primitive::<UInt64Type>()
+                                .clone(),
+                        ),
+                        SumKind::Float => Values::Float(
+                            to_f64(column)?
+                                .as_primitive::<arrow::datatypes::Float64Type>()
+                                .clone(),
+                        ),
                     })
                 })
                 .transpose()
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, ArrowError>>()?;
         let width = self.inputs.len();
-        for (i, row) in rows.iter().enumerate() {
+        for i in 0..batch.num_rows() {
+            let row: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(i).data());
             let next = self.groups.len();
-            let g = match self.groups.get(row.as_ref()) {
+            let g = match self.groups.get(row) {
                 Some(&g) => g,
                 None => {
-                    self.groups.insert(row.as_ref().into(), next);
+                    self.groups.insert(row.into(), next);
                     self.accs
-                        .extend(self.inputs.iter().map(|(f, _)| Acc::new(*f)));
+                        .extend(self.inputs.iter().map(|&(f, _, kind)| Acc::new(f, kind)));
                     next
                 }
             };
             let accs = &mut self.accs[g * width..(g + 1) * width];
             for (a, acc) in accs.iter_mut().enumerate() {
-                match &values[a] {
-                    None => acc.add(None, true),
-                    Some(v) => acc.add(v.is_valid(i).then(|| v.value(i)), false),
+                let added = match &values[a] {
+                    None => {
+                        acc.add(None, true);
+                        true
+                    }
+                    Some(Values::Float(v)) => {
+                        acc.add(v.is_valid(i).then(|| v.value(i)), false);
+                        true
+                    }
+                    Some(Values::Signed(v)) => !v.is_valid(i) || acc.add_signed(v.value(i)),
+                    Some(Values::Unsigned(v)) => !v.is_valid(i) || acc.add_unsigned(v.value(i)),
+                };
+                if !added {
+                    let column = self.inputs[a]
+                        .1
+                        .map_or("", |c| batch.schema_ref().field(c).name());
+                    return Err(ArrowError::ComputeError(format!(
+                        "the sum of column `{column}` overflows {} for a group",
+                        self.inputs[a].2.data_type()
+                    )));
                 }
             }
         }
@@ -268,6 +433,26 @@ impl HashAggregate {
                         }
                         Arc::new(b.finish())
                     }
+                    AggFunc::Sum if self.inputs[a].2 == SumKind::Signed => {
+                        let mut b = Int64Builder::with_capacity(chunk.len());
+                        for acc in accs {
+                            b.append_value(match acc {
+                                Acc::SumSigned(n) => *n,
+                                _ => 0,
+                            });
+                        }
+                        Arc::new(b.finish())
+                    }
+                    AggFunc::Sum if self.inputs[a].2 == SumKind::Unsigned => {
+                        let mut b = UInt64Builder::with_capacity(chunk.len());
+                        for acc in accs {
+                            b.append_value(match acc {
+                                Acc::SumUnsigned(n) => *n,
+                                _ => 0,
+                            });
+                        }
+                        Arc::new(b.finish())
+                    }
                     _ => {
                         let mut b = Float64Builder::with_capacity(chunk.len());
                         for acc in accs {
@@ -275,7 +460,7 @@ impl HashAggregate {
                                 Acc::Sum(s) => Some(s.value()),
                                 Acc::Min(m) | Acc::Max(m) => *m,
                                 Acc::Mean(s, n) => (*n > 0).then(|| s.value() / *n as f64),
-                                Acc::Count(_) => None,
+                                Acc::Count(_) | Acc::SumSigned(_) | Acc::SumUnsigned(_) => None,
                             });
                         }
                         Arc::new(b.finish())
@@ -362,7 +547,8 @@ impl Partitioner<RecordBatch> for KeyPartitioner {
         let Some(n) = NonZeroUsize::new(loads.len()) else {
             return;
         };
-        if n.get() == 1 {
+        // Without key columns there is one group, on instance 0.
+        if n.get() == 1 || self.keys.is_empty() {
             out.push((0, batch));
             return;
         }
@@ -406,7 +592,8 @@ impl ArrowStream {
     /// (see [`HashAggregate`]). The stream is hash-partitioned by key to the aggregation's
     /// instances (set them with [`parallelism`](ArrowStream::parallelism) on the result). The
     /// output has the key columns, then one column per aggregate; each instance emits its groups
-    /// sorted by key when its input ends.
+    /// sorted by key when its input ends. With no `keys` the whole stream is one group, held by
+    /// instance 0 (an empty stream gives no row).
     ///
     /// # Errors
     /// [`PlanError::UnknownColumn`]; [`PlanError::NotNumeric`]; [`PlanError::DuplicateColumn`].
@@ -425,6 +612,7 @@ impl ArrowStream {
         let mut inputs = Vec::with_capacity(aggs.len());
         let mut fields: Vec<Field> = key_idx.iter().map(|&k| input.field(k).clone()).collect();
         for agg in &aggs {
+            let mut kind = SumKind::Float;
             let column = match &agg.column {
                 None => None,
                 Some(c) => {
@@ -438,6 +626,9 @@ impl ArrowStream {
                             data_type: dt.clone(),
                         });
                     }
+                    if agg.func == AggFunc::Sum {
+                        kind = SumKind::of(dt);
+                    }
                     Some(i)
                 }
             };
@@ -447,8 +638,8 @@ impl ArrowStream {
                     column: agg.output.clone(),
                 });
             }
-            fields.push(agg.field());
-            inputs.push((agg.func, column));
+            fields.push(agg.field(kind));
+            inputs.push((agg.func, column, kind));
         }
         let schema = Arc::new(Schema::new(fields));
         // Check the key types once here, so the per-instance constructors cannot fail.
@@ -478,5 +669,132 @@ impl ArrowStream {
                 .expect("key types were checked when the plan was built")
             });
         Ok(ArrowStream::new(stream, schema))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float32Array, Int32Array, Int64Array, UInt8Array};
+
+    use super::*;
+    use crate::columnar::BatchSource;
+    use crate::transform::StreamExt;
+    use weir_runtime::{InputPort, Pipeline, RunError, Sink};
+
+    /// Keeps the batches it gets (the tests' inputs are small).
+    #[derive(Default)]
+    struct Batches(Vec<RecordBatch>);
+
+    impl Sink for Batches {
+        type Input = RecordBatch;
+        type Output = Vec<RecordBatch>;
+        fn on_batch(&mut self, _: InputPort, b: RecordBatch) -> Result<(), OperatorError> {
+            self.0.push(b);
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<Vec<RecordBatch>, OperatorError> {
+            Ok(std::mem::take(&mut self.0))
+        }
+    }
+
+    fn one_column(name: &str, array: ArrayRef) -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            name,
+            array.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![array]).expect("one column");
+        (schema, batch)
+    }
+
+    /// Sums `array` (fed as three copies, over three instances) with no key: the one output
+    /// column, or the run's error.
+    fn total(array: ArrayRef) -> (DataType, Result<ArrayRef, RunError>) {
+        let (schema, batch) = one_column("v", array);
+        let mut p = Pipeline::new("sum");
+        let batches = vec![batch.clone(), batch.clone(), batch];
+        let sum = ArrowStream::source(&mut p, "batches", BatchSource::new(schema, batches))
+            .aggregate("total", &[], vec![Agg::sum("v", "s")])
+            .expect("a numeric column")
+            .parallelism(3);
+        let data_type = sum.schema().field(0).data_type().clone();
+        let out = sum.sink("out", Batches::default());
+        let result = p.run().map(|_| {
+            let batches: Vec<RecordBatch> = out.take_all().into_iter().flatten().collect();
+            assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+            batches[0].column(0).clone()
+        });
+        (data_type, result)
+    }
+
+    #[test]
+    fn an_integer_sum_is_an_integer_and_a_float_sum_stays_float() {
+        let (dt, got) = total(Arc::new(Int32Array::from(vec![Some(7), None, Some(-2)])));
+        assert_eq!(dt, DataType::Int64);
+        assert_eq!(got.expect("runs").as_primitive::<Int64Type>().value(0), 15);
+
+        let (dt, got) = total(Arc::new(UInt8Array::from(vec![255, 1])));
+        assert_eq!(dt, DataType::UInt64);
+        assert_eq!(
+            got.expect("runs").as_primitive::<UInt64Type>().value(0),
+            768
+        );
+
+        let big = i64::MAX / 4;
+        let (dt, got) = total(Arc::new(Int64Array::from(vec![big, 1])));
+        assert_eq!(dt, DataType::Int64);
+        let exact = got
+            .expect("no overflow")
+            .as_primitive::<Int64Type>()
+            .value(0);
+        assert_eq!(
+            exact,
+            3 * (big + 1),
+            "every unit counts, as a float sum could not"
+        );
+
+        let (dt, got) = total(Arc::new(Float32Array::from(vec![0.5, 0.25])));
+        assert_eq!(dt, DataType::Float64);
+        let got = got.expect("runs");
+        assert_eq!(
+            got.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+            2.25
+        );
+    }
+
+    #[test]
+    fn an_integer_sum_that_overflows_fails_the_run_naming_the_column() {
+        let (_, got) = total(Arc::new(Int64Array::from(vec![i64::MAX / 2, 1])));
+        let err = got
+            .expect_err("3 × (MAX / 2 + 1) overflows i64")
+            .to_string();
+        assert!(
+            err.contains("total") && err.contains("`v`") && err.contains("overflow"),
+            "{err}"
+        );
+
+        let (_, got) = total(Arc::new(arrow::array::UInt64Array::from(vec![
+            u64::MAX / 2,
+        ])));
+        assert!(got.is_err(), "3 × (u64::MAX / 2) overflows u64");
+    }
+
+    #[test]
+    fn an_aggregate_without_keys_has_one_group_for_the_whole_stream() {
+        // Before, the row format of zero key columns had zero rows, and every row was lost.
+        let (schema, batch) = one_column("v", Arc::new(Int64Array::from(vec![1, 2, 3, 4])));
+        let mut p = Pipeline::new("global");
+        let out = ArrowStream::source(
+            &mut p,
+            "batches",
+            BatchSource::new(schema, vec![batch.clone(), batch]),
+        )
+        .aggregate("all", &[], vec![Agg::count("n"), Agg::max("v", "max")])
+        .expect("valid")
+        .parallelism(2)
+        .to_rows::<(u64, Option<f64>)>("rows")
+        .collect("out");
+        p.run().expect("runs");
+        assert_eq!(out.take_all().concat(), vec![(8, Some(4.0))]);
     }
 }

@@ -26,7 +26,7 @@
 //! use weir_operators::prelude::*;
 //!
 //! #[derive(Debug, PartialEq, serde::Deserialize, HeapSize)]
-//! struct Total { k: String, n: u64, total: f64 }
+//! struct Total { k: String, n: u64, total: i64 }
 //!
 //! let schema = Arc::new(Schema::new(vec![
 //!     Field::new("k", DataType::Utf8, false),
@@ -45,7 +45,7 @@
 //! p.run()?;
 //! assert_eq!(
 //!     totals.take().unwrap(),
-//!     vec![Total { k: "a".into(), n: 2, total: 4.0 }, Total { k: "b".into(), n: 1, total: 2.0 }]
+//!     vec![Total { k: "a".into(), n: 2, total: 4 }, Total { k: "b".into(), n: 1, total: 2 }]
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -59,7 +59,7 @@ mod split;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use weir_runtime::{EdgeConfig, Pipeline, Source, Stream, StreamCore};
+use weir_runtime::{EdgeConfig, Pipeline, Sink, SinkHandle, Source, Stream, StreamCore};
 
 use crate::connector::DeadLetter;
 
@@ -131,6 +131,40 @@ pub enum PlanError {
 /// A stream of Arrow record batches that all have [`schema`](ArrowStream::schema).
 ///
 /// Cloning it fans the stream out (as with any stream: the slowest consumer governs).
+///
+/// # Examples
+///
+/// A file → Arrow operators → Parquet pipeline (the README's "First file pipeline" has the
+/// whole program):
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+/// use weir_operators::arrow::compute::kernels::cmp::gt;
+/// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+/// use weir_operators::columnar::{Agg, ArrowStream, BatchSource, PartSinkOptions};
+/// use weir_operators::connector::{ParquetCompression, PartFormat};
+/// use weir_operators::prelude::*;
+///
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("country", DataType::Utf8, false),
+///     Field::new("cents", DataType::Int64, false),
+/// ]));
+/// let batch = RecordBatch::try_new(schema.clone(), vec![
+///     Arc::new(StringArray::from(vec!["DE", "FR", "DE", "FR"])) as ArrayRef,
+///     Arc::new(Int64Array::from(vec![500, 0, 250, 125])),
+/// ])?;
+/// let out = std::env::temp_dir().join(format!("weir-arrow-stream-doc-{}", std::process::id()));
+/// let mut p = Pipeline::new("revenue");
+/// let written = ArrowStream::source(&mut p, "orders", BatchSource::new(schema, vec![batch]))
+///     .filter("paid", |b| gt(b.column(1), &Int64Array::new_scalar(0)))
+///     .aggregate("by_country", &["country"], vec![Agg::sum("cents", "revenue_cents")])?
+///     .write_parts("revenue", &out, PartSinkOptions::new(PartFormat::parquet(ParquetCompression::Snappy)), 1);
+/// p.run()?;
+/// assert_eq!(written.take().map(|w| w.rows), Some(2)); // one row per country
+/// # std::fs::remove_dir_all(&out)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ArrowStream {
     stream: StreamCore<RecordBatch>,
@@ -198,6 +232,50 @@ impl ArrowStream {
             stream: self.stream.with_edge(config),
             schema: self.schema,
         }
+    }
+
+    /// Ends the stream in `sink` (one instance), as [`StreamCore::sink`] does; the handle yields
+    /// the sink's result after the run.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    /// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+    /// use weir_operators::columnar::{ArrowStream, BatchSource};
+    /// use weir_operators::prelude::*;
+    /// use weir_runtime::{InputPort, Sink};
+    ///
+    /// struct Rows(usize);
+    /// impl Sink for Rows {
+    ///     type Input = RecordBatch;
+    ///     type Output = usize;
+    ///     fn on_batch(&mut self, _: InputPort, b: RecordBatch) -> Result<(), OperatorError> {
+    ///         self.0 += b.num_rows();
+    ///         Ok(())
+    ///     }
+    ///     fn finish(&mut self) -> Result<usize, OperatorError> {
+    ///         Ok(self.0)
+    ///     }
+    /// }
+    ///
+    /// let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    /// let batch = RecordBatch::try_new(
+    ///     schema.clone(),
+    ///     vec![Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef],
+    /// )?;
+    /// let mut p = Pipeline::new("rows");
+    /// let rows = ArrowStream::source(&mut p, "batches", BatchSource::new(schema, vec![batch]))
+    ///     .sink("rows", Rows(0));
+    /// p.run()?;
+    /// assert_eq!(rows.take(), Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sink<K: Sink<Input = RecordBatch>>(
+        self,
+        name: impl Into<String>,
+        sink: K,
+    ) -> SinkHandle<K::Output> {
+        self.stream.sink(name, sink)
     }
 
     /// The records the producing operator rejected.

@@ -218,7 +218,7 @@ proptest! {
         let keys = got.column(0).as_string::<i32>();
         let count = got.column(1).as_primitive::<UInt64Type>();
         let n = got.column(2).as_primitive::<UInt64Type>();
-        let sum = got.column(3).as_primitive::<Float64Type>();
+        let sum = got.column(3).as_primitive::<arrow::datatypes::Int64Type>();
         let min = got.column(4).as_primitive::<Float64Type>();
         let max = got.column(5).as_primitive::<Float64Type>();
         let mean = got.column(6).as_primitive::<Float64Type>();
@@ -226,7 +226,7 @@ proptest! {
             prop_assert_eq!(keys.value(i), k.as_str());
             prop_assert_eq!(count.value(i), *rows_k);
             prop_assert_eq!(n.value(i), *n_k);
-            prop_assert_eq!(sum.value(i), *sum_k as f64);
+            prop_assert_eq!(sum.value(i), *sum_k);
             prop_assert_eq!(min.is_valid(i).then(|| min.value(i)), min_k.map(|x| x as f64));
             prop_assert_eq!(max.is_valid(i).then(|| max.value(i)), max_k.map(|x| x as f64));
             let want_mean = (*n_k > 0).then(|| *sum_k as f64 / *n_k as f64);

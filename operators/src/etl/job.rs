@@ -62,7 +62,8 @@ pub struct EtlConfig {
     pub input: PathBuf,
     /// Where the three output directories go.
     pub out: PathBuf,
-    /// Parse instances (default: the number of cores).
+    /// Parse instances, and the job-wide parallelism of the stages after them (default: the
+    /// number of cores).
     pub parallelism: usize,
     /// Instances writing `orders_clean` (default: the number of cores).
     pub writers: usize,
@@ -438,6 +439,8 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         "etl",
         PipelineConfig {
             workers: config.workers,
+            // Every stage after the parser runs `parallelism` instances, unless it sets its own.
+            parallelism: config.parallelism.max(1),
             batch_rows,
             // Batches of 8192 orders carry ~0.5 MiB (with the raw text); four of them per edge
             // keep the stages overlapped while bounding memory.
@@ -479,20 +482,17 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         .collect();
     let clean = parsed
         .project("orders", &orders)?
-        .parallelism(p)
         .filter("drop_cancelled", |b| {
             let status = b
                 .column_by_name("status")
                 .ok_or_else(|| ArrowError::SchemaError("no column `status`".into()))?;
             neq(status, &StringArray::new_scalar("cancelled"))
         })
-        .parallelism(p)
         .with_column(
             "amount_usd",
             Field::new("amount_usd", DataType::Float64, false),
             amount_usd,
         )?
-        .parallelism(p)
         .project(
             "clean",
             &[
@@ -503,8 +503,7 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
                 "amount_usd",
                 "status",
             ],
-        )?
-        .parallelism(p);
+        )?;
     debug_assert!(crate::connector::same_fields(
         clean.schema(),
         &clean_schema()
@@ -524,24 +523,20 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let clean_schema = clean.schema().clone();
     let revenue = clean
         .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
-        .parallelism(p)
         .with_column(
             "revenue_part",
             Field::new("revenue_part", DataType::Float64, false),
             |b| usd_where(b, &["placed", "shipped"]),
         )?
-        .parallelism(p)
         .with_column(
             "refunded_part",
             Field::new("refunded_part", DataType::Float64, false),
             |b| usd_where(b, &["refunded"]),
         )?
-        .parallelism(p)
         .project(
             "revenue_columns",
             &["country", "day", "revenue_part", "refunded_part"],
         )?
-        .parallelism(p)
         .aggregate(
             "revenue",
             &["country", "day"],

@@ -43,12 +43,39 @@ pub trait StreamExt<T: Data>: Sized {
         F: FnMut(&T) -> bool + Clone + Send + 'static;
 
     /// Applies `f` to every row, keeping the `Some` results.
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let mut p = Pipeline::new("parse");
+    /// let words = ["7", "x", "35"].map(String::from);
+    /// let numbers = p
+    ///     .source("words", IterSource::new(words))
+    ///     .filter_map("parse", |w: String| w.parse::<u32>().ok())
+    ///     .collect("out");
+    /// p.run()?;
+    /// assert_eq!(numbers.take(), Some(vec![7, 35]));
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
     fn filter_map<U, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
         U: Data,
         F: FnMut(T) -> Option<U> + Clone + Send + 'static;
 
     /// Replaces every row by the rows `f` returns for it (re-batched to the batch size).
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let mut p = Pipeline::new("repeat");
+    /// let rows = p
+    ///     .source("n", Generator::new(3, |i| i))
+    ///     .flat_map("repeat", |i| std::iter::repeat_n(i, i as usize))
+    ///     .collect("out");
+    /// p.run()?;
+    /// assert_eq!(rows.take(), Some(vec![1, 2, 2]));
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
     fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
         U: Data,
@@ -61,6 +88,18 @@ pub trait StreamExt<T: Data>: Sized {
         F: FnMut(&T) + Clone + Send + 'static;
 
     /// Merges this stream with `others` (same row type), interleaving batches fairly.
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let mut p = Pipeline::new("both");
+    /// let low = p.source("low", Generator::new(100, |i| i));
+    /// let high = p.source("high", Generator::new(100, |i| 1_000 + i));
+    /// let sum = low.union("both", [high]).fold("sum", 0u64, |a, x| a + x);
+    /// p.run()?;
+    /// assert_eq!(sum.take(), Some(2 * 4_950 + 100_000));
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
     fn union(
         self,
         name: impl Into<String>,
@@ -73,6 +112,18 @@ pub trait StreamExt<T: Data>: Sized {
         F: FnMut(T) + Send + 'static;
 
     /// Folds every row into an accumulator; the handle yields it after the run.
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let mut p = Pipeline::new("max");
+    /// let max = p
+    ///     .source("n", Generator::new(1_000, |i| (i * 7) % 1_000))
+    ///     .fold("max", 0u64, |m, x| m.max(x));
+    /// p.run()?;
+    /// assert_eq!(max.take(), Some(999));
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
     fn fold<A, F>(self, name: impl Into<String>, init: A, f: F) -> SinkHandle<A>
     where
         A: Send + 'static,
@@ -91,6 +142,18 @@ pub trait StreamExt<T: Data>: Sized {
     /// Ends the stream in a bounded hand-off to an ordinary thread: iterate the returned
     /// [`RowIter`] while the pipeline runs (start it with `Pipeline::spawn`). At most `capacity`
     /// batches wait for the reader; a slow reader backpressures the whole pipeline.
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let mut p = Pipeline::new("iter");
+    /// let rows = p.source("n", Generator::new(10_000, |i| i)).into_iter("rows", 4);
+    /// let run = p.spawn()?;
+    /// let evens = rows.filter(|x| x % 2 == 0).count(); // on this thread, as the run goes
+    /// run.join()?;
+    /// assert_eq!(evens, 5_000);
+    /// # Ok::<(), weir_runtime::RunError>(())
+    /// ```
     fn into_iter(self, name: impl Into<String>, capacity: usize) -> RowIter<T>;
 }
 

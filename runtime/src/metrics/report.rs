@@ -250,6 +250,42 @@ pub struct Bottleneck {
 }
 
 /// What a run did. `Display` for people, `Serialize` for machines.
+///
+/// # Examples
+///
+/// ```
+/// # use std::task::{Context, Poll};
+/// # use weir_runtime::{InputPort, OperatorError, Output, Pipeline, Sink, Source, SourceStatus};
+/// # struct Upto(u64, u64);
+/// # impl Source for Upto {
+/// #     type Output = Vec<u64>;
+/// #     fn poll_produce(&mut self, _: &mut Context<'_>, out: &mut Output<Vec<u64>>)
+/// #         -> Poll<Result<SourceStatus, OperatorError>> {
+/// #         while self.0 < self.1 && !out.is_full() { out.push(self.0); self.0 += 1; }
+/// #         Poll::Ready(Ok(if self.0 == self.1 { SourceStatus::Done } else { SourceStatus::Continue }))
+/// #     }
+/// # }
+/// # struct Sum(u64);
+/// # impl Sink for Sum {
+/// #     type Input = Vec<u64>;
+/// #     type Output = u64;
+/// #     fn on_batch(&mut self, _: InputPort, b: Vec<u64>) -> Result<(), OperatorError> {
+/// #         self.0 += b.iter().sum::<u64>(); Ok(())
+/// #     }
+/// #     fn finish(&mut self) -> Result<u64, OperatorError> { Ok(self.0) }
+/// # }
+/// let mut p = Pipeline::new("sum");
+/// p.source("numbers", Upto(0, 5_000)).sink("sum", Sum(0));
+/// let report = p.run()?;
+/// assert!(report.finished);
+/// let source = &report.operators[0];
+/// assert_eq!((source.name.as_str(), source.rows_out), ("numbers", 5_000));
+/// assert_eq!(report.operators[1].rows_in, 5_000);
+/// println!("{report}"); // the table, the bottleneck and the memory bound
+/// let json = serde_json::to_value(&report).expect("a report serializes");
+/// assert_eq!(json["operators"][0]["rows_out"], 5_000);
+/// # Ok::<(), weir_runtime::RunError>(())
+/// ```
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
     /// The pipeline's name.

@@ -67,7 +67,9 @@ pub enum SourceStatus {
 /// # Cancellation
 ///
 /// When every consumer has gone away, or the run is stopped, the source is not polled again;
-/// it is dropped when the run ends.
+/// it is dropped when the run ends. This holds while it waits for data too (`poll_produce`
+/// returned `Pending`): the executor watches its edges meanwhile, so a quiet source does not
+/// keep a cancelled run alive.
 pub trait Source: Send + 'static {
     /// The batches this source emits.
     type Output: Batch;
@@ -220,6 +222,20 @@ pub trait Sink: Send + 'static {
     /// closed edges cancel the pipeline upstream. Undelivered rows are counted in the report.
     fn is_closed(&self) -> bool {
         false
+    }
+
+    /// `Ready` once [`is_closed`](Self::is_closed) has become true; otherwise `Pending`, with a
+    /// wake-up arranged through `cx` for when it does. The executor polls it while the sink
+    /// waits for input or for [`poll_ready`](Self::poll_ready), so a sink whose consumer goes
+    /// away while nothing arrives (a reader dropped while the sources have nothing to send) ends
+    /// the run at once. A sink whose `is_closed` changes only in its own hooks (after a number
+    /// of rows, say) needs nothing here: the default reports `is_closed` and arranges nothing.
+    fn poll_closed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Rows the sink took but could not pass on because its own consumer went away (see

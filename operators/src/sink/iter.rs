@@ -75,6 +75,11 @@ impl<T: Send + 'static> Sink for IterSink<T> {
         self.outlet.is_closed()
     }
 
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // The reader may go away while the pipeline has nothing to send.
+        self.outlet.poll_closed(cx)
+    }
+
     /// Once the reader is gone: rows left in the hand-off plus rows of its last, partly read batch.
     fn undelivered_rows(&self) -> u64 {
         if !self.outlet.is_closed() {

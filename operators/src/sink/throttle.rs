@@ -82,6 +82,10 @@ impl<K: Sink> Sink for Throttle<K> {
         self.inner.is_closed()
     }
 
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_closed(cx)
+    }
+
     fn finish(&mut self) -> Result<Self::Output, OperatorError> {
         self.inner.finish()
     }

@@ -357,6 +357,36 @@ impl<B: Batch> Outlet<B> {
         self.shared().rx_closed.load(SeqCst)
     }
 
+    /// `Ready` once the consumer has gone away; otherwise `Pending`, with a wake-up arranged
+    /// for when it goes. For a producer that waits for something other than credit (data to
+    /// send, say) and must still learn that nobody will take what it sends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::task::{Context, Poll, Waker};
+    /// use weir_runtime::{edge, EdgeConfig};
+    ///
+    /// let (mut tx, rx) = edge::<Vec<u32>>(EdgeConfig::default());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(tx.poll_closed(&mut cx).is_pending());
+    /// drop(rx);
+    /// assert!(tx.poll_closed(&mut cx).is_ready());
+    /// ```
+    pub fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        // Register, then re-check: pairs with the consumer's drop, which stores the flag and
+        // then wakes unconditionally.
+        self.shared().tx_waker.register(cx.waker());
+        if self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Current statistics of this edge.
     pub fn stats(&self) -> EdgeStats {
         stats_of(self.ring.inner())

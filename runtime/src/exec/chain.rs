@@ -51,6 +51,10 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// wake-up is arranged through `cx` for work still in flight. After [`end`](Self::end), a
     /// chained operator passes end-of-stream on once its work is done.
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError>;
+    /// `Ready` once every consumer at the end of the chain has gone; otherwise a wake-up is
+    /// arranged for when they go. Never waits; called wherever the task waits for something
+    /// other than credit, so cancellation reaches it.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 /// What [`Downstream::poll_work`] found.
@@ -107,6 +111,9 @@ impl<B: Batch> Downstream<B> for Ports<B> {
         Ports::poll_lossy(self, cx);
         Ok(Work::Idle)
     }
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Ports::poll_closed(self, cx)
+    }
 }
 
 impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
@@ -136,6 +143,9 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     }
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
         (**self).poll_work(cx)
+    }
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        (**self).poll_closed(cx)
     }
 }
 
@@ -362,5 +372,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
             mine = Work::Emitted;
         }
         Ok(mine.and(below))
+    }
+
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.down.poll_closed(cx)
     }
 }

@@ -10,7 +10,8 @@
 //!   inside a `tracing` span naming its operator and instance.
 //! - **End**: the run ends when every task has returned. End-of-stream flows downstream from the
 //!   sources; a finished or failed consumer closes its edges, which releases its producers
-//!   upstream.
+//!   upstream, whatever they wait for: credit, data (a quiet source), input, their own
+//!   readiness or their asynchronous work. Every such wait also watches the instance's edges.
 //! - **Failure**: the first error or panic aborts every other task. Errors caused by that abort
 //!   (a disconnected input) are secondary: the reported error is the first primary one, naming the
 //!   operator and instance where it happened.

@@ -1,6 +1,6 @@
 //! A run ends on its own whatever its tasks wait for: a sink that closes early cancels a source
 //! waiting for data (not only one waiting for credit) and operators waiting in `poll_ready` or on
-//! their asynchronous work.
+//! their asynchronous work; a chained operator's failure ends the run while its source is quiet.
 //!
 //! A run that hangs fails its test through a generous watchdog (it only turns a hang into a
 //! failure; nothing is timed).
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use weir_runtime::operator::{Output, Sink, Source, SourceStatus};
 use weir_runtime::{
-    Chaining, InputPort, Operator, OperatorError, Pipeline, PipelineConfig, RunError, RunReport,
+    Chaining, InputPort, InstanceInfo, Operator, OperatorError, Pipeline, PipelineConfig, RunError,
+    RunReport,
 };
 
 const MODES: [Chaining; 2] = [Chaining::Off, Chaining::Operators];
@@ -198,5 +199,86 @@ fn a_sink_closing_early_ends_a_run_whose_operator_is_never_ready_again() {
             );
         join(p).expect("the run succeeds");
         assert_eq!(taken.load(Ordering::Relaxed), 4, "{chaining:?}");
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fail {
+    InOpen,
+    InPollReady,
+    PanicInPollReady,
+}
+
+/// Fails in `open` or in `poll_ready`, as told.
+struct Failing {
+    how: Fail,
+}
+
+impl Operator for Failing {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+    fn open(&mut self, _: &InstanceInfo) -> Result<(), OperatorError> {
+        if let Fail::InOpen = self.how {
+            return Err(OperatorError::user("cannot reach the lookup service"));
+        }
+        Ok(())
+    }
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Fail::PanicInPollReady = self.how {
+            panic!("the lookup client broke");
+        }
+        Poll::Ready(Err(OperatorError::user("the lookup service refused us")))
+    }
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        b: Vec<u64>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Result<(), OperatorError> {
+        out.emit(b);
+        Ok(())
+    }
+}
+
+struct Discard;
+
+impl Sink for Discard {
+    type Input = Vec<u64>;
+    type Output = ();
+    fn on_batch(&mut self, _: InputPort, _: Vec<u64>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_operator_failing_in_open_or_poll_ready_ends_the_run_while_its_source_is_quiet() {
+    for chaining in MODES {
+        for (how, message) in [
+            (Fail::InOpen, "cannot reach the lookup service"),
+            (Fail::InPollReady, "the lookup service refused us"),
+            (Fail::PanicInPollReady, "the lookup client broke"),
+        ] {
+            for behind in [false, true] {
+                let mut p = pipeline("failing", chaining);
+                let mut s = p.source("src", ThenQuiet { left: 0 });
+                if behind {
+                    // Failing as the second member of a chain.
+                    s = s.unary("pass", Pass);
+                }
+                s.unary("lookup", Failing { how }).sink("sink", Discard);
+                let err = join(p).expect_err("the operator's failure ends the run");
+                let case = format!("{chaining:?}, {how:?}, behind {behind}: {err}");
+                assert_eq!(err.operator(), Some("lookup"), "{case}");
+                assert!(err.to_string().contains(message), "{case}");
+                assert_eq!(
+                    matches!(err, RunError::Panic { .. }),
+                    matches!(how, Fail::PanicInPollReady),
+                    "{case}"
+                );
+            }
+        }
     }
 }

@@ -162,7 +162,8 @@ pub(crate) struct Chained<O: Operator> {
     producer: Arc<InstanceMetrics>,
     /// The producer's dead-letter port (never connected on a chained link): counts its rejects.
     producer_dead: DeadPort,
-    /// An error the operator's `poll_ready` returned, reported by the next dispatch.
+    /// An error the operator's `poll_ready` returned, reported by the next dispatch or, if
+    /// the producer has nothing to send, by `poll_work` before it waits.
     not_ready: Option<OperatorError>,
     /// The producer has ended: once the operator's work is done, the end is passed on.
     ending: bool,
@@ -218,18 +219,20 @@ impl<O: Operator> Chained<O> {
     ) -> Result<(), OperatorError> {
         let (op, out) = (&mut self.op, &mut self.out);
         let result = catch_unwind(AssertUnwindSafe(|| f(op, out)));
-        let (mut error, panicked) = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => (e, false),
-            Err(payload) => (
-                OperatorError::new(
-                    ErrorKind::User,
-                    crate::exec::panic_message(payload.as_ref()),
-                    None,
-                ),
-                true,
-            ),
-        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.attributed(e, false)),
+            Err(payload) => Err(self.panicked(payload.as_ref())),
+        }
+    }
+
+    fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> OperatorError {
+        let error = OperatorError::new(ErrorKind::User, crate::exec::panic_message(payload), None);
+        self.attributed(error, true)
+    }
+
+    /// Names this operator as the error's origin (the task is its head's).
+    fn attributed(&self, mut error: OperatorError, panicked: bool) -> OperatorError {
         if error.origin.is_none() {
             error.origin = Some(Origin {
                 operator: self.info.name.to_string(),
@@ -237,7 +240,7 @@ impl<O: Operator> Chained<O> {
                 panicked,
             });
         }
-        Err(error)
+        error
     }
 
     /// Polls the operator's asynchronous work, attributing its error or panic to it; returns
@@ -308,14 +311,18 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
             self.not_ready = Some(e);
             return self.down.poll_ready(cx);
         }
-        // The chained operator may pace itself, like the head of a task does.
-        match self.op.poll_ready(cx) {
-            Poll::Pending => {
+        // The chained operator may pace itself, like the head of a task does. Its error is
+        // reported by the next dispatch or, while the producer has nothing to send, by
+        // `poll_work`, which the producer calls before it waits.
+        let op = &mut self.op;
+        match catch_unwind(AssertUnwindSafe(|| op.poll_ready(cx))) {
+            Ok(Poll::Pending) => {
                 self.down.wake_consumers();
                 return Poll::Pending;
             }
-            Poll::Ready(Err(e)) => self.not_ready = Some(e),
-            Poll::Ready(Ok(())) => {}
+            Ok(Poll::Ready(Err(e))) => self.not_ready = Some(self.attributed(e, false)),
+            Err(payload) => self.not_ready = Some(self.panicked(payload.as_ref())),
+            Ok(Poll::Ready(Ok(()))) => {}
         }
         self.down.poll_ready(cx)
     }
@@ -349,6 +356,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
     }
 
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
+        if let Some(e) = self.not_ready.take() {
+            return Err(e);
+        }
         let below = self.down.poll_work(cx)?;
         if self.ended {
             return Ok(below);

@@ -38,6 +38,9 @@ pub struct InstanceInfo {
     pub parallelism: usize,
     /// Target rows per batch for this pipeline.
     pub batch_rows: usize,
+    /// The byte bound of this pipeline's edges (their default `max_bytes`): pre-allocate no more
+    /// than this for one batch, whatever `batch_rows` says (see [`Output::row_capacity`]).
+    pub max_batch_bytes: usize,
     /// Where this instance counts what its own overflow policy drops, spills or rejects (a
     /// source that answers clients, say); the counts appear in the run report.
     pub overflow: OverflowCounter,
@@ -286,18 +289,21 @@ pub struct Output<B> {
     open: Option<B>,
     open_since: Option<Instant>,
     batch_rows: usize,
+    max_batch_bytes: usize,
     dead: Vec<DeadLetter>,
     skipped: u64,
 }
 
 impl<B: Batch> Output<B> {
-    /// An output cutting typed rows into batches of `batch_rows`.
+    /// An output cutting typed rows into batches of `batch_rows`, pre-allocating at most the
+    /// default edge's byte bound for a batch (see [`with_max_batch_bytes`](Self::with_max_batch_bytes)).
     pub fn new(batch_rows: usize) -> Self {
         Self {
             sealed: Vec::new(),
             open: None,
             open_since: None,
             batch_rows: batch_rows.max(1),
+            max_batch_bytes: crate::channel::EdgeConfig::default().max_bytes,
             dead: Vec::new(),
             skipped: 0,
         }
@@ -357,6 +363,13 @@ impl<B: Batch> Output<B> {
         !self.sealed.is_empty()
     }
 
+    /// Pre-allocates at most `bytes` for one batch (the executor passes its edges' byte bound,
+    /// [`InstanceInfo::max_batch_bytes`]); a batch that grows beyond it grows as rows arrive.
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes.max(1);
+        self
+    }
+
     /// The target rows per batch.
     pub fn batch_rows(&self) -> usize {
         self.batch_rows
@@ -385,13 +398,33 @@ impl<B: Batch> Output<B> {
 }
 
 impl<T: Send + 'static> Output<Vec<T>> {
+    /// The rows worth pre-allocating for one batch: [`batch_rows`](Self::batch_rows), but no
+    /// more than the byte bound holds (so a huge `batch_rows` never allocates up front what the
+    /// edges could not hold anyway). Use it for `Vec::with_capacity` of a batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::operator::Output;
+    ///
+    /// let out = Output::<Vec<u64>>::new(1 << 20).with_max_batch_bytes(64 * 1024);
+    /// assert_eq!(out.row_capacity(), 8 * 1024);
+    /// assert_eq!(Output::<Vec<u64>>::new(1024).row_capacity(), 1024);
+    /// ```
+    #[inline]
+    pub fn row_capacity(&self) -> usize {
+        let row = std::mem::size_of::<T>().max(1);
+        self.batch_rows.min((self.max_batch_bytes / row).max(1))
+    }
+
     /// Appends one row, cutting a batch when it reaches the batch size.
     #[inline]
     pub fn push(&mut self, row: T) {
         let batch_rows = self.batch_rows;
+        let capacity = self.row_capacity();
         let open = self
             .open
-            .get_or_insert_with(|| Vec::with_capacity(batch_rows));
+            .get_or_insert_with(|| Vec::with_capacity(capacity));
         if open.is_empty() {
             self.open_since = Some(Instant::now());
         }

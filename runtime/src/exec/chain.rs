@@ -181,7 +181,7 @@ impl<O: Operator> Chained<O> {
     ) -> Self {
         Self {
             op,
-            out: Output::new(info.batch_rows),
+            out: Output::new(info.batch_rows).with_max_batch_bytes(info.max_batch_bytes),
             info,
             opened: false,
             down,

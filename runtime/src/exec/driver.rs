@@ -213,7 +213,8 @@ fn linger_deadline<B: Batch, D: Downstream<B>>(
     outs: &D,
     linger: Duration,
 ) -> Option<Instant> {
-    open_since(out, outs).map(|t| Instant::from_std(t) + linger)
+    // A deadline too far to represent is no deadline (the configuration bounds `linger`).
+    open_since(out, outs).and_then(|t| Instant::from_std(t).checked_add(linger))
 }
 
 /// Cuts every partial batch of this task and passes it on.
@@ -234,7 +235,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     source.open(&ctx.info)?;
-    let mut out = Output::new(ctx.info.batch_rows);
+    let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
     loop {
@@ -327,7 +328,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
-    let mut out = Output::new(ctx.info.batch_rows);
+    let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
         if !make_room(&mut outs, m, || inputs.release_credit()).await? {

@@ -225,6 +225,7 @@ pub(crate) fn prepare(
                             instance: i,
                             parallelism: parallelism[n.index()],
                             batch_rows: config.batch_rows,
+                            max_batch_bytes: config.default_edge().max_bytes,
                             overflow: OverflowCounter::new(metrics.clone()),
                         },
                         inputs: Vec::new(),

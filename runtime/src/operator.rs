@@ -3,7 +3,8 @@
 //! Three traits, one per position in a graph:
 //!
 //! - [`Source`]: produces batches, and is polled **only when every downstream edge has granted
-//!   credit** — so a source reads exactly as fast as the slowest consumer drains.
+//!   credit** — so a source reads exactly as fast as the slowest consumer drains (behind a
+//!   partitioned edge, see the bound in [`Source`]'s contract).
 //! - [`Operator`]: consumes batches from one or more inputs of one type and emits batches.
 //! - [`Sink`]: consumes batches and, at the end, yields a result. Demand starts here: a sink that
 //!   is not [ready](Sink::poll_ready) takes nothing, its edge fills, and its producers wait.
@@ -62,6 +63,19 @@ pub enum SourceStatus {
 /// `poll_produce` is called only when every downstream edge has credit. It should emit about one
 /// batch (see [`Output::is_full`]) and return; it may return `Pending` if its data is not there
 /// yet (an async stream, a socket), after arranging a wake-up through `cx` as any future would.
+///
+/// What one call emitted beyond the credit it found is held by the executor, and the source is
+/// not called again until that has been sent. So behind forward, rebalanced and broadcast edges
+/// a source is at most an edge's capacity ahead of its slowest consumer (plus what a single call
+/// emits beyond one batch).
+///
+/// A partitioned edge ([`partition_with`](crate::StreamCore::partition_with), keyed streams) is
+/// the exception, by design: which targets the next batch reaches is known only once it is split,
+/// and a producer waits only for the targets that get data (so one slow target does not hold back
+/// batches that never reach it). Behind a partitioned edge the source is polled once the pieces
+/// of its previous call have been sent, and a stalled target can therefore be **one call's output
+/// (one batch) beyond its credit**: that piece is held by the producer instance (counted in its
+/// held bytes) until the target grants credit. Never more, per producer instance.
 ///
 /// # Errors
 ///

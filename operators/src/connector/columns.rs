@@ -356,7 +356,10 @@ impl Columns {
                 Builder::Boolean(_) => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
                 Builder::Utf8(_) => {
                     let per_row = text_per_row.get(i).copied().unwrap_or(0);
-                    Builder::Utf8(StringBuilder::with_capacity(rows, rows.saturating_mul(per_row)))
+                    Builder::Utf8(StringBuilder::with_capacity(
+                        rows,
+                        rows.saturating_mul(per_row),
+                    ))
                 }
                 Builder::Timestamp(unit, tz, _) => {
                     Builder::Timestamp(*unit, tz.clone(), Int64Builder::with_capacity(rows))

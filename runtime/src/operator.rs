@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::batch::{Batch, Message, Timestamp};
+use crate::channel::EdgeProbe;
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::overflow::OverflowCounter;
@@ -45,6 +46,69 @@ pub struct InstanceInfo {
     /// Where this instance counts what its own overflow policy drops, spills or rejects (a
     /// source that answers clients, say); the counts appear in the run report.
     pub overflow: OverflowCounter,
+    /// What is queued in the edges downstream of this instance: a source that answers clients
+    /// reads it to count the work it already accepted and the pipeline has not yet done.
+    pub downstream: DownstreamProbe,
+}
+
+/// Reads the rows and bytes queued in every edge reachable downstream of one instance (through
+/// its chained operators and every later operator, to the sinks), with a few atomic loads per
+/// edge. Dead-letter edges are not counted; a row copied to two branches counts in each.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::operator::{DownstreamProbe, Queued};
+///
+/// // Outside a run (or for an instance without out-edges) nothing is queued.
+/// assert_eq!(DownstreamProbe::default().queued(), Queued::default());
+/// ```
+#[derive(Clone, Default)]
+pub struct DownstreamProbe {
+    edges: std::sync::Arc<[EdgeProbe]>,
+}
+
+/// Rows and bytes queued in edges (see [`DownstreamProbe`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// Rows sent into the edges and not yet received by their consumers.
+    pub rows: u64,
+    /// Data bytes the edges hold.
+    pub bytes: u64,
+}
+
+impl DownstreamProbe {
+    pub(crate) fn new(edges: Vec<EdgeProbe>) -> Self {
+        Self {
+            edges: edges.into(),
+        }
+    }
+
+    /// What the edges downstream hold now (each edge read on its own: a consistent total is not
+    /// needed for an estimate, and taking one would stop the pipeline).
+    pub fn queued(&self) -> Queued {
+        let mut q = Queued::default();
+        for probe in self.edges.iter() {
+            let s = probe.stats();
+            q.rows += s.rows_in_flight() as u64;
+            q.bytes += s.buffered_bytes as u64;
+        }
+        q
+    }
+
+    /// How many edges it reads.
+    pub fn edges(&self) -> usize {
+        self.edges.len()
+    }
+}
+
+impl std::fmt::Debug for DownstreamProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownstreamProbe")
+            .field("edges", &self.edges.len())
+            .field("queued", &self.queued())
+            .finish()
+    }
 }
 
 /// Whether a source has more to produce.

@@ -264,7 +264,9 @@ impl EdgeStats {
 }
 
 /// A read-only view of an edge that outlives neither side's usefulness: metrics hold one per edge.
-pub struct EdgeProbe(Box<dyn Fn() -> EdgeStats + Send + Sync>);
+/// Cloning it is cheap (a shared reference to the edge).
+#[derive(Clone)]
+pub struct EdgeProbe(std::sync::Arc<dyn Fn() -> EdgeStats + Send + Sync>);
 
 impl EdgeProbe {
     /// Reads the edge's current statistics.
@@ -281,7 +283,7 @@ impl fmt::Debug for EdgeProbe {
 
 fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
     let inner = inner.clone();
-    EdgeProbe(Box::new(move || stats_of(&inner)))
+    EdgeProbe(std::sync::Arc::new(move || stats_of(&inner)))
 }
 
 fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {

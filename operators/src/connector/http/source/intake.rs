@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde_json::Value;
 use tokio::sync::Notify;
 use weir_runtime::spill::{SpillError, SpillQueue};
-use weir_runtime::{DeadLetter, OverflowCounter, OverflowReason};
+use weir_runtime::{DeadLetter, DownstreamProbe, OverflowCounter, OverflowReason};
 
 use crate::connector::http::{Admission, LineError, Rest};
 use crate::overload::retry_after::retry_after_for;
@@ -63,6 +63,8 @@ pub(crate) struct Intake {
     pub(crate) closing: AtomicBool,
     /// Where drops, spills and rejections are counted; set when the pipeline opens the source.
     pub(crate) counter: OnceLock<OverflowCounter>,
+    /// The pipeline's edges downstream of the source; set when the pipeline opens the source.
+    pub(crate) downstream: OnceLock<DownstreamProbe>,
     // The drain rate as the source last measured it.
     base: Instant,
     half_life: Duration,
@@ -108,6 +110,7 @@ impl Intake {
             room: Notify::new(),
             closing: AtomicBool::new(false),
             counter: OnceLock::new(),
+            downstream: OnceLock::new(),
             base: Instant::now(),
             half_life: config.half_life,
             rate_bits: AtomicU64::new(f64::NAN.to_bits()),
@@ -130,6 +133,12 @@ impl Intake {
     /// Records waiting: in the hand-off and in the spill.
     pub(crate) fn backlog(&self) -> u64 {
         self.rx.len() as u64 + self.spilled.load(Relaxed)
+    }
+
+    /// Rows the source already handed on that wait in the pipeline's edges downstream of it:
+    /// accepted work not yet done, so part of the backlog a client is told to wait for.
+    pub(crate) fn queued_downstream(&self) -> u64 {
+        self.downstream.get().map_or(0, |p| p.queued().rows)
     }
 
     /// Publishes the drain rate measured at `at`, and whether records were left waiting.
@@ -178,7 +187,7 @@ impl Intake {
 
     pub(crate) fn retry_after_at(&self, now: Instant) -> Duration {
         let hint = retry_after_for(
-            self.backlog(),
+            self.backlog() + self.queued_downstream(),
             self.drain_rate_at(now),
             self.retry_min,
             self.retry_max,
@@ -188,10 +197,23 @@ impl Intake {
         hint
     }
 
-    /// Moves records into the hand-off while it has room.
+    /// Moves records into the hand-off while it has room. Under `Reject`, the rows already
+    /// queued downstream count against its capacity: what is accepted and not yet done stays
+    /// within it, so the pipeline's own queues do not hide a backlog.
     fn fill(&self, records: &mut VecDeque<Value>) -> usize {
         let mut taken = 0;
-        while let Some(record) = records.pop_front() {
+        let mut room = match (self.mode, self.tx.capacity()) {
+            (Mode::Reject, Some(cap)) => {
+                let queued = self.rx.len() as u64 + self.queued_downstream();
+                usize::try_from((cap as u64).saturating_sub(queued)).unwrap_or(usize::MAX)
+            }
+            _ => usize::MAX,
+        };
+        while room > 0 {
+            let Some(record) = records.pop_front() else {
+                break;
+            };
+            room -= 1;
             match self.tx.try_send(record) {
                 Ok(()) => taken += 1,
                 Err(TrySendError::Full(record) | TrySendError::Disconnected(record)) => {

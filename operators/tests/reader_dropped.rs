@@ -64,3 +64,14 @@ fn dropping_the_reader_ends_a_run_whose_source_waits_for_data() {
         );
     }
 }
+
+#[test]
+fn an_oversized_reader_capacity_is_capped_not_a_panic() {
+    let mut p = Pipeline::with_config("huge-reader", PipelineConfig::default());
+    let rows = p
+        .source("src", IterSource::new(0..10u64))
+        .into_iter("rows", usize::MAX);
+    let handle = p.spawn().expect("the pipeline starts");
+    assert_eq!(rows.collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    handle.join().expect("the run succeeds");
+}

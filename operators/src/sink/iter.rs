@@ -43,9 +43,10 @@ impl<T: Send + 'static> Drop for RowIter<T> {
 }
 
 impl<T: Send + 'static> IterSink<T> {
-    /// A sink and its reader, with room for `capacity` batches between them.
+    /// A sink and its reader, with room for `capacity` batches between them (at least one, at
+    /// most [`EdgeConfig::MAX_CAPACITY`]: the slots are allocated at once).
     pub fn new(capacity: usize) -> (Self, RowIter<T>) {
-        let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
+        let cfg = EdgeConfig::default().with_capacity(capacity.clamp(1, EdgeConfig::MAX_CAPACITY));
         let (outlet, inlet) = edge(cfg);
         let unread = Arc::new(AtomicU64::new(0));
         (

@@ -506,6 +506,12 @@ impl<T: Send + 'static> Output<Vec<T>> {
         if open.is_empty() {
             self.open_since = Some(Instant::now());
         }
+        if open.len() == open.capacity() {
+            // Pre-allocated below `batch_rows` (the byte bound): grow by doubling, but never
+            // past the batch, so its bytes stay what a pre-allocated batch would hold.
+            let len = open.len();
+            open.reserve_exact(len.clamp(1, batch_rows.saturating_sub(len).max(1)));
+        }
         open.push(row);
         if open.len() >= batch_rows {
             self.flush();

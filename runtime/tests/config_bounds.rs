@@ -136,6 +136,16 @@ fn a_batch_is_never_pre_allocated_beyond_the_byte_bound() {
     assert_eq!(out.row_capacity(), bound / 8);
     let small = Output::<Vec<u64>>::new(1024).with_max_batch_bytes(bound);
     assert_eq!(small.row_capacity(), 1024);
+    // A batch pre-allocated below its row count grows to exactly its rows, never past them.
+    let mut capped = Output::<Vec<u64>>::new(100).with_max_batch_bytes(62 * 8);
+    assert_eq!(capped.row_capacity(), 62);
+    capped.extend(0..100u64);
+    let batches: Vec<_> = capped.drain().collect();
+    assert_eq!(batches.len(), 1);
+    match &batches[0] {
+        weir_runtime::Message::Data(b) => assert_eq!((b.len(), b.capacity()), (100, 100)),
+        other => panic!("expected data, got {other:?}"),
+    }
     // Zero-sized rows allocate nothing, whatever the count.
     let unit = Output::<Vec<()>>::new(1 << 20).with_max_batch_bytes(bound);
     assert_eq!(unit.row_capacity(), 1 << 20);

@@ -51,6 +51,10 @@ where
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         let mut batch = Vec::with_capacity(out.row_capacity());
         batch.extend(self.iter.by_ref().take(out.batch_rows()));
+        if batch.capacity() > out.batch_rows() {
+            // Grown past the batch from a capped pre-allocation: hold no more than a batch.
+            batch.shrink_to(out.batch_rows());
+        }
         let done = batch.len() < out.batch_rows();
         out.emit(batch);
         Poll::Ready(Ok(if done {

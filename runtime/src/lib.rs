@@ -43,7 +43,8 @@ pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;
 pub use operator::{
-    InputPort, InstanceInfo, Operator, Output, Sink, Source, SourceStatus, StateSize,
+    DownstreamProbe, InputPort, InstanceInfo, Operator, Output, Queued, Sink, Source, SourceStatus,
+    StateSize,
 };
 pub use overflow::{CodecError, JsonCodec, Overflow, OverflowCounter, OverflowReason, SpillCodec};
 pub use pipeline::{

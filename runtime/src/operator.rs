@@ -3,7 +3,8 @@
 //! Three traits, one per position in a graph:
 //!
 //! - [`Source`]: produces batches, and is polled **only when every downstream edge has granted
-//!   credit** — so a source reads exactly as fast as the slowest consumer drains.
+//!   credit** — so a source reads exactly as fast as the slowest consumer drains (behind a
+//!   partitioned edge, see the bound in [`Source`]'s contract).
 //! - [`Operator`]: consumes batches from one or more inputs of one type and emits batches.
 //! - [`Sink`]: consumes batches and, at the end, yields a result. Demand starts here: a sink that
 //!   is not [ready](Sink::poll_ready) takes nothing, its edge fills, and its producers wait.
@@ -19,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::batch::{Batch, Message, Timestamp};
+use crate::channel::EdgeProbe;
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::overflow::OverflowCounter;
@@ -38,9 +40,75 @@ pub struct InstanceInfo {
     pub parallelism: usize,
     /// Target rows per batch for this pipeline.
     pub batch_rows: usize,
+    /// The byte bound of this pipeline's edges (their default `max_bytes`): pre-allocate no more
+    /// than this for one batch, whatever `batch_rows` says (see [`Output::row_capacity`]).
+    pub max_batch_bytes: usize,
     /// Where this instance counts what its own overflow policy drops, spills or rejects (a
     /// source that answers clients, say); the counts appear in the run report.
     pub overflow: OverflowCounter,
+    /// What is queued in the edges downstream of this instance: a source that answers clients
+    /// reads it to count the work it already accepted and the pipeline has not yet done.
+    pub downstream: DownstreamProbe,
+}
+
+/// Reads the rows and bytes queued in every edge reachable downstream of one instance (through
+/// its chained operators and every later operator, to the sinks), with a few atomic loads per
+/// edge. Dead-letter edges are not counted; a row copied to two branches counts in each.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::operator::{DownstreamProbe, Queued};
+///
+/// // Outside a run (or for an instance without out-edges) nothing is queued.
+/// assert_eq!(DownstreamProbe::default().queued(), Queued::default());
+/// ```
+#[derive(Clone, Default)]
+pub struct DownstreamProbe {
+    edges: std::sync::Arc<[EdgeProbe]>,
+}
+
+/// Rows and bytes queued in edges (see [`DownstreamProbe`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// Rows sent into the edges and not yet received by their consumers.
+    pub rows: u64,
+    /// Data bytes the edges hold.
+    pub bytes: u64,
+}
+
+impl DownstreamProbe {
+    pub(crate) fn new(edges: Vec<EdgeProbe>) -> Self {
+        Self {
+            edges: edges.into(),
+        }
+    }
+
+    /// What the edges downstream hold now (each edge read on its own: a consistent total is not
+    /// needed for an estimate, and taking one would stop the pipeline).
+    pub fn queued(&self) -> Queued {
+        let mut q = Queued::default();
+        for probe in self.edges.iter() {
+            let s = probe.stats();
+            q.rows += s.rows_in_flight() as u64;
+            q.bytes += s.buffered_bytes as u64;
+        }
+        q
+    }
+
+    /// How many edges it reads.
+    pub fn edges(&self) -> usize {
+        self.edges.len()
+    }
+}
+
+impl std::fmt::Debug for DownstreamProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownstreamProbe")
+            .field("edges", &self.edges.len())
+            .field("queued", &self.queued())
+            .finish()
+    }
 }
 
 /// Whether a source has more to produce.
@@ -60,6 +128,19 @@ pub enum SourceStatus {
 /// batch (see [`Output::is_full`]) and return; it may return `Pending` if its data is not there
 /// yet (an async stream, a socket), after arranging a wake-up through `cx` as any future would.
 ///
+/// What one call emitted beyond the credit it found is held by the executor, and the source is
+/// not called again until that has been sent. So behind forward, rebalanced and broadcast edges
+/// a source is at most an edge's capacity ahead of its slowest consumer (plus what a single call
+/// emits beyond one batch).
+///
+/// A partitioned edge ([`partition_with`](crate::StreamCore::partition_with), keyed streams) is
+/// the exception, by design: which targets the next batch reaches is known only once it is split,
+/// and a producer waits only for the targets that get data (so one slow target does not hold back
+/// batches that never reach it). Behind a partitioned edge the source is polled once the pieces
+/// of its previous call have been sent, and a stalled target can therefore be **one call's output
+/// (one batch) beyond its credit**: that piece is held by the producer instance (counted in its
+/// held bytes) until the target grants credit. Never more, per producer instance.
+///
 /// # Errors
 ///
 /// An error ends the run and is reported with the source's name.
@@ -67,7 +148,9 @@ pub enum SourceStatus {
 /// # Cancellation
 ///
 /// When every consumer has gone away, or the run is stopped, the source is not polled again;
-/// it is dropped when the run ends.
+/// it is dropped when the run ends. This holds while it waits for data too (`poll_produce`
+/// returned `Pending`): the executor watches its edges meanwhile, so a quiet source does not
+/// keep a cancelled run alive.
 ///
 /// # Examples
 ///
@@ -337,6 +420,20 @@ pub trait Sink: Send + 'static {
         false
     }
 
+    /// `Ready` once [`is_closed`](Self::is_closed) has become true; otherwise `Pending`, with a
+    /// wake-up arranged through `cx` for when it does. The executor polls it while the sink
+    /// waits for input or for [`poll_ready`](Self::poll_ready), so a sink whose consumer goes
+    /// away while nothing arrives (a reader dropped while the sources have nothing to send) ends
+    /// the run at once. A sink whose `is_closed` changes only in its own hooks (after a number
+    /// of rows, say) needs nothing here: the default reports `is_closed` and arranges nothing.
+    fn poll_closed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Rows the sink took but could not pass on because its own consumer went away (see
     /// [`is_closed`](Self::is_closed)); read once after `finish` and counted in the run report as
     /// dropped because downstream closed. The default is zero.
@@ -385,18 +482,21 @@ pub struct Output<B> {
     open: Option<B>,
     open_since: Option<Instant>,
     batch_rows: usize,
+    max_batch_bytes: usize,
     dead: Vec<DeadLetter>,
     skipped: u64,
 }
 
 impl<B: Batch> Output<B> {
-    /// An output cutting typed rows into batches of `batch_rows`.
+    /// An output cutting typed rows into batches of `batch_rows`, pre-allocating at most the
+    /// default edge's byte bound for a batch (see [`with_max_batch_bytes`](Self::with_max_batch_bytes)).
     pub fn new(batch_rows: usize) -> Self {
         Self {
             sealed: Vec::new(),
             open: None,
             open_since: None,
             batch_rows: batch_rows.max(1),
+            max_batch_bytes: crate::channel::EdgeConfig::default().max_bytes,
             dead: Vec::new(),
             skipped: 0,
         }
@@ -456,6 +556,13 @@ impl<B: Batch> Output<B> {
         !self.sealed.is_empty()
     }
 
+    /// Pre-allocates at most `bytes` for one batch (the executor passes its edges' byte bound,
+    /// [`InstanceInfo::max_batch_bytes`]); a batch that grows beyond it grows as rows arrive.
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes.max(1);
+        self
+    }
+
     /// The target rows per batch.
     pub fn batch_rows(&self) -> usize {
         self.batch_rows
@@ -484,15 +591,41 @@ impl<B: Batch> Output<B> {
 }
 
 impl<T: crate::Data> Output<Vec<T>> {
+    /// The rows worth pre-allocating for one batch: [`batch_rows`](Self::batch_rows), but no
+    /// more than the byte bound holds (so a huge `batch_rows` never allocates up front what the
+    /// edges could not hold anyway). Use it for `Vec::with_capacity` of a batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::operator::Output;
+    ///
+    /// let out = Output::<Vec<u64>>::new(1 << 20).with_max_batch_bytes(64 * 1024);
+    /// assert_eq!(out.row_capacity(), 8 * 1024);
+    /// assert_eq!(Output::<Vec<u64>>::new(1024).row_capacity(), 1024);
+    /// ```
+    #[inline]
+    pub fn row_capacity(&self) -> usize {
+        let row = std::mem::size_of::<T>().max(1);
+        self.batch_rows.min((self.max_batch_bytes / row).max(1))
+    }
+
     /// Appends one row, cutting a batch when it reaches the batch size.
     #[inline]
     pub fn push(&mut self, row: T) {
         let batch_rows = self.batch_rows;
+        let capacity = self.row_capacity();
         let open = self
             .open
-            .get_or_insert_with(|| Vec::with_capacity(batch_rows));
+            .get_or_insert_with(|| Vec::with_capacity(capacity));
         if open.is_empty() {
             self.open_since = Some(Instant::now());
+        }
+        if open.len() == open.capacity() {
+            // Pre-allocated below `batch_rows` (the byte bound): grow by doubling, but never
+            // past the batch, so its bytes stay what a pre-allocated batch would hold.
+            let len = open.len();
+            open.reserve_exact(len.clamp(1, batch_rows.saturating_sub(len).max(1)));
         }
         open.push(row);
         if open.len() >= batch_rows {

@@ -65,10 +65,13 @@ pub struct PipelineConfig {
     /// [`StreamCore::parallelism`]. Operators and sinks added as one value (`unary`, `sink`)
     /// always run one instance.
     pub parallelism: usize,
-    /// Target rows per batch for typed streams (default 1024).
+    /// Target rows per batch for typed streams (default 1024, at most
+    /// [`MAX_BATCH_ROWS`](Self::MAX_BATCH_ROWS)). A batch is pre-allocated up to the edges'
+    /// byte bound at most.
     pub batch_rows: usize,
     /// How long a partial batch may wait for more rows before it is sent anyway (default 1 ms).
-    /// Zero sends partial batches as soon as the producer has nothing more.
+    /// Zero sends partial batches as soon as the producer has nothing more; at most
+    /// [`MAX_LINGER`](Self::MAX_LINGER).
     pub linger: Duration,
     /// Default sizing of every edge. Left at [`EdgeConfig::default`], it adapts to small
     /// batches: below 1024 rows per batch an edge gets more slots so that it still holds about
@@ -86,6 +89,73 @@ pub struct PipelineConfig {
 pub const SMALL_BATCH_MAX_CAPACITY: usize = 4096;
 
 impl PipelineConfig {
+    /// The largest [`batch_rows`](Self::batch_rows): a batch is the unit of credit, and one far
+    /// beyond this would make the edges' bounds meaningless.
+    pub const MAX_BATCH_ROWS: usize = 1 << 24;
+
+    /// The longest [`linger`](Self::linger): a partial batch waiting longer than this is a
+    /// batch held back, not one gathered.
+    pub const MAX_LINGER: Duration = Duration::from_secs(3600);
+
+    /// The largest [`parallelism`](Self::parallelism) (and operator parallelism), and the most
+    /// [`workers`](Self::workers): each instance and worker is allocated when the run starts.
+    pub const MAX_PARALLELISM: usize = 1 << 12;
+
+    /// Checks the configuration before anything is built, naming the offending field.
+    ///
+    /// # Errors
+    ///
+    /// A `batch_rows` above [`Self::MAX_BATCH_ROWS`], a `linger` above [`Self::MAX_LINGER`], a
+    /// `parallelism` or `workers` above [`Self::MAX_PARALLELISM`], or an invalid default
+    /// [`edge`](Self::edge) ([`EdgeConfig::validate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_runtime::PipelineConfig;
+    ///
+    /// assert!(PipelineConfig::default().validate().is_ok());
+    /// let huge = PipelineConfig { batch_rows: 1 << 40, ..PipelineConfig::default() };
+    /// assert!(huge.validate().unwrap_err().contains("batch_rows"));
+    /// let forever = PipelineConfig { linger: Duration::MAX, ..PipelineConfig::default() };
+    /// assert!(forever.validate().unwrap_err().contains("linger"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_rows > Self::MAX_BATCH_ROWS {
+            return Err(format!(
+                "batch_rows {} exceeds the limit of {} rows per batch (a batch is the unit of \
+                 credit; bound memory with the edges' max_bytes instead)",
+                self.batch_rows,
+                Self::MAX_BATCH_ROWS
+            ));
+        }
+        if self.linger > Self::MAX_LINGER {
+            return Err(format!(
+                "linger {:?} exceeds the limit of {:?} (use Duration::ZERO to send partial \
+                 batches at once)",
+                self.linger,
+                Self::MAX_LINGER
+            ));
+        }
+        if self.parallelism > Self::MAX_PARALLELISM {
+            return Err(format!(
+                "parallelism {} exceeds the limit of {} instances per operator",
+                self.parallelism,
+                Self::MAX_PARALLELISM
+            ));
+        }
+        if let Some(workers) = self.workers.filter(|&w| w > Self::MAX_PARALLELISM) {
+            return Err(format!(
+                "workers {workers} exceeds the limit of {} threads",
+                Self::MAX_PARALLELISM
+            ));
+        }
+        self.edge
+            .validate()
+            .map_err(|e| format!("default edge: {e}"))
+    }
+
     /// The sizing of an edge that was not configured explicitly.
     pub fn default_edge(&self) -> EdgeConfig {
         if self.edge != EdgeConfig::default() {
@@ -259,10 +329,9 @@ impl Pipeline {
         }
         b.graph.validate()?;
         b.config
-            .edge
             .validate()
             .map_err(|reason| GraphError::InvalidConfig {
-                operator: format!("{} (the pipeline's default edge)", self.name),
+                operator: format!("{} (the pipeline's configuration)", self.name),
                 reason,
             })?;
         b.ran = true;

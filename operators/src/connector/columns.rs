@@ -186,9 +186,14 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// The most rows a reader pre-allocates a batch's builders for: a configured `batch_rows` far
+/// above it (1 << 40, say) must not allocate up front; builders grow as rows arrive.
+pub(crate) const MAX_PREALLOC_ROWS: usize = 1 << 16;
+
 impl Columns {
     /// Builders for `schema`, or the first column whose type text readers cannot parse.
     pub(crate) fn new(schema: SchemaRef, capacity: usize) -> Result<Self, ReadError> {
+        let capacity = capacity.min(MAX_PREALLOC_ROWS);
         let builders = schema
             .fields()
             .iter()
@@ -342,6 +347,7 @@ impl Columns {
     /// Empties the builders and sizes them for `rows` rows, text column `i` for
     /// `text_per_row[i]` bytes a row.
     pub(crate) fn reset(&mut self, rows: usize, text_per_row: &[usize]) {
+        let rows = rows.min(MAX_PREALLOC_ROWS);
         for (i, b) in self.builders.iter_mut().enumerate() {
             *b = match b {
                 Builder::UInt64(_) => Builder::UInt64(UInt64Builder::with_capacity(rows)),
@@ -350,7 +356,10 @@ impl Columns {
                 Builder::Boolean(_) => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
                 Builder::Utf8(_) => {
                     let per_row = text_per_row.get(i).copied().unwrap_or(0);
-                    Builder::Utf8(StringBuilder::with_capacity(rows, rows * per_row))
+                    Builder::Utf8(StringBuilder::with_capacity(
+                        rows,
+                        rows.saturating_mul(per_row),
+                    ))
                 }
                 Builder::Timestamp(unit, tz, _) => {
                     Builder::Timestamp(*unit, tz.clone(), Int64Builder::with_capacity(rows))

@@ -395,7 +395,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
-        let cap = self.opts.batch_rows;
+        let cap = self.opts.batch_rows.min(super::columns::MAX_PREALLOC_ROWS);
         let mut lines = self
             .opts
             .line_column

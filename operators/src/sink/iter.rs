@@ -50,9 +50,10 @@ impl<T: Data> Drop for RowIter<T> {
 }
 
 impl<T: Data> IterSink<T> {
-    /// A sink and its reader, with room for `capacity` batches between them.
+    /// A sink and its reader, with room for `capacity` batches between them (at least one, at
+    /// most [`EdgeConfig::MAX_CAPACITY`]: the slots are allocated at once).
     pub fn new(capacity: usize) -> (Self, RowIter<T>) {
-        let cfg = EdgeConfig::default().with_capacity(capacity.max(1));
+        let cfg = EdgeConfig::default().with_capacity(capacity.clamp(1, EdgeConfig::MAX_CAPACITY));
         let (outlet, inlet) = edge(cfg);
         let unread = Arc::new(AtomicU64::new(0));
         (
@@ -88,6 +89,11 @@ impl<T: Data> Sink for IterSink<T> {
 
     fn is_closed(&self) -> bool {
         self.outlet.is_closed()
+    }
+
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // The reader may go away while the pipeline has nothing to send.
+        self.outlet.poll_closed(cx)
     }
 
     /// Once the reader is gone: rows left in the hand-off plus rows of its last, partly read batch.

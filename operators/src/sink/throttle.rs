@@ -8,6 +8,10 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use weir_runtime::{Batch, InputPort, InstanceInfo, OperatorError, Sink};
 
+/// The longest a batch holds the sink back (about 136 years): `Instant + Duration` must not
+/// overflow, whatever the rate.
+const MAX_WAIT: Duration = Duration::from_secs(1 << 32);
+
 /// Lets at most `rows_per_s` rows per second into the inner sink: the sink becomes the slowest
 /// stage, and the pipeline's sources settle at its rate through backpressure.
 ///
@@ -74,7 +78,11 @@ impl<K: Sink> Sink for Throttle<K> {
         let start = self
             .next
             .map_or(now, |n| n.max(now - Duration::from_millis(10)));
-        self.next = Some(start + Duration::from_secs_f64(batch.rows() as f64 / self.rows_per_s));
+        // A wait too long to represent (a tiny rate) is capped, never a panic.
+        let wait = Duration::try_from_secs_f64(batch.rows() as f64 / self.rows_per_s)
+            .unwrap_or(MAX_WAIT)
+            .min(MAX_WAIT);
+        self.next = Some(start.checked_add(wait).unwrap_or(start));
         self.inner.on_batch(port, batch)
     }
 
@@ -82,7 +90,26 @@ impl<K: Sink> Sink for Throttle<K> {
         self.inner.is_closed()
     }
 
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.poll_closed(cx)
+    }
+
     fn finish(&mut self) -> Result<Self::Output, OperatorError> {
         self.inner.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Count;
+
+    #[test]
+    fn a_tiny_rate_holds_the_sink_back_without_overflowing_the_clock() {
+        let mut sink = Throttle::new(Count::<Vec<u64>>::new(), f64::MIN_POSITIVE);
+        sink.on_batch(0, vec![1, 2, 3]).expect("counted");
+        sink.on_batch(0, vec![4]).expect("counted");
+        let next = sink.next.expect("paced");
+        assert!(next > Instant::now() + Duration::from_secs(1 << 31));
     }
 }

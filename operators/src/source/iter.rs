@@ -49,8 +49,12 @@ where
         _cx: &mut Context<'_>,
         out: &mut Output<Vec<I::Item>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
-        let mut batch = Vec::with_capacity(out.batch_rows());
+        let mut batch = Vec::with_capacity(out.row_capacity());
         batch.extend(self.iter.by_ref().take(out.batch_rows()));
+        if batch.capacity() > out.batch_rows() {
+            // Grown past the batch from a capped pre-allocation: hold no more than a batch.
+            batch.shrink_to(out.batch_rows());
+        }
         let done = batch.len() < out.batch_rows();
         out.emit(batch);
         Poll::Ready(Ok(if done {

@@ -141,7 +141,9 @@ pub trait StreamExt<T: Data>: Sized {
 
     /// Ends the stream in a bounded hand-off to an ordinary thread: iterate the returned
     /// [`RowIter`] while the pipeline runs (start it with `Pipeline::spawn`). At most `capacity`
-    /// batches wait for the reader; a slow reader backpressures the whole pipeline.
+    /// batches wait for the reader (at most
+    /// [`EdgeConfig::MAX_CAPACITY`](weir_runtime::EdgeConfig::MAX_CAPACITY)); a slow reader
+    /// backpressures the whole pipeline.
     ///
     /// ```
     /// use weir_operators::prelude::*;

@@ -271,7 +271,9 @@ impl EdgeStats {
 }
 
 /// A read-only view of an edge that outlives neither side's usefulness: metrics hold one per edge.
-pub struct EdgeProbe(Box<dyn Fn() -> EdgeStats + Send + Sync>);
+/// Cloning it is cheap (a shared reference to the edge).
+#[derive(Clone)]
+pub struct EdgeProbe(std::sync::Arc<dyn Fn() -> EdgeStats + Send + Sync>);
 
 impl EdgeProbe {
     /// Reads the edge's current statistics.
@@ -288,7 +290,7 @@ impl fmt::Debug for EdgeProbe {
 
 fn probe<B: Batch>(inner: &crate::loom::Arc<Shared<B>>) -> EdgeProbe {
     let inner = inner.clone();
-    EdgeProbe(Box::new(move || stats_of(&inner)))
+    EdgeProbe(std::sync::Arc::new(move || stats_of(&inner)))
 }
 
 fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
@@ -369,6 +371,36 @@ impl<B: Batch> Outlet<B> {
     /// Whether the consumer has gone away.
     pub fn is_closed(&self) -> bool {
         self.shared().rx_closed.load(SeqCst)
+    }
+
+    /// `Ready` once the consumer has gone away; otherwise `Pending`, with a wake-up arranged
+    /// for when it goes. For a producer that waits for something other than credit (data to
+    /// send, say) and must still learn that nobody will take what it sends.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::task::{Context, Poll, Waker};
+    /// use weir_runtime::{edge, EdgeConfig};
+    ///
+    /// let (mut tx, rx) = edge::<Vec<u32>>(EdgeConfig::default());
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(tx.poll_closed(&mut cx).is_pending());
+    /// drop(rx);
+    /// assert!(tx.poll_closed(&mut cx).is_ready());
+    /// ```
+    pub fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        // Register, then re-check: pairs with the consumer's drop, which stores the flag and
+        // then wakes unconditionally.
+        self.shared().tx_waker.register(cx.waker());
+        if self.is_closed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Current statistics of this edge.

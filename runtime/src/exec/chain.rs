@@ -54,6 +54,10 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// wake-up is arranged through `cx` for work still in flight. After [`end`](Self::end), a
     /// chained operator passes end-of-stream on once its work is done.
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError>;
+    /// `Ready` once every consumer at the end of the chain has gone; otherwise a wake-up is
+    /// arranged for when they go. Never waits; called wherever the task waits for something
+    /// other than credit, so cancellation reaches it.
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 /// What [`Downstream::poll_work`] found.
@@ -110,6 +114,9 @@ impl<B: Batch> Downstream<B> for Ports<B> {
         Ports::poll_lossy(self, cx);
         Ok(Work::Idle)
     }
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Ports::poll_closed(self, cx)
+    }
 }
 
 impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
@@ -140,6 +147,9 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
         (**self).poll_work(cx)
     }
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        (**self).poll_closed(cx)
+    }
 }
 
 /// An operator running inside its producer's task.
@@ -155,7 +165,8 @@ pub(crate) struct Chained<O: Operator> {
     producer: Arc<InstanceMetrics>,
     /// The producer's dead-letter port (never connected on a chained link): counts its rejects.
     producer_dead: DeadPort,
-    /// An error the operator's `poll_ready` returned, reported by the next dispatch.
+    /// An error the operator's `poll_ready` returned, reported by the next dispatch or, if
+    /// the producer has nothing to send, by `poll_work` before it waits.
     not_ready: Option<OperatorError>,
     /// The producer has ended: once the operator's work is done, the end is passed on.
     ending: bool,
@@ -173,7 +184,7 @@ impl<O: Operator> Chained<O> {
     ) -> Self {
         Self {
             op,
-            out: Output::new(info.batch_rows),
+            out: Output::new(info.batch_rows).with_max_batch_bytes(info.max_batch_bytes),
             info,
             opened: false,
             down,
@@ -211,18 +222,20 @@ impl<O: Operator> Chained<O> {
     ) -> Result<(), OperatorError> {
         let (op, out) = (&mut self.op, &mut self.out);
         let result = catch_unwind(AssertUnwindSafe(|| f(op, out)));
-        let (mut error, panicked) = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => (e, false),
-            Err(payload) => (
-                OperatorError::new(
-                    ErrorKind::User,
-                    crate::exec::panic_message(payload.as_ref()),
-                    None,
-                ),
-                true,
-            ),
-        };
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.attributed(e, false)),
+            Err(payload) => Err(self.panicked(payload.as_ref())),
+        }
+    }
+
+    fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> OperatorError {
+        let error = OperatorError::new(ErrorKind::User, crate::exec::panic_message(payload), None);
+        self.attributed(error, true)
+    }
+
+    /// Names this operator as the error's origin (the task is its head's).
+    fn attributed(&self, mut error: OperatorError, panicked: bool) -> OperatorError {
         if error.origin.is_none() {
             error.origin = Some(Origin {
                 operator: self.info.name.to_string(),
@@ -230,7 +243,7 @@ impl<O: Operator> Chained<O> {
                 panicked,
             });
         }
-        Err(error)
+        error
     }
 
     /// Polls the operator's asynchronous work, attributing its error or panic to it; returns
@@ -310,15 +323,19 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
             return self.down.poll_ready(cx);
         }
         // The chained operator may pace itself, like the head of a task does: time pending here
-        // is its own busy time, not its producer's.
-        match self.op.poll_ready(cx) {
-            Poll::Pending => {
+        // is its own busy time, not its producer's. Its error is reported by the next dispatch
+        // or, while the producer has nothing to send, by `poll_work`, which the producer calls
+        // before it waits.
+        let op = &mut self.op;
+        match catch_unwind(AssertUnwindSafe(|| op.poll_ready(cx))) {
+            Ok(Poll::Pending) => {
                 self.metrics.pace_start();
                 self.down.wake_consumers();
                 return Poll::Pending;
             }
-            Poll::Ready(Err(e)) => self.not_ready = Some(e),
-            Poll::Ready(Ok(())) => {}
+            Ok(Poll::Ready(Err(e))) => self.not_ready = Some(self.attributed(e, false)),
+            Err(payload) => self.not_ready = Some(self.panicked(payload.as_ref())),
+            Ok(Poll::Ready(Ok(()))) => {}
         }
         self.metrics.pace_end();
         self.down.poll_ready(cx)
@@ -354,6 +371,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
     }
 
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Result<Work, OperatorError> {
+        if let Some(e) = self.not_ready.take() {
+            return Err(e);
+        }
         let below = self.down.poll_work(cx)?;
         if self.ended {
             return Ok(below);
@@ -377,5 +397,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
             mine = Work::Emitted;
         }
         Ok(mine.and(below))
+    }
+
+    fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.down.poll_closed(cx)
     }
 }

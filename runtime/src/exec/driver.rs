@@ -152,6 +152,11 @@ async fn make_room<B: Batch, D: Downstream<B>>(
             match outs.poll_work(cx) {
                 Ok(Work::Emitted) => Poll::Ready(Ok(None)),
                 Err(e) => Poll::Ready(Err(e)),
+                // A chained operator that is not ready never asked the edges for credit: their
+                // consumers going away must still end the wait.
+                Ok(_) if outs.poll_closed(cx).is_ready() => {
+                    Poll::Ready(Ok(Some(Readiness::AllClosed)))
+                }
                 Ok(_) => {
                     release();
                     Poll::Pending
@@ -182,6 +187,8 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
             wait_in(m, TimeState::Backpressured, |cx| outs.poll_flush(cx)).await;
         }
         let work = wait_in(m, TimeState::Finishing, |cx| match outs.poll_work(cx) {
+            // Nobody takes the results of the work still in flight: stop waiting for it.
+            Ok(Work::InFlight) if outs.poll_closed(cx).is_ready() => Poll::Ready(Ok(Work::Idle)),
             Ok(Work::InFlight) => {
                 outs.wake_consumers();
                 Poll::Pending
@@ -210,7 +217,8 @@ fn linger_deadline<B: Batch, D: Downstream<B>>(
     outs: &D,
     linger: Duration,
 ) -> Option<Instant> {
-    open_since(out, outs).map(|t| Instant::from_std(t) + linger)
+    // A deadline too far to represent is no deadline (the configuration bounds `linger`).
+    open_since(out, outs).and_then(|t| Instant::from_std(t).checked_add(linger))
 }
 
 /// Cuts every partial batch of this task and passes it on.
@@ -231,7 +239,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     source.open(&ctx.info)?;
-    let mut out = Output::new(ctx.info.batch_rows);
+    let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
     loop {
@@ -280,6 +288,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
                 if watch_stop && stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
+                // Waiting for data, not for credit: the consumers going away must end the wait
+                // too (the next `make_room` sees them gone).
+                if outs.poll_closed(cx).is_ready() {
+                    return Poll::Ready(Some(Ok(SourceStatus::Continue)));
+                }
                 outs.wake_consumers();
                 m.switch(TimeState::Idle);
                 Poll::Pending
@@ -319,7 +332,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
-    let mut out = Output::new(ctx.info.batch_rows);
+    let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     loop {
         if !make_room(&mut outs, m, || inputs.release_credit()).await? {
@@ -374,6 +387,11 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                         return Poll::Ready(Wake::Linger);
                     }
                 }
+                // Waiting for input, for readiness or for its own work: the consumers going
+                // away must end the wait too.
+                if outs.poll_closed(cx).is_ready() {
+                    return Poll::Ready(Wake::Closed);
+                }
                 if state == TimeState::Busy {
                     // Pacing itself: what it took is handed back as credit at its pace.
                     inputs.release_credit();
@@ -397,6 +415,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                 continue;
             }
             Wake::Failed(e) => return Err(e),
+            // The next `make_room` sees every consumer gone and ends the instance.
+            Wake::Closed => continue,
         };
         match event {
             None => flush_open(&mut out, &mut outs)?,
@@ -442,6 +462,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             match op.poll_flush(cx, &mut out) {
                 Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
                 Poll::Pending if emitted_mark(&out) != before => Poll::Ready(Ok(false)),
+                // Nobody takes the results: the next `make_room` ends the instance.
+                Poll::Pending if outs.poll_closed(cx).is_ready() => Poll::Ready(Ok(false)),
                 Poll::Pending => {
                     outs.wake_consumers();
                     Poll::Pending
@@ -465,6 +487,8 @@ enum Wake<B> {
     /// `poll_flush` emitted something: send it before going on.
     Emitted,
     Failed(OperatorError),
+    /// Every consumer has gone away.
+    Closed,
 }
 
 pub(crate) async fn run_sink<K: Sink>(
@@ -488,6 +512,9 @@ pub(crate) async fn run_sink<K: Sink>(
         wait_in(m, TimeState::Busy, |cx| {
             let ready = sink.poll_ready(cx);
             if ready.is_pending() {
+                if sink.poll_closed(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
                 inputs.release_credit();
             }
             ready
@@ -501,12 +528,18 @@ pub(crate) async fn run_sink<K: Sink>(
             if let Poll::Ready(Err(e)) = sink.poll_flush(cx) {
                 return Poll::Ready(Err(e));
             }
-            inputs.poll_next(cx)
+            match inputs.poll_next(cx) {
+                Poll::Ready(ev) => Poll::Ready(ev.map(Some)),
+                // Its own consumer went away while nothing arrived.
+                Poll::Pending if sink.poll_closed(cx).is_ready() => Poll::Ready(Ok(None)),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
         m.switch(TimeState::Busy);
         let mut rows = 0;
-        match event? {
+        let Some(event) = event? else { break };
+        match event {
             Event::Data(port, batch, bytes) => {
                 rows = batch.rows();
                 m.note_input(batch.rows(), bytes);

@@ -10,7 +10,8 @@
 //!   inside a `tracing` span naming its operator and instance.
 //! - **End**: the run ends when every task has returned. End-of-stream flows downstream from the
 //!   sources; a finished or failed consumer closes its edges, which releases its producers
-//!   upstream.
+//!   upstream, whatever they wait for: credit, data (a quiet source), input, their own
+//!   readiness or their asynchronous work. Every such wait also watches the instance's edges.
 //! - **Failure**: the first error or panic aborts every other task. Errors caused by that abort
 //!   (a disconnected input) are secondary: the reported error is the first primary one, naming the
 //!   operator and instance where it happened.
@@ -45,7 +46,7 @@ use crate::error::{ErrorKind, OperatorError, RunError};
 use crate::graph::{AnyBox, LogicalGraph, OutPort, Partitioning};
 use crate::metrics::NodeKind;
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
-use crate::operator::{InputPort, InstanceInfo};
+use crate::operator::{DownstreamProbe, InputPort, InstanceInfo};
 use crate::overflow::{Overflow, OverflowCounter};
 use crate::pipeline::{Chaining, PipelineConfig};
 use petgraph::visit::EdgeRef;
@@ -224,7 +225,9 @@ pub(crate) fn prepare(
                             instance: i,
                             parallelism: parallelism[n.index()],
                             batch_rows: config.batch_rows,
+                            max_batch_bytes: config.default_edge().max_bytes,
                             overflow: OverflowCounter::new(metrics.clone()),
+                            downstream: DownstreamProbe::default(),
                         },
                         inputs: Vec::new(),
                         outputs: Vec::new(),
@@ -238,6 +241,7 @@ pub(crate) fn prepare(
 
     let chained_from = chain_links(&graph, &parallelism, config.chaining);
     let mut edges = Vec::new();
+    let mut main_edges = Vec::new();
     let edge_ids: Vec<_> = graph.graph.edge_indices().collect();
     for e in edge_ids {
         let (u, v) = graph
@@ -292,6 +296,9 @@ pub(crate) fn prepare(
                         .expect("validated: only nodes with outputs have out-edges")
                 };
                 out.outlets.push(outlet);
+                if !dead_port {
+                    main_edges.push(((u.index(), i), (v.index(), j), probe.clone()));
+                }
                 edges.push((u.index(), i, v.index(), j, spec.port, inlet, probe));
             }
             if dead_port {
@@ -320,6 +327,7 @@ pub(crate) fn prepare(
             next_in_chain[*u] = Some(v);
         }
     }
+    downstream_probes(&mut wirings, &main_edges, &next_in_chain);
     let head_of = |mut n: usize| {
         while let Some(u) = chained_from[n] {
             n = u;
@@ -382,6 +390,46 @@ pub(crate) fn prepare(
         edges: edge_entries,
     });
     Ok(Prepared { registry, tasks })
+}
+
+/// A physical main-port edge for [`downstream_probes`]: `(node, instance)` at each end, and
+/// its probe.
+type ProbedEdge = ((usize, usize), (usize, usize), EdgeProbe);
+
+/// Gives every instance a probe over the main-port edges reachable downstream of it: its own,
+/// its chained successors', and, transitively, their consumers'.
+fn downstream_probes(
+    wirings: &mut [Vec<Wiring>],
+    edges: &[ProbedEdge],
+    next_in_chain: &[Option<usize>],
+) {
+    let mut out_edges: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for (k, (from, _, _)) in edges.iter().enumerate() {
+        out_edges.entry(*from).or_default().push(k);
+    }
+    for (n, node) in wirings.iter_mut().enumerate() {
+        for (i, wiring) in node.iter_mut().enumerate() {
+            let mut seen_edges = vec![false; edges.len()];
+            let mut seen = std::collections::HashSet::new();
+            let mut todo = vec![(n, i)];
+            let mut probes = Vec::new();
+            while let Some(at) = todo.pop() {
+                if !seen.insert(at) {
+                    continue;
+                }
+                if let Some(next) = next_in_chain[at.0] {
+                    todo.push((next, at.1));
+                }
+                for &k in out_edges.get(&at).into_iter().flatten() {
+                    if !std::mem::replace(&mut seen_edges[k], true) {
+                        probes.push(edges[k].2.clone());
+                        todo.push(edges[k].1);
+                    }
+                }
+            }
+            wiring.info.downstream = DownstreamProbe::new(probes);
+        }
+    }
 }
 
 /// For each node, the producer it is chained to, if any (see [`chain`]).

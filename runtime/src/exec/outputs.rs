@@ -444,6 +444,27 @@ impl<B: Batch> Outputs<B> {
         }
     }
 
+    /// `Ready` once every consumer has gone away (what [`Readiness::AllClosed`] reports); a
+    /// wake-up is arranged for when the last live one goes. Never waits: call it wherever the
+    /// instance waits for something other than credit, so that cancellation reaches it.
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut live = false;
+        for edge in &mut self.edges {
+            for target in edge.targets.iter_mut().filter(|t| !t.closed) {
+                if target.outlet.poll_closed(cx).is_ready() {
+                    target.closed = true;
+                } else {
+                    live = true;
+                }
+            }
+        }
+        if live {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Waits until every edge that must have room has it: every live target of a forward or
     /// broadcast edge, and some live target of a rebalanced edge.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
@@ -613,6 +634,12 @@ impl<B: Batch> Ports<B> {
     pub(crate) fn end(&mut self) {
         self.main.end();
         self.dead.end();
+    }
+
+    /// `Ready` once every consumer of the main output has gone (see [`Outputs::poll_closed`]).
+    #[inline]
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.main.poll_closed(cx)
     }
 
     /// Drives lossy edges (see [`Outputs::poll_lossy`]); never waits.

@@ -221,6 +221,13 @@ impl LogicalGraph {
                     reason: "parallelism must be at least 1".into(),
                 });
             }
+            let max = crate::PipelineConfig::MAX_PARALLELISM;
+            if let Some(p) = node.parallelism.filter(|&p| p > max) {
+                return Err(GraphError::InvalidConfig {
+                    operator: node.name.clone(),
+                    reason: format!("parallelism {p} exceeds the limit of {max} instances"),
+                });
+            }
         }
         for e in self.graph.edge_references() {
             if let Some(o) = &e.weight().overflow {

@@ -8,7 +8,7 @@
 //!
 //! | policy | a request that finds the hand-off full | counted as |
 //! |---|---|---|
-//! | `Reject` | `429` + `Retry-After` = backlog / measured drain rate (whole seconds, clamped) | `rejected` |
+//! | `Reject` | `429` + `Retry-After` = backlog (hand-off and the edges downstream) / measured drain rate (whole seconds, clamped); the rows in the edges count against `capacity` | `rejected` |
 //! | `Block` (default) | waits for room up to `block_timeout`, then `503` + `Retry-After` | `rejected` |
 //! | `DropNewest` | the records that do not fit are dropped: `503` + `Retry-After`, never `202` | `dropped_newest` |
 //! | `Spill { dir, max_bytes }` | appended to a bounded on-disk FIFO and acknowledged (`202`); drained in order; when the spill is full, `429` | `spilled`, `unspilled`, `rejected` |
@@ -69,6 +69,8 @@ pub struct HttpSourceConfig {
     /// What to do when the hand-off is full (see the [module docs](self)).
     pub policy: Overflow,
     /// Records the hand-off holds: the most acknowledged and not yet taken by the pipeline.
+    /// Under `Reject`, rows the source handed on that still wait in the pipeline's edges count
+    /// against it too, so at most `capacity` accepted rows wait anywhere.
     pub capacity: usize,
     /// Bytes the hand-off's records hold at most, each counted at its deep size (the JSON
     /// value and the heap it owns); whichever of this and `capacity` is reached first bounds
@@ -135,7 +137,8 @@ pub enum HttpSourceError {
 /// What an [`HttpSource`] has done, for a live view.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HttpSourceStats {
-    /// Records waiting in the hand-off and the spill.
+    /// Records waiting in the hand-off and the spill, and rows the source handed on that wait
+    /// in the pipeline's edges downstream of it.
     pub backlog: u64,
     /// Bytes the records in the hand-off hold now (deep size; at most `capacity_bytes`).
     pub held_bytes: u64,
@@ -204,7 +207,7 @@ impl HttpSourceHandle {
         let server = self.server.get().map(|f| f()).unwrap_or_default();
         let counted = |r| i.counter.get().map_or(0, |c| c.get(r));
         HttpSourceStats {
-            backlog: i.backlog(),
+            backlog: i.backlog() + i.queued_downstream(),
             held_bytes: i.held_bytes(),
             peak_held_bytes: i.peak_held_bytes(),
             drain_rows_per_s: i.drain_rate(),
@@ -507,6 +510,7 @@ impl Source for HttpSource {
             ));
         }
         let _ = self.intake.counter.set(info.overflow.clone());
+        let _ = self.intake.downstream.set(info.downstream.clone());
         let listener = self
             .listener
             .take()

@@ -44,7 +44,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde_json::Value;
 use tokio::sync::Notify;
 use weir_runtime::spill::{SpillError, SpillQueue};
-use weir_runtime::{DeadLetter, OverflowCounter, OverflowReason};
+use weir_runtime::{DeadLetter, DownstreamProbe, OverflowCounter, OverflowReason};
 
 use crate::connector::http::{Admission, LineError, Rest};
 use crate::overload::retry_after::retry_after_for;
@@ -122,6 +122,8 @@ pub(crate) struct Intake {
     pub(crate) closing: AtomicBool,
     /// Where drops, spills and rejections are counted; set when the pipeline opens the source.
     pub(crate) counter: OnceLock<OverflowCounter>,
+    /// The pipeline's edges downstream of the source; set when the pipeline opens the source.
+    pub(crate) downstream: OnceLock<DownstreamProbe>,
     // The drain rate as the source last measured it.
     base: Instant,
     half_life: Duration,
@@ -171,6 +173,7 @@ impl Intake {
             room: Notify::new(),
             closing: AtomicBool::new(false),
             counter: OnceLock::new(),
+            downstream: OnceLock::new(),
             base: Instant::now(),
             half_life: config.half_life,
             rate_bits: AtomicU64::new(f64::NAN.to_bits()),
@@ -225,6 +228,12 @@ impl Intake {
         Some(held.item)
     }
 
+    /// Rows the source already handed on that wait in the pipeline's edges downstream of it:
+    /// accepted work not yet done, so part of the backlog a client is told to wait for.
+    pub(crate) fn queued_downstream(&self) -> u64 {
+        self.downstream.get().map_or(0, |p| p.queued().rows)
+    }
+
     /// Publishes the drain rate measured at `at`, and whether records were left waiting.
     pub(crate) fn publish_rate(&self, rate: Option<f64>, at: Instant, backlog_left: bool) {
         self.rate_bits
@@ -271,7 +280,7 @@ impl Intake {
 
     pub(crate) fn retry_after_at(&self, now: Instant) -> Duration {
         let hint = retry_after_for(
-            self.backlog(),
+            self.backlog() + self.queued_downstream(),
             self.drain_rate_at(now),
             self.retry_min,
             self.retry_max,
@@ -281,15 +290,28 @@ impl Intake {
         hint
     }
 
-    /// Moves records into the hand-off while it has room, in records and in bytes.
+    /// Moves records into the hand-off while it has room, in records and in bytes. Under
+    /// `Reject`, the rows already queued downstream count against its capacity: what is accepted
+    /// and not yet done stays within it, so the pipeline's own queues do not hide a backlog.
     fn fill(&self, records: &mut VecDeque<Value>) -> usize {
         let mut taken = 0;
-        while let Some(record) = records.pop_front() {
+        let mut room = match (self.mode, self.tx.capacity()) {
+            (Mode::Reject, Some(cap)) => {
+                let queued = self.rx.len() as u64 + self.queued_downstream();
+                usize::try_from((cap as u64).saturating_sub(queued)).unwrap_or(usize::MAX)
+            }
+            _ => usize::MAX,
+        };
+        while room > 0 {
+            let Some(record) = records.pop_front() else {
+                break;
+            };
             let bytes = value_bytes(&record) as u64;
             if !self.bytes.reserve(bytes) {
                 records.push_front(record);
                 break;
             }
+            room -= 1;
             match self.tx.try_send(Held {
                 item: record,
                 bytes,

@@ -4,6 +4,11 @@
 //! given schema; [`ArrowToRows`] deserialises each batch back into a `Vec<T>`. The schema is
 //! either given or traced from `T`'s `Deserialize` impl (`serde_arrow`'s `from_type`), which
 //! maps integers, floats, booleans, strings, options (nullable), and nested structs and vectors.
+//!
+//! Values are never wrapped or truncated: a row holding a value its target cannot represent (an
+//! `i64` beyond an `Int32` column, an `Int64` value beyond an `i32` field, a negative value for
+//! an unsigned one, a null for a required field) becomes a dead letter whose reason names the
+//! operator and the field, with the row as JSON as its `raw`; the other rows of its batch go on.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,9 +18,10 @@ use arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
-use weir_runtime::{InputPort, Operator, OperatorError, Output, Stream};
+use weir_runtime::{DeadLetter, InputPort, Operator, OperatorError, Output, Stream};
 
 use super::{ArrowStream, PlanError};
+use crate::connector::encode::row_json;
 
 /// Serialises typed batches into Arrow batches of a fixed schema.
 pub struct RowsToArrow<T> {
@@ -56,8 +62,28 @@ impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
         batch: Vec<T>,
         out: &mut Output<RecordBatch>,
     ) -> Result<(), OperatorError> {
-        let converted = serde_arrow::to_record_batch(&self.fields, &batch)
-            .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?;
+        let converted = match serde_arrow::to_record_batch(&self.fields, &batch) {
+            Ok(converted) => converted,
+            Err(_) => {
+                // Some row does not fit the schema (say an i64 beyond an Int32 column): convert
+                // row by row, dead-letter the rows that fail and convert the rest together.
+                let mut good = Vec::with_capacity(batch.len());
+                for row in &batch {
+                    match serde_arrow::to_record_batch(&self.fields, &[row]) {
+                        Ok(_) => good.push(row),
+                        Err(e) => out.dead_letter(DeadLetter::new(
+                            format!("{}: {e}", self.name),
+                            serde_json::to_string(row).unwrap_or_default(),
+                        )),
+                    }
+                }
+                if good.is_empty() {
+                    return Ok(());
+                }
+                serde_arrow::to_record_batch(&self.fields, &good)
+                    .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?
+            }
+        };
         // serde_arrow builds the batch from the same fields; keep the stream's schema object.
         let converted = RecordBatch::try_new(self.schema.clone(), converted.columns().to_vec())
             .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?;
@@ -100,8 +126,24 @@ impl<T: DeserializeOwned + Send + 'static> Operator for ArrowToRows<T> {
         batch: RecordBatch,
         out: &mut Output<Vec<T>>,
     ) -> Result<(), OperatorError> {
-        let rows: Vec<T> = serde_arrow::from_record_batch(&batch)
-            .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?;
+        let rows: Vec<T> = match serde_arrow::from_record_batch(&batch) {
+            Ok(rows) => rows,
+            Err(_) => {
+                // Some row does not fit `T` (say an Int64 value beyond an i32 field, or a null
+                // for a required field): convert row by row and dead-letter the rows that fail.
+                let mut rows = Vec::with_capacity(batch.num_rows());
+                for i in 0..batch.num_rows() {
+                    match serde_arrow::from_record_batch::<Vec<T>>(&batch.slice(i, 1)) {
+                        Ok(row) => rows.extend(row),
+                        Err(e) => out.dead_letter(DeadLetter::new(
+                            format!("{}: {e}", self.name),
+                            row_json(&batch, i),
+                        )),
+                    }
+                }
+                rows
+            }
+        };
         out.emit(rows);
         Ok(())
     }

@@ -132,6 +132,32 @@ impl<'a> ColumnView<'a> {
     }
 }
 
+/// Row `i` of `batch` as one JSON object, null fields omitted (the NDJSON part writer's form).
+pub(crate) fn row_json(batch: &arrow::record_batch::RecordBatch, i: usize) -> String {
+    let mut out = vec![b'{'];
+    let mut scratch = String::new();
+    let mut first = true;
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        if array.is_null(i) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Serialising a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, field.name());
+        out.push(b':');
+        match ColumnView::new(array) {
+            Ok(view) => view.json(i, &mut out, &mut scratch),
+            Err(_) => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+    // Built from JSON text and valid UTF-8 strings.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Shortest round-tripping text; plain notation for ordinary magnitudes.
 fn write_float(out: &mut String, v: f64) -> std::fmt::Result {
     let a = v.abs();

@@ -14,7 +14,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate};
-use serde_json::Value;
 
 use super::{ReadError, RecordError};
 
@@ -22,6 +21,7 @@ use super::{ReadError, RecordError};
 pub(crate) const EXPECT_UINT: &str = "unsigned integer";
 pub(crate) const EXPECT_INT: &str = "integer";
 pub(crate) const EXPECT_FLOAT: &str = "number";
+pub(crate) const EXPECT_EXACT_FLOAT: &str = "number exactly representable as a 64-bit float";
 pub(crate) const EXPECT_BOOL: &str = "boolean";
 pub(crate) const EXPECT_TIMESTAMP: &str = "RFC 3339 timestamp";
 pub(crate) const EXPECT_DATE: &str = "date (YYYY-MM-DD)";
@@ -59,7 +59,8 @@ pub(crate) struct Columns {
     cells: Vec<Cell>,
 }
 
-/// Parses an RFC 3339 timestamp into `unit` ticks since the epoch.
+/// Parses an RFC 3339 timestamp into `unit` ticks since the epoch; `None` for a leap second or
+/// an instant beyond the unit's range.
 pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
     if unit != TimeUnit::Nanosecond {
         if let Some((secs, nanos)) = simple_rfc3339(s.as_bytes()) {
@@ -72,6 +73,11 @@ pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
         }
     }
     let t = DateTime::parse_from_rfc3339(s).ok()?;
+    if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+        // A leap second (`23:59:60`): Arrow timestamps have no place for it, and folding it
+        // into the second before or after would make two instants one.
+        return None;
+    }
     match unit {
         TimeUnit::Second => Some(t.timestamp()),
         TimeUnit::Millisecond => Some(t.timestamp_millis()),
@@ -166,6 +172,32 @@ fn parse_u64(s: &str) -> Option<u64> {
         );
     }
     s.parse().ok()
+}
+
+/// Whether a JSON number's text is an integer literal: `-?[0-9]+`.
+fn json_integer_text(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The value of a JSON integer literal (`-0` is 0), or `None` for any other text or a value
+/// beyond `i128`.
+fn json_integer(v: &str) -> Option<i128> {
+    json_integer_text(v).then(|| v.parse().ok()).flatten()
+}
+
+/// The value of a finite JSON number, or `None` when it is not one, is beyond `f64`, or is an
+/// integer literal the float does not hold exactly.
+fn json_float(v: &str) -> Option<f64> {
+    let first = *v.as_bytes().first()?;
+    if first != b'-' && !first.is_ascii_digit() {
+        return None;
+    }
+    let f: f64 = v.parse().ok().filter(|f: &f64| f.is_finite())?;
+    if json_integer_text(v) && format!("{f:.0}") != v {
+        return None;
+    }
+    Some(f)
 }
 
 /// Parses `YYYY-MM-DD` into days since 1970-01-01.
@@ -268,53 +300,85 @@ impl Columns {
         Ok(())
     }
 
-    /// Parses a JSON value (absent = `None`) for column `i` into the scratch row.
+    /// Parses a JSON value, given as its text (absent = `None`), for column `i` into the scratch
+    /// row; a string for a text column is decoded into `text`.
     ///
-    /// Numbers must be JSON numbers; timestamps are RFC 3339 strings or integers in the column's
-    /// unit; dates are `YYYY-MM-DD` strings or integer days.
-    pub(crate) fn parse_json(&mut self, i: usize, v: Option<&Value>) -> Result<(), RecordError> {
+    /// Numbers must be JSON numbers and are taken from their text, never through a rounding
+    /// float: an integer column takes an integer literal within its range; a float column takes
+    /// any finite number, but an integer literal only if the float holds it exactly (so
+    /// `9007199254740993`, 2^53 + 1, is refused, not rounded). Timestamps are RFC 3339 strings or
+    /// integers in the column's unit; dates are `YYYY-MM-DD` strings or integer days.
+    pub(crate) fn parse_json(
+        &mut self,
+        i: usize,
+        v: Option<&str>,
+        text: &mut String,
+    ) -> Result<(), RecordError> {
         let field = self.schema.field(i);
         let name = field.name();
         let v = match v {
-            None | Some(Value::Null) if field.is_nullable() => {
+            None | Some("null") if field.is_nullable() => {
                 self.cells[i] = Cell::Null;
                 return Ok(());
             }
-            None | Some(Value::Null) => {
+            None | Some("null") => {
                 return Err(RecordError::MissingValue {
                     column: name.clone(),
                 })
             }
             Some(v) => v,
         };
-        let bad = |expected| RecordError::invalid(name, expected, &v.to_string());
-        let cell = match (&self.builders[i], v) {
-            (Builder::UInt64(_), Value::Number(n)) => {
-                Cell::U64(n.as_u64().ok_or_else(|| bad(EXPECT_UINT))?)
-            }
-            (Builder::Int64(_), Value::Number(n)) => {
-                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_INT))?)
-            }
-            (Builder::Float64(_), Value::Number(n)) => {
-                Cell::F64(n.as_f64().ok_or_else(|| bad(EXPECT_FLOAT))?)
-            }
-            (Builder::Boolean(_), Value::Bool(b)) => Cell::Bool(*b),
-            (Builder::Utf8(_), Value::String(_)) => Cell::Text,
-            (Builder::Timestamp(unit, _, _), Value::String(s)) => {
-                Cell::I64(parse_timestamp(s, *unit).ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
-            }
-            (Builder::Timestamp(..), Value::Number(n)) => {
-                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
-            }
-            (Builder::Date32(_), Value::String(s)) => {
-                Cell::I64(i64::from(parse_date32(s).ok_or_else(|| bad(EXPECT_DATE))?))
-            }
-            (Builder::Date32(_), Value::Number(n)) => Cell::I64(
-                n.as_i64()
-                    .filter(|d| i32::try_from(*d).is_ok())
-                    .ok_or_else(|| bad(EXPECT_DATE))?,
+        let bad = |expected| RecordError::invalid(name, expected, v);
+        let string = || serde_json::from_str::<String>(v).ok();
+        let cell = match &self.builders[i] {
+            Builder::UInt64(_) => Cell::U64(
+                json_integer(v)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| bad(EXPECT_UINT))?,
             ),
-            (b, _) => return Err(bad(b.expected())),
+            Builder::Int64(_) => Cell::I64(
+                json_integer(v)
+                    .and_then(|n| i64::try_from(n).ok())
+                    .ok_or_else(|| bad(EXPECT_INT))?,
+            ),
+            Builder::Float64(_) => Cell::F64(json_float(v).ok_or_else(|| {
+                if json_integer_text(v) {
+                    bad(EXPECT_EXACT_FLOAT)
+                } else {
+                    bad(EXPECT_FLOAT)
+                }
+            })?),
+            Builder::Boolean(_) => match v {
+                "true" => Cell::Bool(true),
+                "false" => Cell::Bool(false),
+                _ => return Err(bad(EXPECT_BOOL)),
+            },
+            Builder::Utf8(_) => {
+                *text = v
+                    .starts_with('"')
+                    .then(string)
+                    .flatten()
+                    .ok_or_else(|| bad(EXPECT_STRING))?;
+                Cell::Text
+            }
+            Builder::Timestamp(unit, _, _) => Cell::I64(
+                if v.starts_with('"') {
+                    string().and_then(|s| parse_timestamp(&s, *unit))
+                } else {
+                    json_integer(v).and_then(|n| i64::try_from(n).ok())
+                }
+                .ok_or_else(|| bad(EXPECT_TIMESTAMP))?,
+            ),
+            Builder::Date32(_) => Cell::I64(
+                if v.starts_with('"') {
+                    string().and_then(|s| parse_date32(&s)).map(i64::from)
+                } else {
+                    json_integer(v)
+                        .and_then(|n| i32::try_from(n).ok())
+                        .map(i64::from)
+                }
+                .ok_or_else(|| bad(EXPECT_DATE))?,
+            ),
         };
         self.cells[i] = cell;
         Ok(())
@@ -367,18 +431,6 @@ impl Columns {
 }
 
 impl Builder {
-    fn expected(&self) -> &'static str {
-        match self {
-            Builder::UInt64(_) => EXPECT_UINT,
-            Builder::Int64(_) => EXPECT_INT,
-            Builder::Float64(_) => EXPECT_FLOAT,
-            Builder::Boolean(_) => EXPECT_BOOL,
-            Builder::Utf8(_) => EXPECT_STRING,
-            Builder::Timestamp(..) => EXPECT_TIMESTAMP,
-            Builder::Date32(_) => EXPECT_DATE,
-        }
-    }
-
     fn append_null(&mut self) {
         match self {
             Builder::UInt64(b) => b.append_null(),
@@ -461,11 +513,21 @@ mod tests {
         assert_eq!(parse_date32("1970-01-02"), Some(1));
         assert_eq!(parse_date32("1969-12-31"), Some(-1));
         assert_eq!(parse_date32("2024-02-30"), None);
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Nanosecond,
+        ] {
+            assert_eq!(parse_timestamp("2016-12-31T23:59:60Z", unit), None);
+            assert_eq!(parse_timestamp("2016-12-31T23:59:60.5+01:00", unit), None);
+        }
     }
 
     /// The full RFC 3339 parser's reading, without the fast path.
     fn by_chrono(s: &str, unit: TimeUnit) -> Option<i64> {
-        let t = DateTime::parse_from_rfc3339(s).ok()?;
+        let t = DateTime::parse_from_rfc3339(s)
+            .ok()
+            .filter(|t| t.timestamp_subsec_nanos() < 1_000_000_000)?;
         match unit {
             TimeUnit::Second => Some(t.timestamp()),
             TimeUnit::Millisecond => Some(t.timestamp_millis()),

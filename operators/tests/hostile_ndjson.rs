@@ -270,3 +270,14 @@ fn a_line_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
     let r = read_with(&nl, opts(11));
     assert_eq!((r.u(), r.dead_lines()), (vec![Some(7)], vec![1]));
 }
+
+#[test]
+fn float_columns_take_non_finite_values_only_as_their_named_strings() {
+    let input = "{\"f\":\"NaN\"}\n{\"f\":\"Infinity\"}\n{\"f\":\"-Infinity\"}\n{\"f\":\"1.5\"}\n{\"f\":\"inf\"}\n{\"f\":1e400}\n";
+    let r = read(input.as_bytes());
+    let f = r.f();
+    assert_eq!(f.len(), 3);
+    assert!(f[0].is_some_and(f64::is_nan));
+    assert_eq!(&f[1..], &[Some(f64::INFINITY), Some(f64::NEG_INFINITY)]);
+    assert_eq!(r.dead_lines(), vec![4, 5, 6]);
+}

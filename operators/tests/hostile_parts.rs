@@ -60,6 +60,9 @@ fn rows(from: u64, to: u64) -> RecordBatch {
         1e16,
         -123_456.789,
         9_007_199_254_740_993.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
     ];
     let times = [
         i64::MIN / 1000,
@@ -85,7 +88,7 @@ fn rows(from: u64, to: u64) -> RecordBatch {
             )),
             Arc::new(Float64Array::from(
                 ks.iter()
-                    .map(|k| (k % 9 != 8).then(|| floats[n(*k, 8)]))
+                    .map(|k| (k % 9 != 8).then(|| floats[n(*k, 11)]))
                     .collect::<Vec<_>>(),
             )),
             Arc::new(StringArray::from(

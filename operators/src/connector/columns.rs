@@ -200,6 +200,17 @@ fn json_float(v: &str) -> Option<f64> {
     Some(f)
 }
 
+/// The float written as the JSON string `NaN`, `Infinity` or `-Infinity` (JSON has no number
+/// for them), or `None`.
+fn non_finite(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
 /// Parses `YYYY-MM-DD` into days since 1970-01-01.
 pub(crate) fn parse_date32(s: &str) -> Option<i32> {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
@@ -306,7 +317,8 @@ impl Columns {
     /// Numbers must be JSON numbers and are taken from their text, never through a rounding
     /// float: an integer column takes an integer literal within its range; a float column takes
     /// any finite number, but an integer literal only if the float holds it exactly (so
-    /// `9007199254740993`, 2^53 + 1, is refused, not rounded). Timestamps are RFC 3339 strings or
+    /// `9007199254740993`, 2^53 + 1, is refused, not rounded), and the strings `"NaN"`,
+    /// `"Infinity"` and `"-Infinity"`. Timestamps are RFC 3339 strings or
     /// integers in the column's unit; dates are `YYYY-MM-DD` strings or integer days.
     pub(crate) fn parse_json(
         &mut self,
@@ -340,6 +352,11 @@ impl Columns {
                 json_integer(v)
                     .and_then(|n| i64::try_from(n).ok())
                     .ok_or_else(|| bad(EXPECT_INT))?,
+            ),
+            Builder::Float64(_) if v.starts_with('"') => Cell::F64(
+                string()
+                    .and_then(|s| non_finite(&s))
+                    .ok_or_else(|| bad(EXPECT_FLOAT))?,
             ),
             Builder::Float64(_) => Cell::F64(json_float(v).ok_or_else(|| {
                 if json_integer_text(v) {

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use weir_operators::connector::{
-    BadRecordPolicy, CsvOptions, CsvReader,
-};
+use weir_operators::connector::{BadRecordPolicy, CsvOptions, CsvReader};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(

@@ -305,3 +305,38 @@ impl Fields for ParquetReader {
             .collect()
     }
 }
+
+#[test]
+fn a_run_over_a_damaged_file_fails_naming_it() {
+    use weir_operators::columnar::{ArrowStream, ReaderSource};
+    use weir_runtime::Pipeline;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("a.parquet"), schema(), &[batch(0..8)]);
+    let bad = dir.path().join("b.parquet");
+    write(&bad, schema(), &[batch(8..16)]);
+    let mut bytes = std::fs::read(&bad).expect("read");
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&bad, bytes).expect("write");
+    let mut p = Pipeline::new("damaged");
+    let source = ReaderSource::files(
+        FileSet::dir(dir.path()).expect("listed"),
+        FileFormat::Parquet(ParquetOptions::default()),
+    )
+    .expect("the first file opens");
+    let rows = ArrowStream::source(&mut p, "read", source)
+        .into_inner()
+        .sink(
+            "count",
+            weir_operators::prelude::Count::<RecordBatch>::new(),
+        );
+    let err = p.run().expect_err("the second file is damaged");
+    let mut chain = err.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(" / ");
+        chain.push_str(&c.to_string());
+        cause = c.source();
+    }
+    assert!(chain.contains(&bad.display().to_string()), "{chain}");
+    drop(rows);
+}

@@ -71,7 +71,7 @@ fn rows(from: u64, to: u64) -> RecordBatch {
         1_709_251_200_123_456,
         253_402_300_799_999_999,
     ];
-    let days = [-719_162, -1, 0, 19_782, 2_932_896];
+    let days = [-719_162, -1, 0, 19_782, 2_932_896, -1_000_000, 3_000_000];
     let ks: Vec<u64> = (from..to).collect();
     RecordBatch::try_new(
         schema(),
@@ -106,7 +106,7 @@ fn rows(from: u64, to: u64) -> RecordBatch {
             ),
             Arc::new(Date32Array::from(
                 ks.iter()
-                    .map(|k| (k % 4 != 3).then(|| days[n(*k, 5)]))
+                    .map(|k| (k % 4 != 3).then(|| days[n(*k, 7)]))
                     .collect::<Vec<_>>(),
             )),
         ],

@@ -211,9 +211,27 @@ fn non_finite(s: &str) -> Option<f64> {
     }
 }
 
-/// Parses `YYYY-MM-DD` into days since 1970-01-01.
+/// Parses `YYYY-MM-DD` into days since 1970-01-01: exactly two digits of month and day, and a
+/// year of four digits, or a sign and four or more (`+10000-01-01`, `-0001-01-01`, as dates
+/// beyond 0000–9999 are written). No surrounding whitespace.
 pub(crate) fn parse_date32(s: &str) -> Option<i32> {
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let b = s.as_bytes();
+    let n = b.len();
+    if n < 10 || b[n - 3] != b'-' || b[n - 6] != b'-' {
+        return None;
+    }
+    let digits = |r: &[u8]| !r.is_empty() && r.iter().all(u8::is_ascii_digit);
+    let (year, month, day) = (&s[..n - 6], &b[n - 5..n - 3], &b[n - 2..]);
+    let unsigned = year.strip_prefix(['+', '-']).unwrap_or(year);
+    let signed = unsigned.len() != year.len();
+    if !digits(unsigned.as_bytes()) || !digits(month) || !digits(day) {
+        return None;
+    }
+    if !(unsigned.len() == 4 || (signed && unsigned.len() > 4)) {
+        return None;
+    }
+    let two = |d: &[u8]| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0');
+    let d = NaiveDate::from_ymd_opt(year.parse().ok()?, two(month), two(day))?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     i32::try_from(d.signed_duration_since(epoch).num_days()).ok()
 }
@@ -530,6 +548,24 @@ mod tests {
         assert_eq!(parse_date32("1970-01-02"), Some(1));
         assert_eq!(parse_date32("1969-12-31"), Some(-1));
         assert_eq!(parse_date32("2024-02-30"), None);
+        for s in [
+            "2024-1-5",
+            " 2024-01-05",
+            "2024-01-05 ",
+            "02024-01-05",
+            "10000-01-01",
+            "2024-01-05T00:00:00Z",
+            "20240105",
+            "2024-01-+5",
+            "+-2024-01-05",
+            "",
+        ] {
+            assert_eq!(parse_date32(s), None, "{s:?}");
+        }
+        assert_eq!(parse_date32("0000-01-01"), Some(-719_528));
+        assert_eq!(parse_date32("+10000-01-01"), Some(2_932_897));
+        assert_eq!(parse_date32("-0001-01-01"), Some(-719_893));
+        assert_eq!(parse_date32("+2024-01-05"), Some(19_727));
         for unit in [
             TimeUnit::Second,
             TimeUnit::Millisecond,

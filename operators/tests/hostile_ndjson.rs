@@ -281,3 +281,24 @@ fn float_columns_take_non_finite_values_only_as_their_named_strings() {
     assert_eq!(&f[1..], &[Some(f64::INFINITY), Some(f64::NEG_INFINITY)]);
     assert_eq!(r.dead_lines(), vec![4, 5, 6]);
 }
+
+#[test]
+fn an_over_long_line_keeps_a_prefix_of_whole_characters_as_raw() {
+    // 1023 ASCII bytes, then 'é' (2 bytes) straddling the 1024-byte prefix.
+    let mut line = "{\"s\":\"".to_owned();
+    line.push_str(&"x".repeat(1023 - line.len()));
+    line.push_str(&"é".repeat(2000));
+    line.push_str("\"}\n{\"u\":1}\n");
+    let r = read_with(
+        line.as_bytes(),
+        NdjsonOptions {
+            bad_records: BadRecordPolicy::DeadLetter,
+            max_line_bytes: 2048,
+            ..NdjsonOptions::new(schema())
+        },
+    );
+    assert_eq!(r.u(), vec![Some(1)]);
+    assert_eq!(r.dead_lines(), vec![1]);
+    assert_eq!(r.dead[0].reason, "line longer than 2048 bytes");
+    assert_eq!(r.dead[0].raw, line[..1023]);
+}

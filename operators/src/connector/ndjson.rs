@@ -200,6 +200,12 @@ impl<R: Read> NdjsonReader<R> {
             }
         }
         self.buf.truncate(TOO_LONG_RAW_PREFIX);
+        // Keep the prefix whole characters: a cut through one would end `raw` in U+FFFD.
+        if let Err(e) = std::str::from_utf8(&self.buf) {
+            if e.error_len().is_none() {
+                self.buf.truncate(e.valid_up_to());
+            }
+        }
         Ok(Line::TooLong)
     }
 }

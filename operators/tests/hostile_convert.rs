@@ -168,3 +168,87 @@ fn unsigned_narrowing_and_sign_never_wrap() {
     assert_eq!(got, vec![200]);
     assert_eq!(dead.take().expect("collected").len(), 2);
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Dec {
+    v: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DecF {
+    v: f64,
+}
+
+#[test]
+fn decimals_that_do_not_fit_exactly_are_dead_letters() {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "v",
+        DataType::Decimal128(5, 2),
+        false,
+    )]));
+    let texts = ["123.45", "1000.00", "1.005", "", "-999.99", "abc"];
+    let floats = [0.1, 1000.0, 1.005, 1e30, 999.99];
+    let mut p = Pipeline::new("decimals");
+    let s = p
+        .source(
+            "s",
+            IterSource::new(
+                texts
+                    .iter()
+                    .map(|v| Dec { v: (*v).into() })
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .to_arrow_with("s_arrow", schema.clone())
+        .into_inner();
+    let f = p
+        .source(
+            "f",
+            IterSource::new(floats.iter().map(|v| DecF { v: *v }).collect::<Vec<_>>()),
+        )
+        .to_arrow_with("f_arrow", schema)
+        .into_inner();
+    let (s_dead, f_dead) = (
+        s.dead_letters().collect("s_dead"),
+        f.dead_letters().collect("f_dead"),
+    );
+    let (s_out, f_out) = (
+        s.sink("s_out", Batches::default()),
+        f.sink("f_out", Batches::default()),
+    );
+    p.run().expect("runs");
+    let values = |b: Vec<RecordBatch>| -> Vec<i128> {
+        b.iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Decimal128Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    assert_eq!(
+        values(s_out.take().expect("collected")),
+        vec![12345, -99999]
+    );
+    assert_eq!(values(f_out.take().expect("collected")), vec![10, 99999]);
+    let raws = |d: Vec<DeadLetter>| d.into_iter().map(|d| d.raw).collect::<Vec<_>>();
+    assert_eq!(
+        raws(s_dead.take().expect("collected")),
+        vec![
+            r#"{"v":"1000.00"}"#,
+            r#"{"v":"1.005"}"#,
+            r#"{"v":""}"#,
+            r#"{"v":"abc"}"#
+        ]
+    );
+    let f_dead: Vec<DeadLetter> = f_dead.take().expect("collected");
+    assert_eq!(
+        f_dead.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+        vec![
+            "f_arrow: column `v`: \"1000.0\" is not a decimal that Decimal128(5, 2) holds exactly",
+            "f_arrow: column `v`: \"1.005\" is not a decimal that Decimal128(5, 2) holds exactly",
+            "f_arrow: column `v`: \"1e+30\" is not a decimal that Decimal128(5, 2) holds exactly",
+        ]
+    );
+}

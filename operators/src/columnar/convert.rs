@@ -7,13 +7,14 @@
 //!
 //! Values are never wrapped or truncated: a row holding a value its target cannot represent (an
 //! `i64` beyond an `Int32` column, an `Int64` value beyond an `i32` field, a negative value for
-//! an unsigned one, a null for a required field) becomes a dead letter whose reason names the
+//! an unsigned one, a null for a required field, a decimal with more fraction or integer digits
+//! than its top-level `Decimal128` column holds) becomes a dead letter whose reason names the
 //! operator and the field, with the row as JSON as its `raw`; the other rows of its batch go on.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,6 +29,8 @@ pub struct RowsToArrow<T> {
     name: Arc<str>,
     fields: Vec<FieldRef>,
     schema: SchemaRef,
+    /// Top-level `Decimal128` columns: name, precision, scale.
+    decimals: Vec<(String, u8, i8)>,
     _rows: PhantomData<fn(T)>,
 }
 
@@ -43,13 +46,89 @@ impl<T> std::fmt::Debug for RowsToArrow<T> {
 impl<T> RowsToArrow<T> {
     /// Converts into batches of `schema`; `name` labels errors.
     pub fn new(name: &str, schema: SchemaRef) -> Self {
+        let decimals = schema
+            .fields()
+            .iter()
+            .filter_map(|f| match f.data_type() {
+                DataType::Decimal128(p, s) => Some((f.name().clone(), *p, *s)),
+                _ => None,
+            })
+            .collect();
         Self {
             name: name.into(),
             fields: schema.fields().iter().cloned().collect(),
             schema,
+            decimals,
             _rows: PhantomData,
         }
     }
+}
+
+impl<T: Serialize> RowsToArrow<T> {
+    /// Dead-letters the rows with a decimal value its column cannot hold exactly (serde_arrow
+    /// drops extra fraction digits, reads `""` as 0 and lets floats exceed the precision).
+    fn check_decimals(&self, batch: Vec<T>, out: &mut Output<RecordBatch>) -> Vec<T> {
+        let mut kept = Vec::with_capacity(batch.len());
+        'rows: for row in batch {
+            let value = serde_json::to_value(&row).unwrap_or(serde_json::Value::Null);
+            for (column, precision, scale) in &self.decimals {
+                let text = match value.get(column) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    // Null, absent or another kind: serde_arrow decides.
+                    _ => continue,
+                };
+                if !decimal_fits(&text, *precision, *scale) {
+                    out.dead_letter(DeadLetter::new(
+                        format!(
+                            "{}: column `{column}`: {text:?} is not a decimal that \
+                             Decimal128({precision}, {scale}) holds exactly",
+                            self.name
+                        ),
+                        serde_json::to_string(&row).unwrap_or_default(),
+                    ));
+                    continue 'rows;
+                }
+            }
+            kept.push(row);
+        }
+        kept
+    }
+}
+
+/// Whether `text` (`-?D+(.D+)?([eE][+-]?D+)?`) is a value that `Decimal128(precision, scale)`
+/// holds exactly: at most `scale` fraction digits and `precision - scale` integer digits.
+fn decimal_fits(text: &str, precision: u8, scale: i8) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => match e.parse::<i64>() {
+            Ok(e) => (m, e),
+            Err(_) => return false,
+        },
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty()
+        || !all_digits(int)
+        || !all_digits(frac)
+        || (mantissa.contains('.') && frac.is_empty())
+    {
+        return false;
+    }
+    let digits = format!("{int}{frac}");
+    // The decimal point sits after `point` digits of `digits`.
+    let mut point = int.len() as i64 + exponent;
+    let trimmed = digits.trim_start_matches('0');
+    point -= (digits.len() - trimmed.len()) as i64;
+    let significant = trimmed.trim_end_matches('0');
+    if significant.is_empty() {
+        return true;
+    }
+    // Digits after the point (negative: zeros the value ends with before it).
+    let fraction_digits = significant.len() as i64 - point;
+    let integer_digits = point.max(0);
+    fraction_digits <= i64::from(scale) && integer_digits <= i64::from(precision) - i64::from(scale)
 }
 
 impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
@@ -62,6 +141,10 @@ impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
         batch: Vec<T>,
         out: &mut Output<RecordBatch>,
     ) -> Result<(), OperatorError> {
+        let mut batch = batch;
+        if !self.decimals.is_empty() {
+            batch = self.check_decimals(batch, out);
+        }
         let converted = match serde_arrow::to_record_batch(&self.fields, &batch) {
             Ok(converted) => converted,
             Err(_) => {
@@ -206,5 +289,39 @@ impl ArrowStream {
         let label = name.clone();
         self.stream
             .unary_with(name, move |_| ArrowToRows::<T>::new(&label))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_fits;
+
+    #[test]
+    fn decimals_fit_only_when_held_exactly() {
+        for (text, fits) in [
+            ("123.45", true),
+            ("-999.99", true),
+            ("999.990", true),
+            ("000999.99", true),
+            ("0", true),
+            ("-0.00", true),
+            ("1e2", true),
+            ("12345e-2", true),
+            ("1000.00", false),
+            ("1.005", false),
+            ("1e3", false),
+            ("1e-3", false),
+            ("1e30", false),
+            ("", false),
+            ("abc", false),
+            ("1.", false),
+            (".5", false),
+            ("+1", false),
+            ("1e", false),
+        ] {
+            assert_eq!(decimal_fits(text, 5, 2), fits, "{text:?}");
+        }
+        assert!(decimal_fits("12300", 5, -2));
+        assert!(!decimal_fits("12310", 5, -2));
     }
 }

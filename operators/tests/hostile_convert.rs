@@ -187,7 +187,7 @@ fn decimals_that_do_not_fit_exactly_are_dead_letters() {
         false,
     )]));
     let texts = ["123.45", "1000.00", "1.005", "", "-999.99", "abc"];
-    let floats = [0.1, 1000.0, 1.005, 1e30, 999.99];
+    let floats = [0.1, 1000.0, 1.005, 1e30, 999.99, 0.29, 0.57, -0.29];
     let mut p = Pipeline::new("decimals");
     let s = p
         .source(
@@ -231,7 +231,10 @@ fn decimals_that_do_not_fit_exactly_are_dead_letters() {
         values(s_out.take().expect("collected")),
         vec![12345, -99999]
     );
-    assert_eq!(values(f_out.take().expect("collected")), vec![10, 99999]);
+    assert_eq!(
+        values(f_out.take().expect("collected")),
+        vec![10, 99999, 29, 57, -29]
+    );
     let raws = |d: Vec<DeadLetter>| d.into_iter().map(|d| d.raw).collect::<Vec<_>>();
     assert_eq!(
         raws(s_dead.take().expect("collected")),

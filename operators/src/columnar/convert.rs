@@ -14,7 +14,8 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
+use arrow::datatypes::{DataType, Decimal128Type, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -66,44 +67,85 @@ impl<T> RowsToArrow<T> {
 
 impl<T: Serialize> RowsToArrow<T> {
     /// Dead-letters the rows with a decimal value its column cannot hold exactly (serde_arrow
-    /// drops extra fraction digits, reads `""` as 0 and lets floats exceed the precision).
-    fn check_decimals(&self, batch: Vec<T>, out: &mut Output<RecordBatch>) -> Vec<T> {
+    /// drops extra fraction digits, reads `""` as 0 and lets floats exceed the precision), and
+    /// reads the others' decimal values from their shortest text: serde_arrow scales a float by
+    /// multiplying and truncating, so 0.29 would become 0.28. `None`: left to serde_arrow.
+    fn check_decimals(
+        &self,
+        batch: Vec<T>,
+        out: &mut Output<RecordBatch>,
+    ) -> (Vec<T>, Vec<Vec<Option<i128>>>) {
         let mut kept = Vec::with_capacity(batch.len());
+        let mut exact = Vec::with_capacity(batch.len());
         'rows: for row in batch {
             let value = serde_json::to_value(&row).unwrap_or(serde_json::Value::Null);
+            let mut values = Vec::with_capacity(self.decimals.len());
             for (column, precision, scale) in &self.decimals {
                 let text = match value.get(column) {
                     Some(serde_json::Value::String(s)) => s.clone(),
                     Some(serde_json::Value::Number(n)) => n.to_string(),
                     // Null, absent or another kind: serde_arrow decides.
-                    _ => continue,
+                    _ => {
+                        values.push(None);
+                        continue;
+                    }
                 };
-                if !decimal_fits(&text, *precision, *scale) {
-                    out.dead_letter(DeadLetter::new(
-                        format!(
-                            "{}: column `{column}`: {text:?} is not a decimal that \
-                             Decimal128({precision}, {scale}) holds exactly",
-                            self.name
-                        ),
-                        serde_json::to_string(&row).unwrap_or_default(),
-                    ));
-                    continue 'rows;
+                match decimal_value(&text, *precision, *scale) {
+                    Some(v) => values.push(Some(v)),
+                    None => {
+                        out.dead_letter(DeadLetter::new(
+                            format!(
+                                "{}: column `{column}`: {text:?} is not a decimal that \
+                                 Decimal128({precision}, {scale}) holds exactly",
+                                self.name
+                            ),
+                            serde_json::to_string(&row).unwrap_or_default(),
+                        ));
+                        continue 'rows;
+                    }
                 }
             }
             kept.push(row);
+            exact.push(values);
         }
-        kept
+        (kept, exact)
+    }
+
+    /// Replaces the decimal columns of `batch` with the exactly read values where there are.
+    fn fix_decimals(
+        &self,
+        batch: &RecordBatch,
+        exact: &[Vec<Option<i128>>],
+    ) -> Result<Vec<ArrayRef>, OperatorError> {
+        let mut columns = batch.columns().to_vec();
+        for (d, (column, precision, scale)) in self.decimals.iter().enumerate() {
+            let Ok(i) = self.schema.index_of(column) else {
+                continue;
+            };
+            let built = columns[i].as_primitive::<Decimal128Type>();
+            let fixed: Decimal128Array = exact
+                .iter()
+                .enumerate()
+                .map(|(r, values)| values[d].or(built.is_valid(r).then(|| built.value(r))))
+                .collect();
+            let fixed = fixed
+                .with_precision_and_scale(*precision, *scale)
+                .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?;
+            columns[i] = Arc::new(fixed);
+        }
+        Ok(columns)
     }
 }
 
-/// Whether `text` (`-?D+(.D+)?([eE][+-]?D+)?`) is a value that `Decimal128(precision, scale)`
-/// holds exactly: at most `scale` fraction digits and `precision - scale` integer digits.
-fn decimal_fits(text: &str, precision: u8, scale: i8) -> bool {
+/// `text` (`-?D+(.D+)?([eE][+-]?D+)?`) as the integer of `Decimal128(precision, scale)`, if the
+/// decimal holds it exactly: at most `scale` fraction digits and `precision - scale` integer
+/// digits.
+fn decimal_value(text: &str, precision: u8, scale: i8) -> Option<i128> {
     let unsigned = text.strip_prefix('-').unwrap_or(text);
     let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
         Some((m, e)) => match e.parse::<i64>() {
             Ok(e) => (m, e),
-            Err(_) => return false,
+            Err(_) => return None,
         },
         None => (unsigned, 0),
     };
@@ -114,7 +156,7 @@ fn decimal_fits(text: &str, precision: u8, scale: i8) -> bool {
         || !all_digits(frac)
         || (mantissa.contains('.') && frac.is_empty())
     {
-        return false;
+        return None;
     }
     let digits = format!("{int}{frac}");
     // The decimal point sits after `point` digits of `digits`.
@@ -123,12 +165,27 @@ fn decimal_fits(text: &str, precision: u8, scale: i8) -> bool {
     point -= (digits.len() - trimmed.len()) as i64;
     let significant = trimmed.trim_end_matches('0');
     if significant.is_empty() {
-        return true;
+        return Some(0);
     }
     // Digits after the point (negative: zeros the value ends with before it).
     let fraction_digits = significant.len() as i64 - point;
     let integer_digits = point.max(0);
-    fraction_digits <= i64::from(scale) && integer_digits <= i64::from(precision) - i64::from(scale)
+    if fraction_digits > i64::from(scale)
+        || integer_digits > i64::from(precision) - i64::from(scale)
+    {
+        return None;
+    }
+    // At most `precision` (≤ 38) digits once scaled: fits in i128.
+    let zeros = u32::try_from(i64::from(scale) - fraction_digits).ok()?;
+    let magnitude = significant
+        .parse::<i128>()
+        .ok()?
+        .checked_mul(10i128.checked_pow(zeros)?)?;
+    Some(if text.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    })
 }
 
 impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
@@ -141,19 +198,26 @@ impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
         batch: Vec<T>,
         out: &mut Output<RecordBatch>,
     ) -> Result<(), OperatorError> {
-        let mut batch = batch;
-        if !self.decimals.is_empty() {
-            batch = self.check_decimals(batch, out);
-        }
+        let (batch, mut exact) = if self.decimals.is_empty() {
+            (batch, Vec::new())
+        } else {
+            self.check_decimals(batch, out)
+        };
         let converted = match serde_arrow::to_record_batch(&self.fields, &batch) {
             Ok(converted) => converted,
             Err(_) => {
                 // Some row does not fit the schema (say an i64 beyond an Int32 column): convert
                 // row by row, dead-letter the rows that fail and convert the rest together.
                 let mut good = Vec::with_capacity(batch.len());
-                for row in &batch {
+                let mut good_exact = Vec::with_capacity(exact.len());
+                for (r, row) in batch.iter().enumerate() {
                     match serde_arrow::to_record_batch(&self.fields, &[row]) {
-                        Ok(_) => good.push(row),
+                        Ok(_) => {
+                            good.push(row);
+                            if let Some(values) = exact.get_mut(r) {
+                                good_exact.push(std::mem::take(values));
+                            }
+                        }
                         Err(e) => out.dead_letter(DeadLetter::new(
                             format!("{}: {e}", self.name),
                             serde_json::to_string(row).unwrap_or_default(),
@@ -163,12 +227,18 @@ impl<T: Serialize + Send + 'static> Operator for RowsToArrow<T> {
                 if good.is_empty() {
                     return Ok(());
                 }
+                exact = good_exact;
                 serde_arrow::to_record_batch(&self.fields, &good)
                     .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?
             }
         };
+        let columns = if self.decimals.is_empty() {
+            converted.columns().to_vec()
+        } else {
+            self.fix_decimals(&converted, &exact)?
+        };
         // serde_arrow builds the batch from the same fields; keep the stream's schema object.
-        let converted = RecordBatch::try_new(self.schema.clone(), converted.columns().to_vec())
+        let converted = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| OperatorError::user(format!("{}: {e}", self.name)))?;
         out.emit(converted);
         Ok(())
@@ -294,7 +364,7 @@ impl ArrowStream {
 
 #[cfg(test)]
 mod tests {
-    use super::decimal_fits;
+    use super::decimal_value;
 
     #[test]
     fn decimals_fit_only_when_held_exactly() {
@@ -319,9 +389,17 @@ mod tests {
             ("+1", false),
             ("1e", false),
         ] {
-            assert_eq!(decimal_fits(text, 5, 2), fits, "{text:?}");
+            assert_eq!(decimal_value(text, 5, 2).is_some(), fits, "{text:?}");
         }
-        assert!(decimal_fits("12300", 5, -2));
-        assert!(!decimal_fits("12310", 5, -2));
+        assert_eq!(decimal_value("12300", 5, -2), Some(123));
+        assert_eq!(decimal_value("12310", 5, -2), None);
+        assert_eq!(decimal_value("0.29", 5, 2), Some(29));
+        assert_eq!(decimal_value("-1.5", 5, 2), Some(-150));
+        assert_eq!(decimal_value("12345e-2", 5, 2), Some(12345));
+        assert_eq!(decimal_value("-0.00", 5, 2), Some(0));
+        assert_eq!(
+            decimal_value("99999999999999999999999999999999999999", 38, 0),
+            Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
+        );
     }
 }

@@ -302,3 +302,10 @@ fn an_over_long_line_keeps_a_prefix_of_whole_characters_as_raw() {
     assert_eq!(r.dead[0].reason, "line longer than 2048 bytes");
     assert_eq!(r.dead[0].raw, line[..1023]);
 }
+
+#[test]
+fn only_json_whitespace_makes_a_blank_line() {
+    let r = read(b" \t \n\x0c\n{\"u\":1}\n\x0b\n");
+    assert_eq!(r.u(), vec![Some(1)]);
+    assert_eq!(r.dead_lines(), vec![2, 4]);
+}

@@ -263,7 +263,11 @@ impl<R: Read> NdjsonReader<R> {
                 }),
                 Line::Text => {
                     let text = trim_terminators(&self.buf);
-                    if text.iter().all(u8::is_ascii_whitespace) {
+                    // Blank: JSON whitespace only (a form feed is not, so it is a bad line).
+                    if text
+                        .iter()
+                        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    {
                         continue;
                     }
                     parse_object(&mut self.columns, &self.names, &mut self.texts, text)

@@ -70,6 +70,8 @@ fn rows(from: u64, to: u64) -> RecordBatch {
         0,
         1_709_251_200_123_456,
         253_402_300_799_999_999,
+        253_402_300_800_000_000,
+        -62_167_219_200_000_001,
     ];
     let days = [-719_162, -1, 0, 19_782, 2_932_896, -1_000_000, 3_000_000];
     let ks: Vec<u64> = (from..to).collect();
@@ -99,7 +101,7 @@ fn rows(from: u64, to: u64) -> RecordBatch {
             Arc::new(
                 TimestampMicrosecondArray::from(
                     ks.iter()
-                        .map(|k| (k % 7 != 6).then(|| times[n(*k, 5)]))
+                        .map(|k| (k % 7 != 6).then(|| times[n(*k, 7)]))
                         .collect::<Vec<_>>(),
                 )
                 .with_timezone("UTC"),

@@ -62,6 +62,9 @@ pub(crate) struct Columns {
 /// Parses an RFC 3339 timestamp into `unit` ticks since the epoch; `None` for a leap second or
 /// an instant beyond the unit's range.
 pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
+    if s.starts_with(['+', '-']) {
+        return expanded_year(s, unit);
+    }
     if unit != TimeUnit::Nanosecond {
         if let Some((secs, nanos)) = simple_rfc3339(s.as_bytes()) {
             let nanos = i64::from(nanos);
@@ -84,6 +87,44 @@ pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
         TimeUnit::Microsecond => Some(t.timestamp_micros()),
         TimeUnit::Nanosecond => t.timestamp_nanos_opt(),
     }
+}
+
+/// A timestamp whose year is beyond 0000–9999, written as those are written (`+10000-01-01T…`,
+/// `-0001-12-31T…`; RFC 3339 has no form for them): read in a stand-in year of the same
+/// leap-ness, then moved by whole days.
+fn expanded_year(s: &str, unit: TimeUnit) -> Option<i64> {
+    let negative = s.starts_with('-');
+    let digits = s[1..].bytes().take_while(u8::is_ascii_digit).count();
+    // Only what no four-digit year can say: `+` for years after 9999, `-` for those before 0.
+    let least = if negative { 4 } else { 5 };
+    if !(least..=9).contains(&digits) {
+        return None;
+    }
+    let year: i64 = s[1..1 + digits].parse().ok()?;
+    let year = if negative { -year } else { year };
+    let leap = year.rem_euclid(4) == 0 && (year.rem_euclid(100) != 0 || year.rem_euclid(400) == 0);
+    let standin: i64 = if leap { 2000 } else { 2001 };
+    let t = format!("{standin}{}", &s[1 + digits..]);
+    let (secs, nanos) = match simple_rfc3339(t.as_bytes()) {
+        Some(parsed) => parsed,
+        None => {
+            let t = DateTime::parse_from_rfc3339(&t).ok()?;
+            if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+                return None;
+            }
+            (t.timestamp(), t.timestamp_subsec_nanos())
+        }
+    };
+    let shift = days_from_civil(year, 1, 1) - days_from_civil(standin, 1, 1);
+    let secs = secs.checked_add(shift.checked_mul(86_400)?)?;
+    let (per_second, nanos_per_tick) = match unit {
+        TimeUnit::Second => (1, 1_000_000_000),
+        TimeUnit::Millisecond => (1_000, 1_000_000),
+        TimeUnit::Microsecond => (1_000_000, 1_000),
+        TimeUnit::Nanosecond => (1_000_000_000, 1),
+    };
+    secs.checked_mul(per_second)?
+        .checked_add(i64::from(nanos) / nanos_per_tick)
 }
 
 /// Seconds since the epoch and nanoseconds of the common RFC 3339 shape
@@ -212,8 +253,8 @@ fn non_finite(s: &str) -> Option<f64> {
 }
 
 /// Parses `YYYY-MM-DD` into days since 1970-01-01: exactly two digits of month and day, and a
-/// year of four digits, or a sign and four or more (`+10000-01-01`, `-0001-01-01`, as dates
-/// beyond 0000–9999 are written). No surrounding whitespace.
+/// year of four digits, or for years beyond 0000–9999 a signed one as those are written
+/// (`+10000-01-01`, `-0001-01-01`). No surrounding whitespace.
 pub(crate) fn parse_date32(s: &str) -> Option<i32> {
     let b = s.as_bytes();
     let n = b.len();
@@ -227,7 +268,13 @@ pub(crate) fn parse_date32(s: &str) -> Option<i32> {
     if !digits(unsigned.as_bytes()) || !digits(month) || !digits(day) {
         return None;
     }
-    if !(unsigned.len() == 4 || (signed && unsigned.len() > 4)) {
+    // A sign only where four digits cannot say the year: `+` after 9999, `-` before 0.
+    let least = match year.as_bytes()[0] {
+        b'+' => 5,
+        b'-' => 4,
+        _ => 4,
+    };
+    if unsigned.len() < least || (!signed && unsigned.len() != 4) {
         return None;
     }
     let two = |d: &[u8]| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0');
@@ -565,7 +612,8 @@ mod tests {
         assert_eq!(parse_date32("0000-01-01"), Some(-719_528));
         assert_eq!(parse_date32("+10000-01-01"), Some(2_932_897));
         assert_eq!(parse_date32("-0001-01-01"), Some(-719_893));
-        assert_eq!(parse_date32("+2024-01-05"), Some(19_727));
+        assert_eq!(parse_date32("+2024-01-05"), None);
+        assert_eq!(parse_date32("-2024-01-05"), Some(-1_458_775));
         for unit in [
             TimeUnit::Second,
             TimeUnit::Millisecond,
@@ -649,7 +697,8 @@ mod tests {
                 "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}{off}"
             ));
         }
-        for s in &cases {
+        // Signed (expanded) years are read by their own path, tested below.
+        for s in cases.iter().filter(|s| !s.starts_with(['+', '-'])) {
             for unit in [
                 TimeUnit::Second,
                 TimeUnit::Millisecond,
@@ -659,6 +708,73 @@ mod tests {
                 assert_eq!(parse_timestamp(s, unit), by_chrono(s, unit), "{s} {unit:?}");
             }
         }
+    }
+
+    #[test]
+    fn expanded_years_read_as_chrono_writes_them() {
+        use chrono::SecondsFormat;
+        for micros in [
+            253_402_300_800_000_000i64,
+            253_402_300_799_999_999,
+            -62_167_219_200_000_001,
+            -62_167_219_200_000_000,
+            4_102_444_800_123_456 * 1_000,
+            -8_210_298_412_800_000_000,
+            i64::MIN / 1_000,
+        ] {
+            let Some(t) = DateTime::from_timestamp_micros(micros) else {
+                continue;
+            };
+            for offset in [0, 5 * 3600 + 30 * 60, -(23 * 3600 + 59 * 60)] {
+                let zone = chrono::FixedOffset::east_opt(offset).expect("in range");
+                let s = t
+                    .with_timezone(&zone)
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+                assert_eq!(
+                    parse_timestamp(&s, TimeUnit::Microsecond),
+                    Some(micros),
+                    "{s}"
+                );
+                assert_eq!(
+                    parse_timestamp(&s, TimeUnit::Second),
+                    Some(micros.div_euclid(1_000_000)),
+                    "{s}"
+                );
+            }
+        }
+        assert_eq!(
+            parse_timestamp("+10000-01-01T00:00:00Z", TimeUnit::Second),
+            Some(253_402_300_800)
+        );
+        assert_eq!(
+            parse_timestamp("+10000-02-29T00:00:00Z", TimeUnit::Second),
+            Some(253_407_398_400)
+        );
+        assert_eq!(
+            parse_timestamp("+10001-02-29T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+10000-01-01T00:00:00Z", TimeUnit::Nanosecond),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+999999999-01-01T00:00:00Z", TimeUnit::Millisecond),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+1000000000-01-01T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+123-01-01T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(parse_timestamp("-", TimeUnit::Second), None);
+        assert_eq!(
+            parse_timestamp("+10000-12-31T23:59:60Z", TimeUnit::Second),
+            None
+        );
     }
 
     #[test]

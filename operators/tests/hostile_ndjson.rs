@@ -309,3 +309,74 @@ fn only_json_whitespace_makes_a_blank_line() {
     assert_eq!(r.u(), vec![Some(1)]);
     assert_eq!(r.dead_lines(), vec![2, 4]);
 }
+
+#[test]
+fn every_non_blank_line_is_a_row_or_a_dead_letter_exactly_once() {
+    const PIECES: [&[u8]; 16] = [
+        b"{\"u\":1}",
+        b"{\"u\":-1}",
+        b"{\"i\":9223372036854775807,\"s\":\"\\u00e9\"}",
+        b"{\"f\":1e400}",
+        b"{\"t\":\"2024-03-01T00:00:00Z\"}",
+        b"[]",
+        b"{",
+        b"\"str\"",
+        b"\xEF\xBB\xBF{}",
+        b"{\"s\":\"\xFF\"}",
+        b"  ",
+        b"",
+        b"\r",
+        b"{\"u\":2} {\"u\":3}",
+        b"{\"s\":\"a\\nb\"}",
+        b"null",
+    ];
+    let mut x: u64 = 0xDEAD_BEEF_CAFE_F00D;
+    for case in 0..200 {
+        let mut input = Vec::new();
+        let mut non_blank = Vec::new();
+        let lines = 1 + case % 25;
+        for n in 1..=lines {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let piece = PIECES[(x % 16) as usize];
+            input.extend_from_slice(piece);
+            let blank = piece.iter().all(|b| matches!(b, b' ' | b'\r'));
+            if !blank {
+                non_blank.push(n as u64);
+            }
+            let last = n == lines;
+            if !last || x & 0x100 != 0 {
+                input.extend_from_slice(if x & 0x200 != 0 { b"\r\n" } else { b"\n" });
+            }
+        }
+        for batch_rows in [1, 3, 1024] {
+            let r = read_with(
+                &input,
+                NdjsonOptions {
+                    bad_records: BadRecordPolicy::DeadLetter,
+                    line_column: true,
+                    batch_rows,
+                    ..NdjsonOptions::new(schema())
+                },
+            );
+            let mut seen: Vec<u64> = r
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name("_line")
+                        .expect("line column")
+                        .as_primitive::<UInt64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            seen.extend(r.dead_lines());
+            seen.sort_unstable();
+            assert_eq!(
+                seen, non_blank,
+                "case {case} batch_rows {batch_rows}: {input:?}"
+            );
+        }
+    }
+}

@@ -340,3 +340,17 @@ fn a_run_over_a_damaged_file_fails_naming_it() {
     assert!(chain.contains(&bad.display().to_string()), "{chain}");
     drop(rows);
 }
+
+#[test]
+fn an_empty_projection_still_counts_the_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.parquet");
+    write(&path, schema(), &[batch(0..10)]);
+    let opts = ParquetOptions {
+        batch_rows: 4,
+        columns: Some(vec![]),
+    };
+    let r = ParquetReader::open(&path, opts).expect("opens");
+    let rows: Vec<usize> = r.map(|b| b.expect("readable").batch.num_rows()).collect();
+    assert_eq!(rows, vec![4, 4, 2]);
+}

@@ -171,9 +171,9 @@ fn integers_beyond_the_column_type_are_dead_letters_never_rounded() {
 
 #[test]
 fn duplicate_keys_keep_the_last_value() {
-    let r = read(b"{\"u\":1,\"s\":\"a\",\"u\":2,\"s\":\"b\"}\n{\"u\":\"x\",\"u\":3}\n{\"u\":3,\"u\":\"x\"}\n");
-    assert_eq!(r.u(), vec![Some(2), Some(3)]);
-    assert_eq!(r.s(), vec![Some("b".to_owned()), None]);
+    let r = read(b"{\"u\":1,\"s\":\"a\",\"u\":2,\"s\":\"b\"}\n{\"u\":\"x\",\"u\":3}\n{\"u\":3,\"u\":\"x\"}\n{\"u\":4,\"\\u0075\":5}\n");
+    assert_eq!(r.u(), vec![Some(2), Some(3), Some(5)]);
+    assert_eq!(r.s(), vec![Some("b".to_owned()), None, None]);
     assert_eq!(r.dead_lines(), vec![3]);
 }
 

@@ -14,7 +14,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate};
-use serde_json::Value;
 
 use super::{ReadError, RecordError};
 
@@ -22,6 +21,7 @@ use super::{ReadError, RecordError};
 pub(crate) const EXPECT_UINT: &str = "unsigned integer";
 pub(crate) const EXPECT_INT: &str = "integer";
 pub(crate) const EXPECT_FLOAT: &str = "number";
+pub(crate) const EXPECT_EXACT_FLOAT: &str = "number exactly representable as a 64-bit float";
 pub(crate) const EXPECT_BOOL: &str = "boolean";
 pub(crate) const EXPECT_TIMESTAMP: &str = "RFC 3339 timestamp";
 pub(crate) const EXPECT_DATE: &str = "date (YYYY-MM-DD)";
@@ -59,8 +59,12 @@ pub(crate) struct Columns {
     cells: Vec<Cell>,
 }
 
-/// Parses an RFC 3339 timestamp into `unit` ticks since the epoch.
+/// Parses an RFC 3339 timestamp into `unit` ticks since the epoch; `None` for a leap second or
+/// an instant beyond the unit's range.
 pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
+    if s.starts_with(['+', '-']) {
+        return expanded_year(s, unit);
+    }
     if unit != TimeUnit::Nanosecond {
         if let Some((secs, nanos)) = simple_rfc3339(s.as_bytes()) {
             let nanos = i64::from(nanos);
@@ -72,12 +76,55 @@ pub(crate) fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
         }
     }
     let t = DateTime::parse_from_rfc3339(s).ok()?;
+    if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+        // A leap second (`23:59:60`): Arrow timestamps have no place for it, and folding it
+        // into the second before or after would make two instants one.
+        return None;
+    }
     match unit {
         TimeUnit::Second => Some(t.timestamp()),
         TimeUnit::Millisecond => Some(t.timestamp_millis()),
         TimeUnit::Microsecond => Some(t.timestamp_micros()),
         TimeUnit::Nanosecond => t.timestamp_nanos_opt(),
     }
+}
+
+/// A timestamp whose year is beyond 0000–9999, written as those are written (`+10000-01-01T…`,
+/// `-0001-12-31T…`; RFC 3339 has no form for them): read in a stand-in year of the same
+/// leap-ness, then moved by whole days.
+fn expanded_year(s: &str, unit: TimeUnit) -> Option<i64> {
+    let negative = s.starts_with('-');
+    let digits = s[1..].bytes().take_while(u8::is_ascii_digit).count();
+    // Only what no four-digit year can say: `+` for years after 9999, `-` for those before 0.
+    let least = if negative { 4 } else { 5 };
+    if !(least..=9).contains(&digits) {
+        return None;
+    }
+    let year: i64 = s[1..1 + digits].parse().ok()?;
+    let year = if negative { -year } else { year };
+    let leap = year.rem_euclid(4) == 0 && (year.rem_euclid(100) != 0 || year.rem_euclid(400) == 0);
+    let standin: i64 = if leap { 2000 } else { 2001 };
+    let t = format!("{standin}{}", &s[1 + digits..]);
+    let (secs, nanos) = match simple_rfc3339(t.as_bytes()) {
+        Some(parsed) => parsed,
+        None => {
+            let t = DateTime::parse_from_rfc3339(&t).ok()?;
+            if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+                return None;
+            }
+            (t.timestamp(), t.timestamp_subsec_nanos())
+        }
+    };
+    let shift = days_from_civil(year, 1, 1) - days_from_civil(standin, 1, 1);
+    let secs = secs.checked_add(shift.checked_mul(86_400)?)?;
+    let (per_second, nanos_per_tick) = match unit {
+        TimeUnit::Second => (1, 1_000_000_000),
+        TimeUnit::Millisecond => (1_000, 1_000_000),
+        TimeUnit::Microsecond => (1_000_000, 1_000),
+        TimeUnit::Nanosecond => (1_000_000_000, 1),
+    };
+    secs.checked_mul(per_second)?
+        .checked_add(i64::from(nanos) / nanos_per_tick)
 }
 
 /// Seconds since the epoch and nanoseconds of the common RFC 3339 shape
@@ -168,9 +215,70 @@ fn parse_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// Parses `YYYY-MM-DD` into days since 1970-01-01.
+/// Whether a JSON number's text is an integer literal: `-?[0-9]+`.
+fn json_integer_text(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The value of a JSON integer literal (`-0` is 0), or `None` for any other text or a value
+/// beyond `i128`.
+fn json_integer(v: &str) -> Option<i128> {
+    json_integer_text(v).then(|| v.parse().ok()).flatten()
+}
+
+/// The value of a finite JSON number, or `None` when it is not one, is beyond `f64`, or is an
+/// integer literal the float does not hold exactly.
+fn json_float(v: &str) -> Option<f64> {
+    let first = *v.as_bytes().first()?;
+    if first != b'-' && !first.is_ascii_digit() {
+        return None;
+    }
+    let f: f64 = v.parse().ok().filter(|f: &f64| f.is_finite())?;
+    if json_integer_text(v) && format!("{f:.0}") != v {
+        return None;
+    }
+    Some(f)
+}
+
+/// The float written as the JSON string `NaN`, `Infinity` or `-Infinity` (JSON has no number
+/// for them), or `None`.
+fn non_finite(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Parses `YYYY-MM-DD` into days since 1970-01-01: exactly two digits of month and day, and a
+/// year of four digits, or for years beyond 0000–9999 a signed one as those are written
+/// (`+10000-01-01`, `-0001-01-01`). No surrounding whitespace.
 pub(crate) fn parse_date32(s: &str) -> Option<i32> {
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let b = s.as_bytes();
+    let n = b.len();
+    if n < 10 || b[n - 3] != b'-' || b[n - 6] != b'-' {
+        return None;
+    }
+    let digits = |r: &[u8]| !r.is_empty() && r.iter().all(u8::is_ascii_digit);
+    let (year, month, day) = (&s[..n - 6], &b[n - 5..n - 3], &b[n - 2..]);
+    let unsigned = year.strip_prefix(['+', '-']).unwrap_or(year);
+    let signed = unsigned.len() != year.len();
+    if !digits(unsigned.as_bytes()) || !digits(month) || !digits(day) {
+        return None;
+    }
+    // A sign only where four digits cannot say the year: `+` after 9999, `-` before 0.
+    let least = match year.as_bytes()[0] {
+        b'+' => 5,
+        b'-' => 4,
+        _ => 4,
+    };
+    if unsigned.len() < least || (!signed && unsigned.len() != 4) {
+        return None;
+    }
+    let two = |d: &[u8]| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0');
+    let d = NaiveDate::from_ymd_opt(year.parse().ok()?, two(month), two(day))?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
     i32::try_from(d.signed_duration_since(epoch).num_days()).ok()
 }
@@ -273,53 +381,91 @@ impl Columns {
         Ok(())
     }
 
-    /// Parses a JSON value (absent = `None`) for column `i` into the scratch row.
+    /// Parses a JSON value, given as its text (absent = `None`), for column `i` into the scratch
+    /// row; a string for a text column is decoded into `text`.
     ///
-    /// Numbers must be JSON numbers; timestamps are RFC 3339 strings or integers in the column's
-    /// unit; dates are `YYYY-MM-DD` strings or integer days.
-    pub(crate) fn parse_json(&mut self, i: usize, v: Option<&Value>) -> Result<(), RecordError> {
+    /// Numbers must be JSON numbers and are taken from their text, never through a rounding
+    /// float: an integer column takes an integer literal within its range; a float column takes
+    /// any finite number, but an integer literal only if the float holds it exactly (so
+    /// `9007199254740993`, 2^53 + 1, is refused, not rounded), and the strings `"NaN"`,
+    /// `"Infinity"` and `"-Infinity"`. Timestamps are RFC 3339 strings or
+    /// integers in the column's unit; dates are `YYYY-MM-DD` strings or integer days.
+    pub(crate) fn parse_json(
+        &mut self,
+        i: usize,
+        v: Option<&str>,
+        text: &mut String,
+    ) -> Result<(), RecordError> {
         let field = self.schema.field(i);
         let name = field.name();
         let v = match v {
-            None | Some(Value::Null) if field.is_nullable() => {
+            None | Some("null") if field.is_nullable() => {
                 self.cells[i] = Cell::Null;
                 return Ok(());
             }
-            None | Some(Value::Null) => {
+            None | Some("null") => {
                 return Err(RecordError::MissingValue {
                     column: name.clone(),
                 })
             }
             Some(v) => v,
         };
-        let bad = |expected| RecordError::invalid(name, expected, &v.to_string());
-        let cell = match (&self.builders[i], v) {
-            (Builder::UInt64(_), Value::Number(n)) => {
-                Cell::U64(n.as_u64().ok_or_else(|| bad(EXPECT_UINT))?)
-            }
-            (Builder::Int64(_), Value::Number(n)) => {
-                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_INT))?)
-            }
-            (Builder::Float64(_), Value::Number(n)) => {
-                Cell::F64(n.as_f64().ok_or_else(|| bad(EXPECT_FLOAT))?)
-            }
-            (Builder::Boolean(_), Value::Bool(b)) => Cell::Bool(*b),
-            (Builder::Utf8(_), Value::String(_)) => Cell::Text,
-            (Builder::Timestamp(unit, _, _), Value::String(s)) => {
-                Cell::I64(parse_timestamp(s, *unit).ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
-            }
-            (Builder::Timestamp(..), Value::Number(n)) => {
-                Cell::I64(n.as_i64().ok_or_else(|| bad(EXPECT_TIMESTAMP))?)
-            }
-            (Builder::Date32(_), Value::String(s)) => {
-                Cell::I64(i64::from(parse_date32(s).ok_or_else(|| bad(EXPECT_DATE))?))
-            }
-            (Builder::Date32(_), Value::Number(n)) => Cell::I64(
-                n.as_i64()
-                    .filter(|d| i32::try_from(*d).is_ok())
-                    .ok_or_else(|| bad(EXPECT_DATE))?,
+        let bad = |expected| RecordError::invalid(name, expected, v);
+        let string = || serde_json::from_str::<String>(v).ok();
+        let cell = match &self.builders[i] {
+            Builder::UInt64(_) => Cell::U64(
+                json_integer(v)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| bad(EXPECT_UINT))?,
             ),
-            (b, _) => return Err(bad(b.expected())),
+            Builder::Int64(_) => Cell::I64(
+                json_integer(v)
+                    .and_then(|n| i64::try_from(n).ok())
+                    .ok_or_else(|| bad(EXPECT_INT))?,
+            ),
+            Builder::Float64(_) if v.starts_with('"') => Cell::F64(
+                string()
+                    .and_then(|s| non_finite(&s))
+                    .ok_or_else(|| bad(EXPECT_FLOAT))?,
+            ),
+            Builder::Float64(_) => Cell::F64(json_float(v).ok_or_else(|| {
+                if json_integer_text(v) {
+                    bad(EXPECT_EXACT_FLOAT)
+                } else {
+                    bad(EXPECT_FLOAT)
+                }
+            })?),
+            Builder::Boolean(_) => match v {
+                "true" => Cell::Bool(true),
+                "false" => Cell::Bool(false),
+                _ => return Err(bad(EXPECT_BOOL)),
+            },
+            Builder::Utf8(_) => {
+                *text = v
+                    .starts_with('"')
+                    .then(string)
+                    .flatten()
+                    .ok_or_else(|| bad(EXPECT_STRING))?;
+                Cell::Text
+            }
+            Builder::Timestamp(unit, _, _) => Cell::I64(
+                if v.starts_with('"') {
+                    string().and_then(|s| parse_timestamp(&s, *unit))
+                } else {
+                    json_integer(v).and_then(|n| i64::try_from(n).ok())
+                }
+                .ok_or_else(|| bad(EXPECT_TIMESTAMP))?,
+            ),
+            Builder::Date32(_) => Cell::I64(
+                if v.starts_with('"') {
+                    string().and_then(|s| parse_date32(&s)).map(i64::from)
+                } else {
+                    json_integer(v)
+                        .and_then(|n| i32::try_from(n).ok())
+                        .map(i64::from)
+                }
+                .ok_or_else(|| bad(EXPECT_DATE))?,
+            ),
         };
         self.cells[i] = cell;
         Ok(())
@@ -376,18 +522,6 @@ impl Columns {
 }
 
 impl Builder {
-    fn expected(&self) -> &'static str {
-        match self {
-            Builder::UInt64(_) => EXPECT_UINT,
-            Builder::Int64(_) => EXPECT_INT,
-            Builder::Float64(_) => EXPECT_FLOAT,
-            Builder::Boolean(_) => EXPECT_BOOL,
-            Builder::Utf8(_) => EXPECT_STRING,
-            Builder::Timestamp(..) => EXPECT_TIMESTAMP,
-            Builder::Date32(_) => EXPECT_DATE,
-        }
-    }
-
     fn append_null(&mut self) {
         match self {
             Builder::UInt64(b) => b.append_null(),
@@ -470,11 +604,40 @@ mod tests {
         assert_eq!(parse_date32("1970-01-02"), Some(1));
         assert_eq!(parse_date32("1969-12-31"), Some(-1));
         assert_eq!(parse_date32("2024-02-30"), None);
+        for s in [
+            "2024-1-5",
+            " 2024-01-05",
+            "2024-01-05 ",
+            "02024-01-05",
+            "10000-01-01",
+            "2024-01-05T00:00:00Z",
+            "20240105",
+            "2024-01-+5",
+            "+-2024-01-05",
+            "",
+        ] {
+            assert_eq!(parse_date32(s), None, "{s:?}");
+        }
+        assert_eq!(parse_date32("0000-01-01"), Some(-719_528));
+        assert_eq!(parse_date32("+10000-01-01"), Some(2_932_897));
+        assert_eq!(parse_date32("-0001-01-01"), Some(-719_893));
+        assert_eq!(parse_date32("+2024-01-05"), None);
+        assert_eq!(parse_date32("-2024-01-05"), Some(-1_458_775));
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Nanosecond,
+        ] {
+            assert_eq!(parse_timestamp("2016-12-31T23:59:60Z", unit), None);
+            assert_eq!(parse_timestamp("2016-12-31T23:59:60.5+01:00", unit), None);
+        }
     }
 
     /// The full RFC 3339 parser's reading, without the fast path.
     fn by_chrono(s: &str, unit: TimeUnit) -> Option<i64> {
-        let t = DateTime::parse_from_rfc3339(s).ok()?;
+        let t = DateTime::parse_from_rfc3339(s)
+            .ok()
+            .filter(|t| t.timestamp_subsec_nanos() < 1_000_000_000)?;
         match unit {
             TimeUnit::Second => Some(t.timestamp()),
             TimeUnit::Millisecond => Some(t.timestamp_millis()),
@@ -543,7 +706,8 @@ mod tests {
                 "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}{off}"
             ));
         }
-        for s in &cases {
+        // Signed (expanded) years are read by their own path, tested below.
+        for s in cases.iter().filter(|s| !s.starts_with(['+', '-'])) {
             for unit in [
                 TimeUnit::Second,
                 TimeUnit::Millisecond,
@@ -553,6 +717,73 @@ mod tests {
                 assert_eq!(parse_timestamp(s, unit), by_chrono(s, unit), "{s} {unit:?}");
             }
         }
+    }
+
+    #[test]
+    fn expanded_years_read_as_chrono_writes_them() {
+        use chrono::SecondsFormat;
+        for micros in [
+            253_402_300_800_000_000i64,
+            253_402_300_799_999_999,
+            -62_167_219_200_000_001,
+            -62_167_219_200_000_000,
+            4_102_444_800_123_456 * 1_000,
+            -8_210_298_412_800_000_000,
+            i64::MIN / 1_000,
+        ] {
+            let Some(t) = DateTime::from_timestamp_micros(micros) else {
+                continue;
+            };
+            for offset in [0, 5 * 3600 + 30 * 60, -(23 * 3600 + 59 * 60)] {
+                let zone = chrono::FixedOffset::east_opt(offset).expect("in range");
+                let s = t
+                    .with_timezone(&zone)
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+                assert_eq!(
+                    parse_timestamp(&s, TimeUnit::Microsecond),
+                    Some(micros),
+                    "{s}"
+                );
+                assert_eq!(
+                    parse_timestamp(&s, TimeUnit::Second),
+                    Some(micros.div_euclid(1_000_000)),
+                    "{s}"
+                );
+            }
+        }
+        assert_eq!(
+            parse_timestamp("+10000-01-01T00:00:00Z", TimeUnit::Second),
+            Some(253_402_300_800)
+        );
+        assert_eq!(
+            parse_timestamp("+10000-02-29T00:00:00Z", TimeUnit::Second),
+            Some(253_407_398_400)
+        );
+        assert_eq!(
+            parse_timestamp("+10001-02-29T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+10000-01-01T00:00:00Z", TimeUnit::Nanosecond),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+999999999-01-01T00:00:00Z", TimeUnit::Millisecond),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+1000000000-01-01T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(
+            parse_timestamp("+123-01-01T00:00:00Z", TimeUnit::Second),
+            None
+        );
+        assert_eq!(parse_timestamp("-", TimeUnit::Second), None);
+        assert_eq!(
+            parse_timestamp("+10000-12-31T23:59:60Z", TimeUnit::Second),
+            None
+        );
     }
 
     #[test]

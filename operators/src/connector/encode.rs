@@ -2,7 +2,8 @@
 //!
 //! The types the readers parse are written so they read back to the same values: integers in
 //! decimal, floats in their shortest round-tripping form, booleans `true`/`false`, timestamps as
-//! RFC 3339 in UTC with as many fraction digits as needed, dates `YYYY-MM-DD`. Other types are
+//! RFC 3339 in UTC with as many fraction digits as needed, dates `YYYY-MM-DD`; in JSON, the
+//! floats JSON cannot write are the strings `"NaN"`, `"Infinity"` and `"-Infinity"`. Other types are
 //! written with Arrow's display formatter (readable, not necessarily parseable back).
 
 use std::fmt::Write as _;
@@ -118,7 +119,10 @@ impl<'a> ColumnView<'a> {
             View::Float64(v) if v[i].is_finite() => {
                 let _ = serde_json::to_writer(&mut *out, &v[i]);
             }
-            View::Float64(_) => out.extend_from_slice(b"null"),
+            // JSON has no token for these; a string keeps the value (the NDJSON reader takes it).
+            View::Float64(v) if v[i].is_nan() => out.extend_from_slice(b"\"NaN\""),
+            View::Float64(v) if v[i] > 0.0 => out.extend_from_slice(b"\"Infinity\""),
+            View::Float64(_) => out.extend_from_slice(b"\"-Infinity\""),
             View::Boolean(b) => {
                 let _ = write!(out, "{}", b.value(i));
             }
@@ -130,6 +134,32 @@ impl<'a> ColumnView<'a> {
             }
         }
     }
+}
+
+/// Row `i` of `batch` as one JSON object, null fields omitted (the NDJSON part writer's form).
+pub(crate) fn row_json(batch: &arrow::record_batch::RecordBatch, i: usize) -> String {
+    let mut out = vec![b'{'];
+    let mut scratch = String::new();
+    let mut first = true;
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        if array.is_null(i) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Serialising a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, field.name());
+        out.push(b':');
+        match ColumnView::new(array) {
+            Ok(view) => view.json(i, &mut out, &mut scratch),
+            Err(_) => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+    // Built from JSON text and valid UTF-8 strings.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Shortest round-tripping text; plain notation for ordinary magnitudes.

@@ -46,7 +46,7 @@ mod counting;
 pub mod csv;
 pub(crate) mod csv_chunk;
 pub mod dead_letter;
-mod encode;
+pub(crate) mod encode;
 pub mod files;
 pub mod http;
 pub mod ndjson;

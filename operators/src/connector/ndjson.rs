@@ -1,11 +1,17 @@
 //! Lazy NDJSON reader: one JSON object per line into a declared schema.
 //!
-//! Each line is parsed with `serde_json` into a [`Value`] and its keys are matched to the
-//! schema's columns by name (missing keys and `null` are null; extra keys are ignored). Lines
-//! are read through a 64 KiB buffer with a length limit, so a runaway line costs at most
-//! [`NdjsonOptions::max_line_bytes`] of memory; it becomes a bad record and the reader resumes at
-//! the next line. Blank lines are skipped but counted in line numbers.
+//! Each line must be one JSON object in UTF-8; its keys are matched to the schema's columns by
+//! name (missing keys and `null` are null; extra keys are ignored, at any nesting depth; a key
+//! given twice keeps its **last** value, as Python's `json` does). Values are taken from their
+//! text, so a number is never rounded on its way in: an integer beyond its column's range, or an
+//! integer literal a `Float64` column cannot hold exactly (beyond 2^53), is a bad record, as is
+//! a leap second (`23:59:60`) for a timestamp column. Lines end at LF or CRLF; a UTF-8 byte order
+//! mark at byte 0 is skipped (anywhere else it is data). Lines are read through a 64 KiB buffer
+//! with a length limit, so a runaway line costs at most [`NdjsonOptions::max_line_bytes`] of
+//! memory; it becomes a bad record and the reader resumes at the next line. Blank lines are
+//! skipped but counted in line numbers.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -15,7 +21,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use serde_json::{Map, Value};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 use super::columns::Columns;
 use super::counting::CountingRead;
@@ -28,6 +35,7 @@ use super::{
 /// Bytes of an over-long line kept as its dead letter's `raw`.
 const TOO_LONG_RAW_PREFIX: usize = 1024;
 const BUFFER_BYTES: usize = 64 * 1024;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Options of [`NdjsonReader`].
 #[derive(Debug, Clone)]
@@ -67,6 +75,8 @@ pub struct NdjsonReader<R: Read> {
     label: Arc<str>,
     opts: NdjsonOptions,
     names: Vec<String>,
+    /// Decoded text cells of the line being parsed, one per column.
+    texts: Vec<String>,
     schema: SchemaRef,
     columns: Columns,
     buf: Vec<u8>,
@@ -124,6 +134,7 @@ impl<R: Read> NdjsonReader<R> {
                 .iter()
                 .map(|f| f.name().clone())
                 .collect(),
+            texts: vec![String::new(); opts.schema.fields().len()],
             schema: with_extra_columns(&opts.schema, opts.line_column, opts.raw_column),
             columns,
             buf: Vec::new(),
@@ -153,7 +164,19 @@ impl<R: Read> NdjsonReader<R> {
             return Ok(Line::Eof);
         }
         self.line += 1;
+        if self.line == 1 && self.buf.starts_with(BOM) {
+            // A byte order mark at byte 0 is no part of the data (elsewhere it is).
+            self.buf.drain(..BOM.len());
+        }
         if n < limit || self.buf.last() == Some(&b'\n') {
+            return Ok(Line::Text);
+        }
+        // Exactly `limit` bytes: too long unless the input ends here.
+        let at_end = match self.input.fill_buf() {
+            Ok(rest) => rest.is_empty(),
+            Err(e) => return Err(self.io_error(e)),
+        };
+        if at_end {
             return Ok(Line::Text);
         }
         // Cut at the limit: discard the rest of the line.
@@ -177,33 +200,46 @@ impl<R: Read> NdjsonReader<R> {
             }
         }
         self.buf.truncate(TOO_LONG_RAW_PREFIX);
+        // Keep the prefix whole characters: a cut through one would end `raw` in U+FFFD.
+        if let Err(e) = std::str::from_utf8(&self.buf) {
+            if e.error_len().is_none() {
+                self.buf.truncate(e.valid_up_to());
+            }
+        }
         Ok(Line::TooLong)
     }
 }
 
-/// Parses one line into the scratch row of `columns`, returning the object for text columns.
+/// Parses one line into the scratch row of `columns`, decoding text cells into `texts`.
 fn parse_object(
     columns: &mut Columns,
     names: &[String],
-    text: &[u8],
-) -> Result<Map<String, Value>, RecordError> {
-    let object = match serde_json::from_slice::<Value>(text) {
-        Ok(Value::Object(o)) => o,
-        Ok(other) => {
-            return Err(RecordError::InvalidJson {
-                detail: format!("expected an object, found {}", json_kind(&other)),
-            })
-        }
+    texts: &mut [String],
+    line: &[u8],
+) -> Result<(), RecordError> {
+    let line = std::str::from_utf8(line).map_err(|e| RecordError::InvalidJson {
+        detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+    })?;
+    // Each value is kept as its text, so numbers are read from what was written; a key given
+    // twice keeps its last value.
+    let object = match serde_json::from_str::<HashMap<String, &RawValue>>(line) {
+        Ok(o) => o,
         Err(e) => {
-            return Err(RecordError::InvalidJson {
-                detail: e.to_string(),
-            })
+            // A data error is well-formed JSON of another kind, named by its first byte.
+            let kind = (e.classify() == Category::Data)
+                .then(|| json_kind(line.trim_start().as_bytes().first().copied()))
+                .flatten();
+            let detail = match kind {
+                Some(kind) => format!("expected an object, found {kind}"),
+                None => e.to_string(),
+            };
+            return Err(RecordError::InvalidJson { detail });
         }
     };
-    for (i, name) in names.iter().enumerate() {
-        columns.parse_json(i, object.get(name))?;
+    for (i, (name, text)) in names.iter().zip(texts.iter_mut()).enumerate() {
+        columns.parse_json(i, object.get(name.as_str()).map(|v| v.get()), text)?;
     }
-    Ok(object)
+    Ok(())
 }
 
 impl<R: Read> NdjsonReader<R> {
@@ -227,18 +263,21 @@ impl<R: Read> NdjsonReader<R> {
                 }),
                 Line::Text => {
                     let text = trim_terminators(&self.buf);
-                    if text.iter().all(u8::is_ascii_whitespace) {
+                    // Blank: JSON whitespace only (a form feed is not, so it is a bad line).
+                    if text
+                        .iter()
+                        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    {
                         continue;
                     }
-                    parse_object(&mut self.columns, &self.names, text)
+                    parse_object(&mut self.columns, &self.names, &mut self.texts, text)
                 }
             };
             handled += 1;
             match outcome {
-                Ok(object) => {
-                    let names = &self.names;
-                    self.columns
-                        .commit(|i| object.get(&names[i]).and_then(Value::as_str).unwrap_or(""));
+                Ok(()) => {
+                    let texts = &self.texts;
+                    self.columns.commit(|i| texts[i].as_str());
                     if let Some(b) = lines.as_mut() {
                         b.append_value(self.line);
                     }
@@ -298,15 +337,16 @@ impl<R: Read> NdjsonReader<R> {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+/// The kind of JSON value starting with `first`.
+fn json_kind(first: Option<u8>) -> Option<&'static str> {
+    Some(match first? {
+        b'n' => "null",
+        b't' | b'f' => "a boolean",
+        b'-' | b'0'..=b'9' => "a number",
+        b'"' => "a string",
+        b'[' => "an array",
+        _ => return None,
+    })
 }
 
 impl<R: Read> Iterator for NdjsonReader<R> {

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatchReader;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
 
 use super::counting::CountingFile;
 use super::{BatchReader, ReadBatch, ReadError, DEFAULT_BATCH_ROWS};
@@ -142,10 +144,7 @@ impl Iterator for ParquetReader {
                 }),
                 None => Ok(batch),
             },
-            Err(source) => Err(ReadError::Arrow {
-                file: self.label.to_string(),
-                source,
-            }),
+            Err(source) => Err(decode_error(&self.label, source)),
         };
         if result.is_err() {
             self.done = true;
@@ -156,6 +155,26 @@ impl Iterator for ParquetReader {
             dead_letters: Vec::new(),
             skipped: 0,
         }))
+    }
+}
+
+/// A decoding failure: damage in the file is a Parquet error naming the file (the decoder hands
+/// it over as an Arrow error wrapping the Parquet message).
+fn decode_error(file: &str, source: ArrowError) -> ReadError {
+    match source {
+        ArrowError::ParquetError(message) => ReadError::Parquet {
+            file: file.to_owned(),
+            source: ParquetError::General(
+                message
+                    .strip_prefix("Parquet error: ")
+                    .unwrap_or(&message)
+                    .to_owned(),
+            ),
+        },
+        source => ReadError::Arrow {
+            file: file.to_owned(),
+            source,
+        },
     }
 }
 

@@ -137,8 +137,11 @@ fn check(fields: &[&str]) -> Result<CleanOrRejected, String> {
     let order_id: u64 = fields[0]
         .parse()
         .map_err(|_| invalid("order_id", "unsigned integer", fields[0]))?;
+    // A leap second (`23:59:60`) has no Arrow timestamp: refused, as the reader does.
     let ts_ms = chrono::DateTime::parse_from_rfc3339(fields[1])
-        .map_err(|_| invalid("ts", "RFC 3339 timestamp", fields[1]))?
+        .ok()
+        .filter(|t| t.timestamp_subsec_nanos() < 1_000_000_000)
+        .ok_or_else(|| invalid("ts", "RFC 3339 timestamp", fields[1]))?
         .timestamp_millis();
     let customer_id: u64 = fields[2]
         .parse()

@@ -265,3 +265,26 @@ fn generation_replaces_a_file_only_once_complete() {
         61
     );
 }
+
+#[test]
+fn a_leap_second_is_a_bad_timestamp_in_the_job_and_the_reference() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("orders.csv");
+    let text = [
+        "order_id,ts,customer_id,country,amount,currency,status",
+        "1,2016-12-31T23:59:59.500Z,5,DE,10.50,EUR,placed",
+        "2,2016-12-31T23:59:60.500Z,5,DE,10.50,EUR,placed",
+        "3,2017-01-01T00:00:00.500Z,5,DE,10.50,EUR,placed",
+    ]
+    .join("\n");
+    std::fs::write(&path, text).expect("writable");
+    let (_, dead, _, _) = run_vectorised(&path, 4);
+    let reference = run_reference(&path).expect("readable");
+    assert_eq!(dead, reference.dead_letters);
+    let lines: Vec<Option<u64>> = dead.iter().map(|d| d.line).collect();
+    assert_eq!(lines, vec![Some(3)]);
+    assert_eq!(
+        dead[0].reason,
+        "column `ts`: expected RFC 3339 timestamp, found \"2016-12-31T23:59:60.500Z\""
+    );
+}

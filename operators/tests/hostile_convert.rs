@@ -26,17 +26,17 @@ impl Sink for Batches {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, HeapSize)]
 struct Wide {
     v: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, HeapSize)]
 struct Narrow {
     v: i32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, HeapSize)]
 struct Byte {
     v: u8,
 }
@@ -169,12 +169,12 @@ fn unsigned_narrowing_and_sign_never_wrap() {
     assert_eq!(dead.take().expect("collected").len(), 2);
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, HeapSize)]
 struct Dec {
     v: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, HeapSize)]
 struct DecF {
     v: f64,
 }

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --example etl                       # generate 1 000 000 orders, run on them
-//! cargo run --release --example etl -- --rows 10000000
+//! cargo run --release --example etl -- --records 10000000
 //! cargo run --release --example etl -- --input orders.csv --out /tmp/out
 //! ```
 //!
-//! Without `--input` it first writes `--rows` generated orders (about 0.5 % malformed) to
+//! Without `--input` it first writes `--records` (alias `--rows`) generated orders (about 0.5 % malformed) to
 //! `OUT/input/orders.csv`. It prints the run report, then one JSON line with the job's figures.
 //! The outputs are published together, each with a `_SUCCESS` naming the run, only when the
 //! whole input was read: SIGINT or SIGTERM drains the pipeline, prints the report marked
@@ -27,14 +27,14 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[derive(Parser)]
 #[command(about = "Orders ETL: CSV → clean Parquet + revenue by country/day + dead letters")]
 struct Args {
-    /// An orders CSV file or a directory of them (default: generate `--rows` orders first).
+    /// An orders CSV file or a directory of them (default: generate `--records` orders first).
     #[arg(long)]
     input: Option<PathBuf>,
     /// Output directory.
     #[arg(long, default_value = "./out")]
     out: PathBuf,
     /// Orders to generate when no `--input` is given.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long = "records", visible_alias = "rows", default_value_t = 1_000_000)]
     rows: u64,
     /// Seed of the generated orders.
     #[arg(long, default_value_t = 42)]

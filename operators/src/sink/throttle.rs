@@ -6,13 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
-use weir_runtime::{Batch, InputPort, InstanceInfo, OperatorError, Sink};
+use weir_runtime::{Batch, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
 
 /// Lets at most `rows_per_s` rows per second into the inner sink: the sink becomes the slowest
 /// stage, and the pipeline's sources settle at its rate through backpressure.
 ///
 /// Pacing is exact on average: each batch of `n` rows pushes the next admission time `n / rate`
-/// seconds later; the sink is not ready until then (time that counts as busy).
+/// seconds later; the sink is not ready until then (time that counts as busy). Every other hook
+/// (`poll_flush`, `poll_close`, closing, undelivered rows, dead letters) is the inner sink's.
 pub struct Throttle<K> {
     inner: K,
     rows_per_s: f64,
@@ -74,12 +75,38 @@ impl<K: Sink> Sink for Throttle<K> {
         let start = self
             .next
             .map_or(now, |n| n.max(now - Duration::from_millis(10)));
-        self.next = Some(start + Duration::from_secs_f64(batch.rows() as f64 / self.rows_per_s));
+        let next = Duration::try_from_secs_f64(batch.rows() as f64 / self.rows_per_s)
+            .ok()
+            .and_then(|pause| start.checked_add(pause))
+            .ok_or_else(|| {
+                OperatorError::user(format!(
+                    "throttle rate of {} rows per second is too small to pace a batch of {} rows",
+                    self.rows_per_s,
+                    batch.rows()
+                ))
+            })?;
+        self.next = Some(next);
         self.inner.on_batch(port, batch)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_flush(cx)
     }
 
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    fn undelivered_rows(&self) -> u64 {
+        self.inner.undelivered_rows()
+    }
+
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        self.inner.take_dead_letters(out);
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_close(cx)
     }
 
     fn finish(&mut self) -> Result<Self::Output, OperatorError> {

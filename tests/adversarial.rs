@@ -1,0 +1,421 @@
+//! Adversarial tests against the public API: promises the README, `DESIGN.md` and the doc
+//! comments make, attacked the way a user's code would meet them (wrapped sinks, skewed keys,
+//! inputs that end or fail early, closures that panic, degenerate bounds). Tests named after a
+//! bug pin that bug.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use common::{guarded, op, pipeline, run_guarded};
+use weir::operators::keyed::aggregate::{Count as CountAgg, Project, Sum};
+use weir::operators::keyed::route::{SplitConfig, Strategy};
+use weir::operators::keyed::stream::Emit;
+use weir::prelude::*;
+use weir::runtime::InputPort;
+
+// ---------------------------------------------------------------------------------------------
+// Wrapped sinks keep the inner sink's promises
+
+/// A sink that takes `keep` rows, then closes (its consumer went away), reporting the rows of
+/// the batch it could not pass on; and whose `poll_close` must run before `finish`.
+struct ClosingSink {
+    keep: u64,
+    taken: u64,
+    undelivered: u64,
+    closed_cleanly: bool,
+}
+
+impl ClosingSink {
+    fn new(keep: u64) -> Self {
+        Self {
+            keep,
+            taken: 0,
+            undelivered: 0,
+            closed_cleanly: false,
+        }
+    }
+}
+
+impl Sink for ClosingSink {
+    type Input = Vec<u64>;
+    type Output = u64;
+
+    fn on_batch(&mut self, _: InputPort, batch: Vec<u64>) -> Result<(), OperatorError> {
+        let room = self.keep - self.taken;
+        let n = batch.len() as u64;
+        self.taken += n.min(room);
+        self.undelivered += n.saturating_sub(room);
+        Ok(())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.taken == self.keep
+    }
+
+    fn undelivered_rows(&self) -> u64 {
+        self.undelivered
+    }
+
+    fn poll_close(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.closed_cleanly = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn finish(&mut self) -> Result<u64, OperatorError> {
+        if !self.closed_cleanly && !self.is_closed() {
+            return Err(OperatorError::internal("finished without poll_close"));
+        }
+        Ok(self.taken)
+    }
+}
+
+/// `Throttle` hid the inner sink's `undelivered_rows`: rows a closed sink dropped vanished
+/// from the report.
+#[test]
+fn throttle_reports_the_inner_sinks_undelivered_rows() {
+    let mut p = pipeline("throttled-close", 8);
+    let taken = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .sink("sink", Throttle::new(ClosingSink::new(20), 1e12));
+    let report = run_guarded(p).unwrap();
+    assert_eq!(taken.take(), Some(20));
+    // Three batches of 8 reach the sink, the last one half taken; every other row is counted.
+    assert_eq!(op(&report, "sink").rows_in, 24, "{report}");
+    assert_eq!(
+        20 + report.dropped_downstream_closed,
+        op(&report, "gen").rows_out,
+        "every row is taken or counted as dropped:\n{report}"
+    );
+}
+
+/// `Throttle` skipped the inner sink's `poll_close`: its work in flight at the end was never
+/// completed.
+#[test]
+fn throttle_completes_the_inner_sinks_close() {
+    let mut p = pipeline("throttled-finish", 8);
+    let taken = p
+        .source("gen", Generator::new(10, |i| i))
+        .sink("sink", Throttle::new(ClosingSink::new(1_000), 1e12));
+    run_guarded(p).expect("poll_close reaches the inner sink");
+    assert_eq!(taken.take(), Some(10));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyed exactness under skew
+
+/// Key of row `i`: about half the rows on key 0, the rest spread over 200 keys.
+fn skewed(i: u64) -> u64 {
+    if i.is_multiple_of(2) {
+        0
+    } else {
+        (i.wrapping_mul(2_654_435_761) >> 7) % 200
+    }
+}
+
+fn reference_counts(n: u64) -> Vec<(u64, u64)> {
+    let mut m = HashMap::new();
+    for i in 0..n {
+        *m.entry(skewed(i)).or_insert(0u64) += 1;
+    }
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn keyed_counts_are_exact_under_skew_with_every_strategy_and_tiny_bounds() {
+    const N: u64 = 20_000;
+    let expected = reference_counts(N);
+    let strategies = [
+        Strategy::Hash,
+        Strategy::Pkg,
+        Strategy::HotKeySplit(SplitConfig::default()),
+    ];
+    for strategy in strategies {
+        for combine in [None, Some(1), Some(7)] {
+            let mut p = pipeline("skew", 64);
+            let mut keyed = p
+                .source("gen", Generator::new(N, |i| i))
+                .key_by(|i: &u64| skewed(*i))
+                .strategy(strategy)
+                .parallelism(3)
+                .merge_parallelism(2)
+                .partial_max_keys(3);
+            if let Some(c) = combine {
+                keyed = keyed.combine(c);
+            }
+            let out = keyed.aggregate("count", CountAgg::new()).collect("out");
+            let report = run_guarded(p).unwrap();
+            let mut got = out.take().unwrap();
+            got.sort_unstable();
+            assert_eq!(got, expected, "{strategy:?}, combine {combine:?}\n{report}");
+        }
+    }
+}
+
+#[test]
+fn keyed_periodic_updates_end_with_the_exact_result() {
+    const N: u64 = 5_000;
+    let expected = reference_counts(N);
+    for combine in [None, Some(5)] {
+        let mut p = pipeline("updates", 32);
+        let mut keyed = p
+            .source("gen", Generator::new(N, |i| i))
+            .key_by(|i: &u64| skewed(*i))
+            .strategy(Strategy::Pkg)
+            .parallelism(2)
+            .emit(Emit::EveryRows(std::num::NonZeroU64::new(100).unwrap()));
+        if let Some(c) = combine {
+            keyed = keyed.combine(c);
+        }
+        let out = keyed
+            .aggregate("sum", Project::new(|_: &u64| 1u32, Sum::<u32>::new()))
+            .collect("out");
+        run_guarded(p).unwrap();
+        // The last row of each key is its final result.
+        let mut last = HashMap::new();
+        for (k, v) in out.take().unwrap() {
+            last.insert(k, v);
+        }
+        let mut got: Vec<(u64, u64)> = last.into_iter().map(|(k, v)| (k, v as u64)).collect();
+        got.sort_unstable();
+        assert_eq!(got, expected, "combine {combine:?}");
+    }
+}
+
+#[test]
+fn a_final_stage_past_max_keys_fails_naming_itself_and_the_bound() {
+    let mut p = pipeline("bound", 16);
+    let _out = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .key_by(|i: &u64| *i % 50)
+        .max_keys(10)
+        .aggregate("count", CountAgg::new())
+        .collect("out");
+    let err = run_guarded(p).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, RunError::Operator { operator, .. } if operator == "count"),
+        "{msg}"
+    );
+    assert!(msg.contains("10 keys"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-input and fan-out shapes
+
+#[test]
+fn a_union_with_an_empty_input_and_a_long_one_keeps_every_row() {
+    let mut p = pipeline("union-early", 4);
+    let empty = p.source("empty", Generator::new(0, |i| i));
+    let short = p.source("short", Generator::new(3, |i| 1_000_000 + i));
+    let long = p.source("long", Generator::new(5_000, |i| i));
+    let out = long
+        .union("u", [empty, short])
+        .with_edge(EdgeConfig::default().with_capacity(1))
+        .collect("out");
+    run_guarded(p).unwrap();
+    let mut got = out.take().unwrap();
+    got.sort_unstable();
+    let expected: Vec<u64> = (0..5_000).chain(1_000_000..1_000_003).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_union_input_that_fails_fails_the_run_naming_it() {
+    let mut p = pipeline("union-fail", 4);
+    let ok = p.source("ok", Generator::new(u64::MAX, |i| i));
+    let bad = p
+        .source("bad", Generator::new(100, |i| i))
+        .filter_map("checked", |i| if i == 50 { None } else { Some(i) })
+        .map("explode", |i: u64| {
+            assert!(i < 60, "row {i} is poison");
+            i
+        });
+    let _n = ok.union("u", [bad]).count("n");
+    let err = run_guarded(p).unwrap_err();
+    match err {
+        RunError::Panic {
+            operator, message, ..
+        } => {
+            assert_eq!(operator, "explode");
+            assert!(message.contains("row 60 is poison"), "{message}");
+        }
+        other => panic!("expected a panic naming `explode`, got {other}"),
+    }
+}
+
+#[test]
+fn fan_out_with_one_reader_dropped_still_delivers_every_row_to_the_other_branch() {
+    const N: u64 = 3_000;
+    let mut p = pipeline("fan-out-close", 16);
+    let rows = p.source("gen", Generator::new(N, |i| i));
+    let reader = rows.clone().into_iter("iter", 1);
+    let count = rows
+        .map("double", |x| x * 2)
+        .fold("sum", 0u64, |a, x| a + x);
+    let handle = p.spawn().unwrap();
+    let first: Vec<u64> = guarded("read", move || reader.take(5).collect());
+    assert_eq!(first, vec![0, 1, 2, 3, 4]);
+    let report = guarded("join", move || handle.join()).unwrap();
+    assert_eq!(count.take(), Some((0..N).map(|x| x * 2).sum()));
+    assert_eq!(op(&report, "gen").rows_out, N);
+    // Every row offered to the closed branch is either read or counted.
+    assert_eq!(
+        5 + report.dropped_downstream_closed,
+        N,
+        "rows for the dropped reader are read or counted:\n{report}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds on what one call may hold
+
+#[test]
+fn collect_limit_is_exact_and_names_the_sink() {
+    let mut p = pipeline("collect-exact", 7);
+    let out = p
+        .source("gen", Generator::new(100, |i| i))
+        .sink("all", Collect::with_limit(100));
+    run_guarded(p).unwrap();
+    assert_eq!(out.take().unwrap().len(), 100);
+
+    let mut p = pipeline("collect-over", 7);
+    let _out = p
+        .source("gen", Generator::new(101, |i| i))
+        .sink("all", Collect::with_limit(100));
+    let err = run_guarded(p).unwrap_err();
+    assert!(
+        matches!(&err, RunError::Operator { operator, .. } if operator == "all"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("100 rows"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panics in user code name the operator and the instance
+
+#[test]
+fn a_panic_in_any_user_closure_names_its_operator_and_instance() {
+    type Build = fn(&mut Pipeline);
+    let cases: [(&str, Build); 6] = [
+        ("m", |p| {
+            let _ = p
+                .source("g", Generator::new(100, |i| i))
+                .map("m", |i: u64| if i == 42 { panic!("boom") } else { i })
+                .count("c");
+        }),
+        ("f", |p| {
+            let _ = p
+                .source("g", Generator::new(100, |i| i))
+                .filter("f", |i| if *i == 42 { panic!("boom") } else { true })
+                .count("c");
+        }),
+        ("fm", |p| {
+            let _ = p
+                .source("g", Generator::new(100, |i| i))
+                .flat_map("fm", |i: u64| {
+                    if i == 42 {
+                        panic!("boom")
+                    }
+                    [i, i]
+                })
+                .count("c");
+        }),
+        ("g", |p| {
+            let _ = p
+                .source(
+                    "g",
+                    Generator::new(100, |i| if i == 42 { panic!("boom") } else { i }),
+                )
+                .count("c");
+        }),
+        ("s", |p| {
+            let _ = p
+                .source("g", Generator::new(100, |i| i))
+                .fold(
+                    "s",
+                    0u64,
+                    |a, i| if i == 42 { panic!("boom") } else { a + i },
+                );
+        }),
+        ("k", |p| {
+            let _ = p
+                .source("g", Generator::new(100, |i| i))
+                .key_by(|i: &u64| if *i == 42 { panic!("boom") } else { *i % 3 })
+                .parallelism(2)
+                .aggregate("k", CountAgg::new())
+                .count("c");
+        }),
+    ];
+    for (name, build) in cases {
+        let mut p = pipeline("panics", 8);
+        build(&mut p);
+        let err = run_guarded(p).unwrap_err();
+        match &err {
+            RunError::Panic {
+                operator, message, ..
+            } => {
+                // A key function runs where the rows are routed: in the producer of the edge.
+                let want = if name == "k" { "g" } else { name };
+                assert_eq!(operator, want, "{err}");
+                assert!(message.contains("boom"), "{err}");
+            }
+            other => panic!("case `{name}`: expected a panic, got {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Degenerate sizes
+
+#[test]
+fn capacity_one_edges_and_batch_one_deliver_everything_in_order() {
+    let mut p = pipeline("tiny", 1);
+    let out = p
+        .source("gen", Generator::new(500, |i| i))
+        .with_edge(EdgeConfig::default().with_capacity(1))
+        .flat_map("twice", |i: u64| [2 * i, 2 * i + 1])
+        .with_edge(EdgeConfig::default().with_capacity(1))
+        .collect("out");
+    run_guarded(p).unwrap();
+    assert_eq!(out.take().unwrap(), (0..1_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_zero_capacity_edge_is_refused_naming_the_operator() {
+    let mut p = pipeline("zero", 8);
+    let _ = p
+        .source("gen", Generator::new(10, |i| i))
+        .with_edge(EdgeConfig::default().with_capacity(0))
+        .count("n");
+    let err = run_guarded(p).unwrap_err();
+    assert!(err.to_string().contains("gen"), "{err}");
+}
+
+#[test]
+fn a_row_iter_over_a_failing_pipeline_ends_and_join_names_the_failure() {
+    let mut p = pipeline("iter-fail", 4);
+    let rows = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .map("m", |i: u64| if i == 100 { panic!("bad row") } else { i })
+        .into_iter("iter", 1);
+    let handle = p.spawn().unwrap();
+    let read = Arc::new(AtomicU64::new(0));
+    let r = read.clone();
+    guarded("read", move || {
+        for _ in rows {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    assert!(read.load(Ordering::Relaxed) <= 100);
+    let err = guarded("join", move || handle.join()).unwrap_err();
+    assert!(
+        matches!(&err, RunError::Panic { operator, .. } if operator == "m"),
+        "{err}"
+    );
+}

@@ -419,3 +419,77 @@ fn a_row_iter_over_a_failing_pipeline_ends_and_join_names_the_failure() {
         "{err}"
     );
 }
+
+/// `flat_map` expanded a whole input row at once: one row turning into a million held them all
+/// in the operator's output (8 MB here) while its consumer took one small batch at a time.
+#[test]
+fn flat_map_of_one_huge_row_holds_one_batch_at_a_time() {
+    const ROWS: u64 = 200_000;
+    for chaining in [Chaining::Operators, Chaining::Off] {
+        let config = PipelineConfig {
+            chaining,
+            ..common::config(64)
+        };
+        let mut p = Pipeline::with_config("explode", config);
+        let sum = p
+            .source("one", Generator::new(2, |i| i))
+            .flat_map("explode", |i: u64| (0..ROWS).map(move |j| i * ROWS + j))
+            .with_edge(EdgeConfig::default().with_capacity(2))
+            .fold("sum", 0u64, |a, x| a + x);
+        let report = run_guarded(p).unwrap();
+        assert_eq!(sum.take(), Some((0..2 * ROWS).sum()), "{chaining:?}");
+        let fm = op(&report, "explode");
+        assert_eq!(fm.rows_out, 2 * ROWS);
+        // One full batch and one open batch of 64 u64s, however long the row's expansion.
+        let held = fm.instances[0].peak_held_bytes;
+        assert!(held <= 2 * 64 * 8, "{chaining:?}: held {held} B\n{report}");
+        assert!(
+            report.peak_in_flight_bytes <= report.edge_bytes_bound,
+            "{chaining:?}\n{report}"
+        );
+    }
+}
+
+/// Emits every input batch as three batches in one call (so a chained consumer is handed
+/// several batches at once).
+struct Thirds;
+
+impl Operator for Thirds {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<u64>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Result<(), OperatorError> {
+        let third = batch.len().div_ceil(3).max(1);
+        for part in batch.chunks(third) {
+            out.emit(part.to_vec());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn flat_map_handed_several_batches_at_once_keeps_every_row_in_order() {
+    for chaining in [Chaining::Operators, Chaining::Off] {
+        let config = PipelineConfig {
+            chaining,
+            ..common::config(16)
+        };
+        let mut p = Pipeline::with_config("thirds", config);
+        let out = p
+            .source("gen", Generator::new(1_000, |i| i))
+            .unary("thirds", Thirds)
+            .flat_map("fan", |i: u64| (0..(i % 5) * 7).map(move |j| (i, j)))
+            .with_edge(EdgeConfig::default().with_capacity(1))
+            .collect("out");
+        run_guarded(p).unwrap();
+        let expected: Vec<(u64, u64)> = (0..1_000u64)
+            .flat_map(|i| (0..(i % 5) * 7).map(move |j| (i, j)))
+            .collect();
+        assert_eq!(out.take().unwrap(), expected, "{chaining:?}");
+    }
+}

@@ -48,11 +48,14 @@ pub trait StreamExt<T: Send + 'static>: Sized {
         U: Send + 'static,
         F: FnMut(T) -> Option<U> + Clone + Send + 'static;
 
-    /// Replaces every row by the rows `f` returns for it (re-batched to the batch size).
+    /// Replaces every row by the rows `f` returns for it (re-batched to the batch size). The
+    /// rows are drawn from `f`'s iterator one batch at a time, as downstream credit allows, so
+    /// one row may expand into any number of rows without holding them all.
     fn flat_map<U, I, F>(self, name: impl Into<String>, f: F) -> Stream<U>
     where
         U: Send + 'static,
         I: IntoIterator<Item = U>,
+        I::IntoIter: Send + 'static,
         F: FnMut(T) -> I + Clone + Send + 'static;
 
     /// Calls `f` on every row and passes the row on unchanged.
@@ -122,6 +125,7 @@ impl<T: Send + 'static> StreamExt<T> for Stream<T> {
     where
         U: Send + 'static,
         I: IntoIterator<Item = U>,
+        I::IntoIter: Send + 'static,
         F: FnMut(T) -> I + Clone + Send + 'static,
     {
         self.unary_with(name, move |_| FlatMap::new(f.clone()))

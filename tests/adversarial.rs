@@ -13,9 +13,10 @@ use std::task::{Context, Poll};
 use common::{guarded, op, pipeline, run_guarded};
 use weir::operators::keyed::aggregate::{Count as CountAgg, Project, Sum};
 use weir::operators::keyed::route::{SplitConfig, Strategy};
-use weir::operators::keyed::stream::Emit;
+use weir::operators::keyed::stream::{Combine, Emit};
 use weir::prelude::*;
 use weir::runtime::InputPort;
+use weir::GraphError;
 
 // ---------------------------------------------------------------------------------------------
 // Wrapped sinks keep the inner sink's promises
@@ -130,13 +131,23 @@ fn reference_counts(n: u64) -> Vec<(u64, u64)> {
 fn keyed_counts_are_exact_under_skew_with_every_strategy_and_tiny_bounds() {
     const N: u64 = 20_000;
     let expected = reference_counts(N);
+    let eager = SplitConfig::default()
+        .with_threshold(0.01)
+        .unwrap()
+        .with_warmup(0)
+        .with_sample_every(std::num::NonZeroU32::MIN);
     let strategies = [
         Strategy::Hash,
         Strategy::Pkg,
         Strategy::HotKeySplit(SplitConfig::default()),
+        Strategy::HotKeySplit(eager),
     ];
     for strategy in strategies {
-        for combine in [None, Some(1), Some(7)] {
+        for combine in [
+            None,
+            Some(Combine::new(1)),
+            Some(Combine::new(7).per_batch()),
+        ] {
             let mut p = pipeline("skew", 64);
             let mut keyed = p
                 .source("gen", Generator::new(N, |i| i))
@@ -146,7 +157,7 @@ fn keyed_counts_are_exact_under_skew_with_every_strategy_and_tiny_bounds() {
                 .merge_parallelism(2)
                 .partial_max_keys(3);
             if let Some(c) = combine {
-                keyed = keyed.combine(c);
+                keyed = keyed.combine_with(c.parallelism(2));
             }
             let out = keyed.aggregate("count", CountAgg::new()).collect("out");
             let report = run_guarded(p).unwrap();
@@ -161,12 +172,17 @@ fn keyed_counts_are_exact_under_skew_with_every_strategy_and_tiny_bounds() {
 fn keyed_periodic_updates_end_with_the_exact_result() {
     const N: u64 = 5_000;
     let expected = reference_counts(N);
-    for combine in [None, Some(5)] {
+    for (strategy, combine) in [
+        (Strategy::Hash, None),
+        (Strategy::Pkg, None),
+        (Strategy::Hash, Some(5)),
+        (Strategy::Pkg, Some(5)),
+    ] {
         let mut p = pipeline("updates", 32);
         let mut keyed = p
             .source("gen", Generator::new(N, |i| i))
             .key_by(|i: &u64| skewed(*i))
-            .strategy(Strategy::Pkg)
+            .strategy(strategy)
             .parallelism(2)
             .emit(Emit::EveryRows(std::num::NonZeroU64::new(100).unwrap()));
         if let Some(c) = combine {
@@ -183,7 +199,7 @@ fn keyed_periodic_updates_end_with_the_exact_result() {
         }
         let mut got: Vec<(u64, u64)> = last.into_iter().map(|(k, v)| (k, v as u64)).collect();
         got.sort_unstable();
-        assert_eq!(got, expected, "combine {combine:?}");
+        assert_eq!(got, expected, "{strategy:?}, combine {combine:?}");
     }
 }
 
@@ -750,4 +766,33 @@ fn a_failure_at_any_hook_ends_the_run_naming_the_operator() {
 fn a_failure_at_any_hook_of_a_chained_operator_names_it() {
     let wrong = misblamed(&[Chaining::Operators], false);
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration far beyond the data
+
+/// A batch size of 2⁴⁰ rows made `IterSource` and `Generator` allocate room for 2⁴⁰ rows up
+/// front, and the process abort. Refusing the configuration is as good as running it.
+#[test]
+fn a_huge_batch_size_does_not_preallocate_for_rows_that_are_not_there() {
+    let config = PipelineConfig {
+        batch_rows: 1 << 40,
+        ..common::config(1)
+    };
+    let mut p = Pipeline::with_config("huge-batch", config);
+    let words = p
+        .source("words", IterSource::new((0..10).map(|i| format!("w{i}"))))
+        .collect("words-out");
+    let numbers = p
+        .source("numbers", Generator::new(10, |i| i))
+        .collect("numbers-out");
+    match run_guarded(p) {
+        Ok(_) => {
+            let want: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
+            assert_eq!(words.take().unwrap(), want);
+            assert_eq!(numbers.take().unwrap(), (0..10).collect::<Vec<u64>>());
+        }
+        Err(RunError::Graph(GraphError::InvalidConfig { .. })) => {}
+        Err(other) => panic!("neither run nor refused: {other}"),
+    }
 }

@@ -66,7 +66,7 @@ where
         out: &mut Output<Vec<T>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         let n = (self.end - self.next).min(out.batch_rows() as u64);
-        let mut batch = Vec::with_capacity(n as usize);
+        let mut batch = Vec::with_capacity(super::preallocate::<T>(n as usize));
         let f = &mut self.f;
         batch.extend((self.next..self.next + n).map(f));
         self.next += n;

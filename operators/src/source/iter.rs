@@ -49,7 +49,7 @@ where
         _cx: &mut Context<'_>,
         out: &mut Output<Vec<I::Item>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
-        let mut batch = Vec::with_capacity(out.batch_rows());
+        let mut batch = Vec::with_capacity(super::preallocate::<I::Item>(out.batch_rows()));
         batch.extend(self.iter.by_ref().take(out.batch_rows()));
         let done = batch.len() < out.batch_rows();
         out.emit(batch);

@@ -875,3 +875,76 @@ fn a_throttle_too_slow_to_pace_a_batch_fails_with_a_message() {
     );
     assert!(err.to_string().contains("too small"), "{err}");
 }
+
+#[test]
+fn degenerate_bounds_are_clamped_or_refused_never_hung() {
+    // An edge smaller than one batch still passes every batch, one at a time.
+    let mut p = pipeline("one-byte", 16);
+    let out = p
+        .source("gen", Generator::new(1_000, |i| i))
+        .with_edge(EdgeConfig::default().with_max_bytes(1))
+        .map("id", |i: u64| i)
+        .with_edge(EdgeConfig::default().with_capacity(1).with_max_bytes(1))
+        .collect("out");
+    let report = run_guarded(p).unwrap();
+    assert_eq!(out.take().unwrap(), (0..1_000).collect::<Vec<_>>());
+    for e in &report.edges {
+        assert!(e.peak_bytes <= 16 * 8, "{e:?}");
+    }
+
+    // A zero-row hand-off, a zero-key bound and a zero-key combiner are clamped to one.
+    let mut p = pipeline("zeros", 4);
+    let rows = p
+        .source("gen", Generator::new(100, |i| i))
+        .key_by(|i: &u64| *i % 10)
+        .combine(0)
+        .partial_max_keys(0)
+        .strategy(Strategy::Pkg)
+        .parallelism(2)
+        .aggregate("count", CountAgg::new())
+        .into_iter("iter", 0);
+    let handle = p.spawn().unwrap();
+    let mut got: Vec<(u64, u64)> = guarded("read", move || rows.collect());
+    guarded("join", move || handle.join()).unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..10).map(|k| (k, 10)).collect::<Vec<_>>());
+
+    // Rates that are not positive numbers are refused by name.
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut p = pipeline("bad-rate", 4);
+        let _n = p
+            .source("gen", Generator::new(10, |i| i))
+            .sink("slow", Throttle::new(Count::new(), rate));
+        let err = run_guarded(p).unwrap_err();
+        assert!(
+            matches!(&err, RunError::Operator { operator, .. } if operator == "slow"),
+            "rate {rate}: {err}"
+        );
+    }
+}
+
+#[test]
+fn keyed_state_in_the_report_is_exact_and_bounded_by_max_keys() {
+    let mut p = pipeline("state", 16);
+    let _out = p
+        .source("gen", Generator::new(5_000, |i| i))
+        .key_by(|i: &u64| *i % 300)
+        .strategy(Strategy::Pkg)
+        .parallelism(2)
+        .merge_parallelism(1)
+        .partial_max_keys(40)
+        .aggregate("count", CountAgg::new())
+        .count("n");
+    let report = run_guarded(p).unwrap();
+    let partial = op(&report, "count.partial");
+    for i in &partial.instances {
+        assert!(i.peak_state_keys <= 40, "{i:?}");
+        assert!(i.peak_state_keys > 0, "{i:?}");
+        assert_eq!(i.state_keys, 0, "drained at the end: {i:?}");
+    }
+    let merge = op(&report, "count");
+    assert_eq!(merge.instances[0].peak_state_keys, 300, "{report}");
+    assert_eq!(merge.rows_out, 300);
+    // Rows in = rows the partials emitted; every partial is merged.
+    assert_eq!(merge.rows_in, partial.rows_out);
+}

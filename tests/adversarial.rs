@@ -948,3 +948,29 @@ fn keyed_state_in_the_report_is_exact_and_bounded_by_max_keys() {
     // Rows in = rows the partials emitted; every partial is merged.
     assert_eq!(merge.rows_in, partial.rows_out);
 }
+
+/// The hand-off of `into_iter` asked its edge only for a slot, then sent: a batch that found
+/// a slot but not byte room (two 2.4 MB batches against the 4 MiB bound, the reader not yet
+/// reading) failed the run with "the reader's edge had no room after poll_ready".
+#[test]
+fn into_iter_waits_for_byte_room_instead_of_failing() {
+    const BATCH: usize = 300_000;
+    const ROWS: u64 = 4 * BATCH as u64;
+    let mut p = pipeline("iter-bytes", BATCH);
+    let rows = p
+        .source("gen", Generator::new(ROWS, |i| i))
+        .into_iter("iter", 4);
+    let handle = p.spawn().unwrap();
+    // Start reading only once the sink has taken a second batch (or the run has ended).
+    let handle = guarded("fill", move || {
+        while !handle.is_finished() && op(&handle.snapshot(), "iter").rows_in < 2 * BATCH as u64 {
+            std::thread::yield_now();
+        }
+        handle
+    });
+    let sum: u64 = guarded("read", move || rows.sum());
+    let report = guarded("join", move || handle.join()).expect("the run succeeds");
+    assert_eq!(sum, (0..ROWS).sum::<u64>());
+    assert_eq!(op(&report, "iter").rows_in, ROWS);
+    assert_eq!(report.dropped_downstream_closed, 0);
+}

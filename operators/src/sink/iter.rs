@@ -10,13 +10,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use weir_runtime::{
-    edge, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
+    edge, Batch, EdgeConfig, Inlet, InputPort, Message, OperatorError, Outlet, Sink, TryRecvError,
+    TrySendError,
 };
 
 /// The sink side of [`StreamExt::into_iter`](crate::StreamExt::into_iter).
 #[derive(Debug)]
 pub struct IterSink<T: Send + 'static> {
     outlet: Outlet<Vec<T>>,
+    /// A batch that found a slot but no byte room in the hand-off (or found the reader gone):
+    /// sent before the sink is ready again.
+    pending: Option<Vec<T>>,
     /// Rows the reader had received but not yet yielded when it was dropped.
     unread: Arc<AtomicU64>,
 }
@@ -51,6 +55,7 @@ impl<T: Send + 'static> IterSink<T> {
         (
             Self {
                 outlet,
+                pending: None,
                 unread: unread.clone(),
             },
             RowIter {
@@ -62,13 +67,40 @@ impl<T: Send + 'static> IterSink<T> {
     }
 }
 
+impl<T: Send + 'static> IterSink<T> {
+    /// Sends the batch waiting for byte room, if any: `Ready` once none waits (sent, or kept
+    /// for [`undelivered_rows`](Sink::undelivered_rows) because the reader is gone).
+    fn send_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(batch) = self.pending.take() else {
+            return Poll::Ready(());
+        };
+        let bytes = batch.bytes();
+        match self.outlet.poll_reserve(cx, bytes) {
+            Poll::Ready(Ok(permit)) => permit.send(Message::Data(batch)),
+            Poll::Ready(Err(_)) => self.pending = Some(batch),
+            Poll::Pending => {
+                self.pending = Some(batch);
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
 impl<T: Send + 'static> Sink for IterSink<T> {
     type Input = Vec<T>;
     type Output = ();
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
         // A closed reader is not an error here: `is_closed` reports it next.
+        if self.send_pending(cx).is_pending() {
+            return Poll::Pending;
+        }
         self.outlet.poll_ready(cx).map(|_| Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.send_pending(cx).map(Ok)
     }
 
     fn is_closed(&self) -> bool {
@@ -80,19 +112,43 @@ impl<T: Send + 'static> Sink for IterSink<T> {
         if !self.outlet.is_closed() {
             return 0;
         }
-        self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire)
+        let pending = self.pending.as_ref().map_or(0, Vec::len) as u64;
+        self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire) + pending
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
-        self.outlet
-            .try_send(Message::Data(batch))
-            .map_err(|_| OperatorError::internal("the reader's edge had no room after poll_ready"))
+        if self.pending.is_some() {
+            return Err(OperatorError::internal(
+                "the reader's hand-off got a batch before the previous one was sent",
+            ));
+        }
+        // `poll_ready` saw a slot; the batch may still find no byte room, or the reader gone.
+        match self.outlet.try_send(Message::Data(batch)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg) | TrySendError::Closed(msg)) => {
+                if let Message::Data(batch) = msg {
+                    self.pending = Some(batch);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if self.send_pending(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // End the reader's stream once there is a slot for it; if the reader is gone there is
+        // nobody to tell.
+        match self.outlet.poll_reserve(cx, 0) {
+            Poll::Ready(Ok(permit)) => permit.send(Message::End),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {
-        // End the reader's stream; if the edge is full the reader drains it first, and if the
-        // reader is gone there is nobody to tell.
-        let _ = self.outlet.try_send(Message::End);
         Ok(())
     }
 }

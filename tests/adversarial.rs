@@ -808,7 +808,7 @@ fn map_async_delivers_or_dead_letters_every_row() {
     let out = p
         .source("gen", Generator::new(500, |i| i))
         .map_async("lookup", CallerConfig::default(), |id: u64| async move {
-            if id % 3 == 0 {
+            if id.is_multiple_of(3) {
                 Err(CallError::status(404, None))
             } else {
                 Ok(id)

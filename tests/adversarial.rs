@@ -974,3 +974,28 @@ fn into_iter_waits_for_byte_room_instead_of_failing() {
     assert_eq!(op(&report, "iter").rows_in, ROWS);
     assert_eq!(report.dropped_downstream_closed, 0);
 }
+
+/// A keyed stage emitted every key's result in the one call that saw the end of its input:
+/// 100 000 results held at once (outside any edge's bound) on top of the state they came from.
+#[test]
+fn a_keyed_stage_hands_out_its_results_one_batch_at_a_time() {
+    const KEYS: u64 = 100_000;
+    for chaining in [Chaining::Operators, Chaining::Off] {
+        let config = PipelineConfig {
+            chaining,
+            ..common::config(64)
+        };
+        let mut p = Pipeline::with_config("drain", config);
+        let total = p
+            .source("gen", Generator::new(2 * KEYS, |i| i))
+            .key_by(|i: &u64| *i % KEYS)
+            .aggregate("count", CountAgg::new())
+            .with_edge(EdgeConfig::default().with_capacity(2))
+            .fold("sum", (0u64, 0u64), |(n, s), (_, c)| (n + 1, s + c));
+        let report = run_guarded(p).unwrap();
+        assert_eq!(total.take(), Some((KEYS, 2 * KEYS)), "{chaining:?}");
+        let held = op(&report, "count").instances[0].peak_held_bytes;
+        // One full batch and one open batch of 64 (u64, u64) results.
+        assert!(held <= 2 * 64 * 16, "{chaining:?}: held {held} B\n{report}");
+    }
+}

@@ -234,16 +234,16 @@ where
 
     fn poll_flush(
         &mut self,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         out: &mut Output<Vec<U>>,
     ) -> Poll<Result<(), OperatorError>> {
         if out.is_full() {
             // The last batch has not been sent yet; `poll_flush` is called again after it is.
-            return if self.is_expanding() {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(()))
-            };
+            if !self.is_expanding() {
+                return Poll::Ready(Ok(()));
+            }
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         if !self.expand(out) {
             // A full batch was sealed: the executor sends it and calls again.

@@ -999,3 +999,29 @@ fn a_keyed_stage_hands_out_its_results_one_batch_at_a_time() {
         assert!(held <= 2 * 64 * 16, "{chaining:?}: held {held} B\n{report}");
     }
 }
+
+#[test]
+fn a_dropped_reader_behind_a_union_and_a_broadcast_cancels_every_endless_source() {
+    let mut p = pipeline("union-cancel", 8);
+    let a = p.source("a", Generator::new(u64::MAX, |i| i));
+    let b = p.source("b", Generator::new(u64::MAX, |i| i));
+    let c = p.source("c", Generator::new(u64::MAX, |i| i));
+    let merged = a.union("u", [b, c]).map("id", |i: u64| i);
+    let rows = merged
+        .broadcast()
+        .parallelism(2)
+        .map("copy", |i: u64| i)
+        .into_iter("iter", 1);
+    let handle = p.spawn().unwrap();
+    let n = guarded("read", move || rows.take(100).count());
+    assert_eq!(n, 100);
+    let report = guarded("join", move || handle.join()).expect("a cancelled run ends Ok");
+    let produced: u64 = ["a", "b", "c"]
+        .iter()
+        .map(|s| op(&report, s).rows_out)
+        .sum();
+    // Every source stopped; every row is read, or counted where it was dropped (a broadcast
+    // copies rows, so the copies count too).
+    assert!(produced > 0);
+    assert!(report.dropped_downstream_closed > 0, "{report}");
+}

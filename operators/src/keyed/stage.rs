@@ -15,6 +15,10 @@
 //! final stage must keep every key, so only it can run out of room — and then it fails with
 //! [`KeyedError::TooManyKeys`] instead of growing past its bound.
 //!
+//! At the end of its input a stage hands its keys on a batch at a time, as its consumer's
+//! credit allows ([`Operator::poll_flush`]), so the results never sit in its output all at
+//! once beside the state they came from.
+//!
 //! A stage can pace itself to a fixed row rate ([`Pace`]) through `Operator::poll_ready`; the
 //! rows-in-flight and state figures show in the run report.
 
@@ -28,7 +32,7 @@ use weir_runtime::{
 
 use super::aggregate::Aggregate;
 use super::pace::Pace;
-use super::state::{KeyedError, KeyedState};
+use super::state::{Drained, KeyedError, KeyedState};
 
 /// What a stage does with its state, and when it emits (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +70,8 @@ pub struct KeyedStage<Row, K, V, A: Aggregate, S, O> {
     emit: EmitFn<A, K, O>,
     role: Role,
     state: KeyedState<K, A::Acc>,
+    /// After the end of the input: the keys not yet handed on, a batch per call.
+    closing: Option<Drained<K, A::Acc>>,
     pace: Option<Pace>,
     rows_since: u64,
     name: String,
@@ -104,6 +110,7 @@ where
             emit,
             role,
             state: KeyedState::new(max_keys),
+            closing: None,
             pace: None,
             rows_since: 0,
             name: String::new(),
@@ -124,6 +131,26 @@ where
     {
         let (agg, emit) = (&self.agg, self.emit);
         self.state.drain(|k, acc| out.push(emit(agg, k, acc)));
+    }
+
+    /// Hands on the keys left after the end until a batch is full; returns whether none is
+    /// left.
+    fn drain_closing(&mut self, out: &mut Output<Vec<O>>) -> bool
+    where
+        O: Send + 'static,
+    {
+        let Some(closing) = &mut self.closing else {
+            return true;
+        };
+        let (agg, emit) = (&self.agg, self.emit);
+        for (k, acc) in closing.by_ref() {
+            out.push(emit(agg, k, acc));
+            if out.is_full() {
+                return false;
+            }
+        }
+        self.closing = None;
+        true
     }
 
     fn full(&mut self, out: &mut Output<Vec<O>>) -> Result<(), OperatorError>
@@ -216,10 +243,31 @@ where
         Ok(())
     }
 
-    fn on_end(&mut self, out: &mut Output<Vec<O>>) -> Result<(), OperatorError> {
-        self.drain(out);
-        self.state.shrink();
+    fn on_end(&mut self, _: &mut Output<Vec<O>>) -> Result<(), OperatorError> {
+        // Results leave from `poll_flush`, which the executor calls after the end until it is
+        // ready: a batch at a time, as credit allows, not all at once.
+        self.closing = Some(self.state.take_all());
         Ok(())
+    }
+
+    fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<O>>,
+    ) -> Poll<Result<(), OperatorError>> {
+        if self.closing.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        if out.is_full() {
+            // Called again once the full batch has been sent.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if self.drain_closing(out) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
     fn state_size(&self) -> Option<StateSize> {

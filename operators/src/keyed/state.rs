@@ -143,6 +143,13 @@ impl<K: Hash + Eq + HeapSize, Acc> KeyedState<K, Acc> {
         }
     }
 
+    /// Takes every key out at once, as an owned iterator of `(key, accumulator)`: the stage
+    /// hands the results on a batch at a time while the table's memory goes with the iterator.
+    /// The state is left empty, without an allocation.
+    pub fn take_all(&mut self) -> Drained<K, Acc> {
+        Drained(std::mem::take(&mut self.map).into_iter())
+    }
+
     /// Removes the coldest keys — every key updated at most as often as the key at the
     /// [`COLD_QUANTILE`](Self::COLD_QUANTILE) of update counts, so at least that share —
     /// handing each `(key, accumulator)` to `f`. A combiner drains this way when full
@@ -185,6 +192,24 @@ impl<K: Hash + Eq + HeapSize, Acc> KeyedState<K, Acc> {
         self.map.shrink_to_fit();
     }
 }
+
+/// Every `(key, accumulator)` a state held, from [`KeyedState::take_all`].
+#[derive(Debug)]
+pub struct Drained<K, Acc>(std::collections::hash_map::IntoIter<K, Slot<Acc>>);
+
+impl<K, Acc> Iterator for Drained<K, Acc> {
+    type Item = (K, Acc);
+
+    fn next(&mut self) -> Option<(K, Acc)> {
+        self.0.next().map(|(k, slot)| (k, slot.acc))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<K, Acc> ExactSizeIterator for Drained<K, Acc> {}
 
 #[cfg(test)]
 mod tests {
@@ -258,6 +283,21 @@ mod tests {
         assert_eq!(out.len(), 4);
         assert!(s.is_empty());
         s.drain_cold(|_, _| unreachable!("nothing to drain"));
+    }
+
+    #[test]
+    fn take_all_hands_out_every_key_and_leaves_nothing() {
+        let count = Count::<u8>::new();
+        let mut s = KeyedState::<u32, u64>::new(8);
+        for k in [3, 1, 3, 2, 3] {
+            *s.slot(&count, k) += 1;
+        }
+        let drained = s.take_all();
+        assert_eq!(drained.len(), 3);
+        assert!(s.is_empty() && s.bytes() == 0);
+        let mut out: Vec<_> = drained.collect();
+        out.sort_unstable();
+        assert_eq!(out, [(1, 1), (2, 1), (3, 3)]);
     }
 
     #[test]

@@ -22,8 +22,9 @@ use weir_runtime::{
 #[derive(Debug)]
 pub struct IterSink<T: Data> {
     outlet: Outlet<Vec<T>>,
-    /// The one batch that found no byte room in the edge, with its bytes.
-    pending: Option<(Vec<T>, usize)>,
+    /// A batch that found a slot but no byte room in the hand-off (or found the reader gone):
+    /// sent before the sink is ready again.
+    pending: Option<Vec<T>>,
     /// Rows the reader had received but not yet yielded when it was dropped.
     unread: Arc<AtomicU64>,
 }
@@ -71,20 +72,40 @@ impl<T: Data> IterSink<T> {
     }
 }
 
+impl<T: Data> IterSink<T> {
+    /// Sends the batch waiting for byte room, if any: `Ready` once none waits (sent, or kept
+    /// for [`undelivered_rows`](Sink::undelivered_rows) because the reader is gone).
+    fn send_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(batch) = self.pending.take() else {
+            return Poll::Ready(());
+        };
+        let bytes = batch.bytes();
+        match self.outlet.poll_reserve(cx, bytes) {
+            Poll::Ready(Ok(permit)) => permit.send(Message::Data(batch)),
+            Poll::Ready(Err(_)) => self.pending = Some(batch),
+            Poll::Pending => {
+                self.pending = Some(batch);
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
 impl<T: Data> Sink for IterSink<T> {
     type Input = Vec<T>;
     type Output = ();
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
         // A closed reader is not an error here: `is_closed` reports it next.
-        if self.poll_pending(cx).is_pending() {
+        if self.send_pending(cx).is_pending() {
             return Poll::Pending;
         }
         self.outlet.poll_ready(cx).map(|_| Ok(()))
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
-        self.poll_pending(cx).map(Ok)
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.send_pending(cx).map(Ok)
     }
 
     fn is_closed(&self) -> bool {
@@ -101,56 +122,44 @@ impl<T: Data> Sink for IterSink<T> {
         if !self.outlet.is_closed() {
             return 0;
         }
-        let pending = self.pending.as_ref().map_or(0, |(b, _)| b.len() as u64);
+        let pending = self.pending.as_ref().map_or(0, Vec::len) as u64;
         self.outlet.stats().rows_in_flight() as u64 + self.unread.load(Ordering::Acquire) + pending
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
         if self.pending.is_some() {
             return Err(OperatorError::internal(
-                "a batch came before the reader's edge took the one waiting",
+                "the reader's hand-off got a batch before the previous one was sent",
             ));
         }
+        // `poll_ready` saw a slot; the batch may still find no byte room, or the reader gone.
         match self.outlet.try_send(Message::Data(batch)) {
             Ok(()) => {}
-            // No byte room (or the reader just left): the batch waits for `poll_ready`, or is
-            // counted as undelivered.
-            Err(
-                TrySendError::Full(Message::Data(batch))
-                | TrySendError::Closed(Message::Data(batch)),
-            ) => {
-                let bytes = batch.bytes();
-                self.pending = Some((batch, bytes));
+            Err(TrySendError::Full(msg) | TrySendError::Closed(msg)) => {
+                if let Message::Data(batch) = msg {
+                    self.pending = Some(batch);
+                }
             }
-            Err(_) => unreachable!("a data message comes back as sent"),
         }
         Ok(())
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if self.send_pending(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // End the reader's stream once there is a slot for it; if the reader is gone there is
+        // nobody to tell.
+        match self.outlet.poll_reserve(cx, 0) {
+            Poll::Ready(Ok(permit)) => permit.send(Message::End),
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {
-        // End the reader's stream; if the edge is full the reader drains it first, and if the
-        // reader is gone there is nobody to tell.
-        let _ = self.outlet.try_send(Message::End);
         Ok(())
-    }
-}
-
-impl<T: Data> IterSink<T> {
-    /// Moves the waiting batch into the edge once it has room; `Ready` when none waits (or the
-    /// reader has gone, which leaves the batch counted as undelivered).
-    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some((_, bytes)) = self.pending else {
-            return Poll::Ready(());
-        };
-        match self.outlet.poll_reserve(cx, bytes) {
-            Poll::Ready(Ok(permit)) => {
-                let (batch, _) = self.pending.take().expect("checked above");
-                permit.send(Message::Data(batch));
-                Poll::Ready(())
-            }
-            Poll::Ready(Err(_closed)) => Poll::Ready(()),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 

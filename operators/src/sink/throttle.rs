@@ -6,17 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
-use weir_runtime::{Batch, InputPort, InstanceInfo, OperatorError, Sink};
-
-/// The longest a batch holds the sink back (about 136 years): `Instant + Duration` must not
-/// overflow, whatever the rate.
-const MAX_WAIT: Duration = Duration::from_secs(1 << 32);
+use weir_runtime::{Batch, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
 
 /// Lets at most `rows_per_s` rows per second into the inner sink: the sink becomes the slowest
 /// stage, and the pipeline's sources settle at its rate through backpressure.
 ///
 /// Pacing is exact on average: each batch of `n` rows pushes the next admission time `n / rate`
-/// seconds later; the sink is not ready until then (time that counts as busy).
+/// seconds later; the sink is not ready until then (time that counts as busy). Every other hook
+/// (`poll_flush`, `poll_close`, closing, undelivered rows, dead letters) is the inner sink's.
 pub struct Throttle<K> {
     inner: K,
     rows_per_s: f64,
@@ -78,12 +75,22 @@ impl<K: Sink> Sink for Throttle<K> {
         let start = self
             .next
             .map_or(now, |n| n.max(now - Duration::from_millis(10)));
-        // A wait too long to represent (a tiny rate) is capped, never a panic.
-        let wait = Duration::try_from_secs_f64(batch.rows() as f64 / self.rows_per_s)
-            .unwrap_or(MAX_WAIT)
-            .min(MAX_WAIT);
-        self.next = Some(start.checked_add(wait).unwrap_or(start));
+        let next = Duration::try_from_secs_f64(batch.rows() as f64 / self.rows_per_s)
+            .ok()
+            .and_then(|pause| start.checked_add(pause))
+            .ok_or_else(|| {
+                OperatorError::user(format!(
+                    "throttle rate of {} rows per second is too small to pace a batch of {} rows",
+                    self.rows_per_s,
+                    batch.rows()
+                ))
+            })?;
+        self.next = Some(next);
         self.inner.on_batch(port, batch)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_flush(cx)
     }
 
     fn is_closed(&self) -> bool {
@@ -92,6 +99,18 @@ impl<K: Sink> Sink for Throttle<K> {
 
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.inner.poll_closed(cx)
+    }
+
+    fn undelivered_rows(&self) -> u64 {
+        self.inner.undelivered_rows()
+    }
+
+    fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
+        self.inner.take_dead_letters(out);
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_close(cx)
     }
 
     fn finish(&mut self) -> Result<Self::Output, OperatorError> {
@@ -105,11 +124,15 @@ mod tests {
     use crate::sink::Count;
 
     #[test]
-    fn a_tiny_rate_holds_the_sink_back_without_overflowing_the_clock() {
-        let mut sink = Throttle::new(Count::<Vec<u64>>::new(), f64::MIN_POSITIVE);
+    fn a_tiny_rate_holds_the_sink_back_and_an_unrepresentable_one_is_an_error() {
+        let mut sink = Throttle::new(Count::<Vec<u64>>::new(), 1e-9);
         sink.on_batch(0, vec![1, 2, 3]).expect("counted");
-        sink.on_batch(0, vec![4]).expect("counted");
         let next = sink.next.expect("paced");
-        assert!(next > Instant::now() + Duration::from_secs(1 << 31));
+        assert!(next > Instant::now() + Duration::from_secs(1 << 31)); // 3·10⁹ s
+        let mut sink = Throttle::new(Count::<Vec<u64>>::new(), f64::MIN_POSITIVE);
+        let err = sink
+            .on_batch(0, vec![1])
+            .expect_err("no clock holds that pause");
+        assert!(err.to_string().contains("too small to pace"), "{err}");
     }
 }

@@ -1,8 +1,10 @@
 //! The row-wise operators behind [`StreamExt`](super::StreamExt).
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::task::{Context, Poll};
 
-use weir_runtime::{Data, InputPort, Operator, OperatorError, Output};
+use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, Timestamp};
 
 macro_rules! fn_debug {
     ($name:ident) => {
@@ -127,31 +129,131 @@ where
 }
 
 /// Replaces each row by zero or more rows, re-batched to the pipeline's batch size.
-pub struct FlatMap<T, F> {
+///
+/// Expansion is lazy: at most one full batch is emitted per call, and the rest of the input
+/// batch (with the row being expanded) waits in the operator, which takes no new input until
+/// it has passed all of it on ([`Operator::poll_ready`] / [`Operator::poll_flush`]). So a row
+/// that expands into millions of rows holds about one batch of them at a time, and its
+/// consumer's credit paces the expansion.
+pub struct FlatMap<T, F, It = ()> {
     f: F,
-    _rows: PhantomData<fn(T)>,
+    /// Input batches not yet expanded, oldest first (one, unless a chained producer handed on
+    /// several batches of one call: they were held already, in its output).
+    rows: VecDeque<std::vec::IntoIter<T>>,
+    /// The expansion of the current row, where it stopped.
+    current: Option<It>,
+    /// The latest watermark that arrived during an expansion, passed on after it.
+    watermark: Option<Timestamp>,
+    /// Every input has ended (the last partial batch is cut once the expansion is done).
+    ended: bool,
 }
-fn_debug!(FlatMap);
 
-impl<T, F> FlatMap<T, F> {
+impl<T, F, It> std::fmt::Debug for FlatMap<T, F, It> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlatMap")
+            .field(
+                "pending_rows",
+                &self.rows.iter().map(|r| r.len()).sum::<usize>(),
+            )
+            .field("expanding", &self.current.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, F, It> FlatMap<T, F, It> {
     /// Wraps `f`.
     pub fn new(f: F) -> Self {
         Self {
             f,
-            _rows: PhantomData,
+            rows: VecDeque::new(),
+            current: None,
+            watermark: None,
+            ended: false,
+        }
+    }
+
+    fn is_expanding(&self) -> bool {
+        self.current.is_some() || !self.rows.is_empty()
+    }
+}
+
+impl<T, U, I, F> FlatMap<T, F, I::IntoIter>
+where
+    U: Send + 'static,
+    I: IntoIterator<Item = U>,
+    F: FnMut(T) -> I,
+{
+    /// Expands pending rows until a full batch is sealed in `out` or nothing is pending;
+    /// returns whether the expansion is complete.
+    fn expand(&mut self, out: &mut Output<Vec<U>>) -> bool {
+        loop {
+            if let Some(current) = &mut self.current {
+                for row in current.by_ref() {
+                    out.push(row);
+                    if out.is_full() {
+                        return false;
+                    }
+                }
+                self.current = None;
+            }
+            let Some(rows) = self.rows.front_mut() else {
+                if let Some(watermark) = self.watermark.take() {
+                    out.watermark(watermark);
+                }
+                return true;
+            };
+            match rows.next() {
+                Some(row) => self.current = Some((self.f)(row).into_iter()),
+                None => {
+                    self.rows.pop_front();
+                }
+            }
         }
     }
 }
 
-impl<T, U, I, F> Operator for FlatMap<T, F>
+impl<T, U, I, F> Operator for FlatMap<T, F, I::IntoIter>
 where
     T: Data,
     U: Data,
     I: IntoIterator<Item = U>,
+    I::IntoIter: Send + 'static,
     F: FnMut(T) -> I + Send + 'static,
 {
     type Input = Vec<T>;
     type Output = Vec<U>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if self.is_expanding() {
+            // `poll_flush` goes on with the expansion; look again after it.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<U>>,
+    ) -> Poll<Result<(), OperatorError>> {
+        if out.is_full() {
+            // The last batch has not been sent yet; `poll_flush` is called again after it is.
+            if !self.is_expanding() {
+                return Poll::Ready(Ok(()));
+            }
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if !self.expand(out) {
+            // A full batch was sealed: the executor sends it and calls again.
+            return Poll::Pending;
+        }
+        if self.ended {
+            out.flush();
+        }
+        Poll::Ready(Ok(()))
+    }
 
     fn on_batch(
         &mut self,
@@ -159,14 +261,32 @@ where
         batch: Vec<T>,
         out: &mut Output<Vec<U>>,
     ) -> Result<(), OperatorError> {
-        for row in batch {
-            out.extend((self.f)(row));
+        self.rows.push_back(batch.into_iter());
+        if !out.is_full() {
+            self.expand(out);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Output<Vec<U>>,
+    ) -> Result<(), OperatorError> {
+        if self.is_expanding() {
+            // After the rows that came before it.
+            self.watermark = Some(watermark);
+        } else {
+            out.watermark(watermark);
         }
         Ok(())
     }
 
     fn on_end(&mut self, out: &mut Output<Vec<U>>) -> Result<(), OperatorError> {
-        out.flush();
+        self.ended = true;
+        if !self.is_expanding() {
+            out.flush();
+        }
         Ok(())
     }
 }

@@ -62,7 +62,9 @@ pub trait StreamExt<T: Data>: Sized {
         U: Data,
         F: FnMut(T) -> Option<U> + Clone + Send + 'static;
 
-    /// Replaces every row by the rows `f` returns for it (re-batched to the batch size).
+    /// Replaces every row by the rows `f` returns for it (re-batched to the batch size). The
+    /// rows are drawn from `f`'s iterator one batch at a time, as downstream credit allows, so
+    /// one row may expand into any number of rows without holding them all.
     ///
     /// ```
     /// use weir_operators::prelude::*;
@@ -80,6 +82,7 @@ pub trait StreamExt<T: Data>: Sized {
     where
         U: Data,
         I: IntoIterator<Item = U>,
+        I::IntoIter: Send + 'static,
         F: FnMut(T) -> I + Clone + Send + 'static;
 
     /// Calls `f` on every row and passes the row on unchanged.
@@ -187,6 +190,7 @@ impl<T: Data> StreamExt<T> for Stream<T> {
     where
         U: Data,
         I: IntoIterator<Item = U>,
+        I::IntoIter: Send + 'static,
         F: FnMut(T) -> I + Clone + Send + 'static,
     {
         self.unary_with(name, move |_| FlatMap::new(f.clone()))

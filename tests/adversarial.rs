@@ -518,7 +518,6 @@ fn flat_map_handed_several_batches_at_once_keeps_every_row_in_order() {
 /// cancel stops there (the wait in `exec/driver.rs` and a chained `poll_ready` in
 /// `exec/chain.rs` do not watch for a closed downstream).
 #[test]
-#[ignore = "hangs: cancellation does not reach an operator waiting on its own work"]
 fn a_dropped_reader_cancels_map_async_with_calls_that_never_finish() {
     use weir::operators::overload::caller::CallerConfig;
     let config = PipelineConfig {
@@ -560,7 +559,6 @@ fn stopping_a_throttled_run_delivers_what_the_source_produced() {
 /// Fails today: the merge instance that meets the closed reader when it ends stops at once,
 /// and the results in its state are neither delivered nor counted (53 of 100 emitted here).
 #[test]
-#[ignore = "results held by an instance cancelled from downstream are dropped uncounted"]
 fn a_keyed_aggregate_whose_reader_leaves_early_ends_and_counts_its_results() {
     let mut p = pipeline("keyed-close", 8);
     let rows = p
@@ -762,7 +760,6 @@ fn a_failure_at_any_hook_ends_the_run_naming_the_operator() {
 /// Fails today: a chained operator's `poll_ready` runs outside the guard that attributes
 /// errors and panics (`exec/chain.rs`), so both are blamed on the chain's head (`gen`).
 #[test]
-#[ignore = "a chained operator's poll_ready error or panic is blamed on the chain's head"]
 fn a_failure_at_any_hook_of_a_chained_operator_names_it() {
     let wrong = misblamed(&[Chaining::Operators], false);
     assert!(wrong.is_empty(), "{wrong:#?}");
@@ -826,7 +823,6 @@ fn map_async_delivers_or_dead_letters_every_row() {
 /// Fails chained today (the error surfaces through `poll_ready`, blamed on the chain's head,
 /// as in `a_failure_at_any_hook_of_a_chained_operator_names_it`); passes with `Chaining::Off`.
 #[test]
-#[ignore = "a chained operator's poll_ready error is blamed on the chain's head"]
 fn a_panicking_call_in_chained_map_async_names_the_operator() {
     map_async_panic_names_the_operator(Chaining::Operators);
 }

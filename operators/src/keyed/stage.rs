@@ -137,7 +137,7 @@ where
     /// left.
     fn drain_closing(&mut self, out: &mut Output<Vec<O>>) -> bool
     where
-        O: Send + 'static,
+        O: Data,
     {
         let Some(closing) = &mut self.closing else {
             return true;

@@ -179,7 +179,7 @@ impl<T, F, It> FlatMap<T, F, It> {
 
 impl<T, U, I, F> FlatMap<T, F, I::IntoIter>
 where
-    U: Send + 'static,
+    U: Data,
     I: IntoIterator<Item = U>,
     F: FnMut(T) -> I,
 {

@@ -129,6 +129,8 @@ fn unread_messages_are_dropped_exactly_once() {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
+        // Owns no heap of its own (the counter is shared).
+        impl crate::HeapSize for Counted {}
         let (mut tx, mut rx) = edge::<Vec<Counted>>(EdgeConfig::default().with_capacity(2));
         let d = drops.clone();
         let producer = thread::spawn(move || {

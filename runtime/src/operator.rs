@@ -330,6 +330,15 @@ pub trait Operator: Send + 'static {
     fn state_size(&self) -> Option<StateSize> {
         None
     }
+
+    /// Rows this instance holds that it would still emit: results kept in its state until the
+    /// end, rows buffered across batches. When the instance ends because every consumer has
+    /// gone away, the executor counts these as dropped because downstream closed, so every row
+    /// is delivered or counted. The default, 0, is right for operators that hold nothing
+    /// between calls.
+    fn held_rows(&self) -> u64 {
+        0
+    }
 }
 
 /// The size of an operator instance's state, as it reports it through

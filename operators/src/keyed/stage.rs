@@ -270,6 +270,11 @@ where
         }
     }
 
+    fn held_rows(&self) -> u64 {
+        // One result a key: those still in the state, and those left to hand on after the end.
+        (self.state.len() + self.closing.as_ref().map_or(0, |c| c.len())) as u64
+    }
+
     fn state_size(&self) -> Option<StateSize> {
         Some(StateSize {
             keys: self.state.len() as u64,

@@ -58,6 +58,9 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// arranged for when they go. Never waits; called wherever the task waits for something
     /// other than credit, so cancellation reaches it.
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+    /// The task ends because every consumer has gone away: chained operators count the rows
+    /// they still hold (in their output and their state) as dropped because downstream closed.
+    fn count_held(&mut self);
 }
 
 /// What [`Downstream::poll_work`] found.
@@ -83,6 +86,9 @@ impl Work {
 }
 
 impl<B: Batch> Downstream<B> for Ports<B> {
+    fn count_held(&mut self) {
+        // Edges count what they hold when their consumers go; the ports hold nothing else.
+    }
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
         Ports::dispatch(self, out);
         Ok(())
@@ -120,6 +126,9 @@ impl<B: Batch> Downstream<B> for Ports<B> {
 }
 
 impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
+    fn count_held(&mut self) {
+        (**self).count_held()
+    }
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
         (**self).dispatch(out)
     }
@@ -271,6 +280,14 @@ pub(crate) fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
 }
 
 impl<O: Operator> Downstream<O::Input> for Chained<O> {
+    fn count_held(&mut self) {
+        self.out.flush();
+        let pending: u64 = self.out.drain().map(|msg| msg.rows() as u64).sum();
+        self.metrics
+            .dropped_downstream_closed
+            .add(pending + self.op.held_rows());
+        self.down.count_held();
+    }
     fn dispatch(&mut self, out: &mut Output<O::Input>) -> Result<(), OperatorError> {
         self.open()?;
         if let Some(e) = self.not_ready.take() {

@@ -245,6 +245,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     loop {
         if !make_room(&mut outs, m, || {}).await? {
             // Every consumer has gone away: stop reading.
+            outs.count_held();
             break;
         }
         if ctx.stop.is_stopped() && !stopping {
@@ -337,6 +338,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     loop {
         if !make_room(&mut outs, m, || inputs.release_credit()).await? {
             // Cancelled from downstream: dropping our inputs releases our producers.
+            count_held(&op, &mut out, &mut outs, m);
             m.switch(TimeState::Done);
             return Ok(());
         }
@@ -448,6 +450,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     loop {
         outs.dispatch(&mut out)?;
         if !make_room(&mut outs, m, || inputs.release_credit()).await? {
+            count_held(&op, &mut out, &mut outs, m);
             m.switch(TimeState::Done);
             return Ok(());
         }
@@ -478,6 +481,21 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
     Ok(())
+}
+
+/// An operator instance ends because every consumer has gone away: the rows it still holds, in
+/// its output and in its state ([`Operator::held_rows`]), are counted as dropped because
+/// downstream closed, as the rows in its output edges are.
+fn count_held<O: Operator, D: Downstream<O::Output>>(
+    op: &O,
+    out: &mut Output<O::Output>,
+    outs: &mut D,
+    m: &InstanceMetrics,
+) {
+    out.flush();
+    let pending: u64 = out.drain().map(|msg| msg.rows() as u64).sum();
+    m.dropped_downstream_closed.add(pending + op.held_rows());
+    outs.count_held();
 }
 
 /// Why an operator's wait ended.

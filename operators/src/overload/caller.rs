@@ -392,7 +392,11 @@ where
         match decision {
             RetryDecision::RetryAfter(delay) => {
                 item.state = State::Waiting;
-                self.retries.push(Reverse((now + delay, seq)));
+                // A delay no clock can hold (a huge configured cap) waits as long as one can.
+                let at = now
+                    .checked_add(delay)
+                    .unwrap_or_else(|| now + Duration::from_secs(1 << 32));
+                self.retries.push(Reverse((at, seq)));
                 c.retries.fetch_add(1, Relaxed);
             }
             RetryDecision::GiveUp(why) => {

@@ -274,13 +274,21 @@ impl std::fmt::Debug for HttpSource {
 }
 
 impl HttpSource {
+    /// The most records `capacity` and `dead_letter_capacity` may be: their queues allocate
+    /// their slots up front.
+    pub const MAX_CAPACITY: usize = 1 << 20;
+
+    /// The longest `block_timeout` may be: a client is held no longer than this.
+    pub const MAX_BLOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+
     /// Binds `config.ingest.addr` now and prepares the hand-off (and the spill, for `Spill`).
     /// The server starts when the pipeline runs.
     ///
     /// # Errors
     ///
-    /// The address cannot be bound, the spill cannot be opened, the policy is `DropOldest`, or
-    /// `capacity` is zero.
+    /// The address cannot be bound, the spill cannot be opened, the policy is `DropOldest`,
+    /// `capacity` or `capacity_bytes` is zero, a capacity exceeds [`MAX_CAPACITY`](Self::MAX_CAPACITY),
+    /// or `block_timeout` exceeds [`MAX_BLOCK_TIMEOUT`](Self::MAX_BLOCK_TIMEOUT).
     pub fn bind(config: HttpSourceConfig) -> Result<Self, HttpSourceError> {
         if config.capacity == 0 {
             return Err(HttpSourceError::Config(
@@ -290,6 +298,18 @@ impl HttpSource {
         if config.capacity_bytes == 0 {
             return Err(HttpSourceError::Config(
                 "capacity_bytes must be at least 1 byte",
+            ));
+        }
+        // The hand-off and the dead-letter queue allocate their slots at once.
+        if config.capacity > Self::MAX_CAPACITY || config.dead_letter_capacity > Self::MAX_CAPACITY
+        {
+            return Err(HttpSourceError::Config(
+                "capacity and dead_letter_capacity must be at most HttpSource::MAX_CAPACITY (2^20) records",
+            ));
+        }
+        if config.block_timeout > Self::MAX_BLOCK_TIMEOUT {
+            return Err(HttpSourceError::Config(
+                "block_timeout must be at most HttpSource::MAX_BLOCK_TIMEOUT (1 hour)",
             ));
         }
         let (mode, spill) = match &config.policy {

@@ -724,3 +724,28 @@ fn the_drain_rate_sets_each_burst_of_credit_against_the_wait_before_it() {
         Duration::from_secs(5)
     );
 }
+
+#[test]
+fn bind_refuses_capacities_and_timeouts_it_cannot_honour_instead_of_aborting() {
+    // The hand-off allocates its slots at once: 2^40 records would abort the process.
+    assert!(matches!(
+        HttpSource::bind(source_config(Overflow::Reject, 1 << 40)),
+        Err(HttpSourceError::Config(_))
+    ));
+    let mut dead = source_config(Overflow::Reject, 4);
+    dead.dead_letter_capacity = usize::MAX;
+    assert!(matches!(
+        HttpSource::bind(dead),
+        Err(HttpSourceError::Config(_))
+    ));
+    // `Instant + Duration::MAX` would panic inside a request.
+    let mut forever = source_config(Overflow::Block, 4);
+    forever.block_timeout = Duration::MAX;
+    assert!(matches!(
+        HttpSource::bind(forever),
+        Err(HttpSourceError::Config(_))
+    ));
+    let mut hour = source_config(Overflow::Block, HttpSource::MAX_CAPACITY);
+    hour.block_timeout = HttpSource::MAX_BLOCK_TIMEOUT;
+    assert!(HttpSource::bind(hour).is_ok());
+}

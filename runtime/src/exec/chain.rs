@@ -63,6 +63,14 @@ pub(crate) trait Downstream<B: Batch>: Send {
     fn count_held(&mut self);
 }
 
+/// Rows an operator instance still holds when its consumers have gone: what waits in its output
+/// (taken from it) and what it keeps in its state ([`Operator::held_rows`]).
+pub(crate) fn held_rows<O: Operator>(op: &O, out: &mut Output<O::Output>) -> u64 {
+    out.flush();
+    let pending: u64 = out.drain().map(|msg| msg.rows() as u64).sum();
+    pending + op.held_rows()
+}
+
 /// What [`Downstream::poll_work`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Work {
@@ -281,11 +289,9 @@ pub(crate) fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
 
 impl<O: Operator> Downstream<O::Input> for Chained<O> {
     fn count_held(&mut self) {
-        self.out.flush();
-        let pending: u64 = self.out.drain().map(|msg| msg.rows() as u64).sum();
         self.metrics
             .dropped_downstream_closed
-            .add(pending + self.op.held_rows());
+            .add(held_rows(&self.op, &mut self.out));
         self.down.count_held();
     }
     fn dispatch(&mut self, out: &mut Output<O::Input>) -> Result<(), OperatorError> {

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::batch::Batch;
 use crate::error::OperatorError;
-use crate::exec::chain::{emitted_mark, Downstream, Work};
+use crate::exec::chain::{emitted_mark, held_rows, Downstream, Work};
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
 use crate::exec::StopSignal;
@@ -492,9 +492,7 @@ fn count_held<O: Operator, D: Downstream<O::Output>>(
     outs: &mut D,
     m: &InstanceMetrics,
 ) {
-    out.flush();
-    let pending: u64 = out.drain().map(|msg| msg.rows() as u64).sum();
-    m.dropped_downstream_closed.add(pending + op.held_rows());
+    m.dropped_downstream_closed.add(held_rows(op, out));
     outs.count_held();
 }
 

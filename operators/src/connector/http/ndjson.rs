@@ -293,15 +293,20 @@ mod tests {
         );
     }
 
+    /// The refused lines, with their reasons.
+    fn line_errors(parsed: &Parsed) -> Vec<(usize, LineError)> {
+        parsed
+            .malformed
+            .iter()
+            .map(|m| (m.line, m.error.clone()))
+            .collect()
+    }
+
     #[test]
     fn integers_beyond_u64_and_i64_are_rejected_not_rounded() {
         let body = b"{\"n\":18446744073709551616}\n{\"s\":\"18446744073709551616\",\"x\":[1.5,-92233720368547758090]}\n{\"f\":1e300,\"g\":2.5}";
         let parsed = parse(body);
-        let errors: Vec<_> = parsed
-            .malformed
-            .iter()
-            .map(|m| (m.line, m.error.clone()))
-            .collect();
+        let errors = line_errors(&parsed);
         assert_eq!(
             errors,
             vec![
@@ -324,11 +329,7 @@ mod tests {
     fn duplicate_keys_are_rejected_at_any_depth() {
         let body = b"{\"a\":1,\"a\":2}\n{\"o\":{\"k\":1,\"k\":1}}\n{\"a\":{\"a\":1},\"b\":[{\"a\":1},{\"a\":2}]}";
         let parsed = parse(body);
-        let errors: Vec<_> = parsed
-            .malformed
-            .iter()
-            .map(|m| (m.line, m.error.clone()))
-            .collect();
+        let errors = line_errors(&parsed);
         assert_eq!(
             errors,
             vec![

@@ -64,6 +64,11 @@ pub enum Message<B> {
     ///
     /// The executor forwards the minimum over an operator's inputs once it advances.
     Watermark(Timestamp),
+    /// Every row its source emitted before it is ahead of it (see [`barrier`](crate::barrier)).
+    ///
+    /// The executor forwards it once every input that can carry its source's barriers has
+    /// delivered it.
+    Barrier(crate::barrier::Barrier),
     /// The producer has finished; nothing follows.
     End,
 }
@@ -75,6 +80,16 @@ impl<B: Batch> Message<B> {
         match self {
             Message::Data(b) => b.bytes(),
             _ => 0,
+        }
+    }
+
+    /// A copy of a control marker; data is never copied this way.
+    pub(crate) fn clone_marker(&self) -> Message<B> {
+        match self {
+            Message::Watermark(ts) => Message::Watermark(*ts),
+            Message::Barrier(b) => Message::Barrier(*b),
+            Message::End => Message::End,
+            Message::Data(_) => unreachable!("only control markers are copied"),
         }
     }
 

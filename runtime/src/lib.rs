@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod barrier;
 mod batch;
 pub mod channel;
 mod dead_letter;
@@ -31,6 +32,7 @@ mod pipeline;
 mod raw;
 pub mod spill;
 
+pub use barrier::{Barrier, Barriers};
 pub use batch::{Batch, Message, Timestamp};
 pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,

@@ -49,6 +49,9 @@ pub struct InstanceInfo {
     /// What is queued in the edges downstream of this instance: a source that answers clients
     /// reads it to count the work it already accepted and the pipeline has not yet done.
     pub downstream: DownstreamProbe,
+    /// For a source: makes [barriers](crate::barrier) and tells which every sink it reaches has
+    /// handled. Other instances get the default, which does nothing.
+    pub barriers: crate::barrier::Barriers,
 }
 
 /// Reads the rows and bytes queued in every edge reachable downstream of one instance (through
@@ -339,6 +342,17 @@ pub trait Operator: Send + 'static {
     fn held_rows(&self) -> u64 {
         0
     }
+
+    /// Whether this operator keeps rows, or results made from them, across calls to emit them
+    /// later (an aggregation, a window, a join, a buffer). A [barrier](crate::barrier) cannot
+    /// pass such an operator without covering rows it has not emitted yet, so one reaching it
+    /// fails the run, naming it, until checkpoints can snapshot what it keeps. The default,
+    /// `false`, is right for operators that emit everything a batch yields before the next
+    /// call (map, filter, flat-map, parse); an operator that reports [`held_rows`](Self::held_rows)
+    /// above zero when a barrier arrives is refused too.
+    fn holds_rows(&self) -> bool {
+        false
+    }
 }
 
 /// The size of an operator instance's state, as it reports it through
@@ -417,6 +431,22 @@ pub trait Sink: Send + 'static {
     /// nothing in flight.
     fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
         Poll::Ready(Ok(()))
+    }
+
+    /// A [barrier](crate::barrier) arrived on every input: every batch before it has been given
+    /// to [`on_batch`](Self::on_batch). Return `Ready(Ok(()))` once those rows are handled for
+    /// good — written and synced to stable storage, acknowledged by the far end — and the
+    /// executor reports the barrier as handled by this instance; `Pending` (with a wake-up
+    /// arranged through `cx`) until then. No input is taken meanwhile.
+    ///
+    /// The default finishes the work in flight ([`poll_flush`](Self::poll_flush)): right for
+    /// a sink whose `on_batch` is final (a counter, a collection in memory, a channel).
+    fn poll_barrier(
+        &mut self,
+        cx: &mut Context<'_>,
+        _barrier: crate::barrier::Barrier,
+    ) -> Poll<Result<(), OperatorError>> {
+        self.poll_flush(cx)
     }
 
     /// Consumes one batch.
@@ -548,6 +578,13 @@ impl<B: Batch> Output<B> {
     pub fn watermark(&mut self, watermark: Timestamp) {
         self.flush();
         self.sealed.push(Message::Watermark(watermark));
+    }
+
+    /// Emits a [barrier](crate::barrier), in order with the data: the partial batch before it
+    /// is cut and goes first.
+    pub fn barrier(&mut self, barrier: crate::barrier::Barrier) {
+        self.flush();
+        self.sealed.push(Message::Barrier(barrier));
     }
 
     /// Cuts the partial batch of pushed rows, if any, so it can be sent.

@@ -23,8 +23,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
+use crate::barrier::Barrier;
 use crate::batch::{Batch, Message};
 use crate::error::{ErrorKind, OperatorError, Origin};
 use crate::exec::outputs::{DeadPort, Ports, Readiness};
@@ -185,6 +186,8 @@ pub(crate) struct Chained<O: Operator> {
     /// An error the operator's `poll_ready` returned, reported by the next dispatch or, if
     /// the producer has nothing to send, by `poll_work` before it waits.
     not_ready: Option<OperatorError>,
+    /// Barriers waiting for the operator's work in flight (at most one per source).
+    barriers: Vec<Barrier>,
     /// The producer has ended: once the operator's work is done, the end is passed on.
     ending: bool,
     /// End-of-stream has been passed on.
@@ -209,6 +212,7 @@ impl<O: Operator> Chained<O> {
             producer_dead: DeadPort::new(None, producer.clone()),
             producer,
             not_ready: None,
+            barriers: Vec::new(),
             ending: false,
             ended: false,
         }
@@ -278,6 +282,46 @@ impl<O: Operator> Chained<O> {
     }
 }
 
+/// Fails the run if a barrier reached an operator that keeps rows across calls: passing it
+/// would cover rows not yet emitted.
+pub(crate) fn refuse_barrier<O: Operator>(
+    op: &O,
+    info: &InstanceInfo,
+) -> Result<(), OperatorError> {
+    let held = op.held_rows();
+    if op.holds_rows() || held > 0 {
+        return Err(OperatorError::user(format!(
+            "`{}` keeps rows across batches{}, so it cannot pass a barrier from a source that \
+             needs to know when its rows are handled (durable acknowledgement): until \
+             checkpoints can snapshot what it keeps, run it in a pipeline without such a source",
+            info.name,
+            if held > 0 {
+                format!(" ({held} held now)")
+            } else {
+                String::new()
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Notes a barrier to pass on once the operator's work in flight is done; a later barrier of
+/// the same source replaces an earlier one.
+pub(crate) fn hold_barrier(held: &mut Vec<Barrier>, b: Barrier) {
+    match held.iter_mut().find(|h| h.origin() == b.origin()) {
+        Some(h) if h.id() < b.id() => *h = b,
+        Some(_) => {}
+        None => held.push(b),
+    }
+}
+
+/// Passes on the barriers held: the operator has nothing in flight.
+pub(crate) fn release_barriers<B: Batch>(held: &mut Vec<Barrier>, out: &mut Output<B>) {
+    for b in held.drain(..) {
+        out.barrier(b);
+    }
+}
+
 /// What an operator emitted so far, coarsely: a change means something new is there to send.
 pub(crate) fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
     (
@@ -323,6 +367,16 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                     }
                 }
                 Message::Watermark(ts) => self.call(|op, out| op.on_watermark(ts, out))?,
+                Message::Barrier(b) => {
+                    refuse_barrier(&self.op, &self.info).map_err(|e| self.attributed(e, false))?;
+                    hold_barrier(&mut self.barriers, b);
+                    // Most operators have nothing in flight: the barrier follows at once;
+                    // otherwise `poll_work` passes it on once their work is done.
+                    let mut noop = Context::from_waker(Waker::noop());
+                    if self.poll_own_work(&mut noop)? {
+                        release_barriers(&mut self.barriers, &mut self.out);
+                    }
+                }
                 Message::End => {}
             }
         }
@@ -404,6 +458,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         self.open()?;
         let before = emitted_mark(&self.out);
         let done = self.poll_own_work(cx)?;
+        if done {
+            release_barriers(&mut self.barriers, &mut self.out);
+        }
         let mut mine = if emitted_mark(&self.out) != before {
             self.down.dispatch(&mut self.out)?;
             Work::Emitted

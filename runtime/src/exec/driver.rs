@@ -19,14 +19,17 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::barrier::{Barrier, Ledger};
 use crate::batch::Batch;
 use crate::error::OperatorError;
-use crate::exec::chain::{emitted_mark, held_rows, Downstream, Work};
+use crate::exec::chain::{
+    emitted_mark, held_rows, hold_barrier, refuse_barrier, release_barriers, Downstream, Work,
+};
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
 use crate::exec::StopSignal;
@@ -36,6 +39,8 @@ use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus
 /// What every driver needs besides its operator.
 pub(crate) struct DriverCtx {
     pub(crate) info: InstanceInfo,
+    /// For a sink: where it reports the barriers it has handled.
+    pub(crate) sink_slot: Option<(Arc<Ledger>, usize)>,
     pub(crate) metrics: Arc<InstanceMetrics>,
     pub(crate) linger: Duration,
     pub(crate) yield_every: u32,
@@ -335,6 +340,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     op.open(&ctx.info)?;
     let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
+    // Barriers waiting for the operator's work in flight (at most one per source).
+    let mut barriers: Vec<Barrier> = Vec::new();
     loop {
         if !make_room(&mut outs, m, || inputs.release_credit()).await? {
             // Cancelled from downstream: dropping our inputs releases our producers.
@@ -355,9 +362,12 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             let before = emitted_mark(&out);
             let mut ready = false;
             poll_fn(|cx| {
-                // Results of asynchronous work are emitted as they complete.
-                if let Poll::Ready(Err(e)) = op.poll_flush(cx, &mut out) {
-                    return Poll::Ready(Wake::Failed(e));
+                // Results of asynchronous work are emitted as they complete; barriers held
+                // behind it follow once none is left.
+                match op.poll_flush(cx, &mut out) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
+                    Poll::Ready(Ok(())) => release_barriers(&mut barriers, &mut out),
+                    Poll::Pending => {}
                 }
                 if emitted_mark(&out) != before {
                     return Poll::Ready(Wake::Emitted);
@@ -431,6 +441,17 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                 }
             }
             Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
+            Some(Ok(Event::Barrier(b))) => {
+                refuse_barrier(&op, &ctx.info)?;
+                hold_barrier(&mut barriers, b);
+                // Most operators have nothing in flight: the barrier follows at once.
+                let mut noop = Context::from_waker(Waker::noop());
+                match op.poll_flush(&mut noop, &mut out) {
+                    Poll::Ready(Ok(())) => release_barriers(&mut barriers, &mut out),
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => {}
+                }
+            }
             Some(Ok(Event::End)) => {
                 m.switch(TimeState::Finishing);
                 op.on_end(&mut out)?;
@@ -478,6 +499,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             break;
         }
     }
+    release_barriers(&mut barriers, &mut out);
     finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
     Ok(())
@@ -566,6 +588,13 @@ pub(crate) async fn run_sink<K: Sink>(
                 }
             }
             Event::Watermark(_) => {}
+            Event::Barrier(b) => {
+                // What came before it is made durable before it is reported.
+                wait_in(m, TimeState::Busy, |cx| sink.poll_barrier(cx, b)).await?;
+                if let Some((ledger, k)) = &ctx.sink_slot {
+                    ledger.report(*k, b);
+                }
+            }
             Event::End => break,
         }
         if budget.spend(rows) {

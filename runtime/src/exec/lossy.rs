@@ -41,6 +41,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::barrier::Barrier;
 use crate::batch::{Batch, Message, Timestamp};
 use crate::channel::{Outlet, TryReserveError, TrySendError};
 use crate::error::OperatorError;
@@ -50,6 +51,7 @@ use crate::spill::{SpillError, SpillQueue};
 
 const TAG_DATA: u8 = 0;
 const TAG_WATERMARK: u8 = 1;
+const TAG_BARRIER: u8 = 2;
 
 enum Policy<B> {
     DropNewest,
@@ -230,6 +232,12 @@ impl<B: Batch> LossyEdge<B> {
                         self.scratch.extend_from_slice(&ts.0.to_le_bytes());
                         Ok(())
                     }
+                    Message::Barrier(b) => {
+                        self.scratch.push(TAG_BARRIER);
+                        self.scratch.extend_from_slice(&b.origin().to_le_bytes());
+                        self.scratch.extend_from_slice(&b.id().to_le_bytes());
+                        Ok(())
+                    }
                     Message::End => unreachable!("End is never spilled"),
                 };
                 if let Err(e) = encoded {
@@ -364,6 +372,12 @@ impl<B: Batch> LossyEdge<B> {
                 Ok(bytes) => Some(Message::Watermark(Timestamp(i64::from_le_bytes(bytes)))),
                 Err(_) => failed(&"a spilled watermark is not 8 bytes"),
             },
+            Some((&TAG_BARRIER, rest)) if rest.len() == 12 => {
+                let (origin, id) = rest.split_at(4);
+                let origin = u32::from_le_bytes(origin.try_into().expect("4 bytes"));
+                let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
+                Some(Message::Barrier(Barrier::new(origin, id)))
+            }
             _ => failed(&"unknown spill record tag"),
         }
     }

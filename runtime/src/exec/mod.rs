@@ -39,6 +39,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::barrier::{Barriers, Ledger};
 use crate::batch::Batch;
 use crate::channel::{edge, EdgeConfig, EdgeProbe};
 use crate::dead_letter::DeadLetter;
@@ -96,7 +97,10 @@ impl StopSignal {
 /// (which knows the types) takes them.
 pub(crate) struct Wiring {
     pub(crate) info: InstanceInfo,
-    pub(crate) inputs: Vec<(InputPort, AnyBox)>,
+    /// Input edges: port, `Inlet<B>`, and the source instances whose barriers it can carry.
+    pub(crate) inputs: Vec<(InputPort, AnyBox, Arc<[u32]>)>,
+    /// For a sink instance reachable from a source: the run's barrier ledger and its index in it.
+    pub(crate) sink_slot: Option<(Arc<Ledger>, usize)>,
     /// One entry per logical edge leaving the main output.
     pub(crate) outputs: Vec<OutWiring>,
     /// One entry per logical edge leaving the dead-letter port.
@@ -228,8 +232,10 @@ pub(crate) fn prepare(
                             max_batch_bytes: config.default_edge().max_bytes,
                             overflow: OverflowCounter::new(metrics.clone()),
                             downstream: DownstreamProbe::default(),
+                            barriers: Barriers::default(),
                         },
                         inputs: Vec::new(),
+                        sink_slot: None,
                         outputs: Vec::new(),
                         dead_outputs: Vec::new(),
                         metrics,
@@ -299,7 +305,16 @@ pub(crate) fn prepare(
                 if !dead_port {
                     main_edges.push(((u.index(), i), (v.index(), j), probe.clone()));
                 }
-                edges.push((u.index(), i, v.index(), j, spec.port, inlet, probe));
+                edges.push((
+                    u.index(),
+                    i,
+                    v.index(),
+                    j,
+                    spec.port,
+                    inlet,
+                    probe,
+                    dead_port,
+                ));
             }
             if dead_port {
                 wiring.dead_outputs.push(out);
@@ -308,9 +323,30 @@ pub(crate) fn prepare(
             }
         }
     }
+    let mut next_in_chain = vec![None; node_ids.len()];
+    for (v, from) in chained_from.iter().enumerate() {
+        if let Some(u) = from {
+            next_in_chain[*u] = Some(v);
+        }
+    }
+    let kinds: Vec<NodeKind> = node_ids.iter().map(|&n| graph.graph[n].kind).collect();
+    let reach = barrier_reach(&kinds, &parallelism, &main_edges, &next_in_chain);
+    let ledger = Ledger::new(reach.sinks_of_origin.clone());
+    for (&(n, i), &origin) in &reach.origin_of_source {
+        wirings[n][i].info.barriers = Barriers::new(origin, ledger.clone());
+    }
+    for (&(n, i), &slot) in &reach.sink_index {
+        wirings[n][i].sink_slot = Some((ledger.clone(), slot));
+    }
     let mut edge_entries = Vec::with_capacity(edges.len());
-    for (u, i, v, j, port, inlet, probe) in edges {
-        wirings[v][j].inputs.push((port, inlet));
+    for (u, i, v, j, port, inlet, probe, dead_port) in edges {
+        // Dead-letter edges carry no barriers.
+        let origins = if dead_port {
+            Vec::new()
+        } else {
+            reach.origins_at.get(&(u, i)).cloned().unwrap_or_default()
+        };
+        wirings[v][j].inputs.push((port, inlet, Arc::from(origins)));
         edge_entries.push(EdgeEntry {
             from: u,
             from_instance: i,
@@ -321,12 +357,6 @@ pub(crate) fn prepare(
     }
 
     let upstream = graph.upstream();
-    let mut next_in_chain = vec![None; node_ids.len()];
-    for (v, from) in chained_from.iter().enumerate() {
-        if let Some(u) = from {
-            next_in_chain[*u] = Some(v);
-        }
-    }
     downstream_probes(&mut wirings, &main_edges, &next_in_chain);
     let head_of = |mut n: usize| {
         while let Some(u) = chained_from[n] {
@@ -432,6 +462,72 @@ fn downstream_probes(
     }
 }
 
+/// Which source instances' barriers reach where.
+struct BarrierReach {
+    /// Source instance `(node, instance)` → its origin number.
+    origin_of_source: HashMap<(usize, usize), u32>,
+    /// Sink instance `(node, instance)` → its index in the ledger.
+    sink_index: HashMap<(usize, usize), usize>,
+    /// Per origin, the sink instances (ledger indices) it reaches.
+    sinks_of_origin: Vec<Vec<usize>>,
+    /// Per instance, the origins whose barriers reach it (and so leave it on its main edges).
+    origins_at: HashMap<(usize, usize), Vec<u32>>,
+}
+
+/// Follows main-port edges and chains from every source instance: what each one reaches.
+fn barrier_reach(
+    kinds: &[NodeKind],
+    parallelism: &[usize],
+    edges: &[ProbedEdge],
+    next_in_chain: &[Option<usize>],
+) -> BarrierReach {
+    let mut out_edges: HashMap<(usize, usize), Vec<(usize, usize)>> = HashMap::new();
+    for (from, to, _) in edges {
+        out_edges.entry(*from).or_default().push(*to);
+    }
+    let mut reach = BarrierReach {
+        origin_of_source: HashMap::new(),
+        sink_index: HashMap::new(),
+        sinks_of_origin: Vec::new(),
+        origins_at: HashMap::new(),
+    };
+    for (n, kind) in kinds.iter().enumerate() {
+        if *kind == NodeKind::Sink {
+            for i in 0..parallelism[n] {
+                let k = reach.sink_index.len();
+                reach.sink_index.insert((n, i), k);
+            }
+        }
+    }
+    for (n, kind) in kinds.iter().enumerate() {
+        if *kind != NodeKind::Source {
+            continue;
+        }
+        for i in 0..parallelism[n] {
+            let origin = u32::try_from(reach.sinks_of_origin.len()).unwrap_or(u32::MAX);
+            reach.origin_of_source.insert((n, i), origin);
+            let mut sinks = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut todo = vec![(n, i)];
+            while let Some(at) = todo.pop() {
+                if !seen.insert(at) {
+                    continue;
+                }
+                reach.origins_at.entry(at).or_default().push(origin);
+                if let Some(&k) = reach.sink_index.get(&at) {
+                    sinks.push(k);
+                }
+                if let Some(next) = next_in_chain[at.0] {
+                    todo.push((next, at.1));
+                }
+                todo.extend(out_edges.get(&at).into_iter().flatten().copied());
+            }
+            reach.sinks_of_origin.push(sinks);
+        }
+    }
+    reach
+}
+
 /// For each node, the producer it is chained to, if any (see [`chain`]).
 fn chain_links(
     graph: &LogicalGraph,
@@ -488,6 +584,7 @@ fn build_task(
     };
     let mut head_wiring = take(slots, head);
     let ctx = driver::DriverCtx {
+        sink_slot: head_wiring.sink_slot.clone(),
         info: head_wiring.info.clone(),
         metrics: head_wiring.metrics.clone(),
         linger: config.linger,

@@ -204,10 +204,11 @@ impl<B: Batch> Outputs<B> {
         for msg in out.drain() {
             match msg {
                 Message::Data(batch) => self.route_data(batch),
-                Message::Watermark(ts) => {
+                // Control markers go to every consumer, in order with the data.
+                msg @ (Message::Watermark(_) | Message::Barrier(_)) => {
                     for e in 0..self.edges.len() {
                         for t in 0..self.edges[e].targets.len() {
-                            self.stash.push_back((e, t, Message::Watermark(ts), 0));
+                            self.stash.push_back((e, t, msg.clone_marker(), 0));
                         }
                     }
                 }

@@ -37,16 +37,18 @@ pub(crate) fn single<T: Send + 'static>(name: &str, value: T) -> Factory<T> {
     })
 }
 
-fn typed_inputs<B: Batch>(inputs: Vec<(usize, AnyBox)>) -> Result<Inputs<B>, OperatorError> {
+fn typed_inputs<B: Batch>(
+    inputs: Vec<(usize, AnyBox, Arc<[u32]>)>,
+) -> Result<Inputs<B>, OperatorError> {
     let inlets = inputs
         .into_iter()
-        .map(|(port, any)| {
+        .map(|(port, any, origins)| {
             any.downcast::<Inlet<B>>()
-                .map(|inlet| (port, *inlet))
+                .map(|inlet| (port, *inlet, origins))
                 .map_err(|_| OperatorError::internal("input edge of the wrong type"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Inputs::new(inlets))
+    Ok(Inputs::with_origins(inlets))
 }
 
 fn typed_outputs<B: Batch>(

@@ -89,7 +89,9 @@ impl Sink for Gated {
     }
 
     fn is_closed(&self) -> bool {
-        self.take_then_close.is_some_and(|n| self.batches >= n)
+        // Not before the gate opens: the source has produced everything by then.
+        self.gate.open.load(Ordering::SeqCst)
+            && self.take_then_close.is_some_and(|n| self.batches >= n)
     }
 
     fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {

@@ -27,7 +27,7 @@ use clap::{Parser, ValueEnum};
 use mimalloc::MiMalloc;
 use serde_json::Value;
 use weir::operators::connector::http::{
-    BearerToken, HttpClient, HttpClientConfig, HttpSource, HttpSourceConfig, IngestConfig,
+    Ack, BearerToken, HttpClient, HttpClientConfig, HttpSource, HttpSourceConfig, IngestConfig,
 };
 use weir::prelude::*;
 
@@ -40,6 +40,14 @@ enum Policy {
     Reject,
     DropNewest,
     Spill,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AckMode {
+    /// `202` once records are in the hand-off: a crash loses what is in memory.
+    Accepted,
+    /// `202` once records are fsynced to a write-ahead log; replayed after a crash.
+    Durable,
 }
 
 #[derive(Parser, Debug)]
@@ -66,6 +74,18 @@ struct Args {
     /// Bytes the spill may use.
     #[arg(long, default_value_t = 64 << 20)]
     spill_bytes: u64,
+    /// When a `202` is sent (see the HttpSource docs for what each promises on a crash).
+    #[arg(long, value_enum, default_value = "accepted")]
+    ack: AckMode,
+    /// Directory of the write-ahead log (with `--ack durable`).
+    #[arg(long, default_value = "http-ingest-log")]
+    log_dir: PathBuf,
+    /// Bytes the write-ahead log may use.
+    #[arg(long, default_value_t = 256 << 20)]
+    log_bytes: u64,
+    /// How often, at most, the sinks confirm what they handled (with `--ack durable`), in ms.
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
     /// Post this many rows per second to ourselves (bodies of 100 rows), to see the policy act.
     #[arg(long)]
     load: Option<f64>,
@@ -97,12 +117,21 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         policy: policy.clone(),
         capacity: args.capacity,
+        ack: match args.ack {
+            AckMode::Accepted => Ack::Accepted,
+            AckMode::Durable => Ack::Durable {
+                dir: args.log_dir.clone(),
+                max_bytes: args.log_bytes,
+            },
+        },
+        commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)),
         ..HttpSourceConfig::default()
     })?;
     let ingest = source.handle();
     println!(
-        "POST NDJSON to http://{}/ingest (policy {policy}, sink {} rows/s); Ctrl-C or SIGTERM stops",
+        "POST NDJSON to http://{}/ingest (policy {policy}, ack {:?}, sink {} rows/s); Ctrl-C or SIGTERM stops",
         ingest.local_addr(),
+        args.ack,
         args.sink_rate
     );
 

@@ -59,7 +59,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::config::IoContext;
 use super::format::{
@@ -547,8 +547,18 @@ impl Wal {
     /// The records after the commit cursor as found on open, in order, with their sequence
     /// numbers. Damage is skipped and counted in the iterator's [`stats`](WalReplay::stats).
     pub fn replay(&self) -> WalReplay<'_> {
+        self.replay_from_holder(WalRef::Borrowed(self))
+    }
+
+    /// [`replay`](Self::replay) from a shared log: the iterator keeps the log alive, so it can
+    /// be read lazily by whoever holds it (a source reading records as demand reaches it).
+    pub fn replay_shared(self: &Arc<Self>) -> WalReplay<'static> {
+        self.replay_from_holder(WalRef::Shared(Arc::clone(self)))
+    }
+
+    fn replay_from_holder<'a>(&self, wal: WalRef<'a>) -> WalReplay<'a> {
         WalReplay {
-            wal: self,
+            wal,
             next_segment: 0,
             reader: None,
             pos: 0,
@@ -567,6 +577,16 @@ impl Wal {
             torn_tail_trimmed_bytes: self.torn_tail_trimmed_bytes,
             segments_released: w.released,
         }
+    }
+
+    /// The sequence number the next append gets: every record below it has been appended.
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.writer).next_seq
+    }
+
+    /// Every record below this sequence number is on stable storage.
+    pub fn synced_below(&self) -> u64 {
+        lock(&self.sync).synced_below
     }
 
     /// Every record below this sequence number is committed.
@@ -593,10 +613,27 @@ pub struct ReplayStats {
     pub duplicate_records: u64,
 }
 
+/// The log a [`WalReplay`] reads: borrowed, or shared and kept alive by the iterator.
+#[derive(Debug)]
+enum WalRef<'a> {
+    Borrowed(&'a Wal),
+    Shared(Arc<Wal>),
+}
+
+impl std::ops::Deref for WalRef<'_> {
+    type Target = Wal;
+    fn deref(&self) -> &Wal {
+        match self {
+            WalRef::Borrowed(w) => w,
+            WalRef::Shared(w) => w,
+        }
+    }
+}
+
 /// Iterator over the uncommitted records of a [`Wal`] as found on open.
 #[derive(Debug)]
 pub struct WalReplay<'a> {
-    wal: &'a Wal,
+    wal: WalRef<'a>,
     next_segment: usize,
     reader: Option<(SegmentReader, WalSegment)>,
     pos: u64,

@@ -99,7 +99,9 @@
 mod tests;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -150,7 +152,19 @@ pub trait Admission: Send + Sync + 'static {
     fn room(&self) -> Option<(&Notify, Duration)> {
         None
     }
+
+    /// For an admission that acknowledges records only once they are on stable storage (a
+    /// write-ahead log): a future that completes once every record taken so far is durable.
+    /// A request that had records taken is answered only then; if it fails, none of them is
+    /// acknowledged (`503` + `Retry-After`; they may still be delivered, at least once). The
+    /// default, `None`, acknowledges what `offer` takes at once.
+    fn settle(&self) -> Option<Settle> {
+        None
+    }
 }
+
+/// The wait of an [`Admission::settle`]: `Err` says why the records are not durable.
+pub type Settle = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// What became of the records an [`Admission`] did not take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,7 +540,16 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             }
         }
     }
-    let not_taken = records.len().min(offered);
+    let mut not_taken = records.len().min(offered);
+    if not_taken < offered {
+        if let Some(settle) = shared.admission.settle() {
+            if let Err(why) = settle.await {
+                tracing::error!(error = %why, "accepted records could not be made durable; not acknowledged");
+                not_taken = offered;
+                rest = Rest::Unavailable(None);
+            }
+        }
+    }
     let accepted = offered - not_taken;
     let c = &shared.counters;
     c.records_accepted

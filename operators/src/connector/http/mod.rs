@@ -51,6 +51,6 @@ pub use rate::SecondCounts;
 pub use server::{BindError, ServeLimits, ShutdownError};
 pub use sink::{HttpSink, HttpSinkConfig};
 pub use source::{
-    HttpSource, HttpSourceConfig, HttpSourceError, HttpSourceHandle, HttpSourceStats,
+    Ack, HttpSource, HttpSourceConfig, HttpSourceError, HttpSourceHandle, HttpSourceStats,
 };
 pub use test_service::{OverloadResponse, TestService, TestServiceConfig, TestServiceTotals};

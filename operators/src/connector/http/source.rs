@@ -18,6 +18,23 @@
 //! [`ingest`](super::ingest) for the request protocol and the reply body. Malformed lines are
 //! dead-lettered (the source's dead-letter port) with their line number.
 //!
+//! # What a `202` promises
+//!
+//! | [`Ack`] | a `202` is sent once the records are | a stop (SIGINT, SIGTERM, [`HttpSourceHandle::close`]) | a crash (`kill -9`, power loss) |
+//! |---|---|---|---|
+//! | `Accepted` (default) | in the hand-off (or the spill) | delivers them all | loses those in the hand-off, the edges and operators (at most `capacity` records plus the edges' bounds), and under `Spill` those already read back from it; the rest of a spill is delivered by the next source opened on it |
+//! | `Durable { dir, .. }` | written **and fsynced** to a write-ahead log in `dir` | delivers them all and confirms them | loses none: the next source opened on `dir` delivers, before anything new, every acknowledged record the sinks had not confirmed — **at least once**, so some may be delivered twice |
+//!
+//! Under `Durable`, requests share fsyncs (one covers every record appended before it
+//! started), the source emits a [barrier](weir_runtime::barrier) after the rows it hands on (at
+//! most every `commit_interval`), and the log's cursor advances to a barrier once every sink
+//! it reaches has handled the rows before it durably ([`Sink::poll_barrier`](weir_runtime::Sink::poll_barrier));
+//! segments holding only confirmed records are then released. A full log refuses records
+//! with a retry hint, as a full hand-off does. A sink that only keeps rows in memory confirms
+//! at once: use one that writes them out (the NDJSON part sink fsyncs at every barrier). An
+//! operator that keeps rows across batches (an aggregation) cannot pass a barrier, so such a
+//! pipeline is refused when it starts, until checkpoints exist.
+//!
 //! # Lifecycle
 //!
 //! [`HttpSource::bind`] binds the address at once (so it is known and connections queue in the
@@ -36,12 +53,16 @@
 //! `dead_letter_capacity` dead letters of at most `dead_letter_capacity_bytes`, and the
 //! server's own bounds (`max_body_bytes_in_flight` of bodies being read and parsed).
 
+mod durable;
+#[cfg(test)]
+mod durable_tests;
 mod intake;
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
@@ -51,7 +72,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::futures::OwnedNotified;
-use weir_runtime::spill::{SpillError, SpillQueue};
+use weir_runtime::barrier::Barriers;
+use weir_runtime::spill::{SpillConfig, SpillError, SpillQueue, Wal, WalReplay};
 use weir_runtime::{
     InstanceInfo, OperatorError, Output, Overflow, OverflowReason, Source, SourceStatus,
 };
@@ -59,6 +81,7 @@ use weir_runtime::{
 use super::server::listen_std;
 use super::{BindError, IngestConfig, IngestServer, IngestStats, ShutdownError};
 use crate::overload::retry_after::DrainRate;
+use durable::DurableLog;
 use intake::{Intake, IntakeConfig, Mode};
 
 /// Settings of an [`HttpSource`].
@@ -94,6 +117,41 @@ pub struct HttpSourceConfig {
     pub retry_after_min: Duration,
     /// See `retry_after_min`.
     pub retry_after_max: Duration,
+    /// When a `202` is sent: once records are in the hand-off, or once they are on stable
+    /// storage (see [`Ack`]).
+    pub ack: Ack,
+    /// With [`Ack::Durable`]: how often, at most, the source asks the sinks to confirm what
+    /// they handled (a [barrier](weir_runtime::barrier) after the rows handed on), so that
+    /// the log's cursor advances and its segments are released. What a crash replays is at
+    /// most about this much of the stream (plus what the sinks had not confirmed yet).
+    pub commit_interval: Duration,
+}
+
+/// When an [`HttpSource`] acknowledges records (`202`); see the [module docs](self).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ack {
+    /// Once they are in the hand-off (or, under `Spill`, in the spill). They are delivered
+    /// while the process lives, and a stop (SIGINT, SIGTERM, [`HttpSourceHandle::close`])
+    /// drains them; a crash (`kill -9`, power loss) loses what was in the hand-off and in the
+    /// pipeline's edges and operators.
+    #[default]
+    Accepted,
+    /// Once they are written and fsynced to a write-ahead log in `dir` (at most `max_bytes`
+    /// of segments; when it is full, requests are refused with a retry hint until sinks
+    /// confirm what they handled). The log's cursor advances only once every sink has handled
+    /// the rows durably, so after a crash the next source opened on `dir` delivers every
+    /// acknowledged record not yet confirmed: **at least once** (a record handled but not yet
+    /// confirmed is delivered again). Until checkpoints exist, a pipeline with an operator
+    /// that keeps rows across batches (an aggregation) is refused when the run starts.
+    /// The overflow policy must be `Block`, `Reject` or `DropNewest`: the log already keeps
+    /// every acknowledged record on disk.
+    Durable {
+        /// The log's directory (locked: a second process on it is refused).
+        dir: PathBuf,
+        /// Bytes of log segments at most.
+        max_bytes: u64,
+    },
 }
 
 impl Default for HttpSourceConfig {
@@ -110,6 +168,8 @@ impl Default for HttpSourceConfig {
             drain_half_life: Duration::from_secs(2),
             retry_after_min: Duration::from_secs(1),
             retry_after_max: Duration::from_secs(60),
+            ack: Ack::Accepted,
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -132,6 +192,9 @@ pub enum HttpSourceError {
     /// A setting is out of range.
     #[error("invalid HTTP source configuration: {0}")]
     Config(&'static str),
+    /// The durable acknowledgement's log could not be opened.
+    #[error("cannot open the ingest log: {0}")]
+    Log(SpillError),
 }
 
 /// What an [`HttpSource`] has done, for a live view.
@@ -249,6 +312,8 @@ pub struct HttpSource {
     config: IngestConfig,
     server: Option<IngestServer>,
     shutdown: Option<Shutdown>,
+    /// The server has shut down (its future is not polled again).
+    shut_down: bool,
     handle: HttpSourceHandle,
     rate: DrainRate,
     /// When the source last looked at the hand-off and left records waiting there.
@@ -262,6 +327,26 @@ pub struct HttpSource {
     max_batch_bytes: u64,
     /// Bytes of hand-off records in the output's open batch.
     open_bytes: u64,
+    /// With durable acknowledgement: what the source replays and confirms.
+    durable: Option<Durable>,
+}
+
+/// The source's side of durable acknowledgement (see `source/durable.rs`).
+struct Durable {
+    /// Records acknowledged before the last restart and not confirmed by the sinks, read as
+    /// demand reaches them (`None` once read).
+    replay: Option<WalReplay<'static>>,
+    barriers: Barriers,
+    /// The number of the next barrier (0 is sent first, before any data, so a pipeline that
+    /// cannot pass barriers is refused at once).
+    next_barrier: u64,
+    /// The highest sequence number handed on, and the highest one a barrier follows.
+    emitted: Option<u64>,
+    covered: Option<u64>,
+    last_barrier: Instant,
+    interval: Duration,
+    /// Wakes the source when rows handed on wait for their barrier.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -321,6 +406,34 @@ impl HttpSource {
             }
             other => return Err(HttpSourceError::Policy(other.clone())),
         };
+        let durable = match &config.ack {
+            Ack::Accepted => None,
+            Ack::Durable { dir, max_bytes } => {
+                if mode == Mode::Spill {
+                    return Err(HttpSourceError::Config(
+                        "durable acknowledgement keeps every accepted record in its log already: \
+                         use block, reject or drop-newest with it (the log's max_bytes bounds it)",
+                    ));
+                }
+                if config.commit_interval.is_zero() {
+                    return Err(HttpSourceError::Config(
+                        "commit_interval must be above zero",
+                    ));
+                }
+                let wal =
+                    Wal::open(dir, SpillConfig::new(*max_bytes)).map_err(HttpSourceError::Log)?;
+                let log = DurableLog::start(wal).map_err(|source| {
+                    HttpSourceError::Log(SpillError::Io {
+                        action: "start the fsync thread for",
+                        path: dir.clone(),
+                        source,
+                    })
+                })?;
+                let replay = log.wal().replay_shared();
+                Some((log, replay))
+            }
+        };
+        let (log, replay) = durable.unzip();
         let addr = config.ingest.addr;
         let listener = listen_std(addr, config.ingest.serve.accept_backlog)
             .map_err(|source| BindError::Listen { addr, source })?;
@@ -334,6 +447,7 @@ impl HttpSource {
             dead_letter_capacity: config.dead_letter_capacity,
             dead_letter_max_bytes: config.dead_letter_capacity_bytes,
             spill,
+            durable: log,
             half_life: config.drain_half_life,
             retry_min: config.retry_after_min,
             retry_max: config.retry_after_max,
@@ -349,6 +463,7 @@ impl HttpSource {
             config: config.ingest,
             server: None,
             shutdown: None,
+            shut_down: false,
             handle,
             rate: DrainRate::new(config.drain_half_life, Instant::now()),
             left_waiting: None,
@@ -358,6 +473,16 @@ impl HttpSource {
             wait: None,
             max_batch_bytes: config.max_batch_bytes as u64,
             open_bytes: 0,
+            durable: replay.map(|replay| Durable {
+                replay: Some(replay),
+                barriers: Barriers::default(),
+                next_barrier: 0,
+                emitted: None,
+                covered: None,
+                last_barrier: Instant::now(),
+                interval: config.commit_interval,
+                timer: None,
+            }),
         })
     }
 
@@ -367,9 +492,10 @@ impl HttpSource {
         self.handle.clone()
     }
 
-    /// Takes up to `max` records: the hand-off first, then the spill (which holds only newer
-    /// records).
-    fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
+    /// Takes up to `max` records: with durable acknowledgement, those replayed from the log
+    /// first (acknowledged before a restart); then the hand-off; then the spill (which holds
+    /// only newer records).
+    fn take(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> Result<usize, OperatorError> {
         let mut taken = 0;
         // A batch ends at `max_batch_bytes` too: edges are bounded in batches, so large
         // records must not ride in full-length batches. `open_bytes` follows the output's
@@ -379,19 +505,20 @@ impl HttpSource {
             if out.open_since().is_none() {
                 self.open_bytes = 0;
             }
-            match self.intake.take_one() {
-                Some((record, size)) => {
-                    out.push(record);
-                    taken += 1;
-                    self.open_bytes += size;
-                    if self.open_bytes >= self.max_batch_bytes {
-                        out.flush();
-                        self.open_bytes = 0;
-                        cut = true;
-                        break;
-                    }
-                }
-                None => break,
+            let Some((record, size, seq)) = self.next_record()? else {
+                break;
+            };
+            out.push(record);
+            taken += 1;
+            if let Some(d) = &mut self.durable {
+                d.emitted = Some(seq);
+            }
+            self.open_bytes += size;
+            if self.open_bytes >= self.max_batch_bytes {
+                out.flush();
+                self.open_bytes = 0;
+                cut = true;
+                break;
             }
         }
         if taken < max
@@ -404,7 +531,96 @@ impl HttpSource {
         while let Some(letter) = self.intake.take_dead_letter() {
             out.dead_letter(letter);
         }
-        taken
+        Ok(taken)
+    }
+
+    /// The next record with its size and log sequence number: replayed, or from the hand-off.
+    fn next_record(&mut self) -> Result<Option<(Value, u64, u64)>, OperatorError> {
+        if let Some(replay) = self.durable.as_mut().and_then(|d| d.replay.as_mut()) {
+            loop {
+                let before = replay.stats();
+                let next = replay.next();
+                let after = replay.stats();
+                self.intake.count(
+                    OverflowReason::SpillDamaged,
+                    (after.damaged_records - before.damaged_records) as usize,
+                );
+                if let Some(c) = self.intake.counter.get() {
+                    c.add_spill_damaged_bytes(after.damaged_bytes - before.damaged_bytes);
+                }
+                match next {
+                    Some(Ok((seq, bytes))) => match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(record) => {
+                            let size = intake::value_bytes(&record) as u64;
+                            return Ok(Some((record, size, seq)));
+                        }
+                        // Its frame checksum held, so this is not damage on disk; counted.
+                        Err(_) => self.intake.count(OverflowReason::SpillFailed, 1),
+                    },
+                    // Records not read back would be committed with later ones: stop instead.
+                    Some(Err(e)) => {
+                        return Err(OperatorError::external(
+                            "reading the ingest log back failed; its records stay on disk",
+                            e,
+                        ))
+                    }
+                    None => {
+                        if let Some(d) = &mut self.durable {
+                            d.replay = None;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(self.intake.take_one())
+    }
+
+    /// Whether records replayed from the log are still to be read.
+    fn replaying(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.replay.is_some())
+    }
+
+    /// With durable acknowledgement: follows the rows handed on with a barrier when one is
+    /// due (`commit_interval` after the last, or `now`), and otherwise arms a timer (through
+    /// `cx`) for when it will be. Returns whether a barrier was emitted.
+    fn confirm(
+        &mut self,
+        cx: Option<&mut Context<'_>>,
+        out: &mut Output<Vec<Value>>,
+        now: bool,
+    ) -> bool {
+        let (Some(d), Some(log)) = (&mut self.durable, &self.intake.durable) else {
+            return false;
+        };
+        let Some(emitted) = d.emitted else {
+            return false;
+        };
+        if d.covered >= Some(emitted) {
+            d.timer = None;
+            return false;
+        }
+        let due = d.last_barrier + d.interval;
+        if !now && Instant::now() < due {
+            let Some(cx) = cx else { return false };
+            let timer = d
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+            if timer.deadline() != due.into() {
+                timer.as_mut().reset(due.into());
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+        }
+        let id = d.next_barrier;
+        d.next_barrier += 1;
+        log.barrier_sent(id, emitted);
+        out.barrier(d.barriers.barrier(id));
+        d.covered = Some(emitted);
+        d.last_barrier = Instant::now();
+        d.timer = None;
+        true
     }
 
     fn unspill(&mut self, max: usize, out: &mut Output<Vec<Value>>) -> usize {
@@ -531,6 +747,21 @@ impl Source for HttpSource {
         }
         let _ = self.intake.counter.set(info.overflow.clone());
         let _ = self.intake.downstream.set(info.downstream.clone());
+        if let Some(d) = &mut self.durable {
+            d.barriers = info.barriers.clone();
+            if d.barriers.sinks() == 0 {
+                return Err(OperatorError::user(
+                    "an HTTP source with durable acknowledgement must reach a sink: its log \
+                     advances only when every sink it reaches has handled its rows",
+                ));
+            }
+            let intake = Arc::clone(&self.intake);
+            d.barriers.subscribe(move |id| {
+                if let Some(log) = &intake.durable {
+                    log.barrier_completed(id);
+                }
+            });
+        }
         let listener = self
             .listener
             .take()
@@ -549,28 +780,48 @@ impl Source for HttpSource {
         out: &mut Output<Vec<Value>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         let max = out.batch_rows();
+        if let Some(d) = self.durable.as_mut().filter(|d| d.next_barrier == 0) {
+            // Before any data: a pipeline that cannot pass barriers is refused at once.
+            d.next_barrier = 1;
+            out.barrier(d.barriers.barrier(0));
+            return Poll::Ready(Ok(SourceStatus::Continue));
+        }
         loop {
             if self.intake.closing.load(Relaxed) && self.shutdown.is_none() {
                 if let Some(server) = self.server.take() {
                     self.shutdown = Some(Box::pin(server.shutdown()));
                 }
             }
-            let taken = self.take(max, out);
+            let taken = match self.take(max, out) {
+                Ok(taken) => taken,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
             self.drained(Instant::now(), taken);
             if taken > 0 {
+                self.confirm(Some(cx), out, false);
                 return Poll::Ready(Ok(SourceStatus::Continue));
             }
             if let Some(shutdown) = self.shutdown.as_mut() {
                 // Closing: end once the server has stopped and nothing acknowledged is left.
-                if let Poll::Ready(result) = shutdown.as_mut().poll(cx) {
-                    if let Err(e) = result {
-                        return Poll::Ready(Err(OperatorError::internal(e.to_string())));
+                if !self.shut_down {
+                    if let Poll::Ready(result) = shutdown.as_mut().poll(cx) {
+                        if let Err(e) = result {
+                            return Poll::Ready(Err(OperatorError::internal(e.to_string())));
+                        }
+                        self.shut_down = true;
                     }
-                    if self.intake.backlog() == 0 {
+                }
+                if self.shut_down {
+                    if self.intake.backlog() == 0 && !self.replaying() {
+                        // The last rows handed on are confirmed before the end.
+                        self.confirm(None, out, true);
                         return Poll::Ready(Ok(SourceStatus::Done));
                     }
                     continue;
                 }
+            }
+            if self.confirm(Some(&mut *cx), out, false) {
+                return Poll::Ready(Ok(SourceStatus::Continue));
             }
             // Records may have arrived since we looked: a `notify_one` without a waiter leaves
             // a permit, which this wait consumes at once.

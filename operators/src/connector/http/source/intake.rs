@@ -46,6 +46,8 @@ use tokio::sync::Notify;
 use weir_runtime::spill::{SpillError, SpillQueue};
 use weir_runtime::{DeadLetter, DownstreamProbe, OverflowCounter, OverflowReason};
 
+use super::durable::DurableLog;
+use crate::connector::http::ingest::Settle;
 use crate::connector::http::{Admission, LineError, Rest};
 use crate::overload::retry_after::retry_after_for;
 
@@ -62,6 +64,8 @@ pub(crate) enum Mode {
 struct Held<T> {
     item: T,
     bytes: u64,
+    /// Its sequence number in the durable log (0 without one).
+    seq: u64,
 }
 
 /// A byte bound shared by concurrent producers: bytes are reserved before an item is queued
@@ -107,6 +111,8 @@ pub(crate) struct Intake {
     /// The hand-off's byte bound and the bytes its records hold.
     bytes: Budget,
     pub(crate) spill: Option<Mutex<SpillQueue>>,
+    /// The write-ahead log, with durable acknowledgement.
+    pub(crate) durable: Option<DurableLog>,
     /// Records waiting in the spill (kept beside it, so requests read it without the lock).
     pub(crate) spilled: AtomicU64,
     /// The spill could not be read back and was given up.
@@ -148,6 +154,7 @@ pub(crate) struct IntakeConfig {
     pub(crate) dead_letter_capacity: usize,
     pub(crate) dead_letter_max_bytes: usize,
     pub(crate) spill: Option<SpillQueue>,
+    pub(crate) durable: Option<DurableLog>,
     pub(crate) half_life: Duration,
     pub(crate) retry_min: Duration,
     pub(crate) retry_max: Duration,
@@ -164,6 +171,7 @@ impl Intake {
             rx,
             bytes: Budget::new(config.max_bytes),
             spill: config.spill.map(Mutex::new),
+            durable: config.durable,
             spilled: AtomicU64::new(spilled),
             spill_broken: AtomicBool::new(false),
             dead_tx,
@@ -215,10 +223,11 @@ impl Intake {
 
     /// Takes the oldest record of the hand-off and gives its bytes back; returns it with its
     /// size.
-    pub(crate) fn take_one(&self) -> Option<(Value, u64)> {
+    /// Its sequence number in the durable log comes third (0 without one).
+    pub(crate) fn take_one(&self) -> Option<(Value, u64, u64)> {
         let held = self.rx.try_recv().ok()?;
         self.bytes.release(held.bytes);
-        Some((held.item, held.bytes))
+        Some((held.item, held.bytes, held.seq))
     }
 
     /// Takes the oldest waiting dead letter and gives its bytes back.
@@ -294,6 +303,19 @@ impl Intake {
     /// `Reject`, the rows already queued downstream count against its capacity: what is accepted
     /// and not yet done stays within it, so the pipeline's own queues do not hide a backlog.
     fn fill(&self, records: &mut VecDeque<Value>) -> usize {
+        match &self.durable {
+            Some(log) => {
+                // Appends and sends in one order: the hand-off holds records by sequence.
+                let _order = log.order.lock().unwrap_or_else(|p| p.into_inner());
+                self.fill_logged(records, Some(log))
+            }
+            None => self.fill_logged(records, None),
+        }
+    }
+
+    /// [`fill`](Self::fill), appending each record to `log` (when given) before it enters the
+    /// hand-off; stops at the first record the log refuses.
+    fn fill_logged(&self, records: &mut VecDeque<Value>, log: Option<&DurableLog>) -> usize {
         let mut taken = 0;
         let mut room = match (self.mode, self.tx.capacity()) {
             (Mode::Reject, Some(cap)) => {
@@ -311,10 +333,39 @@ impl Intake {
                 records.push_front(record);
                 break;
             }
+            let mut seq = 0;
+            if let Some(log) = log {
+                // Only requests send, one at a time under `order`: a hand-off with a free slot
+                // now still has it after the append.
+                if self.tx.is_full() || log.broken.load(Relaxed) {
+                    self.bytes.release(bytes);
+                    records.push_front(record);
+                    break;
+                }
+                // A `Value` always serialises.
+                let line = serde_json::to_vec(&record).unwrap_or_default();
+                match log.wal().append(&line) {
+                    Ok(s) => seq = s,
+                    Err(e) => {
+                        if !matches!(
+                            e,
+                            SpillError::Full { .. } | SpillError::RecordTooLarge { .. }
+                        ) {
+                            // Full waits for commits to free segments; anything else gives up.
+                            tracing::error!(error = %e, "the ingest log could not be written; refusing records");
+                            log.broken.store(true, Relaxed);
+                        }
+                        self.bytes.release(bytes);
+                        records.push_front(record);
+                        break;
+                    }
+                }
+            }
             room -= 1;
             match self.tx.try_send(Held {
                 item: record,
                 bytes,
+                seq,
             }) {
                 Ok(()) => taken += 1,
                 Err(TrySendError::Full(held) | TrySendError::Disconnected(held)) => {
@@ -396,6 +447,13 @@ impl Admission for Intake {
         if taken > 0 {
             self.data.notify_one();
         }
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|l| l.broken.load(Relaxed))
+        {
+            return Rest::Unavailable(Some(self.retry_after()));
+        }
         match self.mode {
             Mode::Reject | Mode::Spill => Rest::Deferred(Some(self.retry_after())),
             Mode::Block(_) => Rest::Unavailable(Some(self.retry_after())),
@@ -411,6 +469,7 @@ impl Admission for Intake {
             let sent = self.dead_tx.try_send(Held {
                 item: letter,
                 bytes,
+                seq: 0,
             });
             if sent.is_err() {
                 self.dead_bytes.release(bytes);
@@ -431,6 +490,10 @@ impl Admission for Intake {
                 self.count(OverflowReason::Rejected, records);
             }
         }
+    }
+
+    fn settle(&self) -> Option<Settle> {
+        self.durable.as_ref()?.settle()
     }
 
     fn room(&self) -> Option<(&Notify, Duration)> {

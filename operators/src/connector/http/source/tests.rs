@@ -553,7 +553,7 @@ fn a_record_larger_than_the_byte_bound_is_taken_only_alone() {
     assert_eq!(records.len(), 1);
     assert_eq!(
         intake.take_one(),
-        Some((big.clone(), value_bytes(&big) as u64))
+        Some((big.clone(), value_bytes(&big) as u64, 0))
     );
     assert_eq!(intake.held_bytes(), 0);
     intake.offer(&mut records);
@@ -596,6 +596,7 @@ fn intake_config(mode: Mode, capacity: usize) -> IntakeConfig {
         dead_letter_capacity: 4,
         dead_letter_max_bytes: 1 << 20,
         spill: None,
+        durable: None,
         half_life: Duration::from_secs(2),
         retry_min: Duration::from_secs(1),
         retry_max: Duration::from_secs(60),
@@ -703,7 +704,7 @@ fn the_drain_rate_sets_each_burst_of_credit_against_the_wait_before_it() {
     for burst in 1..=3 {
         for k in 0..2 {
             let at = t0 + Duration::from_secs(2 * burst) + Duration::from_millis(k);
-            assert_eq!(source.take(50, &mut out), 50);
+            assert_eq!(source.take(50, &mut out).unwrap(), 50);
             source.drained(at, 50);
             last = at;
         }

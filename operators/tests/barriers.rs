@@ -1,23 +1,29 @@
 //! Barriers through the built-in operators: the keyed aggregation stages and the columnar hash
 //! aggregate keep rows across batches and refuse them, naming themselves; the row-wise
 //! transforms (map, filter, flat_map, map_async, the Arrow conversions) pass every one, behind
-//! every row that came before it.
+//! every row that came before it; the part sink completes one only once the rows before it are
+//! in renamed parts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt64Array};
+use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, UInt64Array};
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
-use weir_operators::columnar::{Agg, ArrowStream, ToArrowExt};
+use weir_operators::columnar::{Agg, ArrowStream, DeadLetterSink, PartSinkOptions, ToArrowExt};
+use weir_operators::connector::{
+    CsvOptions, FileFormat, FileSet, NdjsonOptions, ParquetCompression, ParquetOptions, PartCommit,
+    PartFormat,
+};
 use weir_operators::keyed::aggregate::{Project, Sum};
 use weir_operators::keyed::route::Strategy;
 use weir_operators::keyed::Combine;
 use weir_operators::overload::caller::{CallError, CallerConfig};
 use weir_operators::prelude::*;
 use weir_runtime::barrier::Barriers;
-use weir_runtime::{Batch, Chaining, InstanceInfo, Output, Source, SourceStatus};
+use weir_runtime::{Batch, Chaining, DeadLetter, InstanceInfo, Output, Source, SourceStatus};
 
 const MODES: [Chaining; 2] = [Chaining::Off, Chaining::Operators];
 
@@ -277,4 +283,153 @@ fn row_wise_transforms_pass_every_barrier_behind_the_rows_before_it() {
         let want: HashMap<u64, u32> = (0..ROWS).flat_map(expected).map(|v| (v, 1)).collect();
         assert_eq!(*seen.lock().unwrap(), want, "{chaining:?}: every row once");
     }
+}
+
+/// The `v` column of every visible part of `format` in `dir`, sorted.
+fn values_in_parts(dir: &std::path::Path, format: &PartFormat) -> Vec<i64> {
+    let set = FileSet::dir_with_extension(dir, format.extension()).expect("listable");
+    if set.files().is_empty() {
+        return Vec::new();
+    }
+    let read = match format {
+        PartFormat::Csv { .. } => FileFormat::Csv(CsvOptions::default().with_schema(columns())),
+        PartFormat::Ndjson => FileFormat::Ndjson(NdjsonOptions::new(columns())),
+        PartFormat::Parquet { .. } => FileFormat::Parquet(ParquetOptions::default()),
+    };
+    let mut values: Vec<i64> = Vec::new();
+    for b in set.read(read).expect("opens") {
+        let b = b.expect("a visible part is complete");
+        values.extend(
+            b.batch
+                .column(1)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter(),
+        );
+    }
+    values.sort_unstable();
+    values
+}
+
+#[test]
+fn a_part_sink_completes_a_barrier_once_the_rows_before_it_are_in_renamed_parts() {
+    const ROWS: u64 = 300;
+    for format in [
+        PartFormat::csv(),
+        PartFormat::Ndjson,
+        PartFormat::parquet(ParquetCompression::Snappy),
+    ] {
+        for parallelism in [1, 2] {
+            let what = format!("{format:?}, {parallelism} instance(s)");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let broken: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+            let completed: Arc<Mutex<Vec<u64>>> = Arc::default();
+            let on_complete: OnComplete = {
+                let (path, format) = (dir.path().to_owned(), format.clone());
+                let (broken, completed) = (broken.clone(), completed.clone());
+                Arc::new(move |id| {
+                    // Read inside the subscriber: what is on disk when the barrier completes.
+                    let on_disk = values_in_parts(&path, &format);
+                    let missing = (0..id as i64)
+                        .filter(|v| on_disk.binary_search(v).is_err())
+                        .count();
+                    if missing > 0 {
+                        broken.lock().unwrap().push((id, missing));
+                    }
+                    completed.lock().unwrap().push(id);
+                })
+            };
+            let mut steps = Vec::new();
+            for start in (0..ROWS).step_by(40) {
+                let end = (start + 40).min(ROWS);
+                steps.push(Step::Rows(record_batch(start, end)));
+                steps.push(Step::Barrier(end));
+            }
+            let mut p = pipeline("parts", Chaining::Operators);
+            let source = p.source("batches", Script::new(steps, on_complete));
+            let opts = PartSinkOptions::new(format.clone())
+                .max_rows(25)
+                .commit(PartCommit::EachPart);
+            let summaries = ArrowStream::new(source, columns()).write_parts(
+                "parts",
+                dir.path(),
+                opts,
+                parallelism,
+            );
+            p.run().expect("the run succeeds");
+            assert_eq!(broken.lock().unwrap().first(), None, "{what}");
+            assert_eq!(completed.lock().unwrap().last(), Some(&ROWS), "{what}");
+            let written: u64 = summaries.take_all().iter().map(|s| s.rows).sum();
+            assert_eq!(written, ROWS, "{what}");
+            assert_eq!(
+                values_in_parts(dir.path(), &format),
+                (0..ROWS as i64).collect::<Vec<_>>(),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_part_sink_that_commits_on_finish_refuses_a_barrier_saying_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut p = pipeline("parts", Chaining::Operators);
+    let steps = vec![Step::Rows(record_batch(0, 10)), Step::Barrier(10)];
+    let source = p.source("batches", Script::new(steps, ignore()));
+    let _ = ArrowStream::new(source, columns()).write_parts(
+        "parts",
+        dir.path(),
+        PartSinkOptions::new(PartFormat::Ndjson),
+        1,
+    );
+    let err = p
+        .run()
+        .expect_err("parts committed on finish cannot be durable before it");
+    assert_eq!(err.operator(), Some("parts"), "{err}");
+    assert!(err.to_string().contains("PartCommit::EachPart"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("listable").collect();
+    assert!(left.is_empty(), "the failed sink removed its hidden parts");
+}
+
+#[test]
+fn a_dead_letter_sink_completes_a_barrier_once_the_letters_before_it_are_in_renamed_parts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Per completed barrier: the letters on disk then.
+    let seen: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let on_complete: OnComplete = {
+        let (path, seen) = (dir.path().to_owned(), seen.clone());
+        Arc::new(move |id| {
+            let lines: usize = FileSet::dir(&path)
+                .expect("listable")
+                .files()
+                .iter()
+                .map(|f| {
+                    std::fs::read_to_string(f)
+                        .expect("readable")
+                        .lines()
+                        .count()
+                })
+                .sum();
+            seen.lock().unwrap().push((id, lines));
+        })
+    };
+    let letters = |n: usize| -> Vec<DeadLetter> {
+        (0..n)
+            .map(|i| DeadLetter::new("bad", format!("row {i}")))
+            .collect()
+    };
+    let steps = vec![
+        Step::Rows(letters(3)),
+        Step::Barrier(3),
+        Step::Rows(letters(4)),
+        Step::Barrier(7),
+    ];
+    let mut p = pipeline("letters", Chaining::Operators);
+    let opts = PartSinkOptions::new(PartFormat::Ndjson).commit(PartCommit::EachPart);
+    let summary = p
+        .source("letters", Script::new(steps, on_complete))
+        .sink("dead", DeadLetterSink::new(dir.path(), opts));
+    p.run().expect("the run succeeds");
+    assert_eq!(*seen.lock().unwrap(), vec![(3, 3), (7, 7)]);
+    assert_eq!(summary.take().map(|s| s.files.len()), Some(2));
 }

@@ -1,8 +1,8 @@
 //! Barriers through the built-in operators: the keyed aggregation stages and the columnar hash
 //! aggregate keep rows across batches and refuse them, naming themselves; the row-wise
 //! transforms (map, filter, flat_map, map_async, the Arrow conversions) pass every one, behind
-//! every row that came before it; the part sink completes one only once the rows before it are
-//! in renamed parts.
+//! every row that came before it; the part sinks and the NDJSON sink complete one only once
+//! the rows before it are in renamed parts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -432,4 +432,83 @@ fn a_dead_letter_sink_completes_a_barrier_once_the_letters_before_it_are_in_rena
     p.run().expect("the run succeeds");
     assert_eq!(*seen.lock().unwrap(), vec![(3, 3), (7, 7)]);
     assert_eq!(summary.take().map(|s| s.files.len()), Some(2));
+}
+
+/// The numbers in the visible NDJSON parts of `dir` (one a line), sorted.
+fn numbers_in_parts(dir: &std::path::Path) -> Vec<u64> {
+    let set = FileSet::dir_with_extension(dir, "ndjson").expect("listable");
+    let mut numbers: Vec<u64> = Vec::new();
+    for f in set.files() {
+        let text = std::fs::read_to_string(f).expect("readable");
+        numbers.extend(
+            text.lines()
+                .map(|l| l.parse::<u64>().expect("a whole line")),
+        );
+    }
+    numbers.sort_unstable();
+    numbers
+}
+
+#[test]
+fn an_ndjson_sink_completes_a_barrier_once_the_rows_before_it_are_in_renamed_parts() {
+    const ROWS: u64 = 300;
+    const STEP: u64 = 40;
+    // (instances, behind a throttle)
+    for (parallelism, throttled) in [(1, false), (2, false), (1, true)] {
+        for chaining in MODES {
+            let what = format!("{parallelism} instance(s), throttled {throttled}, {chaining:?}");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let broken: Arc<Mutex<Vec<(u64, usize)>>> = Arc::default();
+            let completed: Arc<Mutex<Vec<u64>>> = Arc::default();
+            let on_complete: OnComplete = {
+                let path = dir.path().to_owned();
+                let (broken, completed) = (broken.clone(), completed.clone());
+                Arc::new(move |id| {
+                    // Read inside the subscriber: what is on disk when the barrier completes.
+                    let on_disk = numbers_in_parts(&path);
+                    let missing = (0..id)
+                        .filter(|v| on_disk.binary_search(v).is_err())
+                        .count();
+                    if missing > 0 {
+                        broken.lock().unwrap().push((id, missing));
+                    }
+                    completed.lock().unwrap().push(id);
+                })
+            };
+            let mut steps = Vec::new();
+            for start in (0..ROWS).step_by(STEP as usize) {
+                let end = (start + STEP).min(ROWS);
+                steps.push(Step::Rows((start..end).collect::<Vec<u64>>()));
+                steps.push(Step::Barrier(end));
+            }
+            let mut p = pipeline("ndjson", chaining);
+            let rows = p
+                .source("rows", Script::new(steps, on_complete))
+                .map("same", |r: u64| r);
+            let sink = NdjsonSink::new(dir.path());
+            let summaries = match (parallelism, throttled) {
+                (1, false) => rows.sink("files", sink),
+                (1, true) => rows.sink("files", Throttle::new(sink, 1e12)),
+                (n, _) => rows
+                    .rebalance()
+                    .sink_with_parallelism("files", n, move |_| sink.clone()),
+            };
+            p.run().expect("the run succeeds");
+            assert_eq!(broken.lock().unwrap().first(), None, "{what}");
+            assert_eq!(completed.lock().unwrap().last(), Some(&ROWS), "{what}");
+            assert_eq!(
+                numbers_in_parts(dir.path()),
+                (0..ROWS).collect::<Vec<_>>(),
+                "{what}"
+            );
+            if parallelism == 1 {
+                // Every barrier completed a part of the rows since the one before.
+                let summary = summaries.take().expect("one instance");
+                let per_part: Vec<u64> = summary.files.iter().map(|f| f.rows).collect();
+                let mut want = vec![STEP; (ROWS / STEP) as usize];
+                want.push(ROWS % STEP);
+                assert_eq!(per_part, want, "{what}");
+            }
+        }
+    }
 }

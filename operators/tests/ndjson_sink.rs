@@ -205,6 +205,24 @@ fn parallel_instances_write_distinct_names_of_one_run() {
 }
 
 #[test]
+fn write_ndjson_spreads_rows_over_instances_that_share_a_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut p = Pipeline::with_config("numbers", config(16));
+    let summaries = p
+        .source("n", Generator::new(500, |i| i))
+        .write_ndjson("files", dir.path(), 2);
+    p.run().expect("the run succeeds");
+    let summaries = summaries.take_all();
+    assert_eq!(summaries.len(), 2);
+    let runs: Vec<String> = summaries
+        .iter()
+        .map(|s| run_of(&part_names(s)[0]).to_owned())
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(numbers_in(dir.path()), (0..500).collect::<Vec<_>>());
+}
+
+#[test]
 fn two_runs_into_one_directory_do_not_collide() {
     let dir = tempfile::tempdir().expect("temp dir");
     // What a crashed earlier process left: a hidden in-progress part, not touched.

@@ -42,7 +42,7 @@ pub use parquet;
 /// The names most pipelines need.
 pub mod prelude {
     pub use crate::keyed::{KeyedExt, PartitionExt};
-    pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, Throttle};
+    pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, NdjsonSink, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};
     pub use crate::transform::{AsyncStreamExt, StreamExt};
     pub use weir_runtime::{

@@ -491,6 +491,12 @@ impl Operator for HashAggregate {
     fn on_end(&mut self, out: &mut Output<RecordBatch>) -> Result<(), OperatorError> {
         self.emit(out).map_err(|e| arrow_error(&self.name, e))
     }
+
+    /// Groups are kept until the end of the input, so a [barrier](weir_runtime::barrier)
+    /// cannot pass.
+    fn holds_rows(&self) -> bool {
+        true
+    }
 }
 
 /// Splits batches over instances by a hash of their key columns; see the module docs.

@@ -5,10 +5,12 @@
 //! A [`PartSink`] owns a [`PartWriter`] and writes **one batch at a time on its own thread**:
 //!
 //! ```text
-//! on_batch(b)  ── writer moves onto the lane: write(b) ──▶ Busy(task)
-//! poll_ready   ── Busy: poll the task; the writer comes back ──▶ Idle   (Pending meanwhile)
-//! poll_close   ── Idle: on the lane, finish() ──▶ Closing ──▶ summary
-//! finish       ── returns the summary
+//! on_batch(b)   ── writer moves onto the lane: write(b) ──▶ Busy(task)
+//! poll_ready    ── Busy: poll the task; the writer comes back ──▶ Idle   (Pending meanwhile)
+//! poll_barrier  ── Busy: as poll_ready; Idle: on the lane, sync() ──▶ Busy(task), syncing
+//!                  ──▶ Idle, Ready                                     (Pending meanwhile)
+//! poll_close    ── Idle: on the lane, finish() ──▶ Closing ──▶ summary
+//! finish        ── returns the summary
 //! ```
 //!
 //! The lane is the sink's own thread, started by `open`: the writer's buffers (a Parquet writer
@@ -19,6 +21,12 @@
 //! writer besides the edge. Parts are committed on finish ([`PartCommit::OnFinish`]) unless the
 //! options say otherwise: a failed or cancelled run drops the writer, which deletes its
 //! in-progress and uncommitted parts, so it leaves no file that looks complete.
+//!
+//! A [barrier](weir_runtime::barrier) makes the rows before it durable and visible
+//! ([`PartWriter::sync`]: the open part is completed, fsynced and renamed, then the directory is
+//! fsynced) before the sink reports it, so the sink must commit each part
+//! ([`PartSinkOptions::commit`] with [`PartCommit::EachPart`]); with the default commit on
+//! finish, a barrier fails the run with an error saying so.
 //!
 //! Commits are per sink instance, though: when a run dies, instances that already finished have
 //! committed their parts, and nothing marks an output as complete. A job whose outputs must
@@ -35,7 +43,7 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use weir_runtime::{InputPort, InstanceInfo, OperatorError, Sink, SinkHandle};
+use weir_runtime::{Barrier, InputPort, InstanceInfo, OperatorError, Sink, SinkHandle};
 
 use super::ArrowStream;
 use crate::connector::{
@@ -73,6 +81,13 @@ impl PartSinkOptions {
         self.writer.max_bytes = Some(bytes);
         self
     }
+
+    /// When parts get their final names: [`PartCommit::EachPart`] for a sink that must make
+    /// rows durable at [barriers](weir_runtime::barrier).
+    pub fn commit(mut self, commit: PartCommit) -> Self {
+        self.writer.commit = commit;
+        self
+    }
 }
 
 enum State {
@@ -92,6 +107,8 @@ pub struct PartSink {
     schema: SchemaRef,
     opts: PartSinkOptions,
     state: State,
+    /// The task in flight is the sync a barrier asked for (see [`Sink::poll_barrier`]).
+    syncing: bool,
     /// The thread writing, started by `open`. Dropping it waits for a write in flight, whose
     /// writer (if abandoned) is dropped on that thread and removes its temporary files.
     lane: Option<Lane>,
@@ -107,7 +124,13 @@ impl std::fmt::Debug for PartSink {
 }
 
 fn write_error(e: WriteError) -> OperatorError {
-    OperatorError::external("cannot write output", e)
+    match e {
+        // The sink was configured so: the user's to fix.
+        WriteError::DurableOnlyOnFinish => {
+            OperatorError::user(format!("cannot make rows durable at a barrier: {e}"))
+        }
+        e => OperatorError::external("cannot write output", e),
+    }
 }
 
 fn join_error(e: LaneError) -> OperatorError {
@@ -122,6 +145,7 @@ impl PartSink {
             schema,
             opts,
             state: State::Unopened,
+            syncing: false,
             lane: None,
         }
     }
@@ -176,6 +200,36 @@ impl Sink for PartSink {
             (writer, result)
         }));
         Ok(())
+    }
+
+    /// Waits for the write in flight, then syncs the writer on the lane
+    /// ([`PartWriter::sync`]); `Ready` once the rows taken so far are in renamed, fsynced parts.
+    fn poll_barrier(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: Barrier,
+    ) -> Poll<Result<(), OperatorError>> {
+        loop {
+            if let Err(e) = std::task::ready!(self.poll_idle(cx)) {
+                self.syncing = false;
+                return Poll::Ready(Err(e));
+            }
+            if std::mem::take(&mut self.syncing) {
+                return Poll::Ready(Ok(()));
+            }
+            let (State::Idle(mut writer), Some(lane)) =
+                (std::mem::replace(&mut self.state, State::Gone), &self.lane)
+            else {
+                return Poll::Ready(Err(OperatorError::internal(
+                    "a barrier reached the part sink while it had no writer",
+                )));
+            };
+            self.state = State::Busy(lane.run(move || {
+                let result = writer.sync();
+                (writer, result)
+            }));
+            self.syncing = true;
+        }
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
@@ -287,6 +341,14 @@ impl Sink for DeadLetterSink {
         let batch = dead_letters_to_batch(&batch)
             .map_err(|e| OperatorError::internal(format!("dead letters to Arrow: {e}")))?;
         self.inner.on_batch(port, batch)
+    }
+
+    fn poll_barrier(
+        &mut self,
+        cx: &mut Context<'_>,
+        barrier: Barrier,
+    ) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_barrier(cx, barrier)
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {

@@ -180,4 +180,11 @@ pub enum WriteError {
     /// Limits of zero.
     #[error("invalid writer options: {0}")]
     InvalidOptions(&'static str),
+    /// [`sync`](super::PartWriter::sync) was asked of a writer whose parts stay hidden until
+    /// `finish` ([`PartCommit::OnFinish`]).
+    #[error(
+        "parts are committed only on finish (PartCommit::OnFinish), so rows cannot be made \
+         durable before it; write with PartCommit::EachPart to make them durable at barriers"
+    )]
+    DurableOnlyOnFinish,
 }

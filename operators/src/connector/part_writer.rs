@@ -11,6 +11,13 @@
 //! without `finish` (or after an error) deletes the in-progress file, and with `OnFinish` the
 //! completed but uncommitted parts too; a crash leaves only hidden `.inprogress` files.
 //!
+//! With `EachPart`, [`PartWriter::sync`] makes every row written so far durable and visible at
+//! once: it completes the open part (flush, fsync, rename) and fsyncs the directory, so the
+//! renames survive a power loss. After a crash, the rows written before the last successful
+//! `sync` are all in visible parts; only the hidden `.inprogress` file holds rows written
+//! since. A sink calls it when a [barrier](weir_runtime::barrier) asks for its rows to be made
+//! durable.
+//!
 //! # Rolling
 //!
 //! `max_rows` is exact: batches are sliced so no part has more rows. `max_bytes` closes a part
@@ -78,6 +85,8 @@ pub struct PartWriter {
     done: Vec<PartFile>,
     /// Completed parts waiting for `finish` (`PartCommit::OnFinish`): (temporary path, part).
     staged: Vec<(PathBuf, PartFile)>,
+    /// A part was renamed since the directory was last synced.
+    unsynced_rename: bool,
     failed: bool,
     // Reused per-row buffers for the text formats.
     text: String,
@@ -145,6 +154,7 @@ impl PartWriter {
             next_index: 0,
             done: Vec::new(),
             staged: Vec::new(),
+            unsynced_rename: false,
             failed: false,
             text: String::new(),
             line: Vec::new(),
@@ -374,6 +384,7 @@ impl PartWriter {
                     bytes,
                 };
                 if commit_now {
+                    self.unsynced_rename = true;
                     self.done.push(done);
                 } else {
                     self.staged.push((tmp, done));
@@ -413,6 +424,36 @@ impl PartWriter {
             self.done.push(part);
         }
         Ok(())
+    }
+
+    /// Makes every row written so far durable and visible (see the module docs): completes the
+    /// open part, if any (flush, fsync, rename to its final name), then fsyncs the directory if
+    /// a part was renamed since the last sync. A writer with nothing new does nothing. The next
+    /// row opens a new part.
+    ///
+    /// # Errors
+    /// [`WriteError::DurableOnlyOnFinish`] with [`PartCommit::OnFinish`], whose parts stay
+    /// hidden until `finish` (the writer is still usable); I/O or encoding errors completing the
+    /// part or syncing the directory, after which the in-progress part is discarded and every
+    /// later call returns [`WriteError::Failed`]; [`WriteError::Failed`] after an earlier error.
+    pub fn sync(&mut self) -> Result<(), WriteError> {
+        if self.failed {
+            return Err(WriteError::Failed);
+        }
+        if self.opts.commit == PartCommit::OnFinish {
+            return Err(WriteError::DurableOnlyOnFinish);
+        }
+        let result = self.close_part().and_then(|()| {
+            if self.unsynced_rename {
+                sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+                self.unsynced_rename = false;
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            self.abandon();
+        }
+        result
     }
 
     /// Completes the last part and reports every part written.
@@ -459,6 +500,22 @@ impl PartWriter {
     /// The directory written into.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Fsyncs the directory `dir`, so the renames and creations in it survive a power loss.
+///
+/// On Unix the directory is opened and synced; elsewhere there is no portable way to sync a
+/// directory, and this does nothing.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 

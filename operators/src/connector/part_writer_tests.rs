@@ -252,3 +252,111 @@ fn ndjson_dead_letters_match_serde() {
         .collect();
     assert_eq!(text, expected);
 }
+
+/// The `id`s in the visible parts of `dir`, read back in name order.
+fn ids_on_disk(dir: &Path, format: &PartFormat) -> Vec<u64> {
+    let format = match format {
+        PartFormat::Csv { .. } => {
+            crate::connector::FileFormat::Csv(CsvOptions::default().with_schema(schema()))
+        }
+        PartFormat::Ndjson => {
+            crate::connector::FileFormat::Ndjson(crate::connector::NdjsonOptions::new(schema()))
+        }
+        PartFormat::Parquet { .. } => {
+            crate::connector::FileFormat::Parquet(ParquetOptions::default())
+        }
+    };
+    let set = FileSet::dir(dir).expect("listable");
+    if set.files().is_empty() {
+        return Vec::new();
+    }
+    let mut ids = Vec::new();
+    for b in set.read(format).expect("opens") {
+        let b = b.expect("a complete part");
+        let col = b.batch.column(0).as_any().downcast_ref::<UInt64Array>();
+        ids.extend(col.expect("u64 ids").values().iter().copied());
+    }
+    ids
+}
+
+#[test]
+fn sync_completes_the_open_part_so_every_row_written_is_in_a_visible_part() {
+    for format in [
+        PartFormat::csv(),
+        PartFormat::Ndjson,
+        PartFormat::parquet(ParquetCompression::Snappy),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ext = format.extension();
+        let opts = PartWriterOptions {
+            max_rows: Some(10),
+            ..PartWriterOptions::new(format.clone())
+        };
+        let mut w = PartWriter::create(dir.path(), schema(), opts).expect("empty dir");
+        w.write(&batch(0, 13)).expect("write");
+        w.sync().expect("sync");
+        // The full part rolled; the open one was completed by the sync.
+        let parts: Vec<String> = (0..2).map(|i| format!("part-{i:05}.{ext}")).collect();
+        assert_eq!(all_names(dir.path()), parts, "{format:?}: nothing hidden");
+        assert_eq!(
+            ids_on_disk(dir.path(), &format),
+            (0..13).collect::<Vec<_>>()
+        );
+        // Nothing new: no part.
+        w.sync().expect("sync");
+        assert_eq!(all_names(dir.path()), parts, "{format:?}");
+        // The next row opens a new part.
+        w.write(&batch(13, 15)).expect("write");
+        assert_eq!(
+            all_names(dir.path()).first().map(String::as_str),
+            Some(format!(".part-00002.{ext}.inprogress").as_str()),
+            "{format:?}"
+        );
+        w.sync().expect("sync");
+        assert_eq!(
+            ids_on_disk(dir.path(), &format),
+            (0..15).collect::<Vec<_>>()
+        );
+        let summary = w.finish().expect("finish");
+        let rows: Vec<u64> = summary.files.iter().map(|f| f.rows).collect();
+        assert_eq!(rows, vec![10, 3, 2], "{format:?}");
+        assert_eq!(all_names(dir.path()), visible(dir.path()), "no leftovers");
+    }
+}
+
+#[test]
+fn sync_syncs_the_directory_after_a_rolled_part_even_with_no_part_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = PartWriterOptions {
+        max_rows: Some(5),
+        ..PartWriterOptions::new(PartFormat::Ndjson)
+    };
+    let mut w = PartWriter::create(dir.path(), schema(), opts).expect("empty dir");
+    w.write(&batch(0, 10)).expect("write");
+    assert!(w.current.is_none(), "both parts rolled");
+    assert!(w.unsynced_rename, "their renames are not yet synced");
+    w.sync().expect("sync");
+    assert!(!w.unsynced_rename);
+    assert_eq!(visible(dir.path()).len(), 2);
+}
+
+#[test]
+fn sync_refuses_parts_committed_on_finish_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = PartWriterOptions {
+        commit: PartCommit::OnFinish,
+        ..PartWriterOptions::new(PartFormat::Ndjson)
+    };
+    let mut w = PartWriter::create(dir.path(), schema(), opts).expect("empty dir");
+    w.write(&batch(0, 3)).expect("write");
+    let err = w.sync().expect_err("parts stay hidden until finish");
+    assert!(matches!(err, WriteError::DurableOnlyOnFinish), "{err}");
+    assert!(err.to_string().contains("PartCommit::EachPart"), "{err}");
+    assert!(visible(dir.path()).is_empty());
+    w.write(&batch(3, 5)).expect("still usable");
+    assert_eq!(w.finish().expect("finish").rows, 5);
+    assert_eq!(
+        ids_on_disk(dir.path(), &PartFormat::Ndjson),
+        vec![0, 1, 2, 3, 4]
+    );
+}

@@ -275,6 +275,19 @@ where
         (self.state.len() + self.closing.as_ref().map_or(0, |c| c.len())) as u64
     }
 
+    /// A stage keeps accumulators across batches, so a [barrier](weir_runtime::barrier) cannot
+    /// pass it, except a combiner that drains after every batch (`Role::Partial { per_batch:
+    /// true, .. }`): it holds nothing once a batch is done.
+    fn holds_rows(&self) -> bool {
+        !matches!(
+            self.role,
+            Role::Partial {
+                per_batch: true,
+                ..
+            }
+        )
+    }
+
     fn state_size(&self) -> Option<StateSize> {
         Some(StateSize {
             keys: self.state.len() as u64,

@@ -6,14 +6,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
-use weir_runtime::{Batch, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
+use weir_runtime::{Barrier, Batch, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
 
 /// Lets at most `rows_per_s` rows per second into the inner sink: the sink becomes the slowest
 /// stage, and the pipeline's sources settle at its rate through backpressure.
 ///
 /// Pacing is exact on average: each batch of `n` rows pushes the next admission time `n / rate`
 /// seconds later; the sink is not ready until then (time that counts as busy). Every other hook
-/// (`poll_flush`, `poll_close`, closing, undelivered rows, dead letters) is the inner sink's.
+/// (`poll_flush`, `poll_barrier`, `poll_close`, closing, undelivered rows, dead letters) is the
+/// inner sink's.
 pub struct Throttle<K> {
     inner: K,
     rows_per_s: f64,
@@ -93,6 +94,14 @@ impl<K: Sink> Sink for Throttle<K> {
         self.inner.poll_flush(cx)
     }
 
+    fn poll_barrier(
+        &mut self,
+        cx: &mut Context<'_>,
+        barrier: Barrier,
+    ) -> Poll<Result<(), OperatorError>> {
+        self.inner.poll_barrier(cx, barrier)
+    }
+
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
@@ -134,5 +143,51 @@ mod tests {
             .on_batch(0, vec![1])
             .expect_err("no clock holds that pause");
         assert!(err.to_string().contains("too small to pace"), "{err}");
+    }
+
+    /// Takes one extra poll to make a barrier durable, and notes the barriers it made durable.
+    #[derive(Default)]
+    struct SlowSync {
+        polls: u32,
+        synced: Vec<u64>,
+    }
+
+    impl Sink for SlowSync {
+        type Input = Vec<u64>;
+        type Output = Vec<u64>;
+        fn on_batch(&mut self, _: InputPort, _: Vec<u64>) -> Result<(), OperatorError> {
+            Ok(())
+        }
+        fn poll_barrier(
+            &mut self,
+            _: &mut Context<'_>,
+            barrier: Barrier,
+        ) -> Poll<Result<(), OperatorError>> {
+            self.polls += 1;
+            if self.polls % 2 == 1 {
+                return Poll::Pending;
+            }
+            self.synced.push(barrier.id());
+            Poll::Ready(Ok(()))
+        }
+        fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {
+            Ok(std::mem::take(&mut self.synced))
+        }
+    }
+
+    #[test]
+    fn a_barrier_waits_for_the_inner_sink_to_make_its_rows_durable() {
+        // Before, the default `poll_barrier` (the inner `poll_flush`) reported rows durable
+        // that the inner sink had not synced.
+        let mut sink = Throttle::new(SlowSync::default(), 1e12);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let barrier = weir_runtime::Barriers::default().barrier(7);
+        sink.on_batch(0, vec![1, 2]).expect("taken");
+        assert!(sink.poll_barrier(&mut cx, barrier).is_pending());
+        assert!(matches!(
+            sink.poll_barrier(&mut cx, barrier),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(sink.finish().expect("finished"), vec![7]);
     }
 }

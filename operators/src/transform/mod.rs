@@ -9,9 +9,12 @@ pub mod map_async;
 pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
 pub use map_async::{AsyncStreamExt, MapAsync};
 
+use std::path::PathBuf;
+
 use weir_runtime::{Data, SinkHandle, Stream};
 
-use crate::sink::{Collect, Count, Discard, Fold, ForEach, IterSink, RowIter};
+use crate::connector::WriteSummary;
+use crate::sink::{Collect, Count, Discard, Fold, ForEach, IterSink, NdjsonSink, RowIter};
 
 /// Operators on a stream of typed rows.
 ///
@@ -160,6 +163,33 @@ pub trait StreamExt<T: Data>: Sized {
     /// # Ok::<(), weir_runtime::RunError>(())
     /// ```
     fn into_iter(self, name: impl Into<String>, capacity: usize) -> RowIter<T>;
+
+    /// Ends the stream in NDJSON part files under `dir` (one JSON line per row), written by
+    /// `parallelism` instances of one [`NdjsonSink`] with its default limits (batches spread
+    /// round-robin over them; the instances share its run id). The rows before each barrier
+    /// are in fsynced, visible parts before the barrier is reported; see
+    /// [`sink::ndjson`](crate::sink::ndjson) for the file protocol. The handle yields each
+    /// instance's summary. Build the sink yourself to set its limits.
+    ///
+    /// ```
+    /// use weir_operators::prelude::*;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut p = Pipeline::new("numbers");
+    /// let summaries = p.source("n", Generator::new(1_000, |i| i)).write_ndjson("files", dir.path(), 2);
+    /// p.run()?;
+    /// let rows: u64 = summaries.take_all().iter().map(|s| s.rows).sum();
+    /// assert_eq!(rows, 1_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn write_ndjson(
+        self,
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        parallelism: usize,
+    ) -> SinkHandle<WriteSummary>
+    where
+        T: serde::Serialize;
 }
 
 impl<T: Data> StreamExt<T> for Stream<T> {
@@ -242,5 +272,23 @@ impl<T: Data> StreamExt<T> for Stream<T> {
         let (sink, iter) = IterSink::new(capacity);
         self.sink(name, sink);
         iter
+    }
+
+    fn write_ndjson(
+        self,
+        name: impl Into<String>,
+        dir: impl Into<PathBuf>,
+        parallelism: usize,
+    ) -> SinkHandle<WriteSummary>
+    where
+        T: serde::Serialize,
+    {
+        let sink = NdjsonSink::<T>::new(dir);
+        let stream = if parallelism > 1 {
+            self.rebalance()
+        } else {
+            self
+        };
+        stream.sink_with_parallelism(name, parallelism, move |_| sink.clone())
     }
 }

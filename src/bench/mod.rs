@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub mod etl;
+pub mod ingest;
 pub mod overload;
 pub mod overload_plot;
 pub mod pipeline;

@@ -7,6 +7,8 @@
 //!
 //! - [`channel`]: edges — a bounded ring with Reactive-Streams credit, bounded in batches and bytes;
 //! - [`operator`]: the operator API;
+//! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
+//!   its rows (durable acknowledgement);
 //! - [`graph`]: the logical plan, validation, DOT export;
 //! - the executor (private): physical expansion, one tokio task per instance, shutdown;
 //! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`];

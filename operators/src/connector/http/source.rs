@@ -712,7 +712,9 @@ impl HttpSource {
             // A steady drain without long waits: close samples of ten sampling periods.
             self.close_sample(now);
         }
-        let left = self.intake.backlog() > 0;
+        // Rows handed on that still wait downstream are a backlog too: the pipeline, not the
+        // arrivals, sets the pace of the next take (under `Reject` they are most of it).
+        let left = self.intake.backlog() > 0 || self.intake.queued_downstream() > 0;
         if left {
             self.left_waiting.get_or_insert(now);
         } else {

@@ -20,6 +20,7 @@
 pub mod barrier;
 mod batch;
 pub mod channel;
+mod config;
 mod dead_letter;
 mod error;
 mod exec;
@@ -51,9 +52,7 @@ pub use operator::{
     StateSize,
 };
 pub use overflow::{CodecError, JsonCodec, Overflow, OverflowCounter, OverflowReason, SpillCodec};
-pub use pipeline::{
-    Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore,
-    SMALL_BATCH_MAX_CAPACITY,
-};
+pub use config::{Chaining, PipelineConfig, SMALL_BATCH_MAX_CAPACITY};
+pub use pipeline::{Pipeline, RunHandle, SinkHandle, Stream, StreamCore};
 /// Derives [`HeapSize`](trait@HeapSize) for a struct or an enum (see the [trait](trait@HeapSize)).
 pub use weir_derive::HeapSize;

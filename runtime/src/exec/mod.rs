@@ -49,7 +49,7 @@ use crate::metrics::NodeKind;
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
 use crate::operator::{DownstreamProbe, InputPort, InstanceInfo};
 use crate::overflow::{Overflow, OverflowCounter};
-use crate::pipeline::{Chaining, PipelineConfig};
+use crate::config::{Chaining, PipelineConfig};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 

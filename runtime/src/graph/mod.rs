@@ -221,7 +221,7 @@ impl LogicalGraph {
                     reason: "parallelism must be at least 1".into(),
                 });
             }
-            let max = crate::PipelineConfig::MAX_PARALLELISM;
+            let max = crate::config::PipelineConfig::MAX_PARALLELISM;
             if let Some(p) = node.parallelism.filter(|&p| p > max) {
                 return Err(GraphError::InvalidConfig {
                     operator: node.name.clone(),

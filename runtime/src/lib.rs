@@ -34,6 +34,7 @@ pub mod partition;
 mod pipeline;
 mod raw;
 pub mod spill;
+mod stop;
 
 pub use barrier::{Barrier, Barriers};
 pub use batch::{Batch, Message, Timestamp};
@@ -43,7 +44,7 @@ pub use channel::{
 };
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
-pub use exec::StopSignal;
+pub use stop::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;

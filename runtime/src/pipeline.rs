@@ -12,7 +12,8 @@ use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
 use crate::error::{GraphError, RunError};
 use crate::exec::runners::{single, Factory, ResultSlot};
-use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner, StopSignal};
+use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner};
+use crate::stop::StopSignal;
 use crate::graph::{
     AnyBox, EdgeOverflow, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning,
 };

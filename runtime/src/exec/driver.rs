@@ -32,7 +32,7 @@ use crate::exec::chain::{
 };
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
-use crate::exec::StopSignal;
+use crate::stop::StopSignal;
 use crate::metrics::{InstanceMetrics, TimeState};
 use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
 

@@ -31,11 +31,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -49,6 +47,7 @@ use crate::metrics::NodeKind;
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, Registry, RunReport};
 use crate::operator::{DownstreamProbe, InputPort, InstanceInfo};
 use crate::overflow::{Overflow, OverflowCounter};
+use crate::stop::StopSignal;
 use crate::config::{Chaining, PipelineConfig};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -61,37 +60,6 @@ pub(crate) fn make_edge_of<B: Batch>(config: EdgeConfig) -> (AnyBox, AnyBox, Edg
 }
 
 pub(crate) type InstanceFuture = Pin<Box<dyn Future<Output = Result<(), OperatorError>> + Send>>;
-
-/// A request to stop reading, shared by the run and its handles. Sources check it before each
-/// poll; the rest of the pipeline then drains normally.
-#[derive(Debug, Default)]
-pub struct StopSignal {
-    stopped: AtomicBool,
-    notify: Notify,
-}
-
-impl StopSignal {
-    /// Asks every source to stop reading and end its stream.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    /// Whether a stop was requested.
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
-
-    pub(crate) async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_stopped() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// The wiring of one instance: its edges, already created, type-erased until its runner
 /// (which knows the types) takes them.

@@ -438,7 +438,7 @@ pub(crate) struct NodeEntry {
 pub(crate) struct Registry {
     pub(crate) pipeline: String,
     /// The run's stop signal: a report made after a stop was asked for says "stopped".
-    pub(crate) stop: Arc<crate::exec::StopSignal>,
+    pub(crate) stop: Arc<crate::stop::StopSignal>,
     pub(crate) epoch: Instant,
     pub(crate) nodes: Vec<NodeEntry>,
     pub(crate) instances: Vec<InstanceEntry>,

@@ -846,7 +846,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::exec::StopSignal;
+    use crate::stop::StopSignal;
     use crate::metrics::{InstanceEntry, InstanceMetrics, NodeEntry, SAMPLE_ROWS};
 
     const MS: u64 = 1_000_000;

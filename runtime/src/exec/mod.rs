@@ -198,7 +198,7 @@ pub(crate) fn prepare(
                             parallelism: parallelism[n.index()],
                             batch_rows: config.batch_rows,
                             max_batch_bytes: config.default_edge().max_bytes,
-                            overflow: OverflowCounter::new(metrics.clone()),
+                            overflow: OverflowCounter::new(metrics.overflow.clone()),
                             downstream: DownstreamProbe::default(),
                             barriers: Barriers::default(),
                         },

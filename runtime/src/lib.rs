@@ -32,6 +32,7 @@ pub mod operator;
 pub mod overflow;
 pub mod partition;
 mod pipeline;
+mod plan;
 mod raw;
 pub mod spill;
 mod stop;
@@ -42,9 +43,9 @@ pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,
 };
+pub use config::{Chaining, PipelineConfig, SMALL_BATCH_MAX_CAPACITY};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
-pub use stop::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;
@@ -53,7 +54,7 @@ pub use operator::{
     StateSize,
 };
 pub use overflow::{CodecError, JsonCodec, Overflow, OverflowCounter, OverflowReason, SpillCodec};
-pub use config::{Chaining, PipelineConfig, SMALL_BATCH_MAX_CAPACITY};
 pub use pipeline::{Pipeline, RunHandle, SinkHandle, Stream, StreamCore};
+pub use stop::StopSignal;
 /// Derives [`HeapSize`](trait@HeapSize) for a struct or an enum (see the [trait](trait@HeapSize)).
 pub use weir_derive::HeapSize;

@@ -257,9 +257,7 @@ impl OverflowCounter {
     /// [`OverflowReason::SpillDamaged`]).
     pub fn add_spill_damaged_bytes(&self, bytes: u64) {
         if bytes > 0 {
-            self.0
-                .spill_damaged_bytes
-                .fetch_add(bytes, Relaxed);
+            self.0.spill_damaged_bytes.fetch_add(bytes, Relaxed);
         }
     }
 }

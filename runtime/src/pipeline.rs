@@ -12,18 +12,19 @@ use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
 use crate::error::{GraphError, RunError};
 use crate::exec::runners::{single, Factory, ResultSlot};
-use crate::exec::{self, OperatorRunner, SinkRunner, SourceRunner};
-use crate::stop::StopSignal;
-use crate::graph::{
-    AnyBox, EdgeOverflow, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning,
-};
+use crate::exec::{self, NodeRunner, OperatorRunner, Runner, SinkRunner, SourceRunner};
+use crate::graph::{EdgeOverflow, EdgeSpec, LogicalGraph, Node, NodeId, OutPort, Partitioning};
 use crate::metrics::{NodeKind, Registry, RunReport};
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
 use crate::overflow::{Overflow, SpillCodec};
 use crate::partition::{Partitioner, PartitionerFactory};
+use crate::plan::AnyBox;
+use crate::stop::StopSignal;
 
 struct Builder {
     graph: LogicalGraph,
+    /// One per node of `graph`, by node index.
+    runners: Vec<NodeRunner>,
     config: PipelineConfig,
     ran: bool,
 }
@@ -89,6 +90,7 @@ impl Pipeline {
         Self {
             inner: Rc::new(RefCell::new(Builder {
                 graph: LogicalGraph::new(name.clone()),
+                runners: Vec::new(),
                 config,
                 ran: false,
             })),
@@ -133,14 +135,15 @@ impl Pipeline {
         factory: Factory<S>,
         single: bool,
     ) -> StreamCore<S::Output> {
-        let id = self.inner.borrow_mut().add(Node {
-            name,
-            kind: NodeKind::Source,
-            parallelism: None,
-            single,
-            runner: Box::new(SourceRunner { factory }),
-            clone_fn: None,
-        });
+        let id = self.inner.borrow_mut().add(
+            Node {
+                name,
+                kind: NodeKind::Source,
+                parallelism: None,
+                single,
+            },
+            Box::new(SourceRunner { factory }),
+        );
         StreamCore::new(self.inner.clone(), id)
     }
 
@@ -158,7 +161,7 @@ impl Pipeline {
         self.inner.borrow().graph.to_dot()
     }
 
-    fn take(&self) -> Result<(LogicalGraph, PipelineConfig), GraphError> {
+    fn take(&self) -> Result<(LogicalGraph, Vec<NodeRunner>, PipelineConfig), GraphError> {
         let mut b = self.inner.borrow_mut();
         if b.ran {
             return Err(GraphError::AlreadyRun {
@@ -174,7 +177,8 @@ impl Pipeline {
             })?;
         b.ran = true;
         let graph = std::mem::replace(&mut b.graph, LogicalGraph::new(self.name.clone()));
-        Ok((graph, b.config.clone()))
+        let runners = std::mem::take(&mut b.runners);
+        Ok((graph, runners, b.config.clone()))
     }
 
     /// Runs the pipeline to completion on a new multi-thread tokio runtime sized to the cores
@@ -198,8 +202,8 @@ impl Pipeline {
     ///
     /// As [`run`](Self::run).
     pub async fn run_async(self) -> Result<RunReport, RunError> {
-        let (graph, config) = self.take()?;
-        let prepared = exec::prepare(graph, &config, Arc::new(StopSignal::default()))?;
+        let (graph, runners, config) = self.take()?;
+        let prepared = exec::prepare(graph, runners, &config, Arc::new(StopSignal::default()))?;
         prepared.run().await
     }
 
@@ -210,9 +214,9 @@ impl Pipeline {
     ///
     /// An invalid graph, or a runtime that could not be started.
     pub fn spawn(self) -> Result<RunHandle, RunError> {
-        let (graph, config) = self.take()?;
+        let (graph, runners, config) = self.take()?;
         let stop = Arc::new(StopSignal::default());
-        let prepared = exec::prepare(graph, &config, stop.clone())?;
+        let prepared = exec::prepare(graph, runners, &config, stop.clone())?;
         let registry = prepared.registry.clone();
         let workers = config
             .workers
@@ -368,8 +372,7 @@ pub type Stream<T> = StreamCore<Vec<T>>;
 impl<B: Batch + Clone> Clone for StreamCore<B> {
     fn clone(&self) -> Self {
         if self.port == OutPort::Main {
-            self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
-                Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+            self.inner.borrow_mut().set_cloneable::<B>(self.node);
         }
         Self {
             inner: self.inner.clone(),
@@ -394,13 +397,26 @@ impl<B> fmt::Debug for StreamCore<B> {
 }
 
 impl Builder {
-    fn add(&mut self, node: Node) -> NodeId {
+    fn add(&mut self, node: Node, runner: Box<dyn Runner>) -> NodeId {
         assert!(
             !self.ran,
             "operators cannot be added to pipeline `{}` after it has run",
             self.graph.name
         );
-        self.graph.add_node(node)
+        let id = self.graph.add_node(node);
+        debug_assert_eq!(id.index(), self.runners.len());
+        self.runners.push(NodeRunner {
+            runner,
+            clone_fn: None,
+        });
+        id
+    }
+
+    /// Registers how to copy the batches of `node`'s output, for a stream with several
+    /// consumers.
+    fn set_cloneable<B: Batch + Clone>(&mut self, node: NodeId) {
+        self.runners[node.index()].clone_fn =
+            Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
     }
 }
 
@@ -571,14 +587,15 @@ impl<B: Batch> StreamCore<B> {
         factory: Factory<O>,
         single: bool,
     ) -> StreamCore<O::Output> {
-        let id = self.inner.borrow_mut().add(Node {
-            name,
-            kind: NodeKind::Operator,
-            parallelism: None,
-            single,
-            runner: Box::new(OperatorRunner { factory }),
-            clone_fn: None,
-        });
+        let id = self.inner.borrow_mut().add(
+            Node {
+                name,
+                kind: NodeKind::Operator,
+                parallelism: None,
+                single,
+            },
+            Box::new(OperatorRunner { factory }),
+        );
         self.connect(id, 0);
         StreamCore::new(self.inner.clone(), id)
     }
@@ -694,17 +711,18 @@ impl<B: Batch> StreamCore<B> {
         single: bool,
     ) -> (SinkHandle<K::Output>, NodeId) {
         let slot: ResultSlot<K::Output> = Arc::new(Mutex::new(Vec::new()));
-        let id = self.inner.borrow_mut().add(Node {
-            name,
-            kind: NodeKind::Sink,
-            parallelism: None,
-            single,
-            runner: Box::new(SinkRunner {
+        let id = self.inner.borrow_mut().add(
+            Node {
+                name,
+                kind: NodeKind::Sink,
+                parallelism: None,
+                single,
+            },
+            Box::new(SinkRunner {
                 factory,
                 results: slot.clone(),
             }),
-            clone_fn: None,
-        });
+        );
         self.connect(id, 0);
         (SinkHandle { slot }, id)
     }
@@ -713,8 +731,7 @@ impl<B: Batch> StreamCore<B> {
 impl<B: Batch + Clone> StreamCore<B> {
     /// Sends every batch to every instance of the next operator.
     pub fn broadcast(mut self) -> Self {
-        self.inner.borrow_mut().graph.node_mut(self.node).clone_fn =
-            Some(Box::new(<B as Clone>::clone as fn(&B) -> B) as AnyBox);
+        self.inner.borrow_mut().set_cloneable::<B>(self.node);
         self.partitioning = Partitioning::Broadcast;
         self
     }

@@ -846,8 +846,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::stop::StopSignal;
     use crate::metrics::{InstanceEntry, InstanceMetrics, NodeEntry, SAMPLE_ROWS};
+    use crate::stop::StopSignal;
 
     const MS: u64 = 1_000_000;
 

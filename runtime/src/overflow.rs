@@ -173,7 +173,7 @@ impl OverflowReason {
 }
 
 /// Rows an instance dropped, spilled or rejected under an overflow policy, by reason (see
-/// [`Overflow`](crate::Overflow)).
+/// [`Overflow`]).
 #[derive(Debug, Default)]
 pub struct OverflowCounts {
     /// Rows dropped because they found no room.

@@ -9,11 +9,19 @@
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
 //!   its rows (durable acknowledgement);
+//! - [`PipelineConfig`] and [`Chaining`] (module `config`): settings of a whole pipeline;
 //! - [`graph`]: the logical plan, validation, DOT export;
-//! - the executor (private): physical expansion, one tokio task per instance, shutdown;
+//! - the physical plan (private): instances, chains and the edges between them;
+//! - the executor (private): one tokio task per instance or chain, shutdown;
+//! - [`Pipeline`], [`StreamCore`] and the run handles (module `pipeline`): the builder;
 //! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`];
 //! - [`Overflow`]: what a producer that cannot wait does with work that finds no room, and
 //!   [`spill`], the bounded on-disk FIFO behind [`Overflow::Spill`].
+//!
+//! The modules form a ladder without circles: configuration ← logical graph ← physical plan ←
+//! executor ← pipeline builder, each reading only the rungs below it, and all of them standing
+//! on the leaves (the operator API, channels, metrics, overflow, errors). The operator API
+//! knows nothing of the executor or its metrics. `tests/layering.rs` keeps it so.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

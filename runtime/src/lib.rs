@@ -44,6 +44,8 @@ mod plan;
 mod raw;
 pub mod spill;
 mod stop;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use barrier::{Barrier, Barriers};
 pub use batch::{Batch, Message, Timestamp};

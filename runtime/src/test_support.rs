@@ -207,3 +207,11 @@ impl Source for BadSource {
         Poll::Ready(Ok(SourceStatus::Continue))
     }
 }
+
+/// A batch of `rows` consecutive values starting at `first`, with exactly `rows` capacity (so
+/// its bytes are what `rows` rows weigh).
+pub fn batch(first: u64, rows: usize) -> Vec<u64> {
+    let mut v = Vec::with_capacity(rows);
+    v.extend(first..first + rows as u64);
+    v
+}

@@ -7,7 +7,7 @@
 
 use weir::prelude::*;
 use weir::runtime::metrics::{EdgeReport, InstanceReport, OperatorReport};
-pub use weir_runtime::test_support::{guarded, run_guarded, CountingWaker, GUARD};
+pub use weir_runtime::test_support::{batch, guarded, run_guarded, CountingWaker, GUARD};
 
 /// A small config: two workers, the given batch size, everything else default.
 pub fn config(batch_rows: usize) -> PipelineConfig {
@@ -42,11 +42,4 @@ pub fn inst<'a>(report: &'a RunReport, name: &str) -> &'a InstanceReport {
 /// Every physical edge leaving operator `from`.
 pub fn edges_from<'a>(report: &'a RunReport, from: &str) -> Vec<&'a EdgeReport> {
     report.edges.iter().filter(|e| e.from == from).collect()
-}
-
-/// A batch of `rows` consecutive values starting at `first`, with exactly `rows` capacity.
-pub fn batch(first: u64, rows: usize) -> Vec<u64> {
-    let mut v = Vec::with_capacity(rows);
-    v.extend(first..first + rows as u64);
-    v
 }

@@ -19,7 +19,7 @@
 pub(crate) mod chain;
 pub(crate) mod driver;
 #[cfg(test)]
-mod hook_tests;
+mod tests;
 mod inputs;
 mod lossy;
 pub(crate) mod outputs;

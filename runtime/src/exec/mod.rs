@@ -18,12 +18,12 @@
 
 pub(crate) mod chain;
 pub(crate) mod driver;
-#[cfg(test)]
-mod tests;
 mod inputs;
 mod lossy;
 pub(crate) mod outputs;
 pub(crate) mod runners;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use runners::{OperatorRunner, SinkRunner, SourceRunner};
 

@@ -167,7 +167,7 @@ pub(crate) fn expand(
         })
         .collect();
 
-    let chained_from = chain_links(&graph, &parallelism, config.chaining);
+    let chained_from = chain_links(graph, &parallelism, config.chaining);
     let mut edges = Vec::new();
     let mut main_edges = Vec::new();
     let edge_ids: Vec<_> = graph.graph.edge_indices().collect();

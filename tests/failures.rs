@@ -4,53 +4,10 @@
 
 mod common;
 
-use std::task::{Context, Poll};
-
 use common::{pipeline, run_guarded};
 use weir::prelude::*;
 use weir::runtime::ErrorKind;
-
-/// Fails after `at` rows, by error or by panic.
-#[derive(Clone, Copy)]
-enum Fail {
-    Error,
-    Panic,
-}
-
-impl Fail {
-    fn fire(self, what: &str, at: u64) -> OperatorError {
-        match self {
-            Fail::Error => OperatorError::user(format!("{what} broke at row {at}")),
-            Fail::Panic => panic!("{what} exploded at row {at}"),
-        }
-    }
-}
-
-/// Emits 0, 1, 2, .. in batches and fails when it reaches `at`.
-struct BadSource {
-    next: u64,
-    at: u64,
-    fail: Fail,
-}
-
-impl Source for BadSource {
-    type Output = Vec<u64>;
-
-    fn poll_produce(
-        &mut self,
-        _: &mut Context<'_>,
-        out: &mut Output<Vec<u64>>,
-    ) -> Poll<Result<SourceStatus, OperatorError>> {
-        for _ in 0..out.batch_rows() {
-            if self.next == self.at {
-                return Poll::Ready(Err(self.fail.fire("source", self.at)));
-            }
-            out.push(self.next);
-            self.next += 1;
-        }
-        Poll::Ready(Ok(SourceStatus::Continue))
-    }
-}
+use weir_runtime::test_support::{BadSource, Fail};
 
 /// Passes rows through and fails on row `at`.
 struct BadOp {

@@ -1,62 +1,20 @@
-//! The Reactive Streams rules that apply to batched credit, checked on a bare edge polled by hand
-//! and on whole pipelines: bounded in-flight batches, completion after all data, empty streams,
-//! cancellation, serial delivery.
+//! The Reactive Streams rules that apply to batched credit, checked on whole pipelines:
+//! completion after all data, empty streams, cancellation, serial delivery.
 //!
-//! The random-schedule model of the edge protocol (never more in flight than credit) lives in
-//! `edge_schedule.rs`; `request(0)`-style settings and saturating demand in `demand_limits.rs`.
+//! The same rules on a bare edge polled by hand, and the random-schedule model of the edge
+//! protocol, are the runtime's (`runtime/tests/reactive_streams.rs`, `edge_schedule.rs`);
+//! `request(0)`-style settings and saturating demand on pipelines are in `demand_limits.rs`.
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use common::{batch, guarded, inst, op, pipeline, run_guarded, CountingWaker};
+use common::{guarded, inst, op, pipeline, run_guarded};
 use weir::prelude::*;
-use weir::runtime::{edge, Closed, Message, TryRecvError, TryReserveError, TrySendError};
 
 // ---------------------------------------------------------------------------------------------
 // Completion only after all data (rules 1.5 / 1.7)
-
-#[test]
-fn end_arrives_after_every_data_batch_on_an_edge() {
-    let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(3));
-    let producer = std::thread::spawn(move || {
-        for i in 0..50 {
-            tx.send_blocking(Message::Data(batch(i * 4, 4))).unwrap();
-        }
-        tx.send_blocking(Message::End).unwrap();
-    });
-    let received = guarded("drain", move || {
-        let mut got = Vec::new();
-        loop {
-            match rx.recv_blocking() {
-                Ok(Message::Data(b)) => got.push(b),
-                Ok(Message::End) => break,
-                other => panic!("unexpected {other:?} before End"),
-            }
-        }
-        // After End, the stream is over for good.
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Ended));
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Ended));
-        assert!(rx.is_ended());
-        got
-    });
-    producer.join().unwrap();
-    let rows: Vec<u64> = received.into_iter().flatten().collect();
-    assert_eq!(rows, (0..200).collect::<Vec<_>>());
-}
-
-#[test]
-fn an_aborted_producer_is_seen_only_after_its_data() {
-    let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(4));
-    tx.try_send(Message::Data(batch(0, 2))).unwrap();
-    tx.try_send(Message::Data(batch(2, 2))).unwrap();
-    drop(tx); // no End: an abort
-    assert_eq!(rx.try_recv(), Ok(Message::Data(vec![0, 1])));
-    assert_eq!(rx.try_recv(), Ok(Message::Data(vec![2, 3])));
-    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
-}
 
 /// A sink that logs what it is given, to check that `finish` comes once, after every row.
 #[derive(Default)]
@@ -141,45 +99,6 @@ fn an_empty_iterator_source_completes() {
 
 // ---------------------------------------------------------------------------------------------
 // Cancellation stops emission and releases the producer (rules 3.12 / 3.13)
-
-#[test]
-fn dropping_the_inlet_wakes_a_waiting_producer_with_closed() {
-    let (mut tx, rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
-    tx.try_send(Message::Data(batch(0, 1))).unwrap();
-    tx.try_send(Message::Data(batch(1, 1))).unwrap();
-    let (wakes, waker) = CountingWaker::new();
-    let mut cx = Context::from_waker(&waker);
-    assert!(tx.poll_reserve(&mut cx, 8).is_pending(), "no credit left");
-    assert_eq!(wakes.count(), 0);
-
-    drop(rx);
-    assert_eq!(wakes.count(), 1, "the cancel woke the producer");
-    assert!(tx.is_closed());
-    assert!(matches!(
-        tx.poll_reserve(&mut cx, 8),
-        Poll::Ready(Err(Closed))
-    ));
-    assert!(matches!(tx.poll_ready(&mut cx), Poll::Ready(Err(Closed))));
-    assert_eq!(tx.try_reserve(0).err(), Some(TryReserveError::Closed));
-    match tx.try_send(Message::Data(vec![42])) {
-        Err(TrySendError::Closed(msg)) => assert_eq!(msg, Message::Data(vec![42]), "handed back"),
-        other => panic!("expected Closed, got {other:?}"),
-    }
-}
-
-#[test]
-fn dropping_the_outlet_wakes_a_waiting_consumer() {
-    let (tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
-    let (wakes, waker) = CountingWaker::new();
-    let mut cx = Context::from_waker(&waker);
-    assert!(rx.poll_recv(&mut cx).is_pending());
-    drop(tx);
-    assert_eq!(wakes.count(), 1);
-    assert_eq!(
-        rx.poll_recv(&mut cx),
-        Poll::Ready(Err(TryRecvError::Disconnected))
-    );
-}
 
 #[test]
 fn dropping_a_row_iter_cancels_an_endless_source() {

@@ -9,17 +9,26 @@
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
 //!   its rows (durable acknowledgement);
+//! - [`PipelineConfig`] and [`Chaining`] (module `config`): settings of a whole pipeline;
 //! - [`graph`]: the logical plan, validation, DOT export;
-//! - the executor (private): physical expansion, one tokio task per instance, shutdown;
+//! - the physical plan (private): instances, chains and the edges between them;
+//! - the executor (private): one tokio task per instance or chain, shutdown;
+//! - [`Pipeline`], [`StreamCore`] and the run handles (module `pipeline`): the builder;
 //! - [`metrics`]: per-instance counters, busy / idle / backpressured time, the [`RunReport`];
 //! - [`Overflow`]: what a producer that cannot wait does with work that finds no room, and
 //!   [`spill`], the bounded on-disk FIFO behind [`Overflow::Spill`].
+//!
+//! The modules form a ladder without circles: configuration ← logical graph ← physical plan ←
+//! executor ← pipeline builder, each reading only the rungs below it, and all of them standing
+//! on the leaves (the operator API, channels, metrics, overflow, errors). The operator API
+//! knows nothing of the executor or its metrics. `tests/layering.rs` keeps it so.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod barrier;
 mod batch;
 pub mod channel;
+mod config;
 mod dead_letter;
 mod error;
 mod exec;
@@ -31,8 +40,12 @@ pub mod operator;
 pub mod overflow;
 pub mod partition;
 mod pipeline;
+mod plan;
 mod raw;
 pub mod spill;
+mod stop;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use barrier::{Barrier, Barriers};
 pub use batch::{Batch, Message, Timestamp};
@@ -40,9 +53,9 @@ pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,
 };
+pub use config::{Chaining, PipelineConfig, SMALL_BATCH_MAX_CAPACITY};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
-pub use exec::StopSignal;
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;
@@ -51,9 +64,7 @@ pub use operator::{
     StateSize,
 };
 pub use overflow::{CodecError, JsonCodec, Overflow, OverflowCounter, OverflowReason, SpillCodec};
-pub use pipeline::{
-    Chaining, Pipeline, PipelineConfig, RunHandle, SinkHandle, Stream, StreamCore,
-    SMALL_BATCH_MAX_CAPACITY,
-};
+pub use pipeline::{Pipeline, RunHandle, SinkHandle, Stream, StreamCore};
+pub use stop::StopSignal;
 /// Derives [`HeapSize`](trait@HeapSize) for a struct or an enum (see the [trait](trait@HeapSize)).
 pub use weir_derive::HeapSize;

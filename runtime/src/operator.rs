@@ -558,8 +558,9 @@ impl<B: Batch> Output<B> {
         self.dead.len()
     }
 
-    /// Takes the dead letters and the skipped count emitted so far.
-    pub fn take_rejects(&mut self) -> (Vec<DeadLetter>, u64) {
+    /// Takes the dead letters and the skipped count emitted so far (the executor sends and
+    /// counts them).
+    pub(crate) fn take_rejects(&mut self) -> (Vec<DeadLetter>, u64) {
         (
             std::mem::take(&mut self.dead),
             std::mem::take(&mut self.skipped),
@@ -614,15 +615,31 @@ impl<B: Batch> Output<B> {
         self.batch_rows
     }
 
-    /// Whether pushed rows are waiting in a partial batch, and since when.
-    pub fn open_since(&self) -> Option<Instant> {
+    /// Whether pushed rows are waiting in a partial batch, and since when (the executor's
+    /// linger deadline starts there).
+    pub(crate) fn open_since(&self) -> Option<Instant> {
         self.open_since
     }
 
-    /// Bytes held (sealed and open), for in-flight accounting.
-    pub fn held_bytes(&self) -> usize {
-        self.sealed.iter().map(Message::bytes).sum::<usize>()
-            + self.open.as_ref().map_or(0, Batch::bytes)
+    /// Whether pushed rows are waiting in a partial batch. It ends when the batch is cut: by
+    /// the batch size, by [`flush`](Self::flush), or by the executor once the pipeline's linger
+    /// has passed. A source that also cuts batches by a measure of its own (bytes, say) reads it
+    /// to know when the batch it was measuring has gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::operator::Output;
+    ///
+    /// let mut out = Output::<Vec<u32>>::new(4);
+    /// assert!(!out.has_open_batch());
+    /// out.push(1);
+    /// assert!(out.has_open_batch());
+    /// out.flush();
+    /// assert!(!out.has_open_batch());
+    /// ```
+    pub fn has_open_batch(&self) -> bool {
+        self.open_since.is_some()
     }
 
     /// Takes the sealed messages, in order.

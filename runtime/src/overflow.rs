@@ -41,13 +41,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use crate::metrics::InstanceMetrics;
 
 /// What to do with work that finds no room downstream. See the [module docs](self) for the
 /// costs of each.
@@ -174,6 +172,49 @@ impl OverflowReason {
     }
 }
 
+/// Rows an instance dropped, spilled or rejected under an overflow policy, by reason (see
+/// [`Overflow`]).
+#[derive(Debug, Default)]
+pub struct OverflowCounts {
+    /// Rows dropped because they found no room.
+    pub dropped_newest: AtomicU64,
+    /// Rows evicted from a full queue by newer ones.
+    pub dropped_oldest: AtomicU64,
+    /// Rows written to a spill.
+    pub spilled: AtomicU64,
+    /// Rows read back from a spill and sent on.
+    pub unspilled: AtomicU64,
+    /// Rows dropped because the spill was full.
+    pub spill_full: AtomicU64,
+    /// Rows dropped because the spill could not be written or read back.
+    pub spill_failed: AtomicU64,
+    /// Spilled records lost to damage in a spill file.
+    pub spill_damaged_records: AtomicU64,
+    /// Bytes of spill files skipped as damaged (not a reason: counted beside the records).
+    pub spill_damaged_bytes: AtomicU64,
+    /// Rows refused to a client with a retry hint.
+    pub rejected: AtomicU64,
+    /// Dead letters not stored because their queue was full.
+    pub dead_letters_not_stored: AtomicU64,
+}
+
+impl OverflowCounts {
+    /// The counter of `reason`.
+    pub fn slot(&self, reason: OverflowReason) -> &AtomicU64 {
+        match reason {
+            OverflowReason::DroppedNewest => &self.dropped_newest,
+            OverflowReason::DroppedOldest => &self.dropped_oldest,
+            OverflowReason::Spilled => &self.spilled,
+            OverflowReason::Unspilled => &self.unspilled,
+            OverflowReason::SpillFull => &self.spill_full,
+            OverflowReason::SpillFailed => &self.spill_failed,
+            OverflowReason::SpillDamaged => &self.spill_damaged_records,
+            OverflowReason::Rejected => &self.rejected,
+            OverflowReason::DeadLetterNotStored => &self.dead_letters_not_stored,
+        }
+    }
+}
+
 /// A handle on one instance's overflow counters, to count what it drops, spills or rejects from
 /// any thread (an HTTP server task, say). Cheap to clone.
 ///
@@ -187,38 +228,36 @@ impl OverflowReason {
 /// assert_eq!(counter.get(OverflowReason::Rejected), 3);
 /// ```
 #[derive(Clone)]
-pub struct OverflowCounter(Arc<InstanceMetrics>);
+pub struct OverflowCounter(Arc<OverflowCounts>);
 
 impl OverflowCounter {
-    pub(crate) fn new(metrics: Arc<InstanceMetrics>) -> Self {
-        Self(metrics)
+    /// A handle on `counts` (an instance's, which the run report reads).
+    pub(crate) fn new(counts: Arc<OverflowCounts>) -> Self {
+        Self(counts)
     }
 
     /// A counter attached to no run, for operators used outside a pipeline (tests).
     pub fn detached() -> Self {
-        Self(Arc::new(InstanceMetrics::new(std::time::Instant::now())))
+        Self(Arc::default())
     }
 
     /// Counts `rows` under `reason`.
     pub fn add(&self, reason: OverflowReason, rows: u64) {
         if rows > 0 {
-            self.0.overflow.slot(reason).fetch_add(rows, Relaxed);
+            self.0.slot(reason).fetch_add(rows, Relaxed);
         }
     }
 
     /// The rows counted under `reason` so far.
     pub fn get(&self, reason: OverflowReason) -> u64 {
-        self.0.overflow.slot(reason).load(Relaxed)
+        self.0.slot(reason).load(Relaxed)
     }
 
     /// Counts `bytes` of a spill file skipped as damaged (beside the records counted under
     /// [`OverflowReason::SpillDamaged`]).
     pub fn add_spill_damaged_bytes(&self, bytes: u64) {
         if bytes > 0 {
-            self.0
-                .overflow
-                .spill_damaged_bytes
-                .fetch_add(bytes, Relaxed);
+            self.0.spill_damaged_bytes.fetch_add(bytes, Relaxed);
         }
     }
 }

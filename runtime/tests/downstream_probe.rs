@@ -2,11 +2,11 @@
 //! of it, through chained operators, exactly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use weir_runtime::operator::{DownstreamProbe, Output, Queued, Sink, Source, SourceStatus};
+use weir_runtime::test_support::run_guarded;
 use weir_runtime::{
     Batch, Chaining, EdgeConfig, InputPort, InstanceInfo, Operator, OperatorError, Pipeline,
     PipelineConfig,
@@ -115,14 +115,7 @@ fn a_source_reads_the_rows_queued_downstream_through_its_chain() {
     .unary("pass", Pass)
     .with_edge(EdgeConfig::default().with_capacity(8))
     .sink("sink", Held(shared.clone()));
-    let handle = p.spawn().expect("the pipeline starts");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(handle.join());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the run ended")
-        .expect("the run succeeds");
+    run_guarded(p).expect("the run succeeds");
     let (edges, queued) = shared.seen.lock().expect("not poisoned").expect("read");
     // `pass` is chained into the source's task: one edge, to the sink, holding every row.
     assert_eq!(edges, 1);

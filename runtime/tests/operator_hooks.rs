@@ -3,43 +3,9 @@
 
 use std::task::{Context, Poll};
 
-use weir_runtime::operator::{Output, Sink, Source, SourceStatus};
+use weir_runtime::operator::Output;
+use weir_runtime::test_support::{CollectAll, Upto};
 use weir_runtime::{InputPort, Operator, OperatorError, Pipeline, PipelineConfig, StateSize};
-
-struct Upto(u64, u64);
-
-impl Source for Upto {
-    type Output = Vec<u64>;
-    fn poll_produce(
-        &mut self,
-        _: &mut Context<'_>,
-        out: &mut Output<Vec<u64>>,
-    ) -> Poll<Result<SourceStatus, OperatorError>> {
-        while self.0 < self.1 && !out.is_full() {
-            out.push(self.0);
-            self.0 += 1;
-        }
-        Poll::Ready(Ok(if self.0 == self.1 {
-            SourceStatus::Done
-        } else {
-            SourceStatus::Continue
-        }))
-    }
-}
-
-struct CollectAll(Vec<u64>);
-
-impl Sink for CollectAll {
-    type Input = Vec<u64>;
-    type Output = Vec<u64>;
-    fn on_batch(&mut self, _: InputPort, b: Vec<u64>) -> Result<(), OperatorError> {
-        self.0.extend(b);
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {
-        Ok(std::mem::take(&mut self.0))
-    }
-}
 
 /// Not ready `pending` times before every input, waking itself each time; counts what it saw.
 struct Gate {

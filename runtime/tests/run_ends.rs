@@ -6,28 +6,16 @@
 //! failure; nothing is timed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use weir_runtime::operator::{Output, Sink, Source, SourceStatus};
+use weir_runtime::test_support::run_guarded;
 use weir_runtime::{
     Chaining, InputPort, InstanceInfo, Operator, OperatorError, Pipeline, PipelineConfig, RunError,
-    RunReport,
 };
 
 const MODES: [Chaining; 2] = [Chaining::Off, Chaining::Operators];
-
-/// Joins a run on another thread; a run that has not ended after a minute is a hang.
-fn join(p: Pipeline) -> Result<RunReport, RunError> {
-    let handle = p.spawn().expect("the pipeline starts");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(handle.join());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the run ended on its own")
-}
 
 fn pipeline(name: &str, chaining: Chaining) -> Pipeline {
     Pipeline::with_config(
@@ -153,7 +141,7 @@ fn a_sink_closing_early_ends_a_run_whose_source_waits_for_data() {
                 taken: taken.clone(),
             },
         );
-        let report = join(p).expect("the run succeeds");
+        let report = run_guarded(p).expect("the run succeeds");
         let taken = taken.load(Ordering::Relaxed);
         assert!(taken >= 4, "{chaining:?}");
         // Every row is delivered or counted.
@@ -176,7 +164,7 @@ fn a_sink_closing_early_ends_a_run_whose_operator_waits_for_input() {
                     taken: taken.clone(),
                 },
             );
-        let report = join(p).expect("the run succeeds");
+        let report = run_guarded(p).expect("the run succeeds");
         let taken = taken.load(Ordering::Relaxed);
         assert!(taken >= 4, "{chaining:?}");
         assert_eq!(taken + report.dropped_downstream_closed, 8, "{chaining:?}");
@@ -197,7 +185,7 @@ fn a_sink_closing_early_ends_a_run_whose_operator_is_never_ready_again() {
                     taken: taken.clone(),
                 },
             );
-        join(p).expect("the run succeeds");
+        run_guarded(p).expect("the run succeeds");
         assert_eq!(taken.load(Ordering::Relaxed), 4, "{chaining:?}");
     }
 }
@@ -269,7 +257,7 @@ fn an_operator_failing_in_open_or_poll_ready_ends_the_run_while_its_source_is_qu
                     s = s.unary("pass", Pass);
                 }
                 s.unary("lookup", Failing { how }).sink("sink", Discard);
-                let err = join(p).expect_err("the operator's failure ends the run");
+                let err = run_guarded(p).expect_err("the operator's failure ends the run");
                 let case = format!("{chaining:?}, {how:?}, behind {behind}: {err}");
                 assert_eq!(err.operator(), Some("lookup"), "{case}");
                 assert!(err.to_string().contains(message), "{case}");

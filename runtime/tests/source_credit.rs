@@ -8,12 +8,12 @@
 //! allowed more is caught by the recorded gap.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use weir_runtime::operator::{Output, Sink, Source, SourceStatus};
 use weir_runtime::partition::{Partitioner, TargetLoad};
+use weir_runtime::test_support::run_guarded;
 use weir_runtime::{EdgeConfig, InputPort, OperatorError, Pipeline, PipelineConfig};
 
 const BATCHES: u64 = 40;
@@ -148,14 +148,7 @@ fn run(partitioned: bool) -> u64 {
             },
         );
     }
-    let handle = p.spawn().expect("the pipeline starts");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(handle.join());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the run ended: the source reached its bound every time")
-        .expect("the run succeeds");
+    run_guarded(p).expect("the run succeeds");
     assert_eq!(shared.taken.load(Ordering::SeqCst), BATCHES);
     shared.max_gap.load(Ordering::SeqCst)
 }

@@ -1,28 +1,11 @@
 //! Unit tests of the edge protocol on real threads-free polling: every credit path is asserted as
 //! "pending, then woken".
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use super::*;
-
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn waker() -> (Arc<CountingWaker>, Waker) {
-    let w = Arc::new(CountingWaker::default());
-    (w.clone(), Waker::from(w))
-}
+use crate::test_support::CountingWaker;
 
 fn data(n: usize) -> Message<Vec<u64>> {
     let mut v = Vec::with_capacity(n);
@@ -49,18 +32,18 @@ fn credit_is_regranted_in_chunks_and_wakes_the_producer() {
     for _ in 0..4 {
         tx.try_send(data(1)).unwrap();
     }
-    let (count, w) = waker();
+    let (count, w) = CountingWaker::new();
     let mut cx = Context::from_waker(&w);
     assert!(tx.poll_ready(&mut cx).is_pending());
 
     // One receive frees one slot: below the chunk, so no grant and no wake-up.
     rx.try_recv().unwrap();
-    assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    assert_eq!(count.count(), 0);
     assert_eq!(tx.stats().outstanding_credit, 0);
 
     // The second completes a chunk: credit for two, and the producer is woken.
     rx.try_recv().unwrap();
-    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(count.count(), 1);
     assert!(tx.poll_ready(&mut cx).is_ready());
     assert_eq!(tx.stats().outstanding_credit, 2);
     let s = tx.stats();
@@ -78,7 +61,7 @@ fn empty_consumer_grants_everything_before_parking() {
         3,
         "one freed slot is held back below the chunk"
     );
-    let (_c, w) = waker();
+    let (_c, w) = CountingWaker::new();
     assert!(rx.poll_recv(&mut Context::from_waker(&w)).is_pending());
     assert_eq!(
         tx.stats().outstanding_credit,
@@ -90,15 +73,15 @@ fn empty_consumer_grants_everything_before_parking() {
 #[test]
 fn consumer_is_woken_by_send_and_by_close() {
     let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default());
-    let (count, w) = waker();
+    let (count, w) = CountingWaker::new();
     let mut cx = Context::from_waker(&w);
     assert!(rx.poll_recv(&mut cx).is_pending());
     tx.try_send(data(2)).unwrap();
-    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(count.count(), 1);
     assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Ok(data(2))));
     assert!(rx.poll_recv(&mut cx).is_pending());
     drop(tx);
-    assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    assert_eq!(count.count(), 2);
     assert_eq!(
         rx.poll_recv(&mut cx),
         Poll::Ready(Err(TryRecvError::Disconnected))
@@ -121,11 +104,11 @@ fn end_then_ended() {
 fn producer_is_woken_when_consumer_closes() {
     let (mut tx, rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(1));
     tx.try_send(data(1)).unwrap();
-    let (count, w) = waker();
+    let (count, w) = CountingWaker::new();
     let mut cx = Context::from_waker(&w);
     assert!(tx.poll_ready(&mut cx).is_pending());
     drop(rx);
-    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(count.count(), 1);
     assert_eq!(tx.poll_ready(&mut cx), Poll::Ready(Err(Closed)));
     assert!(matches!(tx.try_send(data(1)), Err(TrySendError::Closed(_))));
 }
@@ -140,13 +123,13 @@ fn byte_bound_holds_and_wakes_on_freed_bytes() {
     for _ in 0..3 {
         tx.try_send(data(128)).unwrap();
     }
-    let (count, w) = waker();
+    let (count, w) = CountingWaker::new();
     let mut cx = Context::from_waker(&w);
     assert!(tx.poll_reserve(&mut cx, 1024).is_pending());
     assert!(tx.stats().buffered_bytes <= 3 * 1024);
     rx.try_recv().unwrap();
     assert_eq!(
-        count.0.load(Ordering::SeqCst),
+        count.count(),
         1,
         "freed bytes wake a producer waiting on bytes"
     );

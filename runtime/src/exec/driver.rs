@@ -32,9 +32,9 @@ use crate::exec::chain::{
 };
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
-use crate::exec::StopSignal;
 use crate::metrics::{InstanceMetrics, TimeState};
 use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
+use crate::stop::StopSignal;
 
 /// What every driver needs besides its operator.
 pub(crate) struct DriverCtx {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::batch::Batch;
-use crate::channel::{EdgeConfig, EdgeProbe, Inlet, Outlet};
+use crate::channel::{Inlet, Outlet};
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::exec::chain::{Chained, Downstream};
@@ -12,13 +12,13 @@ use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
 use crate::exec::lossy::LossyEdge;
 use crate::exec::outputs::{DeadPort, OutEdge, Outputs, Ports};
-use crate::exec::{make_edge_of, InstanceFuture, OutWiring, Runner, Wiring};
-use crate::graph::AnyBox;
+use crate::exec::{InstanceFuture, Runner};
 use crate::metrics::InstanceMetrics;
 use crate::operator::InstanceInfo as Info;
 use crate::operator::{InstanceInfo, Operator, Sink, Source};
 use crate::overflow::SpillCodec;
 use crate::partition::PartitionerFactory;
+use crate::plan::{make_edge_of, AnyBox, EdgeMaker, OutWiring, Wiring};
 
 /// Builds one operator value per instance.
 pub(crate) type Factory<T> = Box<dyn FnMut(&InstanceInfo) -> Result<T, OperatorError> + Send>;
@@ -148,8 +148,8 @@ pub(crate) struct SourceRunner<S: Source> {
 }
 
 impl<S: Source> Runner for SourceRunner<S> {
-    fn make_edge(&self, config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
-        Some(make_edge_of::<S::Output>(config))
+    fn edge_maker(&self) -> Option<EdgeMaker> {
+        Some(make_edge_of::<S::Output>)
     }
 
     fn instantiate(
@@ -180,8 +180,8 @@ pub(crate) struct OperatorRunner<O: Operator> {
 }
 
 impl<O: Operator> Runner for OperatorRunner<O> {
-    fn make_edge(&self, config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
-        Some(make_edge_of::<O::Output>(config))
+    fn edge_maker(&self) -> Option<EdgeMaker> {
+        Some(make_edge_of::<O::Output>)
     }
 
     fn instantiate(
@@ -242,7 +242,7 @@ pub(crate) struct SinkRunner<K: Sink> {
 }
 
 impl<K: Sink> Runner for SinkRunner<K> {
-    fn make_edge(&self, _config: EdgeConfig) -> Option<(AnyBox, AnyBox, EdgeProbe)> {
+    fn edge_maker(&self) -> Option<EdgeMaker> {
         None
     }
 

@@ -16,7 +16,6 @@ use petgraph::Direction;
 
 use crate::channel::EdgeConfig;
 use crate::error::GraphError;
-use crate::exec::Runner;
 use crate::metrics::NodeKind;
 use crate::overflow::Overflow;
 
@@ -64,17 +63,12 @@ pub enum OutPort {
     DeadLetters,
 }
 
-pub(crate) type AnyBox = Box<dyn Any + Send>;
-
 pub(crate) struct Node {
     pub(crate) name: String,
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: Option<usize>,
     /// Given as one value rather than a factory: defaults to one instance.
     pub(crate) single: bool,
-    pub(crate) runner: Box<dyn Runner>,
-    /// `fn(&B) -> B` for the node's output batch type, registered when the stream is cloned.
-    pub(crate) clone_fn: Option<AnyBox>,
 }
 
 pub(crate) struct EdgeSpec {
@@ -221,7 +215,7 @@ impl LogicalGraph {
                     reason: "parallelism must be at least 1".into(),
                 });
             }
-            let max = crate::PipelineConfig::MAX_PARALLELISM;
+            let max = crate::config::PipelineConfig::MAX_PARALLELISM;
             if let Some(p) = node.parallelism.filter(|&p| p > max) {
                 return Err(GraphError::InvalidConfig {
                     operator: node.name.clone(),

@@ -41,50 +41,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::channel::EdgeProbe;
-use crate::overflow::OverflowReason;
-
-/// Rows an instance dropped, spilled or rejected under an overflow policy, by reason (see
-/// [`Overflow`](crate::Overflow)).
-#[derive(Debug, Default)]
-pub struct OverflowCounts {
-    /// Rows dropped because they found no room.
-    pub dropped_newest: AtomicU64,
-    /// Rows evicted from a full queue by newer ones.
-    pub dropped_oldest: AtomicU64,
-    /// Rows written to a spill.
-    pub spilled: AtomicU64,
-    /// Rows read back from a spill and sent on.
-    pub unspilled: AtomicU64,
-    /// Rows dropped because the spill was full.
-    pub spill_full: AtomicU64,
-    /// Rows dropped because the spill could not be written or read back.
-    pub spill_failed: AtomicU64,
-    /// Spilled records lost to damage in a spill file.
-    pub spill_damaged_records: AtomicU64,
-    /// Bytes of spill files skipped as damaged (not a reason: counted beside the records).
-    pub spill_damaged_bytes: AtomicU64,
-    /// Rows refused to a client with a retry hint.
-    pub rejected: AtomicU64,
-    /// Dead letters not stored because their queue was full.
-    pub dead_letters_not_stored: AtomicU64,
-}
-
-impl OverflowCounts {
-    /// The counter of `reason`.
-    pub fn slot(&self, reason: OverflowReason) -> &AtomicU64 {
-        match reason {
-            OverflowReason::DroppedNewest => &self.dropped_newest,
-            OverflowReason::DroppedOldest => &self.dropped_oldest,
-            OverflowReason::Spilled => &self.spilled,
-            OverflowReason::Unspilled => &self.unspilled,
-            OverflowReason::SpillFull => &self.spill_full,
-            OverflowReason::SpillFailed => &self.spill_failed,
-            OverflowReason::SpillDamaged => &self.spill_damaged_records,
-            OverflowReason::Rejected => &self.rejected,
-            OverflowReason::DeadLetterNotStored => &self.dead_letters_not_stored,
-        }
-    }
-}
+pub use crate::overflow::OverflowCounts;
 
 /// A counter written by one task and read by any: `add` is a load and a store, not a locked
 /// read-modify-write, so counting costs nothing on the hot path.
@@ -190,8 +147,9 @@ pub struct InstanceMetrics {
     /// The most updates of one state entry an operator reported
     /// ([`StateSize::hottest_key_updates`](crate::operator::StateSize::hottest_key_updates)).
     pub peak_hottest_key_updates: Counter,
-    /// Rows dropped, spilled or rejected under an overflow policy.
-    pub overflow: OverflowCounts,
+    /// Rows dropped, spilled or rejected under an overflow policy (shared with the instance's
+    /// [`OverflowCounter`](crate::OverflowCounter)).
+    pub overflow: Arc<OverflowCounts>,
     ns: [AtomicU64; 4],
     state: AtomicU8,
     since_ns: AtomicU64,
@@ -229,7 +187,7 @@ impl InstanceMetrics {
             peak_state_keys: Counter::new(0),
             peak_state_bytes: Counter::new(0),
             peak_hottest_key_updates: Counter::new(0),
-            overflow: OverflowCounts::default(),
+            overflow: Arc::default(),
             ns: [
                 AtomicU64::new(0),
                 AtomicU64::new(0),
@@ -438,7 +396,7 @@ pub(crate) struct NodeEntry {
 pub(crate) struct Registry {
     pub(crate) pipeline: String,
     /// The run's stop signal: a report made after a stop was asked for says "stopped".
-    pub(crate) stop: Arc<crate::exec::StopSignal>,
+    pub(crate) stop: Arc<crate::stop::StopSignal>,
     pub(crate) epoch: Instant,
     pub(crate) nodes: Vec<NodeEntry>,
     pub(crate) instances: Vec<InstanceEntry>,

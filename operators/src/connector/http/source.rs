@@ -502,7 +502,7 @@ impl HttpSource {
         // open batch, which outlives this call until it fills or lingers out.
         let mut cut = false;
         while taken < max {
-            if out.open_since().is_none() {
+            if !out.has_open_batch() {
                 self.open_bytes = 0;
             }
             let Some((record, size, seq)) = self.next_record()? else {

@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::operator::{Output, Sink, Source, SourceStatus};
 use crate::spill::SpillQueue;
+use crate::test_support::CollectAll;
 use crate::{
     EdgeConfig, GraphError, JsonCodec, OperatorError, Overflow, Pipeline, PipelineConfig, RunError,
     RunReport,
@@ -273,19 +274,7 @@ fn a_lossy_branch_never_holds_back_the_main_one() {
             gate: gate.clone(),
         },
     );
-    let main = numbers.clone().sink(
-        "main",
-        Gated {
-            gate: Arc::new({
-                let g = Gate::default();
-                g.open.store(true, Ordering::SeqCst);
-                g
-            }),
-            rows: Vec::new(),
-            batches: 0,
-            take_then_close: None,
-        },
-    );
+    let main = numbers.clone().sink("main", CollectAll::default());
     let tap = numbers
         .with_edge(EdgeConfig::default().with_capacity(2))
         .on_overflow(Overflow::DropNewest)

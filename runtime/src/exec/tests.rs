@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::operator::{InputPort, Operator, Output, Sink, Source, SourceStatus};
+use crate::test_support::{CollectAll, Upto};
 use crate::{Chaining, OperatorError, Pipeline, PipelineConfig};
 
 /// Pending on its first poll (after waking its task), ready on the next: a result that arrives
@@ -24,27 +25,6 @@ impl Future for Later {
             cx.waker().wake_by_ref();
             Poll::Pending
         }
-    }
-}
-
-struct Upto(u64, u64);
-
-impl Source for Upto {
-    type Output = Vec<u64>;
-    fn poll_produce(
-        &mut self,
-        _: &mut Context<'_>,
-        out: &mut Output<Vec<u64>>,
-    ) -> Poll<Result<SourceStatus, OperatorError>> {
-        while self.0 < self.1 && !out.is_full() {
-            out.push(self.0);
-            self.0 += 1;
-        }
-        Poll::Ready(Ok(if self.0 == self.1 {
-            SourceStatus::Done
-        } else {
-            SourceStatus::Continue
-        }))
     }
 }
 
@@ -114,20 +94,6 @@ impl Operator for AsyncDouble {
     }
 }
 
-struct Collect(Vec<u64>);
-
-impl Sink for Collect {
-    type Input = Vec<u64>;
-    type Output = Vec<u64>;
-    fn on_batch(&mut self, _: usize, b: Vec<u64>) -> Result<(), OperatorError> {
-        self.0.extend(b);
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<Vec<u64>, OperatorError> {
-        Ok(std::mem::take(&mut self.0))
-    }
-}
-
 fn config(batch_rows: usize) -> PipelineConfig {
     PipelineConfig {
         batch_rows,
@@ -164,7 +130,7 @@ fn an_operator_with_work_in_flight_takes_input_only_below_its_limit_and_finishes
                 if depth == 2 {
                     stream = stream.unary("double1", async_double(limit));
                 }
-                let out = stream.sink("out", Collect(Vec::new()));
+                let out = stream.sink("out", CollectAll::default());
                 let report = p.run().unwrap();
                 let case = format!("{chaining:?}, depth {depth}, rows {rows}, batch {batch_rows}");
                 // Every result arrives, in order, including those still in flight at the end.
@@ -283,7 +249,7 @@ fn a_source_asked_to_stop_may_hand_on_what_it_holds() {
     let mut p = Pipeline::with_config("stop", config(16));
     let out = p
         .source("acks", Acknowledged { stopping: false })
-        .sink("out", Collect(Vec::new()));
+        .sink("out", CollectAll::default());
     let handle = p.spawn().unwrap();
     handle.stop();
     handle.join().unwrap();
@@ -304,7 +270,7 @@ fn by_default_a_stopped_source_ends_at_once() {
         }
     }
     let mut p = Pipeline::with_config("stop", config(16));
-    let out = p.source("never", Never).sink("out", Collect(Vec::new()));
+    let out = p.source("never", Never).sink("out", CollectAll::default());
     let handle = p.spawn().unwrap();
     handle.stop();
     handle.join().unwrap();

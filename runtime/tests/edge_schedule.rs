@@ -8,15 +8,12 @@
 //! - a send succeeds only against credit and byte room, and fails only without one of them;
 //! - a party parked in `poll_reserve` / `poll_recv` has been woken once its condition holds.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-use common::CountingWaker;
 use proptest::prelude::*;
-use weir::prelude::EdgeConfig;
-use weir::runtime::{edge, Batch, Message, TryRecvError, TrySendError};
+use weir_runtime::test_support::{batch, CountingWaker};
+use weir_runtime::{edge, Batch, EdgeConfig, Message, TryRecvError, TrySendError};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -53,7 +50,7 @@ struct Model {
 
 impl Model {
     fn batch(&mut self, rows: usize) -> Vec<u64> {
-        let b = common::batch(self.next, rows);
+        let b = batch(self.next, rows);
         self.next += rows as u64 + 1;
         b
     }

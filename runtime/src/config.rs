@@ -1,0 +1,172 @@
+//! Settings of a whole pipeline: [`PipelineConfig`], [`Chaining`] and the default sizing of
+//! edges, with their limits and validation.
+//!
+//! The bottom rung of the runtime's ladder: the logical graph, the physical plan, the executor
+//! and the pipeline builder all read it; it reads nothing of theirs.
+
+use std::time::Duration;
+
+use crate::channel::EdgeConfig;
+
+/// Which operators may share a task (see the executor's chaining rules).
+///
+/// Chaining hands a batch from one operator to the next by a plain call instead of through an
+/// edge and a task switch, which is what cheap operators (`map`, `filter`) need to run at
+/// memory speed. The price is coarser time figures: busy / idle / backpressured are measured per
+/// task, so operators of one chain show the same figures. Rows and batches stay exact per
+/// operator, and sinks always have their own task, so the constraint stays visible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub enum Chaining {
+    /// Every operator instance is its own task.
+    Off,
+    /// An operator joins its producer's task when the stream between them is private: forward,
+    /// equal parallelism, no fan-out on either side, no edge configured for it. The default.
+    #[default]
+    Operators,
+}
+
+/// Settings of a whole pipeline. Every field has a default that works.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_runtime::PipelineConfig;
+///
+/// let cfg = PipelineConfig {
+///     batch_rows: 4096,
+///     linger: Duration::ZERO,
+///     ..PipelineConfig::default()
+/// };
+/// assert_eq!(cfg.parallelism, 1);
+/// ```
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PipelineConfig {
+    /// Worker threads of the runtime that [`Pipeline::run`](crate::Pipeline::run) creates (default: the number of
+    /// cores). Ignored by [`Pipeline::run_async`](crate::Pipeline::run_async), which uses the caller's runtime.
+    pub workers: Option<usize>,
+    /// Default parallelism of operators that do not set their own (default 1): the job-wide
+    /// setting, as in Flink. An operator does not inherit its input's parallelism: after a source
+    /// of 4 instances, a `map` runs `parallelism` instances unless it is given its own with
+    /// [`StreamCore::parallelism`](crate::StreamCore::parallelism). Operators and sinks added as one value (`unary`, `sink`)
+    /// always run one instance.
+    pub parallelism: usize,
+    /// Target rows per batch for typed streams (default 1024, at most
+    /// [`MAX_BATCH_ROWS`](Self::MAX_BATCH_ROWS)). A batch is pre-allocated up to the edges'
+    /// byte bound at most.
+    pub batch_rows: usize,
+    /// How long a partial batch may wait for more rows before it is sent anyway (default 1 ms).
+    /// Zero sends partial batches as soon as the producer has nothing more; at most
+    /// [`MAX_LINGER`](Self::MAX_LINGER).
+    pub linger: Duration,
+    /// Default sizing of every edge. Left at [`EdgeConfig::default`], it adapts to small
+    /// batches: below 1024 rows per batch an edge gets more slots so that it still holds about
+    /// 16 K rows (at most [`SMALL_BATCH_MAX_CAPACITY`] messages), with `max_bytes` bounding its
+    /// memory as always. Set it, or size one edge with [`StreamCore::with_edge`](crate::StreamCore::with_edge), and it is used
+    /// exactly as given.
+    pub edge: EdgeConfig,
+    /// Batches an instance processes before it yields its worker thread (default 8).
+    pub yield_every: u32,
+    /// Which operators may share a task (default [`Chaining::Operators`]).
+    pub chaining: Chaining,
+}
+
+/// The most slots a default-sized edge gets when batches are small (see [`PipelineConfig::edge`]).
+pub const SMALL_BATCH_MAX_CAPACITY: usize = 4096;
+
+impl PipelineConfig {
+    /// The largest [`batch_rows`](Self::batch_rows): a batch is the unit of credit, and one far
+    /// beyond this would make the edges' bounds meaningless.
+    pub const MAX_BATCH_ROWS: usize = 1 << 24;
+
+    /// The longest [`linger`](Self::linger): a partial batch waiting longer than this is a
+    /// batch held back, not one gathered.
+    pub const MAX_LINGER: Duration = Duration::from_secs(3600);
+
+    /// The largest [`parallelism`](Self::parallelism) (and operator parallelism), and the most
+    /// [`workers`](Self::workers): each instance and worker is allocated when the run starts.
+    pub const MAX_PARALLELISM: usize = 1 << 12;
+
+    /// Checks the configuration before anything is built, naming the offending field.
+    ///
+    /// # Errors
+    ///
+    /// A `batch_rows` above [`Self::MAX_BATCH_ROWS`], a `linger` above [`Self::MAX_LINGER`], a
+    /// `parallelism` or `workers` above [`Self::MAX_PARALLELISM`], or an invalid default
+    /// [`edge`](Self::edge) ([`EdgeConfig::validate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_runtime::PipelineConfig;
+    ///
+    /// assert!(PipelineConfig::default().validate().is_ok());
+    /// let huge = PipelineConfig { batch_rows: 1 << 40, ..PipelineConfig::default() };
+    /// assert!(huge.validate().unwrap_err().contains("batch_rows"));
+    /// let forever = PipelineConfig { linger: Duration::MAX, ..PipelineConfig::default() };
+    /// assert!(forever.validate().unwrap_err().contains("linger"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_rows > Self::MAX_BATCH_ROWS {
+            return Err(format!(
+                "batch_rows {} exceeds the limit of {} rows per batch (a batch is the unit of \
+                 credit; bound memory with the edges' max_bytes instead)",
+                self.batch_rows,
+                Self::MAX_BATCH_ROWS
+            ));
+        }
+        if self.linger > Self::MAX_LINGER {
+            return Err(format!(
+                "linger {:?} exceeds the limit of {:?} (use Duration::ZERO to send partial \
+                 batches at once)",
+                self.linger,
+                Self::MAX_LINGER
+            ));
+        }
+        if self.parallelism > Self::MAX_PARALLELISM {
+            return Err(format!(
+                "parallelism {} exceeds the limit of {} instances per operator",
+                self.parallelism,
+                Self::MAX_PARALLELISM
+            ));
+        }
+        if let Some(workers) = self.workers.filter(|&w| w > Self::MAX_PARALLELISM) {
+            return Err(format!(
+                "workers {workers} exceeds the limit of {} threads",
+                Self::MAX_PARALLELISM
+            ));
+        }
+        self.edge
+            .validate()
+            .map_err(|e| format!("default edge: {e}"))
+    }
+
+    /// The sizing of an edge that was not configured explicitly.
+    pub fn default_edge(&self) -> EdgeConfig {
+        if self.edge != EdgeConfig::default() {
+            return self.edge;
+        }
+        let rows_target = self.edge.capacity.saturating_mul(1024);
+        let scaled = (rows_target / self.batch_rows.max(1)).min(SMALL_BATCH_MAX_CAPACITY);
+        EdgeConfig {
+            capacity: self.edge.capacity.max(scaled),
+            ..self.edge
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            parallelism: 1,
+            batch_rows: 1024,
+            linger: Duration::from_millis(1),
+            edge: EdgeConfig::default(),
+            yield_every: 8,
+            chaining: Chaining::default(),
+        }
+    }
+}

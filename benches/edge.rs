@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use weir::bench::edge;
+use weir_workloads::bench::edge;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use weir::bench::skew::{run_once, sequential_count, SkewConfig, SkewStrategy};
+use weir_workloads::bench::skew::{run_once, sequential_count, SkewConfig, SkewStrategy};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

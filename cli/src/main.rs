@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use weir::bench::skew::{RunIn, SkewConfig, SkewStrategy};
-use weir::bench::{self, median, rate};
+use weir_workloads::bench::skew::{RunIn, SkewConfig, SkewStrategy};
+use weir_workloads::bench::{self, median, rate};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -294,7 +294,7 @@ type Error = Box<dyn std::error::Error>;
 fn unknown_job(job: &str) -> Error {
     format!(
         "unknown job `{job}`; known jobs: {}",
-        weir::jobs::JOBS.join(", ")
+        weir_workloads::jobs::JOBS.join(", ")
     )
     .into()
 }
@@ -322,7 +322,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
                 return Err("--sink-rate must be a positive number of rows per second".into());
             }
             let interrupts = weir::interrupt::install()?;
-            let (pipeline, results) = weir::jobs::demo(records, sink_rate);
+            let (pipeline, results) = weir_workloads::jobs::demo(records, sink_rate);
             let handle = pipeline.spawn()?;
             interrupts.watch(&handle);
             eprintln!("running `demo`; Ctrl-C or SIGTERM stops the sources and drains");
@@ -344,11 +344,11 @@ fn real_main(cli: Cli) -> Result<(), Error> {
         }
         Command::Graph { job } => {
             let pipeline = match job.as_str() {
-                "demo" => weir::jobs::demo(0, None).0,
+                "demo" => weir_workloads::jobs::demo(0, None).0,
                 // Building the job reads nothing: the input is opened when the run starts.
                 "etl" => {
-                    let config = weir::jobs::etl::EtlConfig::new("orders.csv", "./out");
-                    weir::jobs::etl::build(&config)?.pipeline
+                    let config = weir_workloads::jobs::etl::EtlConfig::new("orders.csv", "./out");
+                    weir_workloads::jobs::etl::build(&config)?.pipeline
                 }
                 _ => return Err(unknown_job(&job)),
             };
@@ -363,7 +363,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
 }
 
 fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Result<(), Error> {
-    use weir::jobs::etl;
+    use weir_workloads::jobs::etl;
     let input = match input {
         Some(input) => input,
         None => {
@@ -371,7 +371,7 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
             let path = dir.join("orders.csv");
-            weir::operators::etl::generate_orders_csv(&path, rows, 42)?;
+            weir_workloads::etl::generate_orders_csv(&path, rows, 42)?;
             path
         }
     };
@@ -400,7 +400,7 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
     if let Some(obj) = line.as_object_mut() {
         obj.insert(
             "peak_rss_bytes".into(),
-            weir::peak_rss_bytes().map_or(serde_json::Value::Null, Into::into),
+            weir_workloads::peak_rss_bytes().map_or(serde_json::Value::Null, Into::into),
         );
     }
     println!("{line}");
@@ -530,7 +530,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             let (parallelism, writers) = (parallelism.unwrap_or(cores), writers.unwrap_or(cores));
             std::fs::create_dir_all(&dir)?;
             let input = dir.join("orders-clean.csv");
-            weir::operators::etl::generate_orders_csv_with(&input, rows, 42, 0)?;
+            weir_workloads::etl::generate_orders_csv_with(&input, rows, 42, 0)?;
             let bytes = std::fs::metadata(&input)?.len();
             println!(
                 "input: {rows} rows, {:.1} MB; weir: {parallelism} parse instances, {writers} writers",
@@ -643,7 +643,7 @@ fn run_bench(b: Bench) -> Result<(), Error> {
             scratch,
             json,
         } => {
-            use weir::bench::ingest::{self, IngestBenchConfig};
+            use weir_workloads::bench::ingest::{self, IngestBenchConfig};
             let config = IngestBenchConfig {
                 clients: clients.max(1),
                 records_per_body: records_per_body.max(1),
@@ -888,7 +888,7 @@ fn run_overload(
     plot: Option<PathBuf>,
 ) -> Result<(), Error> {
     use std::time::Duration;
-    use weir::bench::overload::{self, OverloadConfig};
+    use weir_workloads::bench::overload::{self, OverloadConfig};
 
     let secs = |s: f64, what: &str| {
         Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} must be a number of seconds"))
@@ -956,7 +956,7 @@ fn run_overload(
         }
     }
     if let Some(path) = &plot {
-        weir::bench::overload_plot::write_overload_svg(path, &rows)?;
+        weir_workloads::bench::overload_plot::write_overload_svg(path, &rows)?;
     }
     Ok(())
 }

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench skew`; the full matrix is `weir bench skew` (see BENCHMARKS.md).
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -7,7 +7,7 @@
 //! - [`jobs`] — the jobs `weir run` and `weir graph` know, by name;
 //! - [`zipf`] — seeded Zipf key streams, and [`routing`] — replaying them against a routing
 //!   strategy to measure its balance;
-//! - [`bench`] — the harnesses behind `weir bench` and the criterion benches, each beside its
+//! - [`bench`](mod@bench) — the harnesses behind `weir bench` and the criterion benches, each beside its
 //!   baseline.
 //!
 //! The examples, the benches, the `weir` command line and the tests use this crate; the

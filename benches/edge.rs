@@ -2,11 +2,14 @@
 //!
 //! `cargo bench --bench edge`
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use weir::bench::edge;
+use weir_workloads::bench::edge;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

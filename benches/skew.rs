@@ -4,11 +4,14 @@
 //!
 //! `cargo bench --bench skew`; the full matrix is `weir bench skew` (see BENCHMARKS.md).
 
+// `criterion_group!` defines an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use weir::bench::skew::{run_once, sequential_count, SkewConfig, SkewStrategy};
+use weir_workloads::bench::skew::{run_once, sequential_count, SkewConfig, SkewStrategy};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -19,8 +19,8 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use weir::operators::keyed::aggregate::{Count, Project, Sum};
 use weir::operators::keyed::route::{SplitConfig, Strategy};
-use weir::operators::keyed::zipf::ZipfKeys;
 use weir::prelude::*;
+use weir_workloads::zipf::ZipfKeys;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use weir::operators::etl::{generate_orders_csv, job};
+use weir_workloads::etl::{generate_orders_csv, job};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -119,7 +119,7 @@ fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(obj) = line.as_object_mut() {
         obj.insert(
             "peak_rss_bytes".into(),
-            weir::peak_rss_bytes().map_or(serde_json::Value::Null, Into::into),
+            weir_workloads::peak_rss_bytes().map_or(serde_json::Value::Null, Into::into),
         );
         obj.insert(
             "peak_in_flight_bytes".into(),

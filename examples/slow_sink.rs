@@ -96,7 +96,7 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         "sink_rows_per_s": rows_of(&report, "sink") as f64 / secs,
         "peak_in_flight_bytes": report.peak_in_flight_bytes,
         "bottleneck": report.bottleneck.as_ref().map(|b| b.operator.clone()),
-        "peak_rss_bytes": weir::peak_rss_bytes(),
+        "peak_rss_bytes": weir_workloads::peak_rss_bytes(),
         "stopped": interrupts.received().map(|s| s.name()),
     });
     println!("{summary}");

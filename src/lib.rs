@@ -64,9 +64,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod interrupt;
-pub mod jobs;
 
 /// The `arrow` crate weir is built with, so that a pipeline needs no version pinned to match.
 pub use arrow;
@@ -84,12 +82,4 @@ pub mod prelude {
         Batch, Chaining, InstanceInfo, Operator, Output, Partitioning, RunHandle, Sink, SinkHandle,
         Source, SourceStatus, StreamCore,
     };
-}
-
-/// Peak resident set size of this process so far, in bytes (Linux: `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -11,6 +11,17 @@
 //!
 //! Dropping the lane ends its thread after the call in progress, if any, and waits for it, so an
 //! abandoned writer has cleaned up its temporary files when the lane's owner is gone.
+//!
+//! # Queue depth
+//!
+//! The lane's queue is an unbounded `std::sync::mpsc` channel, bounded by its use: a lane
+//! belongs to one operator instance (it is not `Clone`, and every owner keeps it in a private
+//! field), and every owner keeps at most one call in flight — the [`LaneTask`] it holds in a
+//! single slot (`Option<LaneTask<_>>` or a `Busy`/`Closing` state) — and submits the next call
+//! only after that one has resolved. The one call an owner submits without waiting for it is the
+//! clean-up of an abandoned writer, which moves the owner into a terminal state from which it
+//! submits nothing more. So the queue holds at most two calls: the one in flight and that
+//! clean-up. A bounded channel would add a way to block an async worker without adding a bound.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +63,7 @@ pub(crate) enum LaneError {
 impl Lane {
     /// Starts a thread named `name`.
     pub(crate) fn start(name: &str) -> Result<Self, LaneError> {
+        // Unbounded in type, at most two calls deep in use: see "Queue depth" in the module docs.
         let (jobs, inbox) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())

@@ -23,7 +23,6 @@
 
 pub mod columnar;
 pub mod connector;
-pub mod etl;
 pub mod keyed;
 mod lane;
 pub mod overload;

@@ -37,9 +37,9 @@ use arrow::row::{RowConverter, SortField};
 use weir_runtime::partition::{Partitioner, TargetLoad};
 use weir_runtime::{InputPort, Operator, OperatorError, Output};
 
+use super::exact_sum::ExactSum;
 use super::ops::to_f64;
 use super::{arrow_error, index_of, ArrowStream, PlanError};
-use crate::etl::ExactSum;
 use crate::keyed::route::{hash_target, KeyHasher};
 use arrow::compute::cast;
 

@@ -52,6 +52,7 @@
 
 mod aggregate;
 mod convert;
+mod exact_sum;
 mod ops;
 mod sink;
 mod source;
@@ -65,6 +66,7 @@ use crate::connector::DeadLetter;
 
 pub use aggregate::{Agg, AggFunc, HashAggregate, KeyPartitioner};
 pub use convert::{schema_of, ArrowToRows, RowsToArrow, ToArrowExt};
+pub use exact_sum::ExactSum;
 pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
 pub use source::{BatchSource, ReaderSource};

@@ -10,8 +10,7 @@
 //! - [`sketch`] — a bounded-memory heavy-hitter sketch ([`SpaceSaving`](sketch::SpaceSaving))
 //!   that finds the hot keys;
 //! - [`route`] — routing decisions: stable key hashing, hash partitioning, partial key grouping
-//!   and hot-key splitting, plus a simulator for their load balance;
-//! - [`zipf`] — seeded Zipf key streams for tests and benchmarks.
+//!   and hot-key splitting.
 //!
 //! and wire them into pipelines:
 //!
@@ -31,6 +30,5 @@ pub mod sketch;
 pub mod stage;
 pub mod state;
 pub mod stream;
-pub mod zipf;
 
 pub use stream::{Combine, Emit, KeyedExt, KeyedStream, PartitionExt};

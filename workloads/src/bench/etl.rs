@@ -12,13 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::etl::orders_csv_schema;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use weir_operators::columnar::{csv_split, PartSinkOptions, SplitOptions};
 use weir_operators::connector::{CsvOptions, FileSet, ParquetCompression, PartFormat};
-use weir_operators::etl::orders_csv_schema;
 use weir_operators::prelude::*;
 
 /// CPU time (user + system) used so far by this process, all its threads included, from
@@ -124,7 +124,7 @@ pub fn weir(
         row_group_rows: ROW_GROUP_ROWS,
     };
     let written = stream.write_parts("write", out, PartSinkOptions::new(format), writers);
-    let report = crate::interrupt::run(p)?;
+    let report = weir::interrupt::run(p)?;
     let rows = written.take_all().iter().map(|s| s.rows).sum();
     Ok((rows, start.elapsed(), report))
 }

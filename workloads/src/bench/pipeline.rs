@@ -68,7 +68,7 @@ pub fn weir(
         .filter("filter", keep)
         .fold("sink", 0u64, u64::wrapping_add);
     let start = Instant::now();
-    let report = crate::interrupt::run(p)?;
+    let report = weir::interrupt::run(p)?;
     let elapsed = start.elapsed();
     let sum = sum.take().unwrap_or_default();
     Ok((sum, elapsed, report))

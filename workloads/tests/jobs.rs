@@ -1,6 +1,6 @@
 //! The ready-made jobs set their parallelism once, as the job-wide default.
 
-use weir::jobs::etl;
+use weir_workloads::jobs::etl;
 
 #[test]
 fn the_orders_job_runs_every_stage_after_the_parser_at_its_parallelism() {
@@ -8,7 +8,7 @@ fn the_orders_job_runs_every_stage_after_the_parser_at_its_parallelism() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let input = dir.join("orders.csv");
-    weir::operators::etl::generate_orders_csv(&input, 2_000, 7).expect("orders written");
+    weir_workloads::etl::generate_orders_csv(&input, 2_000, 7).expect("orders written");
     let mut config = etl::EtlConfig::new(&input, dir.join("out"));
     config.parallelism = 3;
     config.writers = 2;

@@ -17,7 +17,7 @@
 /// An exact running sum of `f64`s; see the module docs.
 ///
 /// ```
-/// use weir_operators::etl::ExactSum;
+/// use weir_operators::columnar::ExactSum;
 ///
 /// let mut a = ExactSum::new();
 /// for x in [1e16, 1.0, -1e16] {

@@ -1,8 +1,8 @@
 use super::reference::{clean_rows, revenue_rows, run_reference};
 use super::*;
-use crate::connector::{CsvReader, DeadLetter};
 use arrow::array::RecordBatch;
 use std::path::Path;
+use weir_operators::connector::{CsvReader, DeadLetter};
 
 /// Runs the vectorised pieces over `path` with `batch_rows`, merging partials last-first.
 fn run_vectorised(

@@ -1,9 +1,14 @@
-//! Routing invariants and the load-balance properties of each strategy under Zipf skew.
+//! Routing invariants and the load-balance properties of each strategy under Zipf skew
+//! (routing decisions from `weir_operators::keyed::route`, replayed by `weir_workloads::routing`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroUsize;
 
-use super::*;
-use crate::keyed::zipf::ZipfKeys;
+use weir_operators::keyed::route::{
+    candidates, hash_target, two_choices, HotKeySplit, KeyHasher, Router, SplitConfig, Strategy,
+};
+use weir_workloads::routing::{imbalance, simulate};
+use weir_workloads::zipf::ZipfKeys;
 
 const INSTANCES: usize = 16;
 const KEYS: u64 = 10_000;

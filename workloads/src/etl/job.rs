@@ -46,11 +46,11 @@ use weir_runtime::{
 
 use super::orders::{column, usd_rate};
 use super::{clean_schema, orders_csv_options, orders_csv_schema, validate};
-use crate::columnar::{
+use weir_operators::columnar::{
     csv_split_with, Agg, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
 };
-use crate::connector::publish::{new_run_id, staging_root};
-use crate::connector::{
+use weir_operators::connector::publish::{new_run_id, staging_root};
+use weir_operators::connector::{
     FileSet, JobOutput, ParquetCompression, PartFormat, PartWriter, PartWriterOptions,
     PublishError, ReadError, WriteError, WriteSummary,
 };
@@ -504,10 +504,12 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
                 "status",
             ],
         )?;
-    debug_assert!(crate::connector::same_fields(
-        clean.schema(),
-        &clean_schema()
-    ));
+    debug_assert!(clean
+        .schema()
+        .fields()
+        .iter()
+        .zip(clean_schema().fields())
+        .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type()));
     let run_id = new_run_id();
     let [clean_dir, revenue_dir, dead_dir] = output_dirs(&staging_root(&config.out, &run_id));
     let parquet = PartFormat::Parquet {

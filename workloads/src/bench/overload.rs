@@ -383,7 +383,7 @@ async fn weir_arm(config: &OverloadConfig) -> Result<OverloadRow, OverloadError>
             .with_edge(EdgeConfig::default().with_capacity(2))
             .on_overflow(Overflow::DropNewest)
             .sink("post", sink);
-        let report = crate::interrupt::run(p)?;
+        let report = weir::interrupt::run(p)?;
         Ok::<_, weir_runtime::RunError>((report, stats.take().unwrap_or_default()))
     });
     let (report, stats) = pipeline_run

@@ -15,7 +15,7 @@ use arrow::array::{
     UInt64Array,
 };
 
-use crate::connector::DeadLetter;
+use weir_operators::connector::DeadLetter;
 
 /// One clean order.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,7 @@
 //! cross, so a fast but incorrect strategy cannot hide in the chart.
 //!
 //! ```no_run
-//! use weir::bench::skew_plot::{write_skew_svg, SkewRow};
+//! use weir_workloads::bench::skew_plot::{write_skew_svg, SkewRow};
 //!
 //! let rows: Vec<SkewRow> = serde_json::from_str(&std::fs::read_to_string("skew.json")?)?;
 //! write_skew_svg("skew.svg", &rows)?;

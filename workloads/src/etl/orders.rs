@@ -37,7 +37,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use super::{EtlError, ExactSum};
-use crate::connector::{
+use weir_operators::connector::{
     BadRecordPolicy, CsvOptions, DeadLetter, ReadBatch, LINE_COLUMN, RAW_COLUMN,
 };
 

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir::operators::connector::{FileSet, JobOutput, ParquetOptions, ParquetReader};
-use weir::operators::etl::generate_orders_csv;
-use weir::operators::etl::reference::run_reference;
+use weir_workloads::etl::generate_orders_csv;
+use weir_workloads::etl::reference::run_reference;
 
 const OUTPUTS: [&str; 3] = ["orders_clean", "revenue_by_country_day", "dead_letters"];
 

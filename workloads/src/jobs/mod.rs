@@ -2,9 +2,9 @@
 
 mod demo;
 
-pub use demo::{demo, DemoResults};
 /// The orders ETL job (CSV → clean Parquet, revenue by country and day, dead letters).
-pub use weir_operators::etl::job as etl;
+pub use crate::etl::job as etl;
+pub use demo::{demo, DemoResults};
 
 /// The jobs `weir run` and `weir graph` know, by name.
 pub const JOBS: &[&str] = &["demo", "etl"];

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use arrow::record_batch::RecordBatch;
 
 use super::*;
-use crate::connector::{DeadLetter, JobOutput, ParquetOptions, ParquetReader};
 use crate::etl::reference::{clean_rows, revenue_rows, run_reference, ReferenceOutput};
 use crate::etl::{generate_orders_csv, MalformedKind};
+use weir_operators::connector::{DeadLetter, JobOutput, ParquetOptions, ParquetReader};
 
 fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
     let set = FileSet::dir(dir).expect("listable");
@@ -260,7 +260,7 @@ fn an_input_without_rows_publishes_empty_parts_with_the_schema() {
         assert_eq!(set.files().len(), 1, "one empty part in {}", dir.display());
         let reader =
             ParquetReader::open(&set.files()[0], ParquetOptions::default()).expect("parquet");
-        let found = crate::connector::BatchReader::schema(&reader);
+        let found = weir_operators::connector::BatchReader::schema(&reader);
         let names = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
             s.fields().iter().map(|f| f.name().clone()).collect()
         };

@@ -29,11 +29,11 @@ use std::str::FromStr;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::zipf::{ZipfError, ZipfKeys};
 use serde::{Deserialize, Serialize};
 use weir_operators::keyed::aggregate::AggregateFn;
 use weir_operators::keyed::route::{SplitConfig, Strategy};
 use weir_operators::keyed::stream::PARTIAL_SUFFIX;
-use weir_operators::keyed::zipf::{ZipfError, ZipfKeys};
 use weir_operators::keyed::{partition::LoadSignal, KeyedExt};
 use weir_operators::prelude::*;
 use weir_runtime::operator::{Output, Source, SourceStatus};
@@ -166,7 +166,7 @@ pub enum SkewError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// A signal stopped the bench (see [`crate::interrupt`]).
+    /// A signal stopped the bench (see [`weir::interrupt`]).
     #[error("stopped by a signal before every run was measured")]
     Stopped,
     /// A run in a child process failed.
@@ -281,7 +281,7 @@ pub fn child_args(
 }
 
 /// Runs one measurement in a child process: `exe` with [`child_args`]; a signal received
-/// meanwhile is passed on to it (see [`crate::interrupt::run_child`]).
+/// meanwhile is passed on to it (see [`weir::interrupt::run_child`]).
 fn measure_in_child(
     exe: &std::path::Path,
     cfg: &SkewConfig,
@@ -292,9 +292,9 @@ fn measure_in_child(
 ) -> Result<RunOutcome, SkewError> {
     let mut command = std::process::Command::new(exe);
     command.args(child_args(cfg, zipf, strategy, partitions, spin_iters));
-    let output = crate::interrupt::run_child(&mut command)
+    let output = weir::interrupt::run_child(&mut command)
         .map_err(|e| SkewError::Child(format!("{}: {e}", exe.display())))?;
-    if crate::interrupt::received().is_some() {
+    if weir::interrupt::received().is_some() {
         return Err(SkewError::Stopped);
     }
     if !output.status.success() {
@@ -448,9 +448,9 @@ pub fn run_once(
         });
     let rss_reset = reset_peak_rss();
     let start = Instant::now();
-    let report = crate::interrupt::run(p)?;
+    let report = weir::interrupt::run(p)?;
     let elapsed = start.elapsed();
-    if crate::interrupt::received().is_some() {
+    if weir::interrupt::received().is_some() {
         return Err(SkewError::Stopped);
     }
     let peak_rss = if rss_reset {
@@ -474,7 +474,7 @@ pub fn run_once(
         partitions,
         records: cfg.records,
         rows_per_s: super::rate(cfg.records, elapsed),
-        imbalance: weir_operators::keyed::route::imbalance(&loads),
+        imbalance: crate::routing::imbalance(&loads),
         shuffled_rows: loads.iter().sum(),
         peak_rss_bytes: peak_rss,
         source_backpressured_ratio: source_bp,
@@ -503,7 +503,7 @@ pub fn run_median(
 ) -> Result<SkewResult, SkewError> {
     let mut all = Vec::new();
     for _ in 0..runs.max(1) {
-        if crate::interrupt::received().is_some() {
+        if weir::interrupt::received().is_some() {
             return Err(SkewError::Stopped);
         }
         all.push(match &cfg.run_in {

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use weir_operators::connector::CsvReader;
-//! use weir_operators::etl::{generate_orders_csv, orders_csv_options, process_batch, RevenuePartial};
+//! use weir_workloads::etl::{generate_orders_csv, orders_csv_options, process_batch, RevenuePartial};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("orders.csv");
@@ -26,7 +26,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod exact_sum;
 pub mod generate;
 pub mod job;
 pub mod orders;
@@ -35,7 +34,6 @@ pub mod reference;
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
-pub use exact_sum::ExactSum;
 pub use generate::{
     generate_orders_csv, generate_orders_csv_with, GenSummary, GenerateError, MalformedKind,
     MalformedRow,
@@ -44,6 +42,7 @@ pub use orders::{
     clean_schema, orders_csv_options, orders_csv_schema, process_batch, revenue_schema, to_clean,
     validate, OrdersBatch, RevenueAcc, RevenuePartial, RuleViolation,
 };
+pub use weir_operators::columnar::ExactSum;
 
 /// Errors of the vectorised orders steps.
 #[derive(Debug, thiserror::Error)]

@@ -12,13 +12,13 @@
 //! arithmetic.
 //!
 //! ```
-//! use weir_operators::keyed::zipf::ZipfKeys;
+//! use weir_workloads::zipf::ZipfKeys;
 //!
 //! let a: Vec<u64> = ZipfKeys::new(1000, 1.0, 7)?.take(5).collect();
 //! let b: Vec<u64> = ZipfKeys::new(1000, 1.0, 7)?.take(5).collect();
 //! assert_eq!(a, b);
 //! assert!(a.iter().all(|&k| k < 1000));
-//! # Ok::<(), weir_operators::keyed::zipf::ZipfError>(())
+//! # Ok::<(), weir_workloads::zipf::ZipfError>(())
 //! ```
 
 use rand::{RngExt, SeedableRng};

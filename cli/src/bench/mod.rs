@@ -1,0 +1,61 @@
+//! `weir bench`: each benchmark beside its baseline, one module per benchmark.
+
+mod edge;
+mod etl;
+mod ingest;
+mod overload;
+mod pipeline;
+mod skew;
+
+use clap::Subcommand;
+
+use crate::Error;
+
+/// The benchmarks.
+#[derive(Subcommand)]
+pub enum Bench {
+    /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
+    Pipeline(pipeline::PipelineArgs),
+    /// CSV → Parquet: weir's parallel pipeline against one thread of arrow-csv → parquet.
+    Etl(etl::EtlArgs),
+    /// A service overloaded at 2× its capacity: a naive retrying client beside weir's HTTP sink.
+    Overload(overload::OverloadArgs),
+    /// HTTP ingest throughput and acknowledgement latency, with `202` once records are in the
+    /// hand-off and once they are fsynced to the write-ahead log, side by side.
+    Ingest(ingest::IngestArgs),
+    /// One edge between two threads against crossbeam-channel and tokio mpsc.
+    Edge(edge::EdgeArgs),
+    /// A keyed count over Zipf-skewed keys under each routing strategy, each run checked
+    /// against a sequential HashMap count (a wrong result fails the bench).
+    Skew(skew::SkewArgs),
+    /// One run of `bench skew`, in a process of its own; prints its outcome as one JSON line.
+    #[command(hide = true)]
+    SkewRun(skew::SkewRunArgs),
+}
+
+/// Runs one benchmark, after a line naming the machine (except for `skew-run`, whose output is
+/// one JSON line).
+pub fn run(b: Bench) -> Result<(), Error> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !matches!(b, Bench::SkewRun { .. }) {
+        println!("machine: {cores} cores, {cpu}");
+    }
+    match b {
+        Bench::Pipeline(args) => pipeline::run(args),
+        Bench::Etl(args) => etl::run(args),
+        Bench::Overload(args) => overload::run(args),
+        Bench::Ingest(args) => ingest::run(args),
+        Bench::Edge(args) => edge::run(args),
+        Bench::Skew(args) => skew::run(args),
+        Bench::SkewRun(args) => skew::run_one(args),
+    }
+}

@@ -2,12 +2,15 @@
 //!
 //! Every transform is a thin [`Operator`](weir_runtime::Operator) built through the runtime's
 //! public `unary_with` / `multi` wiring, one value per instance (closures are cloned per instance).
+//! [`unary_fn`] builds a one-input operator from closures, without an `impl Operator`.
 
 mod basic;
 pub mod map_async;
+mod unary_fn;
 
 pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
 pub use map_async::{AsyncStreamExt, MapAsync};
+pub use unary_fn::{unary_fn, BatchFn, DefaultHook, EndFn, UnaryFn, WatermarkFn};
 
 use std::path::PathBuf;
 

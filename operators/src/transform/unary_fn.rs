@@ -1,4 +1,4 @@
-//! A one-input operator built from closures.
+//! A one-input operator built from closures, the layer under the row-wise built-ins.
 //!
 //! [`unary_fn`] turns a state and an `on_batch` closure into an [`Operator`];
 //! [`UnaryFn::with_on_watermark`] and [`UnaryFn::with_on_end`] add the other hooks, which
@@ -6,6 +6,10 @@
 //! hook gets the state by `&mut`, so what `on_batch` gathers `on_end` can emit. The closures
 //! are called exactly where the trait's methods would be, with the same [`Output`], so an
 //! operator written this way compiles to the same work as the `impl Operator` it replaces.
+//!
+//! The built-ins ([`Map`](super::Map), [`Filter`](super::Filter), ...) are this operator with
+//! the user's function as the state and a named, zero-sized [`BatchFn`] as the step, so that
+//! their types can be written.
 
 use std::marker::PhantomData;
 

@@ -445,6 +445,26 @@ mod tests {
         assert_eq!(seen.load(Ordering::Relaxed), 3);
     }
 
+    /// The aliases still name the operators in generic code, as the structs they replaced did.
+    fn doubled<F>(f: F) -> Map<u64, F>
+    where
+        F: FnMut(u64) -> u64 + Send + 'static,
+    {
+        Map::new(f)
+    }
+
+    #[test]
+    fn a_map_named_in_generic_code_runs_its_function() {
+        let mut op = doubled(|x| x * 2);
+        let mut out = Output::new(4);
+        op.on_batch(0, vec![1, 2], &mut out).unwrap();
+        let got: Vec<_> = out.drain().collect();
+        assert!(
+            matches!(got.as_slice(), [Message::Data(rows)] if rows == &[2, 4]),
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn the_stream_methods_match_the_named_built_ins() {
         let mut p = Pipeline::new("methods");

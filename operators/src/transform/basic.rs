@@ -6,124 +6,99 @@ use std::task::{Context, Poll};
 
 use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, Timestamp};
 
-macro_rules! fn_debug {
-    ($name:ident) => {
-        impl<T, F> std::fmt::Debug for $name<T, F> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($name)).finish_non_exhaustive()
-            }
-        }
-    };
+use super::unary_fn::{BatchFn, UnaryFn};
+
+/// The result type of a row function, so that the built-ins' types can be written: [`Map<T, F>`]
+/// emits `Vec<<F as RowFn<T>>::Output>`. Implemented by every `FnOnce(T) -> U`.
+pub trait RowFn<T> {
+    /// What the function returns for a row.
+    type Output;
 }
 
-/// Applies a function to every row.
-pub struct Map<T, F> {
-    f: F,
-    _rows: PhantomData<fn(T)>,
+impl<T, U, F: FnOnce(T) -> U> RowFn<T> for F {
+    type Output = U;
 }
-fn_debug!(Map);
 
-impl<T, F> Map<T, F> {
-    /// Wraps `f`.
+/// Applies a function to every row: a [`UnaryFn`] whose state is the function.
+pub type Map<T, F> = UnaryFn<F, Vec<T>, Vec<<F as RowFn<T>>::Output>, MapRows>;
+
+impl<T, U, F> UnaryFn<F, Vec<T>, Vec<U>, MapRows> {
+    /// A [`Map`] applying `f`.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _rows: PhantomData,
-        }
+        Self::with_step(f, MapRows)
     }
 }
 
-impl<T, U, F> Operator for Map<T, F>
-where
-    T: Data,
-    U: Data,
-    F: FnMut(T) -> U + Send + 'static,
-{
-    type Input = Vec<T>;
-    type Output = Vec<U>;
+/// The batch step of [`Map`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MapRows;
 
+impl<T: Data, U: Data, F: FnMut(T) -> U> BatchFn<F, Vec<T>, Vec<U>> for MapRows {
+    #[inline]
     fn on_batch(
         &mut self,
-        _: InputPort,
+        f: &mut F,
         batch: Vec<T>,
         out: &mut Output<Vec<U>>,
     ) -> Result<(), OperatorError> {
         // Collecting a mapped `vec::IntoIter` reuses the allocation when the layouts allow.
-        out.emit(batch.into_iter().map(&mut self.f).collect());
+        out.emit(batch.into_iter().map(f).collect());
         Ok(())
     }
 }
 
-/// Keeps the rows a predicate accepts, in place.
-pub struct Filter<T, F> {
-    f: F,
-    _rows: PhantomData<fn(T)>,
-}
-fn_debug!(Filter);
+/// Keeps the rows a predicate accepts, in place: a [`UnaryFn`] whose state is the predicate.
+pub type Filter<T, F> = UnaryFn<F, Vec<T>, Vec<T>, FilterRows>;
 
-impl<T, F> Filter<T, F> {
-    /// Wraps `f`.
+impl<T, F> UnaryFn<F, Vec<T>, Vec<T>, FilterRows> {
+    /// A [`Filter`] keeping the rows `f` accepts.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _rows: PhantomData,
-        }
+        Self::with_step(f, FilterRows)
     }
 }
 
-impl<T, F> Operator for Filter<T, F>
-where
-    T: Data,
-    F: FnMut(&T) -> bool + Send + 'static,
-{
-    type Input = Vec<T>;
-    type Output = Vec<T>;
+/// The batch step of [`Filter`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FilterRows;
 
+impl<T: Data, F: FnMut(&T) -> bool> BatchFn<F, Vec<T>, Vec<T>> for FilterRows {
+    #[inline]
     fn on_batch(
         &mut self,
-        _: InputPort,
+        f: &mut F,
         mut batch: Vec<T>,
         out: &mut Output<Vec<T>>,
     ) -> Result<(), OperatorError> {
-        batch.retain(&mut self.f);
+        batch.retain(f);
         out.emit(batch);
         Ok(())
     }
 }
 
-/// Maps and filters in one pass.
-pub struct FilterMap<T, F> {
-    f: F,
-    _rows: PhantomData<fn(T)>,
-}
-fn_debug!(FilterMap);
+/// Maps and filters in one pass: a [`UnaryFn`] whose state is the function.
+pub type FilterMap<T, F> =
+    UnaryFn<F, Vec<T>, Vec<<<F as RowFn<T>>::Output as IntoIterator>::Item>, FilterMapRows>;
 
-impl<T, F> FilterMap<T, F> {
-    /// Wraps `f`.
+impl<T, U, F> UnaryFn<F, Vec<T>, Vec<U>, FilterMapRows> {
+    /// A [`FilterMap`] keeping the `Some` results of `f`.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _rows: PhantomData,
-        }
+        Self::with_step(f, FilterMapRows)
     }
 }
 
-impl<T, U, F> Operator for FilterMap<T, F>
-where
-    T: Data,
-    U: Data,
-    F: FnMut(T) -> Option<U> + Send + 'static,
-{
-    type Input = Vec<T>;
-    type Output = Vec<U>;
+/// The batch step of [`FilterMap`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FilterMapRows;
 
+impl<T: Data, U: Data, F: FnMut(T) -> Option<U>> BatchFn<F, Vec<T>, Vec<U>> for FilterMapRows {
+    #[inline]
     fn on_batch(
         &mut self,
-        _: InputPort,
+        f: &mut F,
         batch: Vec<T>,
         out: &mut Output<Vec<U>>,
     ) -> Result<(), OperatorError> {
-        out.emit(batch.into_iter().filter_map(&mut self.f).collect());
+        out.emit(batch.into_iter().filter_map(f).collect());
         Ok(())
     }
 }
@@ -291,38 +266,29 @@ where
     }
 }
 
-/// Observes every row without changing it.
-pub struct Inspect<T, F> {
-    f: F,
-    _rows: PhantomData<fn(T)>,
-}
-fn_debug!(Inspect);
+/// Observes every row without changing it: a [`UnaryFn`] whose state is the function.
+pub type Inspect<T, F> = UnaryFn<F, Vec<T>, Vec<T>, InspectRows>;
 
-impl<T, F> Inspect<T, F> {
-    /// Wraps `f`.
+impl<T, F> UnaryFn<F, Vec<T>, Vec<T>, InspectRows> {
+    /// An [`Inspect`] calling `f` on every row.
     pub fn new(f: F) -> Self {
-        Self {
-            f,
-            _rows: PhantomData,
-        }
+        Self::with_step(f, InspectRows)
     }
 }
 
-impl<T, F> Operator for Inspect<T, F>
-where
-    T: Data,
-    F: FnMut(&T) + Send + 'static,
-{
-    type Input = Vec<T>;
-    type Output = Vec<T>;
+/// The batch step of [`Inspect`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InspectRows;
 
+impl<T: Data, F: FnMut(&T)> BatchFn<F, Vec<T>, Vec<T>> for InspectRows {
+    #[inline]
     fn on_batch(
         &mut self,
-        _: InputPort,
+        f: &mut F,
         batch: Vec<T>,
         out: &mut Output<Vec<T>>,
     ) -> Result<(), OperatorError> {
-        batch.iter().for_each(&mut self.f);
+        batch.iter().for_each(f);
         out.emit(batch);
         Ok(())
     }

@@ -2,12 +2,20 @@
 //!
 //! Every transform is a thin [`Operator`](weir_runtime::Operator) built through the runtime's
 //! public `unary_with` / `multi` wiring, one value per instance (closures are cloned per instance).
+//! The row-wise ones ([`Map`], [`Filter`], [`FilterMap`], [`Inspect`]) are one generic operator,
+//! [`UnaryFn`], with the user's function as its state; [`unary_fn`] builds the same operator from
+//! closures, for a one-input operator of your own without an `impl Operator`.
 
 mod basic;
 pub mod map_async;
+mod unary_fn;
 
-pub use basic::{Filter, FilterMap, FlatMap, Inspect, Map, Union};
+pub use basic::{
+    Filter, FilterMap, FilterMapRows, FilterRows, FlatMap, Inspect, InspectRows, Map, MapRows,
+    RowFn, Union,
+};
 pub use map_async::{AsyncStreamExt, MapAsync};
+pub use unary_fn::{unary_fn, BatchFn, DefaultHook, EndFn, UnaryFn, WatermarkFn};
 
 use std::path::PathBuf;
 

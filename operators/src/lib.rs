@@ -43,7 +43,7 @@ pub mod prelude {
     pub use crate::keyed::{KeyedExt, PartitionExt};
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, NdjsonSink, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};
-    pub use crate::transform::{AsyncStreamExt, StreamExt};
+    pub use crate::transform::{unary_fn, AsyncStreamExt, StreamExt};
     pub use weir_runtime::{
         Data, EdgeConfig, HeapSize, OperatorError, Overflow, Pipeline, PipelineConfig, RunError,
         RunReport, Stream,

@@ -44,7 +44,6 @@
 mod columns;
 mod counting;
 pub mod csv;
-pub(crate) mod csv_chunk;
 pub mod dead_letter;
 pub(crate) mod encode;
 pub mod files;

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The chunker reads only on credit, one chunk per `poll_produce`, on its own thread (as
-//! [`ReaderSource`](super::ReaderSource)). It strips a UTF-8 byte order mark at a file's first
+//! [`ReaderSource`](crate::columnar::ReaderSource)). It strips a UTF-8 byte order mark at a file's first
 //! byte (nowhere else), jumps from one `\r`, `\n` or quote to the next with `memchr` and scans
 //! with the same quoting rules as the parser (RFC 4180: a quote opens a quoted field only at
 //! the start of a field, a doubled quote inside one is literal, `\r\n`, `\n` and a lone `\r`
@@ -25,7 +25,7 @@
 //! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
 //! fails the read instead of buffering without bound.
 //!
-//! Each parse instance reads its chunks with a `ChunkParser` (`connector/csv_chunk.rs`): plain
+//! Each parse instance reads its chunks with a `ChunkParser` (`connector/csv/chunk.rs`): plain
 //! lines are split and parsed in place, other records go through the CSV parser, and the result
 //! (rows, dead letters with file and line, skip counts, the `Fail` error) is the one a
 //! [`CsvReader`](crate::connector::CsvReader) gives on the same bytes. Emptied chunk buffers go
@@ -48,10 +48,10 @@ use weir_runtime::{
     Batch, InputPort, Operator, OperatorError, Output, Pipeline, Source, SourceStatus,
 };
 
-use super::source::read_error;
-use super::ArrowStream;
-use crate::connector::csv::{check_header, line_breaks, BOM};
-use crate::connector::csv_chunk::{first_record, ChunkParser};
+use super::chunk::{first_record, ChunkParser};
+use super::{check_header, line_breaks, BOM};
+use crate::columnar::read_error;
+use crate::columnar::ArrowStream;
 use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
 use crate::lane::{poll_slot, Lane, LaneTask};
 

@@ -34,9 +34,9 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use csv::ByteRecord;
 
-use super::columns::{infer_type, Columns};
-use super::counting::Tap;
-use super::{
+use crate::connector::columns::{infer_type, Columns};
+use crate::connector::counting::Tap;
+use crate::connector::{
     with_extra_columns, BadRecordPolicy, BatchReader, DeadLetter, ReadBatch, ReadError,
     RecordError, DEFAULT_BATCH_ROWS,
 };
@@ -63,7 +63,7 @@ pub struct CsvOptions {
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
     /// The physical line number of the input's first byte, for inputs that are a slice of a
-    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1. (The reader
+    /// larger file (see [`csv_split`](super::csv_split)). Default 1. (The reader
     /// strips a byte order mark at its input's first byte whatever this line is.)
     pub first_line: u64,
     /// How a header is checked against a declared schema. Default [`HeaderCheck::Names`].
@@ -395,7 +395,10 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
-        let cap = self.opts.batch_rows.min(super::columns::MAX_PREALLOC_ROWS);
+        let cap = self
+            .opts
+            .batch_rows
+            .min(crate::connector::columns::MAX_PREALLOC_ROWS);
         let mut lines = self
             .opts
             .line_column
@@ -576,5 +579,5 @@ impl<R: Read> std::fmt::Debug for CsvReader<R> {
 }
 
 #[cfg(test)]
-#[path = "csv_tests.rs"]
+#[path = "reader_tests.rs"]
 mod tests;

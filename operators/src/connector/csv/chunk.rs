@@ -1,6 +1,6 @@
 //! Parsing a chunk of whole CSV records held in memory, as [`CsvReader`](super::CsvReader) would.
 //!
-//! [`csv_split`](crate::columnar::csv_split) cuts files into chunks that end at record ends and
+//! [`csv_split`](super::csv_split) cuts files into chunks that end at record ends and
 //! know the physical line of their first byte. A [`ChunkParser`] turns one chunk into one batch
 //! with the same rows, dead letters, skip count and error as a [`CsvReader`](super::CsvReader)
 //! reading the same bytes, but faster on the common shape of a record:
@@ -28,9 +28,11 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use csv::ByteRecord;
 
-use super::columns::Columns;
-use super::csv::{line_breaks, parse_record, trim_terminators, CsvOptions, BOM};
-use super::{with_extra_columns, BadRecordPolicy, DeadLetter, ReadBatch, ReadError, RecordError};
+use super::{line_breaks, parse_record, trim_terminators, CsvOptions, BOM};
+use crate::connector::columns::Columns;
+use crate::connector::{
+    with_extra_columns, BadRecordPolicy, DeadLetter, ReadBatch, ReadError, RecordError,
+};
 
 /// What one chunk produced: the batch (rows, dead letters, skips) and, under
 /// [`BadRecordPolicy::Fail`], the error of the first bad record (the batch then holds the rows
@@ -434,5 +436,5 @@ fn trim_range(data: &[u8], a: usize, b: usize) -> std::ops::Range<usize> {
 }
 
 #[cfg(test)]
-#[path = "csv_chunk_tests.rs"]
+#[path = "chunk_tests.rs"]
 mod tests;

@@ -11,11 +11,16 @@
 //! pipeline source and operator built on them.
 
 pub(crate) mod chunk;
+mod cut;
+mod parse;
+mod pool;
 mod reader;
 mod split;
+mod split_source;
 
+pub use cut::CsvChunk;
+pub use parse::{ChunkStep, CsvParse};
 pub(crate) use reader::{check_header, line_breaks, parse_record, trim_terminators, BOM};
 pub use reader::{CsvOptions, CsvReader, HeaderCheck};
-pub use split::{
-    csv_split, csv_split_with, ChunkStep, CsvChunk, CsvChunker, CsvParse, SplitOptions,
-};
+pub use split::{csv_split, csv_split_with, SplitOptions};
+pub use split_source::CsvChunker;

@@ -7,6 +7,8 @@
 //! - [`jobs`] — the jobs `weir run` and `weir graph` know, by name;
 //! - [`zipf`] — seeded Zipf key streams, and [`routing`] — replaying them against a routing
 //!   strategy to measure its balance;
+//! - [`http_service`] — the overloadable loopback service and the naive-retry client the
+//!   overload benchmark measures weir's HTTP sink against;
 //! - [`bench`](mod@bench) — the harnesses behind `weir bench` and the criterion benches, each beside its
 //!   baseline.
 //!
@@ -17,6 +19,7 @@
 
 pub mod bench;
 pub mod etl;
+pub mod http_service;
 pub mod jobs;
 pub mod routing;
 pub mod zipf;

@@ -56,7 +56,6 @@ mod exact_sum;
 mod ops;
 mod sink;
 mod source;
-mod split;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -64,15 +63,16 @@ use weir_runtime::{EdgeConfig, Pipeline, Sink, SinkHandle, Source, Stream, Strea
 
 use crate::connector::DeadLetter;
 
+pub use crate::connector::csv::{
+    csv_split, csv_split_with, ChunkStep, CsvChunk, CsvChunker, CsvParse, SplitOptions,
+};
 pub use aggregate::{Agg, AggFunc, HashAggregate, KeyPartitioner};
 pub use convert::{schema_of, ArrowToRows, RowsToArrow, ToArrowExt};
 pub use exact_sum::ExactSum;
 pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
+pub(crate) use source::read_error;
 pub use source::{BatchSource, ReaderSource};
-pub use split::{
-    csv_split, csv_split_with, ChunkStep, CsvChunk, CsvChunker, CsvParse, SplitOptions,
-};
 
 /// Errors found while building a columnar pipeline, before it runs.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,10 @@
 //!
 //! Readers ([`CsvReader`], [`NdjsonReader`], [`ParquetReader`], and [`FileSetReader`] over many
 //! files) turn files into Arrow [`RecordBatch`]es; [`PartWriter`] writes batches into rolling part
-//! files. Nothing here knows about the runtime: a pipeline source wraps a reader and calls
+//! files. The readers know nothing about the runtime: a pipeline source wraps a reader and calls
 //! [`Iterator::next`] on a thread of its own each time downstream grants credit for one batch.
+//! Everything CSV lives in [`csv`], including the parallel split reader
+//! ([`csv_split`](csv::csv_split)), a pipeline source and operator built on the chunk parser.
 //!
 //! # Laziness protocol
 //!
@@ -41,10 +43,10 @@
 //! # Ok::<(), weir_operators::connector::ReadError>(())
 //! ```
 
+mod assemble;
 mod columns;
 mod counting;
 pub mod csv;
-pub(crate) mod csv_chunk;
 pub mod dead_letter;
 pub(crate) mod encode;
 pub mod files;

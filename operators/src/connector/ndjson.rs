@@ -18,18 +18,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
-use super::columns::Columns;
+use super::assemble::Assembly;
+use super::columns::{Columns, MAX_PREALLOC_ROWS};
 use super::counting::CountingRead;
 use super::csv::trim_terminators;
 use super::{
-    with_extra_columns, BadRecordPolicy, BatchReader, DeadLetter, ReadBatch, ReadError,
-    RecordError, DEFAULT_BATCH_ROWS,
+    with_extra_columns, BadRecordPolicy, BatchReader, ReadBatch, ReadError, RecordError,
+    DEFAULT_BATCH_ROWS,
 };
 
 /// Bytes of an over-long line kept as its dead letter's `raw`.
@@ -244,15 +243,9 @@ fn parse_object(
 
 impl<R: Read> NdjsonReader<R> {
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
-        let cap = self.opts.batch_rows.min(super::columns::MAX_PREALLOC_ROWS);
-        let mut lines = self
-            .opts
-            .line_column
-            .then(|| UInt64Builder::with_capacity(cap));
-        let mut raws = self.opts.raw_column.then(StringBuilder::new);
-        let (mut rows, mut handled, mut skipped) = (0usize, 0usize, 0u64);
-        let mut dead_letters = Vec::new();
-        while handled < cap {
+        let cap = self.opts.batch_rows.min(MAX_PREALLOC_ROWS);
+        let mut batch = Assembly::new(self.opts.line_column, self.opts.raw_column, cap, None);
+        while batch.handled() < cap {
             let outcome = match self.read_line()? {
                 Line::Eof => {
                     self.done = true;
@@ -273,67 +266,34 @@ impl<R: Read> NdjsonReader<R> {
                     parse_object(&mut self.columns, &self.names, &mut self.texts, text)
                 }
             };
-            handled += 1;
+            let raw = || String::from_utf8_lossy(trim_terminators(&self.buf));
             match outcome {
                 Ok(()) => {
                     let texts = &self.texts;
                     self.columns.commit(|i| texts[i].as_str());
-                    if let Some(b) = lines.as_mut() {
-                        b.append_value(self.line);
-                    }
-                    if let Some(b) = raws.as_mut() {
-                        b.append_value(String::from_utf8_lossy(trim_terminators(&self.buf)));
-                    }
-                    rows += 1;
+                    batch.row(self.line, raw);
                 }
-                Err(cause) => match self.opts.bad_records {
-                    BadRecordPolicy::Fail => {
-                        let err = ReadError::BadRecord {
-                            file: self.label.to_string(),
-                            line: self.line,
-                            cause,
-                        };
-                        if rows == 0 {
+                Err(cause) => {
+                    let raw = || raw().into_owned();
+                    if let Some(err) =
+                        batch.bad(self.opts.bad_records, &self.label, self.line, cause, raw)
+                    {
+                        if batch.rows() == 0 {
                             return Err(err);
                         }
                         self.pending_error = Some(err);
                         break;
                     }
-                    BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
-                        file: Some(self.label.to_string()),
-                        line: Some(self.line),
-                        reason: cause.to_string(),
-                        raw: String::from_utf8_lossy(trim_terminators(&self.buf)).into_owned(),
-                    }),
-                    BadRecordPolicy::SkipCounted => skipped += 1,
-                },
+                }
             }
         }
-        if handled == 0 {
+        if batch.handled() == 0 {
             return Ok(None);
         }
-        let mut arrays: Vec<ArrayRef> = self.columns.finish();
-        if let Some(mut b) = lines {
-            arrays.push(Arc::new(b.finish()));
-        }
-        if let Some(mut b) = raws {
-            arrays.push(Arc::new(b.finish()));
-        }
-        let batch = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            arrays,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map_err(|source| ReadError::Arrow {
-            file: self.label.to_string(),
-            source,
-        })?;
-        Ok(Some(ReadBatch {
-            file: self.label.clone(),
-            batch,
-            dead_letters,
-            skipped,
-        }))
+        let columns = self.columns.finish();
+        batch
+            .finish(columns, self.schema.clone(), &self.label)
+            .map(Some)
     }
 }
 

@@ -1,7 +1,8 @@
 use super::*;
-use crate::connector::{LINE_COLUMN, RAW_COLUMN};
+use crate::connector::{DeadLetter, LINE_COLUMN, RAW_COLUMN};
 use arrow::array::{AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType, UInt64Type};
+use arrow::record_batch::RecordBatch;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -34,12 +34,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use weir_operators::connector::http::{
-    HttpClient, HttpClientConfig, HttpSink, HttpSinkConfig, NaiveRetryClient, OverloadResponse,
-    SecondCounts, TestService, TestServiceConfig, TestServiceTotals,
-};
+use weir_operators::connector::http::{HttpClient, HttpClientConfig, HttpSink, HttpSinkConfig};
 use weir_operators::overload::caller::{CallerConfig, LatencyHistogram};
 use weir_operators::overload::limiter::AdaptiveConcurrencyConfig;
+
+use crate::http_service::{
+    NaiveRetryClient, OverloadResponse, SecondCounts, TestService, TestServiceConfig,
+    TestServiceTotals,
+};
 use weir_runtime::{
     EdgeConfig, OperatorError, Output, Overflow, Pipeline, PipelineConfig, Source, SourceStatus,
 };

@@ -75,7 +75,7 @@ fn draw_panel(
     rows: &[OverloadRow],
     panel: Panel,
 ) -> DrawResult {
-    let value = |c: &weir_operators::connector::http::SecondCounts| match panel {
+    let value = |c: &crate::http_service::SecondCounts| match panel {
         Panel::Goodput => c.successes as f64,
         Panel::Attempts => c.attempts as f64,
     };
@@ -156,7 +156,7 @@ fn draw_panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_operators::connector::http::SecondCounts;
+    use crate::http_service::SecondCounts;
 
     fn row(client: &str, scale: u64) -> OverloadRow {
         OverloadRow {

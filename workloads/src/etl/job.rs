@@ -47,7 +47,7 @@ use weir_runtime::{
 use super::orders::{column, usd_rate};
 use super::{clean_schema, orders_csv_options, orders_csv_schema, validate};
 use weir_operators::columnar::{
-    csv_split_with, Agg, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
+    csv_split_with, Agg, ArrowStream, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
 };
 use weir_operators::connector::publish::{new_run_id, staging_root};
 use weir_operators::connector::{
@@ -418,39 +418,102 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
 /// Builds the job's pipeline, writing into the staging folder of a new run under `config.out`
 /// (touches nothing: the folder is made when the run starts).
 ///
+/// ```text
+/// CSV files ─▶ parse+validate ─▶ orders ─▶ drop_cancelled ─▶ amount_usd ─▶ clean ─┬─▶ orders_clean (Parquet)
+///                   │                                                           └─▶ day ─▶ … ─▶ revenue ─▶ revenue_by_country_day (Parquet)
+///                   └─ dead letters ─────────────────────────────────────────────────▶ dead_letters (NDJSON)
+/// ```
+///
 /// # Errors
 /// [`EtlJobError::Read`] if a directory input cannot be listed; [`EtlJobError::NoCsvFiles`] if
 /// it holds no `*.csv`.
 pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let is_dir = config.input.is_dir();
+    let set = input_files(&config.input, is_dir)?;
+    let mut pipeline = Pipeline::with_config("etl", pipeline_config(config));
+
+    // Source: the files, cut into chunks and parsed in parallel, each row validated.
+    let (parsed, bytes_read) = parse_and_validate(&mut pipeline, set, config)?;
+    let dead_letters = parsed.dead_letters();
+
+    // Operators: the clean orders, and the revenue per country and day computed from them.
+    let clean = clean_orders(parsed)?;
+    let clean_schema = clean.schema().clone();
+    let run_id = new_run_id();
+    let [clean_dir, revenue_dir, dead_dir] = output_dirs(&staging_root(&config.out, &run_id));
+    let parquet = parquet_format(config);
+    let clean_handle = clean.clone().write_parts(
+        "orders_clean",
+        clean_dir,
+        PartSinkOptions::new(parquet.clone()).max_rows(config.part_rows),
+        config.writers.max(1),
+    );
+    let revenue = revenue_by_country_day(clean)?;
+    let schemas = [clean_schema, revenue.schema().clone()];
+
+    // Sinks: Parquet parts for the two tables, NDJSON for the dead letters.
+    let revenue_handle = revenue.write_parts(
+        "revenue_by_country_day",
+        revenue_dir,
+        PartSinkOptions::new(parquet),
+        1,
+    );
+    let dead_handle = dead_letters.sink(
+        "dead_letters",
+        DeadLetterSink::ndjson(dead_dir).keep_file(is_dir),
+    );
+    Ok(EtlJob {
+        pipeline,
+        clean: clean_handle,
+        revenue: revenue_handle,
+        dead: dead_handle,
+        bytes_read,
+        input: config.input.clone(),
+        out: config.out.clone(),
+        run_id,
+        schemas,
+    })
+}
+
+/// The CSV files of `input`: the file itself, or the `*.csv` files of a directory (`is_dir`).
+fn input_files(input: &Path, is_dir: bool) -> Result<FileSet, EtlJobError> {
     let set = if is_dir {
-        FileSet::dir_with_extension(&config.input, "csv")?
+        FileSet::dir_with_extension(input, "csv")?
     } else {
-        let label = config.input.display().to_string();
-        FileSet::from_paths(&label, vec![config.input.clone()])
+        let label = input.display().to_string();
+        FileSet::from_paths(&label, vec![input.to_path_buf()])
     };
     if set.files().is_empty() {
         return Err(EtlJobError::NoCsvFiles {
-            dir: config.input.clone(),
+            dir: input.to_path_buf(),
         });
     }
-    let batch_rows = config.batch_rows.max(1);
-    let mut pipeline = Pipeline::with_config(
-        "etl",
-        PipelineConfig {
-            workers: config.workers,
-            // Every stage after the parser runs `parallelism` instances, unless it sets its own.
-            parallelism: config.parallelism.max(1),
-            batch_rows,
-            // Batches of 8192 orders carry ~0.5 MiB (with the raw text); four of them per edge
-            // keep the stages overlapped while bounding memory.
-            edge: EdgeConfig::default()
-                .with_capacity(8)
-                .with_max_bytes(2 << 20),
-            ..PipelineConfig::default()
-        },
-    );
-    let p = config.parallelism.max(1);
+    Ok(set)
+}
+
+/// Workers, parallelism, batch size and edge bounds of the job's pipeline.
+fn pipeline_config(config: &EtlConfig) -> PipelineConfig {
+    PipelineConfig {
+        workers: config.workers,
+        // Every stage after the parser runs `parallelism` instances, unless it sets its own.
+        parallelism: config.parallelism.max(1),
+        batch_rows: config.batch_rows.max(1),
+        // Batches of 8192 orders carry ~0.5 MiB (with the raw text); four of them per edge
+        // keep the stages overlapped while bounding memory.
+        edge: EdgeConfig::default()
+            .with_capacity(8)
+            .with_max_bytes(2 << 20),
+        ..PipelineConfig::default()
+    }
+}
+
+/// The orders of `set`, parsed on `config.parallelism` instances; rows that break the rules
+/// (see [`validate`]) go to the parse operator's dead letters with their file.
+fn parse_and_validate(
+    pipeline: &mut Pipeline,
+    set: FileSet,
+    config: &EtlConfig,
+) -> Result<(ArrowStream, Arc<AtomicU64>), EtlJobError> {
     let validate_step = |file: &str, batch: RecordBatch, out: &mut Output<RecordBatch>| {
         let (valid, dead) = validate(&batch, Some(file))
             .map_err(|e| weir_runtime::OperatorError::user(format!("validate: {e}")))?;
@@ -460,18 +523,21 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         out.emit(valid);
         Ok(())
     };
-    let (parsed, bytes_read) = csv_split_with(
-        &mut pipeline,
+    Ok(csv_split_with(
+        pipeline,
         "parse+validate",
         set,
-        orders_csv_options().with_batch_rows(batch_rows),
+        orders_csv_options().with_batch_rows(config.batch_rows.max(1)),
         SplitOptions {
-            parallelism: p,
+            parallelism: config.parallelism.max(1),
             ..SplitOptions::default()
         },
         validate_step,
-    )?;
-    let dead_letters = parsed.dead_letters();
+    )?)
+}
+
+/// The valid orders without the cancelled ones, with `amount_usd`, in [`clean_schema`].
+fn clean_orders(parsed: ArrowStream) -> Result<ArrowStream, EtlJobError> {
     // `_line` and `_raw` served the dead letters of parse+validate; dropping them here (no copy)
     // keeps the filter from copying them.
     let orders_schema = orders_csv_schema();
@@ -510,20 +576,12 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         .iter()
         .zip(clean_schema().fields())
         .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type()));
-    let run_id = new_run_id();
-    let [clean_dir, revenue_dir, dead_dir] = output_dirs(&staging_root(&config.out, &run_id));
-    let parquet = PartFormat::Parquet {
-        compression: config.compression,
-        row_group_rows: 1 << 17,
-    };
-    let clean_handle = clean.clone().write_parts(
-        "orders_clean",
-        clean_dir,
-        PartSinkOptions::new(parquet.clone()).max_rows(config.part_rows),
-        config.writers.max(1),
-    );
-    let clean_schema = clean.schema().clone();
-    let revenue = clean
+    Ok(clean)
+}
+
+/// Orders, revenue and refunds per country and UTC day, from the clean orders (one instance).
+fn revenue_by_country_day(clean: ArrowStream) -> Result<ArrowStream, EtlJobError> {
+    Ok(clean
         .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
         .with_column(
             "revenue_part",
@@ -548,29 +606,15 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
                 Agg::sum("refunded_part", "refunded_usd"),
             ],
         )?
-        .parallelism(1);
-    let schemas = [clean_schema, revenue.schema().clone()];
-    let revenue_handle = revenue.write_parts(
-        "revenue_by_country_day",
-        revenue_dir,
-        PartSinkOptions::new(parquet),
-        1,
-    );
-    let dead_handle = dead_letters.sink(
-        "dead_letters",
-        DeadLetterSink::ndjson(dead_dir).keep_file(is_dir),
-    );
-    Ok(EtlJob {
-        pipeline,
-        clean: clean_handle,
-        revenue: revenue_handle,
-        dead: dead_handle,
-        bytes_read,
-        input: config.input.clone(),
-        out: config.out.clone(),
-        run_id,
-        schemas,
-    })
+        .parallelism(1))
+}
+
+/// The Parquet format of both tables.
+fn parquet_format(config: &EtlConfig) -> PartFormat {
+    PartFormat::Parquet {
+        compression: config.compression,
+        row_group_rows: 1 << 17,
+    }
 }
 
 impl EtlJob {

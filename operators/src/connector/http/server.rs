@@ -202,9 +202,13 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A running server: owns its task; dropping the handle stops it.
+/// A running server with bounded connections ([`ServeLimits`]): owns its task; dropping the
+/// handle stops it and aborts open connections.
+///
+/// The ingest server runs on it; so can other loopback services (the workloads crate's
+/// overloadable test service does).
 #[derive(Debug)]
-pub(crate) struct ServerHandle {
+pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -212,12 +216,13 @@ pub(crate) struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Binds `addr` and serves `router` on it with `limits`.
-    pub(crate) fn bind(
-        addr: SocketAddr,
-        limits: &ServeLimits,
-        router: Router,
-    ) -> Result<Self, BindError> {
+    /// Binds `addr` and serves `router` on it with `limits`, on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::NoRuntime`] outside a tokio runtime; [`BindError::Listen`] when the address
+    /// cannot be bound.
+    pub fn bind(addr: SocketAddr, limits: &ServeLimits, router: Router) -> Result<Self, BindError> {
         tokio::runtime::Handle::try_current().map_err(|_| BindError::NoRuntime)?;
         let listener = listen_std(addr, limits.accept_backlog)
             .map_err(|source| BindError::Listen { addr, source })?;
@@ -267,7 +272,7 @@ impl ServerHandle {
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
-    pub(crate) fn local_addr(&self) -> SocketAddr {
+    pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
@@ -283,7 +288,11 @@ impl ServerHandle {
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period) and joins the
     /// server task.
-    pub(crate) async fn shutdown(mut self) -> Result<(), ShutdownError> {
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::Panicked`] if the server task panicked.
+    pub async fn shutdown(mut self) -> Result<(), ShutdownError> {
         self.shutdown.send_replace(true);
         match self.task.take() {
             Some(task) => task
@@ -644,7 +653,11 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 /// Reads a whole request body of at most `limit` bytes within `timeout`, answering the
 /// failures itself: `413` when the body is (declared or found) too large, `408` when it is too
 /// slow, `400` when the client broke it off or sent broken framing.
-pub(crate) async fn read_body(
+///
+/// # Errors
+///
+/// The answer to send back (see above) when the body cannot be read whole.
+pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -679,7 +692,7 @@ pub(crate) async fn read_body(
 
 /// A JSON error answer, `{"error": message}`. The connection is closed after it, since the
 /// request body may be partly unread.
-pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+pub fn error_response(status: StatusCode, message: &str) -> Response {
     let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
     response
         .headers_mut()

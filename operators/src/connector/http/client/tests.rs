@@ -1,7 +1,6 @@
 //! Client tests against loopback servers.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,7 +9,6 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::connector::http::test_util::guard;
-use crate::connector::http::{TestService, TestServiceConfig};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -157,73 +155,4 @@ async fn a_success_reports_status_body_and_no_retry_hint() {
     );
     assert!(ok.rtt > Duration::ZERO);
     guard(server).await.expect("server task");
-}
-
-#[tokio::test]
-async fn the_naive_client_sends_four_times_into_a_full_service() {
-    let service = TestService::start(TestServiceConfig {
-        capacity: NonZeroUsize::new(1).expect("1 is not zero"),
-        base_latency: Duration::from_secs(60),
-        ..TestServiceConfig::default()
-    })
-    .expect("start");
-    let plain = client();
-    let url = service.work_url();
-    let held = {
-        let (plain, url) = (plain.clone(), url.clone());
-        tokio::spawn(async move {
-            let _ = plain
-                .post_json(&url, &json!({}), Duration::from_secs(120))
-                .await;
-        })
-    };
-    guard(service.watch_in_flight().wait_for(|&n| n == 1))
-        .await
-        .expect("the service is running");
-
-    let naive = NaiveRetryClient::new(plain);
-    let outcome = guard(naive.post_json(&url, &json!({}), T)).await;
-    assert_eq!(outcome.attempts, 4);
-    assert_eq!(
-        outcome
-            .result
-            .expect_err("always rejected")
-            .response()
-            .map(|r| r.status),
-        Some(StatusCode::SERVICE_UNAVAILABLE)
-    );
-    assert_eq!((naive.calls(), naive.attempts()), (1, 4));
-    assert_eq!(service.totals().rejections, 4);
-    held.abort();
-}
-
-#[tokio::test]
-async fn the_naive_client_retries_transport_errors_and_stops_at_success() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let naive = NaiveRetryClient::with_max_retries(client(), 2);
-    let refused =
-        guard(naive.post_json(&format!("http://127.0.0.1:{port}/x"), &json!({}), T)).await;
-    assert_eq!(refused.attempts, 3);
-    assert_eq!(
-        refused.result.expect_err("refused").class(),
-        ErrorClass::Transport
-    );
-
-    let (addr, server) =
-        canned("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned())
-            .await;
-    let ok = guard(naive.post_json(&format!("http://{addr}/x"), &json!({}), T)).await;
-    assert_eq!(ok.attempts, 1);
-    assert_eq!(ok.result.expect("served").status, StatusCode::OK);
-    assert_eq!((naive.calls(), naive.attempts()), (2, 4));
-    guard(server).await.expect("server task");
-
-    let bad = guard(naive.post_json("https://127.0.0.1/x", &json!({}), T)).await;
-    assert_eq!(
-        bad.attempts, 0,
-        "a request that cannot be sent is not retried"
-    );
 }

@@ -2,7 +2,7 @@
 //! and mixed line ends, byte order marks, blank lines, quotes, invalid UTF-8, ragged rows, chunk
 //! and read boundaries anywhere.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};

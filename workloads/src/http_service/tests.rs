@@ -4,8 +4,25 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::connector::http::test_util::{answer, guard};
-use crate::connector::http::{HttpClient, HttpClientConfig};
+use weir_operators::connector::http::{ClientError, HttpClient, HttpClientConfig};
+
+/// Runs `fut` under a generous deadline so a bug hangs no test run; never the assertion itself.
+pub(crate) async fn guard<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("test guard: the operation hung")
+}
+
+/// The answer of a request, whether 2xx or not; panics on a transport failure.
+fn answer(
+    result: Result<weir_operators::connector::http::Response, ClientError>,
+) -> weir_operators::connector::http::Response {
+    match result {
+        Ok(response) => response,
+        Err(ClientError::Status { response, .. }) => *response,
+        Err(e) => panic!("expected an HTTP answer, got {e}"),
+    }
+}
 
 fn config(capacity: usize, base_latency: Duration) -> TestServiceConfig {
     TestServiceConfig {

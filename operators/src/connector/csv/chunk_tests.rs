@@ -2,10 +2,11 @@ use std::sync::Arc;
 
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 use super::*;
-use crate::connector::{BatchReader, CsvReader};
+use crate::connector::{BadRecordPolicy, BatchReader, CsvReader, DeadLetter};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -1,7 +1,8 @@
 use super::*;
-use crate::connector::{LINE_COLUMN, RAW_COLUMN};
+use crate::connector::{DeadLetter, LINE_COLUMN, RAW_COLUMN};
 use arrow::array::{AsArray, Float64Array, Int64Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
+use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 fn schema(fields: &[(&str, DataType)]) -> SchemaRef {

@@ -1,4 +1,5 @@
-//! An overloadable in-process HTTP service for `weir bench overload` and tests.
+//! An overloadable in-process HTTP service for `weir bench overload` and tests, and the
+//! benchmark's naive-retry client ([`NaiveRetryClient`]).
 //!
 //! `POST /work` with a small JSON body is one unit of work. The service takes at most
 //! `capacity` (C) requests at once:
@@ -40,11 +41,18 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::rate::{Event, RateRing, SecondCounts};
-use super::server::{
+use weir_operators::connector::http::{
     error_response, read_body, BindError, ServeLimits, ServerHandle, ShutdownError,
 };
-use crate::overload::retry_after::delta_seconds;
+use weir_operators::overload::retry_after::delta_seconds;
+
+use rate::{Event, RateRing};
+
+mod naive;
+mod rate;
+
+pub use naive::{NaiveOutcome, NaiveRetryClient};
+pub use rate::SecondCounts;
 
 /// How the service turns work away when it is at capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,59 +1,29 @@
-//! Parallel CSV: one demand-driven reader cuts files into chunks of whole records, several
-//! instances parse them.
+//! Cutting CSV files into chunks of whole records: the scanner behind [`CsvChunker`](super::CsvChunker).
 //!
-//! # Plan
-//!
-//! ```text
-//! CsvChunker (1 instance) ──rebalance──▶ CsvParse[0..p] ──▶ RecordBatch stream
-//!   reads bytes, finds record ends         ChunkParser over one chunk: typed columns,
-//!   (quote-aware), counts lines            dead letters with file + line, skip counts
-//! ```
-//!
-//! The chunker reads only on credit, one chunk per `poll_produce`, on its own thread (as
-//! [`ReaderSource`](super::ReaderSource)). It strips a UTF-8 byte order mark at a file's first
-//! byte (nowhere else), jumps from one `\r`, `\n` or quote to the next with `memchr` and scans
-//! with the same quoting rules as the parser (RFC 4180: a quote opens a quoted field only at
-//! the start of a field, a doubled quote inside one is literal, `\r\n`, `\n` and a lone `\r`
-//! end records outside quotes) and cuts a chunk after the terminator that ends its
-//! `records`-th record (blank lines are none), or earlier once the chunk holds `target_bytes`; it
-//! never cuts between the `\r` and `\n` of a `\r\n`. It counts every line break (`\r\n`, `\n` or
-//! a lone `\r`), so each chunk knows the physical line of its first byte and the parser numbers
-//! lines exactly as one sequential reader would. The header (the first record, after any blank
-//! lines) is checked against the schema, its names included unless
-//! [`HeaderCheck::CountOnly`](crate::connector::HeaderCheck) is set, and not passed on.
-//!
-//! A record longer than `max_record_bytes` (say, an unterminated quote swallowing the file)
-//! fails the read instead of buffering without bound.
-//!
-//! Each parse instance reads its chunks with a `ChunkParser` (`connector/csv_chunk.rs`): plain
-//! lines are split and parsed in place, other records go through the CSV parser, and the result
-//! (rows, dead letters with file and line, skip counts, the `Fail` error) is the one a
-//! [`CsvReader`](crate::connector::CsvReader) gives on the same bytes. Emptied chunk buffers go
-//! back to the chunker through a small pool.
-//!
-//! Parsing dominates the cost, so with `p` parse instances on `p` cores the file is parsed `p`
-//! times as fast as by one reader; the output's batch order across instances is not the file's.
+//! A [`Cutter`] opens the files of a set in turn; a `FileCutter` reads one file [`READ_BYTES`]
+//! at a time and scans what it read with the same quoting rules as the parser (RFC 4180: a quote
+//! opens a quoted field only at the start of a field, a doubled quote inside one is literal,
+//! `\r\n`, `\n` and a lone `\r` end records outside quotes), jumping from one `\r`, `\n` or quote
+//! to the next with `memchr`. It cuts a chunk after the terminator that ends its `records`-th
+//! record (blank lines are none), or earlier once the chunk holds `target_bytes`; it never cuts
+//! between the `\r` and `\n` of a `\r\n`. It counts every line break, so each chunk knows the
+//! physical line of its first byte. A UTF-8 byte order mark is stripped at a file's first byte
+//! only; the header (the first record, after any blank lines) is checked and not passed on; a
+//! record longer than `max_record_bytes` fails the read.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
-use weir_runtime::{
-    Batch, InputPort, Operator, OperatorError, Output, Pipeline, Source, SourceStatus,
-};
+use weir_runtime::Batch;
 
-use super::source::read_error;
-use super::ArrowStream;
-use crate::connector::csv::{check_header, line_breaks, BOM};
-use crate::connector::csv_chunk::{first_record, ChunkParser};
-use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
-use crate::lane::{poll_slot, Lane, LaneTask};
+use super::chunk::first_record;
+use super::pool::ChunkPool;
+use super::{check_header, line_breaks, BOM};
+use crate::connector::{CsvOptions, ReadError};
 
 /// A slice of a CSV file holding whole records.
 #[derive(Debug, Clone)]
@@ -98,10 +68,10 @@ fn after(b: u8, delimiter: u8) -> Scan {
 }
 
 /// Bytes read from the file per blocking read.
-const READ_BYTES: usize = 256 * 1024;
+pub(super) const READ_BYTES: usize = 256 * 1024;
 
 /// One open file being cut into chunks.
-struct FileCutter {
+pub(super) struct FileCutter {
     file: File,
     label: Arc<str>,
     /// Bytes read but not yet cut; scanned up to `scanned`.
@@ -126,18 +96,18 @@ struct FileCutter {
 }
 
 /// Cuts files into [`CsvChunk`]s; see the module docs.
-struct Cutter {
-    files: VecDeque<PathBuf>,
-    current: Option<FileCutter>,
-    opts: CsvOptions,
-    schema: SchemaRef,
-    records: usize,
-    target_bytes: usize,
-    max_record_bytes: usize,
+pub(super) struct Cutter {
+    pub(super) files: VecDeque<PathBuf>,
+    pub(super) current: Option<FileCutter>,
+    pub(super) opts: CsvOptions,
+    pub(super) schema: SchemaRef,
+    pub(super) records: usize,
+    pub(super) target_bytes: usize,
+    pub(super) max_record_bytes: usize,
     /// Bytes per read of a file.
-    read_bytes: u64,
-    bytes_read: u64,
-    pool: Arc<ChunkPool>,
+    pub(super) read_bytes: u64,
+    pub(super) bytes_read: u64,
+    pub(super) pool: Arc<ChunkPool>,
 }
 
 impl Cutter {
@@ -171,7 +141,7 @@ impl Cutter {
     }
 
     /// The next chunk of any file, or `None` when every file is done.
-    fn next_chunk(&mut self) -> Result<Option<CsvChunk>, ReadError> {
+    pub(super) fn next_chunk(&mut self) -> Result<Option<CsvChunk>, ReadError> {
         loop {
             if self.current.is_none() && !self.open_next()? {
                 return Ok(None);
@@ -426,287 +396,6 @@ impl FileCutter {
         chunk
     }
 }
-
-type CutResult = (Box<Cutter>, Result<Option<CsvChunk>, ReadError>);
-
-/// The source half of [`csv_split`]: cuts files into chunks, one per credit.
-pub struct CsvChunker {
-    cutter: Option<Box<Cutter>>,
-    /// The thread cutting chunks, started on the first read.
-    lane: Option<Lane>,
-    in_flight: Option<LaneTask<CutResult>>,
-    bytes_read: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for CsvChunker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvChunker")
-            .field("reading", &self.in_flight.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Source for CsvChunker {
-    type Output = CsvChunk;
-
-    fn poll_produce(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut Output<CsvChunk>,
-    ) -> Poll<Result<SourceStatus, OperatorError>> {
-        loop {
-            if let Some(joined) = std::task::ready!(poll_slot(&mut self.in_flight, cx, "read")) {
-                let (cutter, item) = joined?;
-                // Relaxed: a statistic; nothing else is synchronised through it.
-                self.bytes_read.store(cutter.bytes_read, Ordering::Relaxed);
-                self.cutter = Some(cutter);
-                return Poll::Ready(match item {
-                    Ok(None) => Ok(SourceStatus::Done),
-                    Ok(Some(chunk)) => {
-                        out.emit(chunk);
-                        Ok(SourceStatus::Continue)
-                    }
-                    Err(e) => Err(read_error(e)),
-                });
-            }
-            let Some(mut cutter) = self.cutter.take() else {
-                return Poll::Ready(Ok(SourceStatus::Done));
-            };
-            if self.lane.is_none() {
-                self.lane = Some(Lane::start("weir-csv-read").map_err(|e| {
-                    OperatorError::internal(format!("cannot start the reader: {e}"))
-                })?);
-            }
-            let lane = self.lane.as_ref().expect("started above");
-            self.in_flight = Some(lane.run(move || {
-                let item = cutter.next_chunk();
-                (cutter, item)
-            }));
-        }
-    }
-}
-
-/// What [`csv_split_with`] runs on every parsed batch, knowing its file: it emits the batch
-/// (possibly filtered, with dead letters of its own) into the output. It must keep the schema.
-pub trait ChunkStep:
-    FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
-    + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<F> ChunkStep for F where
-    F: FnMut(&str, RecordBatch, &mut Output<RecordBatch>) -> Result<(), OperatorError>
-        + Clone
-        + Send
-        + 'static
-{
-}
-
-/// The parsing half of [`csv_split`]: a `ChunkParser` per instance, then the step.
-#[derive(Debug)]
-pub struct CsvParse<F> {
-    opts: CsvOptions,
-    step: F,
-    /// Made on the first chunk (each instance has its own).
-    parser: Option<ChunkParser>,
-    /// Emptied chunk buffers go back to the reader.
-    pool: Arc<ChunkPool>,
-}
-
-impl<F: Clone> Clone for CsvParse<F> {
-    fn clone(&self) -> Self {
-        Self {
-            opts: self.opts.clone(),
-            step: self.step.clone(),
-            parser: None,
-            pool: self.pool.clone(),
-        }
-    }
-}
-
-impl<F: ChunkStep> Operator for CsvParse<F> {
-    type Input = CsvChunk;
-    type Output = RecordBatch;
-
-    fn on_batch(
-        &mut self,
-        _: InputPort,
-        chunk: CsvChunk,
-        out: &mut Output<RecordBatch>,
-    ) -> Result<(), OperatorError> {
-        let parser = match &mut self.parser {
-            Some(p) => p,
-            None => self
-                .parser
-                .insert(ChunkParser::new(self.opts.clone()).map_err(read_error)?),
-        };
-        let parsed = parser
-            .parse(&chunk.data, &chunk.file, chunk.first_line, chunk.records)
-            .map_err(read_error)?;
-        self.pool.put(chunk.data);
-        if let Some(read) = parsed.read {
-            for dead in read.dead_letters {
-                out.dead_letter(dead);
-            }
-            if read.skipped > 0 {
-                out.skip(read.skipped);
-            }
-            (self.step)(&chunk.file, read.batch, out)?;
-        }
-        match parsed.error {
-            Some(e) => Err(read_error(e)),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Chunk buffers the parse instances have emptied, for the reader to fill again: the buffers
-/// are reused instead of being allocated and freed per chunk.
-#[derive(Debug, Default)]
-pub(crate) struct ChunkPool {
-    free: std::sync::Mutex<Vec<Vec<u8>>>,
-}
-
-impl ChunkPool {
-    /// Buffers kept at most; more are freed.
-    const MAX: usize = 8;
-
-    fn put(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        // A poisoned lock only means another instance panicked; the list is still valid.
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < Self::MAX {
-            free.push(buf);
-        }
-    }
-
-    /// An empty buffer with room for at least `capacity` bytes.
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let found = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.pop()
-        };
-        match found {
-            Some(mut buf) => {
-                buf.reserve(capacity);
-                buf
-            }
-            None => Vec::with_capacity(capacity),
-        }
-    }
-}
-
-/// Options of [`csv_split`] beyond the CSV options.
-#[derive(Debug, Clone)]
-pub struct SplitOptions {
-    /// Parse instances. Default: the number of cores.
-    pub parallelism: usize,
-    /// Records per chunk (and so rows per batch). Default: the CSV options' `batch_rows`.
-    pub records: Option<usize>,
-    /// A chunk is cut at the first record end past this size. Default 4 MiB.
-    pub target_bytes: usize,
-    /// Longest record accepted. Default 64 MiB.
-    pub max_record_bytes: usize,
-}
-
-impl Default for SplitOptions {
-    fn default() -> Self {
-        Self {
-            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            records: None,
-            target_bytes: 4 << 20,
-            max_record_bytes: 64 << 20,
-        }
-    }
-}
-
-/// Reads the CSV files of `set` in order, parsing on `split.parallelism` instances; see the
-/// module docs. The schema must be declared (`opts.schema`); the returned counter holds the
-/// bytes read so far. Bad records follow `opts.bad_records` and go to the parse operator's
-/// dead-letter port.
-///
-/// # Errors
-/// [`ReadError::InvalidOptions`] without a declared schema or with zero sizes;
-/// [`ReadError::UnsupportedType`] for a column type the parser cannot read.
-pub fn csv_split(
-    pipeline: &mut Pipeline,
-    name: &str,
-    set: FileSet,
-    opts: CsvOptions,
-    split: SplitOptions,
-) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
-    let emit = |_: &str, batch: RecordBatch, out: &mut Output<RecordBatch>| {
-        out.emit(batch);
-        Ok(())
-    };
-    csv_split_with(pipeline, name, set, opts, split, emit)
-}
-
-/// [`csv_split`], running `step` on every parsed batch in the parse instance, with the batch's
-/// file label (to validate rows and dead-letter them with their file, say).
-///
-/// # Errors
-/// As [`csv_split`].
-pub fn csv_split_with<F: ChunkStep>(
-    pipeline: &mut Pipeline,
-    name: &str,
-    set: FileSet,
-    opts: CsvOptions,
-    split: SplitOptions,
-    step: F,
-) -> Result<(ArrowStream, Arc<AtomicU64>), ReadError> {
-    let Some(data_schema) = opts.schema.clone() else {
-        return Err(ReadError::InvalidOptions(
-            "parallel CSV reading needs a declared schema".into(),
-        ));
-    };
-    let records = split.records.unwrap_or(opts.batch_rows);
-    if records == 0 || split.target_bytes == 0 || split.parallelism == 0 || opts.batch_rows == 0 {
-        return Err(ReadError::InvalidOptions(
-            "records, target_bytes, parallelism and batch_rows must be at least 1".into(),
-        ));
-    }
-    // Fail now on a column type the parser cannot read.
-    ChunkParser::new(opts.clone())?;
-    let schema: SchemaRef = with_extra_columns(&data_schema, opts.line_column, opts.raw_column);
-    let bytes_read = Arc::new(AtomicU64::new(0));
-    let pool = Arc::new(ChunkPool::default());
-    let chunker = CsvChunker {
-        cutter: Some(Box::new(Cutter {
-            files: set.files().iter().cloned().collect(),
-            current: None,
-            schema: data_schema.clone(),
-            opts: opts.clone(),
-            records,
-            target_bytes: split.target_bytes,
-            max_record_bytes: split.max_record_bytes.max(1),
-            read_bytes: READ_BYTES as u64,
-            bytes_read: 0,
-            pool: pool.clone(),
-        })),
-        lane: None,
-        in_flight: None,
-        bytes_read: bytes_read.clone(),
-    };
-    let parse = CsvParse {
-        opts,
-        step,
-        parser: None,
-        pool,
-    };
-    let stream = pipeline
-        .source(format!("{name}.read"), chunker)
-        .rebalance()
-        .unary_with(name.to_owned(), move |_| parse.clone())
-        .parallelism(split.parallelism);
-    Ok((ArrowStream::new(stream, schema), bytes_read))
-}
-
-#[cfg(test)]
-#[path = "split_tests.rs"]
-mod hostile;
 
 #[cfg(test)]
 mod tests {

@@ -24,21 +24,21 @@
 //! type (see `infer_type`), keeps those records and replays them first. Inferred columns are
 //! nullable and named after the header (or `column_1`, `column_2`, … without one).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use csv::ByteRecord;
 
-use super::columns::{infer_type, Columns};
-use super::counting::Tap;
-use super::{
-    with_extra_columns, BadRecordPolicy, BatchReader, DeadLetter, ReadBatch, ReadError,
-    RecordError, DEFAULT_BATCH_ROWS,
+use crate::connector::assemble::Assembly;
+use crate::connector::columns::{infer_type, Columns, MAX_PREALLOC_ROWS};
+use crate::connector::counting::Tap;
+use crate::connector::{
+    with_extra_columns, BadRecordPolicy, BatchReader, ReadBatch, ReadError, RecordError,
+    DEFAULT_BATCH_ROWS,
 };
 
 /// Options of [`CsvReader`].
@@ -63,7 +63,7 @@ pub struct CsvOptions {
     /// What to do with a record that does not fit the schema. Default [`BadRecordPolicy::Fail`].
     pub bad_records: BadRecordPolicy,
     /// The physical line number of the input's first byte, for inputs that are a slice of a
-    /// larger file (see [`csv_split`](crate::columnar::csv_split)). Default 1. (The reader
+    /// larger file (see [`csv_split`](super::csv_split)). Default 1. (The reader
     /// strips a byte order mark at its input's first byte whatever this line is.)
     pub first_line: u64,
     /// How a header is checked against a declared schema. Default [`HeaderCheck::Names`].
@@ -395,17 +395,9 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
-        let cap = self.opts.batch_rows.min(super::columns::MAX_PREALLOC_ROWS);
-        let mut lines = self
-            .opts
-            .line_column
-            .then(|| UInt64Builder::with_capacity(cap));
-        let mut raws = self.opts.raw_column.then(StringBuilder::new);
-        let mut rows = 0usize;
-        let mut dead_letters = Vec::new();
-        let mut skipped = 0u64;
-        let mut handled = 0usize;
-        while handled < cap {
+        let cap = self.opts.batch_rows.min(MAX_PREALLOC_ROWS);
+        let mut batch = Assembly::new(self.opts.line_column, self.opts.raw_column, cap, None);
+        while batch.handled() < cap {
             // Records read for inference come first; then records parsed in place.
             let replayed = self.replay.pop_front();
             let line = match &replayed {
@@ -418,19 +410,11 @@ impl<R: Read> CsvReader<R> {
                     }
                 },
             };
-            handled += 1;
             let record = match &replayed {
                 Some(l) => &l.record,
                 None => &self.record,
             };
-            let outcome = parse_record(&mut self.columns, record);
-            let raw = |me: &Self| -> String {
-                match &replayed {
-                    Some(l) => l.raw.clone(),
-                    None => String::from_utf8_lossy(me.current_raw()).into_owned(),
-                }
-            };
-            match outcome {
+            match parse_record(&mut self.columns, record) {
                 Ok(()) => {
                     // parse_record() checked every field is UTF-8.
                     self.columns.commit(|i| {
@@ -439,66 +423,36 @@ impl<R: Read> CsvReader<R> {
                             .and_then(|b| std::str::from_utf8(b).ok())
                             .unwrap_or("")
                     });
-                    if let Some(b) = lines.as_mut() {
-                        b.append_value(line);
-                    }
-                    if let Some(b) = raws.as_mut() {
-                        match &replayed {
-                            Some(l) => b.append_value(&l.raw),
-                            None => b.append_value(String::from_utf8_lossy(self.current_raw())),
-                        }
-                    }
-                    rows += 1;
+                    batch.row(line, || match &replayed {
+                        Some(l) => Cow::Borrowed(l.raw.as_str()),
+                        None => String::from_utf8_lossy(self.current_raw()),
+                    });
                 }
-                Err(cause) => match self.opts.bad_records {
-                    BadRecordPolicy::Fail => {
-                        let err = ReadError::BadRecord {
-                            file: self.label.to_string(),
-                            line,
-                            cause,
-                        };
-                        if rows == 0 {
+                Err(cause) => {
+                    let raw = || match &replayed {
+                        Some(l) => l.raw.clone(),
+                        None => String::from_utf8_lossy(self.current_raw()).into_owned(),
+                    };
+                    if let Some(err) =
+                        batch.bad(self.opts.bad_records, &self.label, line, cause, raw)
+                    {
+                        if batch.rows() == 0 {
                             return Err(err);
                         }
                         // Deliver the good rows before it; fail on the next call.
                         self.pending_error = Some(err);
                         break;
                     }
-                    BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
-                        file: Some(self.label.to_string()),
-                        line: Some(line),
-                        reason: cause.to_string(),
-                        raw: raw(self),
-                    }),
-                    BadRecordPolicy::SkipCounted => skipped += 1,
-                },
+                }
             }
         }
-        if handled == 0 {
+        if batch.handled() == 0 {
             return Ok(None);
         }
-        let mut arrays: Vec<ArrayRef> = self.columns.finish();
-        if let Some(mut b) = lines {
-            arrays.push(Arc::new(b.finish()));
-        }
-        if let Some(mut b) = raws {
-            arrays.push(Arc::new(b.finish()));
-        }
-        let batch = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            arrays,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map_err(|source| ReadError::Arrow {
-            file: self.label.to_string(),
-            source,
-        })?;
-        Ok(Some(ReadBatch {
-            file: self.label.clone(),
-            batch,
-            dead_letters,
-            skipped,
-        }))
+        let columns = self.columns.finish();
+        batch
+            .finish(columns, self.schema.clone(), &self.label)
+            .map(Some)
     }
 }
 
@@ -576,5 +530,5 @@ impl<R: Read> std::fmt::Debug for CsvReader<R> {
 }
 
 #[cfg(test)]
-#[path = "csv_tests.rs"]
+#[path = "reader_tests.rs"]
 mod tests;

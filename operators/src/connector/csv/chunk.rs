@@ -1,6 +1,6 @@
 //! Parsing a chunk of whole CSV records held in memory, as [`CsvReader`](super::CsvReader) would.
 //!
-//! [`csv_split`](crate::columnar::csv_split) cuts files into chunks that end at record ends and
+//! [`csv_split`](super::csv_split) cuts files into chunks that end at record ends and
 //! know the physical line of their first byte. A [`ChunkParser`] turns one chunk into one batch
 //! with the same rows, dead letters, skip count and error as a [`CsvReader`](super::CsvReader)
 //! reading the same bytes, but faster on the common shape of a record:
@@ -23,14 +23,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, UInt64Builder};
+use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use csv::ByteRecord;
 
-use super::columns::Columns;
-use super::csv::{line_breaks, parse_record, trim_terminators, CsvOptions, BOM};
-use super::{with_extra_columns, BadRecordPolicy, DeadLetter, ReadBatch, ReadError, RecordError};
+use super::{line_breaks, parse_record, trim_terminators, CsvOptions, BOM};
+use crate::connector::assemble::Assembly;
+use crate::connector::columns::Columns;
+use crate::connector::{with_extra_columns, ReadBatch, ReadError, RecordError};
 
 /// What one chunk produced: the batch (rows, dead letters, skips) and, under
 /// [`BadRecordPolicy::Fail`], the error of the first bad record (the batch then holds the rows
@@ -137,20 +137,14 @@ impl ChunkParser {
             None
         };
         self.columns.reset(records_hint, &self.text_per_row);
-        let mut lines = self
-            .opts
-            .line_column
-            .then(|| UInt64Builder::with_capacity(records_hint));
-        let mut raws = self
-            .opts
-            .raw_column
-            .then(|| StringBuilder::with_capacity(records_hint, data.len()));
+        let mut batch = Assembly::new(
+            self.opts.line_column,
+            self.opts.raw_column,
+            records_hint,
+            Some(data.len()),
+        );
         let mut newlines = first_line.saturating_sub(1);
         let mut pos = 0;
-        let mut rows = 0usize;
-        let mut handled = 0usize;
-        let mut dead_letters = Vec::new();
-        let mut skipped = 0u64;
         let mut error = None;
         while pos < data.len() {
             match data[pos] {
@@ -179,71 +173,34 @@ impl ChunkParser {
                 Some(p) => p,
                 None => self.general(data, pos),
             };
-            handled += 1;
             newlines += parsed.newlines;
             pos = parsed.end;
             let raw = &data[parsed.raw];
             match parsed.outcome {
-                Ok(()) => {
-                    rows += 1;
-                    if let Some(b) = lines.as_mut() {
-                        b.append_value(line);
-                    }
-                    if let Some(b) = raws.as_mut() {
-                        b.append_value(String::from_utf8_lossy(raw));
-                    }
-                }
-                Err(cause) => match self.opts.bad_records {
-                    BadRecordPolicy::Fail => {
-                        error = Some(ReadError::BadRecord {
-                            file: file.to_string(),
-                            line,
-                            cause,
-                        });
+                Ok(()) => batch.row(line, || String::from_utf8_lossy(raw)),
+                Err(cause) => {
+                    let raw = || String::from_utf8_lossy(raw).into_owned();
+                    error = batch.bad(self.opts.bad_records, file, line, cause, raw);
+                    if error.is_some() {
                         break;
                     }
-                    BadRecordPolicy::DeadLetter => dead_letters.push(DeadLetter {
-                        file: Some(file.to_string()),
-                        line: Some(line),
-                        reason: cause.to_string(),
-                        raw: String::from_utf8_lossy(raw).into_owned(),
-                    }),
-                    BadRecordPolicy::SkipCounted => skipped += 1,
-                },
+                }
             }
         }
-        if handled == 0 || (rows == 0 && error.is_some()) {
+        if batch.handled() == 0 || (batch.rows() == 0 && error.is_some()) {
             self.columns.finish();
             return Ok(ChunkRead { read: None, error });
         }
-        let mut arrays: Vec<ArrayRef> = self.columns.finish();
+        let arrays: Vec<ArrayRef> = self.columns.finish();
+        let rows = batch.rows();
         for (i, a) in arrays.iter().enumerate() {
             if let Some(s) = a.as_any().downcast_ref::<arrow::array::StringArray>() {
                 self.text_per_row[i] = s.value_data().len().div_ceil(rows.max(1)) + 1;
             }
         }
-        if let Some(mut b) = lines {
-            arrays.push(Arc::new(b.finish()));
-        }
-        if let Some(mut b) = raws {
-            arrays.push(Arc::new(b.finish()));
-        }
-        let batch = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            arrays,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-        .map_err(|source| ReadError::Arrow {
-            file: file.to_string(),
-            source,
-        })?;
+        let read = batch.finish(arrays, self.schema.clone(), file)?;
         Ok(ChunkRead {
-            read: Some(ReadBatch {
-                file: file.clone(),
-                batch,
-                dead_letters,
-                skipped,
-            }),
+            read: Some(read),
             error,
         })
     }
@@ -434,5 +391,5 @@ fn trim_range(data: &[u8], a: usize, b: usize) -> std::ops::Range<usize> {
 }
 
 #[cfg(test)]
-#[path = "csv_chunk_tests.rs"]
+#[path = "chunk_tests.rs"]
 mod tests;

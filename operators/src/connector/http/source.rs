@@ -541,13 +541,10 @@ impl HttpSource {
                 let before = replay.stats();
                 let next = replay.next();
                 let after = replay.stats();
-                self.intake.count(
-                    OverflowReason::SpillDamaged,
-                    (after.damaged_records - before.damaged_records) as usize,
+                self.intake.count_damaged(
+                    after.damaged_records - before.damaged_records,
+                    after.damaged_bytes - before.damaged_bytes,
                 );
-                if let Some(c) = self.intake.counter.get() {
-                    c.add_spill_damaged_bytes(after.damaged_bytes - before.damaged_bytes);
-                }
                 match next {
                     Some(Ok((seq, bytes))) => match serde_json::from_slice::<Value>(&bytes) {
                         Ok(record) => {
@@ -654,13 +651,10 @@ impl HttpSource {
             }
         }
         let damaged = spill.stats();
-        self.intake.count(
-            OverflowReason::SpillDamaged,
-            (damaged.damaged_records - damaged_before.damaged_records) as usize,
+        self.intake.count_damaged(
+            damaged.damaged_records - damaged_before.damaged_records,
+            damaged.damaged_bytes - damaged_before.damaged_bytes,
         );
-        if let Some(c) = self.intake.counter.get() {
-            c.add_spill_damaged_bytes(damaged.damaged_bytes - damaged_before.damaged_bytes);
-        }
         self.intake.count(OverflowReason::Unspilled, taken);
         self.intake.spilled.store(spill.len(), Relaxed);
         taken

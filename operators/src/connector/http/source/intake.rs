@@ -201,6 +201,14 @@ impl Intake {
         }
     }
 
+    /// Counts records and bytes lost to damage on disk (the spill's or the log's).
+    pub(crate) fn count_damaged(&self, records: u64, bytes: u64) {
+        self.count(OverflowReason::SpillDamaged, records as usize);
+        if let Some(c) = self.counter.get() {
+            c.add_spill_damaged_bytes(bytes);
+        }
+    }
+
     /// Records waiting: in the hand-off and in the spill.
     pub(crate) fn backlog(&self) -> u64 {
         self.rx.len() as u64 + self.spilled.load(Relaxed)

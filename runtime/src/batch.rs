@@ -22,6 +22,27 @@ pub trait Batch: Send + 'static {
 
     /// Memory held by the batch, in bytes. This is what an edge's byte bound counts.
     fn bytes(&self) -> usize;
+
+    /// Empties the batch so its memory can carry another one, or `None` if it cannot be reused.
+    ///
+    /// A consumer that is done with a batch hands it back to its producer through the edge's
+    /// return path ([`Inlet::recycle`](crate::Inlet::recycle)), so a steady pipeline allocates
+    /// nothing per batch. The default keeps nothing (the batch is dropped); `Vec<T>` clears
+    /// itself and keeps its allocation.
+    ///
+    /// ```
+    /// use weir_runtime::Batch;
+    ///
+    /// let spare = vec![1u64, 2, 3].recycle().unwrap();
+    /// assert!(spare.is_empty() && spare.capacity() >= 3);
+    /// assert_eq!(Vec::<u64>::new().recycle(), None); // nothing worth keeping
+    /// ```
+    fn recycle(self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A `Vec<T>` counts the memory of its allocation (`capacity × size_of::<T>()`) plus the heap
@@ -44,6 +65,12 @@ impl<T: Data> Batch for Vec<T> {
     #[inline]
     fn bytes(&self) -> usize {
         vec_bytes(self, self.capacity())
+    }
+
+    #[inline]
+    fn recycle(mut self) -> Option<Self> {
+        self.clear();
+        (self.capacity() > 0).then_some(self)
     }
 }
 
@@ -103,7 +130,9 @@ impl<B: Batch> Message<B> {
     }
 }
 
-/// An Arrow `RecordBatch` counts its rows and the memory of its arrays.
+/// An Arrow `RecordBatch` counts its rows and the memory of its arrays. It is not recycled:
+/// its arrays are immutable, reference-counted buffers that readers may still share, so arrow
+/// offers no way to refill them in place (builders allocate their own buffers).
 impl Batch for arrow_array::RecordBatch {
     #[inline]
     fn rows(&self) -> usize {

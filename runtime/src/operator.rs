@@ -313,6 +313,16 @@ pub trait Operator: Send + 'static {
         out: &mut Output<Self::Output>,
     ) -> Result<(), OperatorError>;
 
+    /// Hands back an input batch whose rows [`on_batch`](Self::on_batch) took out (drained,
+    /// say), so that its memory returns to the producer instead of being freed: the executor
+    /// calls it after every `on_batch` and passes what it gets back upstream, where the next
+    /// batch is built in it ([`Batch::recycle`] empties it first). An operator that emits its
+    /// input batch (an in-place map or filter) or keeps it has nothing to hand back: the
+    /// default, `None`.
+    fn take_spare(&mut self) -> Option<Self::Input> {
+        None
+    }
+
     /// The minimum watermark over all inputs advanced to `watermark`. The default forwards it.
     fn on_watermark(
         &mut self,
@@ -452,6 +462,38 @@ pub trait Sink: Send + 'static {
     /// Consumes one batch.
     fn on_batch(&mut self, port: InputPort, batch: Self::Input) -> Result<(), OperatorError>;
 
+    /// Hands back an input batch whose rows [`on_batch`](Self::on_batch) took out (drained,
+    /// say), so that its memory returns to the producer instead of being freed: the executor
+    /// calls it after every `on_batch` and hands what it gets back to the edge the batch came
+    /// from ([`Inlet::recycle`](crate::Inlet::recycle)), where the producer builds its next batch
+    /// in it. The default, `None`, drops nothing back (the batch was consumed or kept).
+    ///
+    /// ```
+    /// use weir_runtime::{InputPort, OperatorError, Sink};
+    ///
+    /// /// Sums rows and hands every batch back.
+    /// struct Sum { total: u64, spare: Option<Vec<u64>> }
+    ///
+    /// impl Sink for Sum {
+    ///     type Input = Vec<u64>;
+    ///     type Output = u64;
+    ///     fn on_batch(&mut self, _: InputPort, mut batch: Vec<u64>) -> Result<(), OperatorError> {
+    ///         self.total = batch.drain(..).fold(self.total, u64::wrapping_add);
+    ///         self.spare = Some(batch);
+    ///         Ok(())
+    ///     }
+    ///     fn take_spare(&mut self) -> Option<Vec<u64>> {
+    ///         self.spare.take()
+    ///     }
+    ///     fn finish(&mut self) -> Result<u64, OperatorError> {
+    ///         Ok(self.total)
+    ///     }
+    /// }
+    /// ```
+    fn take_spare(&mut self) -> Option<Self::Input> {
+        None
+    }
+
     /// Whether the sink will take nothing more (its own consumer went away, say). The executor
     /// checks after `poll_ready`; once true, it stops feeding the sink and finishes it, and the
     /// closed edges cancel the pipeline upstream. Undelivered rows are counted in the report.
@@ -524,6 +566,8 @@ pub struct Output<B> {
     max_batch_bytes: usize,
     dead: Vec<DeadLetter>,
     skipped: u64,
+    /// An empty buffer handed back by a consumer, to fill before allocating a new batch.
+    spare: Option<B>,
 }
 
 impl<B: Batch> Output<B> {
@@ -538,7 +582,33 @@ impl<B: Batch> Output<B> {
             max_batch_bytes: crate::channel::EdgeConfig::default().max_bytes,
             dead: Vec::new(),
             skipped: 0,
+            spare: None,
         }
+    }
+
+    /// Takes the spare buffer this output holds, if any: an empty batch a consumer handed back
+    /// (see [`Batch::recycle`]). A producer that builds whole batches itself fills it instead of
+    /// allocating (for `Vec` batches, [`batch_with_capacity`](Output::batch_with_capacity) does
+    /// this); rows pushed one at a time use it already.
+    #[inline]
+    pub fn take_spare(&mut self) -> Option<B> {
+        self.spare.take()
+    }
+
+    /// Keeps `batch`, emptied, as this output's spare buffer, unless it holds one already or the
+    /// batch cannot be reused (then it is dropped). An operator whose input batch dies in
+    /// `on_batch` can hand it here for the output to refill.
+    #[inline]
+    pub fn recycle(&mut self, batch: B) {
+        if self.spare.is_none() {
+            self.spare = batch.recycle();
+        }
+    }
+
+    /// The spare slot, for the executor to refill from the edges' return paths.
+    #[inline]
+    pub(crate) fn spare_slot(&mut self) -> &mut Option<B> {
+        &mut self.spare
     }
 
     /// Sends a record this operator could not process to its dead-letter port (see
@@ -673,14 +743,58 @@ impl<T: crate::Data> Output<Vec<T>> {
         self.batch_rows.min((self.max_batch_bytes / row).max(1))
     }
 
+    /// An empty batch with room for at least `rows` rows: the spare buffer a consumer handed
+    /// back if there is one of a fitting size, a new allocation otherwise. A source that builds
+    /// its batches whole calls it instead of `Vec::with_capacity`, so that a steady pipeline
+    /// allocates nothing per batch.
+    ///
+    /// A spare much larger than the batch (more than twice `rows`, or twice
+    /// [`row_capacity`](Self::row_capacity) when that is more) is dropped rather than used, since
+    /// a batch's bytes count its capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir_runtime::operator::Output;
+    ///
+    /// let mut out = Output::<Vec<u64>>::new(1024);
+    /// let mut batch = out.batch_with_capacity(1024);
+    /// batch.extend(0..1024);
+    /// let ptr = batch.as_ptr();
+    /// out.recycle(batch); // as the executor does with a buffer its consumer handed back
+    /// let again = out.batch_with_capacity(1024);
+    /// assert!(again.is_empty());
+    /// assert_eq!(again.as_ptr(), ptr, "the same memory, not a new allocation");
+    /// ```
+    #[inline]
+    pub fn batch_with_capacity(&mut self, rows: usize) -> Vec<T> {
+        match self.spare.take() {
+            Some(mut spare) if spare.capacity() <= self.spare_limit(rows) => {
+                spare.clear();
+                spare.reserve_exact(rows);
+                spare
+            }
+            _ => Vec::with_capacity(rows),
+        }
+    }
+
+    /// The largest spare worth filling for a batch of `rows` rows.
+    #[inline]
+    fn spare_limit(&self, rows: usize) -> usize {
+        rows.max(self.row_capacity()).max(4).saturating_mul(2)
+    }
+
     /// Appends one row, cutting a batch when it reaches the batch size.
     #[inline]
     pub fn push(&mut self, row: T) {
+        if self.open.is_none() {
+            let capacity = self.row_capacity();
+            self.open = Some(self.batch_with_capacity(capacity));
+        }
         let batch_rows = self.batch_rows;
-        let capacity = self.row_capacity();
-        let open = self
-            .open
-            .get_or_insert_with(|| Vec::with_capacity(capacity));
+        let Some(open) = self.open.as_mut() else {
+            unreachable!("opened above")
+        };
         if open.is_empty() {
             self.open_since = Some(Instant::now());
         }

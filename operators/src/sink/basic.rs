@@ -1,4 +1,7 @@
 //! The simple sinks: fold, count, for-each, collect, discard.
+//!
+//! Each hands the batches it emptied back to their producer ([`Sink::take_spare`]), so a
+//! pipeline ending in one of them allocates no batch per batch once it runs steadily.
 
 use weir_runtime::{Batch, Data, InputPort, OperatorError, Sink};
 
@@ -18,6 +21,7 @@ use weir_runtime::{Batch, Data, InputPort, OperatorError, Sink};
 pub struct Fold<T, A, F> {
     acc: Option<A>,
     f: F,
+    spare: Option<Vec<T>>,
     _rows: std::marker::PhantomData<fn(T)>,
 }
 
@@ -33,6 +37,7 @@ impl<T, A, F> Fold<T, A, F> {
         Self {
             acc: Some(init),
             f,
+            spare: None,
             _rows: std::marker::PhantomData,
         }
     }
@@ -47,13 +52,18 @@ where
     type Input = Vec<T>;
     type Output = A;
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
+    fn on_batch(&mut self, _: InputPort, mut batch: Vec<T>) -> Result<(), OperatorError> {
         let acc = self
             .acc
             .take()
             .ok_or_else(|| OperatorError::internal("fold used after finish"))?;
-        self.acc = Some(batch.into_iter().fold(acc, &mut self.f));
+        self.acc = Some(batch.drain(..).fold(acc, &mut self.f));
+        self.spare = Some(batch);
         Ok(())
+    }
+
+    fn take_spare(&mut self) -> Option<Vec<T>> {
+        self.spare.take()
     }
 
     fn finish(&mut self) -> Result<A, OperatorError> {
@@ -67,6 +77,7 @@ where
 #[derive(Debug, Default)]
 pub struct Count<B = ()> {
     rows: u64,
+    spare: Option<B>,
     _b: std::marker::PhantomData<fn() -> B>,
 }
 
@@ -75,6 +86,7 @@ impl<B> Count<B> {
     pub fn new() -> Self {
         Self {
             rows: 0,
+            spare: None,
             _b: std::marker::PhantomData,
         }
     }
@@ -86,7 +98,12 @@ impl<B: Batch> Sink for Count<B> {
 
     fn on_batch(&mut self, _: InputPort, batch: B) -> Result<(), OperatorError> {
         self.rows += batch.rows() as u64;
+        self.spare = Some(batch);
         Ok(())
+    }
+
+    fn take_spare(&mut self) -> Option<B> {
+        self.spare.take()
     }
 
     fn finish(&mut self) -> Result<u64, OperatorError> {
@@ -100,6 +117,7 @@ pub type Discard<B = ()> = Count<B>;
 /// Calls a function on every row.
 pub struct ForEach<T, F> {
     f: F,
+    spare: Option<Vec<T>>,
     _rows: std::marker::PhantomData<fn(T)>,
 }
 
@@ -114,6 +132,7 @@ impl<T, F> ForEach<T, F> {
     pub fn new(f: F) -> Self {
         Self {
             f,
+            spare: None,
             _rows: std::marker::PhantomData,
         }
     }
@@ -127,9 +146,14 @@ where
     type Input = Vec<T>;
     type Output = ();
 
-    fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
-        batch.into_iter().for_each(&mut self.f);
+    fn on_batch(&mut self, _: InputPort, mut batch: Vec<T>) -> Result<(), OperatorError> {
+        batch.drain(..).for_each(&mut self.f);
+        self.spare = Some(batch);
         Ok(())
+    }
+
+    fn take_spare(&mut self) -> Option<Vec<T>> {
+        self.spare.take()
     }
 
     fn finish(&mut self) -> Result<(), OperatorError> {
@@ -143,6 +167,7 @@ where
 pub struct Collect<T> {
     rows: Vec<T>,
     limit: usize,
+    spare: Option<Vec<T>>,
 }
 
 impl<T> Default for Collect<T> {
@@ -165,6 +190,7 @@ impl<T> Collect<T> {
         Self {
             rows: Vec::new(),
             limit,
+            spare: None,
         }
     }
 }
@@ -184,9 +210,15 @@ impl<T: Data> Sink for Collect<T> {
         if self.rows.is_empty() {
             self.rows = batch;
         } else {
-            self.rows.extend(batch);
+            let mut batch = batch;
+            self.rows.append(&mut batch);
+            self.spare = Some(batch);
         }
         Ok(())
+    }
+
+    fn take_spare(&mut self) -> Option<Vec<T>> {
+        self.spare.take()
     }
 
     fn finish(&mut self) -> Result<Vec<T>, OperatorError> {

@@ -67,7 +67,7 @@ where
     ) -> Poll<Result<SourceStatus, OperatorError>> {
         let n = (self.end - self.next).min(out.batch_rows() as u64);
         // Exactly the rows this batch holds (at most `batch_rows`, which the pipeline bounds).
-        let mut batch = Vec::with_capacity(n as usize);
+        let mut batch = out.batch_with_capacity(n as usize);
         let f = &mut self.f;
         batch.extend((self.next..self.next + n).map(f));
         self.next += n;

@@ -49,7 +49,8 @@ where
         _cx: &mut Context<'_>,
         out: &mut Output<Vec<I::Item>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
-        let mut batch = Vec::with_capacity(out.row_capacity());
+        let cap = out.row_capacity();
+        let mut batch = out.batch_with_capacity(cap);
         batch.extend(self.iter.by_ref().take(out.batch_rows()));
         if batch.capacity() > out.batch_rows() {
             // Grown past the batch from a capped pre-allocation: hold no more than a batch.

@@ -42,6 +42,18 @@
 //! form loom models exactly.) The consumer parks only on an empty edge,
 //! after granting everything; the producer wakes it after every send (a no-op while it runs).
 //!
+//! # The return path
+//!
+//! Beside the data ring, every edge has a second, smaller protocol running the other way: a ring
+//! of *spare* buffers from the consumer back to the producer ([`Inlet::recycle`],
+//! [`Outlet::take_spare`]). A consumer done with a batch empties it ([`Batch::recycle`]) and
+//! hands it back; the producer fills it instead of allocating. It is the same lock-free ring as
+//! the data's, with `capacity` slots, but it never waits and never wakes anybody: a spare that
+//! finds it full is dropped (freed), and a producer that finds it empty allocates. Spares are
+//! empty, so they count nothing against the byte bound; their memory is bounded apart: at most
+//! `capacity` of them, each of at most `max_bytes / capacity` bytes (a larger one is freed), so
+//! the spares of an edge never hold more than its byte bound.
+//!
 //! Model tests with loom live in `loom_tests` (run with `RUSTFLAGS="--cfg loom" cargo test
 //! -p weir-runtime --release --lib channel::loom_tests`).
 
@@ -174,6 +186,9 @@ pub(crate) struct EdgeShared {
     rows_popped: AtomicUsize,
 }
 
+/// The return path's ring: spare buffers from the consumer to the producer.
+type Spares<B> = (RingTx<B, ()>, RingRx<B, ()>);
+
 /// A slot holds a message and the bytes it was counted as when sent.
 type Slot<B> = (Message<B>, usize);
 
@@ -222,9 +237,11 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         rows_popped: AtomicUsize::new(0),
     };
     let (tx, rx) = ring(config.capacity, shared);
+    let (spare_tx, spare_rx): Spares<B> = ring(config.capacity, ());
     (
         Outlet {
             ring: tx,
+            spares: spare_rx,
             peak: 0,
             rows: 0,
             bytes_sent: 0,
@@ -233,6 +250,8 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         },
         Inlet {
             ring: rx,
+            spares: spare_tx,
+            spare_max_bytes: config.max_bytes / config.capacity,
             chunk: config.effective_grant_chunk(),
             ended: false,
             rows: 0,
@@ -313,6 +332,8 @@ fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
 /// The producing side of an edge. `Send`, not `Sync`: one task owns it.
 pub struct Outlet<B: Batch> {
     ring: RingTx<Slot<B>, EdgeShared>,
+    /// The return path's receiving end.
+    spares: RingRx<B, ()>,
     /// Our own record of the peak (only the producer raises the byte count).
     peak: usize,
     rows: usize,
@@ -583,6 +604,30 @@ impl<B: Batch> Outlet<B> {
         }
     }
 
+    /// Takes a spare buffer the consumer handed back ([`Inlet::recycle`]), empty and ready to be
+    /// filled, if there is one: fill it instead of allocating a new batch.
+    ///
+    /// ```
+    /// use weir_runtime::{edge, EdgeConfig, Message};
+    ///
+    /// let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default());
+    /// assert_eq!(tx.take_spare(), None);
+    /// tx.try_send(Message::Data(Vec::with_capacity(1024))).unwrap();
+    /// if let Ok(Message::Data(batch)) = rx.try_recv() {
+    ///     rx.recycle(batch);
+    /// }
+    /// let spare = tx.take_spare().unwrap();
+    /// assert!(spare.is_empty() && spare.capacity() == 1024);
+    /// ```
+    #[inline]
+    pub fn take_spare(&mut self) -> Option<B> {
+        let spare = self.spares.try_pop()?;
+        // Every slot freed goes back at once (one store): a return path that held back part of
+        // its room would drop spares the producer is about to need.
+        self.spares.grant();
+        Some(spare)
+    }
+
     /// Wakes the consumer if a deferred send has not woken it yet.
     #[inline]
     pub fn flush_wake(&mut self) {
@@ -611,6 +656,11 @@ impl<B: Batch> fmt::Debug for Outlet<B> {
 /// The consuming side of an edge. `Send`, not `Sync`: one task owns it.
 pub struct Inlet<B: Batch> {
     ring: RingRx<Slot<B>, EdgeShared>,
+    /// The return path's sending end.
+    spares: RingTx<B, ()>,
+    /// The largest spare kept (`max_bytes / capacity`): the spares never hold more than the
+    /// edge's byte bound.
+    spare_max_bytes: usize,
     chunk: usize,
     ended: bool,
     rows: usize,
@@ -763,6 +813,34 @@ impl<B: Batch> Inlet<B> {
     /// Whether nothing is buffered right now.
     pub fn is_empty(&mut self) -> bool {
         self.ring.is_empty()
+    }
+
+    /// Hands a batch this consumer is done with back to the producer, emptied
+    /// ([`Batch::recycle`]), for it to fill instead of allocating ([`Outlet::take_spare`]).
+    ///
+    /// Never waits and never grows: the batch is dropped instead if it cannot be reused, if it is
+    /// larger than `max_bytes / capacity` (so spares never hold more than the edge's byte
+    /// bound), or if `capacity` spares are already waiting. Returns whether it was kept.
+    ///
+    /// ```
+    /// use weir_runtime::{edge, EdgeConfig};
+    ///
+    /// let (mut tx, mut rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(2));
+    /// assert!(rx.recycle(vec![1, 2, 3]));
+    /// assert!(rx.recycle(vec![4]));
+    /// assert!(!rx.recycle(vec![5]), "full: dropped");
+    /// assert_eq!(tx.stats().buffered, 0, "spares are not data");
+    /// assert_eq!(tx.take_spare().map(|s| s.capacity()), Some(3));
+    /// ```
+    #[inline]
+    pub fn recycle(&mut self, batch: B) -> bool {
+        let Some(spare) = batch.recycle() else {
+            return false;
+        };
+        if spare.bytes() > self.spare_max_bytes {
+            return false;
+        }
+        self.spares.try_push(spare).is_ok()
     }
 }
 

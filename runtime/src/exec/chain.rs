@@ -21,6 +21,7 @@
 //!
 //! [`Chaining`]: crate::Chaining
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -62,6 +63,19 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// The task ends because every consumer has gone away: chained operators count the rows
     /// they still hold (in their output and their state) as dropped because downstream closed.
     fn count_held(&mut self);
+    /// Fills `slot`, an `Option<X>` for the batch type `X` of whoever asks (the task's head),
+    /// with a spare buffer its consumers handed back, if it is empty and the chain's out edges
+    /// carry `X` batches; chained operators' own outputs are refilled after it. A buffer a
+    /// source allocates thus flows through in-place operators to the sink and back, with no
+    /// boxing per batch (the slot is type-checked by one `TypeId` comparison).
+    fn refill(&mut self, slot: &mut dyn Any);
+}
+
+/// Refills the spare slot of `out` from `down`, and those of chained operators' outputs (see
+/// [`Downstream::refill`]).
+#[inline]
+pub(crate) fn refill<B: Batch, D: Downstream<B> + ?Sized>(down: &mut D, out: &mut Output<B>) {
+    down.refill(out.spare_slot());
 }
 
 /// Rows an operator instance still holds when its consumers have gone: what waits in its output
@@ -95,6 +109,12 @@ impl Work {
 }
 
 impl<B: Batch> Downstream<B> for Ports<B> {
+    #[inline]
+    fn refill(&mut self, slot: &mut dyn Any) {
+        if let Some(slot) = slot.downcast_mut::<Option<B>>() {
+            Ports::refill(self, slot);
+        }
+    }
     fn count_held(&mut self) {
         // Edges count what they hold when their consumers go; the ports hold nothing else.
     }
@@ -135,6 +155,10 @@ impl<B: Batch> Downstream<B> for Ports<B> {
 }
 
 impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
+    #[inline]
+    fn refill(&mut self, slot: &mut dyn Any) {
+        (**self).refill(slot)
+    }
     fn count_held(&mut self) {
         (**self).count_held()
     }
@@ -332,6 +356,12 @@ pub(crate) fn emitted_mark<B: Batch>(out: &Output<B>) -> (bool, bool, usize) {
 }
 
 impl<O: Operator> Downstream<O::Input> for Chained<O> {
+    fn refill(&mut self, slot: &mut dyn Any) {
+        self.down.refill(slot);
+        // Then this operator's own output, for the batches it builds (an in-place operator
+        // never uses it, and so keeps at most this one spare).
+        refill(&mut self.down, &mut self.out);
+    }
     fn count_held(&mut self) {
         self.metrics
             .dropped_downstream_closed
@@ -345,6 +375,8 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         }
         let (dead, skipped) = out.take_rejects();
         self.producer_dead.dispatch(dead, skipped);
+        // An input batch the operator is done with goes back to the producer's output.
+        let mut spare = None;
         for msg in out.drain() {
             match msg {
                 Message::Data(batch) => {
@@ -361,6 +393,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                         result?;
                     } else {
                         self.call(|op, out| op.on_batch(0, batch, out))?;
+                    }
+                    if spare.is_none() {
+                        spare = self.op.take_spare();
                     }
                     if let Some(size) = self.op.state_size() {
                         self.metrics.note_state(size);
@@ -379,6 +414,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                 }
                 Message::End => {}
             }
+        }
+        if let Some(spare) = spare {
+            out.recycle(spare);
         }
         // Rows pushed one by one stay in a partial batch until it fills or the task's linger
         // deadline passes (`flush_open`), as they would in a task of their own.

@@ -28,7 +28,8 @@ use crate::barrier::{Barrier, Ledger};
 use crate::batch::Batch;
 use crate::error::OperatorError;
 use crate::exec::chain::{
-    emitted_mark, held_rows, hold_barrier, refuse_barrier, release_barriers, Downstream, Work,
+    emitted_mark, held_rows, hold_barrier, refill, refuse_barrier, release_barriers, Downstream,
+    Work,
 };
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
@@ -268,6 +269,8 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
             let mut stopped = pin!(ctx.stop.wait());
             let watch_stop = !stopping;
             let mut first = true;
+            // Build the next batch in a buffer a consumer handed back, if one came.
+            refill(&mut outs, &mut out);
             poll_fn(|cx| {
                 if !first {
                     m.switch(TimeState::Busy);
@@ -435,7 +438,11 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             Some(Ok(Event::Data(port, batch, bytes))) => {
                 rows = batch.rows();
                 m.note_input(batch.rows(), bytes);
+                refill(&mut outs, &mut out);
                 op.on_batch(port, batch, &mut out)?;
+                if let Some(spare) = op.take_spare() {
+                    inputs.recycle(spare);
+                }
                 if let Some(size) = op.state_size() {
                     m.note_state(size);
                 }
@@ -582,6 +589,9 @@ pub(crate) async fn run_sink<K: Sink>(
                 rows = batch.rows();
                 m.note_input(batch.rows(), bytes);
                 sink.on_batch(port, batch)?;
+                if let Some(spare) = sink.take_spare() {
+                    inputs.recycle(spare);
+                }
                 sink.take_dead_letters(&mut rejects);
                 if !rejects.is_empty() {
                     dead.dispatch(std::mem::take(&mut rejects), 0);

@@ -35,6 +35,8 @@ struct Input<B: Batch> {
 pub(crate) struct Inputs<B: Batch> {
     inputs: Vec<Input<B>>,
     next: usize,
+    /// The input the last batch came from: where [`recycle`](Self::recycle) hands it back.
+    last: usize,
     live: usize,
     watermark: Option<Timestamp>,
     /// Per source instance: the highest barrier passed on.
@@ -60,6 +62,7 @@ impl<B: Batch> Inputs<B> {
                 })
                 .collect(),
             next: 0,
+            last: 0,
             live,
             watermark: None,
             barriers: Vec::new(),
@@ -72,6 +75,15 @@ impl<B: Batch> Inputs<B> {
     pub(crate) fn release_credit(&mut self) {
         for input in &mut self.inputs {
             input.inlet.release_credit();
+        }
+    }
+
+    /// Hands a batch the instance is done with back to the producer of the input the last
+    /// batch came from (see [`Inlet::recycle`]).
+    #[inline]
+    pub(crate) fn recycle(&mut self, batch: B) {
+        if let Some(input) = self.inputs.get_mut(self.last) {
+            input.inlet.recycle(batch);
         }
     }
 
@@ -105,6 +117,7 @@ impl<B: Batch> Inputs<B> {
                 match input.inlet.poll_recv(cx) {
                     Poll::Ready(Ok(Message::Data(batch))) => {
                         self.next = (i + 1) % n;
+                        self.last = i;
                         let bytes = input.inlet.last_bytes();
                         return Poll::Ready(Ok(Event::Data(input.port, batch, bytes)));
                     }

@@ -193,6 +193,15 @@ impl<B: Batch> Outputs<B> {
         }
     }
 
+    /// A spare buffer handed back by any consumer (see [`Outlet::take_spare`]).
+    #[inline]
+    pub(crate) fn take_spare(&mut self) -> Option<B> {
+        self.edges
+            .iter_mut()
+            .flat_map(|e| e.targets.iter_mut())
+            .find_map(|t| t.outlet.take_spare())
+    }
+
     /// Routes one batch and tries to send it now.
     pub(crate) fn dispatch_batch(&mut self, batch: B) {
         self.route_data(batch);
@@ -595,6 +604,14 @@ impl<B: Batch> Ports<B> {
     #[inline]
     pub(crate) fn wake_consumers(&mut self) {
         self.main.wake_consumers();
+    }
+
+    /// Fills an empty `slot` with a spare buffer from the main output's consumers.
+    #[inline]
+    pub(crate) fn refill(&mut self, slot: &mut Option<B>) {
+        if slot.is_none() {
+            *slot = self.main.take_spare();
+        }
     }
 
     /// Routes everything `out` holds, data and rejects, and tries to send it now.

@@ -1,4 +1,5 @@
-//! One edge between two threads beside crossbeam-channel and tokio mpsc, same batches.
+//! One edge between two threads beside crossbeam-channel and tokio mpsc, same batches, each
+//! allocating every batch and recycling emptied ones.
 //!
 //! `cargo bench --bench edge`
 
@@ -9,15 +10,15 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use weir_workloads::bench::edge;
+use weir_workloads::bench::edge::{self, Buffers};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 const BATCHES: usize = 20_000;
 
-/// One variant: `(batches, rows per batch, capacity) -> elapsed`.
-type Variant = fn(usize, usize, usize) -> Duration;
+/// One variant: `(batches, rows per batch, capacity, buffers) -> elapsed`.
+type Variant = fn(usize, usize, usize, Buffers) -> Duration;
 const CAPACITY: usize = 16;
 
 fn bench_edge(c: &mut Criterion) {
@@ -36,9 +37,16 @@ fn bench_edge(c: &mut Criterion) {
             ("tokio_mpsc", edge::tokio_mpsc),
         ];
         for (name, f) in variants {
-            group.bench_with_input(BenchmarkId::new(name, rows), &rows, |b, &rows| {
-                b.iter_custom(|iters| (0..iters).map(|_| f(batches, rows, CAPACITY)).sum());
-            });
+            for buffers in Buffers::ALL {
+                let id = BenchmarkId::new(format!("{name}_{}", buffers.name()), rows);
+                group.bench_with_input(id, &rows, |b, &rows| {
+                    b.iter_custom(|iters| {
+                        (0..iters)
+                            .map(|_| f(batches, rows, CAPACITY, buffers))
+                            .sum()
+                    });
+                });
+            }
         }
     }
     group.finish();

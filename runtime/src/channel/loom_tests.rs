@@ -43,7 +43,7 @@ async fn send_all(tx: &mut Outlet<Vec<u64>>, msgs: Vec<Message<Vec<u64>>>) -> Re
     Ok(())
 }
 
-async fn recv(rx: &mut Inlet<Vec<u64>>) -> Result<Message<Vec<u64>>, TryRecvError> {
+async fn recv<B: Batch>(rx: &mut Inlet<B>) -> Result<Message<B>, TryRecvError> {
     std::future::poll_fn(|cx| rx.poll_recv(cx)).await
 }
 

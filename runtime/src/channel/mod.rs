@@ -39,8 +39,16 @@
 //! then re-reads the condition; the consumer changes the condition, issues a `SeqCst` fence, then
 //! reads the reason. The fences order the two store→load pairs, so at least one side sees the
 //! other's store and no wake-up is lost. (Fences rather than `SeqCst` accesses: that is also the
-//! form loom models exactly.) The consumer parks only on an empty edge,
-//! after granting everything; the producer wakes it after every send (a no-op while it runs).
+//! form loom models exactly.) The consumer parks only on an empty edge, after granting
+//! everything.
+//!
+//! The consumer is woken only when it is actually parked, by the same handshake: before it
+//! parks it sets `rx_parked`, issues a `SeqCst` fence and looks at the ring once more; after a
+//! send (or, with [deferred wakes](Outlet::set_deferred_wakes), once per turn of sends) the
+//! producer issues a `SeqCst` fence and reads `rx_parked`, and only if it is set clears it
+//! (`swap`) and fires the waker. A running consumer therefore costs its producer one fence and
+//! one load per wake point instead of two read-modify-writes on the waker's state, and a parked
+//! one is woken once however many messages arrive before it runs (the `swap` coalesces them).
 //!
 //! # The return path
 //!
@@ -176,6 +184,8 @@ pub(crate) struct EdgeShared {
     bytes_received: AtomicUsize,
     peak_bytes: AtomicUsize,
     tx_waiting: AtomicU8,
+    /// The consumer is about to park (or parked) on an empty edge: the producer wakes it.
+    rx_parked: AtomicBool,
     tx_closed: AtomicBool,
     rx_closed: AtomicBool,
     tx_waker: AtomicWaker,
@@ -229,6 +239,7 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         bytes_received: AtomicUsize::new(0),
         peak_bytes: AtomicUsize::new(0),
         tx_waiting: AtomicU8::new(WAIT_NONE),
+        rx_parked: AtomicBool::new(false),
         tx_closed: AtomicBool::new(false),
         rx_closed: AtomicBool::new(false),
         tx_waker: AtomicWaker::new(),
@@ -585,7 +596,7 @@ impl<B: Batch> Outlet<B> {
         if self.defer_wakes {
             self.wake_pending = true;
         } else {
-            self.shared().rx_waker.wake();
+            self.wake_consumer();
         }
         Ok(())
     }
@@ -633,7 +644,18 @@ impl<B: Batch> Outlet<B> {
     pub fn flush_wake(&mut self) {
         if self.wake_pending {
             self.wake_pending = false;
-            self.shared().rx_waker.wake();
+            self.wake_consumer();
+        }
+    }
+
+    /// Wakes the consumer if it parked: our fence pairs with the one between its `rx_parked`
+    /// store and its last look at the ring (see "Wake-ups" in the module docs).
+    #[inline]
+    fn wake_consumer(&self) {
+        fence(SeqCst);
+        let shared = self.shared();
+        if shared.rx_parked.load(Relaxed) && shared.rx_parked.swap(false, Relaxed) {
+            shared.rx_waker.wake();
         }
     }
 }
@@ -734,9 +756,15 @@ impl<B: Batch> Inlet<B> {
             other => return Poll::Ready(other),
         }
         self.shared().rx_waker.register(cx.waker());
+        // Store the flag, fence, look again: pairs with the producer's send, fence, load.
+        self.shared().rx_parked.store(true, Relaxed);
+        fence(SeqCst);
         match self.try_recv() {
             Err(TryRecvError::Empty) => Poll::Pending,
-            other => Poll::Ready(other),
+            other => {
+                self.shared().rx_parked.store(false, Relaxed);
+                Poll::Ready(other)
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod etl;
 mod ingest;
 mod overload;
 mod pipeline;
+mod placement;
 mod skew;
 
 use clap::Subcommand;
@@ -16,6 +17,9 @@ use crate::Error;
 pub enum Bench {
     /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
     Pipeline(pipeline::PipelineArgs),
+    /// The pipeline at parallelism 1 and 2 under each placement of tasks on workers, with
+    /// each variant's run-to-run spread.
+    Placement(placement::PlacementArgs),
     /// CSV → Parquet: weir's parallel pipeline against one thread of arrow-csv → parquet.
     Etl(etl::EtlArgs),
     /// A service overloaded at 2× its capacity: a naive retrying client beside weir's HTTP sink.
@@ -51,6 +55,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
     }
     match b {
         Bench::Pipeline(args) => pipeline::run(args),
+        Bench::Placement(args) => placement::run(args),
         Bench::Etl(args) => etl::run(args),
         Bench::Overload(args) => overload::run(args),
         Bench::Ingest(args) => ingest::run(args),

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod overload;
 pub mod overload_plot;
 pub mod pipeline;
+pub mod placement;
 pub mod skew;
 pub mod skew_plot;
 

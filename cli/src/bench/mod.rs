@@ -3,6 +3,7 @@
 mod edge;
 mod etl;
 mod ingest;
+mod latency;
 mod overload;
 mod pipeline;
 mod placement;
@@ -27,6 +28,9 @@ pub enum Bench {
     /// HTTP ingest throughput and acknowledgement latency, with `202` once records are in the
     /// hand-off and once they are fsynced to the write-ahead log, side by side.
     Ingest(ingest::IngestArgs),
+    /// Source → sink latency of a 3-stage pipeline at a fraction of its capacity (10 % by
+    /// default), batch size 1, linger 0.
+    Latency(latency::LatencyArgs),
     /// One edge between two threads against crossbeam-channel and tokio mpsc.
     Edge(edge::EdgeArgs),
     /// A keyed count over Zipf-skewed keys under each routing strategy, each run checked
@@ -60,6 +64,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::Overload(args) => overload::run(args),
         Bench::Ingest(args) => ingest::run(args),
         Bench::Edge(args) => edge::run(args),
+        Bench::Latency(args) => latency::run(args),
         Bench::Skew(args) => skew::run(args),
         Bench::SkewRun(args) => skew::run_one(args),
     }

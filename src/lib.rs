@@ -79,7 +79,7 @@ pub use weir_runtime::{GraphError, OperatorError, RunError, RunReport};
 pub mod prelude {
     pub use weir_operators::prelude::*;
     pub use weir_runtime::{
-        Batch, Chaining, InstanceInfo, Operator, Output, Partitioning, RunHandle, Sink, SinkHandle,
-        Source, SourceStatus, StreamCore,
+        Batch, Chaining, InstanceInfo, Operator, Output, Partitioning, Placement, RunHandle, Sink,
+        SinkHandle, Source, SourceStatus, StreamCore,
     };
 }

@@ -26,6 +26,33 @@ pub enum Chaining {
     Operators,
 }
 
+/// How the runtime that [`Pipeline::run`](crate::Pipeline::run) creates places instance tasks
+/// on its worker threads.
+///
+/// A work-stealing scheduler suits many small independent tasks; a dataflow is a few long-lived
+/// tasks that hand batches to each other. On one there, two things go wrong. A hot chain
+/// migrates between cores whenever an idle worker steals it, taking its caches along. And a
+/// consumer woken by its producer is queued in the producer's worker (tokio's LIFO slot, which
+/// other workers cannot steal from) and waits there until the producer yields, while another
+/// worker idles. Placing each task on one worker for the whole run avoids both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Each worker thread runs its own single-thread scheduler, and every instance task is
+    /// placed on one worker when the run starts and stays there. Tasks are dealt round-robin in
+    /// plan order (chains in topological order, then their instances), so a producer and its
+    /// consumer land on different workers and the instances of a parallel operator spread over
+    /// the workers. The default.
+    ///
+    /// Anything a task spawns with `tokio::spawn` (an HTTP source's connections) runs on that
+    /// task's worker.
+    #[default]
+    PerWorker,
+    /// One work-stealing tokio runtime shared by every task: idle workers steal tasks, and tasks
+    /// move between workers.
+    WorkStealing,
+}
+
 /// Settings of a whole pipeline. Every field has a default that works.
 ///
 /// # Examples
@@ -46,6 +73,13 @@ pub struct PipelineConfig {
     /// Worker threads of the runtime that [`Pipeline::run`](crate::Pipeline::run) creates (default: the number of
     /// cores). Ignored by [`Pipeline::run_async`](crate::Pipeline::run_async), which uses the caller's runtime.
     pub workers: Option<usize>,
+    /// How instance tasks are placed on the workers (default [`Placement::PerWorker`]). Ignored
+    /// by [`Pipeline::run_async`](crate::Pipeline::run_async).
+    pub placement: Placement,
+    /// Pin worker `k` to core `k mod cores` (default off). Worth it on a machine the pipeline
+    /// has to itself; on a shared one, pinned workers cannot move away from a busy core. Only
+    /// with [`Placement::PerWorker`]; where the platform cannot pin, workers run unpinned.
+    pub pin_workers: bool,
     /// Default parallelism of operators that do not set their own (default 1): the job-wide
     /// setting, as in Flink. An operator does not inherit its input's parallelism: after a source
     /// of 4 instances, a `map` runs `parallelism` instances unless it is given its own with
@@ -161,6 +195,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             workers: None,
+            placement: Placement::default(),
+            pin_workers: false,
             parallelism: 1,
             batch_rows: 1024,
             linger: Duration::from_millis(1),

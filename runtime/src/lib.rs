@@ -53,7 +53,7 @@ pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,
 };
-pub use config::{Chaining, PipelineConfig, SMALL_BATCH_MAX_CAPACITY};
+pub use config::{Chaining, PipelineConfig, Placement, SMALL_BATCH_MAX_CAPACITY};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use graph::{NodeId, OutPort, Partitioning};

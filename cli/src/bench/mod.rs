@@ -3,8 +3,10 @@
 mod edge;
 mod etl;
 mod ingest;
+mod latency;
 mod overload;
 mod pipeline;
+mod placement;
 mod skew;
 
 use clap::Subcommand;
@@ -16,6 +18,9 @@ use crate::Error;
 pub enum Bench {
     /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
     Pipeline(pipeline::PipelineArgs),
+    /// The pipeline at parallelism 1 and 2 under each placement of tasks on workers, with
+    /// each variant's run-to-run spread.
+    Placement(placement::PlacementArgs),
     /// CSV → Parquet: weir's parallel pipeline against one thread of arrow-csv → parquet.
     Etl(etl::EtlArgs),
     /// A service overloaded at 2× its capacity: a naive retrying client beside weir's HTTP sink.
@@ -23,6 +28,9 @@ pub enum Bench {
     /// HTTP ingest throughput and acknowledgement latency, with `202` once records are in the
     /// hand-off and once they are fsynced to the write-ahead log, side by side.
     Ingest(ingest::IngestArgs),
+    /// Source → sink latency of a 3-stage pipeline at a fraction of its capacity (10 % by
+    /// default), batch size 1, linger 0.
+    Latency(latency::LatencyArgs),
     /// One edge between two threads against crossbeam-channel and tokio mpsc.
     Edge(edge::EdgeArgs),
     /// A keyed count over Zipf-skewed keys under each routing strategy, each run checked
@@ -51,10 +59,12 @@ pub fn run(b: Bench) -> Result<(), Error> {
     }
     match b {
         Bench::Pipeline(args) => pipeline::run(args),
+        Bench::Placement(args) => placement::run(args),
         Bench::Etl(args) => etl::run(args),
         Bench::Overload(args) => overload::run(args),
         Bench::Ingest(args) => ingest::run(args),
         Bench::Edge(args) => edge::run(args),
+        Bench::Latency(args) => latency::run(args),
         Bench::Skew(args) => skew::run(args),
         Bench::SkewRun(args) => skew::run_one(args),
     }

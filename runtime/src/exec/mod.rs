@@ -24,6 +24,7 @@ pub(crate) mod outputs;
 pub(crate) mod runners;
 #[cfg(test)]
 mod tests;
+pub(crate) mod workers;
 
 pub(crate) use runners::{OperatorRunner, SinkRunner, SourceRunner};
 
@@ -233,14 +234,24 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Prepared {
-    /// Runs every task on the current tokio runtime until all finish or one fails.
-    pub(crate) async fn run(self) -> Result<RunReport, RunError> {
+    /// Runs every task until all finish or one fails: on the current tokio runtime, or, given
+    /// worker handles, task `i` (in plan order) on worker `i mod workers` for the whole run.
+    pub(crate) async fn run(
+        self,
+        workers: Option<&[tokio::runtime::Handle]>,
+    ) -> Result<RunReport, RunError> {
         let Prepared { registry, tasks } = self;
         let mut set = JoinSet::new();
         let mut names = HashMap::new();
-        for (name, instance, fut) in tasks {
+        for (i, (name, instance, fut)) in tasks.into_iter().enumerate() {
             let span = tracing::info_span!("instance", operator = %name, instance);
-            let handle = set.spawn(fut.instrument(span));
+            let fut = fut.instrument(span);
+            let handle = match workers {
+                Some(workers) if !workers.is_empty() => {
+                    set.spawn_on(fut, &workers[i % workers.len()])
+                }
+                _ => set.spawn(fut),
+            };
             names.insert(handle.id(), (name, instance));
         }
         tracing::debug!(pipeline = %registry.pipeline, tasks = names.len(), "run started");

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use super::draft::{Draft, Shared};
 use super::handle::RunHandle;
 use super::stream::StreamCore;
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, Placement};
 use crate::error::{GraphError, RunError};
 use crate::exec::runners::{single, Factory};
+use crate::exec::workers::WorkerPool;
 use crate::exec::{self, NodeRunner, SourceRunner};
 use crate::graph::{LogicalGraph, Node};
 use crate::metrics::{NodeKind, RunReport};
@@ -146,8 +147,9 @@ impl Pipeline {
         self.inner.borrow_mut().take(&self.name)
     }
 
-    /// Runs the pipeline to completion on a new multi-thread tokio runtime sized to the cores
-    /// (or [`PipelineConfig::workers`]), blocking the calling thread.
+    /// Runs the pipeline to completion on new worker threads, one per core (or
+    /// [`PipelineConfig::workers`]) placed as [`PipelineConfig::placement`] says, blocking the
+    /// calling thread.
     ///
     /// # Errors
     ///
@@ -169,7 +171,7 @@ impl Pipeline {
     pub async fn run_async(self) -> Result<RunReport, RunError> {
         let (graph, runners, config) = self.take()?;
         let prepared = exec::prepare(graph, runners, &config, Arc::new(StopSignal::default()))?;
-        prepared.run().await
+        prepared.run(None).await
     }
 
     /// Starts the pipeline on its own runtime thread and returns a handle to watch, stop and
@@ -186,22 +188,43 @@ impl Pipeline {
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers.max(1))
-            .thread_name(format!("weir-{}", self.name))
-            // Time for lingering batches and timers; IO for sources and sinks that use sockets.
-            .enable_all()
-            .build()
-            .map_err(RunError::Executor)?;
-        let thread = std::thread::Builder::new()
-            .name(format!("weir-run-{}", self.name))
-            .spawn(move || {
-                let result = runtime.block_on(prepared.run());
-                // Tasks are all joined by now; shut down without waiting on anything else.
-                runtime.shutdown_background();
-                result
-            })
-            .map_err(RunError::Executor)?;
+        let name = format!("weir-{}", self.name);
+        let thread = std::thread::Builder::new().name(format!("weir-run-{}", self.name));
+        let thread = match config.placement {
+            Placement::WorkStealing => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers.max(1))
+                    .thread_name(name)
+                    // Time for lingering batches and timers; IO for sources and sinks that use
+                    // sockets.
+                    .enable_all()
+                    .build()
+                    .map_err(RunError::Executor)?;
+                thread.spawn(move || {
+                    let result = runtime.block_on(prepared.run(None));
+                    // Tasks are all joined by now; shut down without waiting on anything else.
+                    runtime.shutdown_background();
+                    result
+                })
+            }
+            Placement::PerWorker => {
+                let pool = WorkerPool::start(workers, &name, config.pin_workers)
+                    .map_err(RunError::Executor)?;
+                // The run's own thread only coordinates: it starts the tasks on the workers and
+                // joins them.
+                let coordinator = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(RunError::Executor)?;
+                thread.spawn(move || {
+                    let result = coordinator.block_on(prepared.run(Some(pool.handles())));
+                    coordinator.shutdown_background();
+                    drop(pool);
+                    result
+                })
+            }
+        }
+        .map_err(RunError::Executor)?;
         Ok(RunHandle {
             thread: Some(thread),
             registry,

@@ -4,9 +4,11 @@
 pub mod edge;
 pub mod etl;
 pub mod ingest;
+pub mod latency;
 pub mod overload;
 pub mod overload_plot;
 pub mod pipeline;
+pub mod placement;
 pub mod skew;
 pub mod skew_plot;
 

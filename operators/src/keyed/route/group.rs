@@ -46,7 +46,8 @@ pub enum KeyGroupsError {
     },
 }
 
-/// How many key groups the hash space is cut into (see the [module docs](self)).
+/// How many key groups the hash space is cut into: `group = (hash × count) >> 64`, then
+/// `instance = group × parallelism / count`, each instance owning a contiguous range of groups.
 ///
 /// ```
 /// use std::num::NonZeroUsize;

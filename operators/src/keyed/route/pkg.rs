@@ -51,7 +51,7 @@ pub(super) fn least_loaded<L: LoadSignal + ?Sized>(
 /// Serafini, "The Power of Both Choices: Practical Load Balancing for Distributed Stream
 /// Processing Engines", ICDE 2015).
 ///
-/// Each key has two candidate instances ([`two_choices`]); each record goes to the candidate
+/// Each key has two candidate instances ([`two_choices`](super::two_choices)); each record goes to the candidate
 /// with the lower load as reported by the caller's [`LoadSignal`], ties broken by the number of
 /// records this router has sent to each (the paper's local load estimate), then by the first
 /// candidate. A key's state is thus split over at most two instances, whose partial results a

@@ -100,7 +100,7 @@ impl SplitConfig {
 /// A [`SpaceSaving`] sketch estimates each key's share `p` of the records routed so far. A key
 /// with `p` at or under the threshold `θ` (default `1/(5n)`, the paper's choice) has the two
 /// candidates of [`Pkg`](super::Pkg). A hot key (`p > θ`) gets the first
-/// `d = clamp(ceil(p / θ), 2, n)` of its [`candidates`]: just enough that each piece of it
+/// `d = clamp(ceil(p / θ), 2, n)` of its [`candidates`](super::candidates): just enough that each piece of it
 /// carries at most a `θ` share — no more than a cold key may — growing to all `n` instances
 /// (W-Choices) for a key with `p ≥ nθ`. Each record goes to the least loaded allowed candidate,
 /// as in PKG.

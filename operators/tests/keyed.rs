@@ -7,10 +7,12 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use proptest::prelude::{prop, prop_assert_eq, proptest, ProptestConfig};
 use proptest::strategy::Strategy as _;
 use weir_operators::keyed::aggregate::{Count, Mean, Project, Sum};
-use weir_operators::keyed::route::{two_choices, KeyHasher, SplitConfig, Strategy};
+use weir_operators::keyed::route::{two_choices, KeyGroups, KeyHasher, SplitConfig, Strategy};
 use weir_operators::keyed::{Combine, Emit, KeyedExt};
 use weir_operators::prelude::{Generator, IterSource, Pipeline, PipelineConfig, StreamExt};
-use weir_runtime::{InputPort, InstanceInfo, Operator, OperatorError, Output, RunReport};
+use weir_runtime::{
+    GraphError, InputPort, InstanceInfo, Operator, OperatorError, Output, RunError, RunReport,
+};
 
 fn config(batch_rows: usize) -> PipelineConfig {
     PipelineConfig {
@@ -378,4 +380,33 @@ fn paced_instances_are_exact_and_report_their_state() {
     assert_eq!(partial.instances.len(), 2);
     assert!(partial.instances.iter().all(|i| i.peak_state_keys <= 10));
     assert!(report.to_string().contains("state: `mean.partial`"));
+}
+
+#[test]
+fn more_instances_than_key_groups_fail_before_the_run_naming_the_operator() {
+    let groups = KeyGroups::new(4).expect("a valid count");
+    let build = |parallelism: usize| {
+        let mut p = Pipeline::with_config("groups", config(64));
+        let out = p
+            .source("numbers", Generator::new(1_000, |i| i))
+            .key_by(|x: &u64| *x % 10)
+            .key_groups(groups)
+            .partitioned()
+            .filter("keyed", |_| true)
+            .parallelism(parallelism)
+            .count("out");
+        (p, out)
+    };
+    let (p, out) = build(4);
+    p.run().expect("4 instances over 4 key groups run");
+    assert_eq!(out.take(), Some(1_000));
+    let (p, _) = build(5);
+    match p.run() {
+        Err(RunError::Graph(GraphError::InvalidConfig { operator, reason })) => {
+            assert_eq!(operator, "keyed");
+            assert!(reason.contains("runs 5 instances"), "{reason}");
+            assert!(reason.contains("at most 4"), "{reason}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
 }

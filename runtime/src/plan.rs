@@ -28,7 +28,7 @@ use crate::batch::Batch;
 use crate::channel::{edge, EdgeConfig, EdgeProbe};
 use crate::config::{Chaining, PipelineConfig};
 use crate::dead_letter::DeadLetter;
-use crate::error::RunError;
+use crate::error::{GraphError, RunError};
 use crate::graph::{LogicalGraph, OutPort, Partitioning};
 use crate::metrics::{EdgeEntry, InstanceEntry, InstanceMetrics, NodeEntry, NodeKind, Registry};
 use crate::operator::{DownstreamProbe, InputPort, InstanceInfo};
@@ -183,6 +183,18 @@ pub(crate) fn expand(
         let spec = &graph.graph[e];
         let cfg = spec.config.unwrap_or_else(|| config.default_edge());
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
+        if let Some(max) = spec.max_targets.filter(|&max| pv > max) {
+            let label = spec.partitioner.as_ref().map_or("", |(l, _)| l.as_str());
+            return Err(GraphError::InvalidConfig {
+                operator: graph.graph[v].name.clone(),
+                reason: format!(
+                    "it runs {pv} instances, but the partitioner `{label}` from `{}` serves at \
+                     most {max}; lower its parallelism or raise the partitioner's limit",
+                    graph.graph[u].name
+                ),
+            }
+            .into());
+        }
         let one_to_one =
             spec.partitioning == Partitioning::Forward && spec.partitioner.is_none() && pu == pv;
         let partitioning = match spec.partitioning {

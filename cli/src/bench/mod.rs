@@ -4,6 +4,7 @@ mod edge;
 mod etl;
 mod ingest;
 mod latency;
+mod keyed;
 mod overload;
 mod pipeline;
 mod placement;
@@ -33,6 +34,9 @@ pub enum Bench {
     Latency(latency::LatencyArgs),
     /// One edge between two threads against crossbeam-channel and tokio mpsc.
     Edge(edge::EdgeArgs),
+    /// source → map → key_by(x).partitioned() → filter → sum against the same pipeline with
+    /// forward edges, at the same parallelism.
+    Keyed(keyed::KeyedArgs),
     /// A keyed count over Zipf-skewed keys under each routing strategy, each run checked
     /// against a sequential HashMap count (a wrong result fails the bench).
     Skew(skew::SkewArgs),
@@ -65,6 +69,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::Ingest(args) => ingest::run(args),
         Bench::Edge(args) => edge::run(args),
         Bench::Latency(args) => latency::run(args),
+        Bench::Keyed(args) => keyed::run(args),
         Bench::Skew(args) => skew::run(args),
         Bench::SkewRun(args) => skew::run_one(args),
     }

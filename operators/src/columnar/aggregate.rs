@@ -10,8 +10,9 @@
 //!
 //! Keys are encoded with Arrow's row format (one comparable byte string per row over all key
 //! columns). [`KeyPartitioner`] hashes those bytes with the keyed module's stable
-//! [`KeyHasher`] and sends each row to `hash_target(hash, n)`, so every key lives on exactly one
-//! instance. Each [`HashAggregate`] instance keeps one accumulator set per key in a hash map
+//! [`KeyHasher`] and sends each row to `hash_target(hash, n)` (the instance of its key group),
+//! so every key lives on exactly one instance, and the aggregation runs at most
+//! [`DEFAULT_KEY_GROUPS`] instances. Each [`HashAggregate`] instance keeps one accumulator set per key in a hash map
 //! (state grows with distinct keys, not rows) and emits its groups at end of stream, sorted by
 //! key (the row format orders like the key columns), in batches of the pipeline's batch size.
 //!
@@ -40,7 +41,7 @@ use weir_runtime::{InputPort, Operator, OperatorError, Output};
 use super::exact_sum::ExactSum;
 use super::ops::to_f64;
 use super::{arrow_error, index_of, ArrowStream, PlanError};
-use crate::keyed::route::{hash_target, KeyHasher};
+use crate::keyed::route::{hash_target, KeyHasher, DEFAULT_KEY_GROUPS};
 use arrow::compute::cast;
 
 /// An aggregate function.
@@ -660,10 +661,14 @@ impl ArrowStream {
         let label = name.clone();
         let stream = self
             .stream
-            .partition_with(format!("hash({})", keys.join(", ")), move |_, _| {
-                KeyPartitioner::new(&part_schema, part_keys.clone())
-                    .expect("key types were checked when the plan was built")
-            })
+            .partition_with_limit(
+                format!("hash({})", keys.join(", ")),
+                DEFAULT_KEY_GROUPS,
+                move |_, _| {
+                    KeyPartitioner::new(&part_schema, part_keys.clone())
+                        .expect("key types were checked when the plan was built")
+                },
+            )
             .unary_with(name, move |_| {
                 HashAggregate::new(
                     &label,

@@ -1,9 +1,21 @@
 //! Partitioners for the edge into a parallel operator: the [`route`](super::route) decisions
 //! wired into the runtime's [`Partitioner`] seam.
 //!
-//! - [`KeyPartitioner`] splits each batch row by row by key, with any [`Strategy`]: plain hash,
-//!   partial key grouping, or hot-key splitting. One is built per producer instance, so its
-//!   router state (rows sent per target, the heavy-hitter sketch) is local to that producer.
+//! - [`KeyPartitioner`] splits each batch by key, with any [`Strategy`]: plain hash, partial key
+//!   grouping, or hot-key splitting. One is built per producer instance, so its router state
+//!   (rows sent per target, the heavy-hitter sketch) is local to that producer.
+//!
+//! # Splitting a batch
+//!
+//! A batch is split in two passes. The first computes every row's target into a reused
+//! `Vec<u32>` — for [`Strategy::Hash`] one tight loop of hash, key group and instance with no
+//! state carried between rows; the two-choice strategies route row by row, since each choice
+//! depends on the rows before it. The second counts the rows per target and moves each row into
+//! its target's piece (an indexed store, no branch per row). A piece's buffer comes from a small
+//! pool of spare buffers when one is large enough and is allocated at exactly the piece's size
+//! otherwise; the emptied batch joins the pool, so in steady state a batch split over two
+//! targets costs one allocation. [`KeyPartitioner::recycle`] is the pool's way in for buffers
+//! the edges will hand back. A batch whose rows all go to one target is passed on as it is.
 //! - [`CreditRebalance`] sends each whole batch of keyless data to the target with the most
 //!   outstanding credit — the least backpressured consumer.
 //!
@@ -36,7 +48,7 @@ use std::num::NonZeroUsize;
 use weir_runtime::partition::{Partitioner, TargetLoad};
 use weir_runtime::{Batch, Data};
 
-use super::route::{LoadSignal as RouteLoad, Router, Strategy};
+use super::route::{KeyGroups, LoadSignal as RouteLoad, Router, Strategy};
 
 /// What a two-choice router compares when it picks among a key's candidates (see the
 /// [module docs](self#the-load-signal)).
@@ -93,9 +105,10 @@ impl RouteLoad for Flat {
 
 /// Splits `Vec<T>` batches over the consumer's instances by a key hash of each row (see the
 /// [module docs](self)). `hash` maps a row to its key's hash — for a key function `key`,
-/// `move |row| hasher.hash(&key(row))` with a [`KeyHasher`](super::route::KeyHasher).
+/// `move |row| hasher.hash_key(&key(row))` with a [`KeyHasher`](super::route::KeyHasher).
 ///
 /// ```
+/// use std::num::NonZeroUsize;
 /// use weir_operators::keyed::partition::{KeyPartitioner, LoadSignal};
 /// use weir_operators::keyed::route::{hash_target, KeyHasher, Strategy};
 /// use weir_runtime::partition::{Partitioner, TargetLoad};
@@ -106,9 +119,9 @@ impl RouteLoad for Flat {
 /// });
 /// let mut pieces = Vec::new();
 /// p.partition(vec![1, 2, 3, 1], &[TargetLoad::default(); 4], &mut pieces);
+/// let n = NonZeroUsize::new(4).unwrap();
 /// for (target, piece) in &pieces {
 ///     for x in piece {
-///         let n = std::num::NonZeroUsize::new(4).unwrap();
 ///         assert_eq!(hash_target(hasher.hash_u64(*x), n), *target);
 ///     }
 /// }
@@ -118,10 +131,16 @@ pub struct KeyPartitioner<T, H> {
     hash: H,
     router: Router,
     signal: LoadSignal,
-    /// One piece per target, filled while a batch is split.
-    pieces: Vec<Vec<T>>,
-    /// Length of each target's last piece, to size the next one.
-    last_len: Vec<usize>,
+    /// The target of each row of the batch being split.
+    targets: Vec<u32>,
+    /// Rows of the batch being split per target.
+    counts: Vec<usize>,
+    /// The instance of each key group (so routing a row costs no division).
+    owners: Vec<u32>,
+    /// One piece per target while a batch is split (empty in between).
+    bufs: Vec<Vec<T>>,
+    /// Empty buffers to fill pieces into (see [`recycle`](Self::recycle)).
+    spares: Spares<T>,
     /// Rows and pieces sent to each target, the highest credit seen from it, and the rows
     /// estimated to wait in its edge (for [`LoadSignal::Credit`]).
     sent: Vec<u64>,
@@ -131,6 +150,31 @@ pub struct KeyPartitioner<T, H> {
     /// Whether a target has received a row of the current batch (a piece).
     touched: Vec<bool>,
     _rows: PhantomData<fn(&T)>,
+}
+
+/// Empty row buffers for pieces, at most one per target: the seam where buffers an edge hands
+/// back will plug in. Until then [`KeyPartitioner::recycle`] is the only way in, and a piece
+/// with no spare of enough capacity gets a fresh allocation of exactly its size.
+struct Spares<T> {
+    free: Vec<Vec<T>>,
+    most: usize,
+}
+
+impl<T> Spares<T> {
+    /// An empty buffer for `rows` rows.
+    fn take(&mut self, rows: usize) -> Vec<T> {
+        match self.free.iter().position(|b| b.capacity() >= rows) {
+            Some(i) => self.free.swap_remove(i),
+            None => Vec::with_capacity(rows),
+        }
+    }
+
+    fn put(&mut self, mut buf: Vec<T>) {
+        if self.free.len() < self.most && buf.capacity() > 0 {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
 }
 
 impl<T, H> std::fmt::Debug for KeyPartitioner<T, H> {
@@ -146,15 +190,38 @@ impl<T, H> KeyPartitioner<T, H>
 where
     H: Fn(&T) -> u64,
 {
-    /// A partitioner over `targets` instances (at least 1).
+    /// A partitioner over `targets` instances (at least 1), with the default key groups.
     pub fn new(targets: usize, strategy: Strategy, signal: LoadSignal, hash: H) -> Self {
+        Self::with_key_groups(targets, strategy, signal, KeyGroups::default(), hash)
+    }
+
+    /// A partitioner over `targets` instances (at least 1) routing keys by `groups`. With more
+    /// targets than key groups, some targets never get a row; [`KeyedStream`] refuses to build
+    /// such a pipeline.
+    ///
+    /// [`KeyedStream`]: crate::keyed::KeyedStream
+    pub fn with_key_groups(
+        targets: usize,
+        strategy: Strategy,
+        signal: LoadSignal,
+        groups: KeyGroups,
+        hash: H,
+    ) -> Self {
         let n = NonZeroUsize::new(targets).unwrap_or(NonZeroUsize::MIN);
         Self {
             hash,
-            router: Router::new(&strategy, n),
+            router: Router::with_key_groups(&strategy, n, groups),
             signal,
-            pieces: (0..n.get()).map(|_| Vec::new()).collect(),
-            last_len: vec![0; n.get()],
+            targets: Vec::new(),
+            counts: vec![0; n.get()],
+            owners: (0..groups.count() as u32)
+                .map(|g| groups.instance(g, n) as u32)
+                .collect(),
+            bufs: (0..n.get()).map(|_| Vec::new()).collect(),
+            spares: Spares {
+                free: Vec::new(),
+                most: n.get(),
+            },
             sent: vec![0; n.get()],
             pieces_sent: vec![0; n.get()],
             max_credit: vec![0; n.get()],
@@ -169,12 +236,17 @@ where
         &self.router
     }
 
+    /// Hands back an emptied buffer to fill a later piece into (up to one per target is kept).
+    pub fn recycle(&mut self, buf: Vec<T>) {
+        self.spares.put(buf);
+    }
+
     /// Starts a batch: reads the targets' credit into each target's estimate of rows waiting
     /// in its edge. [`partition`](Partitioner::partition) calls it; call it yourself before
     /// [`route`](Self::route) when routing a batch's rows one by one.
     pub fn observe(&mut self, loads: &[TargetLoad]) {
         self.touched.fill(false);
-        if loads.len() != self.pieces.len() {
+        if loads.len() != self.counts.len() {
             return;
         }
         for (t, load) in loads.iter().enumerate() {
@@ -190,7 +262,7 @@ where
     pub fn route(&mut self, row: &T, loads: &[TargetLoad]) -> usize {
         let h = (self.hash)(row);
         let t = match self.signal {
-            _ if loads.len() != self.pieces.len() => self.router.choose(h, &Flat),
+            _ if loads.len() != self.counts.len() => self.router.choose(h, &Flat),
             LoadSignal::Credit => self.router.choose(
                 h,
                 &Backlog {
@@ -202,13 +274,45 @@ where
             LoadSignal::CreditFirst => self.router.choose(h, &CreditFirst(loads)),
             LoadSignal::SentCount => self.router.choose(h, &Flat),
         };
-        let t = t.min(self.pieces.len() - 1);
+        let t = t.min(self.counts.len() - 1);
         self.sent[t] += 1;
         if !self.touched[t] {
             self.touched[t] = true;
             self.pieces_sent[t] += 1;
         }
         t
+    }
+
+    /// Fills `self.targets` with the target of every row of `batch` and `self.counts` with the
+    /// rows per target, counting them as sent.
+    fn targets_of(&mut self, batch: &[T], loads: &[TargetLoad]) {
+        self.targets.clear();
+        self.targets.reserve(batch.len());
+        self.counts.fill(0);
+        if let Router::Hash(groups, _) = self.router {
+            // No state between rows: one tight loop of hash, group, instance.
+            let (hash, owners) = (&self.hash, &self.owners[..]);
+            self.targets.extend(
+                batch
+                    .iter()
+                    .map(|row| owners[groups.group(hash(row)) as usize]),
+            );
+            for &t in &self.targets {
+                self.counts[t as usize] += 1;
+            }
+            for (t, &c) in self.counts.iter().enumerate() {
+                self.sent[t] += c as u64;
+                self.pieces_sent[t] += u64::from(c > 0);
+            }
+        } else {
+            // Two-choice routing depends on the rows routed before: one by one.
+            self.observe(loads);
+            for row in batch {
+                let t = self.route(row, loads);
+                self.targets.push(t as u32);
+                self.counts[t] += 1;
+            }
+        }
     }
 }
 
@@ -217,20 +321,36 @@ where
     T: Data,
     H: Fn(&T) -> u64 + Send + 'static,
 {
+    /// Computes every row's target first, then scatters the rows into one buffer per target,
+    /// each taken from the spares or allocated at exactly its piece's size; the emptied batch
+    /// becomes a spare. A batch whose rows all go to one target is passed on untouched.
     fn partition(&mut self, batch: Vec<T>, loads: &[TargetLoad], out: &mut Vec<(usize, Vec<T>)>) {
-        for (piece, &last) in self.pieces.iter_mut().zip(&self.last_len) {
-            // Size each piece like its last one (plus slack), so most never reallocate.
-            piece.reserve(last + last / 4 + 1);
+        if batch.is_empty() {
+            return;
         }
-        self.observe(loads);
-        for row in batch {
-            let t = self.route(&row, loads);
-            self.pieces[t].push(row);
+        self.targets_of(&batch, loads);
+        if let Some(t) = self.counts.iter().position(|&c| c == batch.len()) {
+            out.push((t, batch));
+            return;
         }
-        for (t, piece) in self.pieces.iter_mut().enumerate() {
-            self.last_len[t] = piece.len();
-            if !piece.is_empty() {
-                out.push((t, std::mem::take(piece)));
+        // One buffer per target with rows, of exactly its size; then one pass moves every row
+        // into its target's buffer (indexed, not branched on, so no misprediction per row).
+        for (t, &c) in self.counts.iter().enumerate() {
+            if c > 0 {
+                self.bufs[t] = self.spares.take(c);
+            }
+        }
+        let mut batch = batch;
+        // A local slice: its address and length stay in registers across the pushes.
+        let bufs = &mut self.bufs[..];
+        for (row, &t) in batch.drain(..).zip(&self.targets) {
+            bufs[t as usize].push(row);
+        }
+        // The emptied batch serves a later piece.
+        self.spares.put(batch);
+        for (t, buf) in self.bufs.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                out.push((t, std::mem::take(buf)));
             }
         }
     }

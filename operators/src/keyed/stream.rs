@@ -37,7 +37,7 @@ use weir_runtime::{Batch, Data, Stream, StreamCore};
 use super::aggregate::Aggregate;
 use super::pace::Pace;
 use super::partition::{CreditRebalance, KeyPartitioner, LoadSignal};
-use super::route::{KeyHasher, Strategy};
+use super::route::{KeyGroups, KeyHasher, Strategy};
 use super::stage::{KeyedStage, Role};
 
 /// Default bound on the keys one keyed instance holds.
@@ -153,6 +153,7 @@ impl<T: Data> KeyedExt<T> for Stream<T> {
             strategy: Strategy::Hash,
             signal: LoadSignal::Credit,
             hasher: KeyHasher::default(),
+            groups: KeyGroups::default(),
             parallelism: None,
             merge_parallelism: None,
             combine: None,
@@ -185,6 +186,7 @@ pub struct KeyedStream<T, K, F> {
     strategy: Strategy,
     signal: LoadSignal,
     hasher: KeyHasher,
+    groups: KeyGroups,
     parallelism: Option<usize>,
     merge_parallelism: Option<usize>,
     combine: Option<Combine>,
@@ -213,14 +215,22 @@ fn with_parallelism<B: Batch>(s: StreamCore<B>, p: Option<usize>) -> StreamCore<
     }
 }
 
-fn route<R, H>(stream: Stream<R>, strategy: Strategy, signal: LoadSignal, hash: H) -> Stream<R>
+fn route<R, H>(
+    stream: Stream<R>,
+    strategy: Strategy,
+    signal: LoadSignal,
+    groups: KeyGroups,
+    hash: H,
+) -> Stream<R>
 where
     R: Data,
     H: Fn(&R) -> u64 + Clone + Send + Sync + 'static,
 {
     let label = format!("{}(key)", strategy.name());
-    stream.partition_with(label, move |_, targets| {
-        KeyPartitioner::new(targets, strategy, signal, hash.clone())
+    // More instances than key groups would leave some without keys: refused when the run is
+    // planned, naming the operator.
+    stream.partition_with_limit(label, groups.count(), move |_, targets| {
+        KeyPartitioner::with_key_groups(targets, strategy, signal, groups, hash.clone())
     })
 }
 
@@ -261,6 +271,14 @@ where
     /// The key hash (default [`KeyHasher::default`]).
     pub fn hasher(mut self, hasher: KeyHasher) -> Self {
         self.hasher = hasher;
+        self
+    }
+
+    /// The key groups keys are routed by (default [`KeyGroups::default`], 128 groups): the most
+    /// instances any keyed stage of this stream may run, fixed for the life of the job's keyed
+    /// state (see [`KeyGroups`]). A stage with more instances fails the run before it starts.
+    pub fn key_groups(mut self, groups: KeyGroups) -> Self {
+        self.groups = groups;
         self
     }
 
@@ -323,9 +341,13 @@ where
     /// [`Strategy::Hash`], a key's rows may reach several instances (within its candidates).
     pub fn partitioned(self) -> Stream<T> {
         let (key, hasher) = (self.key, self.hasher);
-        route(self.stream, self.strategy, self.signal, move |r: &T| {
-            hasher.hash(&key(r))
-        })
+        route(
+            self.stream,
+            self.strategy,
+            self.signal,
+            self.groups,
+            move |r: &T| hasher.hash_key(&key(r)),
+        )
     }
 
     /// Aggregates each key's rows with `agg` and returns one `(key, result)` row per key at
@@ -352,14 +374,18 @@ where
         let (max_keys, capacity) = (self.max_keys, self.worker_capacity);
         let partial_max_keys = self.partial_max_keys.unwrap_or(max_keys);
         let pace = move || capacity.and_then(|r| Pace::new(r.get() as f64));
-        let hasher = self.hasher;
+        let (hasher, groups) = (self.hasher, self.groups);
         let merge_parallelism = self.merge_parallelism.or(self.parallelism);
 
         let Some(combine) = self.combine else {
             let key = self.key.clone();
-            let routed = route(self.stream, self.strategy, self.signal, move |r: &T| {
-                hasher.hash(&key(r))
-            });
+            let routed = route(
+                self.stream,
+                self.strategy,
+                self.signal,
+                groups,
+                move |r: &T| hasher.hash_key(&key(r)),
+            );
             let key = self.key;
             let stage_name = if split_keys {
                 format!("{name}{PARTIAL_SUFFIX}")
@@ -396,7 +422,7 @@ where
                 .with_pace(pace())
             });
             let partials = with_parallelism(partials, self.parallelism);
-            let merged = merge_stage(partials, name, agg, hasher, merge_role, max_keys);
+            let merged = merge_stage(partials, name, agg, (hasher, groups), merge_role, max_keys);
             return with_parallelism(merged, merge_parallelism);
         };
 
@@ -424,7 +450,8 @@ where
             combined,
             self.strategy,
             self.signal,
-            move |r: &(K, A::Acc)| hasher.hash(&r.0),
+            groups,
+            move |r: &(K, A::Acc)| hasher.hash_key(&r.0),
         );
         if !split_keys {
             let keyed = routed.unary_with(name, move |_| {
@@ -453,7 +480,7 @@ where
             .with_pace(pace())
         });
         let partials = with_parallelism(partials, self.parallelism);
-        let merged = merge_stage(partials, name, agg, hasher, merge_role, max_keys);
+        let merged = merge_stage(partials, name, agg, (hasher, groups), merge_role, max_keys);
         with_parallelism(merged, merge_parallelism)
     }
 }
@@ -463,7 +490,7 @@ fn merge_stage<K, A>(
     partials: Stream<(K, A::Acc)>,
     name: String,
     agg: A,
-    hasher: KeyHasher,
+    (hasher, groups): (KeyHasher, KeyGroups),
     role: Role,
     max_keys: usize,
 ) -> Stream<(K, A::Output)>
@@ -476,7 +503,8 @@ where
         partials,
         Strategy::Hash,
         LoadSignal::Credit,
-        move |r: &(K, A::Acc)| hasher.hash(&r.0),
+        groups,
+        move |r: &(K, A::Acc)| hasher.hash_key(&r.0),
     )
     .unary_with(name, move |_| {
         KeyedStage::new(

@@ -78,6 +78,8 @@ pub(crate) struct EdgeSpec {
     pub(crate) partitioning: Partitioning,
     /// A label and a `PartitionerFactory<B>` for [`Partitioning::Partitioned`].
     pub(crate) partitioner: Option<(String, std::sync::Arc<dyn Any + Send + Sync>)>,
+    /// The most consumer instances the partitioner can serve, if it is bounded.
+    pub(crate) max_targets: Option<usize>,
     /// The edge's overflow policy, if one was declared.
     pub(crate) overflow: Option<EdgeOverflow>,
 }

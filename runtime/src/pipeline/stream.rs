@@ -31,6 +31,8 @@ pub struct StreamCore<B> {
     edge: Option<EdgeConfig>,
     partitioning: Partitioning,
     partitioner: Option<(String, Arc<dyn std::any::Any + Send + Sync>)>,
+    /// The most consumer instances the partitioner can serve.
+    max_targets: Option<usize>,
     overflow: Option<Overflow>,
     /// An `Arc<dyn SpillCodec<B>>`.
     spill_codec: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -52,6 +54,7 @@ impl<B: Batch + Clone> Clone for StreamCore<B> {
             edge: self.edge,
             partitioning: self.partitioning,
             partitioner: self.partitioner.clone(),
+            max_targets: self.max_targets,
             overflow: self.overflow.clone(),
             spill_codec: self.spill_codec.clone(),
             _batch: PhantomData,
@@ -76,6 +79,7 @@ impl<B: Batch> StreamCore<B> {
             edge: None,
             partitioning: Partitioning::Forward,
             partitioner: None,
+            max_targets: None,
             overflow: None,
             spill_codec: None,
             _batch: PhantomData,
@@ -93,6 +97,7 @@ impl<B: Batch> StreamCore<B> {
             edge: None,
             partitioning: Partitioning::Forward,
             partitioner: None,
+            max_targets: None,
             overflow: None,
             spill_codec: None,
             _batch: PhantomData,
@@ -112,7 +117,26 @@ impl<B: Batch> StreamCore<B> {
         });
         self.partitioning = Partitioning::Partitioned;
         self.partitioner = Some((label.into(), Arc::new(factory)));
+        self.max_targets = None;
         self
+    }
+
+    /// As [`partition_with`](Self::partition_with), for a partitioner that can serve at most
+    /// `max_targets` consumer instances (one that routes by a fixed number of key groups, say):
+    /// a consumer with more instances fails the run before anything starts, naming it.
+    pub fn partition_with_limit<P, F>(
+        self,
+        label: impl Into<String>,
+        max_targets: usize,
+        make: F,
+    ) -> Self
+    where
+        P: Partitioner<B>,
+        F: Fn(usize, usize) -> P + Send + Sync + 'static,
+    {
+        let mut s = self.partition_with(label, make);
+        s.max_targets = Some(max_targets);
+        s
     }
 
     /// The producing operator.
@@ -216,6 +240,7 @@ impl<B: Batch> StreamCore<B> {
                 config: self.edge,
                 partitioning: self.partitioning,
                 partitioner: self.partitioner.clone(),
+                max_targets: self.max_targets,
                 overflow: self
                     .overflow
                     .clone()

@@ -5,6 +5,7 @@ pub mod edge;
 pub mod etl;
 pub mod ingest;
 pub mod latency;
+pub mod keyed;
 pub mod overload;
 pub mod overload_plot;
 pub mod pipeline;

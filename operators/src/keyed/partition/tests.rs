@@ -7,7 +7,7 @@ use proptest::prelude::{prop, prop_assert, prop_assert_eq, proptest, ProptestCon
 use proptest::strategy::Strategy as Gen;
 
 use super::*;
-use crate::keyed::route::{hash_target, two_choices, KeyHasher, Router, SplitConfig};
+use crate::keyed::route::{hash_target, two_choices, KeyGroups, KeyHasher, Router, SplitConfig};
 
 fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("test sizes are non-zero")
@@ -83,7 +83,7 @@ proptest! {
                 let t = twin.route(&k, loads);
                 let h = hasher().hash_u64(k);
                 let allowed: Vec<usize> = match twin.router() {
-                    Router::Hash(_) => vec![hash_target(h, nz(n))],
+                    Router::Hash(..) => vec![hash_target(h, nz(n))],
                     Router::Pkg(_) => {
                         let (a, b) = two_choices(h, nz(n));
                         vec![a, b]
@@ -206,4 +206,108 @@ fn credit_rebalance_prefers_credit_then_round_robin() {
     }; 2];
     assert!(p.pick(&all_closed) < 2);
     assert_eq!(p.pick(&[]), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The batch router of `Strategy::Hash`: every row once, in the target the row-by-row
+    /// router picks (the instance of its key group), in order within its piece.
+    #[test]
+    fn hash_batches_split_as_rows_route_one_by_one(
+        batches in prop::collection::vec(prop::collection::vec(0u64..5_000, 0..700), 1..5),
+        n in 1usize..200,
+        count in 200usize..400,
+    ) {
+        let groups = KeyGroups::new(count).expect("a valid count");
+        let h = hasher();
+        let mut p = KeyPartitioner::with_key_groups(
+            n,
+            Strategy::Hash,
+            LoadSignal::Credit,
+            groups,
+            move |k: &u64| h.hash_u64(*k),
+        );
+        let loads = vec![load(4); n];
+        for batch in batches {
+            let mut want: Vec<(usize, Vec<u64>)> = Vec::new();
+            for &k in &batch {
+                let t = groups.instance(groups.group(h.hash_u64(k)), nz(n));
+                match want.iter_mut().find(|(x, _)| *x == t) {
+                    Some((_, piece)) => piece.push(k),
+                    None => want.push((t, vec![k])),
+                }
+            }
+            want.sort();
+            let mut out = Vec::new();
+            p.partition(batch, &loads, &mut out);
+            prop_assert_eq!(out, want);
+        }
+    }
+}
+
+#[test]
+fn a_key_always_goes_to_its_key_groups_instance() {
+    let h = hasher();
+    let groups = KeyGroups::default();
+    for n in [1usize, 2, 3, 5, 16, 100, 128] {
+        // Two partitioners (two producers, or two runs) agree on every key.
+        let mut a = partitioner(n, Strategy::Hash, LoadSignal::Credit);
+        let mut b = partitioner(n, Strategy::Hash, LoadSignal::SentCount);
+        let loads = vec![load(8); n];
+        for k in 0..2_000u64 {
+            let want = groups.instance(groups.group(h.hash_u64(k)), nz(n));
+            assert_eq!(want, hash_target(h.hash_u64(k), nz(n)));
+            assert_eq!(a.route(&k, &loads), want, "key {k}, {n} instances");
+            assert_eq!(b.route(&k, &loads), want, "key {k}, {n} instances");
+        }
+    }
+    // Pinned: the default hasher and key groups place key 42 in group 36, which is instance
+    // 36 × 3 / 128 = 0 of 3 and 36 × 16 / 128 = 4 of 16.
+    let g = groups.group(h.hash_u64(42));
+    assert_eq!(g, (0x48de_daf4_52fe_a7db_u64 >> 57) as u32);
+    assert_eq!(g, 36);
+    assert_eq!(hash_target(h.hash_u64(42), nz(3)), 0);
+    assert_eq!(hash_target(h.hash_u64(42), nz(16)), 4);
+}
+
+#[test]
+fn batches_reuse_their_allocations() {
+    let mut p = partitioner(4, Strategy::Hash, LoadSignal::Credit);
+    let key = 42u64;
+    let t = hash_target(hasher().hash_u64(key), nz(4));
+    let batch = vec![key; 100];
+    let ptr = batch.as_ptr();
+    let mut out = Vec::new();
+    p.partition(batch, &[load(4); 4], &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, t);
+    assert_eq!(out[0].1.as_ptr(), ptr);
+    // A split batch's pieces come from the spares, and the emptied batch becomes one.
+    let others: Vec<u64> = (0..1000u64)
+        .filter(|&k| hash_target(hasher().hash_u64(k), nz(4)) != t)
+        .take(10)
+        .collect();
+    let spare: Vec<u64> = Vec::with_capacity(64);
+    let spare_ptr = spare.as_ptr();
+    p.recycle(spare);
+    let mut batch = vec![key; 50];
+    batch.extend_from_slice(&others[..1]);
+    let ptr = batch.as_ptr();
+    out.clear();
+    p.partition(batch, &[load(4); 4], &mut out);
+    assert_eq!(out.len(), 2);
+    let big = out.iter().find(|(x, _)| *x == t).expect("the key's target");
+    assert_eq!(big.1, vec![key; 50]);
+    assert_eq!(big.1.as_ptr(), spare_ptr);
+    let small = out.iter().find(|(x, _)| *x != t).expect("another target");
+    assert_eq!(small.1, others[..1]);
+    // The next split fills a piece into the first batch's allocation.
+    let mut batch = vec![key; 20];
+    batch.extend_from_slice(&others[1..3]);
+    out.clear();
+    p.partition(batch, &[load(4); 4], &mut out);
+    let big = out.iter().find(|(x, _)| *x == t).expect("the key's target");
+    assert_eq!(big.1, vec![key; 20]);
+    assert!(out.iter().any(|(_, piece)| piece.as_ptr() == ptr));
 }

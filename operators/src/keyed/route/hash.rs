@@ -1,7 +1,10 @@
 //! Stable key hashing and candidate instances derived from a key hash.
 
+use std::any::{Any, TypeId};
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
+
+use super::group::KeyGroups;
 
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
@@ -20,11 +23,18 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 /// little-endian and `usize`/`isize` as 64 bits, so the result does not depend on the platform
 /// as long as `K`'s own `Hash` impl does not. For a `u64` key, `hash(&k) == hash_u64(k)`.
 ///
+/// [`hash_key`](Self::hash_key) gives the same value for an owned (`'static`) key type, and
+/// hashes fixed-width keys — the integers, `bool`, `char`, and pairs of 32- or 64-bit integers
+/// — straight from their bytes, with no adapter: which path a key type takes is decided by its
+/// [`TypeId`] when the code is compiled for it, so the check costs nothing at run time.
+///
 /// ```
 /// use weir_operators::keyed::route::KeyHasher;
 ///
 /// let hasher = KeyHasher::default();
 /// assert_eq!(hasher.hash(&42u64), hasher.hash_u64(42));
+/// assert_eq!(hasher.hash_key(&42u64), hasher.hash_u64(42));
+/// assert_eq!(hasher.hash_key(&(1u32, -2i32)), hasher.hash(&(1u32, -2i32)));
 /// assert_eq!(hasher.hash("user-7"), hasher.hash("user-7"));
 /// assert_ne!(KeyHasher::new(1).hash_u64(42), KeyHasher::new(2).hash_u64(42));
 /// ```
@@ -48,21 +58,85 @@ impl KeyHasher {
     }
 
     /// Hashes a `u64` key (its 8 little-endian bytes).
+    #[inline]
     pub fn hash_u64(&self, key: u64) -> u64 {
         xxh3_64_with_seed(&key.to_le_bytes(), self.seed)
     }
 
     /// Hashes raw key bytes.
+    #[inline]
     pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
         xxh3_64_with_seed(bytes, self.seed)
     }
 
     /// Hashes any `K: Hash` via its platform-independent encoding (see the type docs).
+    #[inline]
     pub fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
         let mut hasher = StableHasher::new(self.seed);
         key.hash(&mut hasher);
         hasher.finish()
     }
+
+    /// Hashes an owned key type: the same value as [`hash`](Self::hash), with fixed-width keys
+    /// hashed straight from their little-endian bytes (see the type docs).
+    ///
+    /// A `TypeId` comparison rather than a trait: a trait with impls for the fixed-width types
+    /// would need a generic fallback impl beside them (specialisation, which stable Rust lacks)
+    /// or a new bound on every key type; comparing two constant `TypeId`s keeps the `K: Hash`
+    /// bound and is folded away when the function is compiled for `K`.
+    #[inline]
+    pub fn hash_key<K: Hash + 'static>(&self, key: &K) -> u64 {
+        let id = TypeId::of::<K>();
+        let any: &dyn Any = key;
+        macro_rules! fixed {
+            ($($t:ty => |$k:ident| $bytes:expr),* $(,)?) => {$(
+                if id == TypeId::of::<$t>() {
+                    if let Some(&$k) = any.downcast_ref::<$t>() {
+                        return xxh3_64_with_seed(&$bytes, self.seed);
+                    }
+                }
+            )*};
+        }
+        fixed! {
+            u64 => |k| k.to_le_bytes(),
+            u32 => |k| k.to_le_bytes(),
+            i64 => |k| k.to_le_bytes(),
+            i32 => |k| k.to_le_bytes(),
+            usize => |k| (k as u64).to_le_bytes(),
+            isize => |k| (k as i64).to_le_bytes(),
+            u16 => |k| k.to_le_bytes(),
+            i16 => |k| k.to_le_bytes(),
+            u8 => |k| [k],
+            i8 => |k| k.to_le_bytes(),
+            bool => |k| [u8::from(k)],
+            char => |k| u32::from(k).to_le_bytes(),
+            u128 => |k| k.to_le_bytes(),
+            i128 => |k| k.to_le_bytes(),
+            (u64, u64) => |k| cat8(k.0.to_le_bytes(), k.1.to_le_bytes()),
+            (i64, i64) => |k| cat8(k.0.to_le_bytes(), k.1.to_le_bytes()),
+            (u32, u32) => |k| cat4(k.0.to_le_bytes(), k.1.to_le_bytes()),
+            (i32, i32) => |k| cat4(k.0.to_le_bytes(), k.1.to_le_bytes()),
+        }
+        self.hash(key)
+    }
+}
+
+/// Two 8-byte encodings, one after the other.
+#[inline(always)]
+fn cat8(a: [u8; 8], b: [u8; 8]) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&a);
+    out[8..].copy_from_slice(&b);
+    out
+}
+
+/// Two 4-byte encodings, one after the other.
+#[inline(always)]
+fn cat4(a: [u8; 4], b: [u8; 4]) -> [u8; 8] {
+    let mut out = [0; 8];
+    out[..4].copy_from_slice(&a);
+    out[4..].copy_from_slice(&b);
+    out
 }
 
 impl Default for KeyHasher {
@@ -76,7 +150,8 @@ const INLINE: usize = 128;
 
 /// A `Hasher` whose output is XXH3-64 of the little-endian encoding of everything written.
 /// Short keys are buffered and hashed one-shot; longer ones stream (same result, by XXH3's
-/// definition of streaming).
+/// definition of streaming). Every write is inlined, so for a key of a few fixed-width fields
+/// the compiler sees constant offsets and lengths and keeps the bytes in registers.
 struct StableHasher {
     seed: u64,
     buf: [u8; INLINE],
@@ -85,6 +160,7 @@ struct StableHasher {
 }
 
 impl StableHasher {
+    #[inline]
     fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -93,23 +169,44 @@ impl StableHasher {
             stream: None,
         }
     }
-}
 
-impl Hasher for StableHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(stream) = &mut self.stream {
-            stream.update(bytes);
-        } else if self.len + bytes.len() <= INLINE {
-            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
+    /// Appends a fixed-width encoding: one constant-length copy while it fits.
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        if self.stream.is_none() && self.len + N <= INLINE {
+            self.buf[self.len..self.len + N].copy_from_slice(&bytes);
+            self.len += N;
         } else {
-            let mut stream = Box::new(Xxh3::with_seed(self.seed));
-            stream.update(&self.buf[..self.len]);
-            stream.update(bytes);
-            self.stream = Some(stream);
+            self.spill(&bytes);
         }
     }
 
+    /// The slow path: the key outgrew the buffer (or already streams).
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, bytes: &[u8]) {
+        let seed = self.seed;
+        let stream = self.stream.get_or_insert_with(|| {
+            let mut stream = Box::new(Xxh3::with_seed(seed));
+            stream.update(&self.buf[..self.len]);
+            stream
+        });
+        stream.update(bytes);
+    }
+}
+
+impl Hasher for StableHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        if self.stream.is_none() && self.len + bytes.len() <= INLINE {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            self.spill(bytes);
+        }
+    }
+
+    #[inline]
     fn finish(&self) -> u64 {
         match &self.stream {
             Some(stream) => stream.digest(),
@@ -117,48 +214,54 @@ impl Hasher for StableHasher {
         }
     }
 
+    #[inline]
     fn write_u8(&mut self, i: u8) {
-        self.write(&[i]);
+        self.put([i]);
     }
+    #[inline]
     fn write_u16(&mut self, i: u16) {
-        self.write(&i.to_le_bytes());
+        self.put(i.to_le_bytes());
     }
+    #[inline]
     fn write_u32(&mut self, i: u32) {
-        self.write(&i.to_le_bytes());
+        self.put(i.to_le_bytes());
     }
+    #[inline]
     fn write_u64(&mut self, i: u64) {
-        self.write(&i.to_le_bytes());
+        self.put(i.to_le_bytes());
     }
+    #[inline]
     fn write_u128(&mut self, i: u128) {
-        self.write(&i.to_le_bytes());
+        self.put(i.to_le_bytes());
     }
+    #[inline]
     fn write_usize(&mut self, i: usize) {
         self.write_u64(i as u64);
     }
+    #[inline]
     fn write_i8(&mut self, i: i8) {
         self.write_u8(i as u8);
     }
+    #[inline]
     fn write_i16(&mut self, i: i16) {
         self.write_u16(i as u16);
     }
+    #[inline]
     fn write_i32(&mut self, i: i32) {
         self.write_u32(i as u32);
     }
+    #[inline]
     fn write_i64(&mut self, i: i64) {
         self.write_u64(i as u64);
     }
+    #[inline]
     fn write_i128(&mut self, i: i128) {
         self.write_u128(i as u128);
     }
+    #[inline]
     fn write_isize(&mut self, i: isize) {
         self.write_u64(i as i64 as u64);
     }
-}
-
-/// Maps `x` uniformly onto `0..n` using its high bits (Lemire's multiply-shift range reduction:
-/// no division, no bias beyond `n / 2^64`).
-fn reduce(x: u64, n: u64) -> u64 {
-    ((u128::from(x) * u128::from(n)) >> 64) as u64
 }
 
 /// A strong 64-bit mixer (the SplitMix64 finalizer): a bijection, so distinct inputs stay
@@ -171,7 +274,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The instance in `0..n` that owns `hash` under plain hash partitioning.
+/// The instance in `0..n` that owns `hash` under plain hash partitioning with the default
+/// [`KeyGroups`]: `group × n / 128` for `group = (hash × 128) >> 64` (see
+/// [`KeyGroups::target`]).
 ///
 /// ```
 /// use std::num::NonZeroUsize;
@@ -183,7 +288,7 @@ fn mix(mut x: u64) -> u64 {
 /// assert_eq!(hash_target(u64::MAX, n), 15);
 /// ```
 pub fn hash_target(hash: u64, n: NonZeroUsize) -> usize {
-    reduce(hash, n.get() as u64) as usize
+    KeyGroups::default().target(hash, n)
 }
 
 /// The two candidate instances of `hash` for two-choice routing: distinct when `n >= 2`,
@@ -203,7 +308,12 @@ pub fn hash_target(hash: u64, n: NonZeroUsize) -> usize {
 /// assert_eq!(a, hash_target(12345, n));
 /// ```
 pub fn two_choices(hash: u64, n: NonZeroUsize) -> (usize, usize) {
-    let mut c = candidates(hash, n, 2);
+    two_choices_in(KeyGroups::default(), hash, n)
+}
+
+/// [`two_choices`] under `groups`.
+pub fn two_choices_in(groups: KeyGroups, hash: u64, n: NonZeroUsize) -> (usize, usize) {
+    let mut c = candidates_in(groups, hash, n, 2);
     let first = c.next().unwrap_or(0);
     (first, c.next().unwrap_or(first))
 }
@@ -211,7 +321,7 @@ pub fn two_choices(hash: u64, n: NonZeroUsize) -> (usize, usize) {
 /// The first `d` (at most `n`) of `hash`'s candidate instances: a fixed pseudo-random order of
 /// all `n` instances, chosen by the key.
 ///
-/// The order starts with [`hash_target`]; position `i >= 1` holds
+/// The order starts with [`hash_target`] (the instance of the key's group); position `i >= 1` holds
 /// `(first + 1 + π(i - 1)) mod n`, where `π` is a key-seeded pseudo-random permutation of
 /// `0..n-1` (a 4-round Feistel network over the next even number of bits, cycle-walked back
 /// into range, expected under four rounds of walking). So the candidates are distinct, prefixes
@@ -230,9 +340,15 @@ pub fn two_choices(hash: u64, n: NonZeroUsize) -> (usize, usize) {
 /// assert_eq!(all, (0..16).collect::<Vec<_>>());
 /// ```
 pub fn candidates(hash: u64, n: NonZeroUsize, d: usize) -> Candidates {
+    candidates_in(KeyGroups::default(), hash, n, d)
+}
+
+/// [`candidates`] under `groups`: the first candidate is the instance of the key's group.
+pub fn candidates_in(groups: KeyGroups, hash: u64, n: NonZeroUsize, d: usize) -> Candidates {
+    let first = groups.target(hash, n) as u64;
     let n = n.get() as u64;
     Candidates {
-        first: reduce(hash, n),
+        first,
         n,
         perm: OffsetPermutation::new(mix(hash ^ 0x9e37_79b9_7f4a_7c15), n - 1),
         next: 0,
@@ -341,6 +457,8 @@ mod tests {
             h.hash(&(7usize, -1i16)),
             h.hash_bytes(&[7, 0, 0, 0, 0, 0, 0, 0, 255, 255])
         );
+        assert_eq!(h.hash_key(&42u64), 0x48de_daf4_52fe_a7db);
+        assert_eq!(h.hash_key(&"user-7".to_string()), h.hash("user-7"));
     }
 
     #[test]
@@ -354,7 +472,119 @@ mod tests {
         assert_eq!(stable.finish(), h.hash_bytes(&long));
     }
 
+    /// The encoding `Hash` gives each write, concatenated: what the one-shot hash reads.
+    #[derive(Clone, Debug)]
+    enum Write {
+        Bytes(Vec<u8>),
+        U8(u8),
+        U16(u16),
+        U32(u32),
+        U64(u64),
+        U128(u128),
+        Usize(usize),
+        I64(i64),
+        Isize(isize),
+    }
+
+    fn write_strategy() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..80).prop_map(Write::Bytes),
+            any::<u8>().prop_map(Write::U8),
+            any::<u16>().prop_map(Write::U16),
+            any::<u32>().prop_map(Write::U32),
+            any::<u64>().prop_map(Write::U64),
+            any::<u128>().prop_map(Write::U128),
+            any::<usize>().prop_map(Write::Usize),
+            any::<i64>().prop_map(Write::I64),
+            any::<isize>().prop_map(Write::Isize),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn the_stable_hasher_is_the_one_shot_xxh3_of_the_encoding(
+            writes in prop::collection::vec(write_strategy(), 0..12),
+            seed in any::<u64>(),
+        ) {
+            let mut hasher = StableHasher::new(seed);
+            let mut bytes = Vec::new();
+            for w in &writes {
+                match *w {
+                    Write::Bytes(ref b) => {
+                        hasher.write(b);
+                        bytes.extend_from_slice(b);
+                    }
+                    Write::U8(x) => {
+                        hasher.write_u8(x);
+                        bytes.push(x);
+                    }
+                    Write::U16(x) => {
+                        hasher.write_u16(x);
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Write::U32(x) => {
+                        hasher.write_u32(x);
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Write::U64(x) => {
+                        hasher.write_u64(x);
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Write::U128(x) => {
+                        hasher.write_u128(x);
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Write::Usize(x) => {
+                        hasher.write_usize(x);
+                        bytes.extend_from_slice(&(x as u64).to_le_bytes());
+                    }
+                    Write::I64(x) => {
+                        hasher.write_i64(x);
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Write::Isize(x) => {
+                        hasher.write_isize(x);
+                        bytes.extend_from_slice(&(x as i64).to_le_bytes());
+                    }
+                }
+            }
+            prop_assert_eq!(hasher.finish(), xxh3_64_with_seed(&bytes, seed));
+        }
+
+        #[test]
+        fn fixed_width_keys_hash_as_through_the_adapter(
+            a in any::<u64>(),
+            b in any::<u64>(),
+            seed in any::<u64>(),
+        ) {
+            let h = KeyHasher::new(seed);
+            prop_assert_eq!(h.hash_key(&a), h.hash_u64(a));
+            prop_assert_eq!(h.hash_key(&a), h.hash(&a));
+            prop_assert_eq!(h.hash_key(&(a as u32)), h.hash(&(a as u32)));
+            prop_assert_eq!(h.hash_key(&(a as i64)), h.hash(&(a as i64)));
+            prop_assert_eq!(h.hash_key(&(a as i32)), h.hash(&(a as i32)));
+            prop_assert_eq!(h.hash_key(&(a as usize)), h.hash(&(a as usize)));
+            prop_assert_eq!(h.hash_key(&(a as isize)), h.hash(&(a as isize)));
+            prop_assert_eq!(h.hash_key(&(a as u16)), h.hash(&(a as u16)));
+            prop_assert_eq!(h.hash_key(&(a as i16)), h.hash(&(a as i16)));
+            prop_assert_eq!(h.hash_key(&(a as u8)), h.hash(&(a as u8)));
+            prop_assert_eq!(h.hash_key(&(a as i8)), h.hash(&(a as i8)));
+            prop_assert_eq!(h.hash_key(&(a & 1 == 1)), h.hash(&(a & 1 == 1)));
+            let c = char::from_u32((a % 0xd800) as u32).unwrap_or('x');
+            prop_assert_eq!(h.hash_key(&c), h.hash(&c));
+            let wide = (u128::from(a) << 64) | u128::from(b);
+            prop_assert_eq!(h.hash_key(&wide), h.hash(&wide));
+            prop_assert_eq!(h.hash_key(&(wide as i128)), h.hash(&(wide as i128)));
+            prop_assert_eq!(h.hash_key(&(a, b)), h.hash(&(a, b)));
+            prop_assert_eq!(h.hash_key(&(a as i64, b as i64)), h.hash(&(a as i64, b as i64)));
+            prop_assert_eq!(h.hash_key(&(a as u32, b as u32)), h.hash(&(a as u32, b as u32)));
+            prop_assert_eq!(h.hash_key(&(a as i32, b as i32)), h.hash(&(a as i32, b as i32)));
+            // Other types take the adapter.
+            let s = format!("{a}-{b}");
+            prop_assert_eq!(h.hash_key(&s), h.hash(&s));
+            prop_assert_eq!(h.hash_key(&(a, s.clone())), h.hash(&(a, s)));
+        }
+
         #[test]
         fn candidates_are_a_nested_permutation(hash in any::<u64>(), n in 1usize..70) {
             let all: Vec<usize> = candidates(hash, nz(n), n + 5).collect();

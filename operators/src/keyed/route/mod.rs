@@ -15,18 +15,25 @@
 //! partial [`Aggregate`](crate::keyed::aggregate::Aggregate) accumulator and a downstream step
 //! merges them.
 //!
+//! Every key belongs to one of a fixed number of [`KeyGroups`] (hash → group → instance by
+//! multiply-shift, as in Flink), and the instance of its group is its hash target.
+//!
 //! Every candidate list is a prefix of one pseudo-random order of the instances per key
 //! ([`candidates`]), starting with the key's hash target. So hash ⊆ PKG ⊆ split in the
 //! instances a key may use, and moving a key to a wider strategy never abandons its instance.
 //!
 
+mod group;
 mod hash;
 mod pkg;
 mod split;
 
 use std::num::NonZeroUsize;
 
-pub use hash::{candidates, hash_target, two_choices, Candidates, KeyHasher};
+pub use group::{KeyGroups, KeyGroupsError, DEFAULT_KEY_GROUPS, MAX_KEY_GROUPS};
+pub use hash::{
+    candidates, candidates_in, hash_target, two_choices, two_choices_in, Candidates, KeyHasher,
+};
 pub use pkg::{LoadSignal, Pkg};
 pub use split::{
     HotKeySplit, SplitConfig, SplitConfigError, DEFAULT_SAMPLE_EVERY, MAX_DEFAULT_SKETCH,
@@ -57,8 +64,8 @@ impl Strategy {
 /// A [`Strategy`] instantiated over `n` instances, with its routing state.
 #[derive(Clone, Debug)]
 pub enum Router {
-    /// See [`Strategy::Hash`].
-    Hash(NonZeroUsize),
+    /// See [`Strategy::Hash`]: the instance of the key's group among `n`.
+    Hash(KeyGroups, NonZeroUsize),
     /// See [`Strategy::Pkg`].
     Pkg(Pkg),
     /// See [`Strategy::HotKeySplit`].
@@ -66,19 +73,27 @@ pub enum Router {
 }
 
 impl Router {
-    /// Instantiates `strategy` over `n` instances.
+    /// Instantiates `strategy` over `n` instances with the default [`KeyGroups`].
     pub fn new(strategy: &Strategy, n: NonZeroUsize) -> Self {
+        Self::with_key_groups(strategy, n, KeyGroups::default())
+    }
+
+    /// Instantiates `strategy` over `n` instances, keys grouped by `groups`. With `n` above the
+    /// group count some instances own no group (see [`KeyGroups::check`]).
+    pub fn with_key_groups(strategy: &Strategy, n: NonZeroUsize, groups: KeyGroups) -> Self {
         match strategy {
-            Strategy::Hash => Router::Hash(n),
-            Strategy::Pkg => Router::Pkg(Pkg::new(n)),
-            Strategy::HotKeySplit(config) => Router::HotKeySplit(HotKeySplit::new(n, *config)),
+            Strategy::Hash => Router::Hash(groups, n),
+            Strategy::Pkg => Router::Pkg(Pkg::with_key_groups(n, groups)),
+            Strategy::HotKeySplit(config) => {
+                Router::HotKeySplit(HotKeySplit::with_key_groups(n, *config, groups))
+            }
         }
     }
 
     /// Number of instances.
     pub fn instances(&self) -> NonZeroUsize {
         match self {
-            Router::Hash(n) => *n,
+            Router::Hash(_, n) => *n,
             Router::Pkg(pkg) => pkg.instances(),
             Router::HotKeySplit(split) => split.instances(),
         }
@@ -88,7 +103,7 @@ impl Router {
     /// [`Router::Hash`].
     pub fn choose<L: LoadSignal + ?Sized>(&mut self, key_hash: u64, load: &L) -> usize {
         match self {
-            Router::Hash(n) => hash_target(key_hash, *n),
+            Router::Hash(groups, n) => groups.target(key_hash, *n),
             Router::Pkg(pkg) => pkg.choose(key_hash, load),
             Router::HotKeySplit(split) => split.choose(key_hash, load),
         }

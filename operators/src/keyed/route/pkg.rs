@@ -2,7 +2,8 @@
 
 use std::num::NonZeroUsize;
 
-use super::hash::two_choices;
+use super::group::KeyGroups;
+use super::hash::two_choices_in;
 
 /// The current load of each target instance, as the router's caller sees it. Lower is less
 /// loaded.
@@ -50,7 +51,7 @@ pub(super) fn least_loaded<L: LoadSignal + ?Sized>(
 /// Serafini, "The Power of Both Choices: Practical Load Balancing for Distributed Stream
 /// Processing Engines", ICDE 2015).
 ///
-/// Each key has two candidate instances ([`two_choices`]); each record goes to the candidate
+/// Each key has two candidate instances ([`two_choices`](super::two_choices)); each record goes to the candidate
 /// with the lower load as reported by the caller's [`LoadSignal`], ties broken by the number of
 /// records this router has sent to each (the paper's local load estimate), then by the first
 /// candidate. A key's state is thus split over at most two instances, whose partial results a
@@ -73,14 +74,22 @@ pub(super) fn least_loaded<L: LoadSignal + ?Sized>(
 #[derive(Clone, Debug)]
 pub struct Pkg {
     n: NonZeroUsize,
+    groups: KeyGroups,
     sent: Vec<u64>,
 }
 
 impl Pkg {
-    /// A router over `n` instances.
+    /// A router over `n` instances with the default [`KeyGroups`].
     pub fn new(n: NonZeroUsize) -> Self {
+        Self::with_key_groups(n, KeyGroups::default())
+    }
+
+    /// A router over `n` instances whose first candidates are the instances of the keys'
+    /// groups.
+    pub fn with_key_groups(n: NonZeroUsize, groups: KeyGroups) -> Self {
         Self {
             n,
+            groups,
             sent: vec![0; n.get()],
         }
     }
@@ -92,7 +101,7 @@ impl Pkg {
 
     /// The two instances `key_hash` may go to (equal when `n == 1`).
     pub fn candidates(&self, key_hash: u64) -> (usize, usize) {
-        two_choices(key_hash, self.n)
+        two_choices_in(self.groups, key_hash, self.n)
     }
 
     /// Chooses the instance for one record of `key_hash` and counts it as sent there.

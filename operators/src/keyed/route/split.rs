@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 
-use super::hash::{candidates, Candidates};
+use super::group::KeyGroups;
+use super::hash::{candidates_in, Candidates};
 use super::pkg::{least_loaded, LoadSignal};
 use crate::keyed::sketch::SpaceSaving;
 
@@ -99,7 +100,7 @@ impl SplitConfig {
 /// A [`SpaceSaving`] sketch estimates each key's share `p` of the records routed so far. A key
 /// with `p` at or under the threshold `θ` (default `1/(5n)`, the paper's choice) has the two
 /// candidates of [`Pkg`](super::Pkg). A hot key (`p > θ`) gets the first
-/// `d = clamp(ceil(p / θ), 2, n)` of its [`candidates`]: just enough that each piece of it
+/// `d = clamp(ceil(p / θ), 2, n)` of its [`candidates`](super::candidates): just enough that each piece of it
 /// carries at most a `θ` share — no more than a cold key may — growing to all `n` instances
 /// (W-Choices) for a key with `p ≥ nθ`. Each record goes to the least loaded allowed candidate,
 /// as in PKG.
@@ -129,6 +130,7 @@ impl SplitConfig {
 #[derive(Clone, Debug)]
 pub struct HotKeySplit {
     n: NonZeroUsize,
+    groups: KeyGroups,
     threshold: f64,
     warmup: u64,
     sketch: SpaceSaving<u64>,
@@ -142,12 +144,19 @@ pub struct HotKeySplit {
 }
 
 impl HotKeySplit {
-    /// A router over `n` instances.
+    /// A router over `n` instances with the default [`KeyGroups`].
     pub fn new(n: NonZeroUsize, config: SplitConfig) -> Self {
+        Self::with_key_groups(n, config, KeyGroups::default())
+    }
+
+    /// A router over `n` instances whose first candidates are the instances of the keys'
+    /// groups.
+    pub fn with_key_groups(n: NonZeroUsize, config: SplitConfig, groups: KeyGroups) -> Self {
         let threshold = config.threshold(n);
         let capacity = config.sketch_capacity(threshold);
         Self {
             n,
+            groups,
             threshold,
             warmup: config
                 .warmup
@@ -201,7 +210,7 @@ impl HotKeySplit {
 
     /// The instances `key_hash` may currently be routed to, in candidate order.
     pub fn candidates(&self, key_hash: u64) -> Candidates {
-        candidates(key_hash, self.n, self.choices(key_hash))
+        candidates_in(self.groups, key_hash, self.n, self.choices(key_hash))
     }
 
     /// [`candidates`](Self::candidates) collected, for checks and reporting.
@@ -226,16 +235,20 @@ impl HotKeySplit {
         }
         let d = self.choices(key_hash);
         let target = if d <= 2 {
-            least_loaded(candidates(key_hash, self.n, d), load, &self.sent)
+            least_loaded(
+                candidates_in(self.groups, key_hash, self.n, d),
+                load,
+                &self.sent,
+            )
         } else {
             if !self.orders.contains_key(&key_hash) && self.orders.len() >= self.sketch.capacity() {
                 self.orders.clear();
             }
-            let n = self.n;
+            let (n, groups) = (self.n, self.groups);
             let order = self
                 .orders
                 .entry(key_hash)
-                .or_insert_with(|| candidates(key_hash, n, n.get()).collect());
+                .or_insert_with(|| candidates_in(groups, key_hash, n, n.get()).collect());
             least_loaded(order[..d].iter().copied(), load, &self.sent)
         };
         self.sent[target] = self.sent[target].saturating_add(1);

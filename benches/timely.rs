@@ -421,7 +421,8 @@ fn parse_args() -> Result<Args, String> {
             "--help" | "-h" => {
                 println!(
                     "cargo bench --bench timely -- [--records N] [--runs R] \
-                     [--only 1w,2w,2w-exchange,handoff,mem] [--mem-records N] [--sink-rate R]"
+                     [--only 1w,2w,2w-exchange,handoff,mem] [--mem-records N] [--sink-rate R] \
+                     [--timely-burst CONTAINERS]"
                 );
                 std::process::exit(0);
             }

@@ -1,8 +1,8 @@
 //! weir beside timely-dataflow on the same pipelines, in one process, interleaved.
 //!
 //! ```text
-//! cargo bench --bench timely -- --records 20000000 --runs 5
-//! cargo bench --bench timely -- --only mem --mem-records 2000000 --sink-rate 4000000
+//! cargo bench --manifest-path benches/peer/Cargo.toml -- --records 20000000 --runs 5
+//! cargo bench --manifest-path benches/peer/Cargo.toml -- --only mem --mem-records 2000000 --sink-rate 4000000
 //! ```
 //!
 //! Both sides run in this one binary (same profile, same global allocator: mimalloc) over `u64`
@@ -420,7 +420,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--help" | "-h" => {
                 println!(
-                    "cargo bench --bench timely -- [--records N] [--runs R] \
+                    "cargo bench --manifest-path benches/peer/Cargo.toml -- [--records N] [--runs R] \
                      [--only 1w,2w,2w-exchange,handoff,mem] [--mem-records N] [--sink-rate R] \
                      [--timely-burst CONTAINERS]"
                 );

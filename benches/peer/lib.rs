@@ -1,0 +1,1 @@
+//! Nothing to export: the package exists for its bench, `timely.rs`.

@@ -42,14 +42,17 @@ pub enum Placement {
     /// placed on one worker when the run starts and stays there. Tasks are dealt round-robin in
     /// plan order (chains in topological order, then their instances), so a producer and its
     /// consumer land on different workers and the instances of a parallel operator spread over
-    /// the workers. The default.
+    /// the workers.
     ///
     /// Anything a task spawns with `tokio::spawn` (an HTTP source's connections) runs on that
     /// task's worker.
-    #[default]
+    ///
+    /// Not the default yet: side by side on the project's shared 2-core machine it has not
+    /// measured better than work stealing (see `weir bench placement` in `BENCHMARKS.md`).
     PerWorker,
     /// One work-stealing tokio runtime shared by every task: idle workers steal tasks, and tasks
-    /// move between workers.
+    /// move between workers. The default.
+    #[default]
     WorkStealing,
 }
 
@@ -73,7 +76,7 @@ pub struct PipelineConfig {
     /// Worker threads of the runtime that [`Pipeline::run`](crate::Pipeline::run) creates (default: the number of
     /// cores). Ignored by [`Pipeline::run_async`](crate::Pipeline::run_async), which uses the caller's runtime.
     pub workers: Option<usize>,
-    /// How instance tasks are placed on the workers (default [`Placement::PerWorker`]). Ignored
+    /// How instance tasks are placed on the workers (default [`Placement::WorkStealing`]). Ignored
     /// by [`Pipeline::run_async`](crate::Pipeline::run_async).
     pub placement: Placement,
     /// Pin worker `k` to core `k mod cores` (default off). Worth it on a machine the pipeline

@@ -3,8 +3,8 @@
 mod edge;
 mod etl;
 mod ingest;
-mod latency;
 mod keyed;
+mod latency;
 mod overload;
 mod pipeline;
 mod placement;

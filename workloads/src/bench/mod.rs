@@ -4,8 +4,8 @@
 pub mod edge;
 pub mod etl;
 pub mod ingest;
-pub mod latency;
 pub mod keyed;
+pub mod latency;
 pub mod overload;
 pub mod overload_plot;
 pub mod pipeline;

@@ -41,6 +41,30 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeyHasher {
     seed: u64,
+    /// XXH3's seed-dependent constant for inputs of 4 to 8 bytes, computed once per hasher
+    /// (a function of `seed`, so equality and `Hash` still follow the seed).
+    flip4to8: u64,
+}
+
+/// Bytes 8..16 and 16..24 of XXH3's default secret, little-endian: the two words its 4-to-8
+/// byte path mixes with the seed.
+const SECRET_8: u64 = 0x1cad_21f7_2c81_017c;
+const SECRET_16: u64 = 0xdb97_9083_e96d_d4de;
+
+/// XXH3's `flip` for inputs of 4 to 8 bytes under `seed`.
+const fn flip4to8(seed: u64) -> u64 {
+    let seed = seed ^ (((seed as u32).swap_bytes() as u64) << 32);
+    (SECRET_8 ^ SECRET_16).wrapping_sub(seed)
+}
+
+/// XXH3's final mix for inputs of 4 to 8 bytes (`rrmxmx`).
+#[inline(always)]
+const fn strong_avalanche(mut h: u64, len: u64) -> u64 {
+    h ^= h.rotate_left(49) ^ h.rotate_left(24);
+    h = h.wrapping_mul(0x9fb2_1c65_1e98_df25);
+    h ^= (h >> 35).wrapping_add(len);
+    h = h.wrapping_mul(0x9fb2_1c65_1e98_df25);
+    h ^ (h >> 28)
 }
 
 impl KeyHasher {
@@ -49,7 +73,10 @@ impl KeyHasher {
 
     /// A hasher with the given seed. Two hashers route alike iff their seeds are equal.
     pub const fn new(seed: u64) -> Self {
-        Self { seed }
+        Self {
+            seed,
+            flip4to8: flip4to8(seed),
+        }
     }
 
     /// The seed.
@@ -58,9 +85,20 @@ impl KeyHasher {
     }
 
     /// Hashes a `u64` key (its 8 little-endian bytes).
+    ///
+    /// XXH3's path for 8 bytes, with its seed-dependent constant computed when the hasher was
+    /// made rather than for every key: the first 4 bytes become the high half of the word that
+    /// is mixed, the last 4 the low half.
     #[inline]
     pub fn hash_u64(&self, key: u64) -> u64 {
-        xxh3_64_with_seed(&key.to_le_bytes(), self.seed)
+        strong_avalanche(key.rotate_left(32) ^ self.flip4to8, 8)
+    }
+
+    /// Hashes a 4-byte key (its little-endian bytes), as [`hash_u64`](Self::hash_u64) does 8.
+    #[inline]
+    fn hash_u32(&self, key: u32) -> u64 {
+        let k = u64::from(key);
+        strong_avalanche((k | (k << 32)) ^ self.flip4to8, 4)
     }
 
     /// Hashes raw key bytes.
@@ -88,6 +126,26 @@ impl KeyHasher {
     pub fn hash_key<K: Hash + 'static>(&self, key: &K) -> u64 {
         let id = TypeId::of::<K>();
         let any: &dyn Any = key;
+        macro_rules! word {
+            ($($t:ty => |$k:ident| $hash:expr),* $(,)?) => {$(
+                if id == TypeId::of::<$t>() {
+                    if let Some(&$k) = any.downcast_ref::<$t>() {
+                        return $hash;
+                    }
+                }
+            )*};
+        }
+        word! {
+            u64 => |k| self.hash_u64(k),
+            i64 => |k| self.hash_u64(k as u64),
+            usize => |k| self.hash_u64(k as u64),
+            isize => |k| self.hash_u64(k as i64 as u64),
+            u32 => |k| self.hash_u32(k),
+            i32 => |k| self.hash_u32(k as u32),
+            char => |k| self.hash_u32(u32::from(k)),
+            (u32, u32) => |k| self.hash_u64(u64::from(k.0) | (u64::from(k.1) << 32)),
+            (i32, i32) => |k| self.hash_u64(u64::from(k.0 as u32) | (u64::from(k.1 as u32) << 32)),
+        }
         macro_rules! fixed {
             ($($t:ty => |$k:ident| $bytes:expr),* $(,)?) => {$(
                 if id == TypeId::of::<$t>() {
@@ -98,12 +156,6 @@ impl KeyHasher {
             )*};
         }
         fixed! {
-            u64 => |k| k.to_le_bytes(),
-            u32 => |k| k.to_le_bytes(),
-            i64 => |k| k.to_le_bytes(),
-            i32 => |k| k.to_le_bytes(),
-            usize => |k| (k as u64).to_le_bytes(),
-            isize => |k| (k as i64).to_le_bytes(),
             u16 => |k| k.to_le_bytes(),
             i16 => |k| k.to_le_bytes(),
             u8 => |k| [k],
@@ -114,8 +166,6 @@ impl KeyHasher {
             i128 => |k| k.to_le_bytes(),
             (u64, u64) => |k| cat8(k.0.to_le_bytes(), k.1.to_le_bytes()),
             (i64, i64) => |k| cat8(k.0.to_le_bytes(), k.1.to_le_bytes()),
-            (u32, u32) => |k| cat4(k.0.to_le_bytes(), k.1.to_le_bytes()),
-            (i32, i32) => |k| cat4(k.0.to_le_bytes(), k.1.to_le_bytes()),
         }
         self.hash(key)
     }
@@ -127,15 +177,6 @@ fn cat8(a: [u8; 8], b: [u8; 8]) -> [u8; 16] {
     let mut out = [0; 16];
     out[..8].copy_from_slice(&a);
     out[8..].copy_from_slice(&b);
-    out
-}
-
-/// Two 4-byte encodings, one after the other.
-#[inline(always)]
-fn cat4(a: [u8; 4], b: [u8; 4]) -> [u8; 8] {
-    let mut out = [0; 8];
-    out[..4].copy_from_slice(&a);
-    out[4..].copy_from_slice(&b);
     out
 }
 
@@ -558,6 +599,12 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let h = KeyHasher::new(seed);
+            // The precomputed 4-to-8-byte path is XXH3 itself, for every seed.
+            prop_assert_eq!(h.hash_u64(a), xxh3_64_with_seed(&a.to_le_bytes(), seed));
+            prop_assert_eq!(
+                h.hash_u32(a as u32),
+                xxh3_64_with_seed(&(a as u32).to_le_bytes(), seed)
+            );
             prop_assert_eq!(h.hash_key(&a), h.hash_u64(a));
             prop_assert_eq!(h.hash_key(&a), h.hash(&a));
             prop_assert_eq!(h.hash_key(&(a as u32)), h.hash(&(a as u32)));

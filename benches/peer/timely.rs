@@ -111,10 +111,21 @@ impl Shape {
 // ---------------------------------------------------------------------------------------------
 // weir
 
+/// weir's placement of tasks on its workers (`--weir-placement`): 0 work stealing (the
+/// default), 1 per worker, 2 colocated (instance `k` of every operator on worker `k`, the layout
+/// of timely's workers).
+static WEIR_PLACEMENT: AtomicUsize = AtomicUsize::new(0);
+
 fn weir_config(workers: usize) -> PipelineConfig {
+    let placement = match WEIR_PLACEMENT.load(Ordering::Relaxed) {
+        1 => Placement::PerWorker,
+        2 => Placement::Colocated,
+        _ => Placement::WorkStealing,
+    };
     PipelineConfig {
         workers: Some(workers),
         parallelism: workers,
+        placement,
         ..PipelineConfig::default()
     }
 }
@@ -418,11 +429,21 @@ fn parse_args() -> Result<Args, String> {
                 let burst: usize = value()?.parse().map_err(|e| format!("{e}"))?;
                 TIMELY_BURST.store(burst.max(1), Ordering::Relaxed);
             }
+            "--weir-placement" => {
+                let placement = match value()?.as_str() {
+                    "work-stealing" => 0,
+                    "per-worker" => 1,
+                    "colocated" => 2,
+                    other => return Err(format!("unknown placement {other:?}")),
+                };
+                WEIR_PLACEMENT.store(placement, Ordering::Relaxed);
+            }
             "--help" | "-h" => {
                 println!(
                     "cargo bench --manifest-path benches/peer/Cargo.toml -- [--records N] [--runs R] \
                      [--only 1w,2w,2w-exchange,handoff,mem] [--mem-records N] [--sink-rate R] \
-                     [--timely-burst CONTAINERS]"
+                     [--timely-burst CONTAINERS] \
+                     [--weir-placement work-stealing|per-worker|colocated]"
                 );
                 std::process::exit(0);
             }

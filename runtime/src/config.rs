@@ -50,6 +50,16 @@ pub enum Placement {
     /// Not the default yet: side by side on the project's shared 2-core machine it has not
     /// measured better than work stealing (see `weir bench placement` in `BENCHMARKS.md`).
     PerWorker,
+    /// As [`PerWorker`](Self::PerWorker), but dealt by instance index: instance `k` of every
+    /// operator runs on worker `k mod workers`. A worker then runs one whole slice of the graph
+    /// (the layout of timely-dataflow's workers), so a chain and the consumer of the same index
+    /// hand batches over in one thread, in that core's cache, and no hop crosses cores except
+    /// where the graph redistributes (a keyed, rebalanced or broadcast edge, or a fan-in into
+    /// fewer instances).
+    ///
+    /// The cores are used only as far as the graph is parallel: at parallelism 1 every task runs
+    /// on worker 0. Give the operators a parallelism of (a multiple of) the workers.
+    Colocated,
     /// One work-stealing tokio runtime shared by every task: idle workers steal tasks, and tasks
     /// move between workers. The default.
     #[default]
@@ -81,7 +91,8 @@ pub struct PipelineConfig {
     pub placement: Placement,
     /// Pin worker `k` to core `k mod cores` (default off). Worth it on a machine the pipeline
     /// has to itself; on a shared one, pinned workers cannot move away from a busy core. Only
-    /// with [`Placement::PerWorker`]; where the platform cannot pin, workers run unpinned.
+    /// with [`Placement::PerWorker`] and [`Placement::Colocated`]; where the platform cannot pin,
+    /// workers run unpinned.
     pub pin_workers: bool,
     /// Default parallelism of operators that do not set their own (default 1): the job-wide
     /// setting, as in Flink. An operator does not inherit its input's parallelism: after a source

@@ -1,5 +1,6 @@
 //! Where instance tasks run: with `Placement::PerWorker` every task stays on the worker it was
-//! dealt (round-robin in plan order) for the whole run; every placement computes the same result.
+//! dealt (round-robin in plan order) for the whole run, with `Placement::Colocated` instance `k`
+//! of every operator stays on worker `k`; every placement computes the same result.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -110,6 +111,15 @@ const N: u64 = 20_000;
 
 /// source (2) → pass (2) → sum (1), every operator its own task, on two workers.
 fn run(placement: Placement, pin_workers: bool) -> (u64, BTreeMap<String, Vec<String>>) {
+    run_at(placement, pin_workers, 2)
+}
+
+/// source (p) → pass (p) → sum (1), every operator its own task, on two workers.
+fn run_at(
+    placement: Placement,
+    pin_workers: bool,
+    parallelism: usize,
+) -> (u64, BTreeMap<String, Vec<String>>) {
     let seen: Seen = Arc::default();
     let mut p = Pipeline::with_config(
         "placed",
@@ -117,7 +127,7 @@ fn run(placement: Placement, pin_workers: bool) -> (u64, BTreeMap<String, Vec<St
             workers: Some(2),
             placement,
             pin_workers,
-            parallelism: 2,
+            parallelism,
             batch_rows: 16,
             chaining: Chaining::Off,
             ..PipelineConfig::default()
@@ -159,6 +169,55 @@ fn per_worker_tasks_stay_on_the_worker_they_were_dealt() {
     .map(|(task, worker)| (task.to_string(), vec![format!("weir-placed-{worker}")]))
     .collect();
     assert_eq!(seen, expected);
+}
+
+/// `(task, worker)` pairs as the threads `run` records.
+fn on_workers(tasks: &[(&str, usize)]) -> BTreeMap<String, Vec<String>> {
+    tasks
+        .iter()
+        .map(|&(task, worker)| (task.to_string(), vec![format!("weir-placed-{worker}")]))
+        .collect()
+}
+
+#[test]
+fn colocated_instances_share_their_index_worker() {
+    // Parallelism 1: round-robin would put the pass on worker 1 and the sum back on worker 0;
+    // by instance, the whole slice runs on worker 0.
+    let (sum, seen) = run_at(Placement::Colocated, false, 1);
+    assert_eq!(sum, N * (N - 1) / 2);
+    assert_eq!(
+        seen,
+        on_workers(&[("source/0", 0), ("pass/0", 0), ("sum/0", 0)])
+    );
+    // Parallelism 3 on two workers: instance k on worker k mod 2.
+    let (sum, seen) = run_at(Placement::Colocated, false, 3);
+    assert_eq!(sum, N * (N - 1) / 2);
+    assert_eq!(
+        seen,
+        on_workers(&[
+            ("source/0", 0),
+            ("source/1", 1),
+            ("source/2", 0),
+            ("pass/0", 0),
+            ("pass/1", 1),
+            ("pass/2", 0),
+            ("sum/0", 0),
+        ])
+    );
+    // Round-robin in plan order puts the same tasks elsewhere: source/2 and pass/1 swap sides.
+    let (_, seen) = run_at(Placement::PerWorker, false, 3);
+    assert_eq!(
+        seen,
+        on_workers(&[
+            ("source/0", 0),
+            ("source/1", 1),
+            ("source/2", 0),
+            ("pass/0", 1),
+            ("pass/1", 0),
+            ("pass/2", 1),
+            ("sum/0", 0),
+        ])
+    );
 }
 
 #[test]

@@ -13,8 +13,9 @@ use crate::{open_json, Error};
 /// The pipeline at parallelism 1 and 2 under each placement, with run-to-run spread.
 #[derive(Args)]
 pub struct PlacementArgs {
-    /// Rows per run.
-    #[arg(long, visible_alias = "rows", default_value_t = 20_000_000)]
+    /// Rows per run (the default makes a run last a few hundred milliseconds, so that thread and
+    /// runtime start-up do not dominate its time).
+    #[arg(long, visible_alias = "rows", default_value_t = 200_000_000)]
     pub records: u64,
     /// Runs per variant (interleaved); medians and spread are reported.
     #[arg(long, default_value_t = 7)]

@@ -235,10 +235,11 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 impl Prepared {
     /// Runs every task until all finish or one fails: on the current tokio runtime, or, given
-    /// worker handles, task `i` (in plan order) on worker `i mod workers` for the whole run.
+    /// worker handles, task `i` (in plan order) on worker `i mod workers` for the whole run —
+    /// or, with `by_instance`, the task of instance `k` on worker `k mod workers`.
     pub(crate) async fn run(
         self,
-        workers: Option<&[tokio::runtime::Handle]>,
+        workers: Option<(&[tokio::runtime::Handle], bool)>,
     ) -> Result<RunReport, RunError> {
         let Prepared { registry, tasks } = self;
         let mut set = JoinSet::new();
@@ -247,8 +248,9 @@ impl Prepared {
             let span = tracing::info_span!("instance", operator = %name, instance);
             let fut = fut.instrument(span);
             let handle = match workers {
-                Some(workers) if !workers.is_empty() => {
-                    set.spawn_on(fut, &workers[i % workers.len()])
+                Some((workers, by_instance)) if !workers.is_empty() => {
+                    let k = if by_instance { instance } else { i };
+                    set.spawn_on(fut, &workers[k % workers.len()])
                 }
                 _ => set.spawn(fut),
             };

@@ -207,7 +207,8 @@ impl Pipeline {
                     result
                 })
             }
-            Placement::PerWorker => {
+            placement @ (Placement::PerWorker | Placement::Colocated) => {
+                let by_instance = placement == Placement::Colocated;
                 let pool = WorkerPool::start(workers, &name, config.pin_workers)
                     .map_err(RunError::Executor)?;
                 // The run's own thread only coordinates: it starts the tasks on the workers and
@@ -217,7 +218,8 @@ impl Pipeline {
                     .build()
                     .map_err(RunError::Executor)?;
                 thread.spawn(move || {
-                    let result = coordinator.block_on(prepared.run(Some(pool.handles())));
+                    let result =
+                        coordinator.block_on(prepared.run(Some((pool.handles(), by_instance))));
                     coordinator.shutdown_background();
                     drop(pool);
                     result

@@ -41,8 +41,9 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// The variants compared: work stealing, one scheduler per worker, and that pinned.
-    pub const ALL: [Variant; 3] = [
+    /// The variants compared: work stealing, one scheduler per worker (tasks dealt round-robin,
+    /// or by instance index), and each of those pinned.
+    pub const ALL: [Variant; 5] = [
         Variant {
             placement: Placement::WorkStealing,
             pin: false,
@@ -55,12 +56,22 @@ impl Variant {
             placement: Placement::PerWorker,
             pin: true,
         },
+        Variant {
+            placement: Placement::Colocated,
+            pin: false,
+        },
+        Variant {
+            placement: Placement::Colocated,
+            pin: true,
+        },
     ];
 
     /// A short name for tables.
     pub fn name(self) -> &'static str {
         match (self.placement, self.pin) {
             (Placement::WorkStealing, _) => "work-stealing",
+            (Placement::Colocated, false) => "colocated",
+            (Placement::Colocated, true) => "colocated pinned",
             (_, false) => "per-worker",
             (_, true) => "per-worker pinned",
         }

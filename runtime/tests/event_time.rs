@@ -368,6 +368,12 @@ fn end_of_input_advances_every_operator_to_infinity() {
         .unwrap();
     assert!(first_wm > last_a);
     assert_eq!(watermarks(&log, 0).last(), Some(&i64::MAX));
+    let shown = report.to_string();
+    assert!(
+        shown.contains("event time: `b` #0 ended, watermark +∞"),
+        "{shown}"
+    );
+    assert!(shown.contains("watermark in: `merge` +∞"), "{shown}");
     for name in ["a", "b", "merge", "collect"] {
         assert_eq!(
             instance(&report, name, 0).watermark,

@@ -78,6 +78,20 @@ impl<T: Data> Batch for Vec<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Timestamp(pub i64);
 
+impl Timestamp {
+    /// The end of time: the watermark a source sends when its input ends, so every window
+    /// downstream closes.
+    ///
+    /// ```
+    /// use weir_runtime::Timestamp;
+    ///
+    /// assert!(Timestamp(1_700_000_000_000) < Timestamp::MAX);
+    /// ```
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+    /// The beginning of time.
+    pub const MIN: Timestamp = Timestamp(i64::MIN);
+}
+
 /// What an edge carries: data and control markers, in order.
 ///
 /// Control markers take an edge slot like data (so they are ordered with it and bounded by the
@@ -96,6 +110,14 @@ pub enum Message<B> {
     /// The executor forwards it once every input that can carry its source's barriers has
     /// delivered it.
     Barrier(crate::barrier::Barrier),
+    /// The producer has no data and will send none until its next batch or watermark: leave
+    /// it out of the minimum watermark until then (see [`event_time`](crate::event_time)).
+    ///
+    /// A source instance sends it once its source has had nothing to read for the idle timeout
+    /// of its [`WatermarkStrategy`](crate::WatermarkStrategy); an operator whose every live
+    /// input is idle passes it on. The next batch or watermark on the same edge makes the
+    /// producer active again: no marker says so.
+    Idle,
     /// The producer has finished; nothing follows.
     End,
 }
@@ -115,6 +137,7 @@ impl<B: Batch> Message<B> {
         match self {
             Message::Watermark(ts) => Message::Watermark(*ts),
             Message::Barrier(b) => Message::Barrier(*b),
+            Message::Idle => Message::Idle,
             Message::End => Message::End,
             Message::Data(_) => unreachable!("only control markers are copied"),
         }

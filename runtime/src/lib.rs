@@ -9,6 +9,8 @@
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
 //!   its rows (durable acknowledgement);
+//! - [`event_time`]: timestamps, watermark strategies, idleness and watermark alignment at the
+//!   sources;
 //! - [`PipelineConfig`] and [`Chaining`] (module `config`): settings of a whole pipeline;
 //! - [`graph`]: the logical plan, validation, DOT export;
 //! - the physical plan (private): instances, chains and the edges between them;
@@ -31,6 +33,7 @@ pub mod channel;
 mod config;
 mod dead_letter;
 mod error;
+pub mod event_time;
 mod exec;
 pub mod graph;
 pub mod heap_size;
@@ -56,6 +59,7 @@ pub use channel::{
 pub use config::{Chaining, PipelineConfig, Placement, SMALL_BATCH_MAX_CAPACITY};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
+pub use event_time::{EventTimeState, WatermarkStrategy};
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
 pub use metrics::RunReport;

@@ -651,6 +651,28 @@ impl<B: Batch> Output<B> {
         self.sealed.push(Message::Watermark(watermark));
     }
 
+    /// Announces that this producer is idle (see [`Message::Idle`]): the partial batch before
+    /// it is cut and goes first.
+    pub(crate) fn idle(&mut self) {
+        self.flush();
+        self.sealed.push(Message::Idle);
+    }
+
+    /// The batches sealed and not yet taken.
+    #[inline]
+    pub(crate) fn sealed_batches(&self) -> impl Iterator<Item = &B> {
+        self.sealed.iter().filter_map(|m| match m {
+            Message::Data(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Emits a watermark after the sealed messages, leaving the partial batch open: its rows
+    /// follow the watermark (a source's strategy has not seen them yet).
+    pub(crate) fn watermark_after_sealed(&mut self, watermark: Timestamp) {
+        self.sealed.push(Message::Watermark(watermark));
+    }
+
     /// Emits a [barrier](crate::barrier), in order with the data: the partial batch before it
     /// is cut and goes first.
     pub fn barrier(&mut self, barrier: crate::barrier::Barrier) {

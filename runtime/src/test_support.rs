@@ -66,6 +66,49 @@ pub fn run_guarded(p: Pipeline) -> Result<RunReport, RunError> {
     guarded("join", move || handle.join())
 }
 
+/// A run started on the caller's tokio runtime, with live reports: for tests that drive time
+/// themselves (tokio's paused clock), which [`Pipeline::spawn`]'s own runtime cannot.
+pub struct AsyncRun {
+    registry: Arc<crate::metrics::Registry>,
+}
+
+impl std::fmt::Debug for AsyncRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncRun")
+            .field("pipeline", &self.registry.pipeline)
+            .finish()
+    }
+}
+
+impl AsyncRun {
+    /// A live report, as [`RunHandle::snapshot`](crate::RunHandle::snapshot).
+    pub fn snapshot(&self) -> RunReport {
+        self.registry.snapshot(false)
+    }
+}
+
+/// Plans `p` and returns a handle for live reports and the run itself, to await (or join with
+/// the test's own steps) on the caller's runtime.
+///
+/// # Errors
+///
+/// An invalid graph, or an operator that could not be built.
+pub fn start_async(
+    p: Pipeline,
+) -> Result<
+    (
+        AsyncRun,
+        impl std::future::Future<Output = Result<RunReport, RunError>>,
+    ),
+    RunError,
+> {
+    let prepared = p.prepare()?;
+    let run = AsyncRun {
+        registry: prepared.registry.clone(),
+    };
+    Ok((run, async move { prepared.run(None).await }))
+}
+
 /// A waker that counts how often it was woken, to assert "pending, then woken".
 ///
 /// # Examples

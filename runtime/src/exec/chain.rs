@@ -401,7 +401,12 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                         self.metrics.note_state(size);
                     }
                 }
-                Message::Watermark(ts) => self.call(|op, out| op.on_watermark(ts, out))?,
+                Message::Watermark(ts) => {
+                    self.metrics.note_watermark(ts);
+                    self.call(|op, out| op.on_watermark(ts, out))?;
+                }
+                // Its one input is idle: so is it.
+                Message::Idle => self.out.idle(),
                 Message::Barrier(b) => {
                     refuse_barrier(&self.op, &self.info).map_err(|e| self.attributed(e, false))?;
                     hold_barrier(&mut self.barriers, b);

@@ -3,7 +3,9 @@
 //! Every loop follows the same order, which is the demand protocol seen from one instance:
 //!
 //! 1. drain held output (waiting here is *backpressured*);
-//! 2. wait until downstream has credit (*backpressured*) — a source is polled only after this;
+//! 2. wait until downstream has credit (*backpressured*) — a source is polled only after this,
+//!    and, for a source in a watermark alignment group, only once the group does not pause it
+//!    (the same wait, also *backpressured*: see `source_time.rs`);
 //! 3. wait until the operator is ready for input (`Operator::poll_ready`; *busy*) — sinks
 //!    likewise (`Sink::poll_ready`);
 //! 4. wait for input (*idle*), flushing a lingering partial batch when its deadline passes;
@@ -27,12 +29,14 @@ use tokio::time::Instant;
 use crate::barrier::{Barrier, Ledger};
 use crate::batch::Batch;
 use crate::error::OperatorError;
+use crate::event_time::AlignGroups;
 use crate::exec::chain::{
     emitted_mark, held_rows, hold_barrier, refill, refuse_barrier, release_barriers, Downstream,
     Work,
 };
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
+use crate::exec::source_time::{Clock, SourceTime};
 use crate::metrics::{InstanceMetrics, TimeState};
 use crate::operator::{InstanceInfo, Operator, Output, Sink, Source, SourceStatus};
 use crate::stop::StopSignal;
@@ -46,6 +50,8 @@ pub(crate) struct DriverCtx {
     pub(crate) linger: Duration,
     pub(crate) yield_every: u32,
     pub(crate) stop: Arc<StopSignal>,
+    /// The run's watermark alignment groups.
+    pub(crate) align: Arc<AlignGroups>,
 }
 
 /// Polls `f` to completion, switching the instance to `state` while it is pending.
@@ -237,10 +243,86 @@ fn flush_open<B: Batch, D: Downstream<B>>(
     outs.flush_open()
 }
 
-pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
+/// Sends what `out` sealed: for a source with a watermark strategy, stamped first (see
+/// `source_time.rs`).
+#[inline]
+fn send<B: Batch, D: Downstream<B>>(
+    out: &mut Output<B>,
+    outs: &mut D,
+    et: Option<&mut SourceTime<B>>,
+) -> Result<(), OperatorError> {
+    match et {
+        None => outs.dispatch(out),
+        Some(et) => {
+            et.stamp(out)?;
+            outs.dispatch(out)?;
+            et.sent();
+            Ok(())
+        }
+    }
+}
+
+/// [`flush_open`] for a source: its own partial batch is stamped as it goes.
+fn flush_source<B: Batch, D: Downstream<B>>(
+    out: &mut Output<B>,
+    outs: &mut D,
+    et: Option<&mut SourceTime<B>>,
+) -> Result<(), OperatorError> {
+    out.flush();
+    send(out, outs, et)?;
+    outs.flush_open()
+}
+
+/// What ended a source's wait for data.
+enum Polled {
+    Status(Result<SourceStatus, OperatorError>),
+    /// Linger deadline or stop: send what is open.
+    Flush,
+    /// Quiet for its idle timeout.
+    Idle,
+}
+
+/// Waits while the source's alignment group pauses it: as for credit (backpressured), watching
+/// the stop signal, its consumers going away and chained work meanwhile.
+async fn wait_aligned<B: Batch, D: Downstream<B>>(
+    et: &mut SourceTime<B>,
+    outs: &mut D,
+    m: &InstanceMetrics,
+    stop: &StopSignal,
+    watch_stop: bool,
+) -> Result<(), OperatorError> {
+    m.align_pause_start();
+    let mut stopped = pin!(stop.wait());
+    let woke = wait_in(m, TimeState::Backpressured, |cx| {
+        if et.poll_aligned(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        match outs.poll_work(cx) {
+            Ok(Work::Emitted) => return Poll::Ready(Ok(())),
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(_) => {}
+        }
+        if watch_stop && stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        // The next `make_room` sees the consumers gone.
+        if outs.poll_closed(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        outs.wake_consumers();
+        Poll::Pending
+    })
+    .await;
+    m.align_pause_end();
+    m.switch(TimeState::Busy);
+    woke
+}
+
+pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::Output>>(
     mut source: S,
     mut outs: D,
     ctx: DriverCtx,
+    mut clock: C,
 ) -> Result<(), OperatorError> {
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
@@ -248,10 +330,13 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
     let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
+    let mut closed = false;
     loop {
-        if !make_room(&mut outs, m, || {}).await? {
+        let mut waited = false;
+        if !make_room(&mut outs, m, || waited = true).await? {
             // Every consumer has gone away: stop reading.
             outs.count_held();
+            closed = true;
             break;
         }
         if ctx.stop.is_stopped() && !stopping {
@@ -259,6 +344,22 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
             // A source may ask to hand on what it already acknowledged before it ends.
             if source.on_stop() == SourceStatus::Done {
                 break;
+            }
+        }
+        if let Some(et) = clock.time() {
+            if waited {
+                et.blocked();
+            }
+            // Reading also waits for the alignment group, as it waits for credit.
+            if et.is_paused() {
+                if open_since(&out, &outs).is_some() {
+                    // What it has goes before it waits.
+                    flush_source(&mut out, &mut outs, Some(et))?;
+                } else {
+                    wait_aligned(et, &mut outs, m, &ctx.stop, !stopping).await?;
+                    et.blocked();
+                }
+                continue;
             }
         }
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
@@ -277,30 +378,38 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
                 }
                 first = false;
                 if let Poll::Ready(r) = source.poll_produce(cx, &mut out) {
-                    return Poll::Ready(Some(r));
+                    return Poll::Ready(Polled::Status(r));
                 }
                 if out.is_full() {
-                    return Poll::Ready(None);
+                    return Poll::Ready(Polled::Flush);
                 }
                 // Before parking: lossy edges move their backlog as credit returns, and
                 // chained operators' asynchronous work progresses.
                 match outs.poll_work(cx) {
-                    Ok(Work::Emitted) => return Poll::Ready(Some(Ok(SourceStatus::Continue))),
-                    Err(e) => return Poll::Ready(Some(Err(e))),
+                    Ok(Work::Emitted) => {
+                        return Poll::Ready(Polled::Status(Ok(SourceStatus::Continue)))
+                    }
+                    Err(e) => return Poll::Ready(Polled::Status(Err(e))),
                     Ok(_) => {}
                 }
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
-                        return Poll::Ready(None);
+                        return Poll::Ready(Polled::Flush);
                     }
                 }
                 if watch_stop && stopped.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(None);
+                    return Poll::Ready(Polled::Flush);
                 }
                 // Waiting for data, not for credit: the consumers going away must end the wait
                 // too (the next `make_room` sees them gone).
                 if outs.poll_closed(cx).is_ready() {
-                    return Poll::Ready(Some(Ok(SourceStatus::Continue)));
+                    return Poll::Ready(Polled::Status(Ok(SourceStatus::Continue)));
+                }
+                // Quiet for its idle timeout: announce it (a timer wakes the task then).
+                if let Some(et) = clock.time() {
+                    if et.poll_idle(cx).is_ready() {
+                        return Poll::Ready(Polled::Idle);
+                    }
                 }
                 outs.wake_consumers();
                 m.switch(TimeState::Idle);
@@ -309,23 +418,37 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>>(
             .await
         };
         m.switch(TimeState::Busy);
+        if let Some(et) = clock.time() {
+            // Rows it produced end its quiet time (and its idleness).
+            if !matches!(status, Polled::Idle) && (out.is_full() || out.has_open_batch()) {
+                et.note_rows();
+            }
+        }
         match status {
-            Some(Ok(SourceStatus::Continue)) => {}
-            Some(Ok(SourceStatus::Done)) => break,
-            Some(Err(e)) => return Err(e),
-            // Linger deadline or stop: send what we have.
-            None => flush_open(&mut out, &mut outs)?,
+            Polled::Status(Ok(SourceStatus::Continue)) => {}
+            Polled::Status(Ok(SourceStatus::Done)) => break,
+            Polled::Status(Err(e)) => return Err(e),
+            Polled::Flush => flush_source(&mut out, &mut outs, clock.time())?,
+            Polled::Idle => {
+                if let Some(et) = clock.time() {
+                    et.go_idle(&mut out)?;
+                }
+            }
         }
         if let Some(since) = open_since(&out, &outs) {
             if ctx.linger.is_zero() || since.elapsed() >= ctx.linger {
-                flush_open(&mut out, &mut outs)?;
+                flush_source(&mut out, &mut outs, clock.time())?;
             }
         }
         let before = m.rows_out.get();
-        outs.dispatch(&mut out)?;
+        send(&mut out, &mut outs, clock.time())?;
         if budget.spend((m.rows_out.get() - before) as usize) {
             end_turn(m, &mut outs).await;
         }
+    }
+    if let Some(et) = clock.time().filter(|_| !closed) {
+        // The last rows, then +∞: every window downstream closes.
+        et.end(&mut out)?;
     }
     finish_outputs(&mut outs, &mut out, m).await?;
     m.switch(TimeState::Done);
@@ -447,7 +570,12 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     m.note_state(size);
                 }
             }
-            Some(Ok(Event::Watermark(wm))) => op.on_watermark(wm, &mut out)?,
+            Some(Ok(Event::Watermark(wm))) => {
+                m.note_watermark(wm);
+                op.on_watermark(wm, &mut out)?;
+            }
+            // Every live input is idle: so is this instance, downstream.
+            Some(Ok(Event::Idle)) => out.idle(),
             Some(Ok(Event::Barrier(b))) => {
                 refuse_barrier(&op, &ctx.info)?;
                 hold_barrier(&mut barriers, b);
@@ -597,7 +725,8 @@ pub(crate) async fn run_sink<K: Sink>(
                     dead.dispatch(std::mem::take(&mut rejects), 0);
                 }
             }
-            Event::Watermark(_) => {}
+            Event::Watermark(wm) => m.note_watermark(wm),
+            Event::Idle => {}
             Event::Barrier(b) => {
                 // What came before it is made durable before it is reported.
                 wait_in(m, TimeState::Busy, |cx| sink.poll_barrier(cx, b)).await?;

@@ -1,5 +1,21 @@
 //! The receiving half of an instance: its inlets, merged fairly, with watermarks and barriers
 //! combined.
+//!
+//! # Watermarks
+//!
+//! Each input keeps the highest watermark it delivered (a lower one later is ignored). The
+//! instance's watermark is the minimum over the inputs that are neither ended nor idle, once
+//! every one of those has delivered a watermark; it is passed on only when it advances, so it
+//! never goes backwards.
+//!
+//! - An **ended** input no longer holds the minimum back (as if at `+∞`). When every input has
+//!   ended, an instance that passed on any watermark passes on `+∞` ([`Timestamp::MAX`])
+//!   before the end, so every window downstream closes even if a producer did not send it.
+//! - An **idle** input ([`Message::Idle`]) is left out of the minimum until its next batch or
+//!   watermark makes it active again. Its watermark from before stays: once active again it
+//!   holds the minimum back from advancing further until it catches up, but what was already
+//!   passed on is never taken back. When every live input is idle, the instance announces
+//!   itself idle downstream (once, until an input becomes active again).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,6 +34,8 @@ pub(crate) enum Event<B> {
     Watermark(Timestamp),
     /// A source's barrier arrived on every live input that can carry its barriers.
     Barrier(Barrier),
+    /// Every live input is idle (see the module docs).
+    Idle,
     /// Every input has ended.
     End,
 }
@@ -27,6 +45,8 @@ struct Input<B: Batch> {
     inlet: Inlet<B>,
     watermark: Option<Timestamp>,
     ended: bool,
+    /// It announced idleness and has sent nothing since.
+    idle: bool,
     /// The source instances whose barriers this input can carry (what reaches its producer),
     /// and the highest barrier of each it delivered.
     origins: Vec<(u32, Option<u64>)>,
@@ -39,6 +59,10 @@ pub(crate) struct Inputs<B: Batch> {
     last: usize,
     live: usize,
     watermark: Option<Timestamp>,
+    /// Idleness was passed on and no input has become active since.
+    idle: bool,
+    /// `+∞` is owed before the end (every input ended after a watermark was passed on).
+    owe_max: bool,
     /// Per source instance: the highest barrier passed on.
     barriers: Vec<(u32, u64)>,
     /// Barriers combined and not yet returned.
@@ -58,6 +82,7 @@ impl<B: Batch> Inputs<B> {
                     inlet,
                     watermark: None,
                     ended: false,
+                    idle: false,
                     origins: origins.iter().map(|&o| (o, None)).collect(),
                 })
                 .collect(),
@@ -65,6 +90,8 @@ impl<B: Batch> Inputs<B> {
             last: 0,
             live,
             watermark: None,
+            idle: false,
+            owe_max: false,
             barriers: Vec::new(),
             ready: VecDeque::new(),
         }
@@ -87,10 +114,11 @@ impl<B: Batch> Inputs<B> {
         }
     }
 
-    /// The minimum watermark over inputs still running, if every one has reported one.
+    /// The minimum watermark over inputs still running and not idle, if every one has reported
+    /// one (and there is one).
     fn combined_watermark(&self) -> Option<Timestamp> {
         let mut min: Option<Timestamp> = None;
-        for input in self.inputs.iter().filter(|i| !i.ended) {
+        for input in self.inputs.iter().filter(|i| !i.ended && !i.idle) {
             let wm = input.watermark?;
             min = Some(min.map_or(wm, |m| m.min(wm)));
         }
@@ -106,6 +134,11 @@ impl<B: Batch> Inputs<B> {
         if let Some(b) = self.ready.pop_front() {
             return Poll::Ready(Ok(Event::Barrier(b)));
         }
+        if self.owe_max {
+            self.owe_max = false;
+            self.watermark = Some(Timestamp::MAX);
+            return Poll::Ready(Ok(Event::Watermark(Timestamp::MAX)));
+        }
         let n = self.inputs.len();
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -116,12 +149,20 @@ impl<B: Batch> Inputs<B> {
                 }
                 match input.inlet.poll_recv(cx) {
                     Poll::Ready(Ok(Message::Data(batch))) => {
+                        if input.idle {
+                            input.idle = false;
+                            self.idle = false;
+                        }
                         self.next = (i + 1) % n;
                         self.last = i;
                         let bytes = input.inlet.last_bytes();
                         return Poll::Ready(Ok(Event::Data(input.port, batch, bytes)));
                     }
                     Poll::Ready(Ok(Message::Watermark(ts))) => {
+                        if input.idle {
+                            input.idle = false;
+                            self.idle = false;
+                        }
                         if input.watermark.is_none_or(|w| ts > w) {
                             input.watermark = Some(ts);
                         }
@@ -140,9 +181,22 @@ impl<B: Batch> Inputs<B> {
                             return Poll::Ready(Ok(Event::Barrier(b)));
                         }
                     }
+                    Poll::Ready(Ok(Message::Idle)) => {
+                        input.idle = true;
+                        // Without it, the others' minimum may advance.
+                        if let Some(wm) = self.advance_watermark() {
+                            return Poll::Ready(Ok(Event::Watermark(wm)));
+                        }
+                        if self.all_idle() {
+                            return Poll::Ready(Ok(Event::Idle));
+                        }
+                    }
                     Poll::Ready(Ok(Message::End)) | Poll::Ready(Err(TryRecvError::Ended)) => {
                         input.ended = true;
                         self.live -= 1;
+                        if self.live == 0 && self.watermark.is_some_and(|w| w < Timestamp::MAX) {
+                            self.owe_max = true;
+                        }
                         // Without this input, other sources' barriers may pass.
                         let origins: Vec<u32> = input.origins.iter().map(|(o, _)| *o).collect();
                         for o in origins {
@@ -153,6 +207,15 @@ impl<B: Batch> Inputs<B> {
                         }
                         if let Some(b) = self.ready.pop_front() {
                             return Poll::Ready(Ok(Event::Barrier(b)));
+                        }
+                        if self.owe_max {
+                            self.owe_max = false;
+                            self.watermark = Some(Timestamp::MAX);
+                            return Poll::Ready(Ok(Event::Watermark(Timestamp::MAX)));
+                        }
+                        // The inputs left may all be idle.
+                        if self.all_idle() {
+                            return Poll::Ready(Ok(Event::Idle));
                         }
                     }
                     Poll::Ready(Err(TryRecvError::Disconnected)) => {
@@ -196,6 +259,18 @@ impl<B: Batch> Inputs<B> {
         }
     }
 
+    /// Whether every live input is idle and that has not been passed on yet; if so, it is now.
+    fn all_idle(&mut self) -> bool {
+        if self.idle || self.live == 0 {
+            return false;
+        }
+        if self.inputs.iter().all(|i| i.ended || i.idle) {
+            self.idle = true;
+            return true;
+        }
+        false
+    }
+
     fn advance_watermark(&mut self) -> Option<Timestamp> {
         if self.live == 0 {
             return None;
@@ -209,3 +284,6 @@ impl<B: Batch> Inputs<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,8 +32,9 @@
 //! Records the spill lost to damage in its files are counted as `spill_damaged_records`, with
 //! the bytes skipped in `spill_damaged_bytes` (see [`spill`](crate::spill)).
 //!
-//! A spill record is a tag byte (`0` data, `1` watermark) followed by the codec's bytes or the
-//! watermark as little-endian `i64`.
+//! A spill record is a tag byte (`0` data, `1` watermark, `2` barrier, `3` idle) followed by the
+//! codec's bytes, the watermark as little-endian `i64`, the barrier's origin (`u32`) and id
+//! (`u64`) little-endian, or nothing for idle.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ use crate::spill::{SpillError, SpillQueue};
 const TAG_DATA: u8 = 0;
 const TAG_WATERMARK: u8 = 1;
 const TAG_BARRIER: u8 = 2;
+const TAG_IDLE: u8 = 3;
 
 enum Policy<B> {
     DropNewest,
@@ -238,6 +240,10 @@ impl<B: Batch> LossyEdge<B> {
                         self.scratch.extend_from_slice(&b.id().to_le_bytes());
                         Ok(())
                     }
+                    Message::Idle => {
+                        self.scratch.push(TAG_IDLE);
+                        Ok(())
+                    }
                     Message::End => unreachable!("End is never spilled"),
                 };
                 if let Err(e) = encoded {
@@ -378,6 +384,7 @@ impl<B: Batch> LossyEdge<B> {
                 let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
                 Some(Message::Barrier(Barrier::new(origin, id)))
             }
+            Some((&TAG_IDLE, [])) => Some(Message::Idle),
             _ => failed(&"unknown spill record tag"),
         }
     }

@@ -22,6 +22,7 @@ mod inputs;
 mod lossy;
 pub(crate) mod outputs;
 pub(crate) mod runners;
+mod source_time;
 #[cfg(test)]
 mod tests;
 pub(crate) mod workers;
@@ -38,6 +39,7 @@ use tracing::Instrument;
 
 use crate::config::PipelineConfig;
 use crate::error::{ErrorKind, OperatorError, RunError};
+use crate::event_time::AlignGroups;
 use crate::graph::LogicalGraph;
 use crate::metrics::{InstanceMetrics, Registry, RunReport};
 use crate::operator::InstanceInfo;
@@ -92,6 +94,12 @@ pub(crate) trait Runner: Send {
             "this operator cannot start a chain",
         ))
     }
+
+    /// For a source: applies a watermark strategy (a `WatermarkStrategy<Out>`). Hands it back
+    /// if this node is not a source of that batch type.
+    fn set_watermarks(&mut self, strategy: AnyBox) -> Result<(), AnyBox> {
+        Err(strategy)
+    }
 }
 
 /// What the executor keeps of one node of the logical graph: its typed runner, and, when its
@@ -127,23 +135,28 @@ pub(crate) fn prepare(
         parallelism,
     } = plan::expand(&graph, &makers, config, stop.clone())?;
     let names: Vec<String> = graph.graph.node_weights().map(|n| n.name.clone()).collect();
+    let scope = RunScope {
+        config,
+        stop: &stop,
+        align: Arc::new(AlignGroups::default()),
+    };
     let mut tasks = Vec::new();
     for chain in &chains {
         let head = chain[0];
         for instance in 0..parallelism[head] {
-            let fut = build_task(
-                &names,
-                &mut runners,
-                chain,
-                instance,
-                &mut wirings,
-                config,
-                &stop,
-            )?;
+            let fut = build_task(&names, &mut runners, chain, instance, &mut wirings, &scope)?;
             tasks.push((names[head].clone(), instance, fut));
         }
     }
     Ok(Prepared { registry, tasks })
+}
+
+/// What every task of one run shares.
+struct RunScope<'a> {
+    config: &'a PipelineConfig,
+    stop: &'a Arc<StopSignal>,
+    /// The run's watermark alignment groups.
+    align: Arc<AlignGroups>,
 }
 
 /// Builds the task of one instance of a chain (a single node is a chain of one).
@@ -153,8 +166,7 @@ fn build_task(
     chain: &[usize],
     instance: usize,
     slots: &mut [Vec<Option<Wiring>>],
-    config: &PipelineConfig,
-    stop: &Arc<StopSignal>,
+    scope: &RunScope<'_>,
 ) -> Result<InstanceFuture, RunError> {
     let fail = |n: usize| {
         let name = names[n].clone();
@@ -175,9 +187,10 @@ fn build_task(
         sink_slot: head_wiring.sink_slot.clone(),
         info: head_wiring.info.clone(),
         metrics: head_wiring.metrics.clone(),
-        linger: config.linger,
-        yield_every: config.yield_every,
-        stop: stop.clone(),
+        linger: scope.config.linger,
+        yield_every: scope.config.yield_every,
+        stop: scope.stop.clone(),
+        align: scope.align.clone(),
     };
     if chain.len() == 1 {
         let node = &mut runners[head];

@@ -7,11 +7,13 @@ use crate::batch::Batch;
 use crate::channel::{Inlet, Outlet};
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
+use crate::event_time::WatermarkStrategy;
 use crate::exec::chain::{Chained, Downstream};
 use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
 use crate::exec::lossy::LossyEdge;
 use crate::exec::outputs::{DeadPort, OutEdge, Outputs, Ports};
+use crate::exec::source_time::{NoClock, SourceTime};
 use crate::exec::{InstanceFuture, Runner};
 use crate::metrics::InstanceMetrics;
 use crate::operator::InstanceInfo as Info;
@@ -145,6 +147,15 @@ fn dead_port(wiring: &mut Wiring) -> Result<DeadPort, OperatorError> {
 
 pub(crate) struct SourceRunner<S: Source> {
     pub(crate) factory: Factory<S>,
+    pub(crate) watermarks: Option<WatermarkStrategy<S::Output>>,
+}
+
+impl<S: Source> SourceRunner<S> {
+    fn event_time(&self, ctx: &DriverCtx) -> Option<SourceTime<S::Output>> {
+        self.watermarks
+            .as_ref()
+            .map(|s| SourceTime::new(s, &ctx.align, ctx.metrics.clone()))
+    }
 }
 
 impl<S: Source> Runner for SourceRunner<S> {
@@ -160,7 +171,16 @@ impl<S: Source> Runner for SourceRunner<S> {
     ) -> Result<InstanceFuture, OperatorError> {
         let source = (self.factory)(&wiring.info)?;
         let outs = typed_ports::<S::Output>(&mut wiring, clone_fn)?;
-        Ok(Box::pin(driver::run_source(source, outs, ctx)))
+        Ok(match self.event_time(&ctx) {
+            Some(et) => Box::pin(driver::run_source(source, outs, ctx, et)),
+            None => Box::pin(driver::run_source(source, outs, ctx, NoClock)),
+        })
+    }
+
+    fn set_watermarks(&mut self, strategy: AnyBox) -> Result<(), AnyBox> {
+        let strategy = strategy.downcast::<WatermarkStrategy<S::Output>>()?;
+        self.watermarks = Some(*strategy);
+        Ok(())
     }
 
     fn instantiate_head(
@@ -171,7 +191,10 @@ impl<S: Source> Runner for SourceRunner<S> {
     ) -> Result<InstanceFuture, OperatorError> {
         let source = (self.factory)(&wiring.info)?;
         let down = erased_down::<S::Output>(down)?;
-        Ok(Box::pin(driver::run_source(source, down, ctx)))
+        Ok(match self.event_time(&ctx) {
+            Some(et) => Box::pin(driver::run_source(source, down, ctx, et)),
+            None => Box::pin(driver::run_source(source, down, ctx, NoClock)),
+        })
     }
 }
 

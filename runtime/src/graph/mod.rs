@@ -128,6 +128,11 @@ impl LogicalGraph {
         &mut self.graph[id.0]
     }
 
+    /// The parallelism set on a node, if any.
+    pub(crate) fn node_parallelism(&self, id: NodeId) -> Option<usize> {
+        self.graph[id.0].parallelism
+    }
+
     /// The operator's name.
     pub fn name_of(&self, id: NodeId) -> &str {
         &self.graph[id.0].name

@@ -33,14 +33,17 @@
 mod report;
 
 pub use report::{
-    Bottleneck, EdgeReport, InstanceReport, OperatorReport, OverflowReport, RunReport,
+    Bottleneck, EdgeReport, EventTimeReport, InstanceReport, OperatorReport, OverflowReport,
+    RunReport,
 };
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::batch::Timestamp;
 use crate::channel::EdgeProbe;
+use crate::event_time::EventTimeState;
 pub use crate::overflow::OverflowCounts;
 
 /// A counter written by one task and read by any: `add` is a load and a store, not a locked
@@ -166,6 +169,19 @@ pub struct InstanceMetrics {
     paced_ns: Counter,
     /// Since when (ns after the epoch, plus one) it has been pending; 0 when it is not.
     paced_since: AtomicU64,
+    /// A source's last watermark sent, or an operator's or sink's last input watermark;
+    /// `i64::MIN` before the first.
+    watermark: AtomicI64,
+    /// A source's [`EventTimeState`] code; 0 without a watermark strategy.
+    event_time: AtomicU8,
+    /// Time paused by watermark alignment, ns (closed intervals).
+    aligned_ns: Counter,
+    /// Since when (ns after the epoch, plus one) it has been paused; 0 when it is not.
+    aligned_since: AtomicU64,
+    /// How many times alignment paused it.
+    pub alignment_pauses: Counter,
+    /// How many times it went idle.
+    pub idle_periods: Counter,
 }
 
 impl InstanceMetrics {
@@ -202,7 +218,73 @@ impl InstanceMetrics {
             unsampled_rows: Counter::new(0),
             paced_ns: Counter::new(0),
             paced_since: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            event_time: AtomicU8::new(0),
+            aligned_ns: Counter::new(0),
+            aligned_since: AtomicU64::new(0),
+            alignment_pauses: Counter::new(0),
+            idle_periods: Counter::new(0),
         }
+    }
+
+    /// Records the watermark an instance sent (a source) or received (others).
+    #[inline]
+    pub(crate) fn note_watermark(&self, watermark: Timestamp) {
+        self.watermark.store(watermark.0, Relaxed);
+    }
+
+    /// A source's last watermark sent, or an operator's or sink's last input watermark.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        let w = self.watermark.load(Relaxed);
+        (w != i64::MIN).then_some(Timestamp(w))
+    }
+
+    /// Records a source's event-time state (active, idle, paused or ended; blocked is derived
+    /// from its time state when read).
+    pub(crate) fn set_event_time(&self, state: EventTimeState) {
+        self.event_time.store(state.code(), Relaxed);
+    }
+
+    /// A source's event-time state, `None` without a watermark strategy: an active instance
+    /// that waits for credit is reported blocked.
+    pub fn event_time(&self) -> Option<EventTimeState> {
+        let state = EventTimeState::from_code(self.event_time.load(Relaxed))?;
+        if state == EventTimeState::Active
+            && self.state.load(Relaxed) == TimeState::Backpressured as u8
+        {
+            return Some(EventTimeState::Blocked);
+        }
+        Some(state)
+    }
+
+    /// Alignment paused the source (from now, unless it already was).
+    pub(crate) fn align_pause_start(&self) {
+        if self.aligned_since.load(Relaxed) == 0 {
+            self.alignment_pauses.add(1);
+            self.aligned_since.store(self.now_ns() + 1, Relaxed);
+        }
+        self.set_event_time(EventTimeState::Paused);
+    }
+
+    /// The source may read again: its paused time so far is credited.
+    pub(crate) fn align_pause_end(&self) {
+        let since = self.aligned_since.load(Relaxed);
+        if since != 0 {
+            self.aligned_ns
+                .add((self.now_ns() + 1).saturating_sub(since));
+            self.aligned_since.store(0, Relaxed);
+            self.set_event_time(EventTimeState::Active);
+        }
+    }
+
+    /// Time paused by watermark alignment so far, ns.
+    pub fn aligned_ns(&self) -> u64 {
+        let mut ns = self.aligned_ns.get();
+        let since = self.aligned_since.load(Relaxed);
+        if since != 0 {
+            ns += (self.now_ns() + 1).saturating_sub(since);
+        }
+        ns
     }
 
     fn now_ns(&self) -> u64 {

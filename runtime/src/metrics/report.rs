@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Serialize;
 
 use super::{NodeKind, OverflowCounts, Registry};
+use crate::event_time::EventTimeState;
 
 /// Rows dropped, spilled or rejected under overflow policies, by reason (see
 /// [`Overflow`](crate::Overflow)).
@@ -144,6 +145,26 @@ pub struct InstanceReport {
     pub hottest_key_updates: u64,
     /// Rows dropped, spilled or rejected under overflow policies.
     pub overflow: OverflowReport,
+    /// For a source: the last watermark it sent; for an operator or a sink: the last watermark
+    /// over its inputs (ms since the epoch; `i64::MAX` after the end). `None` before the first.
+    pub watermark: Option<i64>,
+    /// For a source with a [`WatermarkStrategy`](crate::WatermarkStrategy): its event-time
+    /// state and time paused by alignment.
+    pub event_time: Option<EventTimeReport>,
+}
+
+/// A source instance's event time (see [`event_time`](crate::event_time)).
+#[derive(Clone, Debug, Serialize)]
+pub struct EventTimeReport {
+    /// What it is doing now: active, blocked (waiting for credit), idle, paused by alignment,
+    /// or ended.
+    pub state: EventTimeState,
+    /// Milliseconds it has spent paused by watermark alignment.
+    pub aligned_paused_ms: f64,
+    /// How many times alignment paused it.
+    pub alignment_pauses: u64,
+    /// How many times it went idle.
+    pub idle_periods: u64,
 }
 
 /// One operator's figures, summed over its instances (time figures are averaged; the busiest
@@ -389,6 +410,13 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             peak_state_bytes: m.peak_state_bytes.load(Relaxed),
             hottest_key_updates: m.peak_hottest_key_updates.get(),
             overflow: OverflowReport::read(&m.overflow),
+            watermark: m.watermark().map(|t| t.0),
+            event_time: m.event_time().map(|state| EventTimeReport {
+                state,
+                aligned_paused_ms: m.aligned_ns() as f64 / 1e6,
+                alignment_pauses: m.alignment_pauses.get(),
+                idle_periods: m.idle_periods.get(),
+            }),
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
         dropped = dropped.saturating_add(r.dropped_downstream_closed);
@@ -650,6 +678,14 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+fn show_watermark(w: Option<i64>) -> String {
+    match w {
+        None => "none".to_string(),
+        Some(i64::MAX) => "+∞".to_string(),
+        Some(w) => w.to_string(),
+    }
+}
+
 fn human_rate(r: f64) -> String {
     if r >= 1e9 {
         format!("{:.2} G/s", r / 1e9)
@@ -802,6 +838,38 @@ impl fmt::Display for RunReport {
                 op.state_keys,
                 human_bytes(op.state_bytes)
             )?;
+        }
+        for op in &self.operators {
+            for r in &op.instances {
+                if let Some(et) = &r.event_time {
+                    write!(
+                        f,
+                        "\n  event time: `{}` #{} {}, watermark {}",
+                        op.name,
+                        r.instance,
+                        et.state,
+                        show_watermark(r.watermark)
+                    )?;
+                    if et.alignment_pauses > 0 {
+                        write!(
+                            f,
+                            ", paused by alignment {:.0} ms ({} times)",
+                            et.aligned_paused_ms, et.alignment_pauses
+                        )?;
+                    }
+                    if et.idle_periods > 0 {
+                        write!(f, ", idle {} times", et.idle_periods)?;
+                    }
+                }
+            }
+            if op.kind != NodeKind::Source && op.instances.iter().any(|r| r.watermark.is_some()) {
+                let wms: Vec<String> = op
+                    .instances
+                    .iter()
+                    .map(|r| show_watermark(r.watermark))
+                    .collect();
+                write!(f, "\n  watermark in: `{}` {}", op.name, wms.join(", "))?;
+            }
         }
         if self.dead_letters > 0 || self.skipped > 0 {
             write!(f, "\n  rejected:")?;

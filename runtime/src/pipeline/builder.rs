@@ -124,7 +124,10 @@ impl Pipeline {
                 parallelism: None,
                 single,
             },
-            Box::new(SourceRunner { factory }),
+            Box::new(SourceRunner {
+                factory,
+                watermarks: None,
+            }),
         );
         StreamCore::new(self.inner.clone(), id)
     }
@@ -169,9 +172,13 @@ impl Pipeline {
     ///
     /// As [`run`](Self::run).
     pub async fn run_async(self) -> Result<RunReport, RunError> {
+        self.prepare()?.run(None).await
+    }
+
+    /// Plans the run and builds every task, to run on the caller's runtime.
+    pub(crate) fn prepare(self) -> Result<exec::Prepared, RunError> {
         let (graph, runners, config) = self.take()?;
-        let prepared = exec::prepare(graph, runners, &config, Arc::new(StopSignal::default()))?;
-        prepared.run(None).await
+        exec::prepare(graph, runners, &config, Arc::new(StopSignal::default()))
     }
 
     /// Starts the pipeline on its own runtime thread and returns a handle to watch, stop and

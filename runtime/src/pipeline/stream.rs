@@ -11,6 +11,7 @@ use super::handle::SinkHandle;
 use crate::batch::Batch;
 use crate::channel::EdgeConfig;
 use crate::dead_letter::DeadLetter;
+use crate::event_time::{Assign, WatermarkStrategy};
 use crate::exec::runners::{single, Factory, ResultSlot};
 use crate::exec::{OperatorRunner, SinkRunner};
 use crate::graph::{EdgeOverflow, EdgeSpec, Node, NodeId, OutPort, Partitioning};
@@ -18,6 +19,7 @@ use crate::metrics::NodeKind;
 use crate::operator::{InstanceInfo, Operator, Sink};
 use crate::overflow::{Overflow, SpillCodec};
 use crate::partition::{Partitioner, PartitionerFactory};
+use crate::plan::AnyBox;
 
 /// A stream of batches of type `B` produced by one operator.
 ///
@@ -270,6 +272,61 @@ impl<B: Batch> StreamCore<B> {
         );
         self.connect(id, 0);
         StreamCore::new(self.inner.clone(), id)
+    }
+
+    /// Gives this stream event time: timestamps and watermarks as `strategy` says (see
+    /// [`event_time`](crate::event_time) for what each choice means).
+    ///
+    /// On a source's stream the source's own instances apply it, with its idle timeout and
+    /// alignment group: an instance waiting for credit keeps holding the watermark back, only
+    /// one with nothing to read for the idle timeout goes idle, and one too far ahead of its
+    /// group is paused like an instance without credit. On any other stream an operator placed
+    /// after its producer (named `"<producer>.watermarks"`, at the producer's parallelism)
+    /// assigns watermarks from the rows it forwards, replacing those from upstream; idle
+    /// timeouts and alignment do not apply there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_runtime::test_support::{CollectAll, Upto};
+    /// use weir_runtime::{Pipeline, Timestamp, WatermarkStrategy};
+    ///
+    /// let mut p = Pipeline::new("events");
+    /// let rows = p
+    ///     .source("numbers", Upto(0, 1000))
+    ///     .with_watermarks(
+    ///         WatermarkStrategy::bounded(Duration::from_millis(5))
+    ///             .timestamps(|n: &u64| Timestamp(*n as i64)),
+    ///     )
+    ///     .sink("collect", CollectAll(Vec::new()));
+    /// let report = p.run().unwrap();
+    /// assert_eq!(rows.take().unwrap().len(), 1000);
+    /// // Its input ended: the source sent +∞, which every operator downstream passed on.
+    /// assert_eq!(report.operators[0].instances[0].watermark, Some(i64::MAX));
+    /// assert_eq!(report.operators[1].instances[0].watermark, Some(i64::MAX));
+    /// ```
+    pub fn with_watermarks(self, strategy: WatermarkStrategy<B>) -> Self {
+        let strategy: AnyBox = Box::new(strategy);
+        let back = if self.port == OutPort::Main {
+            let mut draft = self.inner.borrow_mut();
+            draft.runners[self.node.index()]
+                .runner
+                .set_watermarks(strategy)
+        } else {
+            Err(strategy)
+        };
+        let Err(back) = back else { return self };
+        let Ok(strategy) = back.downcast::<WatermarkStrategy<B>>() else {
+            unreachable!("handed back as given")
+        };
+        let name = format!("{}.watermarks", self.name());
+        let parallelism = self.inner.borrow().graph.node_parallelism(self.node);
+        let out = self.unary_with(name, move |_| Assign::new(&strategy));
+        match parallelism {
+            Some(n) => out.parallelism(n),
+            None => out,
+        }
     }
 
     /// Connects a one-input operator given as one value (one instance).

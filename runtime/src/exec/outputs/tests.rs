@@ -50,3 +50,40 @@ fn fan_out_copies_are_held_at_their_own_size() {
         "held {peak} B, more than one batch and its copy"
     );
 }
+
+/// Everything to target 0.
+struct First;
+
+impl Partitioner<Vec<u64>> for First {
+    fn partition(&mut self, batch: Vec<u64>, _: &[TargetLoad], out: &mut Vec<(usize, Vec<u64>)>) {
+        out.push((0, batch));
+    }
+}
+
+#[test]
+fn a_partitioned_edge_sends_watermarks_and_idleness_to_every_target() {
+    use crate::batch::Timestamp;
+    let metrics = Arc::new(InstanceMetrics::new(std::time::Instant::now()));
+    let (mut outlets, mut inlets) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (tx, rx) = edge::<Vec<u64>>(EdgeConfig::default());
+        outlets.push(tx);
+        inlets.push(rx);
+    }
+    let edges = vec![OutEdge::new(
+        Partitioning::Partitioned,
+        outlets,
+        Some(Box::new(First)),
+    )];
+    let mut outs = Outputs::new(edges, None, metrics);
+    let mut out = Output::new(16);
+    out.emit(vec![1, 2]);
+    out.watermark(Timestamp(5));
+    out.idle();
+    outs.dispatch(&mut out);
+    assert_eq!(inlets[0].try_recv(), Ok(Message::Data(vec![1, 2])));
+    for rx in &mut inlets {
+        assert_eq!(rx.try_recv(), Ok(Message::Watermark(Timestamp(5))));
+        assert_eq!(rx.try_recv(), Ok(Message::Idle));
+    }
+}

@@ -40,6 +40,7 @@ pub use parquet;
 
 /// The names most pipelines need.
 pub mod prelude {
+    pub use crate::keyed::process::{KeyedProcessFunction, ProcessContext, TimeDomain};
     pub use crate::keyed::{KeyedExt, PartitionExt};
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, NdjsonSink, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};

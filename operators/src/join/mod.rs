@@ -215,6 +215,35 @@ impl<K, KA: Clone, KB: Clone> Clone for JoinKeys<K, KA, KB> {
 }
 
 impl<K, KA, KB> JoinKeys<K, KA, KB> {
+    /// The keys of left rows (`left`) and of right rows (`right`), for building a join
+    /// operator by hand ([`IntervalJoin::new`], say); [`JoinBuilder::on`] does it for a
+    /// pipeline.
+    ///
+    /// ```
+    /// use weir_operators::join::{IntervalBounds, IntervalJoin, JoinKeys, JoinSide};
+    /// use weir_runtime::{Operator, Output, Timestamp};
+    ///
+    /// // (key, event time)
+    /// let keys = JoinKeys::new(|a: &(u8, i64)| a.0, |b: &(u8, i64)| b.0);
+    /// let time = |r: &(u8, i64)| Timestamp(r.1);
+    /// let mut join = IntervalJoin::new(keys, IntervalBounds::new(0, 5), time, time);
+    /// let mut out = Output::new(16);
+    /// join.on_batch(0, vec![JoinSide::Right((1, 10)), JoinSide::Left((1, 12))], &mut out)?;
+    /// assert_eq!(join.state_size().unwrap().keys, 1);
+    /// // At watermark 18 no left row can reach the right row at 10 (10 + 5 < 18), nor any
+    /// // right row the left row at 12 (12 − 0 < 18): both are freed.
+    /// join.on_watermark(Timestamp(18), &mut out)?;
+    /// assert_eq!(join.state_size().unwrap().bytes, 0);
+    /// # Ok::<(), weir_runtime::OperatorError>(())
+    /// ```
+    pub fn new(left: KA, right: KB) -> Self {
+        Self {
+            left,
+            right,
+            _key: PhantomData,
+        }
+    }
+
     /// The key of a row of either side.
     pub(crate) fn of<A, B>(&self, row: &JoinSide<A, B>) -> K
     where

@@ -75,7 +75,10 @@ where
 
     /// The window `[start, end)` of `t`.
     fn window_of(&self, t: Timestamp) -> (Timestamp, Timestamp) {
-        let start = t.0.div_euclid(self.size) * self.size;
+        let start =
+            t.0.div_euclid(self.size)
+                .checked_mul(self.size)
+                .unwrap_or(i64::MIN);
         (Timestamp(start), Timestamp(start.saturating_add(self.size)))
     }
 

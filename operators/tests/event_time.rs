@@ -514,3 +514,71 @@ fn processing_time_timers_wake_the_operator_when_the_clock_moves() {
     );
     assert!(count.peak_state_bytes > 0);
 }
+
+/// Keeps the last row of each key; emits an acknowledgement per row.
+#[derive(Clone)]
+struct KeepLast;
+
+impl KeyedProcessFunction<u8, Row> for KeepLast {
+    type State = Vec<Row>;
+    type Output = u8;
+
+    fn process(
+        &mut self,
+        row: Row,
+        ctx: &mut ProcessContext<'_, u8, Vec<Row>>,
+        out: &mut Output<Vec<u8>>,
+    ) -> Result<(), OperatorError> {
+        ctx.set(vec![row; 4]);
+        out.push(row.0);
+        Ok(())
+    }
+}
+
+#[test]
+fn ttl_frees_keyed_state_and_the_report_shows_it() {
+    let rows: Vec<Row> = (0..50).map(|i| ((i % 7) as u8, i64::from(i), i)).collect();
+    for advance in [0, 999, 1_000] {
+        let clock = ManualClock::new(Timestamp(0));
+        let handled = Gate::default();
+        let source = Scripted(VecDeque::from([
+            Step::Rows(rows.clone()),
+            Step::Wait(handled.clone()),
+            Step::Advance(clock.clone(), advance),
+        ]));
+        let mut p = Pipeline::with_config("ttl", config(8));
+        let acks = p
+            .source("rows", source)
+            .key_by(|r: &Row| r.0)
+            .parallelism(2)
+            .process_with(
+                "keep",
+                KeepLast,
+                ProcessOptions::default()
+                    .ttl(Duration::from_secs(1))
+                    .clock(clock.clone()),
+            )
+            .unary(
+                "gates",
+                OpenGates::new(vec![(rows.len(), i64::MIN, handled)]),
+            )
+            .count("acks");
+        let report = p.run().expect("runs");
+        assert_eq!(acks.take(), Some(rows.len() as u64));
+        let keep = report_of(&report, "keep");
+        assert!(keep.peak_state_bytes >= 7 * 4 * std::mem::size_of::<Row>() as u64);
+        if advance < 1_000 {
+            assert_eq!(
+                keep.state_keys, 7,
+                "alive {advance} ms after the last write"
+            );
+            assert!(keep.state_bytes > 0);
+        } else {
+            assert_eq!(
+                (keep.state_keys, keep.state_bytes),
+                (0, 0),
+                "expired and freed"
+            );
+        }
+    }
+}

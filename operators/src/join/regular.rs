@@ -10,7 +10,8 @@
 //! side for that key arrived, and are freed when the clock passes that time — the operator
 //! arranges a wake-up through its [`Clock`], so memory returns even while no row arrives. A row
 //! arriving after its partners expired is not joined with them. At the end of input the rows
-//! still held are reported in `state_bytes`; their time-to-live is not waited for.
+//! whose time-to-live has passed are freed and those still held are reported in `state_bytes`;
+//! their time-to-live is not waited for.
 //!
 //! Watermarks pass through unchanged.
 
@@ -200,6 +201,7 @@ where
     }
 
     fn on_end(&mut self, _: &mut Output<Vec<(A, B)>>) -> Result<(), OperatorError> {
+        self.expire(self.clock.now());
         self.ended = true;
         self.wait = None;
         Ok(())

@@ -28,8 +28,9 @@
 //!   A timer registered by a callback for a time already passed fires in the same pass.
 //! - **End of input** is the watermark at +∞: every pending event-time timer fires, in order
 //!   (timers that those callbacks register do not: a periodic timer would re-register forever).
-//!   Pending processing-time timers are dropped, as Flink drops them when a task finishes.
-//!   State left then stays in the report (`state_bytes`), which is how a test sees a leak.
+//!   Pending processing-time timers are dropped, as Flink drops them when a task finishes;
+//!   values whose time-to-live has passed are freed. State left then stays in the report
+//!   (`state_bytes`), which is how a test sees a leak.
 //! - **Barriers.** State is not snapshotted yet, so the operator refuses checkpoint barriers
 //!   ([`Operator::holds_rows`]).
 //!
@@ -507,6 +508,7 @@ where
             self.advance(END_OF_TIME, out)?;
         }
         self.processing.clear();
+        self.store.expire(self.clock.now());
         self.wait = None;
         self.ended = true;
         Ok(())

@@ -345,3 +345,115 @@ fn regular_join_without_ttl_joins_every_pair_once() {
         "3 keys on each side, kept for good"
     );
 }
+
+/// The rows of each side that were not late when they arrived (`late(ts, watermark)`).
+fn on_time(steps: &[Step], late: impl Fn(i64, i64) -> bool) -> (Vec<Row>, Vec<Row>) {
+    let (mut l, mut r) = (Vec::new(), Vec::new());
+    let mut wm = None;
+    for s in steps {
+        match s {
+            Step::Watermark(w) => wm = Some(w.0),
+            Step::Row(JoinSide::Left(a)) if wm.is_none_or(|w| !late(a.1, w)) => l.push(*a),
+            Step::Row(JoinSide::Right(b)) if wm.is_none_or(|w| !late(b.1, w)) => r.push(*b),
+            Step::Row(_) => {}
+        }
+    }
+    (l, r)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Rows up to 10 ms out of order under a watermark trailing by 3 ms: some arrive late.
+    #[test]
+    fn interval_join_leaves_out_exactly_the_late_rows(
+        left in side(24, 10),
+        right in side(24, 10),
+        order in prop::collection::vec(any::<bool>(), 48),
+        (lo, width) in (-8i64..8, 0i64..8),
+    ) {
+        let hi = lo + width;
+        let steps = script(&left, &right, &order, 3, Timestamp(1_000));
+        let mut op = IntervalJoin::new(keys(), IntervalBounds::new(lo, hi), time, time);
+        let got = drive(&mut op, &steps, |_, _, _| {});
+        let (l, r) = on_time(&steps, |t, w| t < w);
+        prop_assert_eq!(got, nested_loop(&l, &r, |a, b| b.1 + lo <= a.1 && a.1 <= b.1 + hi));
+        prop_assert_eq!(op.state_size().unwrap(), weir_runtime::StateSize::default());
+    }
+
+    #[test]
+    fn window_join_leaves_out_exactly_the_rows_of_fired_windows(
+        left in side(24, 10),
+        right in side(24, 10),
+        order in prop::collection::vec(any::<bool>(), 48),
+        size in 1i64..12,
+    ) {
+        let steps = script(&left, &right, &order, 3, Timestamp(1_000));
+        let mut op = WindowJoin::new(keys(), size, time, time);
+        let got = drive(&mut op, &steps, |_, _, _| {});
+        let window = |t: i64| t.div_euclid(size);
+        let (l, r) = on_time(&steps, |t, w| (window(t) + 1) * size <= w);
+        prop_assert_eq!(got, nested_loop(&l, &r, |a, b| window(a.1) == window(b.1)));
+        prop_assert_eq!(op.state_size().unwrap(), weir_runtime::StateSize::default());
+    }
+
+    /// A regular join with a 50 ms time-to-live against a model that keeps, per side and key,
+    /// the rows and the time of the last one.
+    #[test]
+    fn regular_join_with_ttl_equals_a_model_of_expiring_sides(
+        steps in prop::collection::vec(
+            prop_oneof![
+                3 => (any::<bool>(), 0u8..3).prop_map(|(left, key)| (Some((left, key)), 0i64)),
+                1 => (0i64..40).prop_map(|ms| (None, ms)),
+            ],
+            0..60,
+        ),
+    ) {
+        const TTL: i64 = 50;
+        let clock = ManualClock::new(Timestamp(0));
+        let options = JoinOptions::default()
+            .ttl(Duration::from_millis(TTL as u64))
+            .clock(clock.clone());
+        let mut op = InnerJoin::new(keys(), &options);
+        let mut out = Output::new(5);
+        let mut cx = Context::from_waker(Waker::noop());
+        // (is left, key) → (rows, last write)
+        let mut model: std::collections::HashMap<(bool, u8), (Vec<Row>, i64)> = Default::default();
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        let mut now = 0;
+        for (id, (row, ms)) in steps.into_iter().enumerate() {
+            match row {
+                Some((left, key)) => {
+                    let r = (key, 0, id as u32);
+                    if let Some((rows, last)) = model.get(&(!left, key)) {
+                        if last + TTL > now {
+                            for p in rows {
+                                expected.push(if left { (r, *p) } else { (*p, r) });
+                            }
+                        }
+                    }
+                    let own = model.entry((left, key)).or_insert((Vec::new(), now));
+                    if own.1 + TTL <= now {
+                        own.0.clear();
+                    }
+                    own.0.push(r);
+                    own.1 = now;
+                    let side = if left { JoinSide::Left(r) } else { JoinSide::Right(r) };
+                    op.on_batch(0, vec![side], &mut out).unwrap();
+                }
+                None => {
+                    clock.advance(ms);
+                    now += ms;
+                }
+            }
+            let _ = op.poll_flush(&mut cx, &mut out);
+            model.retain(|_, (_, last)| *last + TTL > now);
+            prop_assert_eq!(op.state_size().unwrap().keys, model.len() as u64);
+            pairs_of(&mut out, &mut got);
+        }
+        got.sort();
+        expected.sort();
+        prop_assert_eq!(got, expected);
+    }
+}

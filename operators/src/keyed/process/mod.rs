@@ -11,7 +11,10 @@
 //! - **Value state.** One value of the function's `State` type per key ([`ProcessContext::value`],
 //!   [`set`](ProcessContext::set), [`clear`](ProcessContext::clear), ...); a map or a list per key
 //!   is a `State` that is a map or a list. Its size is measured with [`HeapSize`] after every
-//!   callback and reported through [`Operator::state_size`], so the run report shows it.
+//!   callback and reported through [`Operator::state_size`], so the run report shows it (a
+//!   `Vec` or map of plain values measures in constant time; one of `String`s visits them, so
+//!   keep such values small). State grows with the keys: bound it by clearing values, with
+//!   timers, or with a time-to-live.
 //! - **Time-to-live** ([`ProcessOptions::ttl`]) runs in **processing time**, as Flink's state TTL:
 //!   a value expires `ttl` after its last write (created, set or borrowed mutably; reads do not
 //!   extend it), is never returned once expired, and is freed when the clock passes its expiry
@@ -22,7 +25,7 @@
 //!   before the watermark is forwarded, so their output is ahead of it.
 //! - **Processing-time timers** at `t` fire once the clock reads `t` or later. The operator
 //!   arranges a wake-up for the earliest one through the clock ([`Clock::wait_until`]), so it
-//!   never polls; the clock is read once per batch and once per wake-up.
+//!   never polls; the clock is read once per batch, per watermark and per wake-up.
 //! - **Order.** Timers of a domain fire in time order; at equal times, in registration order.
 //!   A key has at most one timer per domain and time: registering it again changes nothing.
 //!   A timer registered by a callback for a time already passed fires in the same pass.

@@ -23,6 +23,7 @@
 
 pub mod columnar;
 pub mod connector;
+pub mod join;
 pub mod keyed;
 mod lane;
 pub mod overload;
@@ -40,6 +41,8 @@ pub use parquet;
 
 /// The names most pipelines need.
 pub mod prelude {
+    pub use crate::join::JoinExt;
+    pub use crate::keyed::process::{KeyedProcessFunction, ProcessContext, TimeDomain};
     pub use crate::keyed::{KeyedExt, PartitionExt};
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, NdjsonSink, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};

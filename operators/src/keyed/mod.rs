@@ -18,6 +18,8 @@
 //!   the keyed graph (combiner, shuffle, partial and merge stages) for a chosen strategy;
 //! - [`partition`] — the strategies as runtime partitioners, reading the edges' credit as the
 //!   load signal, and credit-aware rebalancing for keyless data ([`PartitionExt`]);
+//! - [`process`] — keyed process functions: per-key value state with a time-to-live, event-time
+//!   and processing-time timers (`key_by(..).process(..)`);
 //! - [`stage`] — the keyed operator itself, with bounded state ([`state`]) and optional
 //!   pacing to a fixed row rate ([`pace`]).
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@
 pub mod aggregate;
 pub mod pace;
 pub mod partition;
+pub mod process;
 pub mod route;
 pub mod sketch;
 pub mod stage;

@@ -350,6 +350,21 @@ where
         )
     }
 
+    /// The stream routed by key hash within the configured key groups (every row of a key
+    /// reaches one instance, whatever the strategy), the key function, and the configured
+    /// parallelism: for keyed stages that keep per-key state of their own.
+    pub(crate) fn hash_routed(self) -> (Stream<T>, F, Option<usize>) {
+        let (key, hasher) = (self.key.clone(), self.hasher);
+        let routed = route(
+            self.stream,
+            Strategy::Hash,
+            self.signal,
+            self.groups,
+            move |r: &T| hasher.hash_key(&key(r)),
+        );
+        (routed, self.key, self.parallelism)
+    }
+
     /// Aggregates each key's rows with `agg` and returns one `(key, result)` row per key at
     /// the end of the stream (plus updates with [`Emit::EveryRows`]). Operators are named
     /// `name`, `name.partial` and `name.combine` (see the [module docs](self)).

@@ -63,17 +63,25 @@
 //!   within the lateness at the end of their batch); a hash shuffle brings every partial of a
 //!   `(key, window)` to one instance of `name`, which merges them (sessions: by overlap) and
 //!   fires on its watermark, the minimum over the partial instances — so it has every partial
-//!   of a window before it fires it. A combiner ([`WindowedStream::combine`] or the keyed
+//!   of a window before it fires it. A partial session is handed on as soon as the watermark
+//!   passes its *start*: a row that could still extend it elsewhere has an event time below
+//!   its end, and every such row is in some partial handed on before the watermark passes
+//!   that end. (So sessions pre-aggregate for about the watermark's delay, not their length.) A combiner ([`WindowedStream::combine`] or the keyed
 //!   stream's) pre-aggregates the same way before the shuffle, in `name.combine`. Lateness is
 //!   decided where raw rows first arrive (the combiner, else the partial or final stage), by
 //!   that instance's watermark; late rows then pass through to `name.late`.
-//!   With a splitting strategy, a session row whose own window is cleaned up is judged against
-//!   the sessions of its instance only, so it may be late although another instance holds an
-//!   overlapping session; with `Hash` (the default) the rule above holds exactly.
+//!   With a splitting strategy, rows that arrive behind the watermark (event time below it)
+//!   may group into sessions differently than with `Hash`: a session row whose own window is
+//!   cleaned up is judged against the sessions its instance holds, and may be late although
+//!   another instance holds an overlapping session; one that is not late may meet, at the
+//!   merge stage, a session its own instance had already seen fire. Rows at or ahead of the
+//!   watermark group exactly as with `Hash` (the default), where the rules above hold exactly.
 //! - **Unkeyed** streams ([`WindowAllExt::window_all`]) are windowed as one key `()` on one
 //!   final instance, as Flink's `windowAll`; a combiner spreads the pre-aggregation.
-//! - **Output volume.** A watermark that closes many windows at once emits their results in
-//!   one call (bounded by the windows held, [`max_windows`](WindowedStream::max_windows)).
+//! - **Output volume.** A watermark that closes many windows at once, and the end of the
+//!   input, emit their results in one call: bounded by the windows held
+//!   ([`max_windows`](WindowedStream::max_windows)), and the state they came from is freed in
+//!   the same call, so the report's state figures are exact at every step.
 //!
 //! # Graph
 //!

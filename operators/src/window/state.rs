@@ -2,7 +2,7 @@
 //! (to fire in end order) and by cleanup time (to free behind the watermark).
 //!
 //! ```text
-//! slots     id → Slot { key, start, end, acc, firings, bytes }
+//! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
 //! by_key    key → { start → id }          a key's windows, disjoint for sessions
 //! pending   { (end, id) }                  not fired yet
 //! retained  { (end + lateness, id) }       fired, kept for lateness updates
@@ -42,12 +42,11 @@ pub(crate) struct Slot<K, Acc> {
 /// Window accumulators of one instance (see the [module docs](self)).
 #[derive(Debug)]
 pub(crate) struct WindowState<K, Acc> {
-    slots: Map<u64, Slot<K, Acc>>,
+    slots: Slab<Slot<K, Acc>>,
     by_key: Map<K, BTreeMap<i64, u64>>,
     pending: BTreeSet<(i64, u64)>,
     retained: BTreeSet<(i64, u64)>,
     due: Vec<u64>,
-    next_id: u64,
     bytes: usize,
     lateness: i64,
     /// Whether a slot is due once the watermark reaches its start rather than its end.
@@ -56,19 +55,91 @@ pub(crate) struct WindowState<K, Acc> {
 
 /// Inline bytes of one slot and its index entries.
 const fn slot_overhead<K, Acc>() -> usize {
-    size_of::<(u64, Slot<K, Acc>)>() + size_of::<(K, i64, u64)>() + 2 * size_of::<(i64, u64)>()
+    size_of::<Option<Slot<K, Acc>>>() + size_of::<(K, i64, u64)>() + 3 * size_of::<(i64, u64)>()
+}
+
+/// Values by id, where an id is an index into a vector and freed ids are reused: a slot is
+/// reached in one step on the per-row path. Its memory goes back when it empties.
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u64>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn insert(&mut self, item: T) -> u64 {
+        self.len += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.items[id as usize] = Some(item);
+                id
+            }
+            None => {
+                self.items.push(Some(item));
+                (self.items.len() - 1) as u64
+            }
+        }
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        self.items.get_mut(id as usize)?.as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<T> {
+        let item = self.items.get_mut(id as usize)?.take()?;
+        self.len -= 1;
+        if self.len == 0 {
+            self.items = Vec::new();
+            self.free = Vec::new();
+        } else {
+            self.free.push(id);
+        }
+        Some(item)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(id, item)| Some((id as u64, item.as_ref()?)))
+    }
+}
+
+impl<T> std::ops::Index<u64> for Slab<T> {
+    type Output = T;
+
+    fn index(&self, id: u64) -> &T {
+        match self.items.get(id as usize) {
+            Some(Some(item)) => item,
+            _ => panic!("slab id {id} is not held"),
+        }
+    }
 }
 
 impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     /// Empty state whose fired windows are kept `lateness` ms past their end.
     pub(crate) fn new(lateness: i64) -> Self {
         Self {
-            slots: Map::default(),
+            slots: Slab::default(),
             by_key: Map::default(),
             pending: BTreeSet::new(),
             retained: BTreeSet::new(),
             due: Vec::new(),
-            next_id: 0,
             bytes: 0,
             lateness,
             due_at_start: false,
@@ -125,7 +196,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             windows
                 .range(..end)
                 .next_back()
-                .is_some_and(|(_, id)| self.slots[id].end > start)
+                .is_some_and(|(_, id)| self.slots[*id].end > start)
         })
     }
 
@@ -144,7 +215,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             None => self.insert(agg, key.clone(), start, end, agg.init(), 0),
         };
         self.touch(id, watermark);
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slots.get_mut(id) else {
             unreachable!("the slot was found or inserted above")
         };
         &mut slot.acc
@@ -169,7 +240,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         let mut overlapping = Vec::new();
         if let Some(windows) = self.by_key.get(key) {
             for (_, &id) in windows.range(..end).rev() {
-                if self.slots[&id].end <= start {
+                if self.slots[id].end <= start {
                     break; // disjoint and sorted: every earlier one ends earlier still
                 }
                 overlapping.push(id);
@@ -196,26 +267,19 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         acc: Acc,
         firings: u32,
     ) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
         let bytes = slot_overhead::<K, Acc>() + 2 * key.heap_size() + agg.acc_bytes(&acc);
         self.bytes += bytes;
-        self.by_key
-            .entry(key.clone())
-            .or_default()
-            .insert(start, id);
-        self.slots.insert(
-            id,
-            Slot {
-                key,
-                start,
-                end,
-                acc,
-                firings,
-                due: false,
-                bytes,
-            },
-        );
+        let by_key = self.by_key.entry(key.clone()).or_default();
+        let id = self.slots.insert(Slot {
+            key,
+            start,
+            end,
+            acc,
+            firings,
+            due: false,
+            bytes,
+        });
+        by_key.insert(start, id);
         self.pending.insert((self.due_time(start, end), id));
         id
     }
@@ -223,7 +287,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     /// Marks a slot changed: one that waits for the watermark stays pending; one whose end the
     /// watermark passed is due now.
     fn touch(&mut self, id: u64, watermark: i64) {
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         let due_time = if self.due_at_start {
@@ -239,7 +303,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     }
 
     fn remove(&mut self, id: u64) -> Slot<K, Acc> {
-        let Some(slot) = self.slots.remove(&id) else {
+        let Some(slot) = self.slots.remove(id) else {
             unreachable!("ids in the indexes name held slots")
         };
         self.bytes -= slot.bytes;
@@ -260,10 +324,10 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         slot
     }
 
-    /// Gives memory back once the tables are mostly empty.
+    /// Gives memory back once the key table is mostly empty (the slab gives its own back when
+    /// it empties).
     fn shrink(&mut self) {
-        if self.slots.capacity() > 64 && self.slots.len() * 4 < self.slots.capacity() {
-            self.slots.shrink_to_fit();
+        if self.by_key.capacity() > 64 && self.by_key.len() * 4 < self.by_key.capacity() {
             self.by_key.shrink_to_fit();
         }
     }
@@ -282,18 +346,18 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         let mut ready: Vec<(i64, i64, u64)> = self
             .due
             .drain(..)
-            .map(|id| (self.slots[&id].end, self.slots[&id].start, id))
+            .map(|id| (self.slots[id].end, self.slots[id].start, id))
             .collect();
         while let Some(&(due_time, id)) = self.pending.first() {
             if due_time > watermark {
                 break;
             }
             self.pending.pop_first();
-            ready.push((self.slots[&id].end, self.slots[&id].start, id));
+            ready.push((self.slots[id].end, self.slots[id].start, id));
         }
         ready.sort_unstable();
         for (_, _, id) in ready {
-            let Some(slot) = self.slots.get_mut(&id) else {
+            let Some(slot) = self.slots.get_mut(id) else {
                 continue;
             };
             slot.due = false;
@@ -319,13 +383,12 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     /// Hands `emit` every slot and empties the state: pending ones in end order (a partial
     /// stage at its bound).
     pub(crate) fn drain(&mut self, mut emit: impl FnMut(Slot<K, Acc>)) {
-        let mut ids: Vec<(i64, u64)> = self.slots.iter().map(|(&id, s)| (s.end, id)).collect();
+        let mut ids: Vec<(i64, u64)> = self.slots.iter().map(|(id, s)| (s.end, id)).collect();
         ids.sort_unstable();
         for (_, id) in ids {
             let slot = self.remove(id);
             emit(slot);
         }
-        self.slots.shrink_to_fit();
         self.by_key.shrink_to_fit();
     }
 }

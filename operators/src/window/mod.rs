@@ -95,8 +95,8 @@
 //!   rows ──▶ name.combine [c] ──<strategy>(key)──▶ … as above, merging partials
 //! ```
 //!
-//! `name.results` and `name.late` run beside `name` (same parallelism, so they are chained to
-//! it by default) and take apart what it emits.
+//! `name.results` and `name.late` run beside `name` (same parallelism, so each instance feeds
+//! its own pair) and take apart what it emits.
 #![warn(missing_docs)]
 
 mod assign;

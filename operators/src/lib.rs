@@ -30,6 +30,7 @@ pub mod overload;
 pub mod sink;
 pub mod source;
 pub mod transform;
+pub mod window;
 
 pub use transform::StreamExt;
 
@@ -47,8 +48,9 @@ pub mod prelude {
     pub use crate::sink::{Collect, Count, Discard, Fold, ForEach, NdjsonSink, Throttle};
     pub use crate::source::{AsyncSource, Generator, IterSource};
     pub use crate::transform::{unary_fn, AsyncStreamExt, StreamExt};
+    pub use crate::window::{Session, Sliding, Tumbling, WindowAllExt, WindowExt, Windowed};
     pub use weir_runtime::{
         Data, EdgeConfig, HeapSize, OperatorError, Overflow, Pipeline, PipelineConfig, RunError,
-        RunReport, Stream,
+        RunReport, Stream, Timestamp,
     };
 }

@@ -208,14 +208,14 @@ impl<T, K, F> std::fmt::Debug for KeyedStream<T, K, F> {
     }
 }
 
-fn with_parallelism<B: Batch>(s: StreamCore<B>, p: Option<usize>) -> StreamCore<B> {
+pub(crate) fn with_parallelism<B: Batch>(s: StreamCore<B>, p: Option<usize>) -> StreamCore<B> {
     match p {
         Some(p) => s.parallelism(p),
         None => s,
     }
 }
 
-fn route<R, H>(
+pub(crate) fn route<R, H>(
     stream: Stream<R>,
     strategy: Strategy,
     signal: LoadSignal,
@@ -531,4 +531,46 @@ where
             max_keys,
         )
     })
+}
+
+/// A keyed stream's configuration, taken apart by the builders that extend it (windows).
+pub(crate) struct KeyedParts<T, F> {
+    pub(crate) stream: Stream<T>,
+    pub(crate) key: F,
+    pub(crate) strategy: Strategy,
+    pub(crate) signal: LoadSignal,
+    pub(crate) hasher: KeyHasher,
+    pub(crate) groups: KeyGroups,
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) merge_parallelism: Option<usize>,
+    /// The combiner's capacity and parallelism, if any.
+    pub(crate) combine: Option<(usize, Option<usize>)>,
+    pub(crate) max_keys: usize,
+    pub(crate) partial_max_keys: Option<usize>,
+}
+
+impl<T, K, F> KeyedStream<T, K, F> {
+    /// The configuration, for builders in other modules.
+    pub(crate) fn into_parts(self) -> KeyedParts<T, F> {
+        KeyedParts {
+            stream: self.stream,
+            key: self.key,
+            strategy: self.strategy,
+            signal: self.signal,
+            hasher: self.hasher,
+            groups: self.groups,
+            parallelism: self.parallelism,
+            merge_parallelism: self.merge_parallelism,
+            combine: self.combine.map(|c| c.parts()),
+            max_keys: self.max_keys,
+            partial_max_keys: self.partial_max_keys,
+        }
+    }
+}
+
+impl Combine {
+    /// The capacity and parallelism, for builders in other modules.
+    pub(crate) fn parts(&self) -> (usize, Option<usize>) {
+        (self.capacity, self.parallelism)
+    }
 }

@@ -1,0 +1,447 @@
+//! Per-instance window state: one accumulator per `(key, window)`, indexed by key, by end
+//! (to fire in end order) and by cleanup time (to free behind the watermark).
+//!
+//! ```text
+//! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
+//! by_key    key → { start → id }          a key's windows, disjoint for sessions
+//! pending   { (end, id) }                  not fired yet
+//! retained  { (end + lateness, id) }       fired, kept for lateness updates
+//! due       [id]                           changed while their end is behind the watermark
+//! ```
+//!
+//! Every slot is in exactly one of `pending`, `retained` or `due` (a due slot may also be in
+//! `retained`, being an update of a window that fired). The owner bounds the slot count
+//! ([`WindowState::len`]); the byte figure counts each slot's inline size, its key's heap and
+//! its accumulator as [`Aggregate::acc_bytes`] measured it when the slot was made or merged, so
+//! it returns to zero when the last slot goes. Maps that empty out give their memory back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+
+use weir_runtime::HeapSize;
+
+use crate::keyed::aggregate::Aggregate;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One `(key, window)` accumulator.
+#[derive(Debug)]
+pub(crate) struct Slot<K, Acc> {
+    pub(crate) key: K,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) acc: Acc,
+    /// Results emitted for this window so far (for a merged session: the most of its parts).
+    pub(crate) firings: u32,
+    /// Whether it is listed in `due`.
+    due: bool,
+    /// Bytes counted for it in [`WindowState::bytes`].
+    bytes: usize,
+}
+
+/// Window accumulators of one instance (see the [module docs](self)).
+#[derive(Debug)]
+pub(crate) struct WindowState<K, Acc> {
+    slots: Slab<Slot<K, Acc>>,
+    by_key: Map<K, BTreeMap<i64, u64>>,
+    pending: BTreeSet<(i64, u64)>,
+    retained: BTreeSet<(i64, u64)>,
+    due: Vec<u64>,
+    bytes: usize,
+    lateness: i64,
+    /// Whether a slot is due once the watermark reaches its start rather than its end.
+    due_at_start: bool,
+}
+
+/// Inline bytes of one slot and its index entries.
+const fn slot_overhead<K, Acc>() -> usize {
+    size_of::<Option<Slot<K, Acc>>>() + size_of::<(K, i64, u64)>() + 3 * size_of::<(i64, u64)>()
+}
+
+/// Values by id, where an id is an index into a vector and freed ids are reused: a slot is
+/// reached in one step on the per-row path. Its memory goes back when it empties.
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u64>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn insert(&mut self, item: T) -> u64 {
+        self.len += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.items[id as usize] = Some(item);
+                id
+            }
+            None => {
+                self.items.push(Some(item));
+                (self.items.len() - 1) as u64
+            }
+        }
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        self.items.get_mut(id as usize)?.as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<T> {
+        let item = self.items.get_mut(id as usize)?.take()?;
+        self.len -= 1;
+        if self.len == 0 {
+            self.items = Vec::new();
+            self.free = Vec::new();
+        } else {
+            self.free.push(id);
+        }
+        Some(item)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(id, item)| Some((id as u64, item.as_ref()?)))
+    }
+}
+
+impl<T> std::ops::Index<u64> for Slab<T> {
+    type Output = T;
+
+    fn index(&self, id: u64) -> &T {
+        match self.items.get(id as usize) {
+            Some(Some(item)) => item,
+            _ => panic!("slab id {id} is not held"),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
+    /// Empty state whose fired windows are kept `lateness` ms past their end.
+    pub(crate) fn new(lateness: i64) -> Self {
+        Self {
+            slots: Slab::default(),
+            by_key: Map::default(),
+            pending: BTreeSet::new(),
+            retained: BTreeSet::new(),
+            due: Vec::new(),
+            bytes: 0,
+            lateness,
+            due_at_start: false,
+        }
+    }
+
+    /// Makes slots due once the watermark reaches their *start*: a partial stage of session
+    /// windows hands a session on that early, so that no instance still holds a piece of a
+    /// session when the stage downstream fires it (a row that overlaps it arrives with an
+    /// event time below its end, and so, by the watermark's promise, before a watermark past
+    /// its start).
+    pub(crate) fn due_at_start(mut self) -> Self {
+        self.due_at_start = true;
+        self
+    }
+
+    /// When a slot over `[start, end)` is due.
+    fn due_time(&self, start: i64, end: i64) -> i64 {
+        if self.due_at_start {
+            start
+        } else {
+            end
+        }
+    }
+
+    /// `(key, window)` slots held.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slots that have not fired yet, plus changed ones waiting to be emitted.
+    pub(crate) fn unfired(&self) -> usize {
+        self.pending.len() + self.due.len()
+    }
+
+    /// Whether changed windows behind the watermark wait to be emitted.
+    pub(crate) fn has_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// Bytes held (see the [module docs](self)).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When a window ending at `end` is cleaned up.
+    pub(crate) fn cleanup_of(&self, end: i64) -> i64 {
+        end.saturating_add(self.lateness)
+    }
+
+    /// Whether `key` holds a window overlapping `[start, end)`.
+    pub(crate) fn overlaps(&self, key: &K, start: i64, end: i64) -> bool {
+        self.by_key.get(key).is_some_and(|windows| {
+            windows
+                .range(..end)
+                .next_back()
+                .is_some_and(|(_, id)| self.slots[*id].end > start)
+        })
+    }
+
+    /// The accumulator of `key`'s window `[start, end)`, made from `agg.init()` if absent,
+    /// and marked changed. `watermark` decides whether it waits to fire or is due now.
+    pub(crate) fn slot<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        key: &K,
+        start: i64,
+        end: i64,
+        watermark: i64,
+    ) -> &mut Acc {
+        let id = match self.by_key.get(key).and_then(|w| w.get(&start)) {
+            Some(&id) => id,
+            None => self.insert(agg, key.clone(), start, end, agg.init(), 0),
+        };
+        self.touch(id, watermark);
+        let Some(slot) = self.slots.get_mut(id) else {
+            unreachable!("the slot was found or inserted above")
+        };
+        &mut slot.acc
+    }
+
+    /// Merges `acc` over `[start, end)` into `key`'s windows: into the same window (fixed
+    /// windows), or, for sessions (`merging`), into every window it overlaps, which become one.
+    pub(crate) fn absorb<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        key: &K,
+        (start, end): (i64, i64),
+        acc: Acc,
+        merging: bool,
+        watermark: i64,
+    ) {
+        if !merging {
+            let slot = self.slot(agg, key, start, end, watermark);
+            agg.merge(slot, acc);
+            return;
+        }
+        let mut overlapping = Vec::new();
+        if let Some(windows) = self.by_key.get(key) {
+            for (_, &id) in windows.range(..end).rev() {
+                if self.slots[id].end <= start {
+                    break; // disjoint and sorted: every earlier one ends earlier still
+                }
+                overlapping.push(id);
+            }
+        }
+        let (mut lo, mut hi, mut firings, mut merged) = (start, end, 0, acc);
+        for id in overlapping {
+            let slot = self.remove(id);
+            lo = lo.min(slot.start);
+            hi = hi.max(slot.end);
+            firings = firings.max(slot.firings);
+            agg.merge(&mut merged, slot.acc);
+        }
+        let id = self.insert(agg, key.clone(), lo, hi, merged, firings);
+        self.touch(id, watermark);
+    }
+
+    fn insert<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        key: K,
+        start: i64,
+        end: i64,
+        acc: Acc,
+        firings: u32,
+    ) -> u64 {
+        let bytes = slot_overhead::<K, Acc>() + 2 * key.heap_size() + agg.acc_bytes(&acc);
+        self.bytes += bytes;
+        let by_key = self.by_key.entry(key.clone()).or_default();
+        let id = self.slots.insert(Slot {
+            key,
+            start,
+            end,
+            acc,
+            firings,
+            due: false,
+            bytes,
+        });
+        by_key.insert(start, id);
+        self.pending.insert((self.due_time(start, end), id));
+        id
+    }
+
+    /// Marks a slot changed: one that waits for the watermark stays pending; one whose end the
+    /// watermark passed is due now.
+    fn touch(&mut self, id: u64, watermark: i64) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let due_time = if self.due_at_start {
+            slot.start
+        } else {
+            slot.end
+        };
+        if due_time <= watermark && !slot.due {
+            slot.due = true;
+            self.pending.remove(&(due_time, id));
+            self.due.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Slot<K, Acc> {
+        let Some(slot) = self.slots.remove(id) else {
+            unreachable!("ids in the indexes name held slots")
+        };
+        self.bytes -= slot.bytes;
+        let cleanup = self.cleanup_of(slot.end);
+        self.pending
+            .remove(&(self.due_time(slot.start, slot.end), id));
+        self.retained.remove(&(cleanup, id));
+        if slot.due {
+            self.due.retain(|&d| d != id);
+        }
+        if let Some(windows) = self.by_key.get_mut(&slot.key) {
+            windows.remove(&slot.start);
+            if windows.is_empty() {
+                self.by_key.remove(&slot.key);
+            }
+        }
+        self.shrink();
+        slot
+    }
+
+    /// Gives memory back once the key table is mostly empty (the slab gives its own back when
+    /// it empties).
+    fn shrink(&mut self) {
+        if self.by_key.capacity() > 64 && self.by_key.len() * 4 < self.by_key.capacity() {
+            self.by_key.shrink_to_fit();
+        }
+    }
+
+    /// Hands `emit` every slot due to fire — pending ones whose end (or start, see
+    /// [`due_at_start`](Self::due_at_start)) is at or behind `watermark`, and changed ones
+    /// already behind it — in end order, then frees the windows
+    /// whose cleanup time the watermark reached. `keep` says whether a fired slot is kept for
+    /// lateness updates (a final stage) or handed on for good (a partial stage).
+    pub(crate) fn fire(
+        &mut self,
+        watermark: i64,
+        keep: bool,
+        mut emit: impl FnMut(&mut Slot<K, Acc>),
+    ) {
+        let mut ready: Vec<(i64, i64, u64)> = self
+            .due
+            .drain(..)
+            .map(|id| (self.slots[id].end, self.slots[id].start, id))
+            .collect();
+        while let Some(&(due_time, id)) = self.pending.first() {
+            if due_time > watermark {
+                break;
+            }
+            self.pending.pop_first();
+            ready.push((self.slots[id].end, self.slots[id].start, id));
+        }
+        ready.sort_unstable();
+        for (_, _, id) in ready {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            slot.due = false;
+            emit(slot);
+            slot.firings = slot.firings.saturating_add(1);
+            let end = slot.end;
+            let cleanup = self.cleanup_of(end);
+            if keep && cleanup > watermark {
+                self.retained.insert((cleanup, id));
+            } else {
+                self.retained.remove(&(cleanup, id));
+                self.remove(id);
+            }
+        }
+        while let Some(&(cleanup, id)) = self.retained.first() {
+            if cleanup > watermark {
+                break;
+            }
+            self.remove(id);
+        }
+    }
+
+    /// Hands `emit` every slot and empties the state: pending ones in end order (a partial
+    /// stage at its bound).
+    pub(crate) fn drain(&mut self, mut emit: impl FnMut(Slot<K, Acc>)) {
+        let mut ids: Vec<(i64, u64)> = self.slots.iter().map(|(id, s)| (s.end, id)).collect();
+        ids.sort_unstable();
+        for (_, id) in ids {
+            let slot = self.remove(id);
+            emit(slot);
+        }
+        self.by_key.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyed::aggregate::Count;
+
+    #[test]
+    fn fires_in_end_order_and_frees_behind_cleanup() {
+        let count = Count::<()>::new();
+        let mut state = WindowState::<u8, u64>::new(5);
+        for (key, start) in [(1u8, 20), (2, 0), (1, 0), (2, 10)] {
+            *state.slot(&count, &key, start, start + 10, i64::MIN) += 1;
+        }
+        assert_eq!(state.len(), 4);
+        let mut fired = Vec::new();
+        state.fire(20, true, |s| fired.push((s.key, s.start, s.firings)));
+        assert_eq!(
+            fired,
+            [(2, 0, 0), (1, 0, 0), (2, 10, 0)],
+            "by end, start, arrival"
+        );
+        assert_eq!(
+            state.len(),
+            2,
+            "both [0, 10) are freed at 15; [10, 20) is kept to 25"
+        );
+        // An update of a fired window is due at once, and fires again with a higher count.
+        *state.slot(&count, &2, 10, 20, 20) += 1;
+        fired.clear();
+        state.fire(20, true, |s| fired.push((s.key, s.start, s.firings)));
+        assert_eq!(fired, [(2, 10, 1)]);
+        state.fire(i64::MAX, true, |s| fired.push((s.key, s.start, s.firings)));
+        assert_eq!(state.len(), 0);
+        assert_eq!(state.bytes(), 0);
+    }
+
+    #[test]
+    fn sessions_merge_what_overlaps_and_nothing_adjacent() {
+        let count = Count::<()>::new();
+        let mut state = WindowState::<u8, u64>::new(0);
+        state.absorb(&count, &1, (0, 10), 1, true, i64::MIN);
+        state.absorb(&count, &1, (10, 20), 1, true, i64::MIN); // adjacent: separate
+        state.absorb(&count, &1, (30, 40), 1, true, i64::MIN);
+        assert_eq!(state.len(), 3);
+        state.absorb(&count, &1, (15, 35), 1, true, i64::MIN); // bridges the last two
+        assert_eq!(state.len(), 2);
+        assert!(state.overlaps(&1, 39, 50) && !state.overlaps(&1, 40, 50));
+        let mut fired = Vec::new();
+        state.fire(i64::MAX, true, |s| fired.push((s.start, s.end, s.acc)));
+        assert_eq!(fired, [(0, 10, 1), (10, 40, 3)]);
+        assert_eq!(state.bytes(), 0);
+    }
+}

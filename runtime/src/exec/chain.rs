@@ -404,6 +404,10 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                 Message::Watermark(ts) => {
                     self.metrics.note_watermark(ts);
                     self.call(|op, out| op.on_watermark(ts, out))?;
+                    // A watermark fires windows and timers: what they held is freed here.
+                    if let Some(size) = self.op.state_size() {
+                        self.metrics.note_state(size);
+                    }
                 }
                 // Its one input is idle: so is it.
                 Message::Idle => self.out.idle(),

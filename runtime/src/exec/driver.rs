@@ -573,6 +573,10 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             Some(Ok(Event::Watermark(wm))) => {
                 m.note_watermark(wm);
                 op.on_watermark(wm, &mut out)?;
+                // A watermark fires windows and timers: what they held is freed here.
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
             }
             // Every live input is idle: so is this instance, downstream.
             Some(Ok(Event::Idle)) => out.idle(),

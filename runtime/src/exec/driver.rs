@@ -495,6 +495,10 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     Poll::Ready(Ok(())) => release_barriers(&mut barriers, &mut out),
                     Poll::Pending => {}
                 }
+                // Processing-time timers and time-to-live free state here, on the clock.
+                if let Some(size) = op.state_size() {
+                    m.note_state(size);
+                }
                 if emitted_mark(&out) != before {
                     return Poll::Ready(Wake::Emitted);
                 }

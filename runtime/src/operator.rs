@@ -324,6 +324,10 @@ pub trait Operator: Send + 'static {
     }
 
     /// The minimum watermark over all inputs advanced to `watermark`. The default forwards it.
+    ///
+    /// The minimum is taken over inputs that have neither ended nor gone idle, it never goes
+    /// backwards, and, once watermarks flow, it reaches [`Timestamp::MAX`] before the end of the
+    /// inputs (see [`event_time`](crate::event_time)).
     fn on_watermark(
         &mut self,
         watermark: Timestamp,

@@ -605,3 +605,95 @@ fn alignment_pauses_the_instance_ahead_until_the_slowest_catches_up() {
     }
     assert_eq!(state(&report, "split", 0), EventTimeState::Ended);
 }
+
+/// Emits the given Arrow batches, one per call.
+struct Batches(std::vec::IntoIter<arrow_array::RecordBatch>);
+
+impl Source for Batches {
+    type Output = arrow_array::RecordBatch;
+    fn poll_produce(
+        &mut self,
+        _: &mut Context<'_>,
+        out: &mut Output<arrow_array::RecordBatch>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        match self.0.next() {
+            Some(b) => {
+                out.emit(b);
+                Poll::Ready(Ok(SourceStatus::Continue))
+            }
+            None => Poll::Ready(Ok(SourceStatus::Done)),
+        }
+    }
+}
+
+/// Logs the watermarks of a stream of Arrow batches.
+struct ColumnWatermarks(Arc<Mutex<Vec<i64>>>);
+
+impl Operator for ColumnWatermarks {
+    type Input = arrow_array::RecordBatch;
+    type Output = arrow_array::RecordBatch;
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: arrow_array::RecordBatch,
+        out: &mut Output<arrow_array::RecordBatch>,
+    ) -> Result<(), OperatorError> {
+        out.emit(batch);
+        Ok(())
+    }
+    fn on_watermark(
+        &mut self,
+        wm: Timestamp,
+        out: &mut Output<arrow_array::RecordBatch>,
+    ) -> Result<(), OperatorError> {
+        self.0.lock().unwrap().push(wm.0);
+        out.watermark(wm);
+        Ok(())
+    }
+}
+
+struct CountBatches(usize);
+
+impl Sink for CountBatches {
+    type Input = arrow_array::RecordBatch;
+    type Output = usize;
+    fn on_batch(&mut self, _: InputPort, b: arrow_array::RecordBatch) -> Result<(), OperatorError> {
+        self.0 += b.num_rows();
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<usize, OperatorError> {
+        Ok(self.0)
+    }
+}
+
+fn ms_batch(name: &str, times: &[i64]) -> arrow_array::RecordBatch {
+    let col: arrow_array::ArrayRef =
+        Arc::new(arrow_array::TimestampMillisecondArray::from(times.to_vec()));
+    arrow_array::RecordBatch::try_from_iter([(name, col)]).unwrap()
+}
+
+#[test]
+fn arrow_batches_take_event_time_from_a_column() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut p = Pipeline::new("columns");
+    let rows = p
+        .source(
+            "batches",
+            Batches(vec![ms_batch("ts", &[10, 20]), ms_batch("ts", &[15, 40])].into_iter()),
+        )
+        .with_watermarks(WatermarkStrategy::bounded(Duration::from_millis(5)).column("ts"))
+        .unary("log", ColumnWatermarks(seen.clone()))
+        .sink("count", CountBatches(0));
+    p.run().unwrap();
+    assert_eq!(rows.take(), Some(4));
+    assert_eq!(*seen.lock().unwrap(), vec![14, 34, i64::MAX]);
+
+    // A batch without the column fails the run, naming it.
+    let mut p = Pipeline::new("no-column");
+    let _ = p
+        .source("batches", Batches(vec![ms_batch("at", &[1])].into_iter()))
+        .with_watermarks(WatermarkStrategy::monotonic().column("ts"))
+        .sink("count", CountBatches(0));
+    let err = p.run().unwrap_err().to_string();
+    assert!(err.contains("`ts`"), "{err}");
+}

@@ -28,6 +28,14 @@
 //!   would be across an edge;
 //! - idle and finishing time are the task's.
 //!
+//! # Event time
+//!
+//! Every instance records its watermark: a source the last one it sent, an operator or a sink
+//! the last one over its inputs. A source with a watermark strategy also records its
+//! [`EventTimeState`] (active, idle, paused by alignment, ended) and its time paused by
+//! alignment. *Blocked* is not recorded apart: an active source whose time state is
+//! backpressured (waiting for credit) is reported blocked, so the state costs nothing to keep.
+//!
 //! [`Sink::poll_ready`]: crate::operator::Sink::poll_ready
 
 mod report;

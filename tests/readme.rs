@@ -8,6 +8,8 @@ use weir::arrow::array::{Array, AsArray, RecordBatch};
 use weir::arrow::datatypes::{Int64Type, UInt64Type};
 use weir::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+mod common;
+
 #[path = "../examples/file_pipeline.rs"]
 #[allow(dead_code)]
 mod file_pipeline;
@@ -15,14 +17,7 @@ mod file_pipeline;
 const EXAMPLE: &str = include_str!("../examples/file_pipeline.rs");
 const README: &str = include_str!("../README.md");
 
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let a = text.find(start).map(|i| i + start.len());
-    let a = a.unwrap_or_else(|| panic!("`{start}` is missing"));
-    let b = text[a..]
-        .find(end)
-        .unwrap_or_else(|| panic!("`{end}` is missing"));
-    &text[a..a + b]
-}
+use common::between;
 
 #[test]
 fn the_readme_listing_is_the_example() {

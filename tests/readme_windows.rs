@@ -1,30 +1,16 @@
 //! The README's "Windows, joins and timers" listing is the body of the test below, verbatim, and
 //! it runs.
 
+mod common;
+
 const README: &str = include_str!("../README.md");
 const THIS: &str = include_str!("readme_windows.rs");
 
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let a = text.find(start).map(|i| i + start.len());
-    let a = a.unwrap_or_else(|| panic!("`{start}` is missing"));
-    let b = text[a..]
-        .find(end)
-        .unwrap_or_else(|| panic!("`{end}` is missing"));
-    &text[a..a + b]
-}
-
 #[test]
 fn the_readme_listing_is_this_test() {
-    let body = between(THIS, "// README: begin\n", "    // README: end");
-    let body: String = body
-        .lines()
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let section = between(README, "## Windows, joins and timers", "\n## ");
-    let listing = between(section, "```rust\n", "```\n");
     assert_eq!(
-        listing, body,
+        common::readme_listing(README, "## Windows, joins and timers"),
+        common::marked_body(THIS),
         "copy the test's marked lines into the README"
     );
 }

@@ -43,3 +43,29 @@ pub fn inst<'a>(report: &'a RunReport, name: &str) -> &'a InstanceReport {
 pub fn edges_from<'a>(report: &'a RunReport, from: &str) -> Vec<&'a EdgeReport> {
     report.edges.iter().filter(|e| e.from == from).collect()
 }
+
+/// The text between the first `start` after the beginning of `text` and the next `end`.
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let a = text.find(start).map(|i| i + start.len());
+    let a = a.unwrap_or_else(|| panic!("`{start}` is missing"));
+    let b = text[a..]
+        .find(end)
+        .unwrap_or_else(|| panic!("`{end}` is missing"));
+    &text[a..a + b]
+}
+
+/// The first Rust listing of the README section headed `heading` (up to the next `## `).
+pub fn readme_listing<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let section = between(readme, heading, "\n## ");
+    between(section, "```rust\n", "```\n")
+}
+
+/// The lines of a test body between `// README: begin` and `// README: end`, one indent level
+/// out, as the README shows them.
+pub fn marked_body(source: &str) -> String {
+    between(source, "    // README: begin\n", "    // README: end")
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

@@ -714,6 +714,9 @@ impl Partitioner<RecordBatch> for KeyPartitioner {
     }
 }
 
+/// The key column indices, the aggregates' inputs and the output fields of a checked aggregation.
+pub(super) type PlannedAggregate = (Vec<usize>, Vec<AggInput>, Vec<Field>);
+
 /// Checks an aggregation of `input` by `keys` computing `aggs` and returns the key indices, the
 /// aggregates' inputs and the output fields: the key columns, then `extra` (columns the caller
 /// inserts after the keys), then one per aggregate.
@@ -723,7 +726,7 @@ pub(super) fn plan_aggregate(
     keys: &[&str],
     aggs: &[Agg],
     extra: &[Field],
-) -> Result<(Vec<usize>, Vec<AggInput>, Vec<Field>), PlanError> {
+) -> Result<PlannedAggregate, PlanError> {
     let key_idx: Vec<usize> = keys
         .iter()
         .map(|k| index_of(input, name, k))

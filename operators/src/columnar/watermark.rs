@@ -8,21 +8,9 @@
 //! stage it makes each instance a watermark source; downstream, the runtime takes the minimum
 //! over inputs.
 //!
-//! Choices, each as Flink's `forBoundedOutOfOrderness` makes them unless said:
-//!
-//! - **One watermark per batch at most**, after the batch, and only when it advances: never
-//!   backwards, never repeated. The watermark facing a row is therefore the one after the
-//!   previous batch; a row is judged against rows of earlier batches only.
-//! - **No row, no watermark**: an instance that has passed no row with an event time emits none,
-//!   so it holds the minimum downstream back until it ends (when the runtime drops it from the
-//!   minimum). End of input needs nothing here: windows fire everything at the end.
-//! - **Null event times** are passed on and ignored for the maximum (the window decides what to
-//!   do with them).
-//! - **Watermarks from upstream are dropped**: this operator is its stream's watermark source,
-//!   as Flink's `assignTimestampsAndWatermarks` is.
-//!
-//! It is meant to be replaced by the runtime's own watermark strategies at sources once they
-//! exist; nothing else depends on how it works.
+//! Each choice it makes is on [`BoundedOutOfOrderness`]. It is meant to be replaced by the
+//! runtime's own watermark strategies at sources once they exist; nothing else depends on how it
+//! works.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +21,24 @@ use weir_runtime::{InputPort, Operator, OperatorError, Output, Timestamp};
 use super::window::{event_times, time_column};
 use super::{arrow_error, ArrowStream, PlanError};
 
-/// One instance of bounded out-of-orderness watermarks; see the module docs.
+/// One instance of bounded out-of-orderness watermarks on a timestamp column: batches pass
+/// unchanged, and each is followed by the watermark `max_seen − max_delay` when that advances.
+///
+/// Choices, each as Flink's `forBoundedOutOfOrderness` makes them unless said:
+///
+/// - **The watermark is `max_seen − max_delay`**: a row `max_delay` behind the largest event
+///   time is still on time. (Flink subtracts one more millisecond, because its watermark says no
+///   row *at or below* it follows; weir's says *below*.)
+/// - **One watermark per batch at most** (Flink: one per period), after the batch, and only when
+///   it advances: never backwards, never repeated. The watermark facing a row is therefore the one after the
+///   previous batch; a row is judged against rows of earlier batches only.
+/// - **No row, no watermark**: an instance that has passed no row with an event time emits none,
+///   so it holds the minimum downstream back until it ends (when the runtime drops it from the
+///   minimum). End of input needs nothing here: windows fire everything at the end.
+/// - **Null event times** are passed on and ignored for the maximum (the window decides what to
+///   do with them).
+/// - **Watermarks from upstream are dropped**: this operator is its stream's watermark source,
+///   as Flink's `assignTimestampsAndWatermarks` is.
 #[derive(Debug)]
 pub struct BoundedOutOfOrderness {
     name: Arc<str>,

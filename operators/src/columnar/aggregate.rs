@@ -284,6 +284,19 @@ impl Acc {
     }
 }
 
+/// Makes a column of one value per group, for the groups given by index.
+pub(super) type PerGroup<'a> = &'a dyn Fn(&[usize]) -> ArrayRef;
+
+/// Columns a windowed aggregation adds to the aggregation's own.
+#[derive(Default)]
+pub(super) struct Extra<'a> {
+    /// After the key columns, the same value in every row (a window's start): makes `n` rows.
+    pub(super) after_keys: Option<&'a dyn Fn(usize) -> ArrayRef>,
+    /// After the aggregates, a value per group (how often it fired): makes the rows of the
+    /// groups given by index.
+    pub(super) last: Option<PerGroup<'a>>,
+}
+
 /// What a hash aggregation computes, fixed when the plan is built: the key columns, the
 /// aggregates' inputs, the key encoder and the output schema. Shared by [`HashAggregate`] and the
 /// windowed aggregation.
@@ -395,7 +408,8 @@ impl AggPlan {
         Ok(Prepared { rows, values })
     }
 
-    /// Folds row `i` of a prepared batch into its group of `groups`.
+    /// Folds row `i` of a prepared batch into its group of `groups`; returns the group's index
+    /// (groups are numbered from 0 in the order they appear).
     ///
     /// # Errors
     /// An integer sum that overflows, naming the column (from `input`, the batch's schema).
@@ -406,7 +420,7 @@ impl AggPlan {
         prepared: &Prepared,
         i: usize,
         input: &SchemaRef,
-    ) -> Result<(), ArrowError> {
+    ) -> Result<usize, ArrowError> {
         let width = self.inputs.len();
         let row = prepared.key(i);
         let next = groups.groups.len();
@@ -443,24 +457,27 @@ impl AggPlan {
                 )));
             }
         }
-        Ok(())
+        Ok(g)
     }
 
-    /// Emits `groups` sorted by key, in batches of the output's batch size, and empties them.
-    /// `extra` is a column inserted after the key columns, the same value in every row (a
-    /// window's start): its position and a maker of `n` copies.
+    /// Emits the groups of `groups` (those marked in `only`, or all) sorted by key, in batches
+    /// of `batch_rows`. `extra` makes the columns a windowed aggregation adds.
     pub(super) fn emit(
         &self,
-        groups: Groups,
-        extra: Option<&dyn Fn(usize) -> ArrayRef>,
+        groups: &Groups,
+        only: Option<&[bool]>,
+        extra: &Extra<'_>,
         batch_rows: usize,
         out: &mut dyn FnMut(RecordBatch),
     ) -> Result<(), ArrowError> {
-        let Groups {
-            groups: map, accs, ..
-        } = groups;
-        let mut groups: Vec<(Box<[u8]>, usize)> = map.into_iter().collect();
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let accs = &groups.accs;
+        let mut groups: Vec<(&[u8], usize)> = groups
+            .groups
+            .iter()
+            .filter(|(_, &g)| only.is_none_or(|only| only[g]))
+            .map(|(k, &g)| (&**k, g))
+            .collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let parser = self.converter.parser();
         let width = self.inputs.len();
         for chunk in groups.chunks(batch_rows.max(1)) {
@@ -470,12 +487,16 @@ impl AggPlan {
                 self.converter
                     .convert_rows(chunk.iter().map(|(k, _)| parser.parse(k)))?
             };
-            if let Some(extra) = extra {
-                columns.push(extra(chunk.len()));
+            if let Some(after_keys) = extra.after_keys {
+                columns.push(after_keys(chunk.len()));
             }
             for a in 0..width {
                 let accs = chunk.iter().map(|(_, g)| &accs[g * width + a]);
                 columns.push(self.column(a, chunk.len(), accs));
+            }
+            if let Some(last) = extra.last {
+                let indices: Vec<usize> = chunk.iter().map(|(_, g)| *g).collect();
+                columns.push(last(&indices));
             }
             out(RecordBatch::try_new_with_options(
                 self.schema.clone(),
@@ -587,12 +608,11 @@ impl HashAggregate {
 
     fn emit(&mut self, out: &mut Output<RecordBatch>) -> Result<(), ArrowError> {
         let batch_rows = out.batch_rows();
-        self.plan.emit(
-            std::mem::take(&mut self.groups),
-            None,
-            batch_rows,
-            &mut |b| out.emit(b),
-        )
+        let groups = std::mem::take(&mut self.groups);
+        self.plan
+            .emit(&groups, None, &Extra::default(), batch_rows, &mut |b| {
+                out.emit(b)
+            })
     }
 }
 

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`ArrowStream::project`], [`filter`](ArrowStream::filter), [`with_column`](ArrowStream::with_column), [`cast`](ArrowStream::cast), [`map_batches`](ArrowStream::map_batches) | vectorised operators over Arrow compute kernels |
 //! | [`ArrowStream::aggregate`] ([`Agg`]) | keyed hash aggregation: hash-partitioned by the key columns, then count / sum / min / max / mean per key |
-//! | [`ArrowStream::tumbling_window`] ([`ArrowWindowedStream`]) | the same aggregation per event-time tumbling window, fired by the watermark, with late rows on a side output ([`window`] module: every semantic choice) |
+//! | [`ArrowStream::tumbling_window`] ([`ArrowWindowedStream`]) | the same aggregation per event-time tumbling window, fired by the watermark, with allowed lateness and late rows on a side output ([`window`] module: every semantic choice) |
 //! | [`ArrowStream::bounded_out_of_orderness`] | watermarks trailing the largest event time of a timestamp column by a fixed delay |
 //! | [`RowsToArrow`], [`ArrowToRows`] ([`ToArrowExt::to_arrow`], [`ArrowStream::to_rows`]) | typed `serde` rows ⇄ Arrow batches, through `serde_arrow` |
 //! | [`ReaderSource`], [`csv_split`] | demand-driven file sources: one batch read per credit, on the source's own thread |

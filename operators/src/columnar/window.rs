@@ -32,17 +32,24 @@
 //!   lines up with the windows it summarises.
 //! - **End of input** (and a watermark of `i64::MAX`) fires every window still held.
 //! - **Late** has the meaning it has everywhere in weir: a row is late when its window has
-//!   already been cleaned up, i.e. the watermark when the row arrives is at or past the window's
-//!   end (no allowed lateness: a window is cleaned up when it fires). Late rows are not
-//!   aggregated; they leave on the late output `name.late`, unchanged and in arrival order, and
+//!   already been cleaned up, i.e. the watermark when the row arrives is at or past
+//!   `end + allowed lateness` (by default the lateness is 0: a window is cleaned up when it
+//!   fires). Late rows are not aggregated; they leave on the late output `name.late`, unchanged and in arrival order, and
 //!   the rows out of `name.late` are their count in the run report ([`late_rows`]).
 //!   [`aggregate`](ArrowWindowedStream::aggregate) ends them in the counting sink
 //!   `name.late.sink`: never dropped silently. A row below the watermark whose window is still
 //!   open is not late (the window has not fired yet).
-//! - **No allowed lateness.** A window fires once, with its final value, and is freed then;
-//!   updates after firing (Flink's allowed lateness) are not offered for columnar windows.
-//! - **State** is one group table per open window (one accumulator set per key with rows in
-//!   it), freed when the window fires. The report's `state_keys` counts the `(key, window)`
+//! - **Allowed lateness** ([`allowed_lateness`](ArrowWindowedStream::allowed_lateness)), as
+//!   Flink's: a fired window is kept until the watermark reaches `end + lateness`, and a row
+//!   that arrives for it meanwhile updates its key's result, which is emitted again at the end
+//!   of that row's batch. The output then ends with a `firing` column (`UInt32`: 0 for a key's
+//!   first result of a window, one more for each update), and the result with the highest
+//!   `firing` of a `(keys, window)` replaces the others. A window whose first row comes within
+//!   its lateness fires at the end of that batch with `firing` 0. Without lateness (the
+//!   default) there is no `firing` column: each window fires once, with its final value.
+//! - **State** is one group table per window held (one accumulator set per key with rows in
+//!   it), freed when the watermark reaches `end + lateness` (without lateness: when the window
+//!   fires). The report's `state_keys` counts the `(key, window)`
 //!   groups held and `state_bytes` their memory; both return to zero when no window is open.
 //! - **Parallelism.** Rows are hash-partitioned by their key columns (as
 //!   [`ArrowStream::aggregate`] does; without keys every row goes to instance 0), so a key's
@@ -67,7 +74,9 @@ use weir_runtime::{
     Timestamp,
 };
 
-use super::aggregate::{plan_aggregate, AggInput, AggPlan, Groups, KeyPartitioner};
+use super::aggregate::{
+    plan_aggregate, AggInput, AggPlan, Extra, Groups, KeyPartitioner, PerGroup,
+};
 use super::{arrow_error, index_of, Agg, ArrowStream, PlanError};
 use crate::keyed::route::DEFAULT_KEY_GROUPS;
 
@@ -83,6 +92,10 @@ pub const LATE_SINK_SUFFIX: &str = ".late.sink";
 
 /// The default name of the window start column.
 pub const WINDOW_START: &str = "window_start";
+
+/// The name of the column saying which result of its window a row is, with allowed lateness
+/// (see [`ArrowWindowedStream::allowed_lateness`]).
+pub const FIRING: &str = "firing";
 
 /// The late rows of the windowed aggregation `name` in a run: the rows out of its operator
 /// `name.late` (0 if there is none).
@@ -149,6 +162,29 @@ impl Batch for Fired {
     }
 }
 
+/// One window's state: its groups, and with allowed lateness what each group has emitted.
+#[derive(Default)]
+struct Window {
+    groups: Groups,
+    /// Whether the window has fired (its end is behind the watermark).
+    fired: bool,
+    /// Per group: results emitted so far (its next result's `firing`).
+    firings: Vec<u32>,
+    /// Per group: updated since the window fired, not yet emitted.
+    updated: Vec<bool>,
+    /// Whether any group is updated.
+    any_updated: bool,
+}
+
+impl Window {
+    fn bytes(&self) -> usize {
+        self.groups.bytes()
+            + self.firings.capacity() * std::mem::size_of::<u32>()
+            + self.updated.capacity()
+            + std::mem::size_of::<(i64, Window)>()
+    }
+}
+
 /// One instance of a tumbling-window aggregation; see the module docs.
 pub struct TumblingWindowAggregate {
     name: Arc<str>,
@@ -158,8 +194,10 @@ pub struct TumblingWindowAggregate {
     time: usize,
     /// The window size, ms (≥ 1).
     size: i64,
-    /// Open windows by start.
-    windows: BTreeMap<i64, Groups>,
+    /// Allowed lateness, ms (≥ 0).
+    lateness: i64,
+    /// Windows held (open, or fired and kept for the lateness), by start.
+    windows: BTreeMap<i64, Window>,
     /// The last watermark received.
     watermark: Option<i64>,
     /// Late row indices of the batch at hand (kept to reuse its allocation).
@@ -171,6 +209,7 @@ impl std::fmt::Debug for TumblingWindowAggregate {
         f.debug_struct("TumblingWindowAggregate")
             .field("name", &self.name)
             .field("size_ms", &self.size)
+            .field("lateness_ms", &self.lateness)
             .field("windows", &self.windows.len())
             .field("watermark", &self.watermark)
             .finish_non_exhaustive()
@@ -190,16 +229,11 @@ impl TumblingWindowAggregate {
             input: spec.input.clone(),
             time: spec.time,
             size: spec.size,
+            lateness: spec.lateness,
             windows: BTreeMap::new(),
             watermark: None,
             late: Vec::new(),
         })
-    }
-
-    /// The end of the window starting at `start`.
-    #[inline]
-    fn end(&self, start: i64) -> i64 {
-        start.saturating_add(self.size)
     }
 
     fn update(&mut self, batch: &RecordBatch, out: &mut Output<Fired>) -> Result<(), ArrowError> {
@@ -212,14 +246,28 @@ impl TumblingWindowAggregate {
         }
         let prepared = self.plan.prepare(batch)?;
         self.late.clear();
+        let (size, lateness) = (self.size, self.lateness);
         for (i, &t) in times.values().iter().enumerate() {
-            let start = t - t.rem_euclid(self.size);
-            if self.watermark.is_some_and(|w| self.end(start) <= w) {
+            let start = t - t.rem_euclid(size);
+            let cleanup = start.saturating_add(size).saturating_add(lateness);
+            if self.watermark.is_some_and(|w| cleanup <= w) {
                 self.late.push(i as u32);
                 continue;
             }
-            let groups = self.windows.entry(start).or_default();
-            self.plan.fold(groups, &prepared, i, &self.input)?;
+            let window = self.windows.entry(start).or_default();
+            let g = self
+                .plan
+                .fold(&mut window.groups, &prepared, i, &self.input)?;
+            if lateness > 0 {
+                if g == window.firings.len() {
+                    window.firings.push(0);
+                    window.updated.push(false);
+                }
+                if window.fired && !window.updated[g] {
+                    window.updated[g] = true;
+                    window.any_updated = true;
+                }
+            }
         }
         if !self.late.is_empty() {
             let indices = UInt32Array::from(std::mem::take(&mut self.late));
@@ -229,26 +277,60 @@ impl TumblingWindowAggregate {
                 self.late = v;
             }
         }
+        if lateness > 0 {
+            // Rows within the lateness: windows behind the watermark fire (again) now.
+            self.fire(self.watermark.unwrap_or(i64::MIN), out)?;
+        }
         Ok(())
     }
 
-    /// Emits every window whose end is at or below `until`, in window order.
+    /// Emits every window whose end is at or below `until`, in window order: the first time
+    /// with all its groups, later its updated groups; then frees the windows whose cleanup time
+    /// (`end + lateness`) is at or below `until`.
     fn fire(&mut self, until: i64, out: &mut Output<Fired>) -> Result<(), ArrowError> {
         let batch_rows = out.batch_rows();
-        let size = self.size;
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
+        let (size, lateness) = (self.size, self.lateness);
+        for (&start, window) in self.windows.iter_mut() {
             if start.saturating_add(size) > until {
                 break;
             }
-            let groups = entry.remove();
+            let only = match (window.fired, window.any_updated) {
+                (false, _) => None,
+                (true, true) => Some(window.updated.as_slice()),
+                (true, false) => continue,
+            };
             let start_column = |n: usize| -> ArrayRef {
                 Arc::new(TimestampMillisecondArray::from_value(start, n).with_timezone("UTC"))
             };
+            let firings = &window.firings;
+            let firing_column = |groups: &[usize]| -> ArrayRef {
+                Arc::new(arrow::array::UInt32Array::from_iter_values(
+                    groups.iter().map(|&g| firings[g]),
+                ))
+            };
+            let extra = Extra {
+                after_keys: Some(&start_column),
+                last: (lateness > 0).then_some(&firing_column as PerGroup<'_>),
+            };
             self.plan
-                .emit(groups, Some(&start_column), batch_rows, &mut |b| {
+                .emit(&window.groups, only, &extra, batch_rows, &mut |b| {
                     out.emit(Fired::Windows(b))
                 })?;
+            for (g, firing) in window.firings.iter_mut().enumerate() {
+                if only.is_none_or(|only| only[g]) {
+                    *firing += 1;
+                }
+            }
+            window.fired = true;
+            window.updated.fill(false);
+            window.any_updated = false;
+        }
+        while let Some(entry) = self.windows.first_entry() {
+            let cleanup = entry.key().saturating_add(size).saturating_add(lateness);
+            if cleanup > until {
+                break;
+            }
+            entry.remove();
         }
         Ok(())
     }
@@ -286,12 +368,10 @@ impl Operator for TumblingWindowAggregate {
     }
 
     fn state_size(&self) -> Option<StateSize> {
-        let (keys, bytes) = self.windows.values().fold((0, 0), |(k, b), g| {
-            (
-                k + g.len(),
-                b + g.bytes() + std::mem::size_of::<(i64, Groups)>(),
-            )
-        });
+        let (keys, bytes) = self
+            .windows
+            .values()
+            .fold((0, 0), |(k, b), w| (k + w.groups.len(), b + w.bytes()));
         Some(StateSize {
             keys: keys as u64,
             bytes: bytes as u64,
@@ -299,8 +379,13 @@ impl Operator for TumblingWindowAggregate {
         })
     }
 
+    /// The groups of the windows that have not fired: results still to come.
     fn held_rows(&self) -> u64 {
-        self.windows.values().map(|g| g.len() as u64).sum()
+        self.windows
+            .values()
+            .filter(|w| !w.fired)
+            .map(|w| w.groups.len() as u64)
+            .sum()
     }
 
     /// Open windows are kept until the watermark passes them, so a
@@ -362,6 +447,7 @@ struct Spec {
     schema: SchemaRef,
     time: usize,
     size: i64,
+    lateness: i64,
 }
 
 /// A stream windowed by event time, being configured; finish it with
@@ -372,6 +458,7 @@ pub struct ArrowWindowedStream {
     stream: ArrowStream,
     time: String,
     size: i64,
+    lateness: i64,
     start_column: String,
     parallelism: Option<usize>,
 }
@@ -440,6 +527,7 @@ impl ArrowStream {
             stream: self,
             time: time_column.into(),
             size,
+            lateness: 0,
             start_column: WINDOW_START.to_owned(),
             parallelism: None,
         }
@@ -450,6 +538,52 @@ impl ArrowWindowedStream {
     /// Names the output column holding each window's start (default [`WINDOW_START`]).
     pub fn start_column(mut self, name: impl Into<String>) -> Self {
         self.start_column = name.into();
+        self
+    }
+
+    /// How long after its end a window still takes rows (default 0). With a lateness the output
+    /// gains a last column `firing` (`UInt32`): a window fires when the watermark reaches its end
+    /// with `firing` 0 for each key, and each row that arrives later, before the watermark
+    /// reaches `end + lateness`, makes its key's result of that window come again with the
+    /// updated aggregates and `firing` one higher, at the end of the batch that brought it (the
+    /// result with the highest `firing` of a `(keys, window)` replaces the others). The window
+    /// is freed when the watermark reaches `end + lateness`; a row whose window is freed is late.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir_operators::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    /// use weir_operators::arrow::datatypes::{DataType, Field, Schema};
+    /// use weir_operators::columnar::{Agg, ArrowStream, BatchSource};
+    /// use weir_operators::prelude::*;
+    ///
+    /// let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Int64, false)]));
+    /// let batch = |t: Vec<i64>| RecordBatch::try_new(
+    ///     schema.clone(),
+    ///     vec![Arc::new(Int64Array::from(t)) as ArrayRef],
+    /// );
+    /// // Watermarks (no delay) 12, 12, 26, 26: [0, 10) is kept until 15, [10, 20) until 25.
+    /// let batches = vec![batch(vec![3, 12])?, batch(vec![5])?, batch(vec![26])?, batch(vec![8])?];
+    /// let mut p = Pipeline::new("updates");
+    /// let (counts, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, batches))
+    ///     .bounded_out_of_orderness("watermarks", "t", Duration::ZERO)?
+    ///     .tumbling_window("t", Duration::from_millis(10))
+    ///     .allowed_lateness(Duration::from_millis(5))
+    ///     .aggregate_with_late("count", &[], vec![Agg::count("n")])?;
+    /// let counts = counts.to_rows::<(i64, u64, u32)>("counts").collect("out");
+    /// let late = late.to_rows::<(i64,)>("late_rows").collect("late");
+    /// p.run()?;
+    /// assert_eq!(counts.take(), Some(vec![
+    ///     (0, 1, 0),  // [0, 10) fired by the watermark 12
+    ///     (0, 2, 1),  // 5 came within the lateness: the update replaces it
+    ///     (10, 1, 0), // fired by the watermark 26, which also freed both windows
+    ///     (20, 1, 0), // at the end of the input
+    /// ]));
+    /// assert_eq!(late.take(), Some(vec![(8,)]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.lateness = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
         self
     }
 
@@ -505,7 +639,16 @@ impl ArrowWindowedStream {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         );
-        let (keys_idx, inputs, fields) = plan_aggregate(&name, &input, keys, &aggs, &[start])?;
+        let (keys_idx, inputs, mut fields) = plan_aggregate(&name, &input, keys, &aggs, &[start])?;
+        if self.lateness > 0 {
+            if fields.iter().any(|f| f.name() == FIRING) {
+                return Err(PlanError::DuplicateColumn {
+                    operator: name,
+                    column: FIRING.to_owned(),
+                });
+            }
+            fields.push(Field::new(FIRING, DataType::UInt32, false));
+        }
         let schema = Arc::new(Schema::new(fields));
         let spec = Spec {
             name: name.clone(),
@@ -515,6 +658,7 @@ impl ArrowWindowedStream {
             schema: schema.clone(),
             time,
             size: self.size,
+            lateness: self.lateness,
         };
         let late_schema = input.clone();
         let parallelism = self.parallelism;

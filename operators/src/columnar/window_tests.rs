@@ -82,7 +82,8 @@ fn input_rows(batches: &[RecordBatch]) -> Vec<Row> {
 /// `(key, window start, count, sum)` per result row.
 type Result4 = (String, i64, u64, i64);
 
-fn result_rows(batches: &[RecordBatch]) -> Vec<Result4> {
+/// Each result row, and its `firing` if the output has the column.
+fn result_rows_with_firing(batches: &[RecordBatch]) -> Vec<(Result4, Option<u32>)> {
     let mut rows = Vec::new();
     for b in batches {
         assert_eq!(
@@ -95,12 +96,17 @@ fn result_rows(batches: &[RecordBatch]) -> Vec<Result4> {
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         let n = b.column(2).as_primitive::<UInt64Type>();
         let sum = b.column(3).as_primitive::<Int64Type>();
+        let firing = (b.num_columns() == 5)
+            .then(|| b.column(4).as_primitive::<arrow::datatypes::UInt32Type>());
         for i in 0..b.num_rows() {
             rows.push((
-                k.value(i).to_owned(),
-                start.value(i),
-                n.value(i),
-                sum.value(i),
+                (
+                    k.value(i).to_owned(),
+                    start.value(i),
+                    n.value(i),
+                    sum.value(i),
+                ),
+                firing.map(|f| f.value(i)),
             ));
         }
     }
@@ -109,9 +115,9 @@ fn result_rows(batches: &[RecordBatch]) -> Vec<Result4> {
 
 /// The model: the rows replayed batch by batch; after each batch the watermark is the largest
 /// time so far minus `delay` (never backwards); a row is late when its window
-/// `[⌊t/size⌋·size, … + size)` ends at or before the watermark it meets. Returns the results
-/// sorted by (key, start) and the late rows in input order.
-fn model(batches: &[Vec<Row>], size: i64, delay: i64) -> (Vec<Result4>, Vec<Row>) {
+/// `[⌊t/size⌋·size, … + size)` ends `lateness` or more before the watermark it meets. Returns
+/// the final results sorted by (key, start) and the late rows in input order.
+fn model(batches: &[Vec<Row>], size: i64, delay: i64, lateness: i64) -> (Vec<Result4>, Vec<Row>) {
     let mut groups: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
     let mut late = Vec::new();
     let mut watermark: Option<i64> = None;
@@ -119,7 +125,7 @@ fn model(batches: &[Vec<Row>], size: i64, delay: i64) -> (Vec<Result4>, Vec<Row>
     for batch in batches {
         for (k, t, v) in batch {
             let start = t.div_euclid(size) * size;
-            if watermark.is_some_and(|w| start + size <= w) {
+            if watermark.is_some_and(|w| start + size + lateness <= w) {
                 late.push((k.clone(), *t, *v));
             } else {
                 let g = groups.entry((k.clone(), start)).or_default();
@@ -149,6 +155,19 @@ fn run_window(
     delay: i64,
     instances: usize,
 ) -> (Vec<Result4>, Vec<Row>, RunReport) {
+    let (results, late, report) = run_window_late(batches, size, delay, 0, instances);
+    (results.into_iter().map(|(r, _)| r).collect(), late, report)
+}
+
+/// As `run_window`, with allowed `lateness`: results with their `firing`.
+#[allow(clippy::type_complexity)]
+fn run_window_late(
+    batches: &[Vec<Row>],
+    size: i64,
+    delay: i64,
+    lateness: i64,
+    instances: usize,
+) -> (Vec<(Result4, Option<u32>)>, Vec<Row>, RunReport) {
     let config = PipelineConfig {
         batch_rows: 7,
         ..PipelineConfig::default()
@@ -159,13 +178,18 @@ fn run_window(
         .bounded_out_of_orderness("watermarks", "t", Duration::from_millis(delay as u64))
         .expect("a time column")
         .tumbling_window("t", Duration::from_millis(size as u64))
+        .allowed_lateness(Duration::from_millis(lateness as u64))
         .parallelism(instances)
         .aggregate_with_late("w", &["k"], vec![Agg::count("n"), Agg::sum("v", "sum")])
         .expect("a valid plan");
     let results: SinkHandle<Vec<RecordBatch>> = results.sink("results", Batches::default());
     let late: SinkHandle<Vec<RecordBatch>> = late.sink("late", Batches::default());
     let report = p.run().expect("runs");
-    let results = result_rows(&results.take_all().concat());
+    let results = result_rows_with_firing(&results.take_all().concat());
+    assert!(
+        results.iter().all(|(_, f)| f.is_some() == (lateness > 0)),
+        "a firing column exactly with lateness"
+    );
     let late = input_rows(&late.take_all().concat());
     (results, late, report)
 }
@@ -187,12 +211,23 @@ proptest! {
         batches in rows_strategy(),
         size in 1i64..25,
         delay in 0i64..40,
+        lateness in prop_oneof![Just(0i64), 1i64..30],
         instances in 1usize..4,
     ) {
-        let (mut results, mut late, report) = run_window(&batches, size, delay, instances);
-        let (want, mut want_late) = model(&batches, size, delay);
-        results.sort();
-        prop_assert_eq!(results, want);
+        let (results, mut late, report) =
+            run_window_late(&batches, size, delay, lateness, instances);
+        let (want, mut want_late) = model(&batches, size, delay, lateness);
+        // Per (key, window): firings 0, 1, … in the order they came; the last one is final.
+        let mut last: BTreeMap<(String, i64), (Result4, u32)> = BTreeMap::new();
+        for (r, firing) in results {
+            let id = (r.0.clone(), r.1);
+            let before = last.get(&id).map_or(0, |(_, n)| *n);
+            prop_assert_eq!(firing.unwrap_or(0), before, "{:?}", id);
+            prop_assert!(lateness > 0 || before == 0, "without lateness one result: {:?}", id);
+            last.insert(id, (r, before + 1));
+        }
+        let finals: Vec<Result4> = last.into_values().map(|(r, _)| r).collect();
+        prop_assert_eq!(finals, want);
         late.sort();
         want_late.sort();
         prop_assert_eq!(late_rows(&report, "w"), want_late.len() as u64);
@@ -240,6 +275,11 @@ fn one_instance_emits_windows_in_order_and_late_rows_as_they_came() {
 
 /// A hand-driven instance: `(size 10, no key)` counting rows of column `t` (Int64).
 fn instance() -> (TumblingWindowAggregate, SchemaRef) {
+    instance_with_lateness(0)
+}
+
+/// As `instance`, with allowed `lateness` (and then a `firing` column).
+fn instance_with_lateness(lateness: i64) -> (TumblingWindowAggregate, SchemaRef) {
     let input = Arc::new(Schema::new(vec![Field::new("t", DataType::Int64, true)]));
     let (keys, inputs, fields) = super::super::aggregate::plan_aggregate(
         "w",
@@ -253,6 +293,10 @@ fn instance() -> (TumblingWindowAggregate, SchemaRef) {
         )],
     )
     .expect("a valid plan");
+    let mut fields = fields;
+    if lateness > 0 {
+        fields.push(Field::new(FIRING, DataType::UInt32, false));
+    }
     let spec = Spec {
         name: "w".into(),
         input: input.clone(),
@@ -261,6 +305,7 @@ fn instance() -> (TumblingWindowAggregate, SchemaRef) {
         schema: Arc::new(Schema::new(fields)),
         time: 0,
         size: 10,
+        lateness,
     };
     (TumblingWindowAggregate::new(&spec).expect("no keys"), input)
 }
@@ -273,10 +318,12 @@ fn times(input: &SchemaRef, t: Vec<Option<i64>>) -> RecordBatch {
     .expect("one column")
 }
 
-/// What one call emitted: `W(start, count)` results, `L(rows)` late batches, `M(w)` watermarks.
+/// What one call emitted: `W(start, count)` results (`F(start, count, firing)` with lateness),
+/// `L(rows)` late batches, `M(w)` watermarks.
 #[derive(Debug, PartialEq)]
 enum Out {
     W(i64, u64),
+    F(i64, u64, u32),
     L(usize),
     M(i64),
 }
@@ -290,8 +337,13 @@ fn emitted(out: &mut Output<Fired>) -> Vec<Out> {
                     .column(0)
                     .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
                 let n = b.column(1).as_primitive::<UInt64Type>();
+                let firing = (b.num_columns() == 3)
+                    .then(|| b.column(2).as_primitive::<arrow::datatypes::UInt32Type>());
                 for i in 0..b.num_rows() {
-                    got.push(Out::W(start.value(i), n.value(i)));
+                    got.push(match firing {
+                        None => Out::W(start.value(i), n.value(i)),
+                        Some(f) => Out::F(start.value(i), n.value(i), f.value(i)),
+                    });
                 }
             }
             Message::Data(Fired::Late(b)) => got.push(Out::L(b.num_rows())),
@@ -352,6 +404,62 @@ fn a_window_fires_when_the_watermark_reaches_its_end_before_the_watermark_and_fr
         err.to_string().contains("null event time in column `t`"),
         "{err}"
     );
+}
+
+#[test]
+fn within_the_lateness_a_row_updates_its_window_and_after_it_the_row_is_late() {
+    let (mut op, input) = instance_with_lateness(5);
+    let mut out = Output::new(1024);
+    let mut step = |op: &mut TumblingWindowAggregate, t: Option<Vec<i64>>, w: Option<i64>| {
+        if let Some(t) = t {
+            let t = t.into_iter().map(Some).collect();
+            op.on_batch(0, times(&input, t), &mut out).expect("runs");
+        }
+        if let Some(w) = w {
+            op.on_watermark(Timestamp(w), &mut out).expect("runs");
+        }
+        emitted(&mut out)
+    };
+    assert_eq!(step(&mut op, Some(vec![0, 9, 12]), None), vec![]);
+    assert_eq!(
+        step(&mut op, None, Some(10)),
+        vec![Out::F(0, 2, 0), Out::M(10)]
+    );
+    assert_eq!(
+        step(&mut op, Some(vec![3]), None),
+        vec![Out::F(0, 3, 1)],
+        "[0, 10) is kept until 15: updated at once"
+    );
+    assert_eq!(op.held_rows(), 1, "[10, 20) has not fired");
+    assert_eq!(step(&mut op, None, Some(15)), vec![Out::M(15)]);
+    assert_eq!(
+        op.state_size().map(|s| s.keys),
+        Some(1),
+        "[0, 10) freed at 15"
+    );
+    assert_eq!(step(&mut op, Some(vec![4, 14]), None), vec![Out::L(1)]);
+    assert_eq!(
+        step(&mut op, None, Some(22)),
+        vec![Out::F(10, 2, 0), Out::M(22)]
+    );
+    assert_eq!(
+        step(&mut op, Some(vec![-30, 19, 21]), None),
+        vec![Out::L(1), Out::F(10, 3, 1)],
+        "the late row, then the update; [20, 30) is open"
+    );
+    assert_eq!(
+        step(&mut op, None, Some(41)),
+        vec![Out::F(20, 1, 0), Out::M(41)],
+        "[20, 30) fires and is freed at once (30 + 5 ≤ 41)"
+    );
+    assert_eq!(
+        step(&mut op, Some(vec![35]), None),
+        vec![Out::F(30, 1, 0)],
+        "[30, 40) gets its first row within its lateness: it fires with that batch"
+    );
+    op.on_end(&mut out).expect("runs");
+    assert_eq!(emitted(&mut out), vec![], "nothing left to fire");
+    assert_eq!(op.state_size().map(|s| (s.keys, s.bytes)), Some((0, 0)));
 }
 
 #[test]

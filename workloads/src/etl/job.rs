@@ -33,9 +33,10 @@
 //! every clean row, not in the hourly table, and are written to `late_rows` (the clean schema)
 //! and counted ([`EtlSummary::late_rows`]). So the hourly `orders` plus the late rows equal the
 //! clean rows, and on an input whose disorder stays within the bound the hourly table is the
-//! plain group-by of the clean rows by country and hour. The late rows depend only on each
-//! instance's rows before them when there is one parse instance; with several, the minimum over
-//! instances can only make fewer rows late.
+//! plain group-by of the clean rows by country and hour. With one parse instance a row is late
+//! exactly when its hour ends at or before `max_delay_ms` behind the largest `ts` of the earlier
+//! batches; with several, the window's watermark is the minimum over them, so at most those rows
+//! are late, and which depends on how far each instance has read.
 //!
 //! # Output
 //!
@@ -43,8 +44,9 @@
 //! must exist and must not lie inside an output), then every sink writes into
 //! `OUT/.weir-staging-<run_id>/`, and only a run that read all its input swaps `orders_clean/`,
 //! `revenue_by_country_day/`, `dead_letters/`, `revenue_by_country_hour/` and `late_rows/` into
-//! place, each with a `_SUCCESS` naming the run. A failed, stopped ([`EtlStop`]) or killed run publishes nothing: the previous outputs
-//! stay as they were, and the next start cleans up (or completes an interrupted publish).
+//! place, each with a `_SUCCESS` naming the run. A failed, stopped ([`EtlStop`]) or killed run
+//! publishes nothing: the previous outputs stay as they were, and the next start cleans up (or
+//! completes an interrupted publish).
 //!
 //! A directory input reads its `*.csv` files (links followed). An input without data rows
 //! publishes an empty Parquet part holding the schema in each Parquet output, and says so in

@@ -2,7 +2,8 @@
 //! an instance has seen by a fixed delay.
 //!
 //! [`ArrowStream::bounded_out_of_orderness`] adds an operator that passes every batch on
-//! unchanged and then, if it moved the watermark, emits `max_seen − max_delay`, where `max_seen`
+//! unchanged and then, if it moved the watermark, emits `max_seen − max_delay − 1 ms`, where
+//! `max_seen`
 //! is the largest event time (the time column, milliseconds: `Timestamp(Millisecond, _)` or
 //! `Int64`) in the batches this instance has passed on. Chained right after a source or a parse
 //! stage it makes each instance a watermark source; downstream, the runtime takes the minimum
@@ -22,13 +23,14 @@ use super::window::{event_times, time_column};
 use super::{arrow_error, ArrowStream, PlanError};
 
 /// One instance of bounded out-of-orderness watermarks on a timestamp column: batches pass
-/// unchanged, and each is followed by the watermark `max_seen − max_delay` when that advances.
+/// unchanged, and each is followed by the watermark `max_seen − max_delay − 1 ms` when that
+/// advances.
 ///
 /// Choices, each as Flink's `forBoundedOutOfOrderness` makes them unless said:
 ///
-/// - **The watermark is `max_seen − max_delay`**: a row `max_delay` behind the largest event
-///   time is still on time. (Flink subtracts one more millisecond, because its watermark says no
-///   row *at or below* it follows; weir's says *below*.)
+/// - **The watermark is `max_seen − max_delay − 1 ms`**, Flink's definition and the one of the
+///   runtime's bounded strategy at sources: a row up to `max_delay` behind the largest event time
+///   seen is on time.
 /// - **One watermark per batch at most** (Flink: one per period), after the batch, and only when
 ///   it advances: never backwards, never repeated. The watermark facing a row is therefore the one after the
 ///   previous batch; a row is judged against rows of earlier batches only.
@@ -91,7 +93,7 @@ impl Operator for BoundedOutOfOrderness {
         if let Some(max) = max {
             let seen = self.max_seen.map_or(max, |m| m.max(max));
             self.max_seen = Some(seen);
-            let w = seen.saturating_sub(self.max_delay);
+            let w = seen.saturating_sub(self.max_delay).saturating_sub(1);
             if self.emitted.is_none_or(|e| w > e) {
                 self.emitted = Some(w);
                 out.watermark(Timestamp(w));
@@ -112,7 +114,7 @@ impl Operator for BoundedOutOfOrderness {
 
 impl ArrowStream {
     /// Makes each instance of the next operator a watermark source: batches pass unchanged, and
-    /// after each batch that raises it comes the watermark `max_seen − max_delay`, where
+    /// after each batch that raises it comes the watermark `max_seen − max_delay − 1 ms`, where
     /// `max_seen` is the largest event time in `time_column` so far (see
     /// [`BoundedOutOfOrderness`] for every choice). The operator `name` takes the parallelism of
     /// the stage before it, so it is chained to it.
@@ -142,7 +144,7 @@ impl ArrowStream {
     ///     .bounded_out_of_orderness("watermarks", "t", Duration::from_millis(50))?
     ///     .to_rows::<(i64,)>("typed")
     ///     .collect("out");
-    /// p.run()?; // watermarks 80 and 100 followed the first and the third batch
+    /// p.run()?; // watermarks 79 and 99 followed the first and the third batch
     /// assert_eq!(rows.take().map(|r| r.len()), Some(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -213,13 +215,13 @@ mod tests {
                 vec![Some(100), Some(130)],
                 vec![Some(90)],        // below the max: no watermark
                 vec![None],            // no event time: none
-                vec![Some(150), None], // 150 − 50
+                vec![Some(150), None], // 150 − 50 − 1
                 vec![Some(150)],       // no advance: none
                 vec![Some(i64::MIN)],  // far behind: none
             ],
             50,
         );
-        assert_eq!(got, vec![80, 100]);
+        assert_eq!(got, vec![79, 99]);
         assert_eq!(
             watermarks(vec![vec![Some(i64::MIN + 3)]], 10),
             vec![i64::MIN]

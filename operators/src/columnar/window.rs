@@ -495,8 +495,8 @@ impl ArrowStream {
     /// };
     /// let batches = vec![
     ///     batch(vec!["a", "b", "a"], vec![3, 12, 11])?,
-    ///     batch(vec!["a", "a"], vec![4, 31])?, // the watermark is 12 − 5 = 7 now: 4 is not late
-    ///     batch(vec!["b"], vec![8])?,          // the watermark is 31 − 5 = 26: [0, 10) fired
+    ///     batch(vec!["a", "a"], vec![4, 31])?, // the watermark is 12 − 5 − 1 = 6: 4 is on time
+    ///     batch(vec!["b"], vec![8])?,          // the watermark is 31 − 5 − 1 = 25: [0, 10) fired
     /// ];
     /// let mut p = Pipeline::new("windows");
     /// let (counts, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, batches))
@@ -507,8 +507,8 @@ impl ArrowStream {
     /// let late = late.to_rows::<(String, i64)>("late_rows").collect("late");
     /// let report = p.run()?;
     /// assert_eq!(counts.take(), Some(vec![
-    ///     ("a".into(), 0, 2),  // [0, 10): fired by the watermark 26
-    ///     ("a".into(), 10, 1), // [10, 20): fired by the watermark 26
+    ///     ("a".into(), 0, 2),  // [0, 10): fired by the watermark 25
+    ///     ("a".into(), 10, 1), // [10, 20): fired by the watermark 25
     ///     ("b".into(), 10, 1),
     ///     ("a".into(), 30, 1), // [30, 40): fired at the end of the input
     /// ]));
@@ -562,7 +562,8 @@ impl ArrowWindowedStream {
     ///     schema.clone(),
     ///     vec![Arc::new(Int64Array::from(t)) as ArrayRef],
     /// );
-    /// // Watermarks (no delay) 12, 12, 26, 26: [0, 10) is kept until 15, [10, 20) until 25.
+    /// // Watermarks (no delay: max − 1) 11, 11, 25, 25: [0, 10) is kept until 15, [10, 20)
+    /// // until 25.
     /// let batches = vec![batch(vec![3, 12])?, batch(vec![5])?, batch(vec![26])?, batch(vec![8])?];
     /// let mut p = Pipeline::new("updates");
     /// let (counts, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, batches))
@@ -574,9 +575,9 @@ impl ArrowWindowedStream {
     /// let late = late.to_rows::<(i64,)>("late_rows").collect("late");
     /// p.run()?;
     /// assert_eq!(counts.take(), Some(vec![
-    ///     (0, 1, 0),  // [0, 10) fired by the watermark 12
+    ///     (0, 1, 0),  // [0, 10) fired by the watermark 11
     ///     (0, 2, 1),  // 5 came within the lateness: the update replaces it
-    ///     (10, 1, 0), // fired by the watermark 26, which also freed both windows
+    ///     (10, 1, 0), // fired by the watermark 25, which also freed both windows
     ///     (20, 1, 0), // at the end of the input
     /// ]));
     /// assert_eq!(late.take(), Some(vec![(8,)]));

@@ -114,7 +114,7 @@ fn result_rows_with_firing(batches: &[RecordBatch]) -> Vec<(Result4, Option<u32>
 }
 
 /// The model: the rows replayed batch by batch; after each batch the watermark is the largest
-/// time so far minus `delay` (never backwards); a row is late when its window
+/// time so far minus `delay` and 1 ms (never backwards); a row is late when its window
 /// `[⌊t/size⌋·size, … + size)` ends `lateness` or more before the watermark it meets. Returns
 /// the final results sorted by (key, start) and the late rows in input order.
 fn model(batches: &[Vec<Row>], size: i64, delay: i64, lateness: i64) -> (Vec<Result4>, Vec<Row>) {
@@ -137,7 +137,8 @@ fn model(batches: &[Vec<Row>], size: i64, delay: i64, lateness: i64) -> (Vec<Res
             max_seen = Some(max_seen.map_or(m, |s| s.max(m)));
         }
         if let Some(m) = max_seen {
-            watermark = Some(watermark.map_or(m - delay, |w| w.max(m - delay)));
+            let next = m - delay - 1;
+            watermark = Some(watermark.map_or(next, |w| w.max(next)));
         }
     }
     let results = groups
@@ -243,14 +244,14 @@ proptest! {
 fn one_instance_emits_windows_in_order_and_late_rows_as_they_came() {
     let batches = vec![
         vec![("b".into(), 5, 1), ("a".into(), 12, 2), ("a".into(), 3, 4)],
-        vec![("a".into(), 31, 8), ("b".into(), -1, 16)], // after the watermark 12 − 2
+        vec![("a".into(), 31, 8), ("b".into(), -1, 16)], // after the watermark 12 − 1 − 1
         vec![
             ("a".into(), 9, 32),
             ("b".into(), 25, 64),
             ("a".into(), 10, 128),
-        ], // 31 − 2
+        ], // 31 − 1 − 1
     ];
-    let (results, late, report) = run_window(&batches, 10, 2, 1);
+    let (results, late, report) = run_window(&batches, 10, 1, 1);
     assert_eq!(
         results,
         vec![

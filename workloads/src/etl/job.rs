@@ -27,15 +27,14 @@
 //! `revenue_by_country_hour` is the daily table's aggregation per one-hour event-time tumbling
 //! window of `ts` (no allowed lateness), keyed by country. Its watermark comes from
 //! `watermarks`, chained to each parse instance: bounded out-of-orderness on `ts`
-//! ([`EtlConfig::max_delay_ms`] behind the largest `ts` that instance has parsed, one watermark
-//! per batch at most); the window takes the minimum over the instances. Rows of windows the
+//! (the largest `ts` that instance has parsed minus [`EtlConfig::max_delay_ms`] and 1 ms, one
+//! watermark per batch at most); the window takes the minimum over the instances. Rows of windows the
 //! watermark has already closed are *late*: they are in `orders_clean` and the daily table like
 //! every clean row, not in the hourly table, and are written to `late_rows` (the clean schema)
 //! and counted ([`EtlSummary::late_rows`]). So the hourly `orders` plus the late rows equal the
 //! clean rows, and on an input whose disorder stays within the bound the hourly table is the
 //! plain group-by of the clean rows by country and hour. With one parse instance a row is late
-//! exactly when its hour ends at or before `max_delay_ms` behind the largest `ts` of the earlier
-//! batches; with several, the window's watermark is the minimum over them, so at most those rows
+//! exactly when its hour ends at or before that watermark after the earlier batches; with several, the window's watermark is the minimum over them, so at most those rows
 //! are late, and which depends on how far each instance has read.
 //!
 //! # Output

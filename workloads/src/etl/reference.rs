@@ -9,8 +9,8 @@
 //!
 //! The hourly table and the late rows follow the job's watermark rule row by row, in file order:
 //! the watermark a row meets is the largest `ts` of the valid rows before it (cancelled ones
-//! included: the job's watermark is made before it drops them) minus the maximum delay, and a
-//! clean row is late when its hour `[h, h + 1 h)` ends at or before that watermark. The job
+//! included: the job's watermark is made before it drops them) minus the maximum delay and 1 ms
+//! (Flink's bounded out-of-orderness), and a clean row is late when its hour `[h, h + 1 h)` ends at or before that watermark. The job
 //! emits a watermark after each batch, not each row, so on one parse instance its late rows are
 //! these exactly when every late row is late against rows of earlier batches too (the tests'
 //! disordered inputs lag by many batches' worth of time); several instances can only make fewer
@@ -312,7 +312,7 @@ pub fn run_reference_with(
             }
             Ok(CleanOrRejected::Clean(order)) => {
                 let hour_end = order.ts_ms.div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS;
-                let watermark = max_seen.map(|m| m.saturating_sub(max_delay));
+                let watermark = max_seen.map(|m| m.saturating_sub(max_delay).saturating_sub(1));
                 if watermark.is_some_and(|w| hour_end <= w) {
                     out.late.push(order.clone());
                 } else {

@@ -23,7 +23,8 @@ pub enum Job {
         #[arg(long)]
         json: bool,
     },
-    /// Orders CSV → clean Parquet, revenue by country and day, dead letters.
+    /// Orders CSV → clean Parquet, revenue by country and day and by country and hour, late
+    /// rows, dead letters.
     Etl {
         /// Orders to generate when no `--input` is given.
         #[arg(long, visible_alias = "rows", default_value_t = 1_000_000)]
@@ -34,6 +35,10 @@ pub enum Job {
         /// The output directory.
         #[arg(long, default_value = "./out")]
         out: PathBuf,
+        /// How far the watermark trails the largest event time seen, in ms: the disorder the
+        /// hourly table absorbs before a row is late.
+        #[arg(long, default_value_t = weir_workloads::jobs::etl::DEFAULT_MAX_DELAY_MS)]
+        max_delay_ms: u64,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -47,8 +52,9 @@ pub fn run(job: Job) -> Result<(), Error> {
             records,
             input,
             out,
+            max_delay_ms,
             json,
-        } => run_etl(input, out, records, json),
+        } => run_etl(input, out, records, max_delay_ms, json),
         Job::Demo {
             records,
             sink_rate,
@@ -87,7 +93,13 @@ fn run_demo(records: u64, sink_rate: Option<f64>, json: bool) -> Result<(), Erro
     Ok(())
 }
 
-fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Result<(), Error> {
+fn run_etl(
+    input: Option<PathBuf>,
+    out: PathBuf,
+    rows: u64,
+    max_delay_ms: u64,
+    json: bool,
+) -> Result<(), Error> {
     use weir_workloads::jobs::etl;
     let input = match input {
         Some(input) => input,
@@ -109,7 +121,11 @@ fn run_etl(input: Option<PathBuf>, out: PathBuf, rows: u64, json: bool) -> Resul
         input.display(),
         out.display()
     );
-    let (summary, report) = etl::run_until(&etl::EtlConfig::new(input, out), &stop)?;
+    let config = etl::EtlConfig {
+        max_delay_ms,
+        ..etl::EtlConfig::new(input, out)
+    };
+    let (summary, report) = etl::run_until(&config, &stop)?;
     if summary.stopped {
         println!("STOPPED by a signal: the report covers the rows read before the stop");
     }

@@ -2,6 +2,7 @@
 //! rejected, and SIGINT / SIGTERM draining a run, printing its report and exiting 130 / 143.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn weir(args: &[&str]) -> Output {
@@ -29,6 +30,48 @@ fn help_lists_the_jobs_and_their_flags() {
         assert!(help.contains("--records"), "{help}");
         assert!(help.contains("rows"), "the alias is shown: {help}");
     }
+    let help = text(&weir(&["run", "etl", "--help"]).stdout);
+    assert!(help.contains("--max-delay-ms"), "{help}");
+    assert!(help.contains("3600000"), "the default, an hour: {help}");
+}
+
+#[test]
+fn etl_takes_the_watermark_delay_and_reports_late_rows() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_etl_delay");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creatable");
+    let input = dir.join("orders.csv");
+    weir_workloads::etl::generate_orders_csv(&input, 400, 5).expect("writable");
+    let out = dir.join("out");
+    let run = weir(&[
+        "run",
+        "etl",
+        "--input",
+        &input.to_string_lossy(),
+        "--out",
+        &out.to_string_lossy(),
+        "--max-delay-ms",
+        "600000",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a JSON summary last");
+    // One batch holds the whole input, so no row meets a watermark before the end.
+    assert_eq!(summary["late_rows"], 0, "{summary}");
+    assert!(
+        summary["hourly_groups"].as_u64().is_some_and(|n| n > 0),
+        "{summary}"
+    );
+    for name in ["revenue_by_country_hour", "late_rows"] {
+        assert!(out.join(name).join("_SUCCESS").exists(), "{name} published");
+    }
+    let bad = weir(&["run", "etl", "--max-delay-ms", "-5"]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -11,7 +11,17 @@ use weir::operators::connector::{FileSet, JobOutput, ParquetOptions, ParquetRead
 use weir_workloads::etl::generate_orders_csv;
 use weir_workloads::etl::reference::run_reference;
 
-const OUTPUTS: [&str; 3] = ["orders_clean", "revenue_by_country_day", "dead_letters"];
+/// The outputs whose rows tell the two inputs apart.
+const OUTPUTS: [&str; 4] = [
+    "orders_clean",
+    "revenue_by_country_day",
+    "dead_letters",
+    "revenue_by_country_hour",
+];
+
+/// The output that is empty for both inputs (their disorder stays within the bound), published
+/// with the others.
+const LATE_ROWS: &str = "late_rows";
 
 /// SplitMix64, so each run of the test kills at the same moments' draws.
 struct Rng(u64);
@@ -29,19 +39,21 @@ impl Rng {
 /// An input and the rows each output must hold after a complete run on it.
 struct Input {
     path: PathBuf,
-    rows: [u64; 3],
+    rows: [u64; 4],
 }
 
 fn input(dir: &Path, name: &str, rows: u64, seed: u64) -> Input {
     let path = dir.join(name);
     generate_orders_csv(&path, rows, seed).expect("writable");
     let reference = run_reference(&path).expect("readable");
+    assert!(reference.late.is_empty());
     Input {
         path,
         rows: [
             reference.clean.len() as u64,
             reference.revenue.len() as u64,
             reference.dead_letters.len() as u64,
+            reference.hourly.len() as u64,
         ],
     }
 }
@@ -75,34 +87,49 @@ fn rows_in(dir: &Path, name: &str) -> u64 {
     rows
 }
 
-/// What a reader finds in each output: its run id, and which input's complete output it holds.
-/// Panics if an output is missing, unmarked, partial, or holds files its marker does not list.
+/// An output's run id and rows, checked against its marker. Panics if it is missing, unmarked,
+/// partial, or holds files its marker does not list.
+fn read_output(out: &Path, name: &str) -> (String, u64) {
+    let dir = out.join(name);
+    let marker = JobOutput::marker(&dir)
+        .expect("readable marker")
+        .unwrap_or_else(|| panic!("{name} has no _SUCCESS"));
+    let mut files: Vec<String> = FileSet::dir(&dir)
+        .expect("listable")
+        .files()
+        .iter()
+        .map(|f| f.file_name().expect("named").to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, marker.files, "{name}: files beside the marked ones");
+    let rows = rows_in(&dir, name);
+    assert_eq!(Some(rows), marker.rows, "{name}: rows against its marker");
+    (marker.run_id, rows)
+}
+
+/// What a reader finds in each output: its run id, and which input's complete output it holds
+/// (`late_rows`, empty for both inputs, last: the input of an output of the same run, if any).
 fn read_outputs(out: &Path, inputs: &[Input]) -> Vec<(String, usize)> {
-    OUTPUTS
+    let mut seen: Vec<(String, usize)> = OUTPUTS
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let dir = out.join(name);
-            let marker = JobOutput::marker(&dir)
-                .expect("readable marker")
-                .unwrap_or_else(|| panic!("{name} has no _SUCCESS"));
-            let mut files: Vec<String> = FileSet::dir(&dir)
-                .expect("listable")
-                .files()
-                .iter()
-                .map(|f| f.file_name().expect("named").to_string_lossy().into_owned())
-                .collect();
-            files.sort();
-            assert_eq!(files, marker.files, "{name}: files beside the marked ones");
-            let rows = rows_in(&dir, name);
-            assert_eq!(Some(rows), marker.rows, "{name}: rows against its marker");
+            let (run_id, rows) = read_output(out, name);
             let which = inputs
                 .iter()
                 .position(|input| input.rows[i] == rows)
                 .unwrap_or_else(|| panic!("{name}: {rows} rows is no complete run's output"));
-            (marker.run_id, which)
+            (run_id, which)
         })
-        .collect()
+        .collect();
+    let (run_id, rows) = read_output(out, LATE_ROWS);
+    assert_eq!(rows, 0, "{LATE_ROWS}: no input has late rows");
+    let which = seen
+        .iter()
+        .find(|(r, _)| *r == run_id)
+        .map_or(0, |(_, w)| *w);
+    seen.push((run_id, which));
+    seen
 }
 
 fn kill_at_random_moments(runs: usize, seed: u64) {
@@ -185,8 +212,10 @@ fn kill_at_random_moments(runs: usize, seed: u64) {
             [
                 ".weir-lock",
                 "dead_letters",
+                "late_rows",
                 "orders_clean",
-                "revenue_by_country_day"
+                "revenue_by_country_day",
+                "revenue_by_country_hour"
             ],
             "nothing left over after recovery"
         );
@@ -282,7 +311,7 @@ fn sigint_and_sigterm_drain_report_publish_nothing_and_exit_non_zero() {
             .expect("a JSON summary last");
         assert_eq!(summary["stopped"], true);
         assert_eq!(summary["published"], false);
-        for name in OUTPUTS {
+        for name in OUTPUTS.into_iter().chain([LATE_ROWS]) {
             assert_eq!(
                 JobOutput::published_run(&out.join(name)).expect("readable"),
                 Some(published.clone()),

@@ -25,6 +25,7 @@ fn the_orders_job_runs_every_stage_after_the_parser_at_its_parallelism() {
     };
     for stage in [
         "parse+validate",
+        "watermarks",
         "orders",
         "drop_cancelled",
         "amount_usd",
@@ -43,6 +44,17 @@ fn the_orders_job_runs_every_stage_after_the_parser_at_its_parallelism() {
         "the aggregation sets its own"
     );
     assert_eq!(instances("dead_letters"), Some(1));
+    for window in [
+        "revenue_by_hour",
+        "revenue_by_hour.results",
+        "revenue_by_hour.late",
+    ] {
+        assert_eq!(
+            instances(window),
+            Some(1),
+            "{window}: the window sets its own"
+        );
+    }
     assert_eq!(summary.rows_read, 2_000);
     assert_eq!(
         summary.rows_written + summary.rows_filtered + summary.dead_letters,

@@ -183,7 +183,7 @@ impl Agg {
 
 /// How a sum adds its column's values (see [`AggFunc::Sum`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SumKind {
+pub(super) enum SumKind {
     /// Signed integers, added as `i64` with overflow checked.
     Signed,
     /// Unsigned integers, added as `u64` with overflow checked.
@@ -214,10 +214,10 @@ impl SumKind {
 
 /// One aggregate's input: its function, its column (`None` for a plain count), and how a sum
 /// adds (`Float` for every other function).
-type AggInput = (AggFunc, Option<usize>, SumKind);
+pub(super) type AggInput = (AggFunc, Option<usize>, SumKind);
 
 /// One batch's values of an aggregate's column.
-enum Values {
+pub(super) enum Values {
     Float(Float64Array),
     Signed(arrow::array::Int64Array),
     Unsigned(arrow::array::UInt64Array),
@@ -225,7 +225,7 @@ enum Values {
 
 /// One aggregate's running state.
 #[derive(Debug, Clone)]
-enum Acc {
+pub(super) enum Acc {
     Count(u64),
     Sum(ExactSum),
     SumSigned(i64),
@@ -284,56 +284,91 @@ impl Acc {
     }
 }
 
-/// The per-instance hash aggregation; see the module docs.
-pub struct HashAggregate {
-    name: Arc<str>,
-    keys: Vec<usize>,
-    /// Input per aggregate.
-    inputs: Vec<AggInput>,
-    schema: SchemaRef,
-    converter: RowConverter,
-    groups: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
-    /// `groups.len() × inputs.len()` accumulators, group-major.
-    accs: Vec<Acc>,
+/// Makes a column of one value per group, for the groups given by index.
+pub(super) type PerGroup<'a> = &'a dyn Fn(&[usize]) -> ArrayRef;
+
+/// Columns a windowed aggregation adds to the aggregation's own.
+#[derive(Default)]
+pub(super) struct Extra<'a> {
+    /// After the key columns, the same value in every row (a window's start): makes `n` rows.
+    pub(super) after_keys: Option<&'a dyn Fn(usize) -> ArrayRef>,
+    /// After the aggregates, a value per group (how often it fired): makes the rows of the
+    /// groups given by index.
+    pub(super) last: Option<PerGroup<'a>>,
 }
 
-impl std::fmt::Debug for HashAggregate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashAggregate")
-            .field("name", &self.name)
-            .field("groups", &self.groups.len())
-            .finish_non_exhaustive()
+/// What a hash aggregation computes, fixed when the plan is built: the key columns, the
+/// aggregates' inputs, the key encoder and the output schema. Shared by [`HashAggregate`] and the
+/// windowed aggregation.
+pub(super) struct AggPlan {
+    pub(super) keys: Vec<usize>,
+    /// Input per aggregate.
+    inputs: Vec<AggInput>,
+    pub(super) schema: SchemaRef,
+    converter: RowConverter,
+}
+
+/// One batch ready to fold row by row: its encoded keys and each aggregate's values.
+pub(super) struct Prepared {
+    rows: Option<arrow::row::Rows>,
+    values: Vec<Option<Values>>,
+}
+
+impl Prepared {
+    /// The encoded key of row `i` (empty without key columns).
+    #[inline]
+    fn key(&self, i: usize) -> &[u8] {
+        self.rows.as_ref().map_or(&[], |rows| rows.row(i).data())
     }
 }
 
-fn key_converter(input: &SchemaRef, keys: &[usize]) -> Result<RowConverter, ArrowError> {
-    RowConverter::new(
-        keys.iter()
-            .map(|&k| SortField::new(input.field(k).data_type().clone()))
-            .collect(),
-    )
+/// The groups of one aggregation (one window of a windowed one): each encoded key and its
+/// accumulators. State grows with distinct keys, not rows.
+#[derive(Default)]
+pub(super) struct Groups {
+    groups: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// `groups.len() × inputs.len()` accumulators, group-major.
+    accs: Vec<Acc>,
+    /// Bytes of the encoded keys held.
+    key_bytes: usize,
 }
 
-impl HashAggregate {
-    fn new(
-        name: &str,
+impl Groups {
+    /// Groups held.
+    pub(super) fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Memory held, as accounted for the run report: each key's bytes, its accumulators, and a
+    /// map entry.
+    pub(super) fn bytes(&self) -> usize {
+        self.key_bytes
+            + self.accs.len() * std::mem::size_of::<Acc>()
+            + self.groups.len() * (std::mem::size_of::<(Box<[u8]>, usize)>() + 8)
+    }
+}
+
+impl AggPlan {
+    /// The plan over batches of `input`.
+    ///
+    /// # Errors
+    /// A key column type Arrow's row format cannot encode.
+    pub(super) fn new(
         input: &SchemaRef,
         keys: Vec<usize>,
         inputs: Vec<AggInput>,
         schema: SchemaRef,
     ) -> Result<Self, ArrowError> {
         Ok(Self {
-            name: name.into(),
             converter: key_converter(input, &keys)?,
             keys,
             inputs,
             schema,
-            groups: HashMap::default(),
-            accs: Vec::new(),
         })
     }
 
-    fn update(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+    /// Encodes `batch`'s keys and reads its aggregate inputs, once per batch.
+    pub(super) fn prepare(&self, batch: &RecordBatch) -> Result<Prepared, ArrowError> {
         let key_columns: Vec<ArrayRef> =
             self.keys.iter().map(|&k| batch.column(k).clone()).collect();
         // Without key columns every row is in the one group of the whole stream (the row format
@@ -370,109 +405,214 @@ impl HashAggregate {
                 .transpose()
             })
             .collect::<Result<_, ArrowError>>()?;
+        Ok(Prepared { rows, values })
+    }
+
+    /// Folds row `i` of a prepared batch into its group of `groups`; returns the group's index
+    /// (groups are numbered from 0 in the order they appear).
+    ///
+    /// # Errors
+    /// An integer sum that overflows, naming the column (from `input`, the batch's schema).
+    #[inline]
+    pub(super) fn fold(
+        &self,
+        groups: &mut Groups,
+        prepared: &Prepared,
+        i: usize,
+        input: &SchemaRef,
+    ) -> Result<usize, ArrowError> {
         let width = self.inputs.len();
-        for i in 0..batch.num_rows() {
-            let row: &[u8] = rows.as_ref().map_or(&[], |rows| rows.row(i).data());
-            let next = self.groups.len();
-            let g = match self.groups.get(row) {
-                Some(&g) => g,
-                None => {
-                    self.groups.insert(row.into(), next);
-                    self.accs
-                        .extend(self.inputs.iter().map(|&(f, _, kind)| Acc::new(f, kind)));
-                    next
-                }
-            };
-            let accs = &mut self.accs[g * width..(g + 1) * width];
-            for (a, acc) in accs.iter_mut().enumerate() {
-                let added = match &values[a] {
-                    None => {
-                        acc.add(None, true);
-                        true
-                    }
-                    Some(Values::Float(v)) => {
-                        acc.add(v.is_valid(i).then(|| v.value(i)), false);
-                        true
-                    }
-                    Some(Values::Signed(v)) => !v.is_valid(i) || acc.add_signed(v.value(i)),
-                    Some(Values::Unsigned(v)) => !v.is_valid(i) || acc.add_unsigned(v.value(i)),
-                };
-                if !added {
-                    let column = self.inputs[a]
-                        .1
-                        .map_or("", |c| batch.schema_ref().field(c).name());
-                    return Err(ArrowError::ComputeError(format!(
-                        "the sum of column `{column}` overflows {} for a group",
-                        self.inputs[a].2.data_type()
-                    )));
-                }
+        let row = prepared.key(i);
+        let next = groups.groups.len();
+        let g = match groups.groups.get(row) {
+            Some(&g) => g,
+            None => {
+                groups.groups.insert(row.into(), next);
+                groups.key_bytes += row.len();
+                groups
+                    .accs
+                    .extend(self.inputs.iter().map(|&(f, _, kind)| Acc::new(f, kind)));
+                next
             }
+        };
+        let accs = &mut groups.accs[g * width..(g + 1) * width];
+        for (a, acc) in accs.iter_mut().enumerate() {
+            let added = match &prepared.values[a] {
+                None => {
+                    acc.add(None, true);
+                    true
+                }
+                Some(Values::Float(v)) => {
+                    acc.add(v.is_valid(i).then(|| v.value(i)), false);
+                    true
+                }
+                Some(Values::Signed(v)) => !v.is_valid(i) || acc.add_signed(v.value(i)),
+                Some(Values::Unsigned(v)) => !v.is_valid(i) || acc.add_unsigned(v.value(i)),
+            };
+            if !added {
+                let column = self.inputs[a].1.map_or("", |c| input.field(c).name());
+                return Err(ArrowError::ComputeError(format!(
+                    "the sum of column `{column}` overflows {} for a group",
+                    self.inputs[a].2.data_type()
+                )));
+            }
+        }
+        Ok(g)
+    }
+
+    /// Emits the groups of `groups` (those marked in `only`, or all) sorted by key, in batches
+    /// of `batch_rows`. `extra` makes the columns a windowed aggregation adds.
+    pub(super) fn emit(
+        &self,
+        groups: &Groups,
+        only: Option<&[bool]>,
+        extra: &Extra<'_>,
+        batch_rows: usize,
+        out: &mut dyn FnMut(RecordBatch),
+    ) -> Result<(), ArrowError> {
+        let accs = &groups.accs;
+        let mut groups: Vec<(&[u8], usize)> = groups
+            .groups
+            .iter()
+            .filter(|(_, &g)| only.is_none_or(|only| only[g]))
+            .map(|(k, &g)| (&**k, g))
+            .collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let parser = self.converter.parser();
+        let width = self.inputs.len();
+        for chunk in groups.chunks(batch_rows.max(1)) {
+            let mut columns = if self.keys.is_empty() {
+                Vec::new()
+            } else {
+                self.converter
+                    .convert_rows(chunk.iter().map(|(k, _)| parser.parse(k)))?
+            };
+            if let Some(after_keys) = extra.after_keys {
+                columns.push(after_keys(chunk.len()));
+            }
+            for a in 0..width {
+                let accs = chunk.iter().map(|(_, g)| &accs[g * width + a]);
+                columns.push(self.column(a, chunk.len(), accs));
+            }
+            if let Some(last) = extra.last {
+                let indices: Vec<usize> = chunk.iter().map(|(_, g)| *g).collect();
+                columns.push(last(&indices));
+            }
+            out(RecordBatch::try_new_with_options(
+                self.schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(chunk.len())),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Aggregate `a`'s output column from its accumulators.
+    fn column<'a>(&self, a: usize, len: usize, accs: impl Iterator<Item = &'a Acc>) -> ArrayRef {
+        match self.inputs[a].0 {
+            AggFunc::Count => {
+                let mut b = UInt64Builder::with_capacity(len);
+                for acc in accs {
+                    b.append_value(match acc {
+                        Acc::Count(n) => *n,
+                        _ => 0,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            AggFunc::Sum if self.inputs[a].2 == SumKind::Signed => {
+                let mut b = Int64Builder::with_capacity(len);
+                for acc in accs {
+                    b.append_value(match acc {
+                        Acc::SumSigned(n) => *n,
+                        _ => 0,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            AggFunc::Sum if self.inputs[a].2 == SumKind::Unsigned => {
+                let mut b = UInt64Builder::with_capacity(len);
+                for acc in accs {
+                    b.append_value(match acc {
+                        Acc::SumUnsigned(n) => *n,
+                        _ => 0,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                let mut b = Float64Builder::with_capacity(len);
+                for acc in accs {
+                    b.append_option(match acc {
+                        Acc::Sum(s) => Some(s.value()),
+                        Acc::Min(m) | Acc::Max(m) => *m,
+                        Acc::Mean(s, n) => (*n > 0).then(|| s.value() / *n as f64),
+                        Acc::Count(_) | Acc::SumSigned(_) | Acc::SumUnsigned(_) => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+        }
+    }
+}
+
+/// The per-instance hash aggregation; see the module docs.
+pub struct HashAggregate {
+    name: Arc<str>,
+    plan: AggPlan,
+    input: SchemaRef,
+    groups: Groups,
+}
+
+impl std::fmt::Debug for HashAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashAggregate")
+            .field("name", &self.name)
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn key_converter(input: &SchemaRef, keys: &[usize]) -> Result<RowConverter, ArrowError> {
+    RowConverter::new(
+        keys.iter()
+            .map(|&k| SortField::new(input.field(k).data_type().clone()))
+            .collect(),
+    )
+}
+
+impl HashAggregate {
+    fn new(
+        name: &str,
+        input: &SchemaRef,
+        keys: Vec<usize>,
+        inputs: Vec<AggInput>,
+        schema: SchemaRef,
+    ) -> Result<Self, ArrowError> {
+        Ok(Self {
+            name: name.into(),
+            plan: AggPlan::new(input, keys, inputs, schema)?,
+            input: input.clone(),
+            groups: Groups::default(),
+        })
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let prepared = self.plan.prepare(batch)?;
+        for i in 0..batch.num_rows() {
+            self.plan
+                .fold(&mut self.groups, &prepared, i, &self.input)?;
         }
         Ok(())
     }
 
     fn emit(&mut self, out: &mut Output<RecordBatch>) -> Result<(), ArrowError> {
-        let mut groups: Vec<(Box<[u8]>, usize)> =
-            std::mem::take(&mut self.groups).into_iter().collect();
-        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let parser = self.converter.parser();
-        let width = self.inputs.len();
-        for chunk in groups.chunks(out.batch_rows().max(1)) {
-            let mut columns = self
-                .converter
-                .convert_rows(chunk.iter().map(|(k, _)| parser.parse(k)))?;
-            for a in 0..width {
-                let accs = chunk.iter().map(|(_, g)| &self.accs[g * width + a]);
-                let column: ArrayRef = match self.inputs[a].0 {
-                    AggFunc::Count => {
-                        let mut b = UInt64Builder::with_capacity(chunk.len());
-                        for acc in accs {
-                            b.append_value(match acc {
-                                Acc::Count(n) => *n,
-                                _ => 0,
-                            });
-                        }
-                        Arc::new(b.finish())
-                    }
-                    AggFunc::Sum if self.inputs[a].2 == SumKind::Signed => {
-                        let mut b = Int64Builder::with_capacity(chunk.len());
-                        for acc in accs {
-                            b.append_value(match acc {
-                                Acc::SumSigned(n) => *n,
-                                _ => 0,
-                            });
-                        }
-                        Arc::new(b.finish())
-                    }
-                    AggFunc::Sum if self.inputs[a].2 == SumKind::Unsigned => {
-                        let mut b = UInt64Builder::with_capacity(chunk.len());
-                        for acc in accs {
-                            b.append_value(match acc {
-                                Acc::SumUnsigned(n) => *n,
-                                _ => 0,
-                            });
-                        }
-                        Arc::new(b.finish())
-                    }
-                    _ => {
-                        let mut b = Float64Builder::with_capacity(chunk.len());
-                        for acc in accs {
-                            b.append_option(match acc {
-                                Acc::Sum(s) => Some(s.value()),
-                                Acc::Min(m) | Acc::Max(m) => *m,
-                                Acc::Mean(s, n) => (*n > 0).then(|| s.value() / *n as f64),
-                                Acc::Count(_) | Acc::SumSigned(_) | Acc::SumUnsigned(_) => None,
-                            });
-                        }
-                        Arc::new(b.finish())
-                    }
-                };
-                columns.push(column);
-            }
-            out.emit(RecordBatch::try_new(self.schema.clone(), columns)?);
-        }
-        self.accs = Vec::new();
-        Ok(())
+        let batch_rows = out.batch_rows();
+        let groups = std::mem::take(&mut self.groups);
+        self.plan
+            .emit(&groups, None, &Extra::default(), batch_rows, &mut |b| {
+                out.emit(b)
+            })
     }
 }
 
@@ -594,6 +734,73 @@ impl Partitioner<RecordBatch> for KeyPartitioner {
     }
 }
 
+/// The key column indices, the aggregates' inputs and the output fields of a checked aggregation.
+pub(super) type PlannedAggregate = (Vec<usize>, Vec<AggInput>, Vec<Field>);
+
+/// Checks an aggregation of `input` by `keys` computing `aggs` and returns the key indices, the
+/// aggregates' inputs and the output fields: the key columns, then `extra` (columns the caller
+/// inserts after the keys), then one per aggregate.
+pub(super) fn plan_aggregate(
+    name: &str,
+    input: &SchemaRef,
+    keys: &[&str],
+    aggs: &[Agg],
+    extra: &[Field],
+) -> Result<PlannedAggregate, PlanError> {
+    let key_idx: Vec<usize> = keys
+        .iter()
+        .map(|k| index_of(input, name, k))
+        .collect::<Result<_, _>>()?;
+    let mut inputs = Vec::with_capacity(aggs.len());
+    let mut fields: Vec<Field> = key_idx.iter().map(|&k| input.field(k).clone()).collect();
+    for f in extra {
+        if fields.iter().any(|g| g.name() == f.name()) {
+            return Err(PlanError::DuplicateColumn {
+                operator: name.to_owned(),
+                column: f.name().clone(),
+            });
+        }
+        fields.push(f.clone());
+    }
+    for agg in aggs {
+        let mut kind = SumKind::Float;
+        let column = match &agg.column {
+            None => None,
+            Some(c) => {
+                let i = index_of(input, name, c)?;
+                let dt = input.field(i).data_type();
+                if agg.func != AggFunc::Count && !dt.is_numeric() {
+                    return Err(PlanError::NotNumeric {
+                        operator: name.to_owned(),
+                        func: agg.func,
+                        column: c.clone(),
+                        data_type: dt.clone(),
+                    });
+                }
+                if agg.func == AggFunc::Sum {
+                    kind = SumKind::of(dt);
+                }
+                Some(i)
+            }
+        };
+        if fields.iter().any(|f| f.name() == &agg.output) {
+            return Err(PlanError::DuplicateColumn {
+                operator: name.to_owned(),
+                column: agg.output.clone(),
+            });
+        }
+        fields.push(agg.field(kind));
+        inputs.push((agg.func, column, kind));
+    }
+    // Check the key types once here, so the per-instance constructors cannot fail.
+    key_converter(input, &key_idx).map_err(|_| PlanError::UnknownColumn {
+        operator: name.to_owned(),
+        column: keys.join(","),
+        available: input.fields().iter().map(|f| f.name().clone()).collect(),
+    })?;
+    Ok((key_idx, inputs, fields))
+}
+
 impl ArrowStream {
     /// Groups rows by the `keys` columns and computes `aggs` per group: a keyed hash aggregation
     /// (see [`HashAggregate`]). The stream is hash-partitioned by key to the aggregation's
@@ -612,49 +819,8 @@ impl ArrowStream {
     ) -> Result<ArrowStream, PlanError> {
         let name = name.into();
         let input = self.schema.clone();
-        let key_idx: Vec<usize> = keys
-            .iter()
-            .map(|k| index_of(&input, &name, k))
-            .collect::<Result<_, _>>()?;
-        let mut inputs = Vec::with_capacity(aggs.len());
-        let mut fields: Vec<Field> = key_idx.iter().map(|&k| input.field(k).clone()).collect();
-        for agg in &aggs {
-            let mut kind = SumKind::Float;
-            let column = match &agg.column {
-                None => None,
-                Some(c) => {
-                    let i = index_of(&input, &name, c)?;
-                    let dt = input.field(i).data_type();
-                    if agg.func != AggFunc::Count && !dt.is_numeric() {
-                        return Err(PlanError::NotNumeric {
-                            operator: name,
-                            func: agg.func,
-                            column: c.clone(),
-                            data_type: dt.clone(),
-                        });
-                    }
-                    if agg.func == AggFunc::Sum {
-                        kind = SumKind::of(dt);
-                    }
-                    Some(i)
-                }
-            };
-            if fields.iter().any(|f| f.name() == &agg.output) {
-                return Err(PlanError::DuplicateColumn {
-                    operator: name,
-                    column: agg.output.clone(),
-                });
-            }
-            fields.push(agg.field(kind));
-            inputs.push((agg.func, column, kind));
-        }
+        let (key_idx, inputs, fields) = plan_aggregate(&name, &input, keys, &aggs, &[])?;
         let schema = Arc::new(Schema::new(fields));
-        // Check the key types once here, so the per-instance constructors cannot fail.
-        key_converter(&input, &key_idx).map_err(|_| PlanError::UnknownColumn {
-            operator: name.clone(),
-            column: keys.join(","),
-            available: input.fields().iter().map(|f| f.name().clone()).collect(),
-        })?;
         let part_schema = input.clone();
         let part_keys = key_idx.clone();
         let out_schema = schema.clone();

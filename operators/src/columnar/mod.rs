@@ -11,6 +11,8 @@
 //! |---|---|
 //! | [`ArrowStream::project`], [`filter`](ArrowStream::filter), [`with_column`](ArrowStream::with_column), [`cast`](ArrowStream::cast), [`map_batches`](ArrowStream::map_batches) | vectorised operators over Arrow compute kernels |
 //! | [`ArrowStream::aggregate`] ([`Agg`]) | keyed hash aggregation: hash-partitioned by the key columns, then count / sum / min / max / mean per key |
+//! | [`ArrowStream::tumbling_window`] ([`ArrowWindowedStream`]) | the same aggregation per event-time tumbling window, fired by the watermark, with allowed lateness and late rows on a side output ([`window`] module: every semantic choice) |
+//! | [`ArrowStream::bounded_out_of_orderness`] | watermarks trailing the largest event time of a timestamp column by a fixed delay |
 //! | [`RowsToArrow`], [`ArrowToRows`] ([`ToArrowExt::to_arrow`], [`ArrowStream::to_rows`]) | typed `serde` rows ⇄ Arrow batches, through `serde_arrow` |
 //! | [`ReaderSource`], [`csv_split`] | demand-driven file sources: one batch read per credit, on the source's own thread |
 //! | [`PartSink`], [`DeadLetterSink`] | rolling Parquet / CSV / NDJSON part files, written off the async workers |
@@ -56,6 +58,8 @@ mod exact_sum;
 mod ops;
 mod sink;
 mod source;
+mod watermark;
+pub mod window;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -73,6 +77,8 @@ pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
 pub(crate) use source::read_error;
 pub use source::{BatchSource, ReaderSource};
+pub use watermark::BoundedOutOfOrderness;
+pub use window::{late_rows, ArrowWindowedStream, TumblingWindowAggregate};
 
 /// Errors found while building a columnar pipeline, before it runs.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,16 @@ pub enum PlanError {
         operator: String,
         /// The column.
         column: String,
+    },
+    /// An event-time column that does not hold milliseconds.
+    #[error("`{operator}`: the event time column `{column}` is {data_type}; it must be Timestamp(Millisecond, _) or Int64 milliseconds")]
+    NotEventTime {
+        /// The operator being added.
+        operator: String,
+        /// The column.
+        column: String,
+        /// Its type.
+        data_type: DataType,
     },
     /// A `serde` row type that has no Arrow schema.
     #[error("`{operator}`: cannot derive an Arrow schema for the row type: {source}")]

@@ -6,6 +6,12 @@
 //! amounts with two decimals, and statuses placed 55 % / shipped 30 % / cancelled 10 % /
 //! refunded 5 %. About 1 % of valid rows quote some fields (valid CSV quoting).
 //!
+//! The jitter is ±10 minutes, so the event times are out of order by at most 20 minutes: well
+//! within the job's default one-hour bound, and a default file has no late row. For late data,
+//! [`generate_orders_csv_disordered`] adds *stragglers*: rows whose event time lags their place
+//! in the file by a fixed [`Disorder::lag_ms`] (never in the first 1 % of the rows, so each has
+//! rows before it to be late against).
+//!
 //! About 0.5 % of rows are malformed, the kinds taken in turn so every kind appears once there
 //! are six or more: wrong field count (a field missing, an extra field, or two fields merged into
 //! one quoted field holding a comma), an unparseable number, an unparseable timestamp, a negative
@@ -68,6 +74,17 @@ pub struct GenSummary {
     pub quoted_valid: u64,
     /// The malformed rows in file order (about 0.5 % of `rows`).
     pub malformed: Vec<MalformedRow>,
+    /// Rows (valid or not) whose event time lags by [`Disorder::lag_ms`].
+    pub stragglers: u64,
+}
+
+/// Stragglers in a generated file: rows whose event time lags their place by `lag_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Disorder {
+    /// Stragglers per million rows (0: none).
+    pub ppm: u64,
+    /// How far a straggler's event time lags, ms.
+    pub lag_ms: i64,
 }
 
 impl GenSummary {
@@ -222,11 +239,50 @@ pub fn generate_orders_csv_with(
     seed: u64,
     malformed_ppm: u64,
 ) -> Result<GenSummary, GenerateError> {
-    let path = path.as_ref();
+    write_file(
+        path.as_ref(),
+        rows,
+        seed,
+        malformed_ppm,
+        Disorder::default(),
+    )
+}
+
+/// [`generate_orders_csv`] with stragglers (see [`Disorder`]); with `Disorder::default()` the
+/// file is the same as [`generate_orders_csv`]'s.
+///
+/// ```
+/// use weir_workloads::etl::{generate_orders_csv_disordered, Disorder};
+///
+/// let dir = tempfile::tempdir()?;
+/// let lag = Disorder { ppm: 20_000, lag_ms: 6 * 3_600_000 };
+/// let summary = generate_orders_csv_disordered(dir.path().join("o.csv"), 2_000, 1, lag)?;
+/// assert!(summary.stragglers > 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`GenerateError::Io`] if the file cannot be written.
+pub fn generate_orders_csv_disordered(
+    path: impl AsRef<Path>,
+    rows: u64,
+    seed: u64,
+    disorder: Disorder,
+) -> Result<GenSummary, GenerateError> {
+    write_file(path.as_ref(), rows, seed, MALFORMED_PPM, disorder)
+}
+
+fn write_file(
+    path: &Path,
+    rows: u64,
+    seed: u64,
+    malformed_ppm: u64,
+    disorder: Disorder,
+) -> Result<GenSummary, GenerateError> {
     // Written under a hidden temporary name and renamed when complete, so an interrupted
     // generation never leaves a truncated file under the final name.
     let tmp = temporary_name(path);
-    let summary = write_orders(&tmp, rows, seed, malformed_ppm).inspect_err(|_| {
+    let summary = write_orders(&tmp, rows, seed, malformed_ppm, disorder).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
     std::fs::rename(&tmp, path).map_err(|source| GenerateError::Io {
@@ -249,6 +305,7 @@ fn write_orders(
     rows: u64,
     seed: u64,
     malformed_ppm: u64,
+    disorder: Disorder,
 ) -> Result<GenSummary, GenerateError> {
     let io = |source| GenerateError::Io {
         path: path.to_owned(),
@@ -265,7 +322,12 @@ fn write_orders(
     for i in 0..rows {
         let order_id = (10_000_000 + i).to_string();
         let jitter = rng.below(1_200_000) as i64 - 600_000;
-        let ms = (START_MS + SPAN_MS * i as i64 / rows.max(1) as i64 + jitter).max(START_MS);
+        let mut ms = (START_MS + SPAN_MS * i as i64 / rows.max(1) as i64 + jitter).max(START_MS);
+        // Drawn only for a disordered file, so a default file stays as it always was.
+        if disorder.ppm > 0 && i >= rows / 100 && rng.below(1_000_000) < disorder.ppm {
+            summary.stragglers += 1;
+            ms = ms.saturating_sub(disorder.lag_ms);
+        }
         let mut ts = format_ts(&mut rng, ms);
         let mut customer = (1 + rng.below(50_000)).to_string();
         let (country, home) = pick_country(&mut rng);

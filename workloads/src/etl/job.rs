@@ -1,12 +1,17 @@
-//! The orders ETL job as a pipeline: CSV in, clean Parquet orders, revenue by country and day,
-//! and NDJSON dead letters out.
+//! The orders ETL job as a pipeline: CSV in, clean Parquet orders, revenue by country and day
+//! and by country and event-time hour, late rows, and NDJSON dead letters out.
 //!
 //! # Graph
 //!
 //! ```text
-//! read (chunker) ─▶ parse+validate ×p ─▶ orders ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┬─▶ orders_clean (Parquet ×w)
-//!                     │ dead letters                                                                     └─▶ revenue_columns ×p ─▶ revenue (hash agg) ─▶ revenue_by_country_day (Parquet)
-//!                     └──────────────────────────────▶ dead_letters (NDJSON)
+//! read (chunker) ─▶ parse+validate ×p ─▶ watermarks ×p ─▶ orders ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┐
+//!                     │ dead letters                                                                                  │
+//!                     └──────────▶ dead_letters (NDJSON)                                                              │
+//! ┌───────────────────────────────────────────────────────────────────────────────────────────────────────────────────┘
+//! ├─▶ orders_clean (Parquet ×w)
+//! └─▶ revenue_part ×p ─▶ refunded_part ×p ─┬─▶ day ×p ─▶ revenue_columns ×p ─▶ revenue (hash agg) ─▶ revenue_by_country_day (Parquet)
+//!                                          └─▶ revenue_by_hour (1 h window) ─┬─▶ .results ─▶ revenue_by_country_hour (Parquet)
+//!                                                                            └─▶ .late ─▶ late_clean ─▶ late_rows (Parquet)
 //! ```
 //!
 //! `parse+validate` parses a chunk of whole records with the orders schema (malformed fields and
@@ -17,23 +22,40 @@
 //! column (`amount_usd = amount × rate`), a projection to [`clean_schema`], and a keyed hash
 //! aggregation by `(country, day)` with exact sums.
 //!
+//! # Event time
+//!
+//! `revenue_by_country_hour` is the daily table's aggregation per one-hour event-time tumbling
+//! window of `ts` (no allowed lateness), keyed by country. Its watermark comes from
+//! `watermarks`, chained to each parse instance: bounded out-of-orderness on `ts`
+//! (the largest `ts` that instance has parsed minus [`EtlConfig::max_delay_ms`] and 1 ms, one
+//! watermark per batch at most); the window takes the minimum over the instances. Rows of windows the
+//! watermark has already closed are *late*: they are in `orders_clean` and the daily table like
+//! every clean row, not in the hourly table, and are written to `late_rows` (the clean schema)
+//! and counted ([`EtlSummary::late_rows`]). So the hourly `orders` plus the late rows equal the
+//! clean rows, and on an input whose disorder stays within the bound the hourly table is the
+//! plain group-by of the clean rows by country and hour. With one parse instance a row is late
+//! exactly when its hour ends at or before that watermark after the earlier batches; with several, the window's watermark is the minimum over them, so at most those rows
+//! are late, and which depends on how far each instance has read.
+//!
 //! # Output
 //!
-//! The three outputs are one unit, published by a [`JobOutput`]: the input is checked first (it
+//! The five outputs are one unit, published by a [`JobOutput`]: the input is checked first (it
 //! must exist and must not lie inside an output), then every sink writes into
 //! `OUT/.weir-staging-<run_id>/`, and only a run that read all its input swaps `orders_clean/`,
-//! `revenue_by_country_day/` and `dead_letters/` into place, each with a `_SUCCESS` naming the
-//! run. A failed, stopped ([`EtlStop`]) or killed run publishes nothing: the previous outputs
-//! stay as they were, and the next start cleans up (or completes an interrupted publish).
+//! `revenue_by_country_day/`, `dead_letters/`, `revenue_by_country_hour/` and `late_rows/` into
+//! place, each with a `_SUCCESS` naming the run. A failed, stopped ([`EtlStop`]) or killed run
+//! publishes nothing: the previous outputs stay as they were, and the next start cleans up (or
+//! completes an interrupted publish).
 //!
 //! A directory input reads its `*.csv` files (links followed). An input without data rows
 //! publishes an empty Parquet part holding the schema in each Parquet output, and says so in
-//! [`EtlSummary::notes`].
+//! [`EtlSummary::notes`] (for the tables; an empty `late_rows` is the usual case and goes
+//! without a note).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 use arrow::compute::kernels::cmp::neq;
@@ -47,7 +69,8 @@ use weir_runtime::{
 use super::orders::{column, usd_rate};
 use super::{clean_schema, orders_csv_options, orders_csv_schema, validate};
 use weir_operators::columnar::{
-    csv_split_with, Agg, ArrowStream, DeadLetterSink, PartSinkOptions, PlanError, SplitOptions,
+    csv_split_with, late_rows, Agg, ArrowStream, DeadLetterSink, PartSinkOptions, PlanError,
+    SplitOptions,
 };
 use weir_operators::connector::publish::{new_run_id, staging_root};
 use weir_operators::connector::{
@@ -75,7 +98,17 @@ pub struct EtlConfig {
     pub part_rows: u64,
     /// Worker threads (default: the number of cores).
     pub workers: Option<usize>,
+    /// How far the watermark trails the largest `ts` a parse instance has seen, in ms (default
+    /// [`DEFAULT_MAX_DELAY_MS`], one hour): the disorder `revenue_by_country_hour` absorbs
+    /// before a row is late.
+    pub max_delay_ms: u64,
 }
+
+/// The default [`EtlConfig::max_delay_ms`]: one hour.
+pub const DEFAULT_MAX_DELAY_MS: u64 = 3_600_000;
+
+/// The size of the hourly table's windows, ms.
+pub const HOUR_MS: i64 = 3_600_000;
 
 impl EtlConfig {
     /// Defaults for `input` and `out`.
@@ -90,6 +123,7 @@ impl EtlConfig {
             compression: ParquetCompression::Snappy,
             part_rows: 1 << 20,
             workers: None,
+            max_delay_ms: DEFAULT_MAX_DELAY_MS,
         }
     }
 }
@@ -150,6 +184,11 @@ pub struct EtlSummary {
     pub dead_letters: u64,
     /// Rows in `revenue_by_country_day`.
     pub revenue_groups: u64,
+    /// Rows in `revenue_by_country_hour`.
+    pub hourly_groups: u64,
+    /// Clean rows that came after the watermark had closed their hour: in `late_rows`, not in
+    /// `revenue_by_country_hour`.
+    pub late_rows: u64,
     /// Bytes of input read.
     pub input_bytes: u64,
     /// Wall-clock seconds of the run.
@@ -305,6 +344,10 @@ pub struct EtlParts {
     pub revenue: Vec<WriteSummary>,
     /// `dead_letters/`.
     pub dead_letters: Vec<WriteSummary>,
+    /// `revenue_by_country_hour/`.
+    pub hourly: Vec<WriteSummary>,
+    /// `late_rows/`.
+    pub late: Vec<WriteSummary>,
 }
 
 /// The built job: its pipeline and the handles its results arrive on.
@@ -315,19 +358,32 @@ pub struct EtlJob {
     clean: SinkHandle<WriteSummary>,
     revenue: SinkHandle<WriteSummary>,
     dead: SinkHandle<WriteSummary>,
+    hourly: SinkHandle<WriteSummary>,
+    late: SinkHandle<WriteSummary>,
     bytes_read: Arc<AtomicU64>,
     input: PathBuf,
     out: PathBuf,
     run_id: String,
-    /// The schemas of `orders_clean` and `revenue_by_country_day`.
-    schemas: [SchemaRef; 2],
+    /// The schemas of `orders_clean`, `revenue_by_country_day`, `revenue_by_country_hour` and
+    /// `late_rows`.
+    schemas: [SchemaRef; 4],
 }
 
-/// The names of the job's three outputs, in [`output_dirs`] order.
-pub const OUTPUTS: [&str; 3] = ["orders_clean", "revenue_by_country_day", "dead_letters"];
+/// The names of the job's five outputs, in [`output_dirs`] order.
+pub const OUTPUTS: [&str; 5] = [
+    "orders_clean",
+    "revenue_by_country_day",
+    "dead_letters",
+    "revenue_by_country_hour",
+    "late_rows",
+];
 
-/// The three output directories under `out`.
-pub fn output_dirs(out: &Path) -> [PathBuf; 3] {
+/// The name of the hourly window operator (its late rows are counted by `revenue_by_hour.late`,
+/// see [`late_rows`]).
+pub const HOURLY_WINDOW: &str = "revenue_by_hour";
+
+/// The five output directories under `out`.
+pub fn output_dirs(out: &Path) -> [PathBuf; 5] {
     OUTPUTS.map(|name| out.join(name))
 }
 
@@ -419,9 +475,11 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
 /// (touches nothing: the folder is made when the run starts).
 ///
 /// ```text
-/// CSV files ─▶ parse+validate ─▶ orders ─▶ drop_cancelled ─▶ amount_usd ─▶ clean ─┬─▶ orders_clean (Parquet)
-///                   │                                                           └─▶ day ─▶ … ─▶ revenue ─▶ revenue_by_country_day (Parquet)
-///                   └─ dead letters ─────────────────────────────────────────────────▶ dead_letters (NDJSON)
+/// CSV files ─▶ parse+validate ─▶ watermarks ─▶ … ─▶ clean ─┬─▶ orders_clean (Parquet)
+///                   │                                     ├─▶ … ─▶ revenue ─▶ revenue_by_country_day (Parquet)
+///                   │                                     └─▶ … ─▶ revenue_by_hour ─┬─▶ revenue_by_country_hour (Parquet)
+///                   │                                                               └─▶ late_rows (Parquet)
+///                   └─ dead letters ─────────────────────────────────────▶ dead_letters (NDJSON)
 /// ```
 ///
 /// # Errors
@@ -432,15 +490,23 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let set = input_files(&config.input, is_dir)?;
     let mut pipeline = Pipeline::with_config("etl", pipeline_config(config));
 
-    // Source: the files, cut into chunks and parsed in parallel, each row validated.
+    // Source: the files, cut into chunks and parsed in parallel, each row validated, then
+    // watermarks trailing each parse instance's largest `ts`.
     let (parsed, bytes_read) = parse_and_validate(&mut pipeline, set, config)?;
     let dead_letters = parsed.dead_letters();
+    let parsed = parsed.bounded_out_of_orderness(
+        "watermarks",
+        "ts",
+        Duration::from_millis(config.max_delay_ms),
+    )?;
 
-    // Operators: the clean orders, and the revenue per country and day computed from them.
+    // Operators: the clean orders, and the revenue per country and day, and per country and
+    // event-time hour, computed from them.
     let clean = clean_orders(parsed)?;
     let clean_schema = clean.schema().clone();
     let run_id = new_run_id();
-    let [clean_dir, revenue_dir, dead_dir] = output_dirs(&staging_root(&config.out, &run_id));
+    let [clean_dir, revenue_dir, dead_dir, hourly_dir, late_dir] =
+        output_dirs(&staging_root(&config.out, &run_id));
     let parquet = parquet_format(config);
     let clean_handle = clean.clone().write_parts(
         "orders_clean",
@@ -448,16 +514,30 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         PartSinkOptions::new(parquet.clone()).max_rows(config.part_rows),
         config.writers.max(1),
     );
-    let revenue = revenue_by_country_day(clean)?;
-    let schemas = [clean_schema, revenue.schema().clone()];
+    let parts = revenue_parts(clean)?;
+    let revenue = revenue_by_country_day(parts.clone())?;
+    let (hourly, late) = revenue_by_country_hour(parts)?;
+    let schemas = [
+        clean_schema,
+        revenue.schema().clone(),
+        hourly.schema().clone(),
+        late.schema().clone(),
+    ];
 
-    // Sinks: Parquet parts for the two tables, NDJSON for the dead letters.
+    // Sinks: Parquet parts for the tables and the late rows, NDJSON for the dead letters.
     let revenue_handle = revenue.write_parts(
         "revenue_by_country_day",
         revenue_dir,
-        PartSinkOptions::new(parquet),
+        PartSinkOptions::new(parquet.clone()),
         1,
     );
+    let hourly_handle = hourly.write_parts(
+        "revenue_by_country_hour",
+        hourly_dir,
+        PartSinkOptions::new(parquet.clone()),
+        1,
+    );
+    let late_handle = late.write_parts("late_rows", late_dir, PartSinkOptions::new(parquet), 1);
     let dead_handle = dead_letters.sink(
         "dead_letters",
         DeadLetterSink::ndjson(dead_dir).keep_file(is_dir),
@@ -467,6 +547,8 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         clean: clean_handle,
         revenue: revenue_handle,
         dead: dead_handle,
+        hourly: hourly_handle,
+        late: late_handle,
         bytes_read,
         input: config.input.clone(),
         out: config.out.clone(),
@@ -579,10 +661,10 @@ fn clean_orders(parsed: ArrowStream) -> Result<ArrowStream, EtlJobError> {
     Ok(clean)
 }
 
-/// Orders, revenue and refunds per country and UTC day, from the clean orders (one instance).
-fn revenue_by_country_day(clean: ArrowStream) -> Result<ArrowStream, EtlJobError> {
+/// The clean orders with `revenue_part` (USD of placed and shipped orders, else 0) and
+/// `refunded_part` (USD of refunded ones, else 0), which both revenue tables sum.
+fn revenue_parts(clean: ArrowStream) -> Result<ArrowStream, EtlJobError> {
     Ok(clean
-        .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
         .with_column(
             "revenue_part",
             Field::new("revenue_part", DataType::Float64, false),
@@ -592,20 +674,42 @@ fn revenue_by_country_day(clean: ArrowStream) -> Result<ArrowStream, EtlJobError
             "refunded_part",
             Field::new("refunded_part", DataType::Float64, false),
             |b| usd_where(b, &["refunded"]),
-        )?
+        )?)
+}
+
+/// The three aggregates both revenue tables compute.
+fn revenue_aggs() -> Vec<Agg> {
+    vec![
+        Agg::count("orders"),
+        Agg::sum("revenue_part", "revenue_usd"),
+        Agg::sum("refunded_part", "refunded_usd"),
+    ]
+}
+
+/// Orders, revenue and refunds per country and event-time hour (one instance), and the late
+/// rows in the clean schema; see the module docs.
+fn revenue_by_country_hour(parts: ArrowStream) -> Result<(ArrowStream, ArrowStream), EtlJobError> {
+    let (hourly, late) = parts
+        .tumbling_window("ts", Duration::from_millis(HOUR_MS as u64))
+        .start_column("hour")
+        .parallelism(1)
+        .aggregate_with_late(HOURLY_WINDOW, &["country"], revenue_aggs())?;
+    let schema = clean_schema();
+    let clean_columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let late = late.project("late_clean", &clean_columns)?;
+    Ok((hourly, late))
+}
+
+/// Orders, revenue and refunds per country and UTC day, from the clean orders with their
+/// revenue parts (one instance).
+fn revenue_by_country_day(parts: ArrowStream) -> Result<ArrowStream, EtlJobError> {
+    Ok(parts
+        .with_column("day", Field::new("day", DataType::Date32, false), utc_day)?
         .project(
             "revenue_columns",
             &["country", "day", "revenue_part", "refunded_part"],
         )?
-        .aggregate(
-            "revenue",
-            &["country", "day"],
-            vec![
-                Agg::count("orders"),
-                Agg::sum("revenue_part", "revenue_usd"),
-                Agg::sum("refunded_part", "refunded_usd"),
-            ],
-        )?
+        .aggregate("revenue", &["country", "day"], revenue_aggs())?
         .parallelism(1))
 }
 
@@ -651,6 +755,8 @@ impl EtlJob {
             clean: self.clean.take_all(),
             revenue: self.revenue.take_all(),
             dead_letters: self.dead.take_all(),
+            hourly: self.hourly.take_all(),
+            late: self.late.take_all(),
         };
         let op = |name: &str| report.operators.iter().find(|o| o.name == name);
         let parse = op("parse+validate");
@@ -660,6 +766,8 @@ impl EtlJob {
         let rows_filtered = filter.map_or(0, |o| o.rows_in - o.rows_out);
         let rows_written = parts.clean.iter().map(|s| s.rows).sum();
         let revenue_groups = parts.revenue.iter().map(|s| s.rows).sum();
+        let hourly_groups = parts.hourly.iter().map(|s| s.rows).sum();
+        let late = late_rows(&report, HOURLY_WINDOW);
         // Relaxed: the run has ended; the counter is only a statistic.
         let input_bytes = self.bytes_read.load(Ordering::Relaxed);
         let secs = elapsed_s.max(1e-9);
@@ -672,10 +780,12 @@ impl EtlJob {
                 self.out.display()
             ));
         } else {
-            let [clean_schema, revenue_schema] = self.schemas;
-            for (name, written, schema) in [
-                (OUTPUTS[0], &mut parts.clean, clean_schema),
-                (OUTPUTS[1], &mut parts.revenue, revenue_schema),
+            let [clean_schema, revenue_schema, hourly_schema, late_schema] = self.schemas;
+            for (name, written, schema, note) in [
+                (OUTPUTS[0], &mut parts.clean, clean_schema, true),
+                (OUTPUTS[1], &mut parts.revenue, revenue_schema, true),
+                (OUTPUTS[3], &mut parts.hourly, hourly_schema, true),
+                (OUTPUTS[4], &mut parts.late, late_schema, false),
             ] {
                 if written.iter().all(|s| s.files.is_empty()) {
                     let writer = PartWriter::create(
@@ -684,19 +794,25 @@ impl EtlJob {
                         PartWriterOptions::new(PartFormat::parquet(ParquetCompression::Snappy)),
                     )?;
                     written.push(writer.finish_with_empty_part()?);
-                    notes.push(format!(
-                        "{name}: no rows; an empty Parquet part holds the schema"
-                    ));
+                    if note {
+                        notes.push(format!(
+                            "{name}: no rows; an empty Parquet part holds the schema"
+                        ));
+                    }
                 }
             }
             output.record(OUTPUTS[0], &parts.clean);
             output.record(OUTPUTS[1], &parts.revenue);
             output.record(OUTPUTS[2], &parts.dead_letters);
+            output.record(OUTPUTS[3], &parts.hourly);
+            output.record(OUTPUTS[4], &parts.late);
             output.publish()?;
             for list in [
                 &mut parts.clean,
                 &mut parts.revenue,
                 &mut parts.dead_letters,
+                &mut parts.hourly,
+                &mut parts.late,
             ] {
                 published_paths(list, &self.out, &self.run_id);
             }
@@ -707,6 +823,8 @@ impl EtlJob {
             rows_filtered,
             dead_letters: report.dead_letters,
             revenue_groups,
+            hourly_groups,
+            late_rows: late,
             input_bytes,
             elapsed_s,
             rows_per_s: rows_read as f64 / secs,

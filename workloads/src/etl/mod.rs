@@ -1,7 +1,8 @@
 //! The orders ETL job's domain pieces: generator, rules, vectorised steps, and a reference.
 //!
 //! The job reads orders CSV, dead-letters malformed records, drops cancelled orders, converts
-//! amounts to USD and aggregates revenue by (country, UTC day); see [`orders`] for the exact
+//! amounts to USD and aggregates revenue by (country, UTC day) and by (country, event-time
+//! hour); see [`orders`] for the exact
 //! specification and how the work is split between the CSV reader and the vectorised steps.
 //! Everything here is synchronous and runtime-independent; a pipeline calls
 //! [`orders::process_batch`] per batch and merges the revenue partials.
@@ -35,8 +36,8 @@ use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 
 pub use generate::{
-    generate_orders_csv, generate_orders_csv_with, GenSummary, GenerateError, MalformedKind,
-    MalformedRow,
+    generate_orders_csv, generate_orders_csv_disordered, generate_orders_csv_with, Disorder,
+    GenSummary, GenerateError, MalformedKind, MalformedRow,
 };
 pub use orders::{
     clean_schema, orders_csv_options, orders_csv_schema, process_batch, revenue_schema, to_clean,

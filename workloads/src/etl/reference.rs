@@ -6,6 +6,15 @@
 //! in the job's order, and sums revenue exactly in fixed point (`i128` units of 2⁻⁸⁰ USD, exact for
 //! every amount from 2⁻²⁸ to 2⁴⁶ USD), rounding once at the end. Dead-letter reasons are spelled
 //! out here to match the reader's and the rules' texts.
+//!
+//! The hourly table and the late rows follow the job's watermark rule row by row, in file order:
+//! the watermark a row meets is the largest `ts` of the valid rows before it (cancelled ones
+//! included: the job's watermark is made before it drops them) minus the maximum delay and 1 ms
+//! (Flink's bounded out-of-orderness), and a clean row is late when its hour `[h, h + 1 h)` ends at or before that watermark. The job
+//! emits a watermark after each batch, not each row, so on one parse instance its late rows are
+//! these exactly when every late row is late against rows of earlier batches too (the tests'
+//! disordered inputs lag by many batches' worth of time); several instances can only make fewer
+//! rows late.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +23,8 @@ use arrow::array::{
     Array, Date32Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
     UInt64Array,
 };
+
+use super::job::{DEFAULT_MAX_DELAY_MS, HOUR_MS};
 
 use weir_operators::connector::DeadLetter;
 
@@ -49,6 +60,21 @@ pub struct RevenueRow {
     pub refunded_usd: f64,
 }
 
+/// One group of the hourly table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourlyRow {
+    /// Country code.
+    pub country: String,
+    /// The hour's first millisecond since the epoch (UTC).
+    pub hour_ms: i64,
+    /// Non-cancelled orders that were not late.
+    pub orders: u64,
+    /// Sum over placed and shipped.
+    pub revenue_usd: f64,
+    /// Sum over refunded.
+    pub refunded_usd: f64,
+}
+
 /// Everything the job produces for one file.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReferenceOutput {
@@ -56,6 +82,10 @@ pub struct ReferenceOutput {
     pub clean: Vec<CleanOrder>,
     /// Revenue by (country, day), sorted.
     pub revenue: Vec<RevenueRow>,
+    /// Revenue by (country, hour) over the clean rows that were not late, sorted.
+    pub hourly: Vec<HourlyRow>,
+    /// Late clean rows in file order.
+    pub late: Vec<CleanOrder>,
     /// Dead letters in file order.
     pub dead_letters: Vec<DeadLetter>,
     /// Cancelled rows dropped.
@@ -79,6 +109,15 @@ pub enum ReferenceError {
     OutOfRange {
         /// The line.
         line: u64,
+        /// The amount.
+        value: f64,
+    },
+    /// An amount outside the fixed-point range of the reference sum, in a table built from
+    /// clean rows.
+    #[error("order {order_id}: amount_usd {value} is outside the reference's exact range")]
+    OrderOutOfRange {
+        /// The order.
+        order_id: u64,
         /// The amount.
         value: f64,
     },
@@ -163,7 +202,7 @@ fn check(fields: &[&str]) -> Result<CleanOrRejected, String> {
         return Err(format!("unknown status {status:?}"));
     }
     if status == "cancelled" {
-        return Ok(CleanOrRejected::Cancelled);
+        return Ok(CleanOrRejected::Cancelled { ts_ms });
     }
     Ok(CleanOrRejected::Clean(CleanOrder {
         order_id,
@@ -177,14 +216,61 @@ fn check(fields: &[&str]) -> Result<CleanOrRejected, String> {
 
 enum CleanOrRejected {
     Clean(CleanOrder),
-    Cancelled,
+    Cancelled { ts_ms: i64 },
 }
 
-/// Runs the orders job on the CSV file at `path`, one row at a time.
+/// Runs the orders job on the CSV file at `path`, one row at a time, with the job's default
+/// maximum delay ([`DEFAULT_MAX_DELAY_MS`]).
 ///
 /// # Errors
 /// [`ReferenceError::Io`]; [`ReferenceError::OutOfRange`] for amounts the exact sum cannot hold.
 pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, ReferenceError> {
+    run_reference_with(path, DEFAULT_MAX_DELAY_MS)
+}
+
+/// Revenue by (country, hour) of `orders`, sorted: the plain group-by the hourly table equals
+/// when no row is late.
+///
+/// # Errors
+/// [`ReferenceError::OrderOutOfRange`] for amounts the exact sum cannot hold.
+pub fn revenue_by_hour(orders: &[CleanOrder]) -> Result<Vec<HourlyRow>, ReferenceError> {
+    let mut groups: BTreeMap<(String, i64), (u64, FixedSum, FixedSum)> = BTreeMap::new();
+    for order in orders {
+        let hour = order.ts_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let g = groups.entry((order.country.clone(), hour)).or_default();
+        g.0 += 1;
+        let sum = if order.status == "refunded" {
+            &mut g.2
+        } else {
+            &mut g.1
+        };
+        sum.add(order.amount_usd)
+            .ok_or(ReferenceError::OrderOutOfRange {
+                order_id: order.order_id,
+                value: order.amount_usd,
+            })?;
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((country, hour_ms), (orders, rev, refund))| HourlyRow {
+            country,
+            hour_ms,
+            orders,
+            revenue_usd: rev.value(),
+            refunded_usd: refund.value(),
+        })
+        .collect())
+}
+
+/// As [`run_reference`], with the watermark `max_delay_ms` behind the largest `ts` seen.
+///
+/// # Errors
+/// As [`run_reference`].
+pub fn run_reference_with(
+    path: impl AsRef<Path>,
+    max_delay_ms: u64,
+) -> Result<ReferenceOutput, ReferenceError> {
+    let max_delay = i64::try_from(max_delay_ms).unwrap_or(i64::MAX);
     let path = path.as_ref();
     let label = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ReferenceError::Io {
@@ -194,6 +280,9 @@ pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, Referenc
     let text = String::from_utf8_lossy(&bytes);
     let mut out = ReferenceOutput::default();
     let mut groups: BTreeMap<(String, i32), (u64, FixedSum, FixedSum)> = BTreeMap::new();
+    // The largest `ts` of the valid rows so far, and the clean rows that were not late.
+    let mut max_seen: Option<i64> = None;
+    let mut on_time = Vec::new();
     for (index, line) in text.split('\n').enumerate().skip(1) {
         let line_no = index as u64 + 1;
         let raw = line.strip_suffix('\r').unwrap_or(line);
@@ -217,8 +306,19 @@ pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, Referenc
                 reason,
                 raw: raw.to_owned(),
             }),
-            Ok(CleanOrRejected::Cancelled) => out.filtered += 1,
+            Ok(CleanOrRejected::Cancelled { ts_ms }) => {
+                out.filtered += 1;
+                max_seen = Some(max_seen.map_or(ts_ms, |m| m.max(ts_ms)));
+            }
             Ok(CleanOrRejected::Clean(order)) => {
+                let hour_end = order.ts_ms.div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS;
+                let watermark = max_seen.map(|m| m.saturating_sub(max_delay).saturating_sub(1));
+                if watermark.is_some_and(|w| hour_end <= w) {
+                    out.late.push(order.clone());
+                } else {
+                    on_time.push(order.clone());
+                }
+                max_seen = Some(max_seen.map_or(order.ts_ms, |m| m.max(order.ts_ms)));
                 let day = i32::try_from(order.ts_ms.div_euclid(86_400_000)).unwrap_or(i32::MAX);
                 let g = groups.entry((order.country.clone(), day)).or_default();
                 g.0 += 1;
@@ -246,6 +346,7 @@ pub fn run_reference(path: impl AsRef<Path>) -> Result<ReferenceOutput, Referenc
             refunded_usd: refund.value(),
         })
         .collect();
+    out.hourly = revenue_by_hour(&on_time)?;
     Ok(out)
 }
 
@@ -297,6 +398,28 @@ pub fn revenue_rows(batch: &RecordBatch) -> Vec<RevenueRow> {
         .map(|i| RevenueRow {
             country: countries.value(i).to_owned(),
             day: days.value(i),
+            orders: orders.value(i),
+            revenue_usd: revenue.value(i),
+            refunded_usd: refunded.value(i),
+        })
+        .collect()
+}
+
+/// An hourly table batch (`country`, `hour`, `orders`, `revenue_usd`, `refunded_usd`) as rows,
+/// for comparison.
+///
+/// # Panics
+/// If the batch has another schema (a test helper).
+pub fn hourly_rows(batch: &RecordBatch) -> Vec<HourlyRow> {
+    let countries = col::<StringArray>(batch, 0);
+    let hours = col::<TimestampMillisecondArray>(batch, 1);
+    let orders = col::<UInt64Array>(batch, 2);
+    let revenue = col::<Float64Array>(batch, 3);
+    let refunded = col::<Float64Array>(batch, 4);
+    (0..batch.num_rows())
+        .map(|i| HourlyRow {
+            country: countries.value(i).to_owned(),
+            hour_ms: hours.value(i),
             orders: orders.value(i),
             revenue_usd: revenue.value(i),
             refunded_usd: refunded.value(i),

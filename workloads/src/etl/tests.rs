@@ -216,6 +216,67 @@ fn generator_is_deterministic_per_seed() {
     assert_eq!(sa.valid + sa.malformed.len() as u64, sa.rows);
 }
 
+/// The largest lag of a row's `ts` behind the valid rows before it, in file order.
+fn largest_lag(clean: &[reference::CleanOrder]) -> i64 {
+    let mut max_seen = i64::MIN;
+    let mut lag = 0;
+    for c in clean {
+        lag = lag.max(max_seen.saturating_sub(c.ts_ms));
+        max_seen = max_seen.max(c.ts_ms);
+    }
+    lag
+}
+
+#[test]
+fn generated_times_are_out_of_order_by_at_most_twenty_minutes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("orders.csv");
+    generate_orders_csv(&path, 6_000, 3).expect("writable");
+    let reference = run_reference(&path).expect("readable");
+    let lag = largest_lag(&reference.clean);
+    assert!(lag > 0 && lag <= 20 * 60_000, "lag {lag} ms");
+    assert!(
+        reference.late.is_empty(),
+        "within the default bound of an hour"
+    );
+}
+
+#[test]
+fn stragglers_lag_by_the_disorder_asked_for_and_only_they_are_late() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (plain, lagged) = (dir.path().join("plain.csv"), dir.path().join("lagged.csv"));
+    let disorder = Disorder {
+        ppm: 30_000,
+        lag_ms: 5 * 3_600_000,
+    };
+    generate_orders_csv(&plain, 4_000, 9).expect("writable");
+    let summary = generate_orders_csv_disordered(&lagged, 4_000, 9, disorder).expect("writable");
+    assert!(summary.stragglers > 40, "{summary:?}");
+    // Without disorder the file is the plain generator's, byte for byte.
+    let same = dir.path().join("same.csv");
+    let none = generate_orders_csv_disordered(&same, 4_000, 9, Disorder::default());
+    assert_eq!(none.expect("writable").stragglers, 0);
+    assert_eq!(
+        std::fs::read(&plain).expect("plain"),
+        std::fs::read(&same).expect("same")
+    );
+    let reference = run_reference(&lagged).expect("readable");
+    let lag = largest_lag(&reference.clean);
+    assert!(lag >= 5 * 3_600_000 - 20 * 60_000, "lag {lag} ms");
+    // Each late row lags the rows before it by more than the hour the watermark allows.
+    assert!(!reference.late.is_empty());
+    assert!(reference.late.len() as u64 <= summary.stragglers);
+    let first_late = &reference.late[0];
+    let before: i64 = reference
+        .clean
+        .iter()
+        .take_while(|c| c.order_id != first_late.order_id)
+        .map(|c| c.ts_ms)
+        .max()
+        .expect("rows before it");
+    assert!(before - first_late.ts_ms > 3_600_000);
+}
+
 #[test]
 fn steps_reject_batches_of_another_shape() {
     let clean = RecordBatch::new_empty(clean_schema());

@@ -25,7 +25,7 @@ fn the_orders_job_runs_every_stage_after_the_parser_at_its_parallelism() {
     };
     for stage in [
         "parse+validate",
-        "watermarks",
+        "parse+validate.watermarks",
         "orders",
         "drop_cancelled",
         "amount_usd",

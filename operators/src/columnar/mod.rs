@@ -77,7 +77,7 @@ pub use ops::{BatchFn, FilterBatches};
 pub use sink::{DeadLetterSink, PartSink, PartSinkOptions};
 pub(crate) use source::read_error;
 pub use source::{BatchSource, ReaderSource};
-pub use watermark::BoundedOutOfOrderness;
+
 pub use window::{late_rows, ArrowWindowedStream, TumblingWindowAggregate};
 
 /// Errors found while building a columnar pipeline, before it runs.

@@ -500,7 +500,7 @@ impl ArrowStream {
     /// ];
     /// let mut p = Pipeline::new("windows");
     /// let (counts, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, batches))
-    ///     .bounded_out_of_orderness("watermarks", "t", Duration::from_millis(5))?
+    ///     .bounded_out_of_orderness("t", Duration::from_millis(5))?
     ///     .tumbling_window("t", Duration::from_millis(10))
     ///     .aggregate_with_late("count", &["k"], vec![Agg::count("n")])?;
     /// let counts = counts.to_rows::<(String, i64, u64)>("counts").collect("out");
@@ -567,7 +567,7 @@ impl ArrowWindowedStream {
     /// let batches = vec![batch(vec![3, 12])?, batch(vec![5])?, batch(vec![26])?, batch(vec![8])?];
     /// let mut p = Pipeline::new("updates");
     /// let (counts, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema, batches))
-    ///     .bounded_out_of_orderness("watermarks", "t", Duration::ZERO)?
+    ///     .bounded_out_of_orderness("t", Duration::ZERO)?
     ///     .tumbling_window("t", Duration::from_millis(10))
     ///     .allowed_lateness(Duration::from_millis(5))
     ///     .aggregate_with_late("count", &[], vec![Agg::count("n")])?;

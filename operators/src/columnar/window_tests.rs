@@ -176,7 +176,7 @@ fn run_window_late(
     let mut p = Pipeline::with_config("windows", config);
     let input: Vec<RecordBatch> = batches.iter().map(|b| batch(b)).collect();
     let (results, late) = ArrowStream::source(&mut p, "rows", BatchSource::new(schema(), input))
-        .bounded_out_of_orderness("watermarks", "t", Duration::from_millis(delay as u64))
+        .bounded_out_of_orderness("t", Duration::from_millis(delay as u64))
         .expect("a time column")
         .tumbling_window("t", Duration::from_millis(size as u64))
         .allowed_lateness(Duration::from_millis(lateness as u64))
@@ -475,7 +475,7 @@ fn the_plan_refuses_a_time_column_without_milliseconds_and_a_clashing_start_colu
     assert!(matches!(err, PlanError::NotEventTime { .. }), "{err}");
     let err = stream
         .clone()
-        .bounded_out_of_orderness("wm", "v2", Duration::ZERO)
+        .bounded_out_of_orderness("v2", Duration::ZERO)
         .expect_err("no such column");
     assert!(matches!(err, PlanError::UnknownColumn { .. }), "{err}");
     let err = stream

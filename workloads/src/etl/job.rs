@@ -4,7 +4,7 @@
 //! # Graph
 //!
 //! ```text
-//! read (chunker) ─▶ parse+validate ×p ─▶ watermarks ×p ─▶ orders ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┐
+//! read (chunker) ─▶ parse+validate ×p ─▶ parse+validate.watermarks ×p ─▶ orders ×p ─▶ drop_cancelled ×p ─▶ amount_usd ×p ─▶ clean ×p ─┐
 //!                     │ dead letters                                                                                  │
 //!                     └──────────▶ dead_letters (NDJSON)                                                              │
 //! ┌───────────────────────────────────────────────────────────────────────────────────────────────────────────────────┘
@@ -26,7 +26,7 @@
 //!
 //! `revenue_by_country_hour` is the daily table's aggregation per one-hour event-time tumbling
 //! window of `ts` (no allowed lateness), keyed by country. Its watermark comes from
-//! `watermarks`, chained to each parse instance: bounded out-of-orderness on `ts`
+//! `parse+validate.watermarks`, chained to each parse instance: bounded out-of-orderness on `ts`
 //! (the largest `ts` that instance has parsed minus [`EtlConfig::max_delay_ms`] and 1 ms, one
 //! watermark per batch at most); the window takes the minimum over the instances. Rows of windows the
 //! watermark has already closed are *late*: they are in `orders_clean` and the daily table like
@@ -475,7 +475,7 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
 /// (touches nothing: the folder is made when the run starts).
 ///
 /// ```text
-/// CSV files ─▶ parse+validate ─▶ watermarks ─▶ … ─▶ clean ─┬─▶ orders_clean (Parquet)
+/// CSV files ─▶ parse+validate ─▶ parse+validate.watermarks ─▶ … ─▶ clean ─┬─▶ orders_clean (Parquet)
 ///                   │                                     ├─▶ … ─▶ revenue ─▶ revenue_by_country_day (Parquet)
 ///                   │                                     └─▶ … ─▶ revenue_by_hour ─┬─▶ revenue_by_country_hour (Parquet)
 ///                   │                                                               └─▶ late_rows (Parquet)
@@ -494,11 +494,8 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     // watermarks trailing each parse instance's largest `ts`.
     let (parsed, bytes_read) = parse_and_validate(&mut pipeline, set, config)?;
     let dead_letters = parsed.dead_letters();
-    let parsed = parsed.bounded_out_of_orderness(
-        "watermarks",
-        "ts",
-        Duration::from_millis(config.max_delay_ms),
-    )?;
+    let parsed =
+        parsed.bounded_out_of_orderness("ts", Duration::from_millis(config.max_delay_ms))?;
 
     // Operators: the clean orders, and the revenue per country and day, and per country and
     // event-time hour, computed from them.

@@ -1,7 +1,8 @@
 //! `weir bench windows`: a keyed count in tumbling event-time windows beside the same count
 //! without windows (interleaved, per Zipf exponent), session windows, an interval join, and the
 //! tumbling count's peak RSS at N and 10·N rows; every run checked against a sequential
-//! reference. `weir bench windows-run` is one RSS run, in a process of its own.
+//! reference (peak RSS: the median of `--runs` child processes per size). `weir bench windows-run`
+//! is one RSS run, in a process of its own.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -180,33 +181,53 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         return Ok(());
     }
     let exe = std::env::current_exe()?;
-    println!("peak RSS of the tumbling count (zipf 0), each run in a process of its own:");
+    println!(
+        "peak RSS of the tumbling count (zipf 0), each run in a process of its own, median of {}:",
+        runs.max(1)
+    );
     let mut peaks = Vec::new();
     for n in [rss_records, rss_records * 10] {
-        let r = windows::rss_in_child(
-            &exe,
-            &WindowsConfig {
-                records: n,
-                ..base.clone()
-            },
-        )?;
-        if weir::interrupt::received().is_some() {
-            return Ok(());
+        let cfg = WindowsConfig {
+            records: n,
+            ..base.clone()
+        };
+        let mut all = Vec::new();
+        for _ in 0..runs.max(1) {
+            let r = windows::rss_in_child(&exe, &cfg)?;
+            if weir::interrupt::received().is_some() {
+                return Ok(());
+            }
+            if !r.correct {
+                return Err(
+                    format!("tumbling count of {n} rows differs from the reference").into(),
+                );
+            }
+            all.push(r);
         }
-        if !r.correct {
-            return Err(format!("tumbling count of {n} rows differs from the reference").into());
-        }
-        let mib = r.peak_rss_bytes as f64 / f64::from(1 << 20);
-        let note = if r.reset { "" } else { " (peak not reset)" };
-        println!("{n:>14} rows {mib:>9.1} MiB{note}");
+        all.sort_by_key(|r| r.peak_rss_bytes);
+        let r = all[(all.len() - 1) / 2];
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        let note = if all.iter().all(|r| r.reset) {
+            ""
+        } else {
+            " (peak not reset)"
+        };
+        println!(
+            "{n:>14} rows {:>9.1} MiB (runs from {:.1} to {:.1}){note}",
+            mib(r.peak_rss_bytes),
+            mib(all[0].peak_rss_bytes),
+            mib(all[all.len() - 1].peak_rss_bytes),
+        );
         peaks.push(r.peak_rss_bytes);
         if let Some(o) = out.as_mut() {
+            let each: Vec<u64> = all.iter().map(|r| r.peak_rss_bytes).collect();
             writeln!(
                 o,
                 "{}",
                 serde_json::json!({
-                    "bench": "windows-rss", "records": n, "keys": keys,
-                    "peak_rss_bytes": r.peak_rss_bytes, "reset": r.reset, "correct": true,
+                    "bench": "windows-rss", "records": n, "keys": keys, "runs": all.len(),
+                    "peak_rss_bytes": r.peak_rss_bytes, "peak_rss_bytes_each": each,
+                    "reset": r.reset, "correct": true,
                 })
             )?;
         }

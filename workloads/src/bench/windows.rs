@@ -47,7 +47,7 @@ use super::etl::process_cpu_time;
 use super::skew::reset_peak_rss;
 use crate::zipf::{ZipfError, ZipfKeys};
 
-/// The largest amount a row's event time lags behind its position (exclusive), in µs.
+/// How far a row's event time may lag behind its position (`i` µs), exclusive.
 pub const DISORDER: Duration = Duration::from_millis(5);
 /// The sources' watermark bound (above [`DISORDER`], so no row is late).
 pub const BOUND: Duration = Duration::from_millis(10);

@@ -9,6 +9,7 @@ mod overload;
 mod pipeline;
 mod placement;
 mod skew;
+mod windows;
 
 use clap::Subcommand;
 
@@ -43,10 +44,17 @@ pub enum Bench {
     /// One run of `bench skew`, in a process of its own; prints its outcome as one JSON line.
     #[command(hide = true)]
     SkewRun(skew::SkewRunArgs),
+    /// A keyed count in tumbling event-time windows against the same count without windows,
+    /// session windows, an interval join and the windows' peak RSS at N and 10·N rows, each run
+    /// checked against a sequential reference.
+    Windows(windows::WindowsArgs),
+    /// One peak-RSS run of `bench windows`, in a process of its own; prints one JSON line.
+    #[command(hide = true)]
+    WindowsRun(windows::WindowsRunArgs),
 }
 
-/// Runs one benchmark, after a line naming the machine (except for `skew-run`, whose output is
-/// one JSON line).
+/// Runs one benchmark, after a line naming the machine (except for `skew-run` and `windows-run`,
+/// whose output is one JSON line).
 pub fn run(b: Bench) -> Result<(), Error> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -58,7 +66,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if !matches!(b, Bench::SkewRun { .. }) {
+    if !matches!(b, Bench::SkewRun { .. } | Bench::WindowsRun { .. }) {
         println!("machine: {cores} cores, {cpu}");
     }
     match b {
@@ -72,5 +80,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::Keyed(args) => keyed::run(args),
         Bench::Skew(args) => skew::run(args),
         Bench::SkewRun(args) => skew::run_one(args),
+        Bench::Windows(args) => windows::run(args),
+        Bench::WindowsRun(args) => windows::run_one(args),
     }
 }

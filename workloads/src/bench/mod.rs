@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod placement;
 pub mod skew;
 pub mod skew_plot;
+pub mod windows;
 
 use std::time::Duration;
 

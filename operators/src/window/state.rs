@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
-//! by_key    key → { start → id }          a key's windows, disjoint for sessions
+//! by_key    key → { start → id }          a key's windows, disjoint for sessions, and the
+//!                                          one it used last, kept in its entry
 //! pending   { (end, id) }                  not fired yet
 //! retained  { (end + lateness, id) }       fired, kept for lateness updates
 //! due       [id]                           changed while their end is behind the watermark
@@ -43,7 +44,7 @@ pub(crate) struct Slot<K, Acc> {
 #[derive(Debug)]
 pub(crate) struct WindowState<K, Acc> {
     slots: Slab<Slot<K, Acc>>,
-    by_key: Map<K, BTreeMap<i64, u64>>,
+    by_key: Map<K, KeyWindows>,
     pending: BTreeSet<(i64, u64)>,
     retained: BTreeSet<(i64, u64)>,
     due: Vec<u64>,
@@ -53,9 +54,48 @@ pub(crate) struct WindowState<K, Acc> {
     due_at_start: bool,
 }
 
+/// A key's windows by start, with the one a row found last kept inline: rows about in time
+/// order keep adding to the same window of their key, and find it in the key's table entry
+/// without searching the ordered map.
+#[derive(Debug, Default)]
+struct KeyWindows {
+    last: Option<(i64, u64)>,
+    by_start: BTreeMap<i64, u64>,
+}
+
+impl KeyWindows {
+    /// The window starting at `start`, remembered as the last one found.
+    #[inline]
+    fn find(&mut self, start: i64) -> Option<u64> {
+        match self.last {
+            Some((s, id)) if s == start => Some(id),
+            _ => {
+                let id = *self.by_start.get(&start)?;
+                self.last = Some((start, id));
+                Some(id)
+            }
+        }
+    }
+
+    fn insert(&mut self, start: i64, id: u64) {
+        self.by_start.insert(start, id);
+        self.last = Some((start, id));
+    }
+
+    fn remove(&mut self, start: i64) {
+        self.by_start.remove(&start);
+        if self.last.is_some_and(|(s, _)| s == start) {
+            self.last = None;
+        }
+    }
+}
+
 /// Inline bytes of one slot and its index entries.
 const fn slot_overhead<K, Acc>() -> usize {
-    size_of::<Option<Slot<K, Acc>>>() + size_of::<(K, i64, u64)>() + 3 * size_of::<(i64, u64)>()
+    size_of::<Option<Slot<K, Acc>>>()
+        + size_of::<(K, i64, u64)>()
+        + size_of::<Option<(i64, u64)>>()
+        + 3 * size_of::<(i64, u64)>()
 }
 
 /// Values by id, where an id is an index into a vector and freed ids are reused: a slot is
@@ -194,6 +234,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     pub(crate) fn overlaps(&self, key: &K, start: i64, end: i64) -> bool {
         self.by_key.get(key).is_some_and(|windows| {
             windows
+                .by_start
                 .range(..end)
                 .next_back()
                 .is_some_and(|(_, id)| self.slots[*id].end > start)
@@ -210,8 +251,8 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         end: i64,
         watermark: i64,
     ) -> &mut Acc {
-        let id = match self.by_key.get(key).and_then(|w| w.get(&start)) {
-            Some(&id) => id,
+        let id = match self.by_key.get_mut(key).and_then(|w| w.find(start)) {
+            Some(id) => id,
             None => self.insert(agg, key.clone(), start, end, agg.init(), 0),
         };
         self.touch(id, watermark);
@@ -239,7 +280,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         }
         let mut overlapping = Vec::new();
         if let Some(windows) = self.by_key.get(key) {
-            for (_, &id) in windows.range(..end).rev() {
+            for (_, &id) in windows.by_start.range(..end).rev() {
                 if self.slots[id].end <= start {
                     break; // disjoint and sorted: every earlier one ends earlier still
                 }
@@ -315,8 +356,8 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             self.due.retain(|&d| d != id);
         }
         if let Some(windows) = self.by_key.get_mut(&slot.key) {
-            windows.remove(&slot.start);
-            if windows.is_empty() {
+            windows.remove(slot.start);
+            if windows.by_start.is_empty() {
                 self.by_key.remove(&slot.key);
             }
         }

@@ -248,7 +248,7 @@ fn run_join(
     let time = |r: &Row| Timestamp(r.1);
     let pairs = match kind {
         Kind::Interval(lo, hi) => keyed.interval("join", IntervalBounds::new(lo, hi), time, time),
-        Kind::Window(size) => keyed.window("join", size, time, time),
+        Kind::Window(size) => keyed.window("join", Duration::from_millis(size as u64), time, time),
         Kind::Inner => keyed.inner("join", JoinOptions::default()),
     };
     let out = pairs.collect("out");
@@ -325,7 +325,9 @@ fn late_rows_are_dead_lettered_with_their_reason_not_dropped() {
             Kind::Interval(lo, hi) => {
                 keyed.interval("join", IntervalBounds::new(lo, hi), time, time)
             }
-            Kind::Window(size) => keyed.window("join", size, time, time),
+            Kind::Window(size) => {
+                keyed.window("join", Duration::from_millis(size as u64), time, time)
+            }
             Kind::Inner => unreachable!(),
         };
         let dead = pairs.dead_letters().collect("dead");

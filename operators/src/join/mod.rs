@@ -74,6 +74,7 @@ pub mod window;
 
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use weir_runtime::{Data, DeadLetter, HeapSize, Stream, Timestamp};
 
@@ -323,16 +324,16 @@ where
         })
     }
 
-    /// Joins pairs in the same tumbling event-time window of `size_ms` milliseconds (see
-    /// [`window`]).
+    /// Joins pairs in the same tumbling event-time window of `size` (see [`window`]), as
+    /// [`Tumbling`](crate::window::Tumbling) windows are sized.
     ///
     /// # Panics
     ///
-    /// If `size_ms` is not positive.
+    /// If `size` is under one millisecond.
     pub fn window<TA, TB>(
         self,
         name: impl Into<String>,
-        size_ms: i64,
+        size: Duration,
         left_time: TA,
         right_time: TB,
     ) -> Stream<(A, B)>
@@ -340,9 +341,10 @@ where
         TA: Fn(&A) -> Timestamp + Clone + Send + Sync + 'static,
         TB: Fn(&B) -> Timestamp + Clone + Send + Sync + 'static,
     {
+        let size_ms = i64::try_from(size.as_millis()).unwrap_or(i64::MAX);
         assert!(
             size_ms > 0,
-            "a window join's window size must be positive, got {size_ms} ms"
+            "a window join's window must be at least 1 ms, got {size:?}"
         );
         let keys = self.keys.clone();
         self.wire(name, move |_| {

@@ -5,6 +5,7 @@
 //!   steps, its pipeline ([`etl::job::build`]) and a sequential reference implementation that
 //!   the tests compare it with;
 //! - [`jobs`] — the jobs `weir run` and `weir graph` know, by name;
+//! - [`nexmark`] — the Nexmark benchmark's events, generator, queries and reference answers;
 //! - [`zipf`] — seeded Zipf key streams, and [`routing`] — replaying them against a routing
 //!   strategy to measure its balance;
 //! - [`http_service`] — the overloadable loopback service and the naive-retry client the
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod etl;
 pub mod http_service;
 pub mod jobs;
+pub mod nexmark;
 pub mod routing;
 pub mod zipf;
 

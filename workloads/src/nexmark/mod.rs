@@ -1,0 +1,7 @@
+//! Nexmark: the standard streaming benchmark's events, generator, queries and reference answers.
+//!
+//! - [`model`] — persons, auctions and bids, and their NDJSON lines.
+
+pub mod model;
+
+pub use model::{Auction, Bid, Event, Person};

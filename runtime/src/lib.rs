@@ -9,6 +9,8 @@
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
 //!   its rows (durable acknowledgement);
+//! - [`checkpoint`]: the state encoding of snapshots and the key groups keyed state is
+//!   rescaled by;
 //! - [`event_time`]: timestamps, watermark strategies, idleness and watermark alignment at the
 //!   sources;
 //! - [`PipelineConfig`] and [`Chaining`] (module `config`): settings of a whole pipeline;
@@ -30,6 +32,7 @@
 pub mod barrier;
 mod batch;
 pub mod channel;
+pub mod checkpoint;
 mod config;
 mod dead_letter;
 mod error;

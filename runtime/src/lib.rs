@@ -9,8 +9,10 @@
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
 //!   its rows (durable acknowledgement);
-//! - [`checkpoint`]: the state encoding of snapshots and the key groups keyed state is
-//!   rescaled by;
+//! - [`checkpoint`]: the checkpoint store — blobs of state, source positions and in-flight
+//!   data committed atomically under a manifest, verified on restore with fallback to the
+//!   previous complete checkpoint, retained up to a count — the state encoding, and the key
+//!   groups keyed state is rescaled by;
 //! - [`event_time`]: timestamps, watermark strategies, idleness and watermark alignment at the
 //!   sources;
 //! - [`PipelineConfig`] and [`Chaining`] (module `config`): settings of a whole pipeline;
@@ -58,6 +60,10 @@ pub use batch::{Batch, Message, Timestamp};
 pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,
+};
+pub use checkpoint::{
+    BlobName, CheckpointError, CheckpointMeta, CheckpointStore, CompletedCheckpoint, KeyGroupRange,
+    PendingCheckpoint,
 };
 pub use config::{Chaining, PipelineConfig, Placement, SMALL_BATCH_MAX_CAPACITY};
 pub use dead_letter::DeadLetter;

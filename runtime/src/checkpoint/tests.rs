@@ -470,6 +470,28 @@ fn io_errors_name_the_path() {
 }
 
 #[test]
+fn a_blob_read_back_is_checked_again_and_decoded_as_its_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = CheckpointStore::open(dir.path(), 1).expect("open");
+    let checkpoint = write_checkpoint(&store, 1);
+    let name = BlobName::state("count", 0);
+    // Written as a map of strings to numbers, read as a number.
+    let err = checkpoint
+        .read_state::<u64>(&name)
+        .expect_err("another type");
+    assert!(matches!(err, CheckpointError::State { .. }), "{err}");
+    assert!(err.to_string().contains("state-0-count"), "{err}");
+    // Damaged after the checkpoint was verified.
+    let path = blob_file(&store, 1, &name);
+    flip_byte(&path, 16);
+    let err = checkpoint.read(&name).expect_err("damaged");
+    assert!(
+        matches!(&err, CheckpointError::Corrupt { path: p, .. } if *p == path),
+        "{err}"
+    );
+}
+
+#[test]
 fn keyed_state_written_at_one_parallelism_restores_exactly_at_another() {
     // Each "count" instance keeps its keys by key group; 3 instances write, then 2 and 5 read.
     const MAX: u32 = 16;

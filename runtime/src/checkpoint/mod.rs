@@ -96,11 +96,11 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use weir_runtime::checkpoint::{self, BlobName, CheckpointMeta, CheckpointStore};
+//! use weir_runtime::checkpoint::{BlobName, CheckpointMeta, CheckpointStore};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let mut store = CheckpointStore::open(dir.path(), 2)?;
+//! let store = CheckpointStore::open(dir.path(), 2)?;
 //!
 //! let id = store.next_id();
 //! let pending = store.begin(id)?;
@@ -118,7 +118,6 @@
 //! assert_eq!(restored.id(), id);
 //! let back: BTreeMap<String, u64> = restored.read_state(&BlobName::state("count", 0))?;
 //! assert_eq!(back, counts);
-//! # let _ = checkpoint::encode(&1u8)?;
 //! # Ok(())
 //! # }
 //! ```

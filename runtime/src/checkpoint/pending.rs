@@ -25,7 +25,7 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// A checkpoint being written: blobs go in through [`put`](Self::put),
 /// [`put_state`](Self::put_state) or [`writer`](Self::writer), then [`commit`](Self::commit)
 /// makes it complete. Dropped without a commit, it stays a partial directory that retention
-/// removes later; [`abort`](Self::abort) removes it at once.
+/// removes later; [`abort`](Self::abort) deletes its blobs at once.
 ///
 /// It is `Send` and `Sync`, and the writers it hands out are independent of it (each owns its
 /// file), so the instances of a job can write their blobs from their own threads.
@@ -259,16 +259,21 @@ impl PendingCheckpoint {
         Ok(completed)
     }
 
-    /// Abandons the checkpoint and deletes its directory.
+    /// Abandons the checkpoint and deletes its blobs at once. The empty directory stays, as a
+    /// partial checkpoint, until a later commit's retention passes it: it holds the id, so a
+    /// store reopened after a crash does not hand the id out again.
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::Io`] if the directory cannot be deleted (retention removes it
-    /// later).
+    /// [`CheckpointError::Io`] if a blob cannot be deleted (retention removes it later).
     pub fn abort(self) -> Result<(), CheckpointError> {
         let path = self.inner.path.clone();
         drop(self);
-        fs::remove_dir_all(&path).ctx("delete the abandoned checkpoint", &path)
+        for entry in fs::read_dir(&path).ctx("list the abandoned checkpoint", &path)? {
+            let file = entry.ctx("list the abandoned checkpoint", &path)?.path();
+            fs::remove_file(&file).ctx("delete the abandoned blob", &file)?;
+        }
+        Ok(())
     }
 }
 

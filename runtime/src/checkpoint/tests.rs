@@ -447,9 +447,16 @@ fn misuse_is_refused_with_a_clear_error() {
     assert!(store.latest().expect("latest").checkpoint.is_none());
 
     let pending = store.begin(5).expect("begin");
+    pending
+        .put(&BlobName::state("count", 0), b"x")
+        .expect("put");
     let path = pending.path().to_path_buf();
     pending.abort().expect("abort");
-    assert!(!path.exists());
+    // The blobs are gone; the empty directory holds the id across a reopen.
+    assert_eq!(fs::read_dir(&path).expect("list").count(), 0);
+    drop(store);
+    let store = CheckpointStore::open(dir.path(), 1).expect("reopen");
+    assert_eq!(store.next_id(), 6);
 }
 
 #[test]

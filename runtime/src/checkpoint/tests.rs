@@ -556,3 +556,126 @@ fn keyed_state_written_at_one_parallelism_restores_exactly_at_another() {
         Err(CheckpointError::UnknownOperator { .. })
     ));
 }
+
+/// What the model knows of one checkpoint directory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Model {
+    Complete,
+    /// No manifest.
+    Partial,
+    /// A valid manifest, a damaged blob.
+    BadBlob,
+    /// A damaged manifest.
+    BadManifest,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Commit,
+    Crash,
+    DamageBlob(proptest::sample::Index),
+    DamageManifest(proptest::sample::Index),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => Just(Step::Commit),
+        1 => Just(Step::Crash),
+        1 => any::<prop::sample::Index>().prop_map(Step::DamageBlob),
+        1 => any::<prop::sample::Index>().prop_map(Step::DamageManifest),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Against a model of the directory: `latest()` is the newest intact checkpoint and skips
+    /// exactly the newer ones, retention leaves exactly the directories the rules keep, and a
+    /// reopened store continues after the highest id.
+    #[test]
+    fn the_store_follows_its_model(
+        retain in 1usize..4,
+        steps in proptest::collection::vec(step(), 1..10),
+    ) {
+        use proptest::prelude::*;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = CheckpointStore::open(dir.path(), retain).expect("open");
+        let mut model: BTreeMap<u64, Model> = BTreeMap::new();
+        for step in steps {
+            match step {
+                Step::Commit => {
+                    let id = store.next_id();
+                    drop(write_checkpoint(&store, id));
+                    model.insert(id, Model::Complete);
+                    // Retention, as documented.
+                    let mut valid = 0;
+                    let ids: Vec<u64> = model.keys().rev().copied().collect();
+                    for old in ids {
+                        if matches!(model[&old], Model::Complete | Model::BadBlob) {
+                            valid += 1;
+                            if valid <= retain {
+                                continue;
+                            }
+                        }
+                        if old < id {
+                            model.remove(&old);
+                        }
+                    }
+                }
+                Step::Crash => {
+                    let id = store.next_id();
+                    let pending = store.begin(id).expect("begin");
+                    pending.put(&BlobName::state("count", 0), b"half").expect("put");
+                    drop(pending);
+                    drop(store);
+                    store = CheckpointStore::open(dir.path(), retain).expect("reopen");
+                    prop_assert_eq!(store.next_id(), id + 1);
+                    model.insert(id, Model::Partial);
+                }
+                Step::DamageBlob(pick) | Step::DamageManifest(pick) => {
+                    let damage_blob = matches!(step, Step::DamageBlob(_));
+                    let targets: Vec<u64> = model
+                        .iter()
+                        .filter(|(_, m)| **m == Model::Complete)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    let id = targets[pick.index(targets.len())];
+                    if damage_blob {
+                        flip_byte(&blob_file(&store, id, &BlobName::state("count", 1)), 14);
+                        model.insert(id, Model::BadBlob);
+                    } else {
+                        flip_byte(&dir.path().join(format!("chk-{id}/_manifest")), 9);
+                        model.insert(id, Model::BadManifest);
+                    }
+                }
+            }
+            let ids: Vec<u64> = model.keys().copied().collect();
+            prop_assert_eq!(checkpoint_dirs(dir.path()), names(&ids));
+            let latest = store.latest().expect("latest");
+            let expected = model
+                .iter()
+                .rev()
+                .find(|(_, m)| **m == Model::Complete)
+                .map(|(id, _)| *id);
+            prop_assert_eq!(latest.checkpoint.as_ref().map(|c| c.id()), expected);
+            let skipped: Vec<u64> = latest.skipped.iter().map(|s| s.id).collect();
+            let newer: Vec<u64> = model
+                .keys()
+                .rev()
+                .copied()
+                .filter(|&id| expected.is_none_or(|e| id > e))
+                .collect();
+            prop_assert_eq!(skipped, newer);
+            if let Some(checkpoint) = &latest.checkpoint {
+                let position = checkpoint
+                    .read(&BlobName::source_position("numbers", 0))
+                    .expect("read");
+                prop_assert_eq!(position, checkpoint.id().to_le_bytes());
+            }
+        }
+    }
+}

@@ -48,6 +48,10 @@ struct QueryArgs {
     /// Write the results to this NDJSON file (default: count them).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write the dead letters (malformed lines with their line numbers, late events) to this
+    /// NDJSON file (default: count them).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
     /// How far the watermark trails the largest event time seen, in ms; an event further
     /// behind an earlier one is late, counted and left out.
     #[arg(long, default_value_t = 10_000)]
@@ -146,6 +150,7 @@ fn run_query(args: QueryArgs) -> Result<(), Error> {
                 .map_err(|_| "--max-delay-ms is too large")?,
         },
         output: args.output.map_or(ResultSink::Count, ResultSink::Ndjson),
+        dead_letters: args.dead_letters,
     };
     let interrupts = weir::interrupt::install()?;
     let outcome = run::run_with(&cfg, |pipeline| -> Result<_, Error> {

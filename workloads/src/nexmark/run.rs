@@ -42,7 +42,7 @@ use weir_runtime::{
 };
 
 use super::generator::GeneratorConfig;
-use super::io::{EventFileSource, GeneratorSource};
+use super::io::{EventFileSource, GeneratorSource, NdjsonFileSink};
 use super::model::Event;
 use super::queries::{self, QueryError, QueryOptions, ResultSink};
 
@@ -93,6 +93,9 @@ pub struct RunConfig {
     /// Where the results go (with [`Workload::Events`], the events are counted whatever it
     /// says).
     pub output: ResultSink,
+    /// Where to write the dead letters (malformed lines, late events) as NDJSON, if anywhere;
+    /// they are counted either way.
+    pub dead_letters: Option<PathBuf>,
 }
 
 /// The pipeline of a run, before it starts.
@@ -130,13 +133,21 @@ pub fn build(cfg: &RunConfig) -> Result<Built, QueryError> {
         EventInput::File(path) => (p.source(EVENTS, EventFileSource::new(path.clone())), 1),
     };
     let max_delay_ms = cfg.options.max_delay_ms.max(0);
+    let events = events.with_watermarks(
+        WatermarkStrategy::bounded(Duration::from_millis(max_delay_ms as u64))
+            .timestamps(|e: &Event| Timestamp(e.date_time())),
+    );
+    let malformed = events.dead_letters();
     let events = events
-        .with_watermarks(
-            WatermarkStrategy::bounded(Duration::from_millis(max_delay_ms as u64))
-                .timestamps(|e: &Event| Timestamp(e.date_time())),
-        )
         .unary_with(LATE, move |_| LateFilter::new(max_delay_ms))
         .parallelism(instances);
+    if let Some(path) = &cfg.dead_letters {
+        let late = events.dead_letters();
+        malformed
+            .union("dead letters", [late])
+            .parallelism(1)
+            .sink("dead letters out", NdjsonFileSink::new(path.clone()));
+    }
     let results = match cfg.workload {
         Workload::Events => events.count("results"),
         Workload::Query(n) => queries::attach(n, events, &cfg.options, &cfg.output)?,
@@ -322,3 +333,6 @@ pub fn process_cpu_time() -> Option<Duration> {
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(Duration::from_millis((utime + stime) * 10))
 }
+
+#[cfg(test)]
+mod tests;

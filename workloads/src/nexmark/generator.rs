@@ -125,8 +125,11 @@ impl Default for GeneratorConfig {
 impl GeneratorConfig {
     /// Event `n`'s creation time before any delay: `base + ⌊n · 1000 / rate⌋` ms.
     pub fn event_time(&self, n: u64) -> i64 {
-        let rate = u128::from(self.event_rate.max(1));
-        let offset = u128::from(n) * 1000 / rate;
+        let rate = self.event_rate.max(1);
+        let offset = match n.checked_mul(1000) {
+            Some(ms) => u128::from(ms / rate),
+            None => u128::from(n) * 1000 / u128::from(rate),
+        };
         self.base_time_ms
             .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
     }
@@ -385,9 +388,10 @@ fn bid(cfg: &GeneratorConfig, n: u64, date_time: i64, rng: &mut Rng) -> Bid {
     }
 }
 
-/// `round(100 · 10^(6u))`: log-uniform over 100 … 100 000 000.
+/// `round(100 · 10^(6u))`: log-uniform over 100 … 100 000 000 (as `e^(6u·ln 10)`, cheaper
+/// than a power; the argument is positive, so adding ½ and truncating rounds).
 fn price(rng: &mut Rng) -> u64 {
-    (10f64.powf(rng.next_f64() * 6.0) * 100.0).round() as u64
+    ((rng.next_f64() * (6.0 * std::f64::consts::LN_10)).exp() * 100.0 + 0.5) as u64
 }
 
 // ---- text ---------------------------------------------------------------------------------
@@ -500,7 +504,7 @@ impl Tables {
             return String::new();
         }
         let d = avg - size;
-        let delta = (d as f64 * 0.2).round() as usize;
+        let delta = (2 * d + 5) / 10; // round(0.2 d), halves up
         let len = d - delta
             + if delta == 0 {
                 0

@@ -373,8 +373,7 @@ fn bid(cfg: &GeneratorConfig, n: u64, date_time: i64, rng: &mut Rng) -> Bid {
         let (c, u) = HOT_CHANNELS[rng.below(HOT_CHANNELS.len() as u64) as usize];
         (c.to_owned(), u.to_owned())
     } else {
-        let (c, u) = &t.channels[rng.below(NUM_CHANNELS) as usize];
-        (c.clone(), u.clone())
+        t.channel(rng.below(NUM_CHANNELS))
     };
     let extra = t.extra(rng, 8 * 4, AVG_BID_BYTES);
     Bid {
@@ -438,14 +437,12 @@ const HOT_CHANNELS: [(&str, &str); 4] = [
     ),
 ];
 
-/// Letters and spaced text to cut strings from, and the numbered channels; built once.
+/// Letters and spaced text to cut strings from; built once.
 struct Tables {
     /// Random lowercase letters (the `extra` padding).
     letters: String,
     /// Random lowercase letters with a space one time in 13 (names and descriptions).
     spaced: String,
-    /// `channel-k` and its URL, for `k < NUM_CHANNELS`.
-    channels: Vec<(String, String)>,
 }
 
 const POOL_BYTES: usize = 1 << 16;
@@ -466,30 +463,38 @@ fn tables() -> &'static Tables {
                 }
             })
             .collect();
-        let channels = (0..NUM_CHANNELS)
-            .map(|k| {
-                let mut url = String::from("https://www.nexmark.com/");
-                for part in 0..3 {
-                    if part > 0 {
-                        url.push('/');
-                    }
-                    let len = 3 + rng.below(5) as usize;
-                    url.extend((0..len).map(|_| (b'a' + rng.below(26) as u8) as char));
-                }
-                url.push_str("/item.htm?query=1&channel_id=");
-                url.push_str(&k.to_string());
-                (format!("channel-{k}"), url)
-            })
-            .collect();
-        Tables {
-            letters,
-            spaced,
-            channels,
-        }
+        Tables { letters, spaced }
     })
 }
 
 impl Tables {
+    /// Numbered channel `k`: `channel-k` and its URL, whose three path segments (3–7 letters
+    /// each) are a function of `k`. Built on the spot: a table of 10 000 URLs would be read at
+    /// random, one cache miss per bid.
+    fn channel(&self, k: u64) -> (String, String) {
+        let mut digits = [0u8; 20];
+        let digits = decimal(k, &mut digits);
+        let mut channel = String::with_capacity(8 + digits.len());
+        channel.push_str("channel-");
+        channel.push_str(digits);
+        let mut url = String::with_capacity(80);
+        url.push_str("https://www.nexmark.com/");
+        let mut h = mix64(k ^ 0x6368_616e_6e65_6c73);
+        for part in 0..3 {
+            if part > 0 {
+                url.push('/');
+            }
+            let len = 3 + (h % 5) as usize;
+            h /= 5;
+            let at = (h % (POOL_BYTES - 8) as u64) as usize;
+            h = mix64(h);
+            url.push_str(&self.letters[at..at + len]);
+        }
+        url.push_str("/item.htm?query=1&channel_id=");
+        url.push_str(digits);
+        (channel, url)
+    }
+
     /// Spaced text of length `3 ..< max_len`, trimmed.
     fn word(&self, rng: &mut Rng, max_len: usize) -> &str {
         let len = 3 + rng.below((max_len - 3) as u64) as usize;
@@ -514,6 +519,20 @@ impl Tables {
         let at = rng.below((POOL_BYTES - len) as u64) as usize;
         self.letters[at..at + len].to_owned()
     }
+}
+
+/// `v` in decimal, written at the end of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 // ---- randomness ---------------------------------------------------------------------------

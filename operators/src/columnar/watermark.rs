@@ -20,7 +20,14 @@ use super::{ArrowStream, PlanError};
 
 impl ArrowStream {
     /// Watermarks trailing the largest value of `time_column` seen by each instance by
-    /// `max_delay` (see the [module docs](self)).
+    /// `max_delay`: after each batch that advances it, `max_seen − max_delay − 1 ms`, never
+    /// backwards, nulls skipped, `+∞` at the end of the input — the runtime's
+    /// [`WatermarkStrategy::bounded`] on that column (see
+    /// [`event_time`](weir_runtime::event_time) for every choice it makes). On a source's own
+    /// stream the source applies it; on any other stream an operator `<producer>.watermarks`
+    /// placed after the producer, at its parallelism, applies it and replaces upstream
+    /// watermarks. The column must exist and hold event times (`Timestamp` of any unit, or
+    /// `Int64` milliseconds).
     ///
     /// # Errors
     ///

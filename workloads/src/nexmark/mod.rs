@@ -3,5 +3,6 @@
 //! - [`model`] — persons, auctions and bids, and their NDJSON lines.
 
 pub mod model;
+pub mod queries;
 
 pub use model::{Auction, Bid, Event, Person};

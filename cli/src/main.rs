@@ -8,6 +8,7 @@ use mimalloc::MiMalloc;
 
 mod bench;
 mod graph;
+mod nexmark;
 mod run;
 
 #[global_allocator]
@@ -37,6 +38,9 @@ enum Command {
         /// The job (`demo`, `etl`).
         job: String,
     },
+    /// Run a Nexmark query on generated or file events and print its figures; `nexmark gen`
+    /// writes generated events to a file.
+    Nexmark(nexmark::Nexmark),
     /// Run a benchmark beside its baseline.
     Bench {
         #[command(subcommand)]
@@ -74,6 +78,7 @@ fn real_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Run { job } => run::run(job),
         Command::Graph { job } => graph::run(&job),
+        Command::Nexmark(args) => nexmark::run(args),
         Command::Bench { bench } => {
             weir::interrupt::install()?;
             bench::run(bench)

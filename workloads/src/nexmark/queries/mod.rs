@@ -1,13 +1,24 @@
-//! The Nexmark queries as weir pipelines, one module per query.
+//! The Nexmark queries as weir pipelines, and the registry that attaches one by number.
 //!
-//! Each module's `build(events, &opts)` takes the stream of [`Event`]s (with event time and
-//! watermarks assigned at the source, late events already counted and left out) and returns
-//! the query's result rows.
+//! Each query is a function `build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Row>`
+//! in its own module, its `Row` a `Serialize` struct whose fields are the query's result
+//! columns, in order. The events it is given are already stamped with watermarks (bounded by
+//! [`QueryOptions::max_delay_ms`] on `dateTime`) and rid of late events (see
+//! [`run`](super::run)); the query adds nothing of the kind itself.
+//!
+//! [`attach`] builds query `n` over a stream of events and ends its results in a
+//! [`ResultSink`]: an NDJSON file (one JSON object per row) or a count.
 
-use weir_runtime::Timestamp;
+use std::path::PathBuf;
 
-use super::Event;
+use serde::Serialize;
+use weir_operators::prelude::*;
+use weir_runtime::SinkHandle;
 
+use super::io::NdjsonFileSink;
+use super::model::Event;
+
+pub mod q0;
 pub mod q1;
 pub mod q11;
 pub mod q2;
@@ -19,20 +30,84 @@ pub mod q8;
 #[cfg(test)]
 mod tests;
 
-/// How a query is run.
-#[derive(Clone, Debug)]
+/// What every query is built with.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryOptions {
-    /// Instances of each parallel stage.
+    /// Instances of the query's operators.
     pub parallelism: usize,
+    /// How far event time may run out of order, ms: the events' watermark trails the largest
+    /// `dateTime` seen by this much, and an event further behind is late.
+    pub max_delay_ms: i64,
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        Self { parallelism: 1 }
+        QueryOptions {
+            parallelism: 1,
+            max_delay_ms: 10_000,
+        }
     }
 }
 
-/// An event's time, as every query's windows and timers read it.
+/// Where a query's result rows go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResultSink {
+    /// Counted and dropped.
+    Count,
+    /// Written to this NDJSON file, one row per line (created or truncated).
+    Ndjson(PathBuf),
+}
+
+/// Why a query could not be attached.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    /// The query is part of the benchmark but has no pipeline here yet.
+    #[error("query {0} is not built yet")]
+    NotBuilt(u32),
+    /// No such Nexmark query.
+    #[error("there is no Nexmark query {0} (the queries are 0-5, 7, 8 and 11)")]
+    Unknown(u32),
+}
+
+/// The queries the benchmark defines, in order.
+pub const QUERIES: [u32; 9] = [0, 1, 2, 3, 4, 5, 7, 8, 11];
+
+/// Builds query `query` over `events` and ends its results in `sink`. The handle yields the
+/// number of result rows (written or counted) after the run.
+///
+/// # Errors
+///
+/// [`QueryError::Unknown`] for a number that is no Nexmark query, [`QueryError::NotBuilt`] for
+/// one without a pipeline yet.
+pub fn attach(
+    query: u32,
+    events: Stream<Event>,
+    opts: &QueryOptions,
+    sink: &ResultSink,
+) -> Result<SinkHandle<u64>, QueryError> {
+    match query {
+        0 => Ok(finish(q0::build(events, opts), sink)),
+        1 => Ok(finish(q1::build(events, opts), sink)),
+        2 => Ok(finish(q2::build(events, opts), sink)),
+        3 => Ok(finish(q3::build(events, opts), sink)),
+        4 => Ok(finish(q4::build(events, opts), sink)),
+        5 => Ok(finish(q5::build(events, opts), sink)),
+        7 => Ok(finish(q7::build(events, opts), sink)),
+        8 => Ok(finish(q8::build(events, opts), sink)),
+        11 => Ok(finish(q11::build(events, opts), sink)),
+        other => Err(QueryError::Unknown(other)),
+    }
+}
+
+/// An event's time, as the queries' windows, joins and timers read it.
 pub fn event_time(e: &Event) -> Timestamp {
     Timestamp(e.date_time())
+}
+
+/// Ends a query's result rows in `sink` (one instance), named `results`.
+pub fn finish<R: Serialize + Data>(rows: Stream<R>, sink: &ResultSink) -> SinkHandle<u64> {
+    match sink {
+        ResultSink::Count => rows.count("results"),
+        ResultSink::Ndjson(path) => rows.sink("results", NdjsonFileSink::new(path.clone())),
+    }
 }

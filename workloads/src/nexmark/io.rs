@@ -1,0 +1,335 @@
+//! Nexmark events in and out: NDJSON files, the file and generator sources, the result file
+//! sink.
+//!
+//! - [`write_events`] / [`write_generated`] write events as NDJSON (one line per event, the
+//!   form [`model`](super::model) defines) through a large buffer.
+//! - [`EventFileSource`] reads such a file (one instance): every line parsed into an
+//!   [`Event`]; a line that does not parse goes to the source's dead letters with its 1-based
+//!   line number and the parse error as the reason, and the run goes on. Blank lines are
+//!   skipped, but counted in line numbers.
+//! - [`GeneratorSource`] produces generated events a batch at a time (no more than the
+//!   output's row capacity per batch); instance `i` of `n` produces
+//!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events.
+//! - [`NdjsonFileSink`] writes result rows into one NDJSON file (one instance), through a large
+//!   buffer; its result is the number of rows written.
+//!
+//! The file source and sink do their (buffered) file I/O on the calling task: they are
+//! benchmark plumbing, where a page-cache read or write of a megabyte is short next to the work
+//! around it.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
+
+use serde::Serialize;
+use weir_runtime::{
+    DeadLetter, InputPort, InstanceInfo, OperatorError, Output, Sink, Source, SourceStatus,
+};
+
+use super::generator::{Generator, GeneratorConfig};
+use super::model::Event;
+
+/// Buffer size of the readers and writers.
+const BUFFER_BYTES: usize = 1 << 20;
+/// Bytes of a malformed line kept as its dead letter's `raw`.
+const RAW_PREFIX_BYTES: usize = 1024;
+
+/// Writes `events` to `out` as NDJSON, one line each; returns how many it wrote.
+///
+/// # Errors
+///
+/// The writer's I/O errors.
+pub fn write_events<W: Write>(events: impl IntoIterator<Item = Event>, out: W) -> io::Result<u64> {
+    let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
+    let mut n = 0;
+    for e in events {
+        serde_json::to_writer(&mut out, &e)?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// Writes the events of `cfg` to a new file at `path` as NDJSON; returns how many it wrote.
+///
+/// # Errors
+///
+/// Creating or writing the file, with its path in the message.
+pub fn write_generated(cfg: &GeneratorConfig, path: &Path) -> io::Result<u64> {
+    let file = File::create(path).map_err(|e| with_path(e, "cannot create", path))?;
+    write_events(Generator::new(cfg.clone()), file).map_err(|e| with_path(e, "cannot write", path))
+}
+
+/// Reads every event of an NDJSON file, failing on the first malformed line (tests and tools;
+/// a pipeline uses [`EventFileSource`]).
+///
+/// # Errors
+///
+/// I/O errors, and a malformed line, with its 1-based number.
+pub fn read_events(path: &Path) -> io::Result<Vec<Event>> {
+    let file = File::open(path).map_err(|e| with_path(e, "cannot open", path))?;
+    let mut events = Vec::new();
+    for (i, line) in BufReader::with_capacity(BUFFER_BYTES, file)
+        .lines()
+        .enumerate()
+    {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} line {}: {e}", path.display(), i + 1),
+            )
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {what}: {e}", path.display()))
+}
+
+/// A source of the events in an NDJSON file (see the [module docs](self)). Run it as one
+/// instance: a second instance would read the file again.
+#[derive(Debug)]
+pub struct EventFileSource {
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    line: Vec<u8>,
+    line_no: u64,
+}
+
+impl EventFileSource {
+    /// A source reading `path` (opened when the run starts).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EventFileSource {
+            path: path.into(),
+            reader: None,
+            line: Vec::with_capacity(1024),
+            line_no: 0,
+        }
+    }
+}
+
+impl Source for EventFileSource {
+    type Output = Vec<Event>;
+
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        let file = File::open(&self.path).map_err(|e| {
+            OperatorError::external(format!("{}: cannot open", self.path.display()), e)
+        })?;
+        self.reader = Some(BufReader::with_capacity(BUFFER_BYTES, file));
+        Ok(())
+    }
+
+    fn poll_produce(
+        &mut self,
+        _cx: &mut Context<'_>,
+        out: &mut Output<Vec<Event>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
+        };
+        let capacity = out.row_capacity();
+        let mut batch = out.batch_with_capacity(capacity);
+        let mut done = false;
+        while batch.len() < capacity {
+            self.line.clear();
+            let read = reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                OperatorError::external(format!("{}: cannot read", self.path.display()), e)
+            })?;
+            if read == 0 {
+                done = true;
+                break;
+            }
+            self.line_no += 1;
+            let text = trim_line(&self.line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Event>(text) {
+                Ok(event) => batch.push(event),
+                Err(e) => {
+                    let raw = &text[..text.len().min(RAW_PREFIX_BYTES)];
+                    out.dead_letter(
+                        DeadLetter::new(e.to_string(), String::from_utf8_lossy(raw))
+                            .at_line(self.line_no),
+                    );
+                }
+            }
+        }
+        out.emit(batch);
+        Poll::Ready(Ok(if done {
+            SourceStatus::Done
+        } else {
+            SourceStatus::Continue
+        }))
+    }
+}
+
+/// The line without its `\n` or `\r\n`.
+fn trim_line(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A source of generated events (see the [module docs](self)).
+#[derive(Debug)]
+pub struct GeneratorSource {
+    cfg: GeneratorConfig,
+    generator: Option<Generator>,
+}
+
+impl GeneratorSource {
+    /// A source of `cfg`'s events, shared among its instances.
+    pub fn new(cfg: GeneratorConfig) -> Self {
+        GeneratorSource {
+            cfg,
+            generator: None,
+        }
+    }
+}
+
+impl Source for GeneratorSource {
+    type Output = Vec<Event>;
+
+    fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
+        self.generator = Some(Generator::split(
+            self.cfg.clone(),
+            info.instance as u64,
+            info.parallelism.max(1) as u64,
+        ));
+        Ok(())
+    }
+
+    fn poll_produce(
+        &mut self,
+        _cx: &mut Context<'_>,
+        out: &mut Output<Vec<Event>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let Some(generator) = self.generator.as_mut() else {
+            return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
+        };
+        let capacity = out.row_capacity();
+        let mut batch = out.batch_with_capacity(capacity);
+        generator.fill(&mut batch, capacity);
+        out.emit(batch);
+        Poll::Ready(Ok(if generator.remaining() == 0 {
+            SourceStatus::Done
+        } else {
+            SourceStatus::Continue
+        }))
+    }
+}
+
+/// Writes rows into one NDJSON file (see the [module docs](self)); its result is the number of
+/// rows written. Run it as one instance.
+#[derive(Debug)]
+pub struct NdjsonFileSink<T> {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    rows: u64,
+    spare: Option<Vec<T>>,
+    _rows: PhantomData<fn(T)>,
+}
+
+impl<T> NdjsonFileSink<T> {
+    /// A sink writing to `path`, created (or truncated) when the run starts.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        NdjsonFileSink {
+            path: path.into(),
+            out: None,
+            rows: 0,
+            spare: None,
+            _rows: PhantomData,
+        }
+    }
+
+    fn error(
+        &self,
+        what: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> OperatorError {
+        OperatorError::external(format!("{}: {what}", self.path.display()), e)
+    }
+}
+
+impl<T: Serialize + weir_runtime::Data> Sink for NdjsonFileSink<T> {
+    type Input = Vec<T>;
+    type Output = u64;
+
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        let file = File::create(&self.path).map_err(|e| self.error("cannot create", e))?;
+        self.out = Some(BufWriter::with_capacity(BUFFER_BYTES, file));
+        Ok(())
+    }
+
+    fn on_batch(&mut self, _: InputPort, mut batch: Vec<T>) -> Result<(), OperatorError> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(OperatorError::internal("a batch before `open`"));
+        };
+        let mut failed = None;
+        for row in &batch {
+            if let Err(e) = serde_json::to_writer(&mut *out, row) {
+                failed = Some(e);
+                break;
+            }
+            if let Err(e) = out.write_all(b"\n") {
+                failed = Some(serde_json::Error::io(e));
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(self.error("cannot write", e));
+        }
+        self.rows += batch.len() as u64;
+        batch.clear();
+        self.spare = Some(batch);
+        Ok(())
+    }
+
+    fn take_spare(&mut self) -> Option<Vec<T>> {
+        self.spare.take()
+    }
+
+    fn finish(&mut self) -> Result<u64, OperatorError> {
+        if let Some(mut out) = self.out.take() {
+            out.flush().map_err(|e| self.error("cannot write", e))?;
+        }
+        Ok(self.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_events_round_trip_through_ndjson() {
+        let cfg = GeneratorConfig {
+            events: 2_000,
+            ..GeneratorConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        assert_eq!(write_generated(&cfg, &path).unwrap(), 2_000);
+        let back = read_events(&path).unwrap();
+        let whole: Vec<Event> = Generator::new(cfg).collect();
+        assert_eq!(back, whole);
+    }
+
+    #[test]
+    fn a_malformed_line_is_an_error_naming_its_line_for_read_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.ndjson");
+        std::fs::write(&path, "\n{\"event_type\":9}\n").unwrap();
+        let err = read_events(&path).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

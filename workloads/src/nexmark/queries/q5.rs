@@ -63,6 +63,13 @@ pub const SIZE: Duration = Duration::from_secs(10);
 pub const SLIDE: Duration = Duration::from_secs(2);
 /// `(auction, window)` counts each combiner holds before it hands the coldest on.
 pub const COMBINE_WINDOWS: usize = 1 << 16;
+/// The most `(auction, window)` counts one `q5.count` instance holds.
+///
+/// Every auction bid on in the last `SIZE + max delay` of event time has counts held (up to
+/// five, one per window still open): at the default 10 M events per second that is millions
+/// of auctions, so the keyed stages' default bound (2²⁰) is far too low. The bound stays, as
+/// a guard against a watermark that never advances.
+pub const MAX_WINDOWS: usize = 1 << 26;
 
 /// One q5 result: an auction with the most bids in a window.
 #[derive(Serialize, Clone, HeapSize, Debug)]
@@ -136,6 +143,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q5> {
         .parallelism(p)
         .window(Sliding::of(SIZE, SLIDE), |b: &(u64, i64)| Timestamp(b.1))
         .combine_with(Combine::new(COMBINE_WINDOWS).parallelism(p))
+        .max_windows(MAX_WINDOWS)
         .aggregate("q5.count", Count::new())
         .window_all(Tumbling::of(SLIDE), Windowed::timestamp)
         .combine_with(Combine::new(16).parallelism(p))

@@ -35,12 +35,13 @@
 //! window can follow.
 
 use std::collections::{BTreeMap, HashSet};
+use std::mem::size_of;
 use std::time::Duration;
 
 use serde::Serialize;
 use weir_operators::join::{JoinKeys, JoinSide, WindowJoin};
 use weir_operators::prelude::*;
-use weir_runtime::Output;
+use weir_runtime::{InputPort, Operator, Output, StateSize};
 
 use super::QueryOptions;
 use crate::nexmark::Event;
@@ -87,10 +88,81 @@ fn person(side: &JoinSide<P8, A8>) -> u64 {
     }
 }
 
-/// The `(person, window)`s `q8.once` has emitted, by window start.
-#[derive(Default)]
-struct Emitted {
-    by_window: BTreeMap<i64, HashSet<u64>>,
+/// `q8.once`: the first pair of each `(person, window)` as a [`Q8`] row (see the
+/// [module docs](self)).
+#[derive(Debug)]
+pub struct OncePerWindow {
+    size_ms: i64,
+    /// The persons emitted, by window start.
+    emitted: BTreeMap<i64, HashSet<u64>>,
+    ids: usize,
+}
+
+impl OncePerWindow {
+    /// Deduplicates pairs of a window join over tumbling windows of `size_ms`.
+    pub fn new(size_ms: i64) -> Self {
+        Self {
+            size_ms: size_ms.max(1),
+            emitted: BTreeMap::new(),
+            ids: 0,
+        }
+    }
+}
+
+impl Operator for OncePerWindow {
+    type Input = Vec<(P8, A8)>;
+    type Output = Vec<Q8>;
+
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        pairs: Vec<(P8, A8)>,
+        out: &mut Output<Vec<Q8>>,
+    ) -> Result<(), OperatorError> {
+        for (person, _) in pairs {
+            let start = person.date_time.div_euclid(self.size_ms) * self.size_ms;
+            if self.emitted.entry(start).or_default().insert(person.id) {
+                self.ids += 1;
+                out.push(Q8 {
+                    id: person.id,
+                    name: person.name,
+                    starttime: start,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: Timestamp,
+        out: &mut Output<Vec<Q8>>,
+    ) -> Result<(), OperatorError> {
+        // Every pair of a window came before the watermark that reached its end.
+        while let Some(window) = self.emitted.first_entry() {
+            if window.key().saturating_add(self.size_ms) > watermark.0 {
+                break;
+            }
+            self.ids -= window.remove().len();
+        }
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    fn on_end(&mut self, _: &mut Output<Vec<Q8>>) -> Result<(), OperatorError> {
+        self.emitted.clear();
+        self.ids = 0;
+        Ok(())
+    }
+
+    fn state_size(&self) -> Option<StateSize> {
+        Some(StateSize {
+            keys: self.ids as u64,
+            bytes: (self.ids * size_of::<u64>() * 2
+                + self.emitted.len() * size_of::<(i64, HashSet<u64>)>()) as u64,
+            hottest_key_updates: 0,
+        })
+    }
 }
 
 /// Adds q8 to the pipeline of `events`.
@@ -122,33 +194,6 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q8> {
             )
         })
         .parallelism(p)
-        .unary_with("q8.once", move |_| {
-            unary_fn(
-                Emitted::default(),
-                move |seen, pairs: Vec<(P8, A8)>, out: &mut Output<Vec<Q8>>| {
-                    for (person, _) in pairs {
-                        let start = person.date_time.div_euclid(size_ms) * size_ms;
-                        if seen.by_window.entry(start).or_default().insert(person.id) {
-                            out.push(Q8 {
-                                id: person.id,
-                                name: person.name,
-                                starttime: start,
-                            });
-                        }
-                    }
-                    Ok(())
-                },
-            )
-            .with_on_watermark(move |seen, watermark, out| {
-                while let Some(entry) = seen.by_window.first_entry() {
-                    if entry.key().saturating_add(size_ms) > watermark.0 {
-                        break;
-                    }
-                    entry.remove();
-                }
-                out.watermark(watermark);
-                Ok(())
-            })
-        })
+        .unary_with("q8.once", move |_| OncePerWindow::new(size_ms))
         .parallelism(p)
 }

@@ -8,6 +8,24 @@
 //!
 //! [`attach`] builds query `n` over a stream of events and ends its results in a
 //! [`ResultSink`]: an NDJSON file (one JSON object per row) or a count.
+//!
+//! Each module's header gives the query's SQL (as Flink's Nexmark writes it) and draws the
+//! graph it builds. Every query projects the events it needs in its first operator, beside the
+//! source, so no string it does not output is copied, and no event it does not need crosses a
+//! shuffle.
+//!
+//! | query | built from | state, and when it is freed |
+//! |---|---|---|
+//! | [`q0`], [`q1`], [`q2`] | one `filter_map` | none |
+//! | [`q3`] | the regular inner join ([`InnerJoin`](weir_operators::join::InnerJoin)) | every selected person and auction: grows with them, as the SQL's join does |
+//! | [`q4`] | a keyed process function per auction (an event-time timer at `expires`), then the keyed [`Mean`](weir_operators::keyed::aggregate::Mean) per category, **emitted once per category at the end of the input** | open auctions, freed at `expires`; bids waiting for their auction, freed behind the watermark |
+//! | [`q5`] | a sliding keyed window count with a combiner, then a window over the whole stream keeping the top auctions | counts per `(auction, window)`, freed when the window fires |
+//! | [`q7`] | a tumbling window over the whole stream keeping the bids at the highest price, with a combiner | one accumulator per window |
+//! | [`q8`] | the tumbling window join ([`WindowJoin`](weir_operators::join::WindowJoin)), then one row per `(person, window)` | both sides' rows per window, freed when it fires |
+//! | [`q11`] | a keyed session window count | one accumulator per open session |
+//!
+//! The windowed queries' state is freed behind the watermark, so their memory stays flat as a
+//! run grows; `opts.parallelism` sets every stage's instances.
 
 use std::path::PathBuf;
 

@@ -125,8 +125,11 @@ impl Default for GeneratorConfig {
 impl GeneratorConfig {
     /// Event `n`'s creation time before any delay: `base + ⌊n · 1000 / rate⌋` ms.
     pub fn event_time(&self, n: u64) -> i64 {
-        let rate = u128::from(self.event_rate.max(1));
-        let offset = u128::from(n) * 1000 / rate;
+        let rate = self.event_rate.max(1);
+        let offset = match n.checked_mul(1000) {
+            Some(ms) => u128::from(ms / rate),
+            None => u128::from(n) * 1000 / u128::from(rate),
+        };
         self.base_time_ms
             .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
     }
@@ -370,8 +373,7 @@ fn bid(cfg: &GeneratorConfig, n: u64, date_time: i64, rng: &mut Rng) -> Bid {
         let (c, u) = HOT_CHANNELS[rng.below(HOT_CHANNELS.len() as u64) as usize];
         (c.to_owned(), u.to_owned())
     } else {
-        let (c, u) = &t.channels[rng.below(NUM_CHANNELS) as usize];
-        (c.clone(), u.clone())
+        t.channel(rng.below(NUM_CHANNELS))
     };
     let extra = t.extra(rng, 8 * 4, AVG_BID_BYTES);
     Bid {
@@ -385,9 +387,10 @@ fn bid(cfg: &GeneratorConfig, n: u64, date_time: i64, rng: &mut Rng) -> Bid {
     }
 }
 
-/// `round(100 · 10^(6u))`: log-uniform over 100 … 100 000 000.
+/// `round(100 · 10^(6u))`: log-uniform over 100 … 100 000 000 (as `e^(6u·ln 10)`, cheaper
+/// than a power; the argument is positive, so adding ½ and truncating rounds).
 fn price(rng: &mut Rng) -> u64 {
-    (10f64.powf(rng.next_f64() * 6.0) * 100.0).round() as u64
+    ((rng.next_f64() * (6.0 * std::f64::consts::LN_10)).exp() * 100.0 + 0.5) as u64
 }
 
 // ---- text ---------------------------------------------------------------------------------
@@ -434,14 +437,12 @@ const HOT_CHANNELS: [(&str, &str); 4] = [
     ),
 ];
 
-/// Letters and spaced text to cut strings from, and the numbered channels; built once.
+/// Letters and spaced text to cut strings from; built once.
 struct Tables {
     /// Random lowercase letters (the `extra` padding).
     letters: String,
     /// Random lowercase letters with a space one time in 13 (names and descriptions).
     spaced: String,
-    /// `channel-k` and its URL, for `k < NUM_CHANNELS`.
-    channels: Vec<(String, String)>,
 }
 
 const POOL_BYTES: usize = 1 << 16;
@@ -462,30 +463,38 @@ fn tables() -> &'static Tables {
                 }
             })
             .collect();
-        let channels = (0..NUM_CHANNELS)
-            .map(|k| {
-                let mut url = String::from("https://www.nexmark.com/");
-                for part in 0..3 {
-                    if part > 0 {
-                        url.push('/');
-                    }
-                    let len = 3 + rng.below(5) as usize;
-                    url.extend((0..len).map(|_| (b'a' + rng.below(26) as u8) as char));
-                }
-                url.push_str("/item.htm?query=1&channel_id=");
-                url.push_str(&k.to_string());
-                (format!("channel-{k}"), url)
-            })
-            .collect();
-        Tables {
-            letters,
-            spaced,
-            channels,
-        }
+        Tables { letters, spaced }
     })
 }
 
 impl Tables {
+    /// Numbered channel `k`: `channel-k` and its URL, whose three path segments (3–7 letters
+    /// each) are a function of `k`. Built on the spot: a table of 10 000 URLs would be read at
+    /// random, one cache miss per bid.
+    fn channel(&self, k: u64) -> (String, String) {
+        let mut digits = [0u8; 20];
+        let digits = decimal(k, &mut digits);
+        let mut channel = String::with_capacity(8 + digits.len());
+        channel.push_str("channel-");
+        channel.push_str(digits);
+        let mut url = String::with_capacity(80);
+        url.push_str("https://www.nexmark.com/");
+        let mut h = mix64(k ^ 0x6368_616e_6e65_6c73);
+        for part in 0..3 {
+            if part > 0 {
+                url.push('/');
+            }
+            let len = 3 + (h % 5) as usize;
+            h /= 5;
+            let at = (h % (POOL_BYTES - 8) as u64) as usize;
+            h = mix64(h);
+            url.push_str(&self.letters[at..at + len]);
+        }
+        url.push_str("/item.htm?query=1&channel_id=");
+        url.push_str(digits);
+        (channel, url)
+    }
+
     /// Spaced text of length `3 ..< max_len`, trimmed.
     fn word(&self, rng: &mut Rng, max_len: usize) -> &str {
         let len = 3 + rng.below((max_len - 3) as u64) as usize;
@@ -500,7 +509,7 @@ impl Tables {
             return String::new();
         }
         let d = avg - size;
-        let delta = (d as f64 * 0.2).round() as usize;
+        let delta = (2 * d + 5) / 10; // round(0.2 d), halves up
         let len = d - delta
             + if delta == 0 {
                 0
@@ -510,6 +519,20 @@ impl Tables {
         let at = rng.below((POOL_BYTES - len) as u64) as usize;
         self.letters[at..at + len].to_owned()
     }
+}
+
+/// `v` in decimal, written at the end of `buf`.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 // ---- randomness ---------------------------------------------------------------------------

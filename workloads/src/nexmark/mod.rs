@@ -4,7 +4,7 @@
 //! - [`generator`] — the generator: every event a pure function of the seed and its number;
 //! - [`io`] — NDJSON files of events, the file and generator sources, the result file sink;
 //! - [`queries`] — the queries as weir pipelines, and the registry that attaches one by number;
-//! - [`reference`] — every query as a plain batch computation, and the comparison of answers;
+//! - [`reference`](mod@reference) — every query as a plain batch computation, and the comparison of answers;
 //! - [`run`](mod@run) — one run: events, watermarks, the late filter, a query, results, figures
 //!   (what `weir nexmark` does).
 

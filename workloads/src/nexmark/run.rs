@@ -56,7 +56,8 @@ pub const LATE: &str = "late";
 /// Where the events come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventInput {
-    /// Generated, by [`RunConfig::parallelism`] instances of the generator.
+    /// Generated, by as many generator instances as the run's parallelism
+    /// ([`QueryOptions::parallelism`]).
     Generate(GeneratorConfig),
     /// Read from an NDJSON file, by one instance.
     File(PathBuf),

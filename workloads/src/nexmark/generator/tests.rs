@@ -207,3 +207,29 @@ fn sizes_average_the_models_and_fields_are_in_range() {
         );
     }
 }
+
+#[test]
+fn half_the_bids_come_through_a_hot_channel_and_a_numbered_channels_url_names_it() {
+    let (mut bids, mut hot) = (0u32, 0u32);
+    for e in Generator::new(cfg(20_000)) {
+        let Event::Bid(b) = e else { continue };
+        bids += 1;
+        if let Some(k) = b.channel.strip_prefix("channel-") {
+            let k: u64 = k.parse().unwrap();
+            assert!(k < NUM_CHANNELS);
+            assert!(b.url.ends_with(&format!("&channel_id={k}")), "{}", b.url);
+            assert_eq!(
+                tables().channel(k).1,
+                b.url,
+                "the same channel, the same URL"
+            );
+        } else {
+            assert!(HOT_CHANNELS
+                .iter()
+                .any(|(c, u)| *c == b.channel && *u == b.url));
+            hot += 1;
+        }
+    }
+    let share = f64::from(hot) / f64::from(bids);
+    assert!((share - 0.5).abs() < 0.02, "{share}");
+}

@@ -20,7 +20,8 @@ use super::{ArrowStream, PlanError};
 
 impl ArrowStream {
     /// Watermarks trailing the largest value of `time_column` seen by each instance by
-    /// `max_delay` (see the [module docs](self)).
+    /// `max_delay`: the runtime's bounded strategy on that column (every choice it makes is in
+    /// [`event_time`](weir_runtime::event_time)).
     ///
     /// # Errors
     ///

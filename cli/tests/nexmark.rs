@@ -51,9 +51,15 @@ fn nexmark_generates_a_file_runs_q0_on_it_and_prints_its_figures() {
         serde_json::from_str(stdout.lines().last().expect("a last line")).expect("JSON");
     assert_eq!(last["query"], "q0");
     assert_eq!(last["events"], 500);
-    for key in ["events_per_s", "events_per_cpu_s", "peak_rss_bytes"] {
+    for key in ["events_per_s", "peak_rss_bytes"] {
         assert!(last[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {last}");
     }
+    // 500 events may take less than one 10 ms tick of CPU time: then the figure is null.
+    let per_cpu = &last["events_per_cpu_s"];
+    assert!(
+        per_cpu.is_null() || per_cpu.as_f64().is_some_and(|v| v > 0.0),
+        "{last}"
+    );
     let rows = std::fs::read_to_string(&out).expect("results written");
     assert_eq!(rows.lines().count(), 460, "46 bids in every 50 events");
 

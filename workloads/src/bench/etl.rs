@@ -21,17 +21,7 @@ use weir_operators::columnar::{csv_split, PartSinkOptions, SplitOptions};
 use weir_operators::connector::{CsvOptions, FileSet, ParquetCompression, PartFormat};
 use weir_operators::prelude::*;
 
-/// CPU time (user + system) used so far by this process, all its threads included, from
-/// `/proc/self/stat` (Linux; in units of 1/100 s). `None` where it cannot be read.
-pub fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are the 14th and 15th fields; `rest` starts at the 3rd.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
+pub use crate::process_cpu_time;
 
 /// Rows per row group in both programs.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;

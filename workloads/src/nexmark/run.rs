@@ -41,6 +41,8 @@ use weir_runtime::{
     DeadLetter, InputPort, Operator, Output, RunReport, SinkHandle, WatermarkStrategy,
 };
 
+use crate::process_cpu_time;
+
 use super::generator::GeneratorConfig;
 use super::io::{EventFileSource, GeneratorSource, NdjsonFileSink};
 use super::model::Event;
@@ -238,7 +240,8 @@ pub struct Summary {
     pub events: u64,
     /// Events per second of wall time.
     pub events_per_s: f64,
-    /// Events per CPU-second (user + system time of the process), `null` where unknown.
+    /// Events per CPU-second (user + system time of the process), `null` where unknown or
+    /// below the clock's 10 ms resolution.
     pub events_per_cpu_s: Option<f64>,
     /// Peak resident set size, `null` where unknown.
     pub peak_rss_bytes: Option<u64>,
@@ -259,7 +262,8 @@ impl Outcome {
             query: workload.to_string(),
             events: self.events,
             events_per_s: per(self.elapsed),
-            events_per_cpu_s: self.cpu.map(per),
+            // Below one clock tick of CPU time the figure would be a division by zero.
+            events_per_cpu_s: self.cpu.filter(|c| !c.is_zero()).map(per),
             peak_rss_bytes: crate::peak_rss_bytes(),
         }
     }
@@ -320,19 +324,6 @@ pub enum RunFailure {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] weir_runtime::RunError),
-}
-
-/// User + system CPU time of this process so far (Linux: `/proc/self/stat`, in clock ticks of
-/// 1/100 s, the fixed `USER_HZ` of Linux's interface).
-pub fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) is parenthesised and may hold spaces: count after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace();
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 #[cfg(test)]

@@ -29,6 +29,13 @@ use crate::nexmark::Event;
 /// The gap that ends a session.
 pub const GAP: Duration = Duration::from_secs(10);
 
+/// The most open sessions one instance holds. A session lives from its bidder's first bid to
+/// the watermark passing the last bid + 10 s: at the default 10 M events per second that is
+/// every bidder of the last 14 s or more of event time — millions (two million people register
+/// in 10 s), so the keyed stages' default bound (2²⁰) is far too low. The bound stays, as a
+/// guard against a watermark that never advances.
+pub const MAX_SESSIONS: usize = 1 << 26;
+
 /// One q11 result: one session of one bidder.
 #[derive(Serialize, Clone, HeapSize, Debug)]
 pub struct Q11 {
@@ -54,6 +61,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q11> {
         .key_by(|b: &(u64, i64)| b.0)
         .parallelism(p)
         .window(Session::with_gap(GAP), |b: &(u64, i64)| Timestamp(b.1))
+        .max_windows(MAX_SESSIONS)
         .aggregate("q11.sessions", Count::new())
         .map("q11.project", |w: Windowed<u64, u64>| Q11 {
             bidder: w.key,

@@ -48,7 +48,7 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// Wakes consumers of sends whose wake-up was deferred; called before any wait.
     fn wake_consumers(&mut self);
     /// Since when the oldest partial batch held downstream (in chained operators) has waited.
-    fn open_since(&self) -> Option<std::time::Instant>;
+    fn open_since(&self) -> Option<tokio::time::Instant>;
     /// Cuts and passes on every partial batch held downstream (the linger deadline passed).
     fn flush_open(&mut self) -> Result<(), OperatorError>;
     /// Drives what progresses without input: lossy edges, and the asynchronous work of chained
@@ -138,7 +138,7 @@ impl<B: Batch> Downstream<B> for Ports<B> {
     fn wake_consumers(&mut self) {
         Ports::wake_consumers(self);
     }
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         None
     }
     fn flush_open(&mut self) -> Result<(), OperatorError> {
@@ -180,7 +180,7 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     fn wake_consumers(&mut self) {
         (**self).wake_consumers();
     }
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         (**self).open_since()
     }
     fn flush_open(&mut self) -> Result<(), OperatorError> {
@@ -481,7 +481,7 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         self.down.wake_consumers();
     }
 
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         match (self.out.open_since(), self.down.open_since()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -217,7 +217,7 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
 }
 
 /// Since when the oldest partial batch of this task (its own or a chained operator's) waits.
-fn open_since<B: Batch, D: Downstream<B>>(out: &Output<B>, outs: &D) -> Option<std::time::Instant> {
+fn open_since<B: Batch, D: Downstream<B>>(out: &Output<B>, outs: &D) -> Option<Instant> {
     match (out.open_since(), outs.open_since()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -230,7 +230,20 @@ fn linger_deadline<B: Batch, D: Downstream<B>>(
     linger: Duration,
 ) -> Option<Instant> {
     // A deadline too far to represent is no deadline (the configuration bounds `linger`).
-    open_since(out, outs).and_then(|t| Instant::from_std(t).checked_add(linger))
+    open_since(out, outs).and_then(|t| t.checked_add(linger))
+}
+
+/// Points `sleep` at `deadline` if that is not where it points already (`armed`): a partial
+/// batch opened, or was cut, since the wait began.
+fn rearm(
+    sleep: &mut std::pin::Pin<&mut Option<tokio::time::Sleep>>,
+    armed: &mut Option<Instant>,
+    deadline: Option<Instant>,
+) {
+    if *armed != deadline {
+        *armed = deadline;
+        sleep.set(deadline.map(tokio::time::sleep_until));
+    }
 }
 
 /// Cuts every partial batch of this task and passes it on.
@@ -365,8 +378,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
         // until its deadline.
         let status = {
-            let deadline = linger_deadline(&out, &outs, ctx.linger);
-            let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+            // The deadline is armed again whenever it changes: a source that pushes a partial
+            // batch and then returns `Pending` must see it leave one linger later, not at its
+            // next wake-up.
+            let mut armed = linger_deadline(&out, &outs, ctx.linger);
+            let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let mut stopped = pin!(ctx.stop.wait());
             let watch_stop = !stopping;
             let mut first = true;
@@ -392,6 +408,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                     Err(e) => return Poll::Ready(Polled::Status(Err(e))),
                     Ok(_) => {}
                 }
+                rearm(
+                    &mut sleep,
+                    &mut armed,
+                    linger_deadline(&out, &outs, ctx.linger),
+                );
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
                         return Poll::Ready(Polled::Flush);
@@ -483,8 +504,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
         // itself), while its own asynchronous work and that of chained operators progresses and a
         // partial batch leaves when its linger deadline passes.
         let event = {
-            let deadline = linger_deadline(&out, &outs, ctx.linger);
-            let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+            let mut armed = linger_deadline(&out, &outs, ctx.linger);
+            let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let before = emitted_mark(&out);
             let mut ready = false;
             poll_fn(|cx| {
@@ -524,6 +545,12 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     Err(e) => return Poll::Ready(Wake::Failed(e)),
                     Ok(_) => {}
                 }
+                // Rows a chained operator's work left in a partial batch linger from now.
+                rearm(
+                    &mut sleep,
+                    &mut armed,
+                    linger_deadline(&out, &outs, ctx.linger),
+                );
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
                         return Poll::Ready(Wake::Linger);

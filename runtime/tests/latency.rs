@@ -2,6 +2,7 @@
 //! and latency markers measure the time from a source to a sink.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -177,4 +178,130 @@ fn a_partial_batch_from_a_source_that_then_waits_leaves_within_one_linger() {
             );
         }
     }
+}
+
+/// Takes exactly `per_batch` of (paused) time per batch: after each it is not ready again until
+/// then.
+struct Slow {
+    per_batch: Duration,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    rows: u64,
+}
+
+impl Slow {
+    fn new(per_batch: Duration) -> Self {
+        Self {
+            per_batch,
+            wait: None,
+            rows: 0,
+        }
+    }
+}
+
+impl Sink for Slow {
+    type Input = Vec<u64>;
+    type Output = u64;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Some(wait) = self.wait.as_mut() {
+            std::task::ready!(wait.as_mut().poll(cx));
+            self.wait = None;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn on_batch(&mut self, _: InputPort, batch: Vec<u64>) -> Result<(), OperatorError> {
+        self.rows += batch.len() as u64;
+        self.wait = Some(Box::pin(tokio::time::sleep(self.per_batch)));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<u64, OperatorError> {
+        Ok(self.rows)
+    }
+}
+
+const BATCHES: u64 = 60;
+const PER_BATCH: Duration = Duration::from_millis(10);
+
+/// `Upto` (a batch per poll) into a sink of 10 ms a batch, through a task of its own or not.
+fn slow_pipeline(markers: Duration, own_task: bool) -> RunReport {
+    let cfg = PipelineConfig {
+        latency_marker_interval: markers,
+        chaining: if own_task {
+            weir_runtime::Chaining::Off
+        } else {
+            weir_runtime::Chaining::Operators
+        },
+        ..PipelineConfig::default()
+    };
+    let mut p = Pipeline::with_config("slow", cfg);
+    p.source(
+        "numbers",
+        weir_runtime::test_support::Upto(0, BATCHES * 1024),
+    )
+    .unary("pass", RowByRow)
+    .sink("slow", Slow::new(PER_BATCH));
+    on_paused_clock(p, |_| async {})
+}
+
+fn operator<'a>(r: &'a RunReport, name: &str) -> &'a weir_runtime::metrics::OperatorReport {
+    r.operators.iter().find(|o| o.name == name).unwrap()
+}
+
+#[test]
+fn markers_measure_the_queue_in_front_of_a_slow_sink_and_are_not_rows() {
+    for own_task in [false, true] {
+        let report = slow_pipeline(Duration::from_millis(5), own_task);
+        let l = report.latency.expect("markers reached the sink");
+        // One marker at most each time the source found room (every 10 ms, as the sink takes
+        // a batch), over the 600 ms the sink takes.
+        assert!(
+            (10..=BATCHES).contains(&l.markers),
+            "{} markers (own task: {own_task})",
+            l.markers
+        );
+        // Every marker waits at least for the batch the sink is on, and at most for every edge
+        // on its path full of batches, and the one in the sink (to the histogram's 1/8).
+        let capacity = report.edges.iter().map(|e| e.capacity).sum::<usize>() as f64;
+        let most = (capacity + 2.0) * PER_BATCH.as_secs_f64() * 1e3 * 1.125;
+        assert!(l.p50_ms >= PER_BATCH.as_secs_f64() * 1e3, "{l:?}");
+        assert!(
+            l.p50_ms <= l.p99_ms && l.p99_ms <= l.max_ms && l.max_ms <= most,
+            "{l:?}"
+        );
+        assert_eq!(
+            operator(&report, "slow").latency,
+            Some(l),
+            "one sink: its figures are the run's"
+        );
+        assert_eq!(
+            operator(&report, "numbers").latency,
+            None,
+            "only sinks record markers"
+        );
+        // Markers are not rows, nor batches.
+        let sink = operator(&report, "slow");
+        assert_eq!(sink.rows_in, BATCHES * 1024);
+        assert_eq!(sink.instances[0].batches_in, BATCHES);
+        assert_eq!(operator(&report, "pass").rows_out, BATCHES * 1024);
+        assert!(report
+            .edges
+            .iter()
+            .all(|e| e.rows_sent == (BATCHES * 1024) as usize));
+        let text = report.to_string();
+        assert!(text.contains("latency source → sink: p50"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["latency"]["markers"], l.markers);
+        assert!(json["operators"][2]["latency"]["p99_ms"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn without_markers_the_report_has_no_latency() {
+    let report = slow_pipeline(Duration::ZERO, true);
+    assert_eq!(report.latency, None);
+    assert!(report.operators.iter().all(|o| o.latency.is_none()));
+    assert!(!report.to_string().contains("latency"));
+    assert_eq!(operator(&report, "slow").rows_in, BATCHES * 1024);
 }

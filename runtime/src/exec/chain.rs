@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::barrier::Barrier;
-use crate::batch::{Batch, Message};
+use crate::batch::{Batch, LatencyMarker, Message};
 use crate::error::{ErrorKind, OperatorError, Origin};
 use crate::exec::outputs::{DeadPort, Ports, Readiness};
 use crate::metrics::InstanceMetrics;
@@ -37,6 +37,9 @@ use crate::operator::{InstanceInfo, Operator, Output};
 pub(crate) trait Downstream<B: Batch>: Send {
     /// Takes everything `out` holds (data and the producer's rejects) and passes it on.
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError>;
+    /// Passes a latency marker on at once, ahead of what chained operators hold in their
+    /// partial batches (a marker does not wait for an operator's processing).
+    fn latency(&mut self, m: LatencyMarker);
     /// Whether nothing is held waiting for credit.
     fn is_flushed(&self) -> bool;
     /// Waits until held output has been sent.
@@ -122,6 +125,10 @@ impl<B: Batch> Downstream<B> for Ports<B> {
         Ports::dispatch(self, out);
         Ok(())
     }
+    #[inline]
+    fn latency(&mut self, m: LatencyMarker) {
+        Ports::latency(self, m);
+    }
     fn is_flushed(&self) -> bool {
         Ports::is_flushed(self)
     }
@@ -164,6 +171,9 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     }
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
         (**self).dispatch(out)
+    }
+    fn latency(&mut self, m: LatencyMarker) {
+        (**self).latency(m)
     }
     fn is_flushed(&self) -> bool {
         (**self).is_flushed()
@@ -421,6 +431,8 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                         release_barriers(&mut self.barriers, &mut self.out);
                     }
                 }
+                // Operators never emit markers; a producer passes them on with `latency`.
+                Message::Latency(m) => self.down.latency(m),
                 Message::End => {}
             }
         }
@@ -430,6 +442,10 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         // Rows pushed one by one stay in a partial batch until it fills or the task's linger
         // deadline passes (`flush_open`), as they would in a task of their own.
         self.down.dispatch(&mut self.out)
+    }
+
+    fn latency(&mut self, m: LatencyMarker) {
+        self.down.latency(m);
     }
 
     fn is_flushed(&self) -> bool {

@@ -16,6 +16,15 @@
 //!
 //! After `yield_every` batches without waiting, the loop yields to the scheduler so instances
 //! sharing a worker thread take turns.
+//!
+//! A partial batch's linger deadline is armed again inside every wait whenever it changes, so
+//! rows pushed by the very call that then returned `Pending` (a source's last rows before it
+//! waits, a window fired by a watermark) leave within one linger.
+//!
+//! Latency markers: a source emits one once it is due, after step 2, so it queues behind what
+//! the source has sent and ahead of its partial batch; an operator passes one on as soon as it
+//! reads it; a sink records its age, and the readiness it asked for before taking it is not
+//! spent (the next event is taken without asking again).
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -27,7 +36,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::barrier::{Barrier, Ledger};
-use crate::batch::Batch;
+use crate::batch::{Batch, LatencyMarker};
 use crate::error::OperatorError;
 use crate::event_time::AlignGroups;
 use crate::exec::chain::{
@@ -48,6 +57,8 @@ pub(crate) struct DriverCtx {
     pub(crate) sink_slot: Option<(Arc<Ledger>, usize)>,
     pub(crate) metrics: Arc<InstanceMetrics>,
     pub(crate) linger: Duration,
+    /// For a source: how often it emits a latency marker (zero: never).
+    pub(crate) marker_interval: Duration,
     pub(crate) yield_every: u32,
     pub(crate) stop: Arc<StopSignal>,
     /// The run's watermark alignment groups.
@@ -286,6 +297,34 @@ fn flush_source<B: Batch, D: Downstream<B>>(
     outs.flush_open()
 }
 
+/// When a source instance's next latency marker is due.
+struct Markers {
+    interval: Duration,
+    next: Option<Instant>,
+}
+
+impl Markers {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: (!interval.is_zero()).then(|| Instant::now() + interval),
+        }
+    }
+
+    /// Whether a marker is due now (one clock read per call while markers are on); if so, the
+    /// next one is due an interval from now.
+    #[inline]
+    fn due(&mut self) -> bool {
+        let Some(next) = self.next else { return false };
+        let now = Instant::now();
+        if now < next {
+            return false;
+        }
+        self.next = Some(now + self.interval);
+        true
+    }
+}
+
 /// What ended a source's wait for data.
 enum Polled {
     Status(Result<SourceStatus, OperatorError>),
@@ -344,6 +383,8 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
     let mut closed = false;
+    let origin = u32::try_from(ctx.info.instance).unwrap_or(u32::MAX);
+    let mut markers = Markers::new(ctx.marker_interval);
     loop {
         let mut waited = false;
         if !make_room(&mut outs, m, || waited = true).await? {
@@ -351,6 +392,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             outs.count_held();
             closed = true;
             break;
+        }
+        // Behind what it has sent, ahead of its partial batch: a marker waits in every queue
+        // on its way as rows do.
+        if markers.due() {
+            outs.latency(LatencyMarker::now(origin));
         }
         if ctx.stop.is_stopped() && !stopping {
             stopping = true;
@@ -611,6 +657,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             }
             // Every live input is idle: so is this instance, downstream.
             Some(Ok(Event::Idle)) => out.idle(),
+            // Passed on at once, not behind the operator's own work.
+            Some(Ok(Event::Latency(mk))) => outs.latency(mk),
             Some(Ok(Event::Barrier(b))) => {
                 refuse_barrier(&op, &ctx.info)?;
                 hold_barrier(&mut barriers, b);
@@ -710,6 +758,9 @@ pub(crate) async fn run_sink<K: Sink>(
     sink.open(&ctx.info)?;
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut rejects = Vec::new();
+    // A latency marker does not spend the sink's readiness: the event after it is taken
+    // without asking again (a sink that paces itself per event is not charged for markers).
+    let mut still_ready = false;
     loop {
         if !dead.is_flushed() {
             wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
@@ -717,17 +768,19 @@ pub(crate) async fn run_sink<K: Sink>(
         wait_in(m, TimeState::Backpressured, |cx| dead.poll_ready(cx)).await;
         // Demand starts here: take nothing until the sink is ready for it. A sink that paces
         // itself hands back the credit of what it took as it goes, not in chunks.
-        wait_in(m, TimeState::Busy, |cx| {
-            let ready = sink.poll_ready(cx);
-            if ready.is_pending() {
-                if sink.poll_closed(cx).is_ready() {
-                    return Poll::Ready(Ok(()));
+        if !std::mem::take(&mut still_ready) {
+            wait_in(m, TimeState::Busy, |cx| {
+                let ready = sink.poll_ready(cx);
+                if ready.is_pending() {
+                    if sink.poll_closed(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    inputs.release_credit();
                 }
-                inputs.release_credit();
-            }
-            ready
-        })
-        .await?;
+                ready
+            })
+            .await?;
+        }
         if sink.is_closed() {
             break;
         }
@@ -761,6 +814,10 @@ pub(crate) async fn run_sink<K: Sink>(
                 }
             }
             Event::Watermark(wm) => m.note_watermark(wm),
+            Event::Latency(mk) => {
+                m.note_latency(mk.age());
+                still_ready = true;
+            }
             Event::Idle => {}
             Event::Barrier(b) => {
                 // What came before it is made durable before it is reported.

@@ -123,7 +123,8 @@ pub struct PipelineConfig {
     /// (default 100 ms; [`Duration::ZERO`] emits none).
     ///
     /// A marker costs one edge slot per edge on its path and one clock read at the sink; the
-    /// source checks whether one is due once per batch, not per row. At 100 ms a run of a
+    /// source looks at the clock only after it waited or ended a turn (every few batches),
+    /// never per row. At 100 ms a run of a
     /// few seconds has tens of samples per source instance, enough for a p99 of what queues
     /// hold; a shorter interval samples finer at a few more slots per second.
     ///

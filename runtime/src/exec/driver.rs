@@ -385,6 +385,9 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
     let mut closed = false;
     let origin = u32::try_from(ctx.info.instance).unwrap_or(u32::MAX);
     let mut markers = Markers::new(ctx.marker_interval);
+    // Whether to look at the clock for a marker: after every wait and every turn, not per
+    // batch (a source that never waits ends a turn every few batches).
+    let mut look = true;
     loop {
         let mut waited = false;
         if !make_room(&mut outs, m, || waited = true).await? {
@@ -395,7 +398,8 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
         }
         // Behind what it has sent, ahead of its partial batch: a marker waits in every queue
         // on its way as rows do.
-        if markers.due() {
+        let look_now = std::mem::take(&mut look) || waited;
+        if look_now && markers.due() {
             outs.latency(LatencyMarker::now(origin));
         }
         if ctx.stop.is_stopped() && !stopping {
@@ -432,6 +436,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             let mut stopped = pin!(ctx.stop.wait());
             let watch_stop = !stopping;
             let mut first = true;
+            let waited = &mut look;
             // Build the next batch in a buffer a consumer handed back, if one came.
             refill(&mut outs, &mut out);
             poll_fn(|cx| {
@@ -480,6 +485,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                 }
                 outs.wake_consumers();
                 m.switch(TimeState::Idle);
+                *waited = true;
                 Poll::Pending
             })
             .await
@@ -511,6 +517,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
         send(&mut out, &mut outs, clock.time())?;
         if budget.spend((m.rows_out.get() - before) as usize) {
             end_turn(m, &mut outs).await;
+            look = true;
         }
     }
     if let Some(et) = clock.time().filter(|_| !closed) {

@@ -584,3 +584,92 @@ fn ttl_frees_keyed_state_and_the_report_shows_it() {
         }
     }
 }
+
+/// Keeps every row with the time (tokio's clock) it arrived.
+struct Arrivals<T>(Arc<Mutex<Vec<(T, tokio::time::Instant)>>>);
+
+impl<T: Data> weir_runtime::Sink for Arrivals<T> {
+    type Input = Vec<T>;
+    type Output = ();
+
+    fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
+        let now = tokio::time::Instant::now();
+        self.0
+            .lock()
+            .unwrap()
+            .extend(batch.into_iter().map(|r| (r, now)));
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+/// A window result is pushed row by row into a partial batch when the watermark fires it: it
+/// must leave within one linger of that watermark, not wait for more input (here the source
+/// waits at a gate for a hundred lingers after the watermark).
+#[test]
+fn a_window_result_arrives_within_one_linger_of_the_watermark_that_closes_it() {
+    use weir_operators::keyed::aggregate::Count;
+    use weir_operators::window::{Tumbling, WindowExt, Windowed};
+
+    let linger = Duration::from_millis(20);
+    let gate = Gate::default();
+    let script = Scripted(VecDeque::from([
+        Step::Rows(vec![(1u8, 5i64, 0u32), (1, 7, 1), (2, 8, 2)]),
+        // Closes [0, 10) for both keys; the row at 12 stays in [10, 20).
+        Step::Rows(vec![(1, 12, 3)]),
+        Step::Watermark(10),
+        Step::Wait(gate.clone()),
+    ]));
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let mut p = Pipeline::with_config(
+        "window_linger",
+        PipelineConfig {
+            linger,
+            ..config(1024)
+        },
+    );
+    p.source("rows", script)
+        .key_by(|r: &Row| r.0)
+        .window(Tumbling::of(Duration::from_millis(10)), |r: &Row| {
+            Timestamp(r.1)
+        })
+        .aggregate("count", Count::new())
+        .sink("arrivals", Arrivals(arrivals.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    // Everything before the gate happens at the start: nothing before it waits for time.
+    let start = rt.block_on(async { tokio::time::Instant::now() });
+    rt.block_on(async {
+        let opener = async {
+            tokio::time::sleep(linger * 100).await;
+            gate.open();
+        };
+        let (report, ()) = tokio::join!(p.run_async(), opener);
+        report.unwrap();
+    });
+    let got = arrivals.lock().unwrap();
+    let fired: Vec<_> = got
+        .iter()
+        .filter(|(w, _): &&(Windowed<u8, u64>, _)| w.start.0 == 0)
+        .collect();
+    assert_eq!(
+        fired
+            .iter()
+            .map(|(w, _)| (w.key, w.value))
+            .collect::<BTreeMap<_, _>>(),
+        BTreeMap::from([(1, 2), (2, 1)])
+    );
+    for (w, at) in fired {
+        assert!(
+            *at - start <= linger,
+            "window {w:?} arrived {:?} after its watermark; linger is {linger:?}",
+            *at - start
+        );
+    }
+}

@@ -118,8 +118,70 @@ pub enum Message<B> {
     /// input is idle passes it on. The next batch or watermark on the same edge makes the
     /// producer active again: no marker says so.
     Idle,
+    /// A latency marker: a sample of how long the path from a source to a sink takes (see
+    /// [`LatencyMarker`]).
+    ///
+    /// A source instance emits one every
+    /// [`PipelineConfig::latency_marker_interval`](crate::PipelineConfig::latency_marker_interval),
+    /// behind the data it has already sent; every operator passes it on as soon as it reads it,
+    /// without waiting for its own processing, to one consumer of each output edge (chosen
+    /// round-robin where an edge has several); a sink records its age. It carries no rows and
+    /// no event time: it never moves a watermark, never ends idleness, and is never held by
+    /// barrier alignment.
+    Latency(LatencyMarker),
     /// The producer has finished; nothing follows.
     End,
+}
+
+/// A latency marker's payload: when and where it was made.
+///
+/// Markers measure what rows experience between a source and a sink — the queues in front of
+/// every operator and the hand-offs between tasks — without a clock read per row. A marker does
+/// not wait for an operator's own processing (as Flink's `LatencyMarker` does not), so its age at
+/// a sink is the queueing and hand-off time along its path, not the cost of the operators.
+///
+/// # Examples
+///
+/// ```
+/// use weir_runtime::{LatencyMarker, Message};
+///
+/// let marker = LatencyMarker::now(0);
+/// let msg: Message<Vec<u64>> = Message::Latency(marker);
+/// assert_eq!(msg.rows(), 0, "a marker is not a row");
+/// assert_eq!(msg.bytes(), 0);
+/// assert!(marker.age() < std::time::Duration::from_secs(60));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyMarker {
+    /// When it was made, on tokio's clock (so a paused clock governs it in tests).
+    created: tokio::time::Instant,
+    /// The source instance that made it (its index among all instances of the run).
+    origin: u32,
+}
+
+impl LatencyMarker {
+    /// A marker made now by source instance `origin`.
+    pub fn now(origin: u32) -> Self {
+        Self {
+            created: tokio::time::Instant::now(),
+            origin,
+        }
+    }
+
+    /// When it was made.
+    pub fn created(&self) -> std::time::Instant {
+        self.created.into_std()
+    }
+
+    /// The source instance that made it.
+    pub fn origin(&self) -> u32 {
+        self.origin
+    }
+
+    /// How long ago it was made.
+    pub fn age(&self) -> std::time::Duration {
+        self.created.elapsed()
+    }
 }
 
 impl<B: Batch> Message<B> {
@@ -138,6 +200,7 @@ impl<B: Batch> Message<B> {
             Message::Watermark(ts) => Message::Watermark(*ts),
             Message::Barrier(b) => Message::Barrier(*b),
             Message::Idle => Message::Idle,
+            Message::Latency(m) => Message::Latency(*m),
             Message::End => Message::End,
             Message::Data(_) => unreachable!("only control markers are copied"),
         }

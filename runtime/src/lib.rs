@@ -56,7 +56,7 @@ mod stop;
 pub mod test_support;
 
 pub use barrier::{Barrier, Barriers};
-pub use batch::{Batch, Message, Timestamp};
+pub use batch::{Batch, LatencyMarker, Message, Timestamp};
 pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
     TryReserveError, TrySendError,

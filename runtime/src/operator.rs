@@ -17,7 +17,9 @@
 //! Built-in operators in `weir-operators` use exactly this API.
 
 use std::task::{Context, Poll};
-use std::time::Instant;
+// tokio's clock: the linger deadline a partial batch starts is a tokio timer, and on a paused
+// clock (tests) both must read the same time.
+use tokio::time::Instant;
 
 use crate::batch::{Batch, Message, Timestamp};
 use crate::channel::EdgeProbe;

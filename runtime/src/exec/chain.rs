@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::barrier::Barrier;
-use crate::batch::{Batch, Message};
+use crate::batch::{Batch, LatencyMarker, Message};
 use crate::error::{ErrorKind, OperatorError, Origin};
 use crate::exec::outputs::{DeadPort, Ports, Readiness};
 use crate::metrics::InstanceMetrics;
@@ -37,6 +37,9 @@ use crate::operator::{InstanceInfo, Operator, Output};
 pub(crate) trait Downstream<B: Batch>: Send {
     /// Takes everything `out` holds (data and the producer's rejects) and passes it on.
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError>;
+    /// Passes a latency marker on at once, ahead of what chained operators hold in their
+    /// partial batches (a marker does not wait for an operator's processing).
+    fn latency(&mut self, m: LatencyMarker);
     /// Whether nothing is held waiting for credit.
     fn is_flushed(&self) -> bool;
     /// Waits until held output has been sent.
@@ -48,7 +51,7 @@ pub(crate) trait Downstream<B: Batch>: Send {
     /// Wakes consumers of sends whose wake-up was deferred; called before any wait.
     fn wake_consumers(&mut self);
     /// Since when the oldest partial batch held downstream (in chained operators) has waited.
-    fn open_since(&self) -> Option<std::time::Instant>;
+    fn open_since(&self) -> Option<tokio::time::Instant>;
     /// Cuts and passes on every partial batch held downstream (the linger deadline passed).
     fn flush_open(&mut self) -> Result<(), OperatorError>;
     /// Drives what progresses without input: lossy edges, and the asynchronous work of chained
@@ -122,6 +125,10 @@ impl<B: Batch> Downstream<B> for Ports<B> {
         Ports::dispatch(self, out);
         Ok(())
     }
+    #[inline]
+    fn latency(&mut self, m: LatencyMarker) {
+        Ports::latency(self, m);
+    }
     fn is_flushed(&self) -> bool {
         Ports::is_flushed(self)
     }
@@ -138,7 +145,7 @@ impl<B: Batch> Downstream<B> for Ports<B> {
     fn wake_consumers(&mut self) {
         Ports::wake_consumers(self);
     }
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         None
     }
     fn flush_open(&mut self) -> Result<(), OperatorError> {
@@ -165,6 +172,9 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     fn dispatch(&mut self, out: &mut Output<B>) -> Result<(), OperatorError> {
         (**self).dispatch(out)
     }
+    fn latency(&mut self, m: LatencyMarker) {
+        (**self).latency(m)
+    }
     fn is_flushed(&self) -> bool {
         (**self).is_flushed()
     }
@@ -180,7 +190,7 @@ impl<B: Batch> Downstream<B> for Box<dyn Downstream<B>> {
     fn wake_consumers(&mut self) {
         (**self).wake_consumers();
     }
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         (**self).open_since()
     }
     fn flush_open(&mut self) -> Result<(), OperatorError> {
@@ -421,6 +431,8 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                         release_barriers(&mut self.barriers, &mut self.out);
                     }
                 }
+                // Operators never emit markers; a producer passes them on with `latency`.
+                Message::Latency(m) => self.down.latency(m),
                 Message::End => {}
             }
         }
@@ -430,6 +442,10 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         // Rows pushed one by one stay in a partial batch until it fills or the task's linger
         // deadline passes (`flush_open`), as they would in a task of their own.
         self.down.dispatch(&mut self.out)
+    }
+
+    fn latency(&mut self, m: LatencyMarker) {
+        self.down.latency(m);
     }
 
     fn is_flushed(&self) -> bool {
@@ -481,7 +497,7 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         self.down.wake_consumers();
     }
 
-    fn open_since(&self) -> Option<std::time::Instant> {
+    fn open_since(&self) -> Option<tokio::time::Instant> {
         match (self.out.open_since(), self.down.open_since()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -16,6 +16,15 @@
 //!
 //! After `yield_every` batches without waiting, the loop yields to the scheduler so instances
 //! sharing a worker thread take turns.
+//!
+//! A partial batch's linger deadline is armed again inside every wait whenever it changes, so
+//! rows pushed by the very call that then returned `Pending` (a source's last rows before it
+//! waits, a window fired by a watermark) leave within one linger.
+//!
+//! Latency markers: a source emits one once it is due, after step 2, so it queues behind what
+//! the source has sent and ahead of its partial batch; an operator passes one on as soon as it
+//! reads it; a sink records its age, and the readiness it asked for before taking it is not
+//! spent (the next event is taken without asking again).
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -27,7 +36,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::barrier::{Barrier, Ledger};
-use crate::batch::Batch;
+use crate::batch::{Batch, LatencyMarker};
 use crate::error::OperatorError;
 use crate::event_time::AlignGroups;
 use crate::exec::chain::{
@@ -48,6 +57,8 @@ pub(crate) struct DriverCtx {
     pub(crate) sink_slot: Option<(Arc<Ledger>, usize)>,
     pub(crate) metrics: Arc<InstanceMetrics>,
     pub(crate) linger: Duration,
+    /// For a source: how often it emits a latency marker (zero: never).
+    pub(crate) marker_interval: Duration,
     pub(crate) yield_every: u32,
     pub(crate) stop: Arc<StopSignal>,
     /// The run's watermark alignment groups.
@@ -217,7 +228,7 @@ async fn finish_outputs<B: Batch, D: Downstream<B>>(
 }
 
 /// Since when the oldest partial batch of this task (its own or a chained operator's) waits.
-fn open_since<B: Batch, D: Downstream<B>>(out: &Output<B>, outs: &D) -> Option<std::time::Instant> {
+fn open_since<B: Batch, D: Downstream<B>>(out: &Output<B>, outs: &D) -> Option<Instant> {
     match (out.open_since(), outs.open_since()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -230,7 +241,20 @@ fn linger_deadline<B: Batch, D: Downstream<B>>(
     linger: Duration,
 ) -> Option<Instant> {
     // A deadline too far to represent is no deadline (the configuration bounds `linger`).
-    open_since(out, outs).and_then(|t| Instant::from_std(t).checked_add(linger))
+    open_since(out, outs).and_then(|t| t.checked_add(linger))
+}
+
+/// Points `sleep` at `deadline` if that is not where it points already (`armed`): a partial
+/// batch opened, or was cut, since the wait began.
+fn rearm(
+    sleep: &mut std::pin::Pin<&mut Option<tokio::time::Sleep>>,
+    armed: &mut Option<Instant>,
+    deadline: Option<Instant>,
+) {
+    if *armed != deadline {
+        *armed = deadline;
+        sleep.set(deadline.map(tokio::time::sleep_until));
+    }
 }
 
 /// Cuts every partial batch of this task and passes it on.
@@ -271,6 +295,34 @@ fn flush_source<B: Batch, D: Downstream<B>>(
     out.flush();
     send(out, outs, et)?;
     outs.flush_open()
+}
+
+/// When a source instance's next latency marker is due.
+struct Markers {
+    interval: Duration,
+    next: Option<Instant>,
+}
+
+impl Markers {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            next: (!interval.is_zero()).then(|| Instant::now() + interval),
+        }
+    }
+
+    /// Whether a marker is due now (one clock read per call while markers are on); if so, the
+    /// next one is due an interval from now.
+    #[inline]
+    fn due(&mut self) -> bool {
+        let Some(next) = self.next else { return false };
+        let now = Instant::now();
+        if now < next {
+            return false;
+        }
+        self.next = Some(now + self.interval);
+        true
+    }
 }
 
 /// What ended a source's wait for data.
@@ -331,6 +383,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
     let mut closed = false;
+    let origin = u32::try_from(ctx.info.instance).unwrap_or(u32::MAX);
+    let mut markers = Markers::new(ctx.marker_interval);
+    // Whether to look at the clock for a marker: after every wait and every turn, not per
+    // batch (a source that never waits ends a turn every few batches).
+    let mut look = true;
     loop {
         let mut waited = false;
         if !make_room(&mut outs, m, || waited = true).await? {
@@ -338,6 +395,12 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             outs.count_held();
             closed = true;
             break;
+        }
+        // Behind what it has sent, ahead of its partial batch: a marker waits in every queue
+        // on its way as rows do.
+        let look_now = std::mem::take(&mut look) || waited;
+        if look_now && markers.due() {
+            outs.latency(LatencyMarker::now(origin));
         }
         if ctx.stop.is_stopped() && !stopping {
             stopping = true;
@@ -365,11 +428,15 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
         // Poll the source; while it has nothing, we are idle, and a partial batch lingers only
         // until its deadline.
         let status = {
-            let deadline = linger_deadline(&out, &outs, ctx.linger);
-            let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+            // The deadline is armed again whenever it changes: a source that pushes a partial
+            // batch and then returns `Pending` must see it leave one linger later, not at its
+            // next wake-up.
+            let mut armed = linger_deadline(&out, &outs, ctx.linger);
+            let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let mut stopped = pin!(ctx.stop.wait());
             let watch_stop = !stopping;
             let mut first = true;
+            let waited = &mut look;
             // Build the next batch in a buffer a consumer handed back, if one came.
             refill(&mut outs, &mut out);
             poll_fn(|cx| {
@@ -392,6 +459,11 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                     Err(e) => return Poll::Ready(Polled::Status(Err(e))),
                     Ok(_) => {}
                 }
+                rearm(
+                    &mut sleep,
+                    &mut armed,
+                    linger_deadline(&out, &outs, ctx.linger),
+                );
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
                         return Poll::Ready(Polled::Flush);
@@ -413,6 +485,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                 }
                 outs.wake_consumers();
                 m.switch(TimeState::Idle);
+                *waited = true;
                 Poll::Pending
             })
             .await
@@ -444,6 +517,7 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
         send(&mut out, &mut outs, clock.time())?;
         if budget.spend((m.rows_out.get() - before) as usize) {
             end_turn(m, &mut outs).await;
+            look = true;
         }
     }
     if let Some(et) = clock.time().filter(|_| !closed) {
@@ -483,8 +557,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
         // itself), while its own asynchronous work and that of chained operators progresses and a
         // partial batch leaves when its linger deadline passes.
         let event = {
-            let deadline = linger_deadline(&out, &outs, ctx.linger);
-            let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+            let mut armed = linger_deadline(&out, &outs, ctx.linger);
+            let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let before = emitted_mark(&out);
             let mut ready = false;
             poll_fn(|cx| {
@@ -524,6 +598,12 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     Err(e) => return Poll::Ready(Wake::Failed(e)),
                     Ok(_) => {}
                 }
+                // Rows a chained operator's work left in a partial batch linger from now.
+                rearm(
+                    &mut sleep,
+                    &mut armed,
+                    linger_deadline(&out, &outs, ctx.linger),
+                );
                 if let Some(s) = sleep.as_mut().as_pin_mut() {
                     if s.poll(cx).is_ready() {
                         return Poll::Ready(Wake::Linger);
@@ -584,6 +664,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             }
             // Every live input is idle: so is this instance, downstream.
             Some(Ok(Event::Idle)) => out.idle(),
+            // Passed on at once, not behind the operator's own work.
+            Some(Ok(Event::Latency(mk))) => outs.latency(mk),
             Some(Ok(Event::Barrier(b))) => {
                 refuse_barrier(&op, &ctx.info)?;
                 hold_barrier(&mut barriers, b);
@@ -683,6 +765,9 @@ pub(crate) async fn run_sink<K: Sink>(
     sink.open(&ctx.info)?;
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut rejects = Vec::new();
+    // A latency marker does not spend the sink's readiness: the event after it is taken
+    // without asking again (a sink that paces itself per event is not charged for markers).
+    let mut still_ready = false;
     loop {
         if !dead.is_flushed() {
             wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
@@ -690,17 +775,19 @@ pub(crate) async fn run_sink<K: Sink>(
         wait_in(m, TimeState::Backpressured, |cx| dead.poll_ready(cx)).await;
         // Demand starts here: take nothing until the sink is ready for it. A sink that paces
         // itself hands back the credit of what it took as it goes, not in chunks.
-        wait_in(m, TimeState::Busy, |cx| {
-            let ready = sink.poll_ready(cx);
-            if ready.is_pending() {
-                if sink.poll_closed(cx).is_ready() {
-                    return Poll::Ready(Ok(()));
+        if !std::mem::take(&mut still_ready) {
+            wait_in(m, TimeState::Busy, |cx| {
+                let ready = sink.poll_ready(cx);
+                if ready.is_pending() {
+                    if sink.poll_closed(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    inputs.release_credit();
                 }
-                inputs.release_credit();
-            }
-            ready
-        })
-        .await?;
+                ready
+            })
+            .await?;
+        }
         if sink.is_closed() {
             break;
         }
@@ -734,6 +821,10 @@ pub(crate) async fn run_sink<K: Sink>(
                 }
             }
             Event::Watermark(wm) => m.note_watermark(wm),
+            Event::Latency(mk) => {
+                m.note_latency(mk.age());
+                still_ready = true;
+            }
             Event::Idle => {}
             Event::Barrier(b) => {
                 // What came before it is made durable before it is reported.

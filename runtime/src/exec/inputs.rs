@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::barrier::Barrier;
-use crate::batch::{Batch, Message, Timestamp};
+use crate::batch::{Batch, LatencyMarker, Message, Timestamp};
 use crate::channel::{Inlet, TryRecvError};
 use crate::error::OperatorError;
 use crate::operator::InputPort;
@@ -36,6 +36,9 @@ pub(crate) enum Event<B> {
     Barrier(Barrier),
     /// Every live input is idle (see the module docs).
     Idle,
+    /// A latency marker arrived: passed on at once, it changes nothing else (not the
+    /// watermark, not idleness, not barriers).
+    Latency(LatencyMarker),
     /// Every input has ended.
     End,
 }
@@ -180,6 +183,10 @@ impl<B: Batch> Inputs<B> {
                         if let Some(b) = self.ready.pop_front() {
                             return Poll::Ready(Ok(Event::Barrier(b)));
                         }
+                    }
+                    // Not data: an idle input stays idle, and the round-robin stays put.
+                    Poll::Ready(Ok(Message::Latency(m))) => {
+                        return Poll::Ready(Ok(Event::Latency(m)));
                     }
                     Poll::Ready(Ok(Message::Idle)) => {
                         input.idle = true;

@@ -178,6 +178,14 @@ impl<B: Batch> LossyEdge<B> {
             count_closed(m, &msg);
             return;
         }
+        if matches!(msg, Message::Latency(_)) {
+            // A marker samples the path; it is never queued or spilled, and one that finds no
+            // room here is not sent (it carries no rows, so nothing is lost).
+            if self.backlog_empty(t) {
+                let _ = outlet.try_send_sized(msg, 0);
+            }
+            return;
+        }
         if matches!(msg, Message::End) {
             self.targets[t].end = true;
             self.pump(t, outlet, closed, m);
@@ -245,6 +253,7 @@ impl<B: Batch> LossyEdge<B> {
                         Ok(())
                     }
                     Message::End => unreachable!("End is never spilled"),
+                    Message::Latency(_) => unreachable!("markers are never spilled"),
                 };
                 if let Err(e) = encoded {
                     tracing::warn!(error = %e, "a batch could not be encoded for the spill; dropped");

@@ -188,6 +188,7 @@ fn build_task(
         info: head_wiring.info.clone(),
         metrics: head_wiring.metrics.clone(),
         linger: scope.config.linger,
+        marker_interval: scope.config.latency_marker_interval,
         yield_every: scope.config.yield_every,
         stop: scope.stop.clone(),
         align: scope.align.clone(),

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::batch::{Batch, Message};
+use crate::batch::{Batch, LatencyMarker, Message};
 use crate::channel::{Outlet, TrySendError};
 use crate::dead_letter::DeadLetter;
 use crate::exec::lossy::LossyEdge;
@@ -24,6 +24,7 @@ use crate::metrics::InstanceMetrics;
 use crate::operator::Output;
 use crate::partition::{Partitioner, TargetLoad};
 
+/// One output edge's instances, as seen by its producer.
 struct Target<B: Batch> {
     outlet: Outlet<B>,
     closed: bool,
@@ -48,6 +49,8 @@ pub(crate) struct OutEdge<B: Batch> {
     targets: Vec<Target<B>>,
     route: Route<B>,
     lossy: Option<LossyEdge<B>>,
+    /// The target of the next latency marker, on an edge with several.
+    next_marker: usize,
 }
 
 impl<B: Batch> OutEdge<B> {
@@ -76,6 +79,7 @@ impl<B: Batch> OutEdge<B> {
                 .collect(),
             route,
             lossy: None,
+            next_marker: 0,
         }
     }
 
@@ -221,12 +225,33 @@ impl<B: Batch> Outputs<B> {
                         }
                     }
                 }
+                Message::Latency(m) => self.route_latency(m),
                 Message::End => {
                     debug_assert!(false, "operators do not emit End; the executor does");
                 }
             }
         }
         self.try_flush();
+    }
+
+    /// Routes a latency marker behind what is already queued, to one target of each edge
+    /// (round-robin over an edge's targets, as Flink sends a marker to one channel: a marker
+    /// samples a path, it is not a control signal every consumer needs), and tries to send it.
+    pub(crate) fn dispatch_latency(&mut self, m: LatencyMarker) {
+        self.route_latency(m);
+        self.try_flush();
+    }
+
+    fn route_latency(&mut self, m: LatencyMarker) {
+        for (e, edge) in self.edges.iter_mut().enumerate() {
+            let n = edge.targets.len();
+            if n == 0 {
+                continue;
+            }
+            let t = edge.next_marker % n;
+            edge.next_marker = (t + 1) % n;
+            self.stash.push_back((e, t, Message::Latency(m), 0));
+        }
     }
 
     fn route_data(&mut self, batch: B) {
@@ -612,6 +637,12 @@ impl<B: Batch> Ports<B> {
         if slot.is_none() {
             *slot = self.main.take_spare();
         }
+    }
+
+    /// Passes a latency marker on through the main output (see [`Outputs::dispatch_latency`]).
+    #[inline]
+    pub(crate) fn latency(&mut self, m: LatencyMarker) {
+        self.main.dispatch_latency(m);
     }
 
     /// Routes everything `out` holds, data and rejects, and tries to send it now.

@@ -38,8 +38,10 @@
 //!
 //! [`Sink::poll_ready`]: crate::operator::Sink::poll_ready
 
+mod latency;
 mod report;
 
+pub use latency::LatencyReport;
 pub use report::{
     Bottleneck, EdgeReport, EventTimeReport, InstanceReport, OperatorReport, OverflowReport,
     RunReport,
@@ -190,6 +192,8 @@ pub struct InstanceMetrics {
     pub alignment_pauses: Counter,
     /// How many times it went idle.
     pub idle_periods: Counter,
+    /// For a sink: the ages of the latency markers it received, made at the first.
+    latency: std::sync::OnceLock<latency::LatencyHistogram>,
 }
 
 impl InstanceMetrics {
@@ -232,6 +236,27 @@ impl InstanceMetrics {
             aligned_since: AtomicU64::new(0),
             alignment_pauses: Counter::new(0),
             idle_periods: Counter::new(0),
+            latency: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records the age of a latency marker that reached this sink instance.
+    #[inline]
+    pub(crate) fn note_latency(&self, age: std::time::Duration) {
+        self.latency
+            .get_or_init(latency::LatencyHistogram::new)
+            .record(age);
+    }
+
+    /// Adds the marker ages this instance recorded into `into` (of [`latency::BUCKETS`]
+    /// entries); returns whether it recorded any.
+    pub(crate) fn add_latency_to(&self, into: &mut [u64]) -> bool {
+        match self.latency.get() {
+            Some(h) => {
+                h.add_to(into);
+                true
+            }
+            None => false,
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use super::{NodeKind, OverflowCounts, Registry};
+use super::latency::BUCKETS;
+use super::{LatencyReport, NodeKind, OverflowCounts, Registry};
 use crate::event_time::EventTimeState;
 
 /// Rows dropped, spilled or rejected under overflow policies, by reason (see
@@ -214,6 +215,9 @@ pub struct OperatorReport {
     pub peak_state_bytes: u64,
     /// Rows dropped, spilled or rejected under overflow policies.
     pub overflow: OverflowReport,
+    /// For a sink: end-to-end latency from the latency markers it received, over its instances
+    /// (`None` without markers).
+    pub latency: Option<LatencyReport>,
     /// Per-instance figures.
     pub instances: Vec<InstanceReport>,
 }
@@ -338,6 +342,10 @@ pub struct RunReport {
     pub skipped: u64,
     /// Rows dropped, spilled or rejected under overflow policies, over all operators.
     pub overflow: OverflowReport,
+    /// End-to-end latency (source → sink) from the latency markers every sink received (see
+    /// [`PipelineConfig::latency_marker_interval`](crate::PipelineConfig::latency_marker_interval));
+    /// `None` when no marker reached a sink (markers off, or a run shorter than one interval).
+    pub latency: Option<LatencyReport>,
 }
 
 fn per_s(ns: u64, elapsed_ns: u64) -> f64 {
@@ -376,9 +384,13 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
             peak_state_keys: 0,
             peak_state_bytes: 0,
             overflow: OverflowReport::default(),
+            latency: None,
             instances: Vec::new(),
         })
         .collect();
+    // Marker ages per operator (sinks only record them) and over the run.
+    let mut latency: Vec<Option<Vec<u64>>> = vec![None; reg.nodes.len()];
+    let mut all_latency = vec![0u64; BUCKETS];
     let mut peak_in_flight = 0u64;
     let mut dropped = 0u64;
     let chained = chained_times(reg);
@@ -420,6 +432,10 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         };
         peak_in_flight = peak_in_flight.saturating_add(r.peak_held_bytes);
         dropped = dropped.saturating_add(r.dropped_downstream_closed);
+        let counts = latency[entry.node].get_or_insert_with(|| vec![0; BUCKETS]);
+        if m.add_latency_to(counts) {
+            m.add_latency_to(&mut all_latency);
+        }
         let op = &mut operators[entry.node];
         op.rows_in += r.rows_in;
         op.rows_out += r.rows_out;
@@ -442,6 +458,9 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         op.instances.push(r);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
+    for (op, counts) in operators.iter_mut().zip(&latency) {
+        op.latency = counts.as_deref().and_then(LatencyReport::of);
+    }
     for op in &mut operators {
         let n = op.instances.len().max(1) as f64;
         op.busy_ms_per_s /= n;
@@ -503,6 +522,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         dead_letters,
         skipped,
         overflow,
+        latency: LatencyReport::of(&all_latency),
     }
 }
 
@@ -828,6 +848,28 @@ impl fmt::Display for RunReport {
             human_bytes(self.peak_in_flight_bytes),
             human_bytes(self.edge_bytes_bound)
         )?;
+        if let Some(l) = &self.latency {
+            write!(
+                f,
+                "\n  latency source → sink: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} markers)",
+                l.p50_ms, l.p99_ms, l.max_ms, l.markers
+            )?;
+            let sinks: Vec<_> = self
+                .operators
+                .iter()
+                .filter(|o| o.latency.is_some())
+                .collect();
+            if sinks.len() > 1 {
+                for op in sinks {
+                    let l = op.latency.as_ref().expect("filtered");
+                    write!(
+                        f,
+                        "\n    at `{}`: p50 {:.1} ms, p99 {:.1} ms ({} markers)",
+                        op.name, l.p50_ms, l.p99_ms, l.markers
+                    )?;
+                }
+            }
+        }
         for op in self.operators.iter().filter(|o| o.peak_state_keys > 0) {
             write!(
                 f,

@@ -1,5 +1,6 @@
 //! The combined watermark against a model: the minimum over live, active inputs, passed on only
-//! when it advances, under random interleavings of watermarks, idleness, data and ends.
+//! when it advances, under random interleavings of watermarks, idleness, data, latency markers
+//! and ends.
 
 use std::task::Waker;
 
@@ -13,6 +14,8 @@ enum Op {
     Data,
     Watermark(i64),
     Idle,
+    /// A latency marker: seen as itself, and changing nothing else.
+    Marker,
     End,
 }
 
@@ -21,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Data),
         5 => (0i64..60).prop_map(Op::Watermark),
         2 => Just(Op::Idle),
+        1 => Just(Op::Marker),
         1 => Just(Op::End),
     ]
 }
@@ -30,6 +34,7 @@ enum Seen {
     Data(usize),
     Watermark(Timestamp),
     Idle,
+    Marker,
     End,
 }
 
@@ -107,6 +112,8 @@ impl Model {
                 self.wm[i] = Some(self.wm[i].map_or(t, |w| w.max(t)));
                 self.advance(&mut out);
             }
+            // Not data, not time: an idle input stays idle.
+            Op::Marker => out.push(Seen::Marker),
             Op::Idle => {
                 self.idle[i] = true;
                 if !self.advance(&mut out) {
@@ -138,6 +145,7 @@ fn drain(inputs: &mut Inputs<Vec<u64>>) -> Vec<Seen> {
             Poll::Ready(Ok(Event::Data(port, _, _))) => seen.push(Seen::Data(port)),
             Poll::Ready(Ok(Event::Watermark(w))) => seen.push(Seen::Watermark(w)),
             Poll::Ready(Ok(Event::Idle)) => seen.push(Seen::Idle),
+            Poll::Ready(Ok(Event::Latency(_))) => seen.push(Seen::Marker),
             Poll::Ready(Ok(Event::End)) => {
                 seen.push(Seen::End);
                 return seen;
@@ -176,6 +184,7 @@ proptest! {
                 Op::Data => Message::Data(vec![1u64]),
                 Op::Watermark(t) => Message::Watermark(Timestamp(t)),
                 Op::Idle => Message::Idle,
+                Op::Marker => Message::Latency(crate::LatencyMarker::now(0)),
                 Op::End => Message::End,
             };
             outlets[i].try_send(msg).expect("one message in flight at a time");

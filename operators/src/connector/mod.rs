@@ -70,8 +70,8 @@ pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
 pub use self::parquet::{ParquetOptions, ParquetReader};
 pub use self::part_writer::{
-    ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions,
-    WriteError, WriteSummary,
+    ParquetCompression, PartCommit, PartFile, PartFormat, PartRecovery, PartWriter,
+    PartWriterOptions, PreCommit, WriteError, WriteSummary,
 };
 pub use self::position::{FilePosition, SetPosition};
 pub use self::publish::{JobOutput, PublishError, Recovery, SuccessMarker, SUCCESS_FILE};

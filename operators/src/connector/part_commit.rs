@@ -1,62 +1,7 @@
 //! Two-phase commit of parts by checkpoint ([`PartCommit::OnCheckpoint`]).
 //!
-//! # Protocol
-//!
-//! A part goes through three names, all in the writer's directory:
-//!
-//! ```text
-//! .part-00003.parquet.inprogress   being written, or complete and not yet pre-committed
-//!        │ pre_commit(7): close the open part (flush, fsync), rename, fsync the directory
-//!        ▼
-//! .part-00003.parquet.pending-7    durable, hidden, owned by checkpoint 7
-//!        │ commit(7) once checkpoint 7 is complete: rename, fsync the directory
-//!        ▼
-//! part-00003.parquet               visible
-//! ```
-//!
-//! 1. Rows go into `.inprogress` parts as with the other modes; a part closed by the rolling
-//!    limits is flushed and fsynced, and keeps its hidden name.
-//! 2. [`PartWriter::pre_commit`]`(id)` is called when the sink takes its snapshot for
-//!    checkpoint `id`, between batches: it closes the open part (bulk formats such as Parquet
-//!    roll here, since a part cannot be appended to once its footer is written), fsyncs it, and
-//!    renames it and every part closed since the last pre-commit to `.<name>.pending-<id>`, then
-//!    fsyncs the directory. The fsyncs of the parts make their bytes durable before the names
-//!    say they are owned by a checkpoint; the fsync of the directory makes the renames durable
-//!    before the checkpoint can complete. It returns what it made pending ([`PreCommit`],
-//!    serializable) for the checkpoint's state blob.
-//! 3. [`PartWriter::commit`]`(id)` is called once checkpoint `id` is complete (its manifest
-//!    written): every pending part of a checkpoint `≤ id` is renamed to its final name, then the
-//!    directory is fsynced. It is idempotent: committing again, or committing a part a recovery
-//!    already finished, does nothing.
-//! 4. At restore, [`PartWriter::recover`]`(dir, last_complete)` runs once on the directory
-//!    before any writer opens it: a pending part of a checkpoint `≤ last_complete` is renamed
-//!    to its final name (its checkpoint completed, but the crash may have come before the
-//!    commit), a pending part of a later checkpoint and every `.inprogress` file are deleted
-//!    (no completed checkpoint covers their rows; the sources rewind to before them and write
-//!    them again), and the directory is fsynced. Then [`PartWriter::resume`] opens a writer
-//!    whose numbering continues after the highest part in the directory, so no name is reused.
-//! 5. [`PartWriter::finish`] at the end of a bounded input makes every part visible: pending
-//!    ones and those written since the last pre-commit, then fsyncs the directory.
-//!
-//! So the visible parts hold exactly the rows of the checkpoints that completed (and of the
-//! `finish` of a run that ended), each once: the rows of a checkpoint that did not complete are
-//! deleted by recovery and emitted again by the rewound sources.
-//!
-//! Dropping the writer (an error, a cancelled run) deletes its `.inprogress` files but keeps
-//! the pending ones: they belong to checkpoints that may have completed, and only `recover`,
-//! knowing the last complete checkpoint, decides their fate.
-//!
-//! # With a job's staged output
-//!
-//! A bounded job writes into the staging directories of a [`JobOutput`](super::JobOutput), and
-//! its one publish stays the only moment output becomes visible to a user: committed parts are
-//! "visible" inside the hidden staging folder only. A restored run reopens the same staging
-//! folder with [`JobOutput::resume`](super::JobOutput::resume) (the run id is kept with the
-//! checkpoints), which recovers an interrupted publish and deletes other runs' staging folders
-//! but keeps this run's; then `recover` runs on each staged output with the last complete
-//! checkpoint, the writers resume, and the job publishes once its input ends. A crash after
-//! the publish's journal is written is rolled forward by `resume` like any other recovery, and
-//! the run is then published: there is nothing to resume.
+//! The protocol, and what is fsynced when and why, is written in the
+//! [`part_writer`](super) module docs, under *Commit by checkpoint*.
 
 use std::path::{Path, PathBuf};
 
@@ -158,7 +103,7 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Phase one for checkpoint `checkpoint_id` (see the [protocol](self)): closes the open
+    /// Phase one for checkpoint `checkpoint_id` (see the [protocol](super#commit-by-checkpoint)): closes the open
     /// part, and makes it and every part closed since the last pre-commit durable and pending
     /// under `checkpoint_id`. Ids must increase from one call to the next. A writer with no new
     /// row makes nothing pending and does no I/O. The next row opens a new part.
@@ -213,7 +158,7 @@ impl PartWriter {
         Ok(made)
     }
 
-    /// Phase two, once checkpoint `checkpoint_id` is complete (see the [protocol](self)):
+    /// Phase two, once checkpoint `checkpoint_id` is complete (see the [protocol](super#commit-by-checkpoint)):
     /// renames every pending part of a checkpoint `≤ checkpoint_id` to its final name, then
     /// fsyncs the directory; returns the parts it made visible. Idempotent: a part already
     /// renamed (by an earlier call or by [`recover`](Self::recover)) is taken as committed.
@@ -259,7 +204,7 @@ impl PartWriter {
         self.pending.iter().map(|p| (p.checkpoint_id, &p.part))
     }
 
-    /// Restores `dir` after a crash (see the [protocol](self)), before any writer opens it:
+    /// Restores `dir` after a crash (see the [protocol](super#commit-by-checkpoint)), before any writer opens it:
     /// pending parts of checkpoints `≤ last_complete` become visible, later pending parts and
     /// every in-progress file are deleted, then the directory is fsynced. Files that are not
     /// parts are left alone. Idempotent; a missing `dir` has nothing to recover.

@@ -155,8 +155,11 @@ impl std::fmt::Debug for PartSink {
 fn write_error(e: WriteError) -> OperatorError {
     match e {
         // The sink was configured so: the user's to fix.
-        WriteError::DurableOnlyOnFinish => {
+        WriteError::DurableOnlyOnFinish | WriteError::CommitsByCheckpoint => {
             OperatorError::user(format!("cannot make rows durable at a barrier: {e}"))
+        }
+        WriteError::NotTransactional | WriteError::NotRecovered { .. } => {
+            OperatorError::user(e.to_string())
         }
         e => OperatorError::external("cannot write output", e),
     }
@@ -405,6 +408,29 @@ impl DeadLetterSink {
     pub fn keep_file(mut self, keep: bool) -> Self {
         self.keep_file = keep;
         self
+    }
+    /// [`PartSink::poll_pre_commit`] of the letters' parts.
+    ///
+    /// # Errors
+    /// As [`PartSink::poll_pre_commit`].
+    pub fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<PreCommit, OperatorError>> {
+        self.inner.poll_pre_commit(cx, checkpoint_id)
+    }
+
+    /// [`PartSink::poll_commit`] of the letters' parts.
+    ///
+    /// # Errors
+    /// As [`PartSink::poll_pre_commit`].
+    pub fn poll_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<Vec<PartFile>, OperatorError>> {
+        self.inner.poll_commit(cx, checkpoint_id)
     }
 }
 

@@ -7,8 +7,9 @@
 //! ```text
 //! on_batch(b)   ── writer moves onto the lane: write(b) ──▶ Busy(task)
 //! poll_ready    ── Busy: poll the task; the writer comes back ──▶ Idle   (Pending meanwhile)
-//! poll_barrier  ── Busy: as poll_ready; Idle: on the lane, sync() ──▶ Busy(task), syncing
+//! poll_barrier  ── Busy: as poll_ready; Idle: on the lane, sync() ──▶ Busy(task), stepping
 //!                  ──▶ Idle, Ready                                     (Pending meanwhile)
+//! poll_pre_commit / poll_commit ── as poll_barrier, with pre_commit(id) / commit(id)
 //! poll_close    ── Idle: on the lane, finish() ──▶ Closing ──▶ summary
 //! finish        ── returns the summary
 //! ```
@@ -27,6 +28,13 @@
 //! fsynced) before the sink reports it, so the sink must commit each part
 //! ([`PartSinkOptions::commit`] with [`PartCommit::EachPart`]); with the default commit on
 //! finish, a barrier fails the run with an error saying so.
+//!
+//! With [`PartCommit::OnCheckpoint`] the sink commits by checkpoint instead (two-phase commit,
+//! see [`PartWriter::pre_commit`]): [`PartSink::poll_pre_commit`] is what its snapshot runs,
+//! between batches, and [`PartSink::poll_commit`] what runs when the checkpoint is complete;
+//! both run on the lane like a write. A restored sink opens with
+//! [`PartSinkOptions::resume`], after [`PartWriter::recover`] ran once on its directory with
+//! the last complete checkpoint.
 //!
 //! Commits are per sink instance, though: when a run dies, instances that already finished have
 //! committed their parts, and nothing marks an output as complete. A job whose outputs must
@@ -47,8 +55,8 @@ use weir_runtime::{Barrier, InputPort, InstanceInfo, OperatorError, Sink, SinkHa
 
 use super::ArrowStream;
 use crate::connector::{
-    dead_letter_schema, dead_letters_to_batch, DeadLetter, PartCommit, PartFormat, PartWriter,
-    PartWriterOptions, WriteError, WriteSummary,
+    dead_letter_schema, dead_letters_to_batch, DeadLetter, PartCommit, PartFile, PartFormat,
+    PartWriter, PartWriterOptions, PreCommit, WriteError, WriteSummary,
 };
 use crate::lane::{Lane, LaneError, LaneTask};
 
@@ -57,6 +65,8 @@ use crate::lane::{Lane, LaneError, LaneTask};
 pub struct PartSinkOptions {
     /// The part writer's options (format, rolling limits, prefix, commit mode).
     pub writer: PartWriterOptions,
+    /// Continue the parts in the directory ([`PartSinkOptions::resume`]). Default `false`.
+    pub resume: bool,
 }
 
 impl PartSinkOptions {
@@ -67,6 +77,7 @@ impl PartSinkOptions {
                 commit: PartCommit::OnFinish,
                 ..PartWriterOptions::new(format)
             },
+            resume: false,
         }
     }
 
@@ -83,18 +94,33 @@ impl PartSinkOptions {
     }
 
     /// When parts get their final names: [`PartCommit::EachPart`] for a sink that must make
-    /// rows durable at [barriers](weir_runtime::barrier).
+    /// rows durable at [barriers](weir_runtime::barrier), [`PartCommit::OnCheckpoint`] for a
+    /// sink committing by checkpoint.
     pub fn commit(mut self, commit: PartCommit) -> Self {
         self.writer.commit = commit;
         self
     }
+
+    /// Opens the writer with [`PartWriter::resume`] (a restored run's, continuing the parts in
+    /// the directory) instead of [`PartWriter::create`] (an empty directory).
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+}
+
+/// What a step on the lane produced.
+enum Done {
+    Wrote,
+    PreCommitted(PreCommit),
+    Committed(Vec<PartFile>),
 }
 
 enum State {
     /// Before `open`.
     Unopened,
     Idle(Box<PartWriter>),
-    Busy(LaneTask<(Box<PartWriter>, Result<(), WriteError>)>),
+    Busy(LaneTask<(Box<PartWriter>, Result<Done, WriteError>)>),
     Closing(LaneTask<Result<WriteSummary, WriteError>>),
     Closed(WriteSummary),
     /// After an error or `finish`.
@@ -107,8 +133,11 @@ pub struct PartSink {
     schema: SchemaRef,
     opts: PartSinkOptions,
     state: State,
-    /// The task in flight is the sync a barrier asked for (see [`Sink::poll_barrier`]).
-    syncing: bool,
+    /// The task in flight is a step a barrier or a checkpoint asked for (see
+    /// [`PartSink::poll_step`]).
+    stepping: bool,
+    /// What the last task produced.
+    outcome: Option<Done>,
     /// The thread writing, started by `open`. Dropping it waits for a write in flight, whose
     /// writer (if abandoned) is dropped on that thread and removes its temporary files.
     lane: Option<Lane>,
@@ -126,8 +155,11 @@ impl std::fmt::Debug for PartSink {
 fn write_error(e: WriteError) -> OperatorError {
     match e {
         // The sink was configured so: the user's to fix.
-        WriteError::DurableOnlyOnFinish => {
+        WriteError::DurableOnlyOnFinish | WriteError::CommitsByCheckpoint => {
             OperatorError::user(format!("cannot make rows durable at a barrier: {e}"))
+        }
+        WriteError::NotTransactional | WriteError::NotRecovered { .. } => {
+            OperatorError::user(e.to_string())
         }
         e => OperatorError::external("cannot write output", e),
     }
@@ -145,7 +177,8 @@ impl PartSink {
             schema,
             opts,
             state: State::Unopened,
-            syncing: false,
+            stepping: false,
+            outcome: None,
             lane: None,
         }
     }
@@ -160,10 +193,87 @@ impl PartSink {
                     joined.map_err(join_error)?
                 }
             };
-            result.map_err(write_error)?;
+            self.outcome = Some(result.map_err(write_error)?);
             self.state = State::Idle(writer);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Waits for the write in flight, then runs `step` on the writer on the lane; `Ready` with
+    /// its outcome once it is done.
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        step: impl FnOnce(&mut PartWriter) -> Result<Done, WriteError> + Send + 'static,
+    ) -> Poll<Result<Done, OperatorError>> {
+        let mut step = Some(step);
+        loop {
+            if let Err(e) = std::task::ready!(self.poll_idle(cx)) {
+                self.stepping = false;
+                return Poll::Ready(Err(e));
+            }
+            if std::mem::take(&mut self.stepping) {
+                return Poll::Ready(self.outcome.take().ok_or_else(|| {
+                    OperatorError::internal("the part sink's step left no outcome")
+                }));
+            }
+            let (State::Idle(mut writer), Some(lane), Some(step)) = (
+                std::mem::replace(&mut self.state, State::Gone),
+                &self.lane,
+                step.take(),
+            ) else {
+                return Poll::Ready(Err(OperatorError::internal(
+                    "the part sink was asked to commit while it had no writer",
+                )));
+            };
+            self.state = State::Busy(lane.run(move || {
+                let result = step(&mut writer);
+                (writer, result)
+            }));
+            self.stepping = true;
+        }
+    }
+
+    /// Phase one of checkpoint `checkpoint_id`: waits for the write in flight, then runs
+    /// [`PartWriter::pre_commit`] on the lane; `Ready` with what it made pending (for the
+    /// checkpoint's state). Call it between batches, when the sink snapshots its state.
+    ///
+    /// # Errors
+    /// The write's or the pre-commit's error (a user error if the sink does not commit by
+    /// checkpoint).
+    pub fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<PreCommit, OperatorError>> {
+        let done = std::task::ready!(self.poll_step(cx, move |w| w
+            .pre_commit(checkpoint_id)
+            .map(Done::PreCommitted)));
+        Poll::Ready(match done? {
+            Done::PreCommitted(p) => Ok(p),
+            _ => Err(OperatorError::internal(
+                "a pre-commit ended as another step",
+            )),
+        })
+    }
+
+    /// Phase two, once checkpoint `checkpoint_id` is complete: runs [`PartWriter::commit`] on
+    /// the lane; `Ready` with the parts it made visible.
+    ///
+    /// # Errors
+    /// As [`poll_pre_commit`](Self::poll_pre_commit).
+    pub fn poll_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<Vec<PartFile>, OperatorError>> {
+        let done = std::task::ready!(
+            self.poll_step(cx, move |w| w.commit(checkpoint_id).map(Done::Committed))
+        );
+        Poll::Ready(match done? {
+            Done::Committed(parts) => Ok(parts),
+            _ => Err(OperatorError::internal("a commit ended as another step")),
+        })
     }
 }
 
@@ -176,8 +286,12 @@ impl Sink for PartSink {
         if info.parallelism > 1 {
             opts.prefix = format!("{}-{}", opts.prefix, info.instance);
         }
-        let writer =
-            PartWriter::create(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
+        let writer = if self.opts.resume {
+            PartWriter::resume(&self.dir, self.schema.clone(), opts)
+        } else {
+            PartWriter::create(&self.dir, self.schema.clone(), opts)
+        }
+        .map_err(write_error)?;
         self.lane = Some(Lane::start("weir-part-write").map_err(join_error)?);
         self.state = State::Idle(Box::new(writer));
         Ok(())
@@ -196,7 +310,7 @@ impl Sink for PartSink {
             ));
         };
         self.state = State::Busy(lane.run(move || {
-            let result = writer.write(&batch);
+            let result = writer.write(&batch).map(|()| Done::Wrote);
             (writer, result)
         }));
         Ok(())
@@ -209,27 +323,8 @@ impl Sink for PartSink {
         cx: &mut Context<'_>,
         _: Barrier,
     ) -> Poll<Result<(), OperatorError>> {
-        loop {
-            if let Err(e) = std::task::ready!(self.poll_idle(cx)) {
-                self.syncing = false;
-                return Poll::Ready(Err(e));
-            }
-            if std::mem::take(&mut self.syncing) {
-                return Poll::Ready(Ok(()));
-            }
-            let (State::Idle(mut writer), Some(lane)) =
-                (std::mem::replace(&mut self.state, State::Gone), &self.lane)
-            else {
-                return Poll::Ready(Err(OperatorError::internal(
-                    "a barrier reached the part sink while it had no writer",
-                )));
-            };
-            self.state = State::Busy(lane.run(move || {
-                let result = writer.sync();
-                (writer, result)
-            }));
-            self.syncing = true;
-        }
+        self.poll_step(cx, |w| w.sync().map(|()| Done::Wrote))
+            .map_ok(|_| ())
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
@@ -314,6 +409,29 @@ impl DeadLetterSink {
         self.keep_file = keep;
         self
     }
+    /// [`PartSink::poll_pre_commit`] of the letters' parts.
+    ///
+    /// # Errors
+    /// As [`PartSink::poll_pre_commit`].
+    pub fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<PreCommit, OperatorError>> {
+        self.inner.poll_pre_commit(cx, checkpoint_id)
+    }
+
+    /// [`PartSink::poll_commit`] of the letters' parts.
+    ///
+    /// # Errors
+    /// As [`PartSink::poll_pre_commit`].
+    pub fn poll_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<Vec<PartFile>, OperatorError>> {
+        self.inner.poll_commit(cx, checkpoint_id)
+    }
 }
 
 impl Sink for DeadLetterSink {
@@ -383,3 +501,7 @@ impl ArrowStream {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sink_tests.rs"]
+mod tests;

@@ -55,6 +55,7 @@ pub mod ndjson;
 pub mod parquet;
 mod part_format;
 pub mod part_writer;
+pub mod position;
 pub mod publish;
 
 use std::sync::Arc;
@@ -69,9 +70,10 @@ pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
 pub use self::parquet::{ParquetOptions, ParquetReader};
 pub use self::part_writer::{
-    ParquetCompression, PartCommit, PartFile, PartFormat, PartWriter, PartWriterOptions,
-    WriteError, WriteSummary,
+    ParquetCompression, PartCommit, PartFile, PartFormat, PartRecovery, PartWriter,
+    PartWriterOptions, PreCommit, WriteError, WriteSummary,
 };
+pub use self::position::{FilePosition, SetPosition};
 pub use self::publish::{JobOutput, PublishError, Recovery, SuccessMarker, SUCCESS_FILE};
 
 /// Name of the optional `UInt64` column holding each row's 1-based physical line number.

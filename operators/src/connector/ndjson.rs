@@ -10,10 +10,18 @@
 //! with a length limit, so a runaway line costs at most [`NdjsonOptions::max_line_bytes`] of
 //! memory; it becomes a bad record and the reader resumes at the next line. Blank lines are
 //! skipped but counted in line numbers.
+//!
+//! The reader [rewinds](crate::source::Rewind): [`NdjsonReader::position`] is the
+//! [`FilePosition`] after the last batch it returned (the byte offset after the last line it
+//! handled, and that line's successor's number), and [`NdjsonReader::from_path_at`] /
+//! [`NdjsonReader::new_at`] reopen a file there, so the rows, `_line` values and dead letters
+//! after a restore are those an uninterrupted read gives. A batch cut short by a bad record
+//! under [`BadRecordPolicy::Fail`] ends its position *before* that record, so a restored reader
+//! meets it (and fails) again.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +34,7 @@ use super::assemble::Assembly;
 use super::columns::{Columns, MAX_PREALLOC_ROWS};
 use super::counting::CountingRead;
 use super::csv::trim_terminators;
+use super::position::FilePosition;
 use super::{
     with_extra_columns, BadRecordPolicy, BatchReader, ReadBatch, ReadError, RecordError,
     DEFAULT_BATCH_ROWS,
@@ -80,6 +89,12 @@ pub struct NdjsonReader<R: Read> {
     columns: Columns,
     buf: Vec<u8>,
     line: u64,
+    /// Bytes of the lines read so far (from the file's start, resumed offset included).
+    offset: u64,
+    /// Where the line being read started.
+    line_start: FilePosition,
+    /// The position after the last batch returned.
+    emitted: FilePosition,
     pending_error: Option<ReadError>,
     done: bool,
 }
@@ -104,6 +119,27 @@ impl NdjsonReader<File> {
         })?;
         NdjsonReader::new(file, &path.display().to_string(), opts)
     }
+
+    /// Opens `path` at `at`, a [`position`](NdjsonReader::position) saved by a reader of the
+    /// same file: the rows and line numbers that follow are those an uninterrupted read gives.
+    ///
+    /// # Errors
+    /// As [`from_path`](Self::from_path); [`ReadError::Io`] if it cannot seek to `at`.
+    pub fn from_path_at(
+        path: impl AsRef<Path>,
+        opts: NdjsonOptions,
+        at: FilePosition,
+    ) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let label = path.display().to_string();
+        let io = |source| ReadError::Io {
+            file: label.clone(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        file.seek(SeekFrom::Start(at.offset)).map_err(io)?;
+        NdjsonReader::new_at(file, &label, opts, at)
+    }
 }
 
 impl<R: Read> NdjsonReader<R> {
@@ -113,6 +149,20 @@ impl<R: Read> NdjsonReader<R> {
     /// [`ReadError::InvalidOptions`] for zero `batch_rows` or `max_line_bytes`;
     /// [`ReadError::UnsupportedType`] for a column type it cannot decode.
     pub fn new(input: R, label: &str, opts: NdjsonOptions) -> Result<Self, ReadError> {
+        Self::new_at(input, label, opts, FilePosition::START)
+    }
+
+    /// A reader over `input`, which must already stand at `at.offset` of the data, numbering
+    /// lines from `at.line` (see [`from_path_at`](NdjsonReader::from_path_at)).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn new_at(
+        input: R,
+        label: &str,
+        opts: NdjsonOptions,
+        at: FilePosition,
+    ) -> Result<Self, ReadError> {
         if opts.batch_rows == 0 || opts.max_line_bytes == 0 {
             return Err(ReadError::InvalidOptions(
                 "batch_rows and max_line_bytes must be at least 1".into(),
@@ -137,7 +187,10 @@ impl<R: Read> NdjsonReader<R> {
             schema: with_extra_columns(&opts.schema, opts.line_column, opts.raw_column),
             columns,
             buf: Vec::new(),
-            line: 0,
+            line: at.line.saturating_sub(1),
+            offset: at.offset,
+            line_start: at,
+            emitted: at,
             pending_error: None,
             done: false,
             opts,
@@ -154,6 +207,10 @@ impl<R: Read> NdjsonReader<R> {
     /// Reads the next line into `self.buf` (cut at the limit).
     fn read_line(&mut self) -> Result<Line, ReadError> {
         self.buf.clear();
+        self.line_start = FilePosition {
+            offset: self.offset,
+            line: self.line + 1,
+        };
         let limit = self.opts.max_line_bytes;
         let n = (&mut self.input)
             .take(limit as u64)
@@ -162,6 +219,7 @@ impl<R: Read> NdjsonReader<R> {
         if n == 0 {
             return Ok(Line::Eof);
         }
+        self.offset += n as u64;
         self.line += 1;
         if self.line == 1 && self.buf.starts_with(BOM) {
             // A byte order mark at byte 0 is no part of the data (elsewhere it is).
@@ -190,11 +248,13 @@ impl<R: Read> NdjsonReader<R> {
             match chunk.iter().position(|b| *b == b'\n') {
                 Some(p) => {
                     self.input.consume(p + 1);
+                    self.offset += p as u64 + 1;
                     break;
                 }
                 None => {
                     let len = chunk.len();
                     self.input.consume(len);
+                    self.offset += len as u64;
                 }
             }
         }
@@ -287,6 +347,15 @@ impl<R: Read> NdjsonReader<R> {
                 }
             }
         }
+        // A batch cut short by a failing record ends before it: a restored reader meets it again.
+        self.emitted = if self.pending_error.is_some() {
+            self.line_start
+        } else {
+            FilePosition {
+                offset: self.offset,
+                line: self.line + 1,
+            }
+        };
         if batch.handled() == 0 {
             return Ok(None);
         }
@@ -327,6 +396,21 @@ impl<R: Read> Iterator for NdjsonReader<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl<R: Read> NdjsonReader<R> {
+    /// The position after the last batch returned (see the [module docs](self)).
+    pub fn position(&self) -> FilePosition {
+        self.emitted
+    }
+}
+
+impl<R: Read> crate::source::Rewind for NdjsonReader<R> {
+    type Position = FilePosition;
+
+    fn position(&self) -> FilePosition {
+        self.emitted
     }
 }
 

@@ -194,3 +194,147 @@ fn stalled_consumer_bounds_bytes_read() {
     assert_eq!(rows, 40_000 - 100);
     assert_eq!(reader.bytes_read(), input.len() as u64);
 }
+
+/// Pieces of NDJSON lines: good and bad objects, blank lines, both line ends, a byte order
+/// mark, an over-long line.
+const LINES: &[&str] = &[
+    "{\"id\":1,\"name\":\"a\"}",
+    "{\"id\":2,\"ok\":true}",
+    "{\"id\":\"x\"}",
+    "[1]",
+    "{\"id\":3,\"name\":\"a long name that passes the limit\"}",
+    "",
+    "  ",
+    "\u{feff}{\"id\":4}",
+];
+
+/// What a read gave, batch by batch: each row rendered, the dead letters, the skips, the
+/// position after every batch.
+#[derive(Debug, Default)]
+struct Read {
+    rows: Vec<String>,
+    dead: Vec<DeadLetter>,
+    skipped: u64,
+    error: Option<String>,
+    marks: Vec<(FilePosition, usize, usize, u64)>,
+}
+
+fn read_from(path: &Path, o: &NdjsonOptions, at: FilePosition) -> Read {
+    let mut reader = NdjsonReader::from_path_at(path, o.clone(), at).expect("opens");
+    assert_eq!(reader.position(), at);
+    let mut read = Read::default();
+    while let Some(item) = reader.next() {
+        match item {
+            Ok(b) => {
+                for r in 0..b.batch.num_rows() {
+                    let cells: Vec<String> = (0..b.batch.num_columns())
+                        .map(|c| {
+                            let col = b.batch.column(c);
+                            match col.as_primitive_opt::<TimestampMillisecondType>() {
+                                _ if col.is_null(r) => "null".to_owned(),
+                                Some(ts) => ts.value(r).to_string(),
+                                None => arrow::util::display::array_value_to_string(col, r)
+                                    .expect("displayable"),
+                            }
+                        })
+                        .collect();
+                    read.rows.push(cells.join("|"));
+                }
+                read.dead.extend(b.dead_letters);
+                read.skipped += b.skipped;
+            }
+            Err(e) => {
+                read.error = Some(e.to_string());
+                return read;
+            }
+        }
+        let p = reader.position();
+        read.marks
+            .push((p, read.rows.len(), read.dead.len(), read.skipped));
+    }
+    // The end: everything read.
+    let p = reader.position();
+    read.marks
+        .push((p, read.rows.len(), read.dead.len(), read.skipped));
+    read
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// For every position reported after a batch, the rows (with `_line` and `_raw`), dead
+    /// letters, skips and error before it, followed by those of a reader opened there, are
+    /// those of one uninterrupted read.
+    #[test]
+    fn a_reader_opened_at_any_reported_position_completes_the_read(
+        lines in proptest::collection::vec(proptest::sample::select(LINES), 0..16),
+        ends in proptest::collection::vec(proptest::sample::select(vec!["\n", "\r\n"]), 16),
+        final_end in proptest::bool::ANY,
+        batch_rows in 1usize..4,
+        policy in proptest::sample::select(vec![
+            BadRecordPolicy::DeadLetter,
+            BadRecordPolicy::SkipCounted,
+            BadRecordPolicy::Fail,
+        ]),
+    ) {
+        let mut text = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            text.push_str(line);
+            if i + 1 < lines.len() || final_end {
+                text.push_str(ends[i]);
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.ndjson");
+        std::fs::write(&path, &text).expect("writable");
+        let o = NdjsonOptions {
+            batch_rows,
+            max_line_bytes: 40,
+            ..opts(policy)
+        };
+        let whole = read_from(&path, &o, FilePosition::START);
+        for &(at, rows, dead, skipped) in &whole.marks {
+            let rest = read_from(&path, &o, at);
+            proptest::prop_assert_eq!(
+                [&whole.rows[..rows], &rest.rows].concat(), whole.rows.clone(), "at {:?}", at
+            );
+            proptest::prop_assert_eq!([&whole.dead[..dead], &rest.dead].concat(), whole.dead.clone());
+            proptest::prop_assert_eq!(skipped + rest.skipped, whole.skipped);
+            proptest::prop_assert_eq!(&rest.error, &whole.error);
+        }
+        if let Some(&(end, ..)) = whole.marks.last() {
+            if whole.error.is_none() {
+                proptest::prop_assert_eq!(end.offset, text.len() as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_batch_cut_short_by_a_failing_line_ends_before_it() {
+    let text = "{\"id\":1}\n{\"id\":2}\nnot json\n{\"id\":3}\n";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.ndjson");
+    std::fs::write(&path, text).expect("writable");
+    let mut reader = NdjsonReader::from_path(&path, opts(BadRecordPolicy::Fail)).expect("opens");
+    let first = reader
+        .next()
+        .expect("a batch")
+        .expect("the rows before the bad line");
+    assert_eq!(first.batch.num_rows(), 2);
+    assert_eq!(
+        reader.position(),
+        FilePosition {
+            offset: 18,
+            line: 3
+        }
+    );
+    let mut again =
+        NdjsonReader::from_path_at(&path, opts(BadRecordPolicy::Fail), reader.position())
+            .expect("opens");
+    let err = again
+        .next()
+        .expect("an item")
+        .expect_err("the bad line again");
+    assert!(err.to_string().contains(":3"), "{err}");
+}

@@ -81,6 +81,13 @@ pub enum PartCommit {
     /// leaves no visible file at all (its parts are deleted), and a crash leaves only hidden
     /// `.inprogress` files.
     OnFinish,
+    /// Two-phase commit by checkpoint, as Flink's file sink:
+    /// [`pre_commit`](super::PartWriter::pre_commit) makes the parts since the last checkpoint
+    /// durable under hidden `.pending-<id>` names, [`commit`](super::PartWriter::commit) renames
+    /// them once the checkpoint is complete, [`recover`](super::PartWriter::recover) finishes
+    /// or deletes what a crash left, and [`finish`](super::PartWriter::finish) commits the rest.
+    /// The visible parts hold exactly the rows of completed checkpoints (and of a finished run).
+    OnCheckpoint,
 }
 
 /// Options of [`PartWriter`](super::PartWriter).
@@ -113,7 +120,7 @@ impl PartWriterOptions {
 }
 
 /// A completed part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartFile {
     /// Its final path.
     pub path: PathBuf,
@@ -187,4 +194,37 @@ pub enum WriteError {
          durable before it; write with PartCommit::EachPart to make them durable at barriers"
     )]
     DurableOnlyOnFinish,
+    /// [`sync`](super::PartWriter::sync) was asked of a writer committing by checkpoint
+    /// ([`PartCommit::OnCheckpoint`]).
+    #[error(
+        "parts are committed by checkpoint (PartCommit::OnCheckpoint): make rows durable with \
+         pre_commit and visible with commit, not with sync"
+    )]
+    CommitsByCheckpoint,
+    /// [`pre_commit`](super::PartWriter::pre_commit) or [`commit`](super::PartWriter::commit)
+    /// was asked of a writer that does not commit by checkpoint.
+    #[error(
+        "pre_commit and commit need PartCommit::OnCheckpoint; this writer commits each part or \
+         on finish"
+    )]
+    NotTransactional,
+    /// Checkpoint ids given to [`pre_commit`](super::PartWriter::pre_commit) must increase.
+    #[error("pre-commit for checkpoint {got} after checkpoint {last}: ids must increase")]
+    CheckpointOrder {
+        /// The last id pre-committed.
+        last: u64,
+        /// The id given.
+        got: u64,
+    },
+    /// [`resume`](super::PartWriter::resume) found in-progress or pending parts.
+    #[error(
+        "{dir} has in-progress or pending parts such as {example}; run PartWriter::recover on it \
+         with the last complete checkpoint first"
+    )]
+    NotRecovered {
+        /// The directory.
+        dir: PathBuf,
+        /// One such part.
+        example: String,
+    },
 }

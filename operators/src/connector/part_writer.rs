@@ -18,6 +18,68 @@
 //! since. A sink calls it when a [barrier](weir_runtime::barrier) asks for its rows to be made
 //! durable.
 //!
+//! # Commit by checkpoint
+//!
+//! With [`PartCommit::OnCheckpoint`] parts are committed in two phases by checkpoint, as
+//! Flink's file sink does.
+//!
+//! A part goes through three names, all in the writer's directory:
+//!
+//! ```text
+//! .part-00003.parquet.inprogress   being written, or complete and not yet pre-committed
+//!        │ pre_commit(7): close the open part (flush, fsync), rename, fsync the directory
+//!        ▼
+//! .part-00003.parquet.pending-7    durable, hidden, owned by checkpoint 7
+//!        │ commit(7) once checkpoint 7 is complete: rename, fsync the directory
+//!        ▼
+//! part-00003.parquet               visible
+//! ```
+//!
+//! 1. Rows go into `.inprogress` parts as with the other modes; a part closed by the rolling
+//!    limits is flushed and fsynced, and keeps its hidden name.
+//! 2. [`PartWriter::pre_commit`]`(id)` is called when the sink takes its snapshot for
+//!    checkpoint `id`, between batches: it closes the open part (bulk formats such as Parquet
+//!    roll here, since a part cannot be appended to once its footer is written), fsyncs it, and
+//!    renames it and every part closed since the last pre-commit to `.<name>.pending-<id>`, then
+//!    fsyncs the directory. The fsyncs of the parts make their bytes durable before the names
+//!    say they are owned by a checkpoint; the fsync of the directory makes the renames durable
+//!    before the checkpoint can complete. It returns what it made pending ([`PreCommit`],
+//!    serializable) for the checkpoint's state blob.
+//! 3. [`PartWriter::commit`]`(id)` is called once checkpoint `id` is complete (its manifest
+//!    written): every pending part of a checkpoint `≤ id` is renamed to its final name, then the
+//!    directory is fsynced. It is idempotent: committing again, or committing a part a recovery
+//!    already finished, does nothing.
+//! 4. At restore, [`PartWriter::recover`]`(dir, last_complete)` runs once on the directory
+//!    before any writer opens it: a pending part of a checkpoint `≤ last_complete` is renamed
+//!    to its final name (its checkpoint completed, but the crash may have come before the
+//!    commit), a pending part of a later checkpoint and every `.inprogress` file are deleted
+//!    (no completed checkpoint covers their rows; the sources rewind to before them and write
+//!    them again), and the directory is fsynced. Then [`PartWriter::resume`] opens a writer
+//!    whose numbering continues after the highest part in the directory, so no name is reused.
+//! 5. [`PartWriter::finish`] at the end of a bounded input makes every part visible: pending
+//!    ones and those written since the last pre-commit, then fsyncs the directory.
+//!
+//! So the visible parts hold exactly the rows of the checkpoints that completed (and of the
+//! `finish` of a run that ended), each once: the rows of a checkpoint that did not complete are
+//! deleted by recovery and emitted again by the rewound sources.
+//!
+//! Dropping the writer (an error, a cancelled run) deletes its `.inprogress` files but keeps
+//! the pending ones: they belong to checkpoints that may have completed, and only `recover`,
+//! knowing the last complete checkpoint, decides their fate.
+//!
+//! ## With a job's staged output
+//!
+//! A bounded job writes into the staging directories of a
+//! [`JobOutput`](crate::connector::JobOutput), and its one publish stays the only moment output
+//! becomes visible to a user: committed parts are "visible" inside the hidden staging folder
+//! only. A restored run reopens the same staging folder with
+//! [`JobOutput::resume`](crate::connector::JobOutput::resume) (the run id is kept with the
+//! checkpoints), which recovers an interrupted publish and deletes other runs' staging folders
+//! but keeps this run's; then `recover` runs on each staged output with the last complete
+//! checkpoint, the writers resume, and the job publishes once its input ends. A crash after
+//! the publish's journal is written is rolled forward by `resume` like any other recovery, and
+//! the run is then published: there is nothing to resume.
+//!
 //! # Rolling
 //!
 //! `max_rows` is exact: batches are sliced so no part has more rows. `max_bytes` closes a part
@@ -83,8 +145,13 @@ pub struct PartWriter {
     current: Option<OpenPart>,
     next_index: usize,
     done: Vec<PartFile>,
-    /// Completed parts waiting for `finish` (`PartCommit::OnFinish`): (temporary path, part).
+    /// Completed parts waiting for `finish` (`PartCommit::OnFinish`) or the next pre-commit
+    /// (`PartCommit::OnCheckpoint`): (temporary path, part).
     staged: Vec<(PathBuf, PartFile)>,
+    /// Pre-committed parts waiting for their checkpoint's commit, in order.
+    pending: Vec<checkpoint::Pending>,
+    /// The id of the last pre-commit.
+    last_pre_commit: Option<u64>,
     /// A part was renamed since the directory was last synced.
     unsynced_rename: bool,
     failed: bool,
@@ -92,6 +159,10 @@ pub struct PartWriter {
     text: String,
     line: Vec<u8>,
 }
+
+#[path = "part_commit.rs"]
+mod checkpoint;
+pub use checkpoint::{PartRecovery, PreCommit};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io {
@@ -112,28 +183,7 @@ impl PartWriter {
         opts: PartWriterOptions,
     ) -> Result<Self, WriteError> {
         let dir = dir.as_ref().to_owned();
-        if opts.max_rows == Some(0) || opts.max_bytes == Some(0) {
-            return Err(WriteError::InvalidOptions(
-                "max_rows and max_bytes must be at least 1",
-            ));
-        }
-        if let PartFormat::Parquet {
-            row_group_rows: 0, ..
-        } = opts.format
-        {
-            return Err(WriteError::InvalidOptions(
-                "row_group_rows must be at least 1",
-            ));
-        }
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        if opts.prefix.is_empty()
-            || opts.prefix.contains(['/', '\\'])
-            || opts.prefix.starts_with('.')
-        {
-            return Err(WriteError::InvalidOptions(
-                "the part prefix must be a non-empty file name not starting with `.`",
-            ));
-        }
+        check_options(&dir, &opts)?;
         let suffix = format!(".{}", opts.format.extension());
         let stem = format!("{}-", opts.prefix);
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
@@ -146,19 +196,71 @@ impl PartWriter {
                 });
             }
         }
-        Ok(PartWriter {
+        Ok(Self::with_next_index(dir, schema, opts, 0))
+    }
+
+    /// A writer continuing the parts already in `dir` (a restored run's, after
+    /// [`recover`](Self::recover)): its parts are numbered after the highest part of its prefix
+    /// and format in `dir`, so no name is reused. An empty or missing `dir` starts at 0.
+    ///
+    /// # Errors
+    /// [`WriteError::NotRecovered`] if `dir` still has in-progress or pending parts of this
+    /// prefix and format; [`WriteError::InvalidOptions`] for zero limits; [`WriteError::Io`].
+    pub fn resume(
+        dir: impl AsRef<Path>,
+        schema: SchemaRef,
+        opts: PartWriterOptions,
+    ) -> Result<Self, WriteError> {
+        let dir = dir.as_ref().to_owned();
+        check_options(&dir, &opts)?;
+        let mut next_index = 0;
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let name = entry.map_err(io_err(&dir))?.file_name();
+            let name = name.to_string_lossy();
+            let Some(named) = checkpoint::classify(&name) else {
+                continue;
+            };
+            let (checkpoint::Named::Final(part)
+            | checkpoint::Named::InProgress(part)
+            | checkpoint::Named::Pending(part, _)) = named;
+            let Some((prefix, index, ext)) = checkpoint::parse_part_name(part) else {
+                continue;
+            };
+            if prefix != opts.prefix || ext != opts.format.extension() {
+                continue;
+            }
+            if !matches!(named, checkpoint::Named::Final(_)) {
+                return Err(WriteError::NotRecovered {
+                    dir,
+                    example: name.into_owned(),
+                });
+            }
+            next_index = next_index.max(index + 1);
+        }
+        Ok(Self::with_next_index(dir, schema, opts, next_index))
+    }
+
+    fn with_next_index(
+        dir: PathBuf,
+        schema: SchemaRef,
+        opts: PartWriterOptions,
+        next_index: usize,
+    ) -> Self {
+        PartWriter {
             dir,
             schema,
             opts,
             current: None,
-            next_index: 0,
+            next_index,
             done: Vec::new(),
             staged: Vec::new(),
+            pending: Vec::new(),
+            last_pre_commit: None,
             unsynced_rename: false,
             failed: false,
             text: String::new(),
             line: Vec::new(),
-        })
+        }
     }
 
     /// Appends `batch`, closing and starting parts as the limits require.
@@ -398,8 +500,8 @@ impl PartWriter {
         }
     }
 
-    /// Discards the in-progress part (and uncommitted completed parts) and refuses further
-    /// writes.
+    /// Discards the in-progress part (and completed parts not yet committed or pre-committed;
+    /// pending parts stay, for [`recover`](Self::recover)) and refuses further writes.
     fn abandon(&mut self) {
         self.failed = true;
         if let Some(part) = self.current.take() {
@@ -433,15 +535,19 @@ impl PartWriter {
     ///
     /// # Errors
     /// [`WriteError::DurableOnlyOnFinish`] with [`PartCommit::OnFinish`], whose parts stay
-    /// hidden until `finish` (the writer is still usable); I/O or encoding errors completing the
+    /// hidden until `finish`, and [`WriteError::CommitsByCheckpoint`] with
+    /// [`PartCommit::OnCheckpoint`], whose parts are made durable by
+    /// [`pre_commit`](Self::pre_commit) (the writer is still usable either way); I/O or encoding errors completing the
     /// part or syncing the directory, after which the in-progress part is discarded and every
     /// later call returns [`WriteError::Failed`]; [`WriteError::Failed`] after an earlier error.
     pub fn sync(&mut self) -> Result<(), WriteError> {
         if self.failed {
             return Err(WriteError::Failed);
         }
-        if self.opts.commit == PartCommit::OnFinish {
-            return Err(WriteError::DurableOnlyOnFinish);
+        match self.opts.commit {
+            PartCommit::EachPart => {}
+            PartCommit::OnFinish => return Err(WriteError::DurableOnlyOnFinish),
+            PartCommit::OnCheckpoint => return Err(WriteError::CommitsByCheckpoint),
         }
         let result = self.close_part().and_then(|()| {
             if self.unsynced_rename {
@@ -456,7 +562,9 @@ impl PartWriter {
         result
     }
 
-    /// Completes the last part and reports every part written.
+    /// Completes the last part and reports every part written. With
+    /// [`PartCommit::OnCheckpoint`] it commits every part, pending or not (the end of a bounded
+    /// input), and fsyncs the directory.
     ///
     /// # Errors
     /// I/O or encoding errors completing the last part; [`WriteError::Failed`] after an earlier
@@ -465,7 +573,17 @@ impl PartWriter {
         if self.failed {
             return Err(WriteError::Failed);
         }
-        if let Err(e) = self.close_part().and_then(|()| self.commit_staged()) {
+        let transactional = self.opts.commit == PartCommit::OnCheckpoint;
+        let result = self.close_part().and_then(|()| {
+            self.commit_pending(u64::MAX)?;
+            let renamed = !self.staged.is_empty();
+            self.commit_staged()?;
+            if transactional && renamed {
+                sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
             self.abandon();
             return Err(e);
         }
@@ -484,7 +602,11 @@ impl PartWriter {
     /// # Errors
     /// As [`finish`](Self::finish); I/O or encoding errors creating the empty part.
     pub fn finish_with_empty_part(mut self) -> Result<WriteSummary, WriteError> {
-        if !self.failed && self.current.is_none() && self.done.is_empty() && self.staged.is_empty()
+        if !self.failed
+            && self.current.is_none()
+            && self.done.is_empty()
+            && self.staged.is_empty()
+            && self.pending.is_empty()
         {
             let part = self.open_part()?;
             self.current = Some(part);
@@ -492,7 +614,8 @@ impl PartWriter {
         self.finish()
     }
 
-    /// Parts completed and visible so far (with [`PartCommit::OnFinish`], none before `finish`).
+    /// Parts completed and visible so far (with [`PartCommit::OnFinish`], none before `finish`;
+    /// with [`PartCommit::OnCheckpoint`], the committed ones).
     pub fn completed(&self) -> &[PartFile] {
         &self.done
     }
@@ -501,6 +624,30 @@ impl PartWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Checks `opts` and creates `dir`.
+fn check_options(dir: &Path, opts: &PartWriterOptions) -> Result<(), WriteError> {
+    if opts.max_rows == Some(0) || opts.max_bytes == Some(0) {
+        return Err(WriteError::InvalidOptions(
+            "max_rows and max_bytes must be at least 1",
+        ));
+    }
+    if let PartFormat::Parquet {
+        row_group_rows: 0, ..
+    } = opts.format
+    {
+        return Err(WriteError::InvalidOptions(
+            "row_group_rows must be at least 1",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    if opts.prefix.is_empty() || opts.prefix.contains(['/', '\\']) || opts.prefix.starts_with('.') {
+        return Err(WriteError::InvalidOptions(
+            "the part prefix must be a non-empty file name not starting with `.`",
+        ));
+    }
+    Ok(())
 }
 
 /// Fsyncs the directory `dir`, so the renames and creations in it survive a power loss.
@@ -560,3 +707,7 @@ impl std::fmt::Debug for PartWriter {
 #[cfg(test)]
 #[path = "part_writer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "part_commit_tests.rs"]
+mod commit_tests;

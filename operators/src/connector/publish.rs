@@ -44,8 +44,23 @@
 //! hold one run.
 //!
 //! Between two swaps, different outputs hold different runs, each complete; a reader who needs
-//! all outputs from one run compares their `_SUCCESS` run ids. Checkpointed jobs will extend this
-//! publish into the commit phase of a two-phase commit.
+//! all outputs from one run compares their `_SUCCESS` run ids.
+//!
+//! # Checkpointed runs
+//!
+//! A checkpointed run keeps its staging folder across a crash: its sinks commit parts by
+//! checkpoint ([`PartCommit::OnCheckpoint`](super::PartCommit::OnCheckpoint)) *inside* the
+//! staging folder, so a committed part is durable but still hidden from users, and the publish
+//! at the end stays the one moment output becomes visible. The run id is kept with the
+//! checkpoints; a restored run calls [`JobOutput::resume`] with it instead of `begin`, which
+//! recovers as `begin` does except that this run's staging folder is kept, then runs
+//! [`PartWriter::recover`](super::PartWriter::recover) with the last complete checkpoint on
+//! each staged output (finishing or deleting pending parts) before its writers
+//! [resume](super::PartWriter::resume). Should the crash have come after the publish's journal
+//! was written, `resume` completes that publish and answers [`PublishError::Published`]: the
+//! run's output is out, and there is nothing left to run. What a resumed run
+//! [records](JobOutput::record) for `_SUCCESS` adds to nothing: the restore records the parts
+//! its checkpoint lists ([`PreCommit`](super::PreCommit)) before the rest.
 //!
 //! ```
 //! use weir_operators::connector::JobOutput;
@@ -125,6 +140,12 @@ pub enum PublishError {
         run_id: String,
         /// The output root.
         root: PathBuf,
+    },
+    /// [`JobOutput::resume`] found the run already published (its publish was completed).
+    #[error("run {run_id} is already published; there is nothing to resume")]
+    Published {
+        /// The run.
+        run_id: String,
     },
 }
 
@@ -334,7 +355,46 @@ impl JobOutput {
         }
         std::fs::create_dir_all(&root).map_err(io("create the output directory", &root))?;
         let lock = lock(&root)?;
-        Self::recover_locked(&root)?;
+        Self::recover_locked(&root, None)?;
+        Self::staged(root, outputs, run_id, lock)
+    }
+
+    /// Reopens the staging folder of run `run_id` under `root` for a restored run (see
+    /// [Checkpointed runs](self#checkpointed-runs)): takes the lock, recovers as
+    /// [`begin`](Self::begin) does but keeps this run's staging folder and what it holds, and
+    /// creates the outputs missing from it.
+    ///
+    /// # Errors
+    /// [`PublishError::Published`] if recovery completed this run's publish; otherwise as
+    /// [`begin`](Self::begin).
+    pub fn resume(
+        root: impl AsRef<Path>,
+        outputs: &[&str],
+        run_id: &str,
+    ) -> Result<Self, PublishError> {
+        let root = root.as_ref().to_owned();
+        check_name(run_id)?;
+        for name in outputs {
+            check_name(name)?;
+        }
+        std::fs::create_dir_all(&root).map_err(io("create the output directory", &root))?;
+        let lock = lock(&root)?;
+        let recovery = Self::recover_locked(&root, Some(run_id))?;
+        if recovery.completed.as_deref() == Some(run_id) {
+            return Err(PublishError::Published {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Self::staged(root, outputs, run_id.to_owned(), lock)
+    }
+
+    /// The run `run_id` under `root`, holding `lock`, its staging outputs created.
+    fn staged(
+        root: PathBuf,
+        outputs: &[&str],
+        run_id: String,
+        lock: File,
+    ) -> Result<Self, PublishError> {
         let staging = staging_root(&root, &run_id);
         for name in outputs {
             let dir = staging.join(name);
@@ -467,10 +527,12 @@ impl JobOutput {
             return Ok(Recovery::default());
         }
         let _lock = lock(root)?;
-        Self::recover_locked(root)
+        Self::recover_locked(root, None)
     }
 
-    fn recover_locked(root: &Path) -> Result<Recovery, PublishError> {
+    /// Recovers `root`, keeping the staging folder of run `keep`.
+    fn recover_locked(root: &Path, keep: Option<&str>) -> Result<Recovery, PublishError> {
+        let kept = keep.map(|id| staging_root(root, id));
         let mut recovery = Recovery::default();
         let path = root.join(JOURNAL);
         match std::fs::read(&path) {
@@ -499,6 +561,9 @@ impl JobOutput {
                 .starts_with(STAGING_PREFIX)
             {
                 let dir = entry.path();
+                if kept.as_ref() == Some(&dir) {
+                    continue;
+                }
                 remove_dir_all_if_exists(&dir)?;
                 recovery.rolled_back.push(dir);
             }

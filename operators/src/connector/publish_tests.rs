@@ -221,3 +221,64 @@ fn run_ids_never_repeat_within_a_process() {
     assert_eq!(ids.len(), 1000);
     assert!(ids.iter().all(|id| check_name(id).is_ok()));
 }
+
+/// Ends `job` as a killed process would: its staging folder stays.
+fn crash(mut job: JobOutput) {
+    job.done = true;
+    drop(job);
+}
+
+#[test]
+fn a_resumed_run_keeps_its_staging_folder_and_publishes_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let first = publish_run(root, "one\n");
+    // A run that dies leaves its staging folder (beside another dead run's).
+    let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    let run_id = job.run_id().to_owned();
+    stage(&job, "two\n");
+    crash(job);
+    let dead_staging = staging_root(root, "another-run");
+    std::fs::create_dir_all(dead_staging.join("a")).expect("creatable");
+
+    let job = JobOutput::resume(root, &OUTPUTS, &run_id).expect("resumes");
+    assert!(!dead_staging.exists(), "other runs are rolled back");
+    for name in OUTPUTS {
+        let staged = std::fs::read_to_string(job.staging_dir(name).join("part-00000.csv"));
+        assert_eq!(staged.expect("kept").as_str(), "two\n");
+        assert_eq!(
+            content(root, name).as_deref(),
+            Some("one\n"),
+            "not yet published"
+        );
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(first.clone())
+        );
+    }
+    assert_eq!(job.publish().expect("publishes"), run_id);
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("two\n"));
+    }
+}
+
+#[test]
+fn resuming_a_run_whose_publish_was_under_way_completes_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    publish_run(root, "one\n");
+    let job = JobOutput::begin(root, &OUTPUTS).expect("begins");
+    let run_id = job.run_id().to_owned();
+    stage(&job, "two\n");
+    // Killed after the journal and one swap.
+    job.publish_until(1).expect("journal written");
+    let err = JobOutput::resume(root, &OUTPUTS, &run_id).expect_err("already published");
+    assert!(matches!(err, PublishError::Published { .. }), "{err}");
+    for name in OUTPUTS {
+        assert_eq!(content(root, name).as_deref(), Some("two\n"));
+        assert_eq!(
+            JobOutput::published_run(&root.join(name)).expect("readable"),
+            Some(run_id.clone())
+        );
+    }
+}

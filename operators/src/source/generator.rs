@@ -4,10 +4,17 @@ use std::task::{Context, Poll};
 
 use weir_runtime::{Data, InstanceInfo, OperatorError, Output, Source, SourceStatus};
 
+use super::Rewind;
+
 /// Emits `f(i)` for `i` in `0..count`, one batch per poll.
 ///
 /// Run in parallel (built per instance with `Pipeline::source_with`), each instance takes a
 /// contiguous share of the index range, so the union of all instances is exactly `0..count`.
+///
+/// It [rewinds](crate::source::Rewind): its position is the next index it will emit, and
+/// [`with_start`](Generator::with_start) builds an instance that starts there (within its
+/// share), so every row being a function of its index, the rows after a restore are the rows
+/// an uninterrupted run would have emitted.
 ///
 /// # Examples
 ///
@@ -25,6 +32,8 @@ pub struct Generator<F> {
     count: u64,
     next: u64,
     end: u64,
+    /// `next` was set by [`with_start`](Generator::with_start): keep it at `open`.
+    resumed: bool,
     f: F,
 }
 
@@ -39,8 +48,27 @@ where
             count,
             next: 0,
             end: count,
+            resumed: false,
             f,
         }
+    }
+
+    /// This generator, starting at index `next` (a [`position`](Rewind::position) saved
+    /// from the same instance of a run with the same parallelism) instead of the start of its
+    /// share. `open` fails if `next` lies outside the instance's share.
+    pub fn with_start(mut self, next: u64) -> Self {
+        self.next = next;
+        self.resumed = true;
+        self
+    }
+}
+
+impl<F> Rewind for Generator<F> {
+    type Position = u64;
+
+    /// The next index this instance will emit.
+    fn position(&self) -> u64 {
+        self.next
     }
 }
 
@@ -55,8 +83,17 @@ where
         // This instance's contiguous share of 0..count.
         let (p, i) = (info.parallelism as u128, info.instance as u128);
         let count = self.count as u128;
-        self.next = (count * i / p) as u64;
+        let start = (count * i / p) as u64;
         self.end = (count * (i + 1) / p) as u64;
+        if !self.resumed {
+            self.next = start;
+        } else if !(start..=self.end).contains(&self.next) {
+            return Err(OperatorError::user(format!(
+                "generator instance {i} of {p} cannot start at index {}: its share is {start}..{}; \
+                 restore with the parallelism the position was saved with",
+                self.next, self.end
+            )));
+        }
         Ok(())
     }
 
@@ -77,5 +114,43 @@ where
         } else {
             SourceStatus::Continue
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_runtime::Pipeline;
+
+    use super::*;
+    use crate::transform::StreamExt;
+
+    #[test]
+    fn instances_started_at_their_positions_emit_the_rest_of_their_shares() {
+        // Shares of 0..90 over 3 instances: 0..30, 30..60, 60..90; resumed part-way through.
+        let starts = [7u64, 30, 90];
+        let mut p = Pipeline::new("resume");
+        let out = p
+            .source_with("gen", move |info| {
+                Generator::new(90, |i| i).with_start(starts[info.instance])
+            })
+            .parallelism(3)
+            .collect("out");
+        p.run().expect("runs");
+        let mut got = out.take().expect("collected");
+        got.sort_unstable();
+        let want: Vec<u64> = (7..30).chain(30..60).collect();
+        assert_eq!(got, want);
+        let g = Generator::new(90, |i| i).with_start(12);
+        assert_eq!(g.position(), 12);
+    }
+
+    #[test]
+    fn a_start_outside_the_share_fails_the_run() {
+        let mut p = Pipeline::new("resume");
+        p.source_with("gen", |_| Generator::new(90, |i| i).with_start(45))
+            .parallelism(3)
+            .count("n");
+        let err = p.run().expect_err("45 is outside instance 0's share");
+        assert!(err.to_string().contains("parallelism"), "{err}");
     }
 }

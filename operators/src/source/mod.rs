@@ -2,8 +2,10 @@
 
 mod generator;
 mod iter;
+mod rewind;
 mod stream;
 
 pub use generator::Generator;
 pub use iter::IterSource;
+pub use rewind::Rewind;
 pub use stream::AsyncSource;

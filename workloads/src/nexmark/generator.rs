@@ -188,6 +188,32 @@ impl Generator {
         }
     }
 
+    /// The number of the next event this generator produces (below `cfg.events` unless it is
+    /// done): its position, to resume it with [`resume_at`](Self::resume_at).
+    pub fn next_number(&self) -> u64 {
+        self.next
+    }
+
+    /// Moves this generator to event number `next`, one of its own (a
+    /// [`next_number`](Self::next_number) saved from the same split), so it produces the events
+    /// from there on.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the split if `next` is not one of its event numbers.
+    pub fn resume_at(&mut self, next: u64) -> Result<(), String> {
+        let index = self.next % self.step;
+        if next < self.next || next % self.step != index {
+            return Err(format!(
+                "event {next} is not a position of generator instance {index} of {}; \
+                 restore with the parallelism the position was saved with",
+                self.step
+            ));
+        }
+        self.next = next;
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &GeneratorConfig {
         &self.cfg

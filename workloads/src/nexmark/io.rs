@@ -7,9 +7,14 @@
 //!   [`Event`]; a line that does not parse goes to the source's dead letters with its 1-based
 //!   line number and the parse error as the reason, and the run goes on. Blank lines are
 //!   skipped, but counted in line numbers.
+//!   It [rewinds](weir_operators::source::Rewind): its position is the [`FilePosition`]
+//!   after the last batch it emitted, and [`EventFileSource::with_start`] reopens the file
+//!   there, numbering lines (in dead letters) as an uninterrupted read does.
 //! - [`GeneratorSource`] produces generated events a batch at a time (no more than the
 //!   output's row capacity per batch); instance `i` of `n` produces
-//!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events.
+//!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events. Every event
+//!   being a function of the seed and its number, its position is the next event number of
+//!   its instance, and [`GeneratorSource::with_start`] resumes there.
 //! - [`NdjsonFileSink`] writes result rows into one NDJSON file (one instance), through a large
 //!   buffer; its result is the number of rows written.
 //!
@@ -18,12 +23,14 @@
 //! around it.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 
 use serde::Serialize;
+use weir_operators::connector::FilePosition;
+use weir_operators::source::Rewind;
 use weir_runtime::{
     DeadLetter, InputPort, InstanceInfo, OperatorError, Output, Sink, Source, SourceStatus,
 };
@@ -102,53 +109,65 @@ pub struct EventFileSource {
     path: PathBuf,
     reader: Option<BufReader<File>>,
     line: Vec<u8>,
+    /// Lines read so far (from the file's start, resumed lines included).
     line_no: u64,
+    /// Bytes of those lines.
+    offset: u64,
 }
 
 impl EventFileSource {
     /// A source reading `path` (opened when the run starts).
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_start(path, FilePosition::START)
+    }
+
+    /// A source reading `path` from `at`, a [`position`](Rewind::position) saved by a source
+    /// of the same file.
+    pub fn with_start(path: impl Into<PathBuf>, at: FilePosition) -> Self {
         EventFileSource {
             path: path.into(),
             reader: None,
             line: Vec::with_capacity(1024),
-            line_no: 0,
+            line_no: at.line.saturating_sub(1),
+            offset: at.offset,
         }
     }
-}
 
-impl Source for EventFileSource {
-    type Output = Vec<Event>;
-
-    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
-        let file = File::open(&self.path).map_err(|e| {
+    /// Opens the file at the start position.
+    fn open_file(&mut self) -> Result<(), OperatorError> {
+        let mut file = File::open(&self.path).map_err(|e| {
             OperatorError::external(format!("{}: cannot open", self.path.display()), e)
         })?;
+        if self.offset > 0 {
+            file.seek(SeekFrom::Start(self.offset)).map_err(|e| {
+                OperatorError::external(format!("{}: cannot seek", self.path.display()), e)
+            })?;
+        }
         self.reader = Some(BufReader::with_capacity(BUFFER_BYTES, file));
         Ok(())
     }
 
-    fn poll_produce(
+    /// Reads up to `capacity` events into `batch`, dead letters into `dead`; whether the file
+    /// is done.
+    fn fill(
         &mut self,
-        _cx: &mut Context<'_>,
-        out: &mut Output<Vec<Event>>,
-    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        capacity: usize,
+        batch: &mut Vec<Event>,
+        mut dead: impl FnMut(DeadLetter),
+    ) -> Result<bool, OperatorError> {
         let Some(reader) = self.reader.as_mut() else {
-            return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
+            return Err(OperatorError::internal("polled before `open`"));
         };
-        let capacity = out.row_capacity();
-        let mut batch = out.batch_with_capacity(capacity);
-        let mut done = false;
         while batch.len() < capacity {
             self.line.clear();
             let read = reader.read_until(b'\n', &mut self.line).map_err(|e| {
                 OperatorError::external(format!("{}: cannot read", self.path.display()), e)
             })?;
             if read == 0 {
-                done = true;
-                break;
+                return Ok(true);
             }
             self.line_no += 1;
+            self.offset += read as u64;
             let text = trim_line(&self.line);
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -157,13 +176,47 @@ impl Source for EventFileSource {
                 Ok(event) => batch.push(event),
                 Err(e) => {
                     let raw = &text[..text.len().min(RAW_PREFIX_BYTES)];
-                    out.dead_letter(
+                    dead(
                         DeadLetter::new(e.to_string(), String::from_utf8_lossy(raw))
                             .at_line(self.line_no),
                     );
                 }
             }
         }
+        Ok(false)
+    }
+}
+
+impl Rewind for EventFileSource {
+    type Position = FilePosition;
+
+    /// The byte offset and line after the last batch emitted.
+    fn position(&self) -> FilePosition {
+        FilePosition {
+            offset: self.offset,
+            line: self.line_no + 1,
+        }
+    }
+}
+
+impl Source for EventFileSource {
+    type Output = Vec<Event>;
+
+    fn open(&mut self, _info: &InstanceInfo) -> Result<(), OperatorError> {
+        self.open_file()
+    }
+
+    fn poll_produce(
+        &mut self,
+        _cx: &mut Context<'_>,
+        out: &mut Output<Vec<Event>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let capacity = out.row_capacity();
+        let mut batch = out.batch_with_capacity(capacity);
+        let done = match self.fill(capacity, &mut batch, |d| out.dead_letter(d)) {
+            Ok(done) => done,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         out.emit(batch);
         Poll::Ready(Ok(if done {
             SourceStatus::Done
@@ -184,6 +237,8 @@ fn trim_line(line: &[u8]) -> &[u8] {
 pub struct GeneratorSource {
     cfg: GeneratorConfig,
     generator: Option<Generator>,
+    /// The event number to start at (a restored position), instead of the instance's first.
+    start: Option<u64>,
 }
 
 impl GeneratorSource {
@@ -192,6 +247,28 @@ impl GeneratorSource {
         GeneratorSource {
             cfg,
             generator: None,
+            start: None,
+        }
+    }
+
+    /// [`new`](Self::new), resuming at event number `next`: a [`position`](Rewind::position)
+    /// saved by the same instance of a run with the same parallelism (`open` fails otherwise).
+    pub fn with_start(cfg: GeneratorConfig, next: u64) -> Self {
+        GeneratorSource {
+            start: Some(next),
+            ..Self::new(cfg)
+        }
+    }
+}
+
+impl Rewind for GeneratorSource {
+    type Position = u64;
+
+    /// The next event number this instance will produce (its start before `open`).
+    fn position(&self) -> u64 {
+        match &self.generator {
+            Some(g) => g.next_number(),
+            None => self.start.unwrap_or(0),
         }
     }
 }
@@ -200,11 +277,12 @@ impl Source for GeneratorSource {
     type Output = Vec<Event>;
 
     fn open(&mut self, info: &InstanceInfo) -> Result<(), OperatorError> {
-        self.generator = Some(Generator::split(
-            self.cfg.clone(),
-            info.instance as u64,
-            info.parallelism.max(1) as u64,
-        ));
+        let (index, count) = (info.instance as u64, info.parallelism.max(1) as u64);
+        let mut generator = Generator::split(self.cfg.clone(), index, count);
+        if let Some(next) = self.start {
+            generator.resume_at(next).map_err(OperatorError::user)?;
+        }
+        self.generator = Some(generator);
         Ok(())
     }
 
@@ -322,6 +400,100 @@ mod tests {
         let back = read_events(&path).unwrap();
         let whole: Vec<Event> = Generator::new(cfg).collect();
         assert_eq!(back, whole);
+    }
+
+    /// Positions after each batch, with the events and dead letters read by then.
+    type Marks = Vec<(FilePosition, usize, usize)>;
+    /// Dead letters as (line, reason).
+    type Dead = Vec<(Option<u64>, String)>;
+
+    /// Events and dead letters of `path` read from `at` in batches of `rows`, with the
+    /// position after each batch.
+    fn read_from(path: &Path, at: FilePosition, rows: usize) -> (Vec<Event>, Dead, Marks) {
+        let mut source = EventFileSource::with_start(path, at);
+        assert_eq!(source.position(), at);
+        source.open_file().unwrap();
+        let (mut events, mut dead, mut marks) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let mut batch = Vec::new();
+            let done = source
+                .fill(rows, &mut batch, |d| dead.push((d.line, d.reason)))
+                .unwrap();
+            events.extend(batch);
+            marks.push((source.position(), events.len(), dead.len()));
+            if done {
+                return (events, dead, marks);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// For every position reported after a batch, the events and dead letters before it
+        /// and those of a source started there are those of one uninterrupted read.
+        #[test]
+        fn the_file_source_resumed_at_any_reported_position_completes_the_read(
+            kinds in proptest::collection::vec(0u8..5, 0..40),
+            rows in 1usize..5,
+        ) {
+            let cfg = GeneratorConfig { events: 40, ..GeneratorConfig::default() };
+            let mut events = Generator::new(cfg);
+            let mut text = Vec::new();
+            for (i, kind) in kinds.iter().enumerate() {
+                match kind {
+                    0 | 1 => {
+                        serde_json::to_writer(&mut text, &events.next().unwrap()).unwrap();
+                    }
+                    2 => text.extend_from_slice(b"{\"event_type\":9}"),
+                    3 => {}
+                    _ => text.extend_from_slice(b"  "),
+                }
+                if i + 1 < kinds.len() {
+                    text.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.ndjson");
+            std::fs::write(&path, &text).unwrap();
+            let (whole, dead, marks) = read_from(&path, FilePosition::START, rows);
+            for &(at, n, d) in &marks {
+                let (rest, rest_dead, _) = read_from(&path, at, rows);
+                proptest::prop_assert_eq!([&whole[..n], &rest].concat(), whole.clone());
+                proptest::prop_assert_eq!([&dead[..d], &rest_dead].concat(), dead.clone());
+            }
+            let end = marks.last().unwrap().0;
+            proptest::prop_assert_eq!(end.offset, text.len() as u64);
+        }
+    }
+
+    #[test]
+    fn the_generator_resumes_at_its_position_in_every_split() {
+        let cfg = GeneratorConfig {
+            events: 103,
+            ..GeneratorConfig::default()
+        };
+        for count in [1, 3] {
+            for index in 0..count {
+                let whole: Vec<Event> = Generator::split(cfg.clone(), index, count).collect();
+                let mut g = Generator::split(cfg.clone(), index, count);
+                let mut batch = Vec::new();
+                for stop in 0..=whole.len() {
+                    let mut resumed = Generator::split(cfg.clone(), index, count);
+                    resumed.resume_at(g.next_number()).unwrap();
+                    let rest: Vec<Event> = resumed.collect();
+                    assert_eq!(
+                        [&batch[..], &rest].concat(),
+                        whole,
+                        "{index} of {count} at {stop}"
+                    );
+                    g.fill(&mut batch, 1);
+                }
+            }
+        }
+        let mut g = Generator::split(cfg, 1, 3);
+        let err = g.resume_at(5).unwrap_err();
+        assert!(err.contains("instance 1 of 3"), "{err}");
     }
 
     #[test]

@@ -10,10 +10,16 @@
 //! physical line of its first byte. A UTF-8 byte order mark is stripped at a file's first byte
 //! only; the header (the first record, after any blank lines) is checked and not passed on; a
 //! record longer than `max_record_bytes` fails the read.
+//!
+//! The cutter knows where it stands: [`Cutter::position`] is the [`SetPosition`] of the first
+//! byte not yet cut into a chunk (its file, byte offset and physical line), and a cutter built
+//! with a `start` opens that file there (seeking, numbering lines from the saved line, and
+//! expecting no header or byte order mark past byte 0), so its chunks are those an
+//! uninterrupted cutter would cut from that point on.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,7 +29,7 @@ use weir_runtime::Batch;
 use super::chunk::first_record;
 use super::pool::ChunkPool;
 use super::{check_header, line_breaks, BOM};
-use crate::connector::{CsvOptions, ReadError};
+use crate::connector::{CsvOptions, FilePosition, ReadError, SetPosition};
 
 /// A slice of a CSV file holding whole records.
 #[derive(Debug, Clone)]
@@ -84,6 +90,8 @@ pub(super) struct FileCutter {
     last_end: Option<(usize, usize, u64)>,
     /// Line breaks before `pending[0]`.
     line_base: u64,
+    /// File offset of `pending[0]`.
+    offset_base: u64,
     /// Nothing was scanned yet: a byte order mark at the start is still to be stripped.
     at_start: bool,
     /// Bytes per read ([`READ_BYTES`]; tests read less to put read boundaries anywhere).
@@ -97,7 +105,12 @@ pub(super) struct FileCutter {
 
 /// Cuts files into [`CsvChunk`]s; see the module docs.
 pub(super) struct Cutter {
+    /// Files not opened yet.
     pub(super) files: VecDeque<PathBuf>,
+    /// Index in the set of the next file to open.
+    pub(super) next_file: usize,
+    /// Where to open that file (a restored position), instead of its start.
+    pub(super) resume_at: Option<FilePosition>,
     pub(super) current: Option<FileCutter>,
     pub(super) opts: CsvOptions,
     pub(super) schema: SchemaRef,
@@ -111,15 +124,67 @@ pub(super) struct Cutter {
 }
 
 impl Cutter {
+    /// A cutter of `files` (a set's files, in order) starting at `start`.
+    pub(super) fn starting_at(
+        files: impl IntoIterator<Item = PathBuf>,
+        start: SetPosition,
+        opts: CsvOptions,
+        schema: SchemaRef,
+        pool: Arc<ChunkPool>,
+    ) -> Self {
+        let records = opts.batch_rows;
+        Cutter {
+            files: files.into_iter().skip(start.file).collect(),
+            next_file: start.file,
+            resume_at: Some(start.at),
+            current: None,
+            opts,
+            schema,
+            records,
+            target_bytes: usize::MAX,
+            max_record_bytes: usize::MAX,
+            read_bytes: READ_BYTES as u64,
+            bytes_read: 0,
+            pool,
+        }
+    }
+
+    /// The position of the first byte not yet cut into a chunk: after the last chunk
+    /// [`next_chunk`](Self::next_chunk) returned (the header and blank lines skipped after it
+    /// are cut again by a cutter started there, and again skipped).
+    pub(super) fn position(&self) -> SetPosition {
+        match &self.current {
+            Some(cur) => SetPosition {
+                file: self.next_file - 1,
+                at: FilePosition {
+                    offset: cur.offset_base,
+                    line: cur.line_base + 1,
+                },
+            },
+            None => SetPosition {
+                file: self.next_file,
+                at: self.resume_at.unwrap_or(FilePosition::START),
+            },
+        }
+    }
+
     fn open_next(&mut self) -> Result<bool, ReadError> {
         let Some(path) = self.files.pop_front() else {
             return Ok(false);
         };
+        let at = self.resume_at.take().unwrap_or(FilePosition::START);
+        self.next_file += 1;
         let label = path.display().to_string();
-        let file = File::open(&path).map_err(|source| ReadError::Io {
+        let io = |source| ReadError::Io {
             file: label.clone(),
             source,
-        })?;
+        };
+        let mut file = File::open(&path).map_err(io)?;
+        if at.offset > 0 {
+            file.seek(SeekFrom::Start(at.offset)).map_err(io)?;
+        }
+        // Past byte 0 the header and any byte order mark are behind.
+        let from_start = at.offset == 0;
         self.current = Some(FileCutter {
             file,
             label: label.into(),
@@ -129,12 +194,13 @@ impl Cutter {
             records: 0,
             newlines: 0,
             last_end: None,
-            line_base: 0,
-            at_start: true,
+            line_base: at.line.saturating_sub(1),
+            offset_base: at.offset,
+            at_start: from_start,
             read_bytes: self.read_bytes,
             last_chunk_bytes: 0,
             pool: self.pool.clone(),
-            header: self.opts.has_header,
+            header: self.opts.has_header && from_start,
             eof: false,
         });
         Ok(true)
@@ -326,6 +392,7 @@ impl FileCutter {
                 // A byte order mark only at the file's first byte, as the reader strips it.
                 if self.pending.starts_with(BOM) {
                     self.pending.drain(..BOM.len());
+                    self.offset_base += BOM.len() as u64;
                 }
                 self.at_start = false;
             }
@@ -392,6 +459,7 @@ impl FileCutter {
         self.scanned -= end.min(self.scanned);
         self.records = 0;
         self.line_base += newlines;
+        self.offset_base += end as u64;
         self.newlines = 0;
         chunk
     }
@@ -412,6 +480,8 @@ mod tests {
         std::fs::write(&path, text).expect("writable");
         let mut cutter = Cutter {
             files: [path].into(),
+            next_file: 0,
+            resume_at: None,
             current: None,
             opts: CsvOptions {
                 has_header: header,
@@ -477,6 +547,7 @@ mod tests {
                     newlines: 0,
                     last_end: None,
                     line_base: 0,
+                    offset_base: 0,
                     at_start: false,
                     read_bytes: READ_BYTES as u64,
                     last_chunk_bytes: 0,

@@ -35,6 +35,15 @@
 //! [`CsvReader`](crate::connector::CsvReader) gives on the same bytes. Emptied chunk buffers go
 //! back to the chunker through a small pool.
 //!
+//! # Rewinding
+//!
+//! The chunker is the split reader's only source instance, and the parse instances hold
+//! nothing between chunks, so the reader's position is the chunker's: the [`SetPosition`]
+//! (file, byte offset, line) after the last chunk it emitted, read with
+//! [`Rewind::position`](crate::source::Rewind::position). [`SplitOptions::start`] builds a
+//! reader that starts there; its chunks, and so its rows and dead letters with their line
+//! numbers, are those the uninterrupted reader emits after that point.
+//!
 //! Parsing dominates the cost, so with `p` parse instances on `p` cores the file is parsed `p`
 //! times as fast as by one reader; the output's batch order across instances is not the file's.
 
@@ -51,7 +60,7 @@ use super::parse::{ChunkStep, CsvParse};
 use super::pool::ChunkPool;
 use super::split_source::CsvChunker;
 use crate::columnar::ArrowStream;
-use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError};
+use crate::connector::{with_extra_columns, CsvOptions, FileSet, ReadError, SetPosition};
 
 /// Options of [`csv_split`] beyond the CSV options.
 #[derive(Debug, Clone)]
@@ -64,6 +73,9 @@ pub struct SplitOptions {
     pub target_bytes: usize,
     /// Longest record accepted. Default 64 MiB.
     pub max_record_bytes: usize,
+    /// Where to start reading: a [`CsvChunker`]'s saved [`position`](crate::source::Rewind),
+    /// to resume a run over the same files. Default: the first file's start.
+    pub start: SetPosition,
 }
 
 impl Default for SplitOptions {
@@ -73,6 +85,7 @@ impl Default for SplitOptions {
             records: None,
             target_bytes: 4 << 20,
             max_record_bytes: 64 << 20,
+            start: SetPosition::START,
         }
     }
 }
@@ -129,16 +142,17 @@ pub fn csv_split_with<F: ChunkStep>(
     let bytes_read = Arc::new(AtomicU64::new(0));
     let pool = Arc::new(ChunkPool::default());
     let cutter = Cutter {
-        files: set.files().iter().cloned().collect(),
-        current: None,
-        schema: data_schema.clone(),
-        opts: opts.clone(),
         records,
         target_bytes: split.target_bytes,
         max_record_bytes: split.max_record_bytes.max(1),
         read_bytes: READ_BYTES as u64,
-        bytes_read: 0,
-        pool: pool.clone(),
+        ..Cutter::starting_at(
+            set.files().iter().cloned(),
+            split.start,
+            opts.clone(),
+            data_schema.clone(),
+            pool.clone(),
+        )
     };
     let chunker = CsvChunker::new(cutter, bytes_read.clone());
     let parse = CsvParse::new(opts, step, pool);
@@ -153,3 +167,7 @@ pub fn csv_split_with<F: ChunkStep>(
 #[cfg(test)]
 #[path = "split_tests.rs"]
 mod hostile;
+
+#[cfg(test)]
+#[path = "rewind_tests.rs"]
+mod rewind;

@@ -9,8 +9,9 @@ use weir_runtime::{OperatorError, Output, Source, SourceStatus};
 
 use super::cut::{CsvChunk, Cutter};
 use crate::columnar::read_error;
-use crate::connector::ReadError;
+use crate::connector::{ReadError, SetPosition};
 use crate::lane::{poll_slot, Lane, LaneTask};
+use crate::source::Rewind;
 
 type CutResult = (Box<Cutter>, Result<Option<CsvChunk>, ReadError>);
 
@@ -21,6 +22,8 @@ pub struct CsvChunker {
     lane: Option<Lane>,
     in_flight: Option<LaneTask<CutResult>>,
     bytes_read: Arc<AtomicU64>,
+    /// The cutter's position after the last chunk emitted.
+    position: SetPosition,
 }
 
 impl std::fmt::Debug for CsvChunker {
@@ -44,6 +47,9 @@ impl Source for CsvChunker {
                 let (cutter, item) = joined?;
                 // Relaxed: a statistic; nothing else is synchronised through it.
                 self.bytes_read.store(cutter.bytes_read, Ordering::Relaxed);
+                if item.is_ok() {
+                    self.position = cutter.position();
+                }
                 self.cutter = Some(cutter);
                 return Poll::Ready(match item {
                     Ok(None) => Ok(SourceStatus::Done),
@@ -75,10 +81,21 @@ impl CsvChunker {
     /// A chunker running `cutter`, storing the bytes it has read in `bytes_read`.
     pub(super) fn new(cutter: Cutter, bytes_read: Arc<AtomicU64>) -> Self {
         Self {
+            position: cutter.position(),
             cutter: Some(Box::new(cutter)),
             lane: None,
             in_flight: None,
             bytes_read,
         }
+    }
+}
+
+impl Rewind for CsvChunker {
+    type Position = SetPosition;
+
+    /// The file, byte offset and line after the last chunk emitted; see
+    /// [`csv_split`](super::csv_split)'s module docs.
+    fn position(&self) -> SetPosition {
+        self.position
     }
 }

@@ -17,7 +17,7 @@ use crate::connector::{
 use crate::transform::StreamExt;
 
 /// A schema of `names`, every column non-null text.
-fn text_schema(names: &[&str]) -> SchemaRef {
+pub(super) fn text_schema(names: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(
         names
             .iter()
@@ -26,7 +26,7 @@ fn text_schema(names: &[&str]) -> SchemaRef {
     ))
 }
 
-fn opts(schema: SchemaRef, has_header: bool, policy: BadRecordPolicy) -> CsvOptions {
+pub(super) fn opts(schema: SchemaRef, has_header: bool, policy: BadRecordPolicy) -> CsvOptions {
     CsvOptions {
         has_header,
         line_column: true,
@@ -40,16 +40,16 @@ fn opts(schema: SchemaRef, has_header: bool, policy: BadRecordPolicy) -> CsvOpti
 /// What a whole read produced: each row's line and fields as text, dead letters, skips, the
 /// error's text, and the records handed to the parser.
 #[derive(Debug, Default, PartialEq)]
-struct Outcome {
-    rows: Vec<Row>,
-    dead: Vec<DeadLetter>,
-    skipped: u64,
-    error: Option<String>,
-    records: Option<usize>,
+pub(super) struct Outcome {
+    pub(super) rows: Vec<Row>,
+    pub(super) dead: Vec<DeadLetter>,
+    pub(super) skipped: u64,
+    pub(super) error: Option<String>,
+    pub(super) records: Option<usize>,
 }
 
 impl Outcome {
-    fn add(&mut self, batch: &RecordBatch) {
+    pub(super) fn add(&mut self, batch: &RecordBatch) {
         let lines = batch
             .column_by_name(LINE_COLUMN)
             .expect("a line column")
@@ -69,7 +69,7 @@ impl Outcome {
     }
 }
 
-fn write(data: &[u8]) -> (tempfile::TempDir, PathBuf) {
+pub(super) fn write(data: &[u8]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("f.csv");
     std::fs::write(&path, data).expect("writable");
@@ -112,6 +112,8 @@ fn by_split(
 ) -> Outcome {
     let mut cutter = Cutter {
         files: [path.to_path_buf()].into(),
+        next_file: 0,
+        resume_at: None,
         current: None,
         schema: opts.schema.clone().expect("declared"),
         opts: opts.clone(),
@@ -161,7 +163,7 @@ fn by_split(
 type Record = (u64, Vec<Vec<u8>>);
 
 /// A row: its line and its fields as text.
-type Row = (u64, Vec<String>);
+pub(super) type Row = (u64, Vec<String>);
 
 /// RFC 4180 as Python's `csv` module reads it (`newline=''`, `utf-8-sig`, not strict), blank
 /// lines skipped: `\r\n`, `\n` and a lone `\r` end records and lines outside quotes and lines
@@ -253,7 +255,7 @@ fn expected(records: &[Record], names: &[&str]) -> (Vec<Row>, Vec<(u64, String)>
     (rows, dead)
 }
 
-const NAMES: [&str; 3] = ["c0", "c1", "c2"];
+pub(super) const NAMES: [&str; 3] = ["c0", "c1", "c2"];
 
 /// Pieces of hostile CSV.
 const PIECES: &[&[u8]] = &[
@@ -280,7 +282,7 @@ const PIECES: &[&[u8]] = &[
 /// Line ends of the header and blank lines before it.
 const ENDS: &[&[u8]] = &[b"\n", b"\r\n", b"\r"];
 
-fn hostile() -> impl Strategy<Value = (Vec<u8>, bool)> {
+pub(super) fn hostile() -> impl Strategy<Value = (Vec<u8>, bool)> {
     (
         any::<bool>(),
         prop::collection::vec(prop::sample::select(ENDS), 0..3),
@@ -422,6 +424,8 @@ fn a_cr_only_file_yields_every_row_with_its_line() {
     let o = opts(text_schema(&NAMES), true, BadRecordPolicy::Fail);
     let mut cutter = Cutter {
         files: [path].into(),
+        next_file: 0,
+        resume_at: None,
         current: None,
         schema: text_schema(&NAMES),
         opts: o,

@@ -9,7 +9,9 @@
 //!   skipped, but counted in line numbers.
 //! - [`GeneratorSource`] produces generated events a batch at a time (no more than the
 //!   output's row capacity per batch); instance `i` of `n` produces
-//!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events.
+//!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events. Paced
+//!   ([`GeneratorSource::paced`]), it emits only the events due on the wall clock, and waits on
+//!   a timer while none is ([`pace`](super::pace)).
 //! - [`NdjsonFileSink`] writes result rows into one NDJSON file (one instance), through a large
 //!   buffer; its result is the number of rows written.
 //!
@@ -18,10 +20,13 @@
 //! around it.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use serde::Serialize;
 use weir_runtime::{
@@ -30,6 +35,7 @@ use weir_runtime::{
 
 use super::generator::{Generator, GeneratorConfig};
 use super::model::Event;
+use super::pace::Pace;
 
 /// Buffer size of the readers and writers.
 const BUFFER_BYTES: usize = 1 << 20;
@@ -184,14 +190,49 @@ fn trim_line(line: &[u8]) -> &[u8] {
 pub struct GeneratorSource {
     cfg: GeneratorConfig,
     generator: Option<Generator>,
+    pace: Option<Pace>,
+    /// The wait for the next due event, in a paced run.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl GeneratorSource {
-    /// A source of `cfg`'s events, shared among its instances.
+    /// A source of `cfg`'s events, shared among its instances, as fast as they are taken.
     pub fn new(cfg: GeneratorConfig) -> Self {
         GeneratorSource {
             cfg,
             generator: None,
+            pace: None,
+            sleep: None,
+        }
+    }
+
+    /// A source of `cfg`'s events on `pace`'s clock ([`Pace::generator`]), each emitted once it
+    /// is due.
+    pub fn paced(cfg: GeneratorConfig, pace: Pace) -> Self {
+        GeneratorSource {
+            cfg: pace.generator(cfg),
+            generator: None,
+            pace: Some(pace),
+            sleep: None,
+        }
+    }
+
+    /// The events due now, or, if none is, `None` once a wake-up is arranged for the next.
+    fn due(&mut self, cx: &mut Context<'_>, pace: Pace, next: u64) -> Option<u64> {
+        loop {
+            let released = pace.released(Instant::now());
+            if released > next {
+                return Some(released);
+            }
+            let due = tokio::time::Instant::from_std(pace.due(next));
+            match self.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(due),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            let sleep = self.sleep.as_mut()?;
+            if sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
         }
     }
 }
@@ -210,15 +251,25 @@ impl Source for GeneratorSource {
 
     fn poll_produce(
         &mut self,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         out: &mut Output<Vec<Event>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let Some(next) = self.generator.as_ref().map(Generator::next_number) else {
+            return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
+        };
+        let below = match (self.pace, next) {
+            (Some(pace), Some(next)) => match self.due(cx, pace, next) {
+                Some(released) => released,
+                None => return Poll::Pending,
+            },
+            _ => u64::MAX,
+        };
         let Some(generator) = self.generator.as_mut() else {
             return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
         };
         let capacity = out.row_capacity();
         let mut batch = out.batch_with_capacity(capacity);
-        generator.fill(&mut batch, capacity);
+        generator.fill_below(&mut batch, capacity, below);
         out.emit(batch);
         Poll::Ready(Ok(if generator.remaining() == 0 {
             SourceStatus::Done
@@ -320,7 +371,14 @@ mod tests {
         let path = dir.path().join("events.ndjson");
         assert_eq!(write_generated(&cfg, &path).unwrap(), 2_000);
         let back = read_events(&path).unwrap();
-        let whole: Vec<Event> = Generator::new(cfg).collect();
+        // A bid's creation stamp is not part of its line: a file's bids have none.
+        let unstamped = |mut e: Event| {
+            if let Event::Bid(b) = &mut e {
+                b.created_us = 0;
+            }
+            e
+        };
+        let whole: Vec<Event> = Generator::new(cfg).map(unstamped).collect();
         assert_eq!(back, whole);
     }
 

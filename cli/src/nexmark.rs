@@ -2,9 +2,11 @@
 //! the figures; `weir nexmark gen` writes generated events to a file.
 //!
 //! The last line printed is one JSON object: `query`, `events`, `events_per_s`,
-//! `events_per_cpu_s` (user + system CPU time of the process, generator included) and
-//! `peak_rss_bytes`. `--query gen` runs no query: the events alone into a count, the baseline
-//! beside which the queries' figures are read.
+//! `events_per_cpu_s` (user + system CPU time of the process, generator included),
+//! `peak_rss_bytes`, the result rows' latency from the creation of their inputs
+//! (`latency_p50_ms`, `latency_p99_ms`, `latency_max_ms`: `null` unless `--pace-rate` is given)
+//! and the latency markers' (`marker_p50_ms`, `marker_p99_ms`). `--query gen` runs no query:
+//! the events alone into a count, the baseline beside which the queries' figures are read.
 
 use std::path::PathBuf;
 
@@ -59,6 +61,11 @@ struct QueryArgs {
     /// Instances of the generator and the query's operators (and worker threads).
     #[arg(long, default_value_t = 1)]
     parallelism: usize,
+    /// Release the generated events at this many per wall-clock second (event n due at
+    /// start + n / R), with event time on the wall clock at the same rate (replacing
+    /// --event-rate), and measure each result's latency from its input's creation.
+    #[arg(long, conflicts_with = "input", value_parser = clap::value_parser!(u64).range(1..))]
+    pace_rate: Option<u64>,
     #[command(flatten)]
     generator: GeneratorArgs,
 }
@@ -135,7 +142,13 @@ fn run_query(args: QueryArgs) -> Result<(), Error> {
         .ok_or("give --query N (or `gen`), or the `gen` command")?;
     let input = match (&args.input, args.generator.events) {
         (Some(path), _) => EventInput::File(path.clone()),
-        (None, Some(events)) => EventInput::Generate(args.generator.config(events)),
+        (None, Some(events)) => match args.pace_rate {
+            Some(rate) => EventInput::Paced {
+                generator: args.generator.config(events),
+                rate,
+            },
+            None => EventInput::Generate(args.generator.config(events)),
+        },
         (None, None) => return Err("give --events M to generate events, or --input FILE".into()),
     };
     if args.parallelism == 0 {
@@ -163,6 +176,12 @@ fn run_query(args: QueryArgs) -> Result<(), Error> {
         "{workload}: {} events, {} late (left out), {} malformed lines, {} result rows",
         outcome.events, outcome.late, outcome.malformed, outcome.results
     );
+    if let Some(l) = outcome.latency {
+        println!(
+            "latency from creation to result ({} rows): p50 {} ms, p99 {} ms, max {} ms",
+            l.rows, l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
     if let Some(signal) = interrupts.received() {
         println!("stopped by {signal}: the figures cover the events read before the stop");
     }

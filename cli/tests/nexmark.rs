@@ -60,8 +60,44 @@ fn nexmark_generates_a_file_runs_q0_on_it_and_prints_its_figures() {
         per_cpu.is_null() || per_cpu.as_f64().is_some_and(|v| v > 0.0),
         "{last}"
     );
+    assert!(last["latency_p99_ms"].is_null(), "unpaced: {last}");
     let rows = std::fs::read_to_string(&out).expect("results written");
     assert_eq!(rows.lines().count(), 460, "46 bids in every 50 events");
+
+    // Paced: 2 000 events at 100 000 per second, every bid's row measured.
+    let paced = weir(&[
+        "nexmark",
+        "--query",
+        "0",
+        "--events",
+        "2000",
+        "--pace-rate",
+        "100000",
+    ]);
+    assert!(paced.status.success(), "{}", text(&paced.stderr));
+    let stdout = text(&paced.stdout);
+    assert!(
+        stdout.contains("latency from creation to result (1840 rows)"),
+        "{stdout}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a last line")).expect("JSON");
+    for key in ["latency_p50_ms", "latency_p99_ms", "latency_max_ms"] {
+        assert!(
+            last[key].as_f64().is_some_and(|v| v >= 0.0),
+            "{key}: {last}"
+        );
+    }
+    let both = weir(&[
+        "nexmark",
+        "--query",
+        "0",
+        "--input",
+        &events.to_string_lossy(),
+        "--pace-rate",
+        "10",
+    ]);
+    assert!(!both.status.success(), "a file is not paced");
 
     let unbuilt = weir(&["nexmark", "--query", "6", "--events", "10"]);
     assert!(!unbuilt.status.success());

@@ -133,6 +133,20 @@ impl GeneratorConfig {
         self.base_time_ms
             .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
     }
+
+    /// Event `n`'s creation time in microseconds, before any delay: `base + n / rate`, the
+    /// time [`event_time`](Self::event_time) floors to milliseconds. In a paced run (see
+    /// [`pace`](super::pace)) it is the wall-clock moment the event is due.
+    pub fn created_us(&self, n: u64) -> i64 {
+        let rate = self.event_rate.max(1);
+        let offset = match n.checked_mul(1_000_000) {
+            Some(us) => u128::from(us / rate),
+            None => u128::from(n) * 1_000_000 / u128::from(rate),
+        };
+        self.base_time_ms
+            .saturating_mul(1000)
+            .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
+    }
 }
 
 /// Event number `n` of the stream `cfg` describes (`n` may exceed `cfg.events`).
@@ -228,9 +242,26 @@ impl Generator {
         }
     }
 
+    /// The number of the next event this generator produces, if any is left.
+    pub fn next_left(&self) -> Option<u64> {
+        (self.next < self.cfg.events).then_some(self.next)
+    }
+
     /// Appends up to `max` next events to `out`; returns how many it appended.
     pub fn fill(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        let n = (self.remaining().min(max as u64)) as usize;
+        self.fill_below(out, max, u64::MAX)
+    }
+
+    /// Appends up to `max` next events numbered below `below` to `out` (the events due in a
+    /// paced run); returns how many it appended.
+    pub fn fill_below(&mut self, out: &mut Vec<Event>, max: usize, below: u64) -> usize {
+        let end = self.cfg.events.min(below);
+        let due = if self.next >= end {
+            0
+        } else {
+            (end - self.next).div_ceil(self.step)
+        };
+        let n = due.min(max as u64) as usize;
         out.reserve(n);
         for _ in 0..n {
             out.push(event(&self.cfg, self.next));
@@ -410,6 +441,7 @@ fn bid(cfg: &GeneratorConfig, n: u64, date_time: i64, rng: &mut Rng) -> Bid {
         url,
         date_time,
         extra,
+        created_us: cfg.created_us(n),
     }
 }
 

@@ -14,7 +14,9 @@
 //!   output's row capacity per batch); instance `i` of `n` produces
 //!   [`Generator::split`]`(cfg, i, n)`, so any parallelism yields the same events. Every event
 //!   being a function of the seed and its number, its position is the next event number of
-//!   its instance, and [`GeneratorSource::with_start`] resumes there.
+//!   its instance, and [`GeneratorSource::with_start`] resumes there. Paced
+//!   ([`GeneratorSource::paced`]), it emits only the events due on the wall clock, and waits on
+//!   a timer while none is ([`pace`](super::pace)).
 //! - [`NdjsonFileSink`] writes result rows into one NDJSON file (one instance), through a large
 //!   buffer; its result is the number of rows written.
 //!
@@ -23,10 +25,13 @@
 //! around it.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use serde::Serialize;
 use weir_operators::connector::FilePosition;
@@ -37,6 +42,7 @@ use weir_runtime::{
 
 use super::generator::{Generator, GeneratorConfig};
 use super::model::Event;
+use super::pace::Pace;
 
 /// Buffer size of the readers and writers.
 const BUFFER_BYTES: usize = 1 << 20;
@@ -239,15 +245,20 @@ pub struct GeneratorSource {
     generator: Option<Generator>,
     /// The event number to start at (a restored position), instead of the instance's first.
     start: Option<u64>,
+    pace: Option<Pace>,
+    /// The wait for the next due event, in a paced run.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl GeneratorSource {
-    /// A source of `cfg`'s events, shared among its instances.
+    /// A source of `cfg`'s events, shared among its instances, as fast as they are taken.
     pub fn new(cfg: GeneratorConfig) -> Self {
         GeneratorSource {
             cfg,
             generator: None,
             start: None,
+            pace: None,
+            sleep: None,
         }
     }
 
@@ -257,6 +268,37 @@ impl GeneratorSource {
         GeneratorSource {
             start: Some(next),
             ..Self::new(cfg)
+        }
+    }
+
+    /// A source of `cfg`'s events on `pace`'s clock ([`Pace::generator`]), each emitted once it
+    /// is due.
+    pub fn paced(cfg: GeneratorConfig, pace: Pace) -> Self {
+        GeneratorSource {
+            cfg: pace.generator(cfg),
+            generator: None,
+            start: None,
+            pace: Some(pace),
+            sleep: None,
+        }
+    }
+
+    /// The events due now, or, if none is, `None` once a wake-up is arranged for the next.
+    fn due(&mut self, cx: &mut Context<'_>, pace: Pace, next: u64) -> Option<u64> {
+        loop {
+            let released = pace.released(Instant::now());
+            if released > next {
+                return Some(released);
+            }
+            let due = tokio::time::Instant::from_std(pace.due(next));
+            match self.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(due),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            let sleep = self.sleep.as_mut()?;
+            if sleep.as_mut().poll(cx).is_pending() {
+                return None;
+            }
         }
     }
 }
@@ -288,15 +330,25 @@ impl Source for GeneratorSource {
 
     fn poll_produce(
         &mut self,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         out: &mut Output<Vec<Event>>,
     ) -> Poll<Result<SourceStatus, OperatorError>> {
+        let Some(next) = self.generator.as_ref().map(Generator::next_left) else {
+            return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
+        };
+        let below = match (self.pace, next) {
+            (Some(pace), Some(next)) => match self.due(cx, pace, next) {
+                Some(released) => released,
+                None => return Poll::Pending,
+            },
+            _ => u64::MAX,
+        };
         let Some(generator) = self.generator.as_mut() else {
             return Poll::Ready(Err(OperatorError::internal("polled before `open`")));
         };
         let capacity = out.row_capacity();
         let mut batch = out.batch_with_capacity(capacity);
-        generator.fill(&mut batch, capacity);
+        generator.fill_below(&mut batch, capacity, below);
         out.emit(batch);
         Poll::Ready(Ok(if generator.remaining() == 0 {
             SourceStatus::Done
@@ -398,7 +450,14 @@ mod tests {
         let path = dir.path().join("events.ndjson");
         assert_eq!(write_generated(&cfg, &path).unwrap(), 2_000);
         let back = read_events(&path).unwrap();
-        let whole: Vec<Event> = Generator::new(cfg).collect();
+        // A bid's creation stamp is not part of its line: a file's bids have none.
+        let unstamped = |mut e: Event| {
+            if let Event::Bid(b) = &mut e {
+                b.created_us = 0;
+            }
+            e
+        };
+        let whole: Vec<Event> = Generator::new(cfg).map(unstamped).collect();
         assert_eq!(back, whole);
     }
 

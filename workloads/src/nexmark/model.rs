@@ -77,6 +77,14 @@ pub struct Bid {
     pub date_time: i64,
     /// Padding to the model's average event size.
     pub extra: String,
+    /// When the bid was created on the generator's clock, epoch microseconds: for event `n`,
+    /// `base + n / rate` before any delay moved its `dateTime` back (see
+    /// [`generator`](super::generator)); in a paced run, the wall-clock moment it was due. Not
+    /// part of the event's data: never written, 0 when read from a file. Result rows made of a
+    /// single bid carry it to the result sink, which measures latency from it (persons and
+    /// auctions need no such stamp: their ids give their event numbers).
+    #[serde(skip)]
+    pub created_us: i64,
 }
 
 /// One Nexmark event.
@@ -185,6 +193,7 @@ mod tests {
             url: "https://www.nexmark.com/a/b/c/item.htm?query=1".into(),
             date_time: 1_700_000_000_000,
             extra: "x".into(),
+            created_us: 0,
         });
         let line = serde_json::to_string(&bid).unwrap();
         assert!(line

@@ -31,6 +31,10 @@
 //! - **Figures.** `events` counts the events the source produced (malformed lines excluded,
 //!   late events included); `events_per_cpu_s` divides them by the process's user + system CPU
 //!   time over the run, generator included, as Flink's figures include their source.
+//! - **Paced runs** ([`EventInput::Paced`]) release the generated events in wall time, their
+//!   event time on the same clock, and measure every result row's latency from the creation of
+//!   the input that made it final ([`pace`](super::pace) defines it per query); the run
+//!   report's latency markers give the pipeline's own source → sink transit beside it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,6 +50,7 @@ use crate::process_cpu_time;
 use super::generator::GeneratorConfig;
 use super::io::{EventFileSource, GeneratorSource, NdjsonFileSink};
 use super::model::Event;
+use super::pace::{LatencySummary, Pace, ResultCount, Timing};
 use super::queries::{self, QueryError, QueryOptions, ResultSink};
 
 /// The dead-letter reason of a late event.
@@ -61,6 +66,15 @@ pub enum EventInput {
     /// Generated, by as many generator instances as the run's parallelism
     /// ([`QueryOptions::parallelism`]).
     Generate(GeneratorConfig),
+    /// Generated as [`Generate`](Self::Generate) does, released at `rate` events per wall-clock
+    /// second from the start of the run, with the event time on the same clock (the
+    /// configuration's base time and event rate are replaced; see [`pace`](super::pace)).
+    Paced {
+        /// The events.
+        generator: GeneratorConfig,
+        /// Events per wall-clock second.
+        rate: u64,
+    },
     /// Read from an NDJSON file, by one instance.
     File(PathBuf),
 }
@@ -106,8 +120,10 @@ pub struct RunConfig {
 pub struct Built {
     /// The pipeline; run it with [`Pipeline::run`] or spawn it.
     pub pipeline: Pipeline,
-    /// The number of result rows, after the run.
-    pub results: SinkHandle<u64>,
+    /// The number of result rows and their latency, after the run.
+    pub results: SinkHandle<ResultCount>,
+    /// The pace and the latency's terms, in a paced run.
+    pub timing: Option<Timing>,
 }
 
 /// Builds the pipeline of `cfg` (see the [module docs](self)).
@@ -125,6 +141,8 @@ pub fn build(cfg: &RunConfig) -> Result<Built, QueryError> {
             ..PipelineConfig::default()
         },
     );
+    let max_delay_ms = cfg.options.max_delay_ms.max(0);
+    let mut timing = None;
     let (events, instances) = match &cfg.input {
         EventInput::Generate(gen) => {
             let gen = gen.clone();
@@ -133,9 +151,16 @@ pub fn build(cfg: &RunConfig) -> Result<Built, QueryError> {
                 .parallelism(parallelism);
             (events, parallelism)
         }
+        EventInput::Paced { generator, rate } => {
+            let (gen, pace) = (generator.clone(), Pace::starting_now(*rate));
+            timing = Some(Timing::new(pace, gen.clone(), max_delay_ms));
+            let events = p
+                .source_with(EVENTS, move |_| GeneratorSource::paced(gen.clone(), pace))
+                .parallelism(parallelism);
+            (events, parallelism)
+        }
         EventInput::File(path) => (p.source(EVENTS, EventFileSource::new(path.clone())), 1),
     };
-    let max_delay_ms = cfg.options.max_delay_ms.max(0);
     let events = events.with_watermarks(
         WatermarkStrategy::bounded(Duration::from_millis(max_delay_ms as u64))
             .timestamps(|e: &Event| Timestamp(e.date_time())),
@@ -152,12 +177,15 @@ pub fn build(cfg: &RunConfig) -> Result<Built, QueryError> {
             .sink("dead letters out", NdjsonFileSink::new(path.clone()));
     }
     let results = match cfg.workload {
-        Workload::Events => events.count("results"),
-        Workload::Query(n) => queries::attach(n, events, &cfg.options, &cfg.output)?,
+        Workload::Events => queries::finish(events, &ResultSink::Count, timing.as_ref()),
+        Workload::Query(n) => {
+            queries::attach(n, events, &cfg.options, &cfg.output, timing.as_ref())?
+        }
     };
     Ok(Built {
         pipeline: p,
         results,
+        timing,
     })
 }
 
@@ -225,6 +253,10 @@ pub struct Outcome {
     pub late: u64,
     /// Result rows written or counted.
     pub results: u64,
+    /// Their latency from the creation of their inputs, in a paced run with results.
+    pub latency: Option<LatencySummary>,
+    /// The pace and the latency's terms, in a paced run.
+    pub timing: Option<Timing>,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The process's user + system CPU time over the run, where the platform tells.
@@ -245,6 +277,18 @@ pub struct Summary {
     pub events_per_cpu_s: Option<f64>,
     /// Peak resident set size, `null` where unknown.
     pub peak_rss_bytes: Option<u64>,
+    /// Median latency of the result rows from the creation of the input that made each final,
+    /// ms: `null` unless paced (or without results).
+    pub latency_p50_ms: Option<f64>,
+    /// The 99th percentile of the same.
+    pub latency_p99_ms: Option<f64>,
+    /// The largest of the same.
+    pub latency_max_ms: Option<f64>,
+    /// Median age of the latency markers at the result sink (the pipeline's source → sink
+    /// transit), ms; `null` if none arrived.
+    pub marker_p50_ms: Option<f64>,
+    /// The 99th percentile of the same.
+    pub marker_p99_ms: Option<f64>,
 }
 
 impl Outcome {
@@ -265,6 +309,11 @@ impl Outcome {
             // Below one clock tick of CPU time the figure would be a division by zero.
             events_per_cpu_s: self.cpu.filter(|c| !c.is_zero()).map(per),
             peak_rss_bytes: crate::peak_rss_bytes(),
+            latency_p50_ms: self.latency.map(|l| l.p50_ms),
+            latency_p99_ms: self.latency.map(|l| l.p99_ms),
+            latency_max_ms: self.latency.map(|l| l.max_ms),
+            marker_p50_ms: self.report.latency.map(|l| l.p50_ms),
+            marker_p99_ms: self.report.latency.map(|l| l.p99_ms),
         }
     }
 }
@@ -295,12 +344,15 @@ where
     let events = op(EVENTS).map_or(0, |o| o.rows_out);
     let malformed = op(EVENTS).map_or(0, |o| o.dead_letters);
     let late = op(LATE).map_or(0, |o| o.dead_letters);
+    let results = built.results.take().unwrap_or_default();
     Ok(Outcome {
         report,
         events,
         malformed,
         late,
-        results: built.results.take().unwrap_or_default(),
+        results: results.rows,
+        latency: results.latency,
+        timing: built.timing,
         elapsed,
         cpu,
     })

@@ -7,7 +7,8 @@
 //! [`run`](super::run)); the query adds nothing of the kind itself.
 //!
 //! [`attach`] builds query `n` over a stream of events and ends its results in a
-//! [`ResultSink`]: an NDJSON file (one JSON object per row) or a count.
+//! [`ResultSink`]: an NDJSON file (one JSON object per row) or a count; in a paced run the
+//! sink also measures each row's latency ([`pace`](super::pace)).
 //!
 //! Each module's header gives the query's SQL (as Flink's Nexmark writes it) and draws the
 //! graph it builds. Every query projects the events it needs in its first operator, beside the
@@ -33,8 +34,8 @@ use serde::Serialize;
 use weir_operators::prelude::*;
 use weir_runtime::SinkHandle;
 
-use super::io::NdjsonFileSink;
 use super::model::Event;
+use super::pace::{Latency, ResultCount, ResultsSink, Timing};
 
 pub mod q0;
 pub mod q1;
@@ -90,8 +91,9 @@ pub enum QueryError {
 /// The queries the benchmark defines, in order.
 pub const QUERIES: [u32; 9] = [0, 1, 2, 3, 4, 5, 7, 8, 11];
 
-/// Builds query `query` over `events` and ends its results in `sink`. The handle yields the
-/// number of result rows (written or counted) after the run.
+/// Builds query `query` over `events` and ends its results in `sink`, measuring their latency
+/// under `timing` in a paced run. The handle yields the number of result rows (written or
+/// counted) and their latency after the run.
 ///
 /// # Errors
 ///
@@ -102,17 +104,19 @@ pub fn attach(
     events: Stream<Event>,
     opts: &QueryOptions,
     sink: &ResultSink,
-) -> Result<SinkHandle<u64>, QueryError> {
+    timing: Option<&Timing>,
+) -> Result<SinkHandle<ResultCount>, QueryError> {
+    let t = timing;
     match query {
-        0 => Ok(finish(q0::build(events, opts), sink)),
-        1 => Ok(finish(q1::build(events, opts), sink)),
-        2 => Ok(finish(q2::build(events, opts), sink)),
-        3 => Ok(finish(q3::build(events, opts), sink)),
-        4 => Ok(finish(q4::build(events, opts), sink)),
-        5 => Ok(finish(q5::build(events, opts), sink)),
-        7 => Ok(finish(q7::build(events, opts), sink)),
-        8 => Ok(finish(q8::build(events, opts), sink)),
-        11 => Ok(finish(q11::build(events, opts), sink)),
+        0 => Ok(finish(q0::build(events, opts), sink, t)),
+        1 => Ok(finish(q1::build(events, opts), sink, t)),
+        2 => Ok(finish(q2::build(events, opts), sink, t)),
+        3 => Ok(finish(q3::build(events, opts), sink, t)),
+        4 => Ok(finish(q4::build(events, opts), sink, t)),
+        5 => Ok(finish(q5::build(events, opts), sink, t)),
+        7 => Ok(finish(q7::build(events, opts), sink, t)),
+        8 => Ok(finish(q8::build(events, opts), sink, t)),
+        11 => Ok(finish(q11::build(events, opts), sink, t)),
         other => Err(QueryError::Unknown(other)),
     }
 }
@@ -122,10 +126,16 @@ pub fn event_time(e: &Event) -> Timestamp {
     Timestamp(e.date_time())
 }
 
-/// Ends a query's result rows in `sink` (one instance), named `results`.
-pub fn finish<R: Serialize + Data>(rows: Stream<R>, sink: &ResultSink) -> SinkHandle<u64> {
-    match sink {
-        ResultSink::Count => rows.count("results"),
-        ResultSink::Ndjson(path) => rows.sink("results", NdjsonFileSink::new(path.clone())),
-    }
+/// Ends a query's result rows in `sink` (one [`ResultsSink`] instance, named `results`),
+/// measuring their latency under `timing` if given.
+pub fn finish<R: Serialize + Latency + Data>(
+    rows: Stream<R>,
+    sink: &ResultSink,
+    timing: Option<&Timing>,
+) -> SinkHandle<ResultCount> {
+    let file = match sink {
+        ResultSink::Count => None,
+        ResultSink::Ndjson(path) => Some(path.clone()),
+    };
+    rows.sink("results", ResultsSink::new(file, timing.cloned()))
 }

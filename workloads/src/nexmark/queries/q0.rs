@@ -23,6 +23,10 @@ pub struct Q0 {
     pub date_time: i64,
     /// The bid's padding.
     pub extra: String,
+    /// When the bid was created (see [`Bid::created_us`](crate::nexmark::Bid::created_us)), for
+    /// the latency of the row; not written.
+    #[serde(skip)]
+    pub created_us: i64,
 }
 
 /// Query 0 over `events`: every bid, in arrival order per instance, at the query's parallelism.
@@ -35,6 +39,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q0> {
                 price: b.price,
                 date_time: b.date_time,
                 extra: b.extra,
+                created_us: b.created_us,
             }),
             _ => None,
         })

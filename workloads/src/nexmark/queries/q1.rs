@@ -32,6 +32,10 @@ pub struct Q1 {
     pub date_time: i64,
     /// The bid's padding.
     pub extra: String,
+    /// When the bid was created (see [`Bid::created_us`](crate::nexmark::Bid::created_us)), for
+    /// the latency of the row; not written.
+    #[serde(skip)]
+    pub created_us: i64,
 }
 
 /// Adds q1 to the pipeline of `events`.
@@ -44,6 +48,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q1> {
                 price: b.price as f64 * EUROS_PER_DOLLAR,
                 date_time: b.date_time,
                 extra: b.extra,
+                created_us: b.created_us,
             }),
             _ => None,
         })

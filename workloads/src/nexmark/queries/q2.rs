@@ -22,6 +22,10 @@ pub struct Q2 {
     pub auction: u64,
     /// The bid's price.
     pub price: u64,
+    /// When the bid was created (see [`Bid::created_us`](crate::nexmark::Bid::created_us)), for
+    /// the latency of the row; not written.
+    #[serde(skip)]
+    pub created_us: i64,
 }
 
 /// Adds q2 to the pipeline of `events`.
@@ -31,6 +35,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q2> {
             Event::Bid(b) if b.auction % AUCTION_MODULUS == 0 => Some(Q2 {
                 auction: b.auction,
                 price: b.price,
+                created_us: b.created_us,
             }),
             _ => None,
         })

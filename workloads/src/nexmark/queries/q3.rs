@@ -66,6 +66,9 @@ pub struct Q3 {
     pub state: String,
     /// The auction's id.
     pub id: u64,
+    /// The seller's person id, for the latency of the row; not written.
+    #[serde(skip)]
+    pub seller: u64,
 }
 
 /// A row of either side, keyed by the seller's person id.
@@ -106,6 +109,7 @@ pub fn build(events: Stream<Event>, opts: &QueryOptions) -> Stream<Q3> {
             city: p.city,
             state: p.state,
             id: a.id,
+            seller: p.id,
         })
         .parallelism(opts.parallelism)
 }

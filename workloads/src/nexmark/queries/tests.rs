@@ -52,6 +52,7 @@ fn bid(auction: u64, bidder: u64, price: u64, t: i64) -> Event {
         url: "https://example.com".into(),
         date_time: t,
         extra: format!("e{price}"),
+        created_us: 0,
     })
 }
 

@@ -13,6 +13,7 @@ fn bid(auction: u64, bidder: u64, price: u64, t: i64) -> Event {
         url: "https://www.nexmark.com/x".into(),
         date_time: t,
         extra: format!("x{t}"),
+        created_us: 0,
     })
 }
 

@@ -24,8 +24,9 @@
 //! window, and move its result to the sink (every result of a second's windows fires in one
 //! burst, so the tail is the last of the burst). Windows that end too late to be closed by a
 //! watermark (the run's last ones, fired by the end of the input) are left out. The run
-//! report's in-band latency markers ([`RunReport::latency`]) are given beside it: the age of a
-//! marker from the source to each sink, the queueing delay of the data path.
+//! report's in-band latency markers
+//! ([`RunReport::latency`](weir_runtime::RunReport::latency)) are given beside it: the age of
+//! a marker from the source to each sink, the queueing delay of the data path.
 //!
 //! **Maximum rate.** [`max_rate`] runs the same pipeline unpaced (every poll emits a full
 //! batch stamped with the wall time): rows over wall time.
@@ -199,7 +200,7 @@ pub fn run_paced(
         p50_ms: percentile(&ms, 0.50),
         p99_ms: percentile(&ms, 0.99),
         max_ms: ms.last().copied().unwrap_or(0.0),
-        markers: report.latency.clone(),
+        markers: report.latency,
         counted,
     })
 }

@@ -10,6 +10,7 @@ mod pipeline;
 mod placement;
 mod skew;
 mod windows;
+mod windows_latency;
 
 use clap::Subcommand;
 
@@ -51,6 +52,10 @@ pub enum Bench {
     /// One peak-RSS run of `bench windows`, in a process of its own; prints one JSON line.
     #[command(hide = true)]
     WindowsRun(windows::WindowsRunArgs),
+    /// The tumbling-window count's maximum rate, then how long after a window could close its
+    /// result reaches the sink (and the in-band markers' latency) at a fraction of that rate,
+    /// the source paced by the wall clock.
+    WindowsLatency(windows_latency::WindowsLatencyArgs),
 }
 
 /// Runs one benchmark, after a line naming the machine (except for `skew-run` and `windows-run`,
@@ -82,5 +87,6 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::SkewRun(args) => skew::run_one(args),
         Bench::Windows(args) => windows::run(args),
         Bench::WindowsRun(args) => windows::run_one(args),
+        Bench::WindowsLatency(args) => windows_latency::run(args),
     }
 }

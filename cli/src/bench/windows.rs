@@ -182,7 +182,8 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
     }
     let exe = std::env::current_exe()?;
     println!(
-        "peak RSS of the tumbling count (zipf 0), each run in a process of its own, median of {}:",
+        "peak RSS of the tumbling count (zipf 0), each run in a process of its own (allocator \
+         without transparent huge pages unless MIMALLOC_ALLOW_THP is set), median of {}:",
         runs.max(1)
     );
     let mut peaks = Vec::new();

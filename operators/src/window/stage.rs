@@ -146,7 +146,7 @@ where
             start: slot.start,
             end: slot.end,
             firing: slot.firings,
-            value: R::value(agg, &slot.acc),
+            value: R::value(agg, slot.acc()),
         });
     }
 
@@ -217,8 +217,9 @@ where
                         live = true;
                         result = self.make_room(out);
                         if result.is_ok() {
-                            let acc = self.state.slot(&self.agg, &key, start, end, wm);
-                            self.agg.add(acc, &row);
+                            let agg = &self.agg;
+                            self.state
+                                .update(agg, &key, (start, end), wm, |acc| agg.add(acc, &row));
                         }
                     });
                     result?;

@@ -3,15 +3,24 @@
 //!
 //! ```text
 //! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
-//! by_key    key → { start → id }          a key's windows, disjoint for sessions, and the
-//!                                          one it used last, kept in its entry
+//! by_key    key → { head, start → id }    a key's windows, disjoint for sessions; `head` is
+//!                                          its newest window a row reached, accumulator inline
 //! pending   { (end, id) }                  not fired yet
 //! retained  { (end + lateness, id) }       fired, kept for lateness updates
 //! due       [id]                           changed while their end is behind the watermark
 //! ```
 //!
 //! Every slot is in exactly one of `pending`, `retained` or `due` (a due slot may also be in
-//! `retained`, being an update of a window that fired). The owner bounds the slot count
+//! `retained`, being an update of a window that fired).
+//!
+//! **The head.** Rows about in time order keep adding to the newest window of their key. That
+//! window's accumulator lives in the key's table entry, not in its slot, so such a row touches
+//! one entry of one table: the entry holds the window's start (to recognise it) and the time
+//! it falls due (to tell an update behind the watermark, which must mark its slot). A slot's
+//! `acc` is `None` exactly while its key's head holds it. A row for another window of the key
+//! takes the slow way (the key's ordered map, then the slot) and becomes the head only if its
+//! window is newer; whatever hands a slot out (firing, removal, draining) first brings its
+//! accumulator back from the head. The owner bounds the slot count
 //! ([`WindowState::len`]); the byte figure counts each slot's inline size, its key's heap and
 //! its accumulator as [`Aggregate::acc_bytes`] measured it when the slot was made or merged, so
 //! it returns to zero when the last slot goes. Maps that empty out give their memory back.
@@ -31,7 +40,8 @@ pub(crate) struct Slot<K, Acc> {
     pub(crate) key: K,
     pub(crate) start: i64,
     pub(crate) end: i64,
-    pub(crate) acc: Acc,
+    /// `None` while its key's head holds it (see the [module docs](self)).
+    acc: Option<Acc>,
     /// Results emitted for this window so far (for a merged session: the most of its parts).
     pub(crate) firings: u32,
     /// Whether it is listed in `due`.
@@ -40,11 +50,28 @@ pub(crate) struct Slot<K, Acc> {
     bytes: usize,
 }
 
+impl<K, Acc> Slot<K, Acc> {
+    /// The window's accumulator.
+    pub(crate) fn acc(&self) -> &Acc {
+        match &self.acc {
+            Some(acc) => acc,
+            None => unreachable!("a slot handed out holds its accumulator"),
+        }
+    }
+
+    fn into_acc(self) -> Acc {
+        match self.acc {
+            Some(acc) => acc,
+            None => unreachable!("a slot handed out holds its accumulator"),
+        }
+    }
+}
+
 /// Window accumulators of one instance (see the [module docs](self)).
 #[derive(Debug)]
 pub(crate) struct WindowState<K, Acc> {
     slots: Slab<Slot<K, Acc>>,
-    by_key: Map<K, KeyWindows>,
+    by_key: Map<K, KeyWindows<Acc>>,
     pending: BTreeSet<(i64, u64)>,
     retained: BTreeSet<(i64, u64)>,
     due: Vec<u64>,
@@ -54,47 +81,38 @@ pub(crate) struct WindowState<K, Acc> {
     due_at_start: bool,
 }
 
-/// A key's windows by start, with the one a row found last kept inline: rows about in time
-/// order keep adding to the same window of their key, and find it in the key's table entry
-/// without searching the ordered map.
-#[derive(Debug, Default)]
-struct KeyWindows {
-    last: Option<(i64, u64)>,
+/// A key's windows by start, and its head: the newest window a row reached, with its
+/// accumulator (see the [module docs](self)).
+#[derive(Debug)]
+struct KeyWindows<Acc> {
+    head: Option<Head<Acc>>,
     by_start: BTreeMap<i64, u64>,
 }
 
-impl KeyWindows {
-    /// The window starting at `start`, remembered as the last one found.
-    #[inline]
-    fn find(&mut self, start: i64) -> Option<u64> {
-        match self.last {
-            Some((s, id)) if s == start => Some(id),
-            _ => {
-                let id = *self.by_start.get(&start)?;
-                self.last = Some((start, id));
-                Some(id)
-            }
+impl<Acc> Default for KeyWindows<Acc> {
+    fn default() -> Self {
+        Self {
+            head: None,
+            by_start: BTreeMap::new(),
         }
     }
+}
 
-    fn insert(&mut self, start: i64, id: u64) {
-        self.by_start.insert(start, id);
-        self.last = Some((start, id));
-    }
-
-    fn remove(&mut self, start: i64) {
-        self.by_start.remove(&start);
-        if self.last.is_some_and(|(s, _)| s == start) {
-            self.last = None;
-        }
-    }
+/// A key's newest window, held inline in its table entry.
+#[derive(Debug)]
+struct Head<Acc> {
+    start: i64,
+    /// When its slot falls due: a row for it at or behind this watermark marks the slot due.
+    due_time: i64,
+    id: u64,
+    acc: Acc,
 }
 
 /// Inline bytes of one slot and its index entries.
 const fn slot_overhead<K, Acc>() -> usize {
     size_of::<Option<Slot<K, Acc>>>()
         + size_of::<(K, i64, u64)>()
-        + size_of::<Option<(i64, u64)>>()
+        + size_of::<Option<Head<Acc>>>()
         + 3 * size_of::<(i64, u64)>()
 }
 
@@ -241,25 +259,100 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         })
     }
 
-    /// The accumulator of `key`'s window `[start, end)`, made from `agg.init()` if absent,
-    /// and marked changed. `watermark` decides whether it waits to fire or is due now.
-    pub(crate) fn slot<A: Aggregate<Acc = Acc>>(
+    /// Hands `f` the accumulator of `key`'s window `[start, end)`, made from `agg.init()` if
+    /// absent, and marks the window changed. `watermark` decides whether it waits to fire or
+    /// is due now.
+    #[inline]
+    pub(crate) fn update<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        key: &K,
+        (start, end): (i64, i64),
+        watermark: i64,
+        f: impl FnOnce(&mut Acc),
+    ) {
+        // The way of a row about in time order: the key's newest window, in its entry.
+        if let Some(head) = self
+            .by_key
+            .get_mut(key)
+            .and_then(|w| w.head.as_mut())
+            .filter(|h| h.start == start && h.due_time > watermark)
+        {
+            f(&mut head.acc);
+            return;
+        }
+        let (id, in_head) = self.locate(agg, key, start, end);
+        self.touch(id, watermark);
+        let acc = if in_head {
+            self.by_key
+                .get_mut(key)
+                .and_then(|w| w.head.as_mut())
+                .map(|h| &mut h.acc)
+        } else {
+            self.slots.get_mut(id).and_then(|s| s.acc.as_mut())
+        };
+        match acc {
+            Some(acc) => f(acc),
+            None => unreachable!("a window's accumulator is in its slot or its key's head"),
+        }
+    }
+
+    /// The id of `key`'s window `[start, end)`, inserted if absent, and whether the key's head
+    /// holds it: it becomes the head if it is newer than the head (or there is none).
+    fn locate<A: Aggregate<Acc = Acc>>(
         &mut self,
         agg: &A,
         key: &K,
         start: i64,
         end: i64,
-        watermark: i64,
-    ) -> &mut Acc {
-        let id = match self.by_key.get_mut(key).and_then(|w| w.find(start)) {
+    ) -> (u64, bool) {
+        // An older window, or the head itself: one probe of the key table.
+        if let Some(windows) = self.by_key.get_mut(key) {
+            if let (Some(&id), Some(head)) = (windows.by_start.get(&start), &windows.head) {
+                if head.start >= start {
+                    return (id, head.id == id);
+                }
+            }
+        }
+        let found = self
+            .by_key
+            .get(key)
+            .and_then(|w| w.by_start.get(&start).copied());
+        let id = match found {
             Some(id) => id,
             None => self.insert(agg, key.clone(), start, end, agg.init(), 0),
         };
-        self.touch(id, watermark);
-        let Some(slot) = self.slots.get_mut(id) else {
-            unreachable!("the slot was found or inserted above")
+        let Some(windows) = self.by_key.get_mut(key) else {
+            unreachable!("the key holds the window found or inserted above")
         };
-        &mut slot.acc
+        if windows.head.as_ref().is_some_and(|h| h.start >= start) {
+            return (id, false); // a new window older than the head
+        }
+        // Newer than the head: the old head's accumulator goes back to its slot, this one's
+        // comes out of it.
+        if let Some(old) = windows.head.take() {
+            if let Some(slot) = self.slots.get_mut(old.id) {
+                slot.acc = Some(old.acc);
+            }
+        }
+        let Some(slot) = self.slots.get_mut(id) else {
+            unreachable!("the window found or inserted above is held")
+        };
+        let due_time = if self.due_at_start {
+            slot.start
+        } else {
+            slot.end
+        };
+        let Some(acc) = slot.acc.take() else {
+            unreachable!("a window not in the head holds its accumulator")
+        };
+        windows.head = Some(Head {
+            start,
+            due_time,
+            id,
+            acc,
+        });
+        (id, true)
     }
 
     /// Merges `acc` over `[start, end)` into `key`'s windows: into the same window (fixed
@@ -274,8 +367,9 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         watermark: i64,
     ) {
         if !merging {
-            let slot = self.slot(agg, key, start, end, watermark);
-            agg.merge(slot, acc);
+            self.update(agg, key, (start, end), watermark, |slot| {
+                agg.merge(slot, acc)
+            });
             return;
         }
         let mut overlapping = Vec::new();
@@ -293,7 +387,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             lo = lo.min(slot.start);
             hi = hi.max(slot.end);
             firings = firings.max(slot.firings);
-            agg.merge(&mut merged, slot.acc);
+            agg.merge(&mut merged, slot.into_acc());
         }
         let id = self.insert(agg, key.clone(), lo, hi, merged, firings);
         self.touch(id, watermark);
@@ -315,12 +409,12 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             key,
             start,
             end,
-            acc,
+            acc: Some(acc),
             firings,
             due: false,
             bytes,
         });
-        by_key.insert(start, id);
+        by_key.by_start.insert(start, id);
         self.pending.insert((self.due_time(start, end), id));
         id
     }
@@ -343,8 +437,26 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         }
     }
 
+    /// Brings a slot's accumulator back from its key's head, if the head holds it.
+    fn settle(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        if slot.acc.is_some() {
+            return;
+        }
+        if let Some(head) = self
+            .by_key
+            .get_mut(&slot.key)
+            .and_then(|w| w.head.take_if(|h| h.id == id))
+        {
+            slot.acc = Some(head.acc);
+        }
+    }
+
+    /// Frees a slot and hands it out, its accumulator brought back from the head.
     fn remove(&mut self, id: u64) -> Slot<K, Acc> {
-        let Some(slot) = self.slots.remove(id) else {
+        let Some(mut slot) = self.slots.remove(id) else {
             unreachable!("ids in the indexes name held slots")
         };
         self.bytes -= slot.bytes;
@@ -356,7 +468,10 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             self.due.retain(|&d| d != id);
         }
         if let Some(windows) = self.by_key.get_mut(&slot.key) {
-            windows.remove(slot.start);
+            if let Some(head) = windows.head.take_if(|h| h.id == id) {
+                slot.acc = Some(head.acc);
+            }
+            windows.by_start.remove(&slot.start);
             if windows.by_start.is_empty() {
                 self.by_key.remove(&slot.key);
             }
@@ -397,21 +512,23 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             ready.push((self.slots[id].end, self.slots[id].start, id));
         }
         ready.sort_unstable();
-        for (_, _, id) in ready {
+        for (end, _, id) in ready {
+            let cleanup = self.cleanup_of(end);
+            if !keep || cleanup <= watermark {
+                // Fired for the last time: freed first, so its accumulator is at hand.
+                let mut slot = self.remove(id);
+                slot.due = false;
+                emit(&mut slot);
+                continue;
+            }
+            self.settle(id);
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
             };
             slot.due = false;
             emit(slot);
             slot.firings = slot.firings.saturating_add(1);
-            let end = slot.end;
-            let cleanup = self.cleanup_of(end);
-            if keep && cleanup > watermark {
-                self.retained.insert((cleanup, id));
-            } else {
-                self.retained.remove(&(cleanup, id));
-                self.remove(id);
-            }
+            self.retained.insert((cleanup, id));
         }
         while let Some(&(cleanup, id)) = self.retained.first() {
             if cleanup > watermark {
@@ -444,7 +561,7 @@ mod tests {
         let count = Count::<()>::new();
         let mut state = WindowState::<u8, u64>::new(5);
         for (key, start) in [(1u8, 20), (2, 0), (1, 0), (2, 10)] {
-            *state.slot(&count, &key, start, start + 10, i64::MIN) += 1;
+            state.update(&count, &key, (start, start + 10), i64::MIN, |n| *n += 1);
         }
         assert_eq!(state.len(), 4);
         let mut fired = Vec::new();
@@ -460,7 +577,7 @@ mod tests {
             "both [0, 10) are freed at 15; [10, 20) is kept to 25"
         );
         // An update of a fired window is due at once, and fires again with a higher count.
-        *state.slot(&count, &2, 10, 20, 20) += 1;
+        state.update(&count, &2, (10, 20), 20, |n| *n += 1);
         fired.clear();
         state.fire(20, true, |s| fired.push((s.key, s.start, s.firings)));
         assert_eq!(fired, [(2, 10, 1)]);
@@ -481,7 +598,7 @@ mod tests {
         assert_eq!(state.len(), 2);
         assert!(state.overlaps(&1, 39, 50) && !state.overlaps(&1, 40, 50));
         let mut fired = Vec::new();
-        state.fire(i64::MAX, true, |s| fired.push((s.start, s.end, s.acc)));
+        state.fire(i64::MAX, true, |s| fired.push((s.start, s.end, *s.acc())));
         assert_eq!(fired, [(0, 10, 1), (10, 40, 3)]);
         assert_eq!(state.bytes(), 0);
     }

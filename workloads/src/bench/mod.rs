@@ -13,6 +13,7 @@ pub mod placement;
 pub mod skew;
 pub mod skew_plot;
 pub mod windows;
+pub mod windows_latency;
 
 use std::time::Duration;
 

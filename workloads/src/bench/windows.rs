@@ -28,7 +28,8 @@
 //!
 //! **Peak RSS** ([`rss_in_child`]): the tumbling count runs in a child process of its own
 //! (`weir bench windows-run`), whose peak is reset (Linux `clear_refs`) just before the run and
-//! read (`VmHWM`) just after it, before the reference is computed.
+//! read (`VmHWM`) just after it, before the reference is computed; the child's allocator uses
+//! 4 KiB pages, not transparent huge pages (see [`rss_in_child`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -459,7 +460,13 @@ pub fn child_args(cfg: &WindowsConfig) -> Vec<String> {
     args
 }
 
-/// Runs [`measure_rss`] in a child process: `exe` (the `weir` binary) with [`child_args`].
+/// Runs [`measure_rss`] in a child process: `exe` (the `weir` binary) with [`child_args`],
+/// with mimalloc's transparent huge pages off (`MIMALLOC_ALLOW_THP=0`) unless the caller's
+/// environment says otherwise.
+///
+/// With huge pages, mimalloc's arena is faulted in 2 MiB at a time, so a peak of about 50 MiB
+/// moves by a few huge pages — ±10 % — with where allocations happen to land, whatever the
+/// run's size; at 4 KiB pages the peak is what the run touches.
 ///
 /// # Errors
 ///
@@ -468,6 +475,9 @@ pub fn rss_in_child(exe: &Path, cfg: &WindowsConfig) -> Result<RssOutcome, Windo
     let fail = |what: String| WindowsError::Child(format!("{}: {what}", exe.display()));
     let mut command = std::process::Command::new(exe);
     command.args(child_args(cfg));
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        command.env("MIMALLOC_ALLOW_THP", "0");
+    }
     let output = weir::interrupt::run_child(&mut command).map_err(|e| fail(e.to_string()))?;
     if !output.status.success() {
         return Err(fail(format!("ended with {}", output.status)));

@@ -22,7 +22,7 @@
 //! - **Credit limit.** The consumer grants only while `buffered + outstanding_credit` is below
 //!   its credit limit ([`Inlet::set_credit_limit`]), between [`MIN_CREDIT_LIMIT`] (so the
 //!   producer can still write one message while the consumer reads another) and the capacity;
-//!   the byte bound applies as always. The executor sizes it by time (see [`debloat`]); by
+//!   the byte bound applies as always. The executor sizes it by time (see `channel/debloat.rs`); by
 //!   default it is the capacity. Lowering it takes no credit back (credit is exact, see
 //!   `raw/ring.rs`): re-grants are only withheld until occupancy falls below it. Raising it
 //!   grants the difference at once, with the wake-up handshake below. The re-grant chunk shrinks
@@ -74,7 +74,7 @@
 //! -p weir-runtime --release --lib channel::loom_tests`).
 
 mod blocking;
-pub mod debloat;
+pub(crate) mod debloat;
 mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;

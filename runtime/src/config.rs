@@ -130,6 +130,19 @@ pub struct PipelineConfig {
     ///
     /// [`Message::Latency`]: crate::Message::Latency
     pub latency_marker_interval: Duration,
+    /// How much time each edge should buffer at its consumer's measured rate (default 10 ms;
+    /// [`Duration::ZERO`] turns sizing by time off, at most
+    /// [`MAX_EDGE_TARGET_TIME`](Self::MAX_EDGE_TARGET_TIME)).
+    ///
+    /// Each consumer measures how many messages per second it takes from each input edge, over
+    /// the time it is not idle, and grants credit only up to that rate times this target
+    /// (within two slots and the edge's capacity; the byte bound applies as always). When a
+    /// sink slows tenfold, the edges in front of it then shrink instead of holding ten times
+    /// the time, so rows, barriers and watermarks wait about this long per edge rather than a
+    /// full edge's worth (Flink's buffer debloating). A fast consumer keeps whole edges. Edges
+    /// with an overflow policy that never waits keep their capacity. How it measures and when
+    /// it updates is in `channel/debloat.rs`; each edge's current limit is in the run report.
+    pub edge_target_time: Duration,
 }
 
 /// The most slots a default-sized edge gets when batches are small (see [`PipelineConfig::edge`]).
@@ -148,11 +161,16 @@ impl PipelineConfig {
     /// [`workers`](Self::workers): each instance and worker is allocated when the run starts.
     pub const MAX_PARALLELISM: usize = 1 << 12;
 
+    /// The longest [`edge_target_time`](Self::edge_target_time): beyond it an edge is sized by
+    /// its rows and bytes anyway.
+    pub const MAX_EDGE_TARGET_TIME: Duration = Duration::from_secs(60);
+
     /// Checks the configuration before anything is built, naming the offending field.
     ///
     /// # Errors
     ///
-    /// A `batch_rows` above [`Self::MAX_BATCH_ROWS`], a `linger` above [`Self::MAX_LINGER`], a
+    /// A `batch_rows` above [`Self::MAX_BATCH_ROWS`], a `linger` above [`Self::MAX_LINGER`], an
+    /// `edge_target_time` above [`Self::MAX_EDGE_TARGET_TIME`], a
     /// `parallelism` or `workers` above [`Self::MAX_PARALLELISM`], or an invalid default
     /// [`edge`](Self::edge) ([`EdgeConfig::validate`]).
     ///
@@ -190,6 +208,14 @@ impl PipelineConfig {
                 "parallelism {} exceeds the limit of {} instances per operator",
                 self.parallelism,
                 Self::MAX_PARALLELISM
+            ));
+        }
+        if self.edge_target_time > Self::MAX_EDGE_TARGET_TIME {
+            return Err(format!(
+                "edge_target_time {:?} exceeds the limit of {:?} (use Duration::ZERO to size \
+                 edges by rows and bytes only)",
+                self.edge_target_time,
+                Self::MAX_EDGE_TARGET_TIME
             ));
         }
         if let Some(workers) = self.workers.filter(|&w| w > Self::MAX_PARALLELISM) {
@@ -230,6 +256,7 @@ impl Default for PipelineConfig {
             yield_every: 8,
             chaining: Chaining::default(),
             latency_marker_interval: Duration::from_millis(100),
+            edge_target_time: Duration::from_millis(10),
         }
     }
 }

@@ -3,10 +3,14 @@
 //! After every step of a random interleaving of producer and consumer actions:
 //!
 //! - `buffered + outstanding_credit <= capacity` (never more batches in flight than credit);
+//! - the consumer's credit limit, lowered and raised at random, is never granted past: what is
+//!   in flight exceeds the limit only by credit granted before it was lowered, and never grows
+//!   while it does;
 //! - the edge holds exactly the model's messages, in order, and their bytes;
 //! - the bytes held never exceed `max(max_bytes, one batch)`;
 //! - a send succeeds only against credit and byte room, and fails only without one of them;
-//! - a party parked in `poll_reserve` / `poll_recv` has been woken once its condition holds.
+//! - a party parked in `poll_reserve` / `poll_recv` has been woken once its condition holds;
+//! - at the end, whatever the limit, every batch and then `End` get through (no deadlock).
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -27,6 +31,8 @@ enum Step {
     Recv,
     /// Consumer: `poll_recv`.
     PollRecv,
+    /// Consumer: set the credit limit (clamped by the edge to `2..=capacity`).
+    Limit(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -36,6 +42,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..=12).prop_map(Step::TrySend),
         3 => Just(Step::Recv),
         1 => Just(Step::PollRecv),
+        1 => (0usize..=7).prop_map(Step::Limit),
     ]
 }
 
@@ -85,6 +92,14 @@ fn run_schedule(capacity: usize, chunk: usize, max_bytes: usize, steps: Vec<Step
     for (i, step) in steps.into_iter().enumerate() {
         let before = tx.stats();
         match step {
+            Step::Limit(limit) => {
+                rx.set_credit_limit(limit);
+                assert_eq!(
+                    rx.credit_limit(),
+                    limit.clamp(2.min(capacity), capacity),
+                    "step {i}"
+                );
+            }
             Step::Reserve(rows) | Step::ReserveDrop(rows) => {
                 let b = m.batch(rows);
                 let bytes = b.bytes();
@@ -166,6 +181,14 @@ fn run_schedule(capacity: usize, chunk: usize, max_bytes: usize, steps: Vec<Step
         assert!(
             s.buffered + s.outstanding_credit <= s.capacity,
             "step {i}: in flight beyond credit: {s:?}"
+        );
+        assert_eq!(s.credit_limit, rx.credit_limit(), "step {i}");
+        let held = s.buffered + s.outstanding_credit;
+        assert!(
+            held <= s
+                .credit_limit
+                .max(before.buffered + before.outstanding_credit),
+            "step {i}: granted past the credit limit: {s:?} after {before:?}"
         );
         assert_eq!(s.buffered, m.queue.len(), "step {i}");
         assert_eq!(s.buffered_bytes, m.bytes(), "step {i}");

@@ -1,5 +1,6 @@
 //! `weir bench`: each benchmark beside its baseline, one module per benchmark.
 
+mod debloat;
 mod edge;
 mod etl;
 mod ingest;
@@ -36,6 +37,9 @@ pub enum Bench {
     Latency(latency::LatencyArgs),
     /// One edge between two threads against crossbeam-channel and tokio mpsc.
     Edge(edge::EdgeArgs),
+    /// Queueing delay p50 / p99 before and after a sink slows tenfold, with edges sized by
+    /// rows only and by time as well (`edge_target_time`).
+    Debloat(debloat::DebloatArgs),
     /// source → map → key_by(x).partitioned() → filter → sum against the same pipeline with
     /// forward edges, at the same parallelism.
     Keyed(keyed::KeyedArgs),
@@ -81,6 +85,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::Overload(args) => overload::run(args),
         Bench::Ingest(args) => ingest::run(args),
         Bench::Edge(args) => edge::run(args),
+        Bench::Debloat(args) => debloat::run(args),
         Bench::Latency(args) => latency::run(args),
         Bench::Keyed(args) => keyed::run(args),
         Bench::Skew(args) => skew::run(args),

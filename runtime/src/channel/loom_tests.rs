@@ -261,3 +261,64 @@ fn a_parked_consumer_is_woken_once_per_turn_of_deferred_sends() {
         let _tx = producer.join().unwrap();
     });
 }
+
+/// Fills an edge of three slots on this thread (all its first credit), then lets a producer
+/// thread wait for credit to send a fourth message.
+fn full_edge_and_a_waiting_producer() -> (Inlet<Vec<u64>>, thread::JoinHandle<Outlet<Vec<u64>>>) {
+    // Re-granted only all at once until the limit is lowered (which shrinks the chunk).
+    let cfg = EdgeConfig::default().with_capacity(3).with_grant_chunk(3);
+    let (mut tx, rx) = edge::<Vec<u64>>(cfg);
+    for v in 1..=3 {
+        tx.try_send(data(v)).unwrap();
+    }
+    let producer = thread::spawn(move || {
+        block_on(send_all(&mut tx, vec![data(4)])).unwrap();
+        tx
+    });
+    (rx, producer)
+}
+
+fn assert_credit_within_capacity(rx: &Inlet<Vec<u64>>) {
+    let s = rx.stats();
+    assert!(s.buffered + s.outstanding_credit <= s.capacity);
+    assert_eq!(s.credit_limit, rx.credit_limit());
+}
+
+/// The consumer lowers its credit limit while the producer waits for credit, then raises it:
+/// the raise grants at once and wakes the producer (a lost wake-up deadlocks the model),
+/// nothing is lost or reordered, and credit never exceeds the capacity.
+#[test]
+fn credit_limit_lowered_and_raised_while_the_producer_waits() {
+    model(|| {
+        let (mut rx, producer) = full_edge_and_a_waiting_producer();
+        // Lowered under credit already granted: nothing is taken back.
+        rx.set_credit_limit(2);
+        assert_credit_within_capacity(&rx);
+        // Two buffered after this: at the lowered limit, so nothing is re-granted yet.
+        assert_eq!(block_on(recv(&mut rx)).unwrap(), data(1));
+        assert_credit_within_capacity(&rx);
+        // Raised while the producer may be parked for credit: granted at once, and woken.
+        rx.set_credit_limit(3);
+        assert_credit_within_capacity(&rx);
+        for v in 2..=4 {
+            assert_eq!(block_on(recv(&mut rx)).unwrap(), data(v));
+            assert_credit_within_capacity(&rx);
+        }
+        let _tx = producer.join().unwrap();
+    });
+}
+
+/// Lowered while the producer waits, and never raised: the re-grant comes once occupancy
+/// falls below the new limit, and wakes the producer.
+#[test]
+fn a_lowered_limit_still_regrants_below_it() {
+    model(|| {
+        let (mut rx, producer) = full_edge_and_a_waiting_producer();
+        rx.set_credit_limit(2);
+        for v in 1..=4 {
+            assert_eq!(block_on(recv(&mut rx)).unwrap(), data(v));
+            assert_credit_within_capacity(&rx);
+        }
+        let _tx = producer.join().unwrap();
+    });
+}

@@ -19,6 +19,14 @@
 //! - **Chunked re-grant.** The consumer hands freed slots back once [`EdgeConfig::grant_chunk`] of
 //!   them have accumulated, and always before it parks on an empty edge, so a trickle never stalls
 //!   and a busy edge does not pay a wake-up per batch.
+//! - **Credit limit.** The consumer grants only while `buffered + outstanding_credit` is below
+//!   its credit limit ([`Inlet::set_credit_limit`]), between [`MIN_CREDIT_LIMIT`] (so the
+//!   producer can still write one message while the consumer reads another) and the capacity;
+//!   the byte bound applies as always. The executor sizes it by time (see `channel/debloat.rs`); by
+//!   default it is the capacity. Lowering it takes no credit back (credit is exact, see
+//!   `raw/ring.rs`): re-grants are only withheld until occupancy falls below it. Raising it
+//!   grants the difference at once, with the wake-up handshake below. The re-grant chunk shrinks
+//!   with it (at most half the limit), so a small limit still pipelines.
 //! - **Bytes.** A message is admitted if the bytes already buffered plus its own stay within
 //!   `max_bytes`, *or* the edge holds no data bytes at all; so an oversize batch never deadlocks and
 //!   an edge never holds more than `max(max_bytes, one batch)`. A message's bytes are its deep
@@ -66,6 +74,7 @@
 //! -p weir-runtime --release --lib channel::loom_tests`).
 
 mod blocking;
+pub(crate) mod debloat;
 mod error;
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -170,6 +179,10 @@ impl EdgeConfig {
     }
 }
 
+/// The lowest credit limit an edge is given ([`Inlet::set_credit_limit`]), capacity permitting:
+/// two slots, so the producer can write one message while the consumer works on another.
+pub const MIN_CREDIT_LIMIT: usize = 2;
+
 const WAIT_NONE: u8 = 0;
 const WAIT_SLOT: u8 = 1;
 const WAIT_BYTES: u8 = 2;
@@ -194,6 +207,10 @@ pub(crate) struct EdgeShared {
     /// both sides are gone is exactly the rows that were never delivered.
     rows_pushed: AtomicUsize,
     rows_popped: AtomicUsize,
+    /// The consumer's credit limit, published for observers (the consumer's own copy rules).
+    credit_limit: AtomicUsize,
+    /// The producer never waits for this edge (a lossy edge): its credit stays whole.
+    fixed_credit: AtomicBool,
 }
 
 /// The return path's ring: spare buffers from the consumer to the producer.
@@ -246,6 +263,8 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         rx_waker: AtomicWaker::new(),
         rows_pushed: AtomicUsize::new(0),
         rows_popped: AtomicUsize::new(0),
+        credit_limit: AtomicUsize::new(config.capacity),
+        fixed_credit: AtomicBool::new(false),
     };
     let (tx, rx) = ring(config.capacity, shared);
     let (spare_tx, spare_rx): Spares<B> = ring(config.capacity, ());
@@ -264,6 +283,7 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
             spares: spare_tx,
             spare_max_bytes: config.max_bytes / config.capacity,
             chunk: config.effective_grant_chunk(),
+            chunk_config: config.effective_grant_chunk(),
             ended: false,
             rows: 0,
             bytes_received: 0,
@@ -291,6 +311,9 @@ pub struct EdgeStats {
     pub rows_sent: usize,
     /// Rows received from the edge so far.
     pub rows_received: usize,
+    /// The consumer's credit limit now: at most this many messages buffered plus granted
+    /// ([`Inlet::set_credit_limit`]); the capacity unless the edge is sized by time.
+    pub credit_limit: usize,
 }
 
 impl EdgeStats {
@@ -336,6 +359,7 @@ fn stats_of<B: Batch>(inner: &Shared<B>) -> EdgeStats {
             peak_bytes: ext.peak_bytes.load(Relaxed),
             rows_sent: ext.rows_pushed.load(Relaxed),
             rows_received: ext.rows_popped.load(Relaxed),
+            credit_limit: ext.credit_limit.load(Relaxed),
         }
     }
 }
@@ -398,6 +422,13 @@ impl<B: Batch> Outlet<B> {
     pub fn buffered_bytes(&self) -> usize {
         self.bytes_sent
             .saturating_sub(self.shared().bytes_received.load(Acquire))
+    }
+
+    /// Keeps this edge's credit limit at its capacity whatever the consumer asks
+    /// ([`Inlet::set_credit_limit`]): for an edge whose producer never waits for credit (a
+    /// lossy edge), where withheld credit would drop or spill rows instead of slowing anyone.
+    pub(crate) fn fix_credit(&self) {
+        self.shared().fixed_credit.store(true, Relaxed);
     }
 
     /// Whether the consumer has gone away.
@@ -683,7 +714,10 @@ pub struct Inlet<B: Batch> {
     /// The largest spare kept (`max_bytes / capacity`): the spares never hold more than the
     /// edge's byte bound.
     spare_max_bytes: usize,
+    /// The re-grant chunk in force: the configured one, at most half the credit limit.
     chunk: usize,
+    /// [`EdgeConfig::effective_grant_chunk`].
+    chunk_config: usize,
     ended: bool,
     rows: usize,
     bytes_received: usize,
@@ -709,6 +743,72 @@ impl<B: Batch> Inlet<B> {
     /// Whether [`Message::End`] has been received.
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Messages of any kind taken from this edge so far (wrapping): what a consumer's drain
+    /// rate is measured in, read from the ring's own position at no cost per message.
+    #[inline]
+    pub fn messages_received(&self) -> usize {
+        self.ring.position()
+    }
+
+    /// Slot capacity of this edge.
+    pub fn capacity(&self) -> usize {
+        self.shared().capacity
+    }
+
+    /// The credit limit in force ([`set_credit_limit`](Self::set_credit_limit)).
+    pub fn credit_limit(&self) -> usize {
+        self.ring.limit()
+    }
+
+    /// Limits the credit this consumer hands out: from now on it grants only while the
+    /// messages buffered plus the credit outstanding stay below `limit`, clamped to
+    /// [`MIN_CREDIT_LIMIT`]`..=capacity` (an edge of one slot keeps its one). The byte bound
+    /// applies as always.
+    ///
+    /// Lowering the limit takes no credit back: the producer may still send what it was
+    /// granted, and re-grants wait until occupancy falls below the new limit. Raising it grants
+    /// the difference at once and wakes a producer waiting for credit. An edge whose producer
+    /// never waits (a lossy edge) keeps its whole capacity: a lower limit there would turn
+    /// buffer into drops or spills.
+    ///
+    /// ```
+    /// use weir_runtime::{edge, EdgeConfig, Message};
+    ///
+    /// let (mut tx, mut rx) = edge::<Vec<u8>>(EdgeConfig::default().with_capacity(8));
+    /// rx.set_credit_limit(3);
+    /// assert_eq!(tx.credit(), 8, "credit already granted is kept");
+    /// for _ in 0..8 {
+    ///     tx.try_send(Message::Data(vec![1])).unwrap();
+    /// }
+    /// for _ in 0..8 {
+    ///     rx.try_recv().unwrap();
+    /// }
+    /// assert_eq!(tx.credit(), 3, "re-granted up to the limit");
+    /// rx.set_credit_limit(100);
+    /// assert_eq!(rx.credit_limit(), 8, "clamped to the capacity");
+    /// assert_eq!(rx.stats().outstanding_credit, 8, "granted at once");
+    /// ```
+    pub fn set_credit_limit(&mut self, limit: usize) {
+        let capacity = self.shared().capacity;
+        let limit = if self.shared().fixed_credit.load(Relaxed) {
+            capacity
+        } else {
+            limit.clamp(MIN_CREDIT_LIMIT.min(capacity), capacity)
+        };
+        let old = self.ring.limit();
+        if limit == old {
+            return;
+        }
+        self.ring.set_limit(limit);
+        self.chunk = self.chunk_config.min((limit / 2).max(1));
+        self.shared().credit_limit.store(limit, Relaxed);
+        if limit > old {
+            // Raised: the difference goes out now, with the full handshake, so a producer
+            // parked for credit is certainly woken.
+            self.grant_all();
+        }
     }
 
     /// Bytes of the message received last ([`Message::bytes`] as measured when it was sent),

@@ -21,6 +21,11 @@
 //! rows pushed by the very call that then returned `Pending` (a source's last rows before it
 //! waits, a window fired by a watermark) leave within one linger.
 //!
+//! Edges sized by time: an operator or a sink offers its inputs a drain-rate sample
+//! (`Inputs::adapt`, with its non-idle time as the metrics accounted it) after every wait that
+//! parked and at the end of every turn — where the time was just accounted, so no clock is read
+//! for it — and the inputs resize their edges' credit when one is due (`channel/debloat.rs`).
+//!
 //! Latency markers: a source emits one once it is due, after step 2, so it queues behind what
 //! the source has sent and ahead of its partial batch; an operator passes one on as soon as it
 //! reads it; a sink records its age, and the readiness it asked for before taking it is not
@@ -59,6 +64,8 @@ pub(crate) struct DriverCtx {
     pub(crate) linger: Duration,
     /// For a source: how often it emits a latency marker (zero: never).
     pub(crate) marker_interval: Duration,
+    /// For an operator or a sink: the time its input edges should buffer (zero: their capacity).
+    pub(crate) edge_target: Duration,
     pub(crate) yield_every: u32,
     pub(crate) stop: Arc<StopSignal>,
     /// The run's watermark alignment groups.
@@ -538,16 +545,27 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
+    inputs.size_by_time(ctx.edge_target);
     let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     // Barriers waiting for the operator's work in flight (at most one per source).
     let mut barriers: Vec<Barrier> = Vec::new();
     loop {
-        if !make_room(&mut outs, m, || inputs.release_credit()).await? {
+        let mut waited = false;
+        let room = make_room(&mut outs, m, || {
+            waited = true;
+            inputs.release_credit();
+        })
+        .await?;
+        if !room {
             // Cancelled from downstream: dropping our inputs releases our producers.
             count_held(&op, &mut out, &mut outs, m);
             m.switch(TimeState::Done);
             return Ok(());
+        }
+        if waited {
+            m.switch(TimeState::Busy);
+            inputs.adapt(m.active_ns());
         }
         if ctx.linger.is_zero() && open_since(&out, &outs).is_some() {
             flush_open(&mut out, &mut outs)?;
@@ -561,7 +579,8 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let before = emitted_mark(&out);
             let mut ready = false;
-            poll_fn(|cx| {
+            let mut parked = false;
+            let event = poll_fn(|cx| {
                 // Results of asynchronous work are emitted as they complete; barriers held
                 // behind it follow once none is left.
                 match op.poll_flush(cx, &mut out) {
@@ -620,11 +639,16 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                 }
                 outs.wake_consumers();
                 m.switch(state);
+                parked = true;
                 Poll::Pending
             })
-            .await
+            .await;
+            m.switch(TimeState::Busy);
+            if parked {
+                inputs.adapt(m.active_ns());
+            }
+            event
         };
-        m.switch(TimeState::Busy);
         let mut rows = 0;
         let event = match event {
             Wake::Input(ev) => Some(ev),
@@ -633,6 +657,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                 outs.dispatch(&mut out)?;
                 if budget.spend(0) {
                     end_turn(m, &mut outs).await;
+                    inputs.adapt(m.active_ns());
                 }
                 continue;
             }
@@ -690,6 +715,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
         outs.dispatch(&mut out)?;
         if budget.spend(rows) {
             end_turn(m, &mut outs).await;
+            inputs.adapt(m.active_ns());
         }
     }
     // Work still in flight is finished, its results sent as they complete, before the end.
@@ -763,6 +789,7 @@ pub(crate) async fn run_sink<K: Sink>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     sink.open(&ctx.info)?;
+    inputs.size_by_time(ctx.edge_target);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut rejects = Vec::new();
     // A latency marker does not spend the sink's readiness: the event after it is taken
@@ -775,6 +802,7 @@ pub(crate) async fn run_sink<K: Sink>(
         wait_in(m, TimeState::Backpressured, |cx| dead.poll_ready(cx)).await;
         // Demand starts here: take nothing until the sink is ready for it. A sink that paces
         // itself hands back the credit of what it took as it goes, not in chunks.
+        let mut parked = false;
         if !std::mem::take(&mut still_ready) {
             wait_in(m, TimeState::Busy, |cx| {
                 let ready = sink.poll_ready(cx);
@@ -783,6 +811,7 @@ pub(crate) async fn run_sink<K: Sink>(
                         return Poll::Ready(Ok(()));
                     }
                     inputs.release_credit();
+                    parked = true;
                 }
                 ready
             })
@@ -800,11 +829,17 @@ pub(crate) async fn run_sink<K: Sink>(
                 Poll::Ready(ev) => Poll::Ready(ev.map(Some)),
                 // Its own consumer went away while nothing arrived.
                 Poll::Pending if sink.poll_closed(cx).is_ready() => Poll::Ready(Ok(None)),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    parked = true;
+                    Poll::Pending
+                }
             }
         })
         .await;
         m.switch(TimeState::Busy);
+        if parked {
+            inputs.adapt(m.active_ns());
+        }
         let mut rows = 0;
         let Some(event) = event? else { break };
         match event {
@@ -837,6 +872,7 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         if budget.spend(rows) {
             m.checkpoint();
+            inputs.adapt(m.active_ns());
             yield_to_queue().await;
         }
     }

@@ -16,6 +16,13 @@
 //!   holds the minimum back from advancing further until it catches up, but what was already
 //!   passed on is never taken back. When every live input is idle, the instance announces
 //!   itself idle downstream (once, until an input becomes active again).
+//!
+//! # Edges sized by time
+//!
+//! With a target time, the inputs hold a drain-rate estimate per edge (`channel/debloat.rs`)
+//! and set each inlet's credit limit from it. The run loop offers samples ([`Inputs::adapt`])
+//! where it has just accounted its time, with its non-idle time so far; a sample costs two
+//! loads and a compare until one is due, every few milliseconds of non-idle time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +30,7 @@ use std::task::{Context, Poll};
 
 use crate::barrier::Barrier;
 use crate::batch::{Batch, LatencyMarker, Message, Timestamp};
+use crate::channel::debloat::Debloat;
 use crate::channel::{Inlet, TryRecvError};
 use crate::error::OperatorError;
 use crate::operator::InputPort;
@@ -70,6 +78,8 @@ pub(crate) struct Inputs<B: Batch> {
     barriers: Vec<(u32, u64)>,
     /// Barriers combined and not yet returned.
     ready: VecDeque<Barrier>,
+    /// Drain rates per input, when the edges are sized by time.
+    debloat: Option<Debloat>,
 }
 
 impl<B: Batch> Inputs<B> {
@@ -97,6 +107,42 @@ impl<B: Batch> Inputs<B> {
             owe_max: false,
             barriers: Vec::new(),
             ready: VecDeque::new(),
+            debloat: None,
+        }
+    }
+
+    /// Sizes the input edges by time: each one's credit limit follows its measured drain rate
+    /// so that it buffers about `target` ([`PipelineConfig::edge_target_time`]); zero leaves
+    /// them their capacity.
+    ///
+    /// [`PipelineConfig::edge_target_time`]: crate::PipelineConfig::edge_target_time
+    pub(crate) fn size_by_time(&mut self, target: std::time::Duration) {
+        self.debloat = Debloat::new(target, self.inputs.len());
+    }
+
+    /// Offers a drain-rate sample: `active_ns` is the instance's non-idle time so far, as its
+    /// metrics have accounted it. Cheap until a sample is due.
+    #[inline]
+    pub(crate) fn adapt(&mut self, active_ns: u64) {
+        if self.debloat.as_ref().is_some_and(|d| d.due(active_ns)) {
+            self.resize(active_ns);
+        }
+    }
+
+    #[cold]
+    fn resize(&mut self, active_ns: u64) {
+        let Some(d) = self.debloat.as_mut() else {
+            return;
+        };
+        let inputs = &self.inputs;
+        if !d.sample(active_ns, |i| inputs[i].inlet.messages_received()) {
+            return;
+        }
+        for (i, input) in self.inputs.iter_mut().enumerate() {
+            if !input.ended {
+                let limit = d.limit(i, input.inlet.capacity());
+                input.inlet.set_credit_limit(limit);
+            }
         }
     }
 

@@ -189,6 +189,7 @@ fn build_task(
         metrics: head_wiring.metrics.clone(),
         linger: scope.config.linger,
         marker_interval: scope.config.latency_marker_interval,
+        edge_target: scope.config.edge_target_time,
         yield_every: scope.config.yield_every,
         stop: scope.stop.clone(),
         align: scope.align.clone(),

@@ -92,8 +92,12 @@ impl<B: Batch> OutEdge<B> {
         (self.targets.len(), capacity, max_bytes)
     }
 
-    /// Makes this edge lossy.
+    /// Makes this edge lossy. Its consumers keep their whole credit: a limit sized by time
+    /// would drop or spill rows here instead of slowing anyone.
     pub(crate) fn set_lossy(&mut self, lossy: LossyEdge<B>) {
+        for t in &self.targets {
+            t.outlet.fix_credit();
+        }
         self.lossy = Some(lossy);
     }
 

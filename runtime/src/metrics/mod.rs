@@ -324,6 +324,15 @@ impl InstanceMetrics {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// Time spent busy or backpressured as credited so far (not idle, not finishing), ns: no
+    /// clock read, so the current state's time counts from its next switch or checkpoint.
+    /// What an instance's drain rate is measured over (`channel/debloat.rs`).
+    #[inline]
+    pub(crate) fn active_ns(&self) -> u64 {
+        self.ns[TimeState::Busy as usize].load(Relaxed)
+            + self.ns[TimeState::Backpressured as usize].load(Relaxed)
+    }
+
     /// Moves the instance into `state`, crediting the time spent in the previous one.
     pub(crate) fn switch(&self, state: TimeState) {
         let prev = self.state.load(Relaxed);

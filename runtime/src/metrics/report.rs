@@ -241,6 +241,10 @@ pub struct EdgeReport {
     pub buffered: usize,
     /// Credit outstanding at the time of the report.
     pub outstanding_credit: usize,
+    /// The consumer's credit limit at the time of the report: at most this many messages
+    /// buffered plus granted; below `capacity` while the edge is sized by time
+    /// ([`PipelineConfig::edge_target_time`](crate::PipelineConfig::edge_target_time)).
+    pub credit_limit: usize,
     /// Bytes buffered at the time of the report.
     pub buffered_bytes: usize,
     /// The most bytes this edge held at once.
@@ -494,6 +498,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
                 max_bytes: s.max_bytes,
                 buffered: s.buffered,
                 outstanding_credit: s.outstanding_credit,
+                credit_limit: s.credit_limit,
                 buffered_bytes: s.buffered_bytes,
                 peak_bytes: s.peak_bytes,
                 rows_sent: s.rows_sent,
@@ -841,6 +846,29 @@ impl fmt::Display for RunReport {
                 }
             }
             None => writeln!(f, "  bottleneck: none")?,
+        }
+        let sized: Vec<String> = self
+            .edges
+            .iter()
+            .filter(|e| e.credit_limit < e.capacity)
+            .map(|e| {
+                format!(
+                    "`{}`#{} → `{}`#{} {}/{}",
+                    e.from, e.from_instance, e.to, e.to_instance, e.credit_limit, e.capacity
+                )
+            })
+            .collect();
+        if !sized.is_empty() {
+            const SHOWN: usize = 6;
+            let more = match sized.len().saturating_sub(SHOWN) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            writeln!(
+                f,
+                "  edges sized by time (credit limit / capacity): {}{more}",
+                sized[..sized.len().min(SHOWN)].join(", ")
+            )?;
         }
         write!(
             f,

@@ -20,10 +20,21 @@
 //! - `head` is the consumer's position, published for observers and for `Drop`.
 //!
 //! The invariant of an edge, `buffered + outstanding <= capacity`, is `granted - head <= capacity`,
-//! which holds because the consumer only ever grants up to `head + capacity`.
+//! which holds because the consumer only ever grants up to `head + limit` with `limit <= capacity`.
 //!
 //! The consumer decides *when* to grant ([`RingRx::grant`]): the channel layer re-grants in chunks,
 //! Reactive-Streams style, rather than per slot, and always before it parks on an empty ring.
+//!
+//! # The credit limit
+//!
+//! The consumer also decides *how much* to grant: up to `head + limit`, where `limit` (in
+//! `1..=capacity`, all of it by default) is the consumer's own field, set with
+//! [`RingRx::set_limit`]. Credit is exact, so it is never taken back: lowering the limit below
+//! what is already granted leaves `granted` where it is, and [`RingRx::grant`] stays silent until
+//! `head` has moved far enough that `head + limit` passes it again; raising it lets the next
+//! grant hand out the difference at once. `granted` only ever moves forward, and `granted - head`
+//! is at most the largest limit in force since the slot at `head` was granted, so at most
+//! `capacity`.
 //!
 //! Each side caches the other side's position and reloads it only when its cache says it must
 //! wait, so an uncontended hand-off costs one `Release` store on each side.
@@ -118,6 +129,7 @@ pub(crate) fn ring<T, X>(capacity: usize, ext: X) -> (RingTx<T, X>, RingRx<T, X>
         head: 0,
         tail: 0,
         granted: capacity,
+        limit: capacity,
     };
     (tx, rx)
 }
@@ -178,6 +190,8 @@ pub(crate) struct RingRx<T, X> {
     tail: usize,
     /// The grant we last published.
     granted: usize,
+    /// The most slots buffered plus granted we hand out (`1..=capacity`; see "The credit limit").
+    limit: usize,
 }
 
 impl<T, X> RingRx<T, X> {
@@ -202,6 +216,12 @@ impl<T, X> RingRx<T, X> {
         Some(value)
     }
 
+    /// Values taken so far (wrapping): the consumer's position.
+    #[inline]
+    pub(crate) fn position(&self) -> usize {
+        self.head
+    }
+
     /// Whether the ring looked empty the last time it was read (refreshes the producer position).
     pub(crate) fn is_empty(&mut self) -> bool {
         if self.head == self.tail {
@@ -210,22 +230,38 @@ impl<T, X> RingRx<T, X> {
         self.head == self.tail
     }
 
-    /// Slots freed since the last grant (credit not yet handed back).
+    /// Slots the next [`grant`](Self::grant) would hand out: freed since the last grant and
+    /// within the limit (zero while the limit is below what is already granted).
+    #[inline]
     pub(crate) fn ungranted(&self) -> usize {
-        self.head
-            .wrapping_add(self.inner.capacity())
-            .wrapping_sub(self.granted)
+        // Buffered plus outstanding: `head <= tail <= granted`, at most `capacity` apart.
+        let held = self.granted.wrapping_sub(self.head);
+        self.limit.saturating_sub(held)
     }
 
-    /// Hands every freed slot back to the producer as credit. Returns whether anything was granted.
+    /// Hands the producer credit up to `head + limit`, never taking any back. Returns whether
+    /// anything was granted.
+    #[inline]
     pub(crate) fn grant(&mut self) -> bool {
-        let target = self.head.wrapping_add(self.inner.capacity());
-        if target == self.granted {
+        if self.ungranted() == 0 {
             return false;
         }
+        let target = self.head.wrapping_add(self.limit);
         self.granted = target;
         self.inner.granted.store(target, Release);
         true
+    }
+
+    /// The credit limit: the most slots buffered plus granted that [`grant`](Self::grant) hands
+    /// out.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Sets the credit limit, clamped to `1..=capacity`. Takes effect at the next
+    /// [`grant`](Self::grant); credit already granted is kept (see "The credit limit").
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.clamp(1, self.inner.capacity());
     }
 
     /// The shared state.

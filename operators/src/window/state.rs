@@ -383,7 +383,10 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         }
         let (mut lo, mut hi, mut firings, mut merged) = (start, end, 0, acc);
         for id in overlapping {
-            let slot = self.remove(id);
+            // The key keeps its table entry: the merged window goes right back in. Removing
+            // and re-inserting it for every row that extends a session left a tombstone per
+            // row, and the table grew whenever they ran out its spare room.
+            let slot = self.remove_slot(id, false);
             lo = lo.min(slot.start);
             hi = hi.max(slot.end);
             firings = firings.max(slot.firings);
@@ -456,6 +459,12 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
 
     /// Frees a slot and hands it out, its accumulator brought back from the head.
     fn remove(&mut self, id: u64) -> Slot<K, Acc> {
+        self.remove_slot(id, true)
+    }
+
+    /// [`remove`](Self::remove); the key's table entry goes too when its last window does,
+    /// unless not `drop_key` (a merged window of the same key is about to take its place).
+    fn remove_slot(&mut self, id: u64, drop_key: bool) -> Slot<K, Acc> {
         let Some(mut slot) = self.slots.remove(id) else {
             unreachable!("ids in the indexes name held slots")
         };
@@ -472,11 +481,13 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
                 slot.acc = Some(head.acc);
             }
             windows.by_start.remove(&slot.start);
-            if windows.by_start.is_empty() {
+            if drop_key && windows.by_start.is_empty() {
                 self.by_key.remove(&slot.key);
             }
         }
-        self.shrink();
+        if drop_key {
+            self.shrink();
+        }
         slot
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::percentile;
 use weir_operators::prelude::*;
 use weir_runtime::{Chaining, InputPort, OperatorError, Output, Sink, Source, SourceStatus};
 
@@ -148,14 +149,6 @@ impl Sink for SlowSink {
         let [a, b] = std::mem::take(&mut self.phases);
         Ok([(a.ages, a.rows), (b.ages, b.rows)])
     }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn phase_result(mut ages: Vec<u64>, rows: u64, window: Duration) -> PhaseResult {

@@ -10,6 +10,7 @@
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::percentile;
 use weir_operators::prelude::*;
 use weir_runtime::{Chaining, InputPort, OperatorError, Output, Sink, Source, SourceStatus};
 
@@ -101,14 +102,6 @@ impl Sink for Ages {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// One run: source → map → filter (keeps every row) → sink, batch size 1, linger 0.
 ///
 /// # Errors
@@ -179,7 +172,7 @@ mod tests {
         assert_eq!(percentile(&sorted, 0.50), 50);
         assert_eq!(percentile(&sorted, 0.99), 99);
         assert_eq!(percentile(&sorted, 1.0), 100);
-        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile::<u64>(&[], 0.5), 0);
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub mod windows_latency;
 
 use std::time::Duration;
 
+/// The `p` quantile (nearest rank) of sorted values; zero for none.
+pub(crate) fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// The median of some durations (the lower middle for an even count).
 pub fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort_unstable();

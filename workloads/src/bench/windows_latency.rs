@@ -44,6 +44,7 @@ use weir_operators::prelude::{
 use weir_runtime::metrics::LatencyReport;
 use weir_runtime::{OperatorError, Output, Source, SourceStatus, WatermarkStrategy};
 
+use super::percentile;
 use super::windows::{Row, WindowsConfig, WindowsError, BOUND, TUMBLING};
 use crate::zipf::ZipfKeys;
 
@@ -120,15 +121,6 @@ pub struct PacedOutcome {
     pub markers: Option<LatencyReport>,
     /// Rows the results counted (every row emitted, if nothing was lost or late).
     pub counted: u64,
-}
-
-/// The `p` quantile (nearest rank) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Runs the tumbling count over `rows` rows emitted at `rate` rows/s (`f64::INFINITY`:
@@ -239,6 +231,6 @@ mod tests {
     fn percentiles_are_nearest_ranks() {
         let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&sorted, 0.99), 99.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
+        assert_eq!(percentile::<f64>(&[], 0.5), 0.0);
     }
 }

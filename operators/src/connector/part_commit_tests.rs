@@ -2,34 +2,14 @@
 //! checkpoint, leave visible exactly the rows written before that checkpoint.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{AsArray, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
 use proptest::prelude::*;
 
+use super::tests::{batch, schema};
 use super::*;
 use crate::connector::{ParquetOptions, ParquetReader};
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::UInt64, false),
-        Field::new("name", DataType::Utf8, false),
-    ]))
-}
-
-fn batch(from: u64, to: u64) -> RecordBatch {
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(UInt64Array::from_iter_values(from..to)),
-            Arc::new(StringArray::from_iter_values(
-                (from..to).map(|i| format!("name-{i}")),
-            )),
-        ],
-    )
-    .expect("matching columns")
-}
 
 fn options(format: PartFormat) -> PartWriterOptions {
     PartWriterOptions {

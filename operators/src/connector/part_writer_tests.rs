@@ -4,14 +4,14 @@ use arrow::array::{StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use std::sync::Arc;
 
-fn schema() -> SchemaRef {
+pub(super) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::UInt64, false),
         Field::new("name", DataType::Utf8, false),
     ]))
 }
 
-fn batch(from: u64, to: u64) -> RecordBatch {
+pub(super) fn batch(from: u64, to: u64) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![

@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 
-use arrow::array::RecordBatch;
 use proptest::prelude::*;
-use weir_runtime::{InputPort, OperatorError, Pipeline, Sink};
+use weir_runtime::Pipeline;
 
-use super::hostile::{hostile, opts, text_schema, write, Outcome, Row, NAMES};
+use super::hostile::{hostile, opts, text_schema, write, Batches, Outcome, Row, NAMES};
 use super::*;
 use crate::connector::{BadRecordPolicy, FilePosition};
 use crate::source::Rewind;
@@ -121,22 +120,6 @@ proptest! {
             prop_assert_eq!(mark.skipped + rest.skipped, whole.skipped);
             prop_assert_eq!(&rest.error, &whole.error);
         }
-    }
-}
-
-/// Collects batches.
-#[derive(Default)]
-struct Batches(Vec<RecordBatch>);
-
-impl Sink for Batches {
-    type Input = RecordBatch;
-    type Output = Vec<RecordBatch>;
-    fn on_batch(&mut self, _: InputPort, b: RecordBatch) -> Result<(), OperatorError> {
-        self.0.push(b);
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<Vec<RecordBatch>, OperatorError> {
-        Ok(std::mem::take(&mut self.0))
     }
 }
 

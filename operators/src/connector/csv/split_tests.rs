@@ -520,7 +520,7 @@ fn header_names_must_be_the_declared_ones() {
 
 /// Collects batches (bounded by the test's small inputs).
 #[derive(Default)]
-struct Batches(Vec<RecordBatch>);
+pub(super) struct Batches(Vec<RecordBatch>);
 
 impl Sink for Batches {
     type Input = RecordBatch;

@@ -110,6 +110,28 @@ impl Barrier {
     }
 }
 
+/// A checkpoint barrier: the marker a checkpoint's coordinator has every source instance emit
+/// between two of its batches, numbered by the checkpoint. Unlike a source's own [`Barrier`],
+/// it is *aligned*: an instance with several input edges stops reading an edge that delivered
+/// it until every live edge has, then snapshots its state and passes it on, so the checkpoint
+/// cuts every stream at one consistent point (see `PipelineConfig::checkpointing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct CheckpointBarrier {
+    id: u64,
+}
+
+impl CheckpointBarrier {
+    /// The barrier of checkpoint `id`.
+    pub fn new(id: u64) -> Self {
+        Self { id }
+    }
+
+    /// The checkpoint's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 type Subscriber = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// What one source instance's barriers have reached.

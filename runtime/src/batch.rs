@@ -110,6 +110,10 @@ pub enum Message<B> {
     /// The executor forwards it once every input that can carry its source's barriers has
     /// delivered it.
     Barrier(crate::barrier::Barrier),
+    /// A checkpoint barrier (see [`CheckpointBarrier`](crate::barrier::CheckpointBarrier)):
+    /// every row before it on this edge belongs to the checkpoint, every row after it to the
+    /// next. The executor aligns it over an instance's input edges.
+    Checkpoint(crate::barrier::CheckpointBarrier),
     /// The producer has no data and will send none until its next batch or watermark: leave
     /// it out of the minimum watermark until then (see [`event_time`](crate::event_time)).
     ///
@@ -199,6 +203,7 @@ impl<B: Batch> Message<B> {
         match self {
             Message::Watermark(ts) => Message::Watermark(*ts),
             Message::Barrier(b) => Message::Barrier(*b),
+            Message::Checkpoint(b) => Message::Checkpoint(*b),
             Message::Idle => Message::Idle,
             Message::Latency(m) => Message::Latency(*m),
             Message::End => Message::End,

@@ -148,6 +148,107 @@ pub struct PipelineConfig {
     /// with an overflow policy that never waits keep their capacity. How it measures and when
     /// it updates is in `channel/debloat.rs`; each edge's current limit is in the run report.
     pub edge_target_time: Duration,
+    /// Checkpoints: where they go, how often, and whether the run restores the latest one
+    /// (default `None`, off). Set it with [`checkpointing`](Self::checkpointing).
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// How a pipeline takes checkpoints (see [`PipelineConfig::checkpointing`]).
+///
+/// A coordinator triggers checkpoint `n` every `interval` (and on
+/// [`RunHandle::checkpoint_now`](crate::RunHandle::checkpoint_now)) at every source instance,
+/// which snapshots its position between two batches and emits a checkpoint barrier behind
+/// them. Every instance with several input edges aligns the barrier (an edge that delivered
+/// it is not read until every edge has), snapshots its state and passes the barrier on; every
+/// sink makes its rows pending ([`Sink::poll_pre_commit`](crate::Sink::poll_pre_commit)). Once
+/// every instance has acknowledged, the coordinator commits the checkpoint into the
+/// [`CheckpointStore`](crate::CheckpointStore) in `dir` (manifest last), and only then tells
+/// the sinks to [commit](crate::Sink::commit). At most one checkpoint is in flight.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_runtime::{CheckpointConfig, PipelineConfig};
+///
+/// let cfg = PipelineConfig::default().checkpointing(
+///     CheckpointConfig::new("/tmp/job-checkpoints").interval(Duration::from_secs(1)),
+/// );
+/// assert!(cfg.checkpoint.is_some());
+/// ```
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CheckpointConfig {
+    /// The checkpoint directory (one job per directory).
+    pub dir: std::path::PathBuf,
+    /// Time between the start of one checkpoint and the trigger of the next (default 1 s;
+    /// zero: only on demand).
+    pub interval: Duration,
+    /// Complete checkpoints kept in `dir` (default 2: a corrupt newest one has a fallback).
+    pub retain: usize,
+    /// The number of key groups keyed state is cut into: the most instances a keyed operator
+    /// can be restored at (default 128, at most
+    /// [`MAX_KEY_GROUPS`](crate::checkpoint::MAX_KEY_GROUPS)).
+    pub max_parallelism: u32,
+    /// Whether the run starts from the latest complete checkpoint in `dir` (default false).
+    pub restore: bool,
+    /// How a failed run is started again from the latest checkpoint by
+    /// [`Pipeline::run_restartable`](crate::Pipeline::run_restartable) (default: not).
+    pub restart: RestartStrategy,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints into `dir`, every second, keeping two, with 128 key groups.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            interval: Duration::from_secs(1),
+            retain: 2,
+            max_parallelism: 128,
+            restore: false,
+            restart: RestartStrategy::default(),
+        }
+    }
+
+    /// Sets the interval.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets how many complete checkpoints are kept.
+    pub fn retain(mut self, retain: usize) -> Self {
+        self.retain = retain;
+        self
+    }
+
+    /// Sets the number of key groups.
+    pub fn max_parallelism(mut self, max_parallelism: u32) -> Self {
+        self.max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Starts the run from the latest complete checkpoint in the directory.
+    pub fn restore(mut self, restore: bool) -> Self {
+        self.restore = restore;
+        self
+    }
+
+    /// Sets the restart strategy.
+    pub fn restart(mut self, restart: RestartStrategy) -> Self {
+        self.restart = restart;
+        self
+    }
+}
+
+/// How often, and after how long, a failed run is restarted from its latest checkpoint (see
+/// [`Pipeline::run_restartable`](crate::Pipeline::run_restartable)). The default restarts
+/// nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestartStrategy {
+    /// Restarts allowed before the run's error is returned.
+    pub attempts: u32,
+    /// Wait before each restart.
+    pub backoff: Duration,
 }
 
 /// The most slots a default-sized edge gets when batches are small (see [`PipelineConfig::edge`]).
@@ -229,9 +330,27 @@ impl PipelineConfig {
                 Self::MAX_PARALLELISM
             ));
         }
+        if let Some(c) = &self.checkpoint {
+            if c.retain == 0 {
+                return Err("checkpoint retain must keep at least 1 checkpoint".to_string());
+            }
+            if c.max_parallelism == 0 || c.max_parallelism > crate::checkpoint::MAX_KEY_GROUPS {
+                return Err(format!(
+                    "checkpoint max_parallelism {} is outside 1..={}",
+                    c.max_parallelism,
+                    crate::checkpoint::MAX_KEY_GROUPS
+                ));
+            }
+        }
         self.edge
             .validate()
             .map_err(|e| format!("default edge: {e}"))
+    }
+
+    /// Turns checkpoints on (see [`CheckpointConfig`]).
+    pub fn checkpointing(mut self, checkpoint: CheckpointConfig) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
     }
 
     /// The sizing of an edge that was not configured explicitly.
@@ -262,6 +381,7 @@ impl Default for PipelineConfig {
             chaining: Chaining::default(),
             latency_marker_interval: Duration::from_millis(100),
             edge_target_time: Duration::ZERO,
+            checkpoint: None,
         }
     }
 }

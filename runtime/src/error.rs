@@ -194,6 +194,10 @@ pub enum RunError {
     /// The run was stopped from outside before it could report.
     #[error("the run was cancelled")]
     Cancelled,
+    /// Checkpoints could not be set up: the directory cannot be opened, or the checkpoint to
+    /// restore from does not fit the job (another graph, another source parallelism).
+    #[error("checkpoints: {0}")]
+    Checkpoint(String),
     /// The executor itself failed (e.g. could not start its threads).
     #[error("the executor failed: {0}")]
     Executor(#[source] std::io::Error),

@@ -55,7 +55,7 @@ mod stop;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
-pub use barrier::{Barrier, Barriers};
+pub use barrier::{Barrier, Barriers, CheckpointBarrier};
 pub use batch::{Batch, LatencyMarker, Message, Timestamp};
 pub use channel::{
     edge, Closed, EdgeConfig, EdgeProbe, EdgeStats, Inlet, Outlet, Permit, TryRecvError,
@@ -65,13 +65,16 @@ pub use checkpoint::{
     BlobName, CheckpointError, CheckpointMeta, CheckpointStore, CompletedCheckpoint, KeyGroupRange,
     PendingCheckpoint,
 };
-pub use config::{Chaining, PipelineConfig, Placement, SMALL_BATCH_MAX_CAPACITY};
+pub use config::{
+    Chaining, CheckpointConfig, PipelineConfig, Placement, RestartStrategy,
+    SMALL_BATCH_MAX_CAPACITY,
+};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorKind, GraphError, OperatorError, RunError};
 pub use event_time::{EventTimeState, WatermarkStrategy};
 pub use graph::{NodeId, OutPort, Partitioning};
 pub use heap_size::{Data, HeapSize};
-pub use metrics::RunReport;
+pub use metrics::{CheckpointReport, RunReport};
 pub use operator::{
     DownstreamProbe, InputPort, InstanceInfo, Operator, Output, Queued, Sink, Source, SourceStatus,
     StateSize,

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::batch::{Batch, Message, Timestamp};
 use crate::channel::EdgeProbe;
+use crate::checkpoint::{SnapshotReader, SnapshotWriter};
 use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::overflow::OverflowCounter;
@@ -223,6 +224,41 @@ pub trait Source: Send + 'static {
     fn on_stop(&mut self) -> SourceStatus {
         SourceStatus::Done
     }
+
+    /// Whether this source can be checkpointed: it reports its position through
+    /// [`snapshot`](Self::snapshot) and starts from one in [`restore`](Self::restore). A
+    /// pipeline with checkpoints on
+    /// ([`PipelineConfig::checkpointing`](crate::PipelineConfig::checkpointing)) refuses at
+    /// start, naming it, a source that cannot. The default is `false`.
+    fn can_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Its position after the last batch it emitted, for a checkpoint: called between two calls
+    /// of [`poll_produce`](Self::poll_produce), when the executor is about to emit a checkpoint
+    /// barrier behind everything the source emitted so far. Restored by
+    /// [`restore`](Self::restore), the source must emit exactly what it would have emitted
+    /// after this point.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run. The default reports that the source cannot be checkpointed.
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        Err(OperatorError::user(
+            "this source cannot report a position for a checkpoint",
+        ))
+    }
+
+    /// Starts from a position [`snapshot`](Self::snapshot) returned: called after
+    /// [`open`](Self::open) and before the first `poll_produce` when the run restores a
+    /// checkpoint that holds one for this instance. The default ignores it.
+    ///
+    /// # Errors
+    ///
+    /// A position this source cannot start from fails the run.
+    fn restore(&mut self, _position: &[u8]) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
 
 /// A transformation of batches, with one or more inputs of the same type.
@@ -369,6 +405,41 @@ pub trait Operator: Send + 'static {
     fn holds_rows(&self) -> bool {
         false
     }
+
+    /// Whether this operator writes what it keeps into a checkpoint
+    /// ([`snapshot`](Self::snapshot)) and reads it back ([`restore`](Self::restore)). An
+    /// operator that [holds rows](Self::holds_rows) but cannot snapshot them makes a pipeline
+    /// with checkpoints on fail at start, naming it; one that holds nothing needs neither. The
+    /// default is `false`.
+    fn can_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Writes this instance's state into a checkpoint: called when a checkpoint barrier has
+    /// arrived on every input (every batch before it has been handed to
+    /// [`on_batch`](Self::on_batch) and the work in flight has completed), before the barrier
+    /// is passed on. Keyed state goes in per key group
+    /// ([`SnapshotWriter::put_group`]), so that a restore at another parallelism can move it.
+    /// The default writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run.
+    fn snapshot(&mut self, _state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Reads back what [`snapshot`](Self::snapshot) wrote: called after [`open`](Self::open)
+    /// when the run restores a checkpoint, with the key groups this instance owns now (from
+    /// every old instance that held them) and the old instances' instance-wide state (see
+    /// [`SnapshotReader`]). The default ignores it.
+    ///
+    /// # Errors
+    ///
+    /// State that does not decode fails the run.
+    fn restore(&mut self, _state: &SnapshotReader) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
 
 /// The size of an operator instance's state, as it reports it through
@@ -463,6 +534,56 @@ pub trait Sink: Send + 'static {
         _barrier: crate::barrier::Barrier,
     ) -> Poll<Result<(), OperatorError>> {
         self.poll_flush(cx)
+    }
+
+    /// A checkpoint barrier arrived on every input: make every row received before it durable
+    /// in a form the sink can still take back (pending files named by `checkpoint`, say) —
+    /// the first phase of a two-phase commit. Return `Ready(Ok(()))` once that is done; the
+    /// executor then snapshots the sink ([`snapshot`](Self::snapshot)) and acknowledges the
+    /// checkpoint. No input is taken meanwhile. Once the whole checkpoint is complete,
+    /// [`commit`](Self::commit) publishes it.
+    ///
+    /// The default finishes the work in flight ([`poll_flush`](Self::poll_flush)).
+    fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        _checkpoint: u64,
+    ) -> Poll<Result<(), OperatorError>> {
+        self.poll_flush(cx)
+    }
+
+    /// Checkpoint `checkpoint` is complete (its manifest is on disk): publish what its
+    /// [`poll_pre_commit`](Self::poll_pre_commit) made pending — the second phase. Called on
+    /// the sink's task, in checkpoint order, between batches; a checkpoint that failed is
+    /// never committed (the next one covers its rows). The default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run; a restart finishes the commit from the restored checkpoint.
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Writes the sink's own state into a checkpoint, after
+    /// [`poll_pre_commit`](Self::poll_pre_commit) (see [`Operator::snapshot`]). The default
+    /// writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run.
+    fn snapshot(&mut self, _state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Reads back what [`snapshot`](Self::snapshot) wrote, after [`open`](Self::open), when
+    /// the run restores checkpoint [`SnapshotReader::checkpoint`]: a two-phase sink finishes
+    /// or discards there what that checkpoint left pending. The default ignores it.
+    ///
+    /// # Errors
+    ///
+    /// State that does not decode fails the run.
+    fn restore(&mut self, _state: &SnapshotReader) -> Result<(), OperatorError> {
+        Ok(())
     }
 
     /// Consumes one batch.
@@ -684,6 +805,13 @@ impl<B: Batch> Output<B> {
     pub fn barrier(&mut self, barrier: crate::barrier::Barrier) {
         self.flush();
         self.sealed.push(Message::Barrier(barrier));
+    }
+
+    /// Emits a checkpoint barrier, in order with the data: the partial batch before it is cut
+    /// and goes first.
+    pub(crate) fn checkpoint(&mut self, barrier: crate::barrier::CheckpointBarrier) {
+        self.flush();
+        self.sealed.push(Message::Checkpoint(barrier));
     }
 
     /// Cuts the partial batch of pushed rows, if any, so it can be sent.

@@ -346,6 +346,7 @@ pub(crate) fn expand(
         nodes,
         instances,
         edges: edge_entries,
+        checkpoints: std::sync::OnceLock::new(),
     });
     Ok(Plan {
         registry,

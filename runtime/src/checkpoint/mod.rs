@@ -92,6 +92,14 @@
 //! groups an instance owns and, after a change of parallelism, which old instances' blobs hold
 //! them.
 //!
+//! An operator instance snapshots into a [`SnapshotWriter`]: instance-wide bytes (a watermark,
+//! a counter) and bytes per key group (the state of the keys in that group), which the
+//! executor encodes into the instance's one state blob. On restore a [`SnapshotReader`] hands
+//! an instance the key groups it owns at the new parallelism, from every old instance whose
+//! range met it, and those old instances' instance-wide bytes: at an unchanged parallelism,
+//! exactly its own snapshot; after a change, keyed state moves with its groups and the
+//! operator merges the instance-wide parts as its semantics require.
+//!
 //! # Example
 //!
 //! ```
@@ -129,6 +137,7 @@ mod key_groups;
 mod manifest;
 mod pending;
 mod shared;
+mod snapshot;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -141,4 +150,5 @@ pub use key_groups::{
 };
 pub use manifest::{BlobKind, BlobName, CheckpointMeta, MANIFEST_FORMAT_VERSION};
 pub use pending::{BlobWriter, PendingCheckpoint};
+pub use snapshot::{SnapshotReader, SnapshotWriter};
 pub use store::CheckpointStore;

@@ -26,9 +26,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, CheckpointBarrier};
 use crate::batch::{Batch, LatencyMarker, Message};
 use crate::error::{ErrorKind, OperatorError, Origin};
+use crate::exec::checkpoint::{check_snapshots, snapshot_blobs, Checkpoints};
 use crate::exec::outputs::{DeadPort, Ports, Readiness};
 use crate::metrics::InstanceMetrics;
 use crate::operator::{InstanceInfo, Operator, Output};
@@ -222,6 +223,10 @@ pub(crate) struct Chained<O: Operator> {
     not_ready: Option<OperatorError>,
     /// Barriers waiting for the operator's work in flight (at most one per source).
     barriers: Vec<Barrier>,
+    /// A checkpoint barrier waiting for the operator's work in flight.
+    checkpoint: Option<CheckpointBarrier>,
+    /// The run's checkpoints, when they are on.
+    checkpoints: Option<Arc<Checkpoints>>,
     /// The producer has ended: once the operator's work is done, the end is passed on.
     ending: bool,
     /// End-of-stream has been passed on.
@@ -235,6 +240,7 @@ impl<O: Operator> Chained<O> {
         down: Box<dyn Downstream<O::Output>>,
         metrics: Arc<InstanceMetrics>,
         producer: Arc<InstanceMetrics>,
+        checkpoints: Option<Arc<Checkpoints>>,
     ) -> Self {
         Self {
             op,
@@ -247,6 +253,8 @@ impl<O: Operator> Chained<O> {
             producer,
             not_ready: None,
             barriers: Vec::new(),
+            checkpoint: None,
+            checkpoints,
             ending: false,
             ended: false,
         }
@@ -267,7 +275,28 @@ impl<O: Operator> Chained<O> {
     fn open_now(&mut self) -> Result<(), OperatorError> {
         self.opened = true;
         let info = self.info.clone();
-        self.call(|op, _| op.open(&info))
+        self.call(|op, _| op.open(&info))?;
+        if let Some(ck) = self.checkpoints.clone() {
+            check_snapshots(&self.op, &info).map_err(|e| self.attributed(e, false))?;
+            let state = ck
+                .restore_state(&info.name, info.instance, info.parallelism)
+                .map_err(|e| self.attributed(e, false))?;
+            if let Some(state) = state {
+                self.call(|op, _| op.restore(&state))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshots the operator for checkpoint barrier `b` (its work in flight is done) and
+    /// passes the barrier on.
+    fn take_checkpoint(&mut self, b: CheckpointBarrier) {
+        release_barriers(&mut self.barriers, &mut self.out);
+        if let Some(ck) = &self.checkpoints {
+            let blobs = snapshot_blobs(ck, &self.info, |w| self.op.snapshot(w));
+            ck.ack(b.id(), blobs, std::time::Duration::ZERO);
+        }
+        self.out.checkpoint(b);
     }
 
     /// Runs one hook of the chained operator, attributing its error or panic to it.
@@ -431,6 +460,16 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
                         release_barriers(&mut self.barriers, &mut self.out);
                     }
                 }
+                Message::Checkpoint(b) => {
+                    // Snapshot once the work in flight is done (`poll_work` does it later
+                    // otherwise); one link's input has nothing to align.
+                    let mut noop = Context::from_waker(Waker::noop());
+                    if self.poll_own_work(&mut noop)? {
+                        self.take_checkpoint(b);
+                    } else {
+                        self.checkpoint = Some(b);
+                    }
+                }
                 // Operators never emit markers; a producer passes them on with `latency`.
                 Message::Latency(m) => self.down.latency(m),
                 Message::End => {}
@@ -523,6 +562,9 @@ impl<O: Operator> Downstream<O::Input> for Chained<O> {
         let done = self.poll_own_work(cx)?;
         if done {
             release_barriers(&mut self.barriers, &mut self.out);
+            if let Some(b) = self.checkpoint.take() {
+                self.take_checkpoint(b);
+            }
         }
         let mut mine = if emitted_mark(&self.out) != before {
             self.down.dispatch(&mut self.out)?;

@@ -40,14 +40,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::barrier::{Barrier, Ledger};
+use crate::barrier::{Barrier, CheckpointBarrier, Ledger};
 use crate::batch::{Batch, LatencyMarker};
+use crate::checkpoint::BlobName;
 use crate::error::OperatorError;
 use crate::event_time::AlignGroups;
 use crate::exec::chain::{
     emitted_mark, held_rows, hold_barrier, refill, refuse_barrier, release_barriers, Downstream,
     Work,
 };
+use crate::exec::checkpoint::{check_snapshots, snapshot_blobs, Checkpoints};
 use crate::exec::inputs::{Event, Inputs};
 use crate::exec::outputs::{DeadPort, Readiness};
 use crate::exec::source_time::{Clock, SourceTime};
@@ -70,6 +72,8 @@ pub(crate) struct DriverCtx {
     pub(crate) stop: Arc<StopSignal>,
     /// The run's watermark alignment groups.
     pub(crate) align: Arc<AlignGroups>,
+    /// The run's checkpoints, when they are on and reach this instance.
+    pub(crate) checkpoints: Option<Arc<Checkpoints>>,
 }
 
 /// Polls `f` to completion, switching the instance to `state` while it is pending.
@@ -386,6 +390,20 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     source.open(&ctx.info)?;
+    // The last checkpoint this source emitted a barrier of.
+    let mut checkpointed = 0;
+    if let Some(ck) = &ctx.checkpoints {
+        if !source.can_snapshot() {
+            return Err(OperatorError::user(format!(
+                "source `{}` cannot report its position for a checkpoint (`Source::can_snapshot` \
+                 is false): run it without checkpoints, or implement `snapshot` and `restore`",
+                ctx.info.name
+            )));
+        }
+        if let Some(position) = ck.restore_position(&ctx.info.name, ctx.info.instance)? {
+            source.restore(&position)?;
+        }
+    }
     let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut stopping = false;
@@ -414,6 +432,26 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             // A source may ask to hand on what it already acknowledged before it ends.
             if source.on_stop() == SourceStatus::Done {
                 break;
+            }
+        }
+        if let Some(ck) = &ctx.checkpoints {
+            if let Some(id) = ck.due(checkpointed) {
+                // Everything it emitted goes before the barrier; its position is after it.
+                flush_source(&mut out, &mut outs, clock.time())?;
+                let blobs = source
+                    .snapshot()
+                    .map(|p| {
+                        vec![(
+                            BlobName::source_position(&*ctx.info.name, ctx.info.instance as u32),
+                            p,
+                        )]
+                    })
+                    .map_err(|e| e.to_string());
+                out.checkpoint(CheckpointBarrier::new(id));
+                send(&mut out, &mut outs, clock.time())?;
+                ck.ack(id, blobs, Duration::ZERO);
+                checkpointed = id;
+                continue;
             }
         }
         if let Some(et) = clock.time() {
@@ -490,6 +528,12 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                         return Poll::Ready(Polled::Idle);
                     }
                 }
+                // A checkpoint is due: its barrier goes out between two calls.
+                if let Some(ck) = &ctx.checkpoints {
+                    if ck.poll_due(cx, checkpointed).is_ready() {
+                        return Poll::Ready(Polled::Status(Ok(SourceStatus::Continue)));
+                    }
+                }
                 outs.wake_consumers();
                 m.switch(TimeState::Idle);
                 *waited = true;
@@ -527,6 +571,10 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             look = true;
         }
     }
+    if let Some(ck) = &ctx.checkpoints {
+        // No later checkpoint can hold this source's position.
+        ck.source_ended();
+    }
     if let Some(et) = clock.time().filter(|_| !closed) {
         // The last rows, then +∞: every window downstream closes.
         et.end(&mut out)?;
@@ -545,6 +593,14 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
+    if let Some(ck) = &ctx.checkpoints {
+        check_snapshots(&op, &ctx.info)?;
+        if let Some(state) =
+            ck.restore_state(&ctx.info.name, ctx.info.instance, ctx.info.parallelism)?
+        {
+            op.restore(&state)?;
+        }
+    }
     inputs.size_by_time(ctx.edge_target);
     let mut out = Output::new(ctx.info.batch_rows).with_max_batch_bytes(ctx.info.max_batch_bytes);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
@@ -702,6 +758,17 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     Poll::Pending => {}
                 }
             }
+            Some(Ok(Event::Checkpoint(b))) => {
+                let alignment = inputs.last_alignment();
+                // The work in flight completes first: its results belong before the barrier.
+                wait_in(m, TimeState::Busy, |cx| op.poll_flush(cx, &mut out)).await?;
+                release_barriers(&mut barriers, &mut out);
+                if let Some(ck) = &ctx.checkpoints {
+                    let blobs = snapshot_blobs(ck, &ctx.info, |w| op.snapshot(w));
+                    ck.ack(b.id(), blobs, alignment);
+                }
+                out.checkpoint(b);
+            }
             Some(Ok(Event::End)) => {
                 m.switch(TimeState::Finishing);
                 op.on_end(&mut out)?;
@@ -789,6 +856,15 @@ pub(crate) async fn run_sink<K: Sink>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     sink.open(&ctx.info)?;
+    if let Some(ck) = &ctx.checkpoints {
+        if let Some(state) =
+            ck.restore_state(&ctx.info.name, ctx.info.instance, ctx.info.parallelism)?
+        {
+            sink.restore(&state)?;
+        }
+    }
+    // The checkpoint this sink pre-committed and has not committed yet.
+    let mut to_commit: Option<u64> = None;
     inputs.size_by_time(ctx.edge_target);
     let mut budget = Budget::new(ctx.yield_every, ctx.info.batch_rows);
     let mut rejects = Vec::new();
@@ -796,6 +872,12 @@ pub(crate) async fn run_sink<K: Sink>(
     // without asking again (a sink that paces itself per event is not charged for markers).
     let mut still_ready = false;
     loop {
+        if let (Some(id), Some(ck)) = (to_commit, &ctx.checkpoints) {
+            if ck.committed() >= id {
+                to_commit = None;
+                sink.commit(id)?;
+            }
+        }
         if !dead.is_flushed() {
             wait_in(m, TimeState::Backpressured, |cx| dead.poll_flush(cx)).await;
         }
@@ -826,9 +908,17 @@ pub(crate) async fn run_sink<K: Sink>(
                 return Poll::Ready(Err(e));
             }
             match inputs.poll_next(cx) {
-                Poll::Ready(ev) => Poll::Ready(ev.map(Some)),
+                Poll::Ready(ev) => Poll::Ready(ev.map(|e| Some(Some(e)))),
                 // Its own consumer went away while nothing arrived.
                 Poll::Pending if sink.poll_closed(cx).is_ready() => Poll::Ready(Ok(None)),
+                // A checkpoint it pre-committed completed: commit it now.
+                Poll::Pending
+                    if to_commit
+                        .zip(ctx.checkpoints.as_ref())
+                        .is_some_and(|(id, ck)| ck.poll_committed(cx, id).is_ready()) =>
+                {
+                    Poll::Ready(Ok(Some(None)))
+                }
                 Poll::Pending => {
                     parked = true;
                     Poll::Pending
@@ -842,6 +932,9 @@ pub(crate) async fn run_sink<K: Sink>(
         }
         let mut rows = 0;
         let Some(event) = event? else { break };
+        let Some(event) = event else {
+            continue;
+        };
         match event {
             Event::Data(port, batch, bytes) => {
                 rows = batch.rows();
@@ -866,6 +959,16 @@ pub(crate) async fn run_sink<K: Sink>(
                 wait_in(m, TimeState::Busy, |cx| sink.poll_barrier(cx, b)).await?;
                 if let Some((ledger, k)) = &ctx.sink_slot {
                     ledger.report(*k, b);
+                }
+            }
+            Event::Checkpoint(b) => {
+                let alignment = inputs.last_alignment();
+                // What came before it is made pending (durable, not yet published).
+                wait_in(m, TimeState::Busy, |cx| sink.poll_pre_commit(cx, b.id())).await?;
+                if let Some(ck) = &ctx.checkpoints {
+                    let blobs = snapshot_blobs(ck, &ctx.info, |w| sink.snapshot(w));
+                    ck.ack(b.id(), blobs, alignment);
+                    to_commit = Some(b.id());
                 }
             }
             Event::End => break,

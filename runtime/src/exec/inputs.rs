@@ -17,6 +17,16 @@
 //!   passed on is never taken back. When every live input is idle, the instance announces
 //!   itself idle downstream (once, until an input becomes active again).
 //!
+//! # Checkpoint barriers
+//!
+//! A checkpoint barrier is *aligned*: once an input delivered barrier `n`, that input is not
+//! read again (its credit is withheld: its producer stops once the edge is full, which is
+//! backpressure, not buffering) until every live input that can carry barriers has delivered
+//! `n`; then [`Event::Checkpoint`] is returned once and every input is read again. An ended
+//! input no longer holds alignment back. A later barrier arriving while `n` aligns (`n` was
+//! abandoned) restarts the alignment at the later one. Inputs that carry no barriers
+//! (dead-letter streams) are never waited for.
+//!
 //! # Edges sized by time
 //!
 //! With a target time, the inputs hold a drain-rate estimate per edge (`channel/debloat.rs`)
@@ -28,7 +38,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, CheckpointBarrier};
 use crate::batch::{Batch, LatencyMarker, Message, Timestamp};
 use crate::channel::debloat::Debloat;
 use crate::channel::{Inlet, TryRecvError};
@@ -42,6 +52,8 @@ pub(crate) enum Event<B> {
     Watermark(Timestamp),
     /// A source's barrier arrived on every live input that can carry its barriers.
     Barrier(Barrier),
+    /// A checkpoint barrier arrived on every live input that can carry it (aligned).
+    Checkpoint(CheckpointBarrier),
     /// Every live input is idle (see the module docs).
     Idle,
     /// A latency marker arrived: passed on at once, it changes nothing else (not the
@@ -61,6 +73,10 @@ struct Input<B: Batch> {
     /// The source instances whose barriers this input can carry (what reaches its producer),
     /// and the highest barrier of each it delivered.
     origins: Vec<(u32, Option<u64>)>,
+    /// It delivered the checkpoint barrier being aligned: not read until the others have.
+    blocked: bool,
+    /// It can carry checkpoint barriers (it is reached from a source, or delivered one).
+    carries: bool,
 }
 
 pub(crate) struct Inputs<B: Batch> {
@@ -80,6 +96,12 @@ pub(crate) struct Inputs<B: Batch> {
     ready: VecDeque<Barrier>,
     /// Drain rates per input, when the edges are sized by time.
     debloat: Option<Debloat>,
+    /// The checkpoint barrier being aligned, and since when.
+    aligning: Option<(u64, std::time::Instant)>,
+    /// An aligned checkpoint barrier not yet returned.
+    ready_checkpoint: Option<CheckpointBarrier>,
+    /// How long the last alignment took.
+    last_alignment: std::time::Duration,
 }
 
 impl<B: Batch> Inputs<B> {
@@ -96,7 +118,9 @@ impl<B: Batch> Inputs<B> {
                     watermark: None,
                     ended: false,
                     idle: false,
+                    carries: !origins.is_empty(),
                     origins: origins.iter().map(|&o| (o, None)).collect(),
+                    blocked: false,
                 })
                 .collect(),
             next: 0,
@@ -108,7 +132,56 @@ impl<B: Batch> Inputs<B> {
             barriers: Vec::new(),
             ready: VecDeque::new(),
             debloat: None,
+            aligning: None,
+            ready_checkpoint: None,
+            last_alignment: std::time::Duration::ZERO,
         }
+    }
+
+    /// How long the last checkpoint alignment took (from the barrier on the first input to
+    /// the barrier on the last).
+    pub(crate) fn last_alignment(&self) -> std::time::Duration {
+        self.last_alignment
+    }
+
+    /// Input `i` delivered checkpoint barrier `b`: it waits for the others.
+    fn checkpoint_arrived(&mut self, i: usize, b: CheckpointBarrier) {
+        match self.aligning {
+            // A barrier of a checkpoint already passed on or abandoned: nothing to align.
+            Some((id, _)) if b.id() < id => return,
+            Some((id, _)) if b.id() == id => {}
+            _ => {
+                // A new alignment (or a later checkpoint replacing an abandoned one).
+                for input in &mut self.inputs {
+                    input.blocked = false;
+                }
+                self.aligning = Some((b.id(), std::time::Instant::now()));
+            }
+        }
+        let input = &mut self.inputs[i];
+        input.carries = true;
+        input.blocked = true;
+        self.check_aligned();
+    }
+
+    /// If every live input that carries barriers delivered the one being aligned, it is ready.
+    fn check_aligned(&mut self) {
+        let Some((id, since)) = self.aligning else {
+            return;
+        };
+        if self
+            .inputs
+            .iter()
+            .any(|i| !i.ended && i.carries && !i.blocked)
+        {
+            return;
+        }
+        for input in &mut self.inputs {
+            input.blocked = false;
+        }
+        self.aligning = None;
+        self.last_alignment = since.elapsed();
+        self.ready_checkpoint = Some(CheckpointBarrier::new(id));
     }
 
     /// Sizes the input edges by time: each one's credit limit follows its measured drain rate
@@ -183,6 +256,9 @@ impl<B: Batch> Inputs<B> {
         if let Some(b) = self.ready.pop_front() {
             return Poll::Ready(Ok(Event::Barrier(b)));
         }
+        if let Some(b) = self.ready_checkpoint.take() {
+            return Poll::Ready(Ok(Event::Checkpoint(b)));
+        }
         if self.owe_max {
             self.owe_max = false;
             self.watermark = Some(Timestamp::MAX);
@@ -193,7 +269,7 @@ impl<B: Batch> Inputs<B> {
             let i = (self.next + k) % n;
             loop {
                 let input = &mut self.inputs[i];
-                if input.ended {
+                if input.ended || input.blocked {
                     break;
                 }
                 match input.inlet.poll_recv(cx) {
@@ -230,6 +306,14 @@ impl<B: Batch> Inputs<B> {
                             return Poll::Ready(Ok(Event::Barrier(b)));
                         }
                     }
+                    Poll::Ready(Ok(Message::Checkpoint(b))) => {
+                        self.checkpoint_arrived(i, b);
+                        if let Some(b) = self.ready_checkpoint.take() {
+                            return Poll::Ready(Ok(Event::Checkpoint(b)));
+                        }
+                        // Blocked now: the other inputs are read.
+                        break;
+                    }
                     // Not data: an idle input stays idle, and the round-robin stays put.
                     Poll::Ready(Ok(Message::Latency(m))) => {
                         return Poll::Ready(Ok(Event::Latency(m)));
@@ -252,6 +336,14 @@ impl<B: Batch> Inputs<B> {
                         }
                         // Without this input, other sources' barriers may pass.
                         let origins: Vec<u32> = input.origins.iter().map(|(o, _)| *o).collect();
+                        // Without this input, a checkpoint barrier may be aligned.
+                        self.check_aligned();
+                        if let Some(b) = self.ready_checkpoint.take() {
+                            for o in origins {
+                                self.advance_barrier(o);
+                            }
+                            return Poll::Ready(Ok(Event::Checkpoint(b)));
+                        }
                         for o in origins {
                             self.advance_barrier(o);
                         }

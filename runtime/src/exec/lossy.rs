@@ -42,7 +42,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, CheckpointBarrier};
 use crate::batch::{Batch, Message, Timestamp};
 use crate::channel::{Outlet, TryReserveError, TrySendError};
 use crate::error::OperatorError;
@@ -54,6 +54,7 @@ const TAG_DATA: u8 = 0;
 const TAG_WATERMARK: u8 = 1;
 const TAG_BARRIER: u8 = 2;
 const TAG_IDLE: u8 = 3;
+const TAG_CHECKPOINT: u8 = 4;
 
 enum Policy<B> {
     DropNewest,
@@ -248,6 +249,11 @@ impl<B: Batch> LossyEdge<B> {
                         self.scratch.extend_from_slice(&b.id().to_le_bytes());
                         Ok(())
                     }
+                    Message::Checkpoint(b) => {
+                        self.scratch.push(TAG_CHECKPOINT);
+                        self.scratch.extend_from_slice(&b.id().to_le_bytes());
+                        Ok(())
+                    }
                     Message::Idle => {
                         self.scratch.push(TAG_IDLE);
                         Ok(())
@@ -393,6 +399,12 @@ impl<B: Batch> LossyEdge<B> {
                 let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
                 Some(Message::Barrier(Barrier::new(origin, id)))
             }
+            Some((&TAG_CHECKPOINT, rest)) => match <[u8; 8]>::try_from(rest) {
+                Ok(bytes) => Some(Message::Checkpoint(CheckpointBarrier::new(
+                    u64::from_le_bytes(bytes),
+                ))),
+                Err(_) => failed(&"a spilled checkpoint barrier is not 8 bytes"),
+            },
             Some((&TAG_IDLE, [])) => Some(Message::Idle),
             _ => failed(&"unknown spill record tag"),
         }

@@ -17,6 +17,7 @@
 //!   operator and instance where it happened.
 
 pub(crate) mod chain;
+pub(crate) mod checkpoint;
 pub(crate) mod driver;
 mod inputs;
 mod lossy;
@@ -78,6 +79,7 @@ pub(crate) trait Runner: Send {
         _metrics: Arc<InstanceMetrics>,
         _producer: Arc<InstanceMetrics>,
         _down: AnyBox,
+        _checkpoints: Option<Arc<checkpoint::Checkpoints>>,
     ) -> Result<AnyBox, OperatorError> {
         Err(OperatorError::internal("this operator cannot be chained"))
     }
@@ -113,6 +115,89 @@ pub(crate) struct NodeRunner {
 pub(crate) struct Prepared {
     pub(crate) registry: Arc<Registry>,
     tasks: Vec<(String, usize, InstanceFuture)>,
+    /// The checkpoint coordinator, when checkpoints are on.
+    coordinator: Option<checkpoint::Coordinator>,
+}
+
+impl Prepared {
+    /// The run's checkpoints, when they are on.
+    pub(crate) fn checkpoints(&self) -> Option<Arc<checkpoint::Checkpoints>> {
+        self.coordinator.as_ref().map(|c| c.shared().clone())
+    }
+}
+
+/// Which nodes see checkpoint barriers: those reached from a source through main streams.
+fn barrier_nodes(graph: &LogicalGraph) -> Vec<bool> {
+    use petgraph::visit::EdgeRef;
+    let mut seen = vec![false; graph.graph.node_count()];
+    let mut stack: Vec<_> = graph
+        .graph
+        .node_indices()
+        .filter(|&n| graph.graph[n].kind == crate::metrics::NodeKind::Source)
+        .collect();
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut seen[n.index()], true) {
+            continue;
+        }
+        for e in graph.graph.edges_directed(n, petgraph::Direction::Outgoing) {
+            if e.weight().from_port == crate::graph::OutPort::Main {
+                stack.push(e.target());
+            }
+        }
+    }
+    seen
+}
+
+/// Opens the checkpoint coordinator of a run of `graph` at `parallelism`.
+fn coordinator(
+    graph: &LogicalGraph,
+    parallelism: &[usize],
+    reached: &[bool],
+    config: &crate::config::CheckpointConfig,
+) -> Result<checkpoint::Coordinator, RunError> {
+    use petgraph::visit::EdgeRef;
+    let g = &graph.graph;
+    let mut names = std::collections::HashSet::new();
+    for n in g.node_weights() {
+        if !names.insert(n.name.as_str()) {
+            return Err(RunError::Checkpoint(format!(
+                "two operators are named `{}`: a checkpoint names state by operator, so give \
+                 every operator of a checkpointed pipeline its own name",
+                n.name
+            )));
+        }
+    }
+    let mut parts: Vec<String> = g
+        .node_weights()
+        .map(|n| format!("{:?}:{}", n.kind, n.name))
+        .collect();
+    for e in g.edge_references() {
+        parts.push(format!(
+            "{}->{}:{}:{:?}",
+            g[e.source()].name,
+            g[e.target()].name,
+            e.weight().port,
+            e.weight().from_port
+        ));
+    }
+    let plan = checkpoint::CheckpointPlan {
+        fingerprint: checkpoint::fingerprint(parts),
+        operators: g
+            .node_indices()
+            .map(|n| (g[n].name.clone(), parallelism[n.index()]))
+            .collect(),
+        sources: g
+            .node_indices()
+            .filter(|&n| g[n].kind == crate::metrics::NodeKind::Source)
+            .map(|n| (g[n].name.clone(), parallelism[n.index()]))
+            .collect(),
+        instances: g
+            .node_indices()
+            .filter(|n| reached[n.index()])
+            .map(|n| parallelism[n.index()])
+            .sum(),
+    };
+    checkpoint::Coordinator::open(config, plan, false).map_err(RunError::Checkpoint)
 }
 
 /// Plans a run of `graph` and builds every instance's task. `runners` has one entry per node,
@@ -135,10 +220,20 @@ pub(crate) fn prepare(
         parallelism,
     } = plan::expand(&graph, &makers, config, stop.clone())?;
     let names: Vec<String> = graph.graph.node_weights().map(|n| n.name.clone()).collect();
+    let reached = barrier_nodes(&graph);
+    let coordinator = match &config.checkpoint {
+        Some(c) => Some(coordinator(&graph, &parallelism, &reached, c)?),
+        None => None,
+    };
+    if let Some(c) = &coordinator {
+        let _ = registry.checkpoints.set(c.shared().stats.clone());
+    }
     let scope = RunScope {
         config,
         stop: &stop,
         align: Arc::new(AlignGroups::default()),
+        checkpoints: coordinator.as_ref().map(|c| c.shared().clone()),
+        reached: &reached,
     };
     let mut tasks = Vec::new();
     for chain in &chains {
@@ -148,7 +243,11 @@ pub(crate) fn prepare(
             tasks.push((names[head].clone(), instance, fut));
         }
     }
-    Ok(Prepared { registry, tasks })
+    Ok(Prepared {
+        registry,
+        tasks,
+        coordinator,
+    })
 }
 
 /// What every task of one run shares.
@@ -157,6 +256,16 @@ struct RunScope<'a> {
     stop: &'a Arc<StopSignal>,
     /// The run's watermark alignment groups.
     align: Arc<AlignGroups>,
+    /// The run's checkpoints, when they are on.
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
+    /// Per node: whether it sees checkpoint barriers.
+    reached: &'a [bool],
+}
+
+impl RunScope<'_> {
+    fn checkpoints(&self, node: usize) -> Option<Arc<checkpoint::Checkpoints>> {
+        self.checkpoints.clone().filter(|_| self.reached[node])
+    }
 }
 
 /// Builds the task of one instance of a chain (a single node is a chain of one).
@@ -193,6 +302,7 @@ fn build_task(
         yield_every: scope.config.yield_every,
         stop: scope.stop.clone(),
         align: scope.align.clone(),
+        checkpoints: scope.checkpoints(head),
     };
     if chain.len() == 1 {
         let node = &mut runners[head];
@@ -227,7 +337,13 @@ fn build_task(
         };
         down = runners[member]
             .runner
-            .chain(&wiring.info, wiring.metrics.clone(), producer_metrics, down)
+            .chain(
+                &wiring.info,
+                wiring.metrics.clone(),
+                producer_metrics,
+                down,
+                scope.checkpoints(member),
+            )
             .map_err(fail(member))?;
     }
     // The head keeps its inputs; its outputs are the chain.
@@ -256,7 +372,11 @@ impl Prepared {
         self,
         workers: Option<(&[tokio::runtime::Handle], bool)>,
     ) -> Result<RunReport, RunError> {
-        let Prepared { registry, tasks } = self;
+        let Prepared {
+            registry,
+            tasks,
+            mut coordinator,
+        } = self;
         let mut set = JoinSet::new();
         let mut names = HashMap::new();
         for (i, (name, instance, fut)) in tasks.into_iter().enumerate() {
@@ -274,7 +394,16 @@ impl Prepared {
         tracing::debug!(pipeline = %registry.pipeline, tasks = names.len(), "run started");
         let mut errors: Vec<RunError> = Vec::new();
         let mut primary_seen = false;
-        while let Some(joined) = set.join_next_with_id().await {
+        loop {
+            let joined = match coordinator.as_mut() {
+                Some(c) => tokio::select! {
+                    biased;
+                    joined = set.join_next_with_id() => joined,
+                    () = c.step() => continue,
+                },
+                None => set.join_next_with_id().await,
+            };
+            let Some(joined) = joined else { break };
             let failure = match joined {
                 Ok((_, Ok(()))) => None,
                 Ok((id, Err(error))) => {

@@ -222,7 +222,10 @@ impl<B: Batch> Outputs<B> {
             match msg {
                 Message::Data(batch) => self.route_data(batch),
                 // Control markers go to every consumer, in order with the data.
-                msg @ (Message::Watermark(_) | Message::Barrier(_) | Message::Idle) => {
+                msg @ (Message::Watermark(_)
+                | Message::Barrier(_)
+                | Message::Checkpoint(_)
+                | Message::Idle) => {
                     for e in 0..self.edges.len() {
                         for t in 0..self.edges[e].targets.len() {
                             self.stash.push_back((e, t, msg.clone_marker(), 0));

@@ -9,6 +9,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::OperatorError;
 use crate::event_time::WatermarkStrategy;
 use crate::exec::chain::{Chained, Downstream};
+use crate::exec::checkpoint::Checkpoints;
 use crate::exec::driver::{self, DriverCtx};
 use crate::exec::inputs::Inputs;
 use crate::exec::lossy::LossyEdge;
@@ -235,11 +236,18 @@ impl<O: Operator> Runner for OperatorRunner<O> {
         metrics: Arc<InstanceMetrics>,
         producer: Arc<InstanceMetrics>,
         down: AnyBox,
+        checkpoints: Option<Arc<Checkpoints>>,
     ) -> Result<AnyBox, OperatorError> {
         let op = (self.factory)(info)?;
         let down = erased_down::<O::Output>(down)?;
-        let chained: Box<dyn Downstream<O::Input>> =
-            Box::new(Chained::new(op, info.clone(), down, metrics, producer));
+        let chained: Box<dyn Downstream<O::Input>> = Box::new(Chained::new(
+            op,
+            info.clone(),
+            down,
+            metrics,
+            producer,
+            checkpoints,
+        ));
         Ok(Box::new(chained))
     }
 

@@ -38,8 +38,12 @@
 //!
 //! [`Sink::poll_ready`]: crate::operator::Sink::poll_ready
 
+mod checkpoints;
 mod latency;
 mod report;
+
+pub use checkpoints::CheckpointReport;
+pub(crate) use checkpoints::CheckpointStats;
 
 pub use latency::LatencyReport;
 pub use report::{
@@ -525,6 +529,8 @@ pub(crate) struct Registry {
     pub(crate) nodes: Vec<NodeEntry>,
     pub(crate) instances: Vec<InstanceEntry>,
     pub(crate) edges: Vec<EdgeEntry>,
+    /// The run's checkpoint figures, when checkpoints are on.
+    pub(crate) checkpoints: std::sync::OnceLock<Arc<CheckpointStats>>,
 }
 
 impl Registry {

@@ -350,6 +350,8 @@ pub struct RunReport {
     /// [`PipelineConfig::latency_marker_interval`](crate::PipelineConfig::latency_marker_interval));
     /// `None` when no marker reached a sink (markers off, or a run shorter than one interval).
     pub latency: Option<LatencyReport>,
+    /// Checkpoints, when they are on.
+    pub checkpoints: Option<super::CheckpointReport>,
 }
 
 fn per_s(ns: u64, elapsed_ns: u64) -> f64 {
@@ -528,6 +530,7 @@ pub(super) fn build(reg: &Registry, finished: bool) -> RunReport {
         skipped,
         overflow,
         latency: LatencyReport::of(&all_latency),
+        checkpoints: reg.checkpoints.get().map(|c| c.report()),
     }
 }
 
@@ -897,6 +900,9 @@ impl fmt::Display for RunReport {
                     )?;
                 }
             }
+        }
+        if let Some(c) = &self.checkpoints {
+            write!(f, "\n  {c}")?;
         }
         for op in self.operators.iter().filter(|o| o.peak_state_keys > 0) {
             write!(

@@ -166,6 +166,65 @@ impl Pipeline {
         self.spawn()?.join()
     }
 
+    /// Runs the pipeline that `build` makes, and, when a run fails, builds it again and runs it
+    /// from its latest checkpoint, as its configuration's
+    /// [`RestartStrategy`](crate::RestartStrategy) allows
+    /// ([`CheckpointConfig::restart`](crate::CheckpointConfig::restart)): up to `attempts`
+    /// restarts, each after `backoff`. The report counts the restarts
+    /// ([`CheckpointReport::restarts`](crate::CheckpointReport::restarts)).
+    ///
+    /// A run consumes its graph (the operators are moved into its tasks), so a restart needs a
+    /// new one: `build` is called once per attempt and must build the same job every time
+    /// (the checkpoint's fingerprint is checked). Whatever reads the results (a sink's
+    /// handle) is the one of the last attempt; `build` can hand it out through a variable it
+    /// captures.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error; errors that a restart cannot cure (an invalid graph, a
+    /// checkpoint that does not fit the job, an executor that cannot start) are returned at
+    /// once.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_restartable(mut build: impl FnMut() -> Pipeline) -> Result<RunReport, RunError> {
+        let mut restarts = 0u32;
+        loop {
+            let mut pipeline = build();
+            let strategy = {
+                let mut config = pipeline.config_mut();
+                let checkpoint = config.checkpoint.as_mut();
+                if restarts > 0 {
+                    if let Some(c) = checkpoint {
+                        c.restore = true;
+                    }
+                }
+                config
+                    .checkpoint
+                    .as_ref()
+                    .map(|c| c.restart)
+                    .unwrap_or_default()
+            };
+            match pipeline.run() {
+                Ok(mut report) => {
+                    if let Some(c) = report.checkpoints.as_mut() {
+                        c.restarts = restarts;
+                    }
+                    return Ok(report);
+                }
+                Err(e @ (RunError::Operator { .. } | RunError::Panic { .. }))
+                    if restarts < strategy.attempts =>
+                {
+                    restarts += 1;
+                    tracing::warn!(error = %e, restart = restarts, "run failed; restarting from the latest checkpoint");
+                    std::thread::sleep(strategy.backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Runs the pipeline on the caller's tokio runtime.
     ///
     /// # Errors
@@ -192,6 +251,7 @@ impl Pipeline {
         let stop = Arc::new(StopSignal::default());
         let prepared = exec::prepare(graph, runners, &config, stop.clone())?;
         let registry = prepared.registry.clone();
+        let checkpoints = prepared.checkpoints();
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -238,6 +298,7 @@ impl Pipeline {
             thread: Some(thread),
             registry,
             stop,
+            checkpoints,
         })
     }
 }

@@ -17,6 +17,7 @@ pub struct RunHandle {
     pub(super) thread: Option<std::thread::JoinHandle<Result<RunReport, RunError>>>,
     pub(super) registry: Arc<Registry>,
     pub(super) stop: Arc<StopSignal>,
+    pub(super) checkpoints: Option<Arc<crate::exec::checkpoint::Checkpoints>>,
 }
 
 impl fmt::Debug for RunHandle {
@@ -36,6 +37,19 @@ impl RunHandle {
     /// Asks every source to stop reading; the pipeline then drains and ends normally.
     pub fn stop(&self) {
         self.stop.stop();
+    }
+
+    /// Asks for a checkpoint now: at once if none is in flight, else right after the one in
+    /// flight. Returns false if checkpoints are off
+    /// ([`PipelineConfig::checkpointing`](crate::PipelineConfig::checkpointing)).
+    pub fn checkpoint_now(&self) -> bool {
+        match &self.checkpoints {
+            Some(c) => {
+                c.trigger_now();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The stop signal, to trigger from elsewhere (a Ctrl-C handler, say).

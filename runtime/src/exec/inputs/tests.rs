@@ -150,7 +150,9 @@ fn drain(inputs: &mut Inputs<Vec<u64>>) -> Vec<Seen> {
                 seen.push(Seen::End);
                 return seen;
             }
-            Poll::Ready(Ok(Event::Barrier(_))) => unreachable!("no barrier is sent"),
+            Poll::Ready(Ok(Event::Barrier(_) | Event::Checkpoint(_))) => {
+                unreachable!("no barrier is sent")
+            }
             Poll::Ready(Err(e)) => panic!("{e}"),
             Poll::Pending => return seen,
         }
@@ -229,4 +231,58 @@ fn an_idle_input_rejoins_with_its_next_batch_and_holds_the_minimum_again() {
         drain(&mut inputs),
         vec![Seen::Watermark(Timestamp::MAX), Seen::End]
     );
+}
+
+/// Polls once, naming what came.
+fn next(inputs: &mut Inputs<Vec<u64>>) -> Option<String> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match inputs.poll_next(&mut cx) {
+        Poll::Ready(Ok(Event::Data(port, b, _))) => Some(format!("data {port} {b:?}")),
+        Poll::Ready(Ok(Event::Checkpoint(b))) => Some(format!("checkpoint {}", b.id())),
+        Poll::Ready(Ok(Event::End)) => Some("end".into()),
+        Poll::Ready(Ok(_)) => Some("other".into()),
+        Poll::Ready(Err(e)) => panic!("{e}"),
+        Poll::Pending => None,
+    }
+}
+
+#[test]
+fn an_input_that_delivered_a_checkpoint_barrier_is_not_read_until_every_input_has() {
+    use crate::barrier::CheckpointBarrier;
+    let mut outlets = Vec::new();
+    let mut inlets = Vec::new();
+    for port in 0..2 {
+        let (tx, rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(8));
+        outlets.push(tx);
+        inlets.push((port, rx, Arc::from(vec![port as u32])));
+    }
+    let mut inputs = Inputs::with_origins(inlets);
+    let send = |o: &mut Outlet<Vec<u64>>, m| o.try_send(m).expect("room");
+    send(
+        &mut outlets[0],
+        Message::Checkpoint(CheckpointBarrier::new(1)),
+    );
+    send(&mut outlets[0], Message::Data(vec![10]));
+    send(&mut outlets[1], Message::Data(vec![20]));
+    // Input 0 is blocked behind its barrier: only input 1's batch comes.
+    assert_eq!(next(&mut inputs).as_deref(), Some("data 1 [20]"));
+    assert_eq!(next(&mut inputs), None);
+    send(
+        &mut outlets[1],
+        Message::Checkpoint(CheckpointBarrier::new(1)),
+    );
+    send(&mut outlets[1], Message::Data(vec![21]));
+    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 1"));
+    // Aligned: both are read again, what was behind the barriers after it.
+    let mut after = vec![next(&mut inputs).unwrap(), next(&mut inputs).unwrap()];
+    after.sort();
+    assert_eq!(after, ["data 0 [10]", "data 1 [21]"]);
+    // An input that ends no longer holds alignment back.
+    send(
+        &mut outlets[0],
+        Message::Checkpoint(CheckpointBarrier::new(2)),
+    );
+    assert_eq!(next(&mut inputs), None);
+    send(&mut outlets[1], Message::End);
+    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 2"));
 }

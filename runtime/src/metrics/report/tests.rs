@@ -60,6 +60,7 @@ fn chain_registry() -> Registry {
             })
             .collect(),
         edges: Vec::new(),
+        checkpoints: std::sync::OnceLock::new(),
     }
 }
 

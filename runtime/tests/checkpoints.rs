@@ -371,3 +371,300 @@ fn a_checkpoint_of_another_graph_is_refused_on_restore() {
     assert!(matches!(err, RunError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("another job graph"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Keyed state across a restore: a keyed count at one parallelism, restored at another.
+
+const GROUPS: u32 = 128;
+const KEYS: u64 = 40;
+
+/// The key group of `key` (a multiplicative hash, cut as the operators' router cuts it).
+fn group_of(key: u64) -> u32 {
+    let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (key >> 7);
+    ((u128::from(hash) * u128::from(GROUPS)) >> 64) as u32
+}
+
+/// Routes each key to the instance that owns its group.
+struct ByGroup;
+
+impl weir_runtime::partition::Partitioner<Vec<u64>> for ByGroup {
+    fn partition(
+        &mut self,
+        batch: Vec<u64>,
+        loads: &[weir_runtime::partition::TargetLoad],
+        out: &mut Vec<(usize, Vec<u64>)>,
+    ) {
+        let p = loads.len() as u32;
+        let mut pieces = vec![Vec::new(); loads.len()];
+        for key in batch {
+            let owner = weir_runtime::KeyGroupRange::owner(GROUPS, p, group_of(key)).unwrap();
+            pieces[owner as usize].push(key);
+        }
+        out.extend(pieces.into_iter().enumerate());
+    }
+}
+
+/// Emits `i % KEYS` for `i` in `next..n`; once `pause_at` rows are out it waits for `gate` to
+/// open (a sink's commit opens it).
+struct Keys {
+    next: u64,
+    n: u64,
+    pause_at: u64,
+    gate: Gate,
+}
+
+/// Opened by a sink's commits; a source parked on it is woken.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<(u32, u32, Option<std::task::Waker>)>>);
+
+impl Gate {
+    /// Opens once `commits` commits have been counted.
+    fn needing(commits: u32) -> Self {
+        Self(Arc::new(Mutex::new((commits, 0, None))))
+    }
+    fn is_open(&self) -> bool {
+        let g = self.0.lock().unwrap();
+        g.1 >= g.0
+    }
+    fn commit(&self) {
+        let mut g = self.0.lock().unwrap();
+        g.1 += 1;
+        if let Some(w) = g.2.take() {
+            w.wake();
+        }
+    }
+    fn poll_open(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.0.lock().unwrap();
+        if g.1 >= g.0 {
+            return Poll::Ready(());
+        }
+        g.2 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Source for Keys {
+    type Output = Vec<u64>;
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        if self.next >= self.pause_at && self.gate.poll_open(cx).is_pending() {
+            return Poll::Pending;
+        }
+        while self.next < self.n && !out.is_full() {
+            out.push(self.next % KEYS);
+            self.next += 1;
+        }
+        Poll::Ready(Ok(if self.next == self.n {
+            SourceStatus::Done
+        } else {
+            SourceStatus::Continue
+        }))
+    }
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        Ok(self.next.to_le_bytes().to_vec())
+    }
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        self.next = u64::from_le_bytes(
+            position
+                .try_into()
+                .map_err(|_| OperatorError::user("8 bytes"))?,
+        );
+        Ok(())
+    }
+}
+
+/// Panics on the first batch after the gate opened.
+struct FailWhenOpen(Gate, bool);
+
+impl Operator for FailWhenOpen {
+    type Input = Vec<u64>;
+    type Output = Vec<u64>;
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<u64>,
+        out: &mut Output<Vec<u64>>,
+    ) -> Result<(), OperatorError> {
+        if self.1 && self.0.is_open() {
+            panic!("injected failure after a checkpoint");
+        }
+        out.emit(batch);
+        Ok(())
+    }
+}
+
+/// Counts rows per key; emits `(key, count)` at the end. Its state is one blob per key group.
+#[derive(Default)]
+struct KeyedCount(BTreeMap<u64, u64>);
+
+impl Operator for KeyedCount {
+    type Input = Vec<u64>;
+    type Output = Vec<(u64, u64)>;
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<u64>,
+        _: &mut Output<Vec<(u64, u64)>>,
+    ) -> Result<(), OperatorError> {
+        for key in batch {
+            *self.0.entry(key).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+    fn on_end(&mut self, out: &mut Output<Vec<(u64, u64)>>) -> Result<(), OperatorError> {
+        out.extend(std::mem::take(&mut self.0));
+        Ok(())
+    }
+    fn holds_rows(&self) -> bool {
+        true
+    }
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        let mut groups: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
+        for (&k, &c) in &self.0 {
+            groups.entry(group_of(k)).or_default().push((k, c));
+        }
+        for (g, entries) in groups {
+            state.put_group(
+                g,
+                encode(&entries).map_err(|e| OperatorError::internal(e.to_string()))?,
+            );
+        }
+        Ok(())
+    }
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        let range = state.key_groups().expect("a range");
+        for (g, bytes) in state.groups() {
+            assert!(
+                range.contains(g),
+                "group {g} handed to an instance of {range}"
+            );
+            let entries: Vec<(u64, u64)> =
+                decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
+            self.0.extend(entries);
+        }
+        Ok(())
+    }
+}
+
+/// Collects `(key, count)`; counts commits through the gate.
+struct Totals(BTreeMap<u64, u64>, Gate);
+
+impl Sink for Totals {
+    type Input = Vec<(u64, u64)>;
+    type Output = BTreeMap<u64, u64>;
+    fn on_batch(&mut self, _: InputPort, batch: Vec<(u64, u64)>) -> Result<(), OperatorError> {
+        for (k, c) in batch {
+            if self.0.insert(k, c).is_some() {
+                return Err(OperatorError::internal(format!(
+                    "key {k} counted by two instances"
+                )));
+            }
+        }
+        Ok(())
+    }
+    fn commit(&mut self, _: u64) -> Result<(), OperatorError> {
+        self.1.commit();
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<BTreeMap<u64, u64>, OperatorError> {
+        Ok(std::mem::take(&mut self.0))
+    }
+}
+
+/// The keyed count of `n` rows at `parallelism`; with `fail`, the source pauses at half until
+/// `commits` checkpoints committed and the run then fails.
+fn keyed_count(
+    dir: &std::path::Path,
+    parallelism: usize,
+    n: u64,
+    fail: bool,
+    commits: u32,
+    restore: bool,
+) -> (Result<RunReport, RunError>, SinkHandle<BTreeMap<u64, u64>>) {
+    let gate = Gate::needing(commits);
+    let mut cfg = config(dir, Duration::from_millis(1), 0);
+    cfg.checkpoint = cfg
+        .checkpoint
+        .map(|c| c.max_parallelism(GROUPS).retain(3).restore(restore));
+    let mut p = Pipeline::with_config("keyed", cfg);
+    let (g1, g2) = (gate.clone(), gate.clone());
+    let totals = p
+        .source(
+            "keys",
+            Keys {
+                next: 0,
+                n,
+                pause_at: if fail { n / 2 } else { u64::MAX },
+                gate: g1,
+            },
+        )
+        .unary("fail", FailWhenOpen(g2, fail))
+        .partition_with("by group", |_, _| ByGroup)
+        .unary_with("count", |_| KeyedCount::default())
+        .parallelism(parallelism)
+        .sink("totals", Totals(BTreeMap::new(), gate));
+    (run_guarded(p), totals)
+}
+
+fn exact_counts(n: u64) -> BTreeMap<u64, u64> {
+    (0..KEYS).map(|k| (k, n / KEYS)).collect()
+}
+
+#[test]
+fn keyed_state_checkpointed_at_parallelism_2_is_restored_at_3_with_exact_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40_000;
+    let (failed, _) = keyed_count(dir.path(), 2, n, true, 1, false);
+    assert!(matches!(failed, Err(RunError::Panic { .. })), "{failed:?}");
+    let (report, totals) = keyed_count(dir.path(), 3, n, false, 0, true);
+    let report = report.unwrap();
+    assert_eq!(totals.take(), Some(exact_counts(n)));
+    let c = report.checkpoints.unwrap();
+    assert!(c.restored_from.is_some(), "{c}");
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_is_passed_over_for_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40_000;
+    let (failed, _) = keyed_count(dir.path(), 2, n, true, 2, false);
+    assert!(matches!(failed, Err(RunError::Panic { .. })), "{failed:?}");
+    // Damage a blob of the newest complete checkpoint.
+    let newest = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let id: u64 = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+            e.path()
+                .join("_manifest")
+                .exists()
+                .then_some((id, e.path()))
+        })
+        .max()
+        .expect("two complete checkpoints");
+    let blob = std::fs::read_dir(&newest.1)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().contains("source"))
+        })
+        .expect("a source position blob");
+    std::fs::write(&blob, b"damaged").unwrap();
+    let (report, totals) = keyed_count(dir.path(), 2, n, false, 0, true);
+    let report = report.unwrap();
+    assert_eq!(totals.take(), Some(exact_counts(n)));
+    let c = report.checkpoints.unwrap();
+    // The damaged one, and the one in flight when the run failed if it had begun.
+    assert!((1..=2).contains(&c.skipped_on_restore), "{c}");
+    assert!(c.restored_from.is_some_and(|id| id < newest.0), "{c}");
+}

@@ -189,6 +189,15 @@ pub struct CheckpointConfig {
     /// can be restored at (default 128, at most
     /// [`MAX_KEY_GROUPS`](crate::checkpoint::MAX_KEY_GROUPS)).
     pub max_parallelism: u32,
+    /// How long an instance with several input edges may align a checkpoint barrier before
+    /// the checkpoint goes *unaligned* there (default `None`: always aligned). Unaligned, the
+    /// instance snapshots and passes the barrier on at once, and the batches that still reach
+    /// it on the unaligned edges before their barrier are captured into the checkpoint (in-flight
+    /// data, replayed into those edges on restore). Capturing needs a codec for the stream's
+    /// batches ([`StreamCore::with_spill_codec`](crate::StreamCore::with_spill_codec)); where
+    /// an edge has none, the alignment stays aligned and the report counts it
+    /// ([`CheckpointReport::stayed_aligned`](crate::CheckpointReport::stayed_aligned)).
+    pub alignment_timeout: Option<Duration>,
     /// Whether the run starts from the latest complete checkpoint in `dir` (default false).
     pub restore: bool,
     /// How a failed run is started again from the latest checkpoint by
@@ -204,6 +213,7 @@ impl CheckpointConfig {
             interval: Duration::from_secs(1),
             retain: 2,
             max_parallelism: 128,
+            alignment_timeout: None,
             restore: false,
             restart: RestartStrategy::default(),
         }
@@ -224,6 +234,12 @@ impl CheckpointConfig {
     /// Sets the number of key groups.
     pub fn max_parallelism(mut self, max_parallelism: u32) -> Self {
         self.max_parallelism = max_parallelism;
+        self
+    }
+
+    /// Sets the alignment timeout after which a checkpoint goes unaligned.
+    pub fn alignment_timeout(mut self, timeout: Duration) -> Self {
+        self.alignment_timeout = Some(timeout);
         self
     }
 

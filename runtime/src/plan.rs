@@ -55,6 +55,8 @@ pub(crate) struct Wiring {
     pub(crate) info: InstanceInfo,
     /// Input edges: port, `Inlet<B>`, and the source instances whose barriers it can carry.
     pub(crate) inputs: Vec<(InputPort, AnyBox, Arc<[u32]>)>,
+    /// Per input port fed by a stream with a codec: an `Arc<dyn SpillCodec<B>>`.
+    pub(crate) codecs: Vec<(InputPort, Arc<dyn Any + Send + Sync>)>,
     /// For a sink instance reachable from a source: the run's barrier ledger and its index in it.
     pub(crate) sink_slot: Option<(Arc<Ledger>, usize)>,
     /// One entry per logical edge leaving the main output.
@@ -157,6 +159,7 @@ pub(crate) fn expand(
                             barriers: Barriers::default(),
                         },
                         inputs: Vec::new(),
+                        codecs: Vec::new(),
                         sink_slot: None,
                         outputs: Vec::new(),
                         dead_outputs: Vec::new(),
@@ -181,6 +184,15 @@ pub(crate) fn expand(
             continue;
         }
         let spec = &graph.graph[e];
+        if let Some(codec) = spec
+            .codec
+            .as_ref()
+            .filter(|_| spec.from_port == OutPort::Main)
+        {
+            for wiring in &mut wirings[v.index()] {
+                wiring.codecs.push((spec.port, codec.clone()));
+            }
+        }
         let cfg = spec.config.unwrap_or_else(|| config.default_edge());
         let (pu, pv) = (parallelism[u.index()], parallelism[v.index()]);
         if let Some(max) = spec.max_targets.filter(|&max| pv > max) {

@@ -52,6 +52,7 @@ use crate::checkpoint::{
 };
 use crate::config::CheckpointConfig;
 use crate::error::OperatorError;
+use crate::exec::inputs::{Alignment, Captured};
 use crate::metrics::CheckpointStats;
 use crate::operator::{InstanceInfo, Operator};
 
@@ -84,6 +85,8 @@ pub(crate) struct Checkpoints {
     pub(crate) stats: Arc<CheckpointStats>,
     /// The checkpoint the run restores from, if any.
     restore: Option<CompletedCheckpoint>,
+    /// After how long an alignment goes unaligned.
+    align_timeout: Option<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,6 +98,88 @@ impl Checkpoints {
     /// The number of key groups.
     pub(crate) fn max_parallelism(&self) -> u32 {
         self.max_parallelism
+    }
+
+    /// After how long an alignment goes unaligned.
+    pub(crate) fn align_timeout(&self) -> Option<Duration> {
+        self.align_timeout
+    }
+
+    /// The batches instance `instance` of `name` captured on each of its `inputs` input edges
+    /// in the checkpoint the run restores, to replay before new input.
+    pub(crate) fn restore_in_flight(
+        &self,
+        name: &str,
+        instance: usize,
+        inputs: usize,
+    ) -> Result<Vec<(usize, Vec<u8>)>, OperatorError> {
+        let Some(chk) = &self.restore else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for i in 0..inputs {
+            let blob = BlobName::in_flight(name, instance as u32, i as u32);
+            if chk.contains(&blob) {
+                let bytes = chk.read(&blob).map_err(|e| {
+                    OperatorError::external("could not read its in-flight data to restore", e)
+                })?;
+                out.push((i, bytes));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges checkpoint `id` for an instance whose inputs aligned it `how`; an
+    /// unaligned one is held until its capture is done ([`captured`](Self::captured)).
+    pub(crate) fn aligned(
+        &self,
+        held: &mut Option<HeldAck>,
+        id: u64,
+        how: Alignment,
+        blobs: Result<Vec<(BlobName, Vec<u8>)>, String>,
+        alignment: Duration,
+    ) {
+        match how {
+            Alignment::Unaligned => {
+                *held = Some(HeldAck {
+                    id,
+                    blobs,
+                    alignment,
+                });
+            }
+            Alignment::StayedAligned => {
+                self.stats.note_stayed_aligned();
+                self.ack(id, blobs, alignment);
+            }
+            Alignment::Aligned => self.ack(id, blobs, alignment),
+        }
+    }
+
+    /// An unaligned checkpoint's capture is done: the held acknowledgement goes, with the
+    /// captured batches as in-flight blobs.
+    pub(crate) fn captured(
+        &self,
+        held: &mut Option<HeldAck>,
+        info: &InstanceInfo,
+        id: u64,
+        captured: Captured,
+    ) {
+        let Some(h) = held.take().filter(|h| h.id == id) else {
+            return;
+        };
+        let blobs = h.blobs.and_then(|mut blobs| {
+            let captured = captured?;
+            let bytes: usize = captured.iter().map(|(_, b)| b.len()).sum();
+            self.stats.note_unaligned(bytes as u64);
+            for (i, data) in captured.into_iter().filter(|(_, d)| !d.is_empty()) {
+                blobs.push((
+                    BlobName::in_flight(&*info.name, info.instance as u32, i as u32),
+                    data,
+                ));
+            }
+            Ok(blobs)
+        });
+        self.ack(id, blobs, h.alignment);
     }
 
     /// The checkpoint a source instance that emitted up to `last` should emit now, if any.
@@ -261,6 +346,13 @@ impl Checkpoints {
     }
 }
 
+/// An instance's acknowledgement of an unaligned checkpoint, held until its capture is done.
+pub(crate) struct HeldAck {
+    id: u64,
+    blobs: Result<Vec<(BlobName, Vec<u8>)>, String>,
+    alignment: Duration,
+}
+
 /// The coordinator: triggers, completes, commits and aborts checkpoints. It runs in the run's
 /// own loop (beside the joining of tasks), never on an instance's task.
 pub(crate) struct Coordinator {
@@ -330,6 +422,7 @@ impl Coordinator {
             on_demand: AtomicBool::new(false),
             stats,
             restore,
+            align_timeout: config.alignment_timeout,
         });
         let interval = config.interval;
         Ok(Self {
@@ -467,6 +560,22 @@ fn check_fits(chk: &CompletedCheckpoint, plan: &CheckpointPlan) -> Result<(), St
                 ));
             }
         }
+    }
+    let rescaled = plan
+        .operators
+        .iter()
+        .any(|(name, p)| chk.parallelism(name).is_some_and(|old| old as usize != *p));
+    if rescaled
+        && chk
+            .blobs()
+            .any(|b| matches!(b.kind(), crate::checkpoint::BlobKind::InFlight { .. }))
+    {
+        return Err(format!(
+            "checkpoint {} holds batches captured by an unaligned checkpoint, which are replayed \
+             into the edges they were taken from: restore it at the parallelism it was taken \
+             at, then change the parallelism from a later (aligned) checkpoint",
+            chk.id()
+        ));
     }
     let max = chk.max_parallelism();
     for (name, p) in &plan.operators {

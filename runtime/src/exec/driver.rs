@@ -593,8 +593,11 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     op.open(&ctx.info)?;
+    // An unaligned checkpoint's acknowledgement, held until its capture is done.
+    let mut held = None;
     if let Some(ck) = &ctx.checkpoints {
         check_snapshots(&op, &ctx.info)?;
+        restore_inputs(ck, &ctx.info, &mut inputs)?;
         if let Some(state) =
             ck.restore_state(&ctx.info.name, ctx.info.instance, ctx.info.parallelism)?
         {
@@ -758,16 +761,21 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
                     Poll::Pending => {}
                 }
             }
-            Some(Ok(Event::Checkpoint(b))) => {
+            Some(Ok(Event::Checkpoint(b, how))) => {
                 let alignment = inputs.last_alignment();
                 // The work in flight completes first: its results belong before the barrier.
                 wait_in(m, TimeState::Busy, |cx| op.poll_flush(cx, &mut out)).await?;
                 release_barriers(&mut barriers, &mut out);
                 if let Some(ck) = &ctx.checkpoints {
                     let blobs = snapshot_blobs(ck, &ctx.info, |w| op.snapshot(w));
-                    ck.ack(b.id(), blobs, alignment);
+                    ck.aligned(&mut held, b.id(), how, blobs, alignment);
                 }
                 out.checkpoint(b);
+            }
+            Some(Ok(Event::Captured(id, captured))) => {
+                if let Some(ck) = &ctx.checkpoints {
+                    ck.captured(&mut held, &ctx.info, id, captured);
+                }
             }
             Some(Ok(Event::End)) => {
                 m.switch(TimeState::Finishing);
@@ -823,6 +831,20 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
     Ok(())
 }
 
+/// Sets up a checkpointed instance's inputs: the alignment timeout, and the batches they
+/// captured in the checkpoint restored, replayed first.
+fn restore_inputs<B: Batch>(
+    ck: &Checkpoints,
+    info: &InstanceInfo,
+    inputs: &mut Inputs<B>,
+) -> Result<(), OperatorError> {
+    inputs.set_align_timeout(ck.align_timeout());
+    for (i, bytes) in ck.restore_in_flight(&info.name, info.instance, inputs.len())? {
+        inputs.replay(i, &bytes)?;
+    }
+    Ok(())
+}
+
 /// An operator instance ends because every consumer has gone away: the rows it still holds, in
 /// its output and in its state ([`Operator::held_rows`]), are counted as dropped because
 /// downstream closed, as the rows in its output edges are.
@@ -856,7 +878,10 @@ pub(crate) async fn run_sink<K: Sink>(
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     sink.open(&ctx.info)?;
+    // An unaligned checkpoint's acknowledgement, held until its capture is done.
+    let mut held = None;
     if let Some(ck) = &ctx.checkpoints {
+        restore_inputs(ck, &ctx.info, &mut inputs)?;
         if let Some(state) =
             ck.restore_state(&ctx.info.name, ctx.info.instance, ctx.info.parallelism)?
         {
@@ -961,14 +986,19 @@ pub(crate) async fn run_sink<K: Sink>(
                     ledger.report(*k, b);
                 }
             }
-            Event::Checkpoint(b) => {
+            Event::Checkpoint(b, how) => {
                 let alignment = inputs.last_alignment();
                 // What came before it is made pending (durable, not yet published).
                 wait_in(m, TimeState::Busy, |cx| sink.poll_pre_commit(cx, b.id())).await?;
                 if let Some(ck) = &ctx.checkpoints {
                     let blobs = snapshot_blobs(ck, &ctx.info, |w| sink.snapshot(w));
-                    ck.ack(b.id(), blobs, alignment);
+                    ck.aligned(&mut held, b.id(), how, blobs, alignment);
                     to_commit = Some(b.id());
+                }
+            }
+            Event::Captured(id, captured) => {
+                if let Some(ck) = &ctx.checkpoints {
+                    ck.captured(&mut held, &ctx.info, id, captured);
                 }
             }
             Event::End => break,

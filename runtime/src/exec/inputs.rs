@@ -27,6 +27,16 @@
 //! abandoned) restarts the alignment at the later one. Inputs that carry no barriers
 //! (dead-letter streams) are never waited for.
 //!
+//! With an alignment timeout ([`Inputs::checkpointing`]), an alignment that lasts longer goes
+//! *unaligned*: if every input still to deliver the barrier has a codec for its batches, the
+//! barrier is returned at once ([`Alignment::Unaligned`]: the instance snapshots and passes it
+//! on ahead of those inputs' queued batches), every input is read again, and each batch that
+//! arrives on those inputs before their barrier is handed on as usual *and* captured; once
+//! each of them delivered the barrier (or ended), [`Event::Captured`] hands the captured bytes
+//! over, one blob per input, for the checkpoint. Without a codec on one of them the alignment
+//! stays aligned ([`Alignment::StayedAligned`], counted). On restore, captured batches are
+//! replayed ([`Inputs::replay`]) before anything is read from the edges.
+//!
 //! # Edges sized by time
 //!
 //! With a target time, the inputs hold a drain-rate estimate per edge (`channel/debloat.rs`)
@@ -35,8 +45,11 @@
 //! loads and a compare until one is due, every few milliseconds of non-idle time.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::barrier::{Barrier, CheckpointBarrier};
 use crate::batch::{Batch, LatencyMarker, Message, Timestamp};
@@ -44,6 +57,34 @@ use crate::channel::debloat::Debloat;
 use crate::channel::{Inlet, TryRecvError};
 use crate::error::OperatorError;
 use crate::operator::InputPort;
+use crate::overflow::SpillCodec;
+
+/// How a checkpoint barrier was aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Alignment {
+    /// Every input delivered it (or there was one input).
+    Aligned,
+    /// Past the timeout, every input delivered it in the end, because an input still to deliver
+    /// it has no codec to capture its batches with.
+    StayedAligned,
+    /// Past the timeout, it overtook the batches of the inputs still to deliver it; those are
+    /// being captured ([`Event::Captured`] follows).
+    Unaligned,
+}
+
+/// What an unaligned checkpoint captured: per input index, its batches, encoded; or why it
+/// could not.
+pub(crate) type Captured = Result<Vec<(usize, Vec<u8>)>, String>;
+
+/// An unaligned checkpoint capturing the batches of the inputs still to deliver its barrier.
+struct Capture {
+    id: u64,
+    /// Per input: still capturing, and what it captured (length-prefixed encodings).
+    inputs: Vec<Option<Vec<u8>>>,
+    /// The inputs done, with what they captured.
+    done: Vec<(usize, Vec<u8>)>,
+    failed: Option<String>,
+}
 
 pub(crate) enum Event<B> {
     /// A batch, with its bytes as the edge counted them.
@@ -52,8 +93,11 @@ pub(crate) enum Event<B> {
     Watermark(Timestamp),
     /// A source's barrier arrived on every live input that can carry its barriers.
     Barrier(Barrier),
-    /// A checkpoint barrier arrived on every live input that can carry it (aligned).
-    Checkpoint(CheckpointBarrier),
+    /// A checkpoint barrier arrived on every live input that can carry it, or overtook the
+    /// batches of those that had not delivered it yet (see the module docs).
+    Checkpoint(CheckpointBarrier, Alignment),
+    /// Every input an unaligned checkpoint captured delivered its barrier: the captured bytes.
+    Captured(u64, Captured),
     /// Every live input is idle (see the module docs).
     Idle,
     /// A latency marker arrived: passed on at once, it changes nothing else (not the
@@ -99,9 +143,23 @@ pub(crate) struct Inputs<B: Batch> {
     /// The checkpoint barrier being aligned, and since when.
     aligning: Option<(u64, std::time::Instant)>,
     /// An aligned checkpoint barrier not yet returned.
-    ready_checkpoint: Option<CheckpointBarrier>,
+    ready_checkpoint: Option<(CheckpointBarrier, Alignment)>,
     /// How long the last alignment took.
     last_alignment: std::time::Duration,
+    /// After how long an alignment goes unaligned (`None`: never).
+    align_timeout: Option<Duration>,
+    /// The alignment's deadline.
+    align_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The alignment being waited for passed its timeout and stays aligned.
+    past_timeout: bool,
+    /// Per input: the codec of its batches, if its stream has one.
+    codecs: Vec<Option<Arc<dyn SpillCodec<B>>>>,
+    /// The unaligned checkpoint capturing, if any.
+    capture: Option<Capture>,
+    /// A finished capture not yet returned.
+    captured: Option<(u64, Captured)>,
+    /// Batches restored from a checkpoint, replayed first: (input index, batch).
+    replay: VecDeque<(usize, B)>,
 }
 
 impl<B: Batch> Inputs<B> {
@@ -135,6 +193,157 @@ impl<B: Batch> Inputs<B> {
             aligning: None,
             ready_checkpoint: None,
             last_alignment: std::time::Duration::ZERO,
+            align_timeout: None,
+            align_timer: None,
+            past_timeout: false,
+            codecs: Vec::new(),
+            capture: None,
+            captured: None,
+            replay: VecDeque::new(),
+        }
+    }
+
+    /// Sets the alignment timeout (see the module docs).
+    pub(crate) fn set_align_timeout(&mut self, timeout: Option<Duration>) {
+        self.align_timeout = timeout;
+    }
+
+    /// Sets, per input port, the codec of its batches.
+    pub(crate) fn set_codecs(&mut self, codecs: &[(InputPort, Arc<dyn SpillCodec<B>>)]) {
+        self.codecs = self
+            .inputs
+            .iter()
+            .map(|i| {
+                codecs
+                    .iter()
+                    .find(|(p, _)| *p == i.port)
+                    .map(|(_, c)| c.clone())
+            })
+            .collect();
+    }
+
+    /// How many input edges there are (captured data is numbered by them).
+    pub(crate) fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Queues the batches input `i` captured in a checkpoint, to be handed on before anything
+    /// is read.
+    ///
+    /// # Errors
+    ///
+    /// The input has no codec, or the bytes do not decode.
+    pub(crate) fn replay(&mut self, i: usize, mut bytes: &[u8]) -> Result<(), OperatorError> {
+        let Some(codec) = self.codecs.get(i).cloned().flatten() else {
+            return Err(OperatorError::user(format!(
+                "the checkpoint holds batches captured on input edge {i}, but its stream has no \
+                 codec to read them (`with_spill_codec`)"
+            )));
+        };
+        while !bytes.is_empty() {
+            let bad = || OperatorError::user("a checkpoint's in-flight data is truncated");
+            let (len, rest) = bytes.split_at_checked(4).ok_or_else(bad)?;
+            let len = u32::from_le_bytes(len.try_into().map_err(|_| bad())?) as usize;
+            let (record, rest) = rest.split_at_checked(len).ok_or_else(bad)?;
+            let batch = codec.decode(record).map_err(|e| {
+                OperatorError::user(format!(
+                    "a checkpoint's in-flight batch does not decode: {e}"
+                ))
+            })?;
+            self.replay.push_back((i, batch));
+            bytes = rest;
+        }
+        Ok(())
+    }
+
+    /// The alignment timeout passed: go unaligned if every input still to deliver the barrier
+    /// can be captured; otherwise stay aligned.
+    fn go_unaligned(&mut self) {
+        self.align_timer = None;
+        let Some((id, since)) = self.aligning else {
+            return;
+        };
+        let waiting: Vec<usize> = (0..self.inputs.len())
+            .filter(|&i| {
+                let input = &self.inputs[i];
+                !input.ended && input.carries && !input.blocked
+            })
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        if waiting
+            .iter()
+            .any(|&i| self.codecs.get(i).is_none_or(Option::is_none))
+        {
+            self.past_timeout = true;
+            return;
+        }
+        let mut inputs = vec![None; self.inputs.len()];
+        for &i in &waiting {
+            inputs[i] = Some(Vec::new());
+        }
+        self.capture = Some(Capture {
+            id,
+            inputs,
+            done: Vec::new(),
+            failed: None,
+        });
+        for input in &mut self.inputs {
+            input.blocked = false;
+        }
+        self.aligning = None;
+        self.last_alignment = since.elapsed();
+        self.ready_checkpoint = Some((CheckpointBarrier::new(id), Alignment::Unaligned));
+    }
+
+    /// Input `i` delivered a batch: captured if an unaligned checkpoint waits for its barrier.
+    fn capture_batch(&mut self, i: usize, batch: &B) {
+        let Some(capture) = self.capture.as_mut() else {
+            return;
+        };
+        let Some(Some(buf)) = capture.inputs.get_mut(i) else {
+            return;
+        };
+        let Some(codec) = self.codecs.get(i).and_then(Option::as_ref) else {
+            return;
+        };
+        let start = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        match codec.encode(batch, buf) {
+            Ok(()) => {
+                let len = (buf.len() - start - 4) as u32;
+                buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            }
+            Err(e) => {
+                buf.truncate(start);
+                capture
+                    .failed
+                    .get_or_insert_with(|| format!("a batch could not be captured: {e}"));
+            }
+        }
+    }
+
+    /// Input `i` delivered checkpoint `id`'s barrier, or ended: its capture is complete.
+    fn capture_done(&mut self, i: usize, id: Option<u64>) {
+        let Some(capture) = self.capture.as_mut() else {
+            return;
+        };
+        if id.is_some_and(|id| id != capture.id) {
+            return;
+        }
+        if let Some(slot) = capture.inputs.get_mut(i) {
+            if let Some(buf) = slot.take() {
+                capture.done.push((i, buf));
+            }
+        }
+        if capture.inputs.iter().all(Option::is_none) {
+            let capture = self.capture.take().expect("checked above");
+            let result = match capture.failed {
+                Some(e) => Err(e),
+                None => Ok(capture.done),
+            };
+            self.captured = Some((capture.id, result));
         }
     }
 
@@ -146,6 +355,15 @@ impl<B: Batch> Inputs<B> {
 
     /// Input `i` delivered checkpoint barrier `b`: it waits for the others.
     fn checkpoint_arrived(&mut self, i: usize, b: CheckpointBarrier) {
+        if self.capture.as_ref().is_some_and(|c| c.id == b.id()) {
+            // Its barrier ends this input's capture; it was not blocked.
+            self.capture_done(i, Some(b.id()));
+            return;
+        }
+        if self.capture.as_ref().is_some_and(|c| c.id < b.id()) {
+            // A later checkpoint: the one capturing was abandoned.
+            self.capture = None;
+        }
         match self.aligning {
             // A barrier of a checkpoint already passed on or abandoned: nothing to align.
             Some((id, _)) if b.id() < id => return,
@@ -156,12 +374,20 @@ impl<B: Batch> Inputs<B> {
                     input.blocked = false;
                 }
                 self.aligning = Some((b.id(), std::time::Instant::now()));
+                self.past_timeout = false;
+                self.align_timer = self
+                    .align_timeout
+                    .filter(|t| !t.is_zero())
+                    .map(|t| Box::pin(tokio::time::sleep(t)));
             }
         }
         let input = &mut self.inputs[i];
         input.carries = true;
         input.blocked = true;
         self.check_aligned();
+        if self.ready_checkpoint.is_none() && self.align_timeout.is_some_and(|t| t.is_zero()) {
+            self.go_unaligned();
+        }
     }
 
     /// If every live input that carries barriers delivered the one being aligned, it is ready.
@@ -180,8 +406,14 @@ impl<B: Batch> Inputs<B> {
             input.blocked = false;
         }
         self.aligning = None;
+        self.align_timer = None;
         self.last_alignment = since.elapsed();
-        self.ready_checkpoint = Some(CheckpointBarrier::new(id));
+        let how = if std::mem::take(&mut self.past_timeout) {
+            Alignment::StayedAligned
+        } else {
+            Alignment::Aligned
+        };
+        self.ready_checkpoint = Some((CheckpointBarrier::new(id), how));
     }
 
     /// Sizes the input edges by time: each one's credit limit follows its measured drain rate
@@ -256,8 +488,24 @@ impl<B: Batch> Inputs<B> {
         if let Some(b) = self.ready.pop_front() {
             return Poll::Ready(Ok(Event::Barrier(b)));
         }
-        if let Some(b) = self.ready_checkpoint.take() {
-            return Poll::Ready(Ok(Event::Checkpoint(b)));
+        if let Some((b, how)) = self.ready_checkpoint.take() {
+            return Poll::Ready(Ok(Event::Checkpoint(b, how)));
+        }
+        if let Some((id, captured)) = self.captured.take() {
+            return Poll::Ready(Ok(Event::Captured(id, captured)));
+        }
+        if let Some((i, batch)) = self.replay.pop_front() {
+            let bytes = batch.bytes();
+            self.last = i;
+            return Poll::Ready(Ok(Event::Data(self.inputs[i].port, batch, bytes)));
+        }
+        if let Some(timer) = self.align_timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.go_unaligned();
+                if let Some((b, how)) = self.ready_checkpoint.take() {
+                    return Poll::Ready(Ok(Event::Checkpoint(b, how)));
+                }
+            }
         }
         if self.owe_max {
             self.owe_max = false;
@@ -281,7 +529,11 @@ impl<B: Batch> Inputs<B> {
                         self.next = (i + 1) % n;
                         self.last = i;
                         let bytes = input.inlet.last_bytes();
-                        return Poll::Ready(Ok(Event::Data(input.port, batch, bytes)));
+                        let port = input.port;
+                        if self.capture.is_some() {
+                            self.capture_batch(i, &batch);
+                        }
+                        return Poll::Ready(Ok(Event::Data(port, batch, bytes)));
                     }
                     Poll::Ready(Ok(Message::Watermark(ts))) => {
                         if input.idle {
@@ -308,8 +560,14 @@ impl<B: Batch> Inputs<B> {
                     }
                     Poll::Ready(Ok(Message::Checkpoint(b))) => {
                         self.checkpoint_arrived(i, b);
-                        if let Some(b) = self.ready_checkpoint.take() {
-                            return Poll::Ready(Ok(Event::Checkpoint(b)));
+                        if let Some((b, how)) = self.ready_checkpoint.take() {
+                            return Poll::Ready(Ok(Event::Checkpoint(b, how)));
+                        }
+                        if let Some((id, captured)) = self.captured.take() {
+                            return Poll::Ready(Ok(Event::Captured(id, captured)));
+                        }
+                        if !self.inputs[i].blocked {
+                            continue;
                         }
                         // Blocked now: the other inputs are read.
                         break;
@@ -338,11 +596,18 @@ impl<B: Batch> Inputs<B> {
                         let origins: Vec<u32> = input.origins.iter().map(|(o, _)| *o).collect();
                         // Without this input, a checkpoint barrier may be aligned.
                         self.check_aligned();
-                        if let Some(b) = self.ready_checkpoint.take() {
+                        self.capture_done(i, None);
+                        if let Some((b, how)) = self.ready_checkpoint.take() {
                             for o in origins {
                                 self.advance_barrier(o);
                             }
-                            return Poll::Ready(Ok(Event::Checkpoint(b)));
+                            return Poll::Ready(Ok(Event::Checkpoint(b, how)));
+                        }
+                        if let Some((id, captured)) = self.captured.take() {
+                            for o in origins {
+                                self.advance_barrier(o);
+                            }
+                            return Poll::Ready(Ok(Event::Captured(id, captured)));
                         }
                         for o in origins {
                             self.advance_barrier(o);

@@ -40,9 +40,17 @@ pub(crate) fn single<T: Send + 'static>(name: &str, value: T) -> Factory<T> {
     })
 }
 
-fn typed_inputs<B: Batch>(
-    inputs: Vec<(usize, AnyBox, Arc<[u32]>)>,
-) -> Result<Inputs<B>, OperatorError> {
+fn typed_inputs<B: Batch>(wiring: &mut Wiring) -> Result<Inputs<B>, OperatorError> {
+    let codecs = std::mem::take(&mut wiring.codecs)
+        .into_iter()
+        .map(|(port, any)| {
+            any.downcast_ref::<Arc<dyn SpillCodec<B>>>()
+                .cloned()
+                .map(|c| (port, c))
+                .ok_or_else(|| OperatorError::internal("codec of the wrong type"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = std::mem::take(&mut wiring.inputs);
     let inlets = inputs
         .into_iter()
         .map(|(port, any, origins)| {
@@ -51,7 +59,9 @@ fn typed_inputs<B: Batch>(
                 .map_err(|_| OperatorError::internal("input edge of the wrong type"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Inputs::with_origins(inlets))
+    let mut inputs = Inputs::with_origins(inlets);
+    inputs.set_codecs(&codecs);
+    Ok(inputs)
 }
 
 fn typed_outputs<B: Batch>(
@@ -215,7 +225,7 @@ impl<O: Operator> Runner for OperatorRunner<O> {
         clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError> {
         let op = (self.factory)(&wiring.info)?;
-        let inputs = typed_inputs::<O::Input>(std::mem::take(&mut wiring.inputs))?;
+        let inputs = typed_inputs::<O::Input>(&mut wiring)?;
         let outs = typed_ports::<O::Output>(&mut wiring, clone_fn)?;
         Ok(Box::pin(driver::run_operator(op, inputs, outs, ctx)))
     }
@@ -258,7 +268,7 @@ impl<O: Operator> Runner for OperatorRunner<O> {
         down: AnyBox,
     ) -> Result<InstanceFuture, OperatorError> {
         let op = (self.factory)(&wiring.info)?;
-        let inputs = typed_inputs::<O::Input>(std::mem::take(&mut wiring.inputs))?;
+        let inputs = typed_inputs::<O::Input>(&mut wiring)?;
         let down = erased_down::<O::Output>(down)?;
         Ok(Box::pin(driver::run_operator(op, inputs, down, ctx)))
     }
@@ -284,7 +294,7 @@ impl<K: Sink> Runner for SinkRunner<K> {
         _clone_fn: Option<&AnyBox>,
     ) -> Result<InstanceFuture, OperatorError> {
         let sink = (self.factory)(&wiring.info)?;
-        let inputs = typed_inputs::<K::Input>(std::mem::take(&mut wiring.inputs))?;
+        let inputs = typed_inputs::<K::Input>(&mut wiring)?;
         let dead = dead_port(&mut wiring)?;
         let results = self.results.clone();
         let instance = wiring.info.instance;

@@ -82,6 +82,9 @@ pub(crate) struct EdgeSpec {
     pub(crate) max_targets: Option<usize>,
     /// The edge's overflow policy, if one was declared.
     pub(crate) overflow: Option<EdgeOverflow>,
+    /// An `Arc<dyn SpillCodec<B>>` for the producer's batch type, when one was given: it also
+    /// lets a checkpoint capture the batches queued on the edge (unaligned checkpoints).
+    pub(crate) codec: Option<std::sync::Arc<dyn Any + Send + Sync>>,
 }
 
 /// An overflow policy declared on an edge, with the spill codec of the producer's batch type.

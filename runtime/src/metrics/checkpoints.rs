@@ -36,6 +36,9 @@ pub struct CheckpointReport {
     pub unaligned: u64,
     /// Bytes of queued batches captured by unaligned barriers.
     pub in_flight_bytes: u64,
+    /// Alignments past the timeout that stayed aligned because an unaligned edge's batches
+    /// cannot be captured (its stream has no codec).
+    pub stayed_aligned: u64,
     /// The checkpoint the run restored from, if any.
     pub restored_from: Option<u64>,
     /// Newer checkpoints passed over on restore (partial or corrupt).
@@ -78,6 +81,16 @@ impl CheckpointStats {
         lock(&self.inner).failed += 1;
     }
 
+    pub(crate) fn note_unaligned(&self, bytes: u64) {
+        let mut r = lock(&self.inner);
+        r.unaligned += 1;
+        r.in_flight_bytes += bytes;
+    }
+
+    pub(crate) fn note_stayed_aligned(&self) {
+        lock(&self.inner).stayed_aligned += 1;
+    }
+
     pub(crate) fn note_restore(&self, from: Option<u64>, skipped: usize) {
         let mut r = lock(&self.inner);
         r.restored_from = from;
@@ -104,6 +117,9 @@ impl std::fmt::Display for CheckpointReport {
             self.unaligned,
             self.in_flight_bytes
         )?;
+        if self.stayed_aligned > 0 {
+            write!(f, ", {} stayed aligned (no codec)", self.stayed_aligned)?;
+        }
         if let Some(id) = self.restored_from {
             write!(f, ", restored from {id}")?;
         }

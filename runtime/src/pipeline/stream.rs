@@ -219,7 +219,10 @@ impl<B: Batch> StreamCore<B> {
         self
     }
 
-    /// Sets how this stream's batches are written to a spill ([`Overflow::Spill`]).
+    /// Sets how this stream's batches are written to a spill ([`Overflow::Spill`]), and to a
+    /// checkpoint: with a codec, an unaligned checkpoint can capture the batches queued on the
+    /// edges from this stream (see
+    /// [`CheckpointConfig::alignment_timeout`](crate::CheckpointConfig::alignment_timeout)).
     pub fn with_spill_codec(mut self, codec: impl SpillCodec<B>) -> Self {
         let codec: Arc<dyn SpillCodec<B>> = Arc::new(codec);
         self.spill_codec = Some(Arc::new(codec));
@@ -251,6 +254,7 @@ impl<B: Batch> StreamCore<B> {
                         policy,
                         codec: self.spill_codec.clone(),
                     }),
+                codec: self.spill_codec.clone(),
             },
         );
     }

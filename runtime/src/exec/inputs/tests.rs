@@ -150,7 +150,7 @@ fn drain(inputs: &mut Inputs<Vec<u64>>) -> Vec<Seen> {
                 seen.push(Seen::End);
                 return seen;
             }
-            Poll::Ready(Ok(Event::Barrier(_) | Event::Checkpoint(_))) => {
+            Poll::Ready(Ok(Event::Barrier(_) | Event::Checkpoint(..) | Event::Captured(..))) => {
                 unreachable!("no barrier is sent")
             }
             Poll::Ready(Err(e)) => panic!("{e}"),
@@ -238,7 +238,16 @@ fn next(inputs: &mut Inputs<Vec<u64>>) -> Option<String> {
     let mut cx = Context::from_waker(Waker::noop());
     match inputs.poll_next(&mut cx) {
         Poll::Ready(Ok(Event::Data(port, b, _))) => Some(format!("data {port} {b:?}")),
-        Poll::Ready(Ok(Event::Checkpoint(b))) => Some(format!("checkpoint {}", b.id())),
+        Poll::Ready(Ok(Event::Checkpoint(b, how))) => {
+            Some(format!("checkpoint {} {how:?}", b.id()))
+        }
+        Poll::Ready(Ok(Event::Captured(id, c))) => {
+            let c = c.expect("captured");
+            Some(format!(
+                "captured {id} {:?}",
+                c.iter().map(|(i, b)| (*i, b.len())).collect::<Vec<_>>()
+            ))
+        }
         Poll::Ready(Ok(Event::End)) => Some("end".into()),
         Poll::Ready(Ok(_)) => Some("other".into()),
         Poll::Ready(Err(e)) => panic!("{e}"),
@@ -272,7 +281,7 @@ fn an_input_that_delivered_a_checkpoint_barrier_is_not_read_until_every_input_ha
         Message::Checkpoint(CheckpointBarrier::new(1)),
     );
     send(&mut outlets[1], Message::Data(vec![21]));
-    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 1"));
+    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 1 Aligned"));
     // Aligned: both are read again, what was behind the barriers after it.
     let mut after = vec![next(&mut inputs).unwrap(), next(&mut inputs).unwrap()];
     after.sort();
@@ -284,5 +293,57 @@ fn an_input_that_delivered_a_checkpoint_barrier_is_not_read_until_every_input_ha
     );
     assert_eq!(next(&mut inputs), None);
     send(&mut outlets[1], Message::End);
-    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 2"));
+    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 2 Aligned"));
+}
+
+#[test]
+fn past_the_alignment_timeout_the_barrier_overtakes_and_the_other_inputs_batches_are_captured() {
+    use crate::barrier::CheckpointBarrier;
+    use crate::overflow::{JsonCodec, SpillCodec};
+    let mut outlets = Vec::new();
+    let mut inlets = Vec::new();
+    for port in 0..2 {
+        let (tx, rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(8));
+        outlets.push(tx);
+        inlets.push((port, rx, Arc::from(vec![port as u32])));
+    }
+    let mut inputs = Inputs::with_origins(inlets);
+    let codec: Arc<dyn SpillCodec<Vec<u64>>> = Arc::new(JsonCodec);
+    inputs.set_codecs(&[(0, codec.clone()), (1, codec)]);
+    // A zero timeout: unaligned as soon as one input delivered the barrier.
+    inputs.set_align_timeout(Some(std::time::Duration::ZERO));
+    let send = |o: &mut Outlet<Vec<u64>>, m| o.try_send(m).expect("room");
+    send(&mut outlets[1], Message::Data(vec![20, 21]));
+    send(
+        &mut outlets[0],
+        Message::Checkpoint(CheckpointBarrier::new(1)),
+    );
+    send(&mut outlets[0], Message::Data(vec![10]));
+    // Input 0's barrier comes first (round-robin from input 0) and overtakes input 1's batch.
+    assert_eq!(next(&mut inputs).as_deref(), Some("checkpoint 1 Unaligned"));
+    // Both are read; input 1's batch before its barrier is handed on and captured.
+    let mut seen = vec![next(&mut inputs).unwrap(), next(&mut inputs).unwrap()];
+    seen.sort();
+    assert_eq!(seen, ["data 0 [10]", "data 1 [20, 21]"]);
+    send(
+        &mut outlets[1],
+        Message::Checkpoint(CheckpointBarrier::new(1)),
+    );
+    let captured = next(&mut inputs).unwrap();
+    assert!(captured.starts_with("captured 1 [(1, "), "{captured}");
+    // Replayed on restore, before anything is read.
+    let (tx, rx) = edge::<Vec<u64>>(EdgeConfig::default().with_capacity(8));
+    let mut restored = Inputs::with_origins(vec![(0, rx, Arc::from(vec![0u32]))]);
+    let codec: Arc<dyn SpillCodec<Vec<u64>>> = Arc::new(JsonCodec);
+    restored.set_codecs(&[(0, codec.clone())]);
+    let mut bytes = Vec::new();
+    let mut record = Vec::new();
+    codec.encode(&vec![20, 21], &mut record).unwrap();
+    bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&record);
+    restored.replay(0, &bytes).unwrap();
+    let mut tx = tx;
+    send(&mut tx, Message::Data(vec![30]));
+    assert_eq!(next(&mut restored).as_deref(), Some("data 0 [20, 21]"));
+    assert_eq!(next(&mut restored).as_deref(), Some("data 0 [30]"));
 }

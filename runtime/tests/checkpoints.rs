@@ -807,3 +807,75 @@ fn with_a_zero_alignment_timeout_a_two_input_sink_goes_unaligned() {
     // What was captured is part of what the checkpoints wrote.
     assert!(c.in_flight_bytes <= c.bytes, "{c}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Alignment under a slow sink.
+
+/// The checker, taking one batch per poll: after each batch it is not ready until its task
+/// has been polled again (it wakes itself), so its edges stay full and its producers wait.
+struct SlowChecker(Checker, bool);
+
+impl Sink for SlowChecker {
+    type Input = Vec<Row>;
+    type Output = BTreeMap<u32, u64>;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if std::mem::take(&mut self.1) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+    fn on_batch(&mut self, port: InputPort, batch: Vec<Row>) -> Result<(), OperatorError> {
+        self.1 = true;
+        self.0.on_batch(port, batch)
+    }
+    fn commit(&mut self, id: u64) -> Result<(), OperatorError> {
+        self.0.commit(id)
+    }
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        self.0.snapshot(state)
+    }
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        self.0.restore(state)
+    }
+    fn finish(&mut self) -> Result<BTreeMap<u32, u64>, OperatorError> {
+        self.0.finish()
+    }
+}
+
+#[test]
+fn checkpoints_align_and_complete_behind_a_slow_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    let gate = Gate::needing(2);
+    let mut p = Pipeline::with_config("slow", config(dir.path(), Duration::from_millis(1), 0));
+    let g = gate.clone();
+    let checked = p
+        .source_with("numbers", move |info: &InstanceInfo| {
+            let seq = Seq {
+                instance: info.instance as u32,
+                next: 0,
+                n,
+            };
+            // Half the rows, then a wait for two committed checkpoints: both were aligned
+            // behind the slow sink while its edges were full.
+            GatedSeq(seq, n / 2, g.clone())
+        })
+        .parallelism(2)
+        .sink(
+            "check",
+            SlowChecker(
+                Checker {
+                    next: BTreeMap::new(),
+                    faults: Faults::default(),
+                    gate: Some(gate),
+                },
+                false,
+            ),
+        );
+    let report = run_guarded(p).unwrap();
+    assert_eq!(checked.take(), Some(BTreeMap::from([(0, n), (1, n)])));
+    let c = report.checkpoints.unwrap();
+    assert!(c.completed >= 2, "{c}");
+    assert_eq!((c.failed, c.unaligned), (0, 0), "{c}");
+}

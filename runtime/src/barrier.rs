@@ -17,6 +17,9 @@
 //!   one), the source's [`Barriers`] handle calls what it subscribed: every row the source
 //!   emitted before barrier `n` has been handled by every sink it reaches.
 //!
+//! (Checkpoints have barriers of their own, [`CheckpointBarrier`], which the executor aligns;
+//! see [`PipelineConfig::checkpointing`](crate::PipelineConfig::checkpointing).)
+//!
 //! This is *at-least-once* progress tracking: nothing is paused or aligned, so rows after a
 //! barrier may be handled before it completes. An operator that keeps rows across calls (an
 //! aggregation, a window) would let a barrier pass rows it has not emitted yet, so a barrier

@@ -8,7 +8,10 @@
 //! - [`channel`]: edges — a bounded ring with Reactive-Streams credit, bounded in batches and bytes;
 //! - [`operator`]: the operator API;
 //! - [`barrier`]: in-band markers that tell a source when every sink it reaches has handled
-//!   its rows (durable acknowledgement);
+//!   its rows (durable acknowledgement), and the checkpoint barrier type;
+//! - checkpoints in the executor ([`CheckpointConfig`]): aligned (or, past a timeout, unaligned)
+//!   barriers, snapshots of sources, operators and sinks, two-phase sink commits, restore and
+//!   restarts ([`Pipeline::run_restartable`]);
 //! - [`checkpoint`]: the checkpoint store — blobs of state, source positions and in-flight
 //!   data committed atomically under a manifest, verified on restore with fallback to the
 //!   previous complete checkpoint, retained up to a count — the state encoding, and the key

@@ -26,6 +26,12 @@
 //! parked and at the end of every turn — where the time was just accounted, so no clock is read
 //! for it — and the inputs resize their edges' credit when one is due (`channel/debloat.rs`).
 //!
+//! Checkpoints: a source emits a due checkpoint barrier after step 2 (it takes a slot), behind
+//! what it has sent, with its position snapshotted just before; a source waiting for data is
+//! woken for it. An operator snapshots when its inputs return an aligned barrier, after its
+//! work in flight is done, and passes the barrier on; a sink pre-commits, snapshots, and
+//! commits between events once the coordinator committed the checkpoint (`checkpoint.rs`).
+//!
 //! Latency markers: a source emits one once it is due, after step 2, so it queues behind what
 //! the source has sent and ahead of its partial batch; an operator passes one on as soon as it
 //! reads it; a sink records its age, and the readiness it asked for before taking it is not

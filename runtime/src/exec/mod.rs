@@ -12,6 +12,8 @@
 //!   sources; a finished or failed consumer closes its edges, which releases its producers
 //!   upstream, whatever they wait for: credit, data (a quiet source), input, their own
 //!   readiness or their asynchronous work. Every such wait also watches the instance's edges.
+//! - **Checkpoints** (when on): the coordinator (`checkpoint.rs`) runs in the same loop that
+//!   joins the tasks, so it ends with the run; its protocol is written in that module.
 //! - **Failure**: the first error or panic aborts every other task. Errors caused by that abort
 //!   (a disconnected input) are secondary: the reported error is the first primary one, naming the
 //!   operator and instance where it happened.

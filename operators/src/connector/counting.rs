@@ -27,6 +27,8 @@ pub(crate) struct Tap<R> {
     /// Stream offset of `window[0]`.
     base: u64,
     preloaded: bool,
+    /// The first read pulls at most one byte (see [`Tap::one_byte_first`]).
+    one_byte_first: bool,
 }
 
 /// Compaction never moves less than this many bytes, so small windows are not churned.
@@ -40,7 +42,16 @@ impl<R> Tap<R> {
             window: Vec::new(),
             base: 0,
             preloaded: false,
+            one_byte_first: false,
         }
+    }
+
+    /// This tap, its first read pulling at most one byte: a CSV parser strips a byte order mark
+    /// only from a first read that holds all three of its bytes, so a tap over the middle of a
+    /// file (where U+FEFF is data) hands it one byte first.
+    pub(crate) fn one_byte_first(mut self) -> Self {
+        self.one_byte_first = true;
+        self
     }
 
     /// A tap over input already in memory (`inner` is never read).
@@ -51,6 +62,7 @@ impl<R> Tap<R> {
             window: data,
             base: 0,
             preloaded: true,
+            one_byte_first: false,
         }
     }
 
@@ -93,7 +105,12 @@ impl<R: Read> Read for Tap<R> {
             self.read += n as u64;
             return Ok(n);
         }
-        let n = self.inner.read(buf)?;
+        let want = if self.one_byte_first && self.read == 0 {
+            buf.len().min(1)
+        } else {
+            buf.len()
+        };
+        let n = self.inner.read(&mut buf[..want])?;
         self.read += n as u64;
         self.window.extend_from_slice(&buf[..n]);
         Ok(n)

@@ -8,14 +8,24 @@
 //! [`JobOutput`](super::JobOutput). A [`FileSetReader`] opens
 //! the first file when it is created (to know the schema) and each following file only once the
 //! previous one is exhausted; every batch carries its file's label.
+//!
+//! A [`FileSetReader`] [rewinds](crate::source::Rewind): its position is a
+//! [`FileSetPosition`], the index of the file being read in the set's order and the position of
+//! that file's reader ([`InFile`]: byte offset and line for CSV and NDJSON, row group and row
+//! for Parquet) after the last batch returned. [`FileSetReader::new_at`] starts there over the
+//! same set: files before it are not read again, and the batches that follow are those an
+//! uninterrupted read returns after that point. Without a declared schema the set's schema is
+//! still the first file's (read again to know it), so later files are checked as before.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
 
 use super::{
-    with_extra_columns, BatchReader, CsvOptions, CsvReader, NdjsonOptions, NdjsonReader,
-    ParquetOptions, ParquetReader, ReadBatch, ReadError,
+    with_extra_columns, BatchReader, CsvOptions, CsvReader, FilePosition, FileSetPosition, InFile,
+    NdjsonOptions, NdjsonReader, ParquetOptions, ParquetPosition, ParquetReader, ReadBatch,
+    ReadError,
 };
 
 /// An ordered list of files to read.
@@ -154,13 +164,92 @@ pub enum FileFormat {
     Parquet(ParquetOptions),
 }
 
+/// The reader of one file of a set.
+enum Opened {
+    Csv(CsvReader<File>),
+    Ndjson(NdjsonReader<File>),
+    Parquet(ParquetReader),
+}
+
+impl Opened {
+    fn reader(&mut self) -> &mut dyn BatchReader {
+        match self {
+            Opened::Csv(r) => r,
+            Opened::Ndjson(r) => r,
+            Opened::Parquet(r) => r,
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Opened::Csv(r) => r.schema(),
+            Opened::Ndjson(r) => r.schema(),
+            Opened::Parquet(r) => r.schema(),
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        match self {
+            Opened::Csv(r) => r.bytes_read(),
+            Opened::Ndjson(r) => r.bytes_read(),
+            Opened::Parquet(r) => r.bytes_read(),
+        }
+    }
+
+    fn position(&self) -> InFile {
+        match self {
+            Opened::Csv(r) => InFile::Text(r.position()),
+            Opened::Ndjson(r) => InFile::Text(r.position()),
+            Opened::Parquet(r) => InFile::Parquet(r.position()),
+        }
+    }
+}
+
 impl FileFormat {
-    fn open(&self, path: &Path) -> Result<Box<dyn BatchReader>, ReadError> {
-        Ok(match self {
-            FileFormat::Csv(o) => Box::new(CsvReader::from_path(path, o.clone())?),
-            FileFormat::Ndjson(o) => Box::new(NdjsonReader::from_path(path, o.clone())?),
-            FileFormat::Parquet(o) => Box::new(ParquetReader::open(path, o.clone())?),
+    /// Opens `path` at `at` (its start if `None`).
+    fn open(&self, path: &Path, at: Option<InFile>) -> Result<Opened, ReadError> {
+        let mismatch = |at: &InFile| {
+            ReadError::InvalidOptions(format!(
+                "{}: the position {at:?} is not one of a {} file",
+                path.display(),
+                self.name()
+            ))
+        };
+        Ok(match (self, at) {
+            (FileFormat::Csv(o), None) => Opened::Csv(CsvReader::from_path(path, o.clone())?),
+            (FileFormat::Csv(o), Some(InFile::Text(at))) => {
+                Opened::Csv(CsvReader::from_path_at(path, o.clone(), at)?)
+            }
+            (FileFormat::Ndjson(o), None) => {
+                Opened::Ndjson(NdjsonReader::from_path(path, o.clone())?)
+            }
+            (FileFormat::Ndjson(o), Some(InFile::Text(at))) => {
+                Opened::Ndjson(NdjsonReader::from_path_at(path, o.clone(), at)?)
+            }
+            (FileFormat::Parquet(o), None) => {
+                Opened::Parquet(ParquetReader::open(path, o.clone())?)
+            }
+            (FileFormat::Parquet(o), Some(InFile::Parquet(at))) => {
+                Opened::Parquet(ParquetReader::open_at(path, o.clone(), at)?)
+            }
+            (_, Some(at)) => return Err(mismatch(&at)),
         })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            FileFormat::Csv(_) => "CSV",
+            FileFormat::Ndjson(_) => "NDJSON",
+            FileFormat::Parquet(_) => "Parquet",
+        }
+    }
+
+    /// The start of a file of this format.
+    fn start(&self) -> InFile {
+        match self {
+            FileFormat::Parquet(_) => InFile::Parquet(ParquetPosition::default()),
+            FileFormat::Csv(_) | FileFormat::Ndjson(_) => InFile::Text(FilePosition::START),
+        }
     }
 
     /// The schema of every batch, when it is known without opening a file.
@@ -182,7 +271,11 @@ impl FileFormat {
 pub struct FileSetReader {
     format: FileFormat,
     pending: std::vec::IntoIter<PathBuf>,
-    current: Option<Box<dyn BatchReader>>,
+    current: Option<Opened>,
+    /// Index in the set of the file `current` reads (of the next to open when it is `None`).
+    index: usize,
+    /// The position after the last batch returned.
+    emitted: FileSetPosition,
     schema: SchemaRef,
     /// Bytes read by files already finished.
     finished_bytes: u64,
@@ -198,41 +291,122 @@ impl FileSetReader {
     /// The first file's open errors; [`ReadError::NoFiles`] for an empty set whose schema is
     /// unknown (inferred CSV, Parquet).
     pub fn new(set: FileSet, format: FileFormat) -> Result<Self, ReadError> {
-        let mut pending = set.files.into_iter();
-        let Some(first) = pending.next() else {
-            let schema = format.declared_schema().ok_or(ReadError::NoFiles {
-                location: set.location,
-            })?;
+        let start = FileSetPosition {
+            file: 0,
+            at: format.start(),
+        };
+        Self::new_at(set, format, start)
+    }
+
+    /// Starts `set` at `at`, a [`position`](FileSetReader::position) saved by a reader of the
+    /// same set with the same format (see the [module docs](self)).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); the errors of reopening the file at `at`;
+    /// [`ReadError::InvalidOptions`] for a position of another format or past the set;
+    /// [`ReadError::SchemaMismatch`] if that file's schema is not the set's.
+    pub fn new_at(
+        set: FileSet,
+        format: FileFormat,
+        at: FileSetPosition,
+    ) -> Result<Self, ReadError> {
+        let count = set.files.len();
+        if at.file > count {
+            return Err(ReadError::InvalidOptions(format!(
+                "{}: the position is in file {} of a set of {count}",
+                set.location, at.file
+            )));
+        }
+        let files = set.files;
+        let done = FileSetPosition {
+            file: count,
+            at: format.start(),
+        };
+        if at.file == count {
+            let schema = match (format.declared_schema(), files.first()) {
+                (Some(schema), _) => schema,
+                (None, Some(first)) => format.open(first, None)?.schema(),
+                (None, None) => {
+                    return Err(ReadError::NoFiles {
+                        location: set.location,
+                    })
+                }
+            };
             return Ok(FileSetReader {
                 format,
-                pending,
+                pending: Vec::new().into_iter(),
                 current: None,
+                index: count,
+                emitted: done,
                 schema,
                 finished_bytes: 0,
                 done: true,
             });
+        }
+        let first = files[0].clone();
+        let path = files[at.file].clone();
+        let mut pending = files.into_iter();
+        // Files before `at.file`, and that file itself (opened below), are not opened again.
+        pending.nth(at.file);
+        let current = format.open(&path, Some(at.at))?;
+        let schema = if at.file == 0 {
+            current.schema()
+        } else {
+            let schema = match format.declared_schema() {
+                Some(schema) => schema,
+                None => format.open(&first, None)?.schema(),
+            };
+            let found = current.schema();
+            if !super::same_fields(&found, &schema) {
+                return Err(ReadError::SchemaMismatch {
+                    file: path.display().to_string(),
+                    expected: schema,
+                    found,
+                });
+            }
+            schema
         };
-        let current = format.open(&first)?;
         Ok(FileSetReader {
             format,
             pending,
-            schema: current.schema(),
+            schema,
             current: Some(current),
+            index: at.file,
+            emitted: at,
             finished_bytes: 0,
             done: false,
         })
     }
 
+    /// The position after the last batch returned (see the [module docs](self)); the start
+    /// before the first, the set's end once every file is read.
+    pub fn position(&self) -> FileSetPosition {
+        self.emitted
+    }
+
     fn advance(&mut self) -> Option<Result<ReadBatch, ReadError>> {
         loop {
             let current = self.current.as_mut()?;
-            if let Some(item) = current.next() {
+            if let Some(item) = current.reader().next() {
+                if item.is_ok() {
+                    self.emitted = FileSetPosition {
+                        file: self.index,
+                        at: current.position(),
+                    };
+                }
                 return Some(item);
             }
             self.finished_bytes += current.bytes_read();
             self.current = None;
-            let path = self.pending.next()?;
-            let reader = match self.format.open(&path) {
+            self.index += 1;
+            let Some(path) = self.pending.next() else {
+                self.emitted = FileSetPosition {
+                    file: self.index,
+                    at: self.format.start(),
+                };
+                return None;
+            };
+            let reader = match self.format.open(&path, None) {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
@@ -261,6 +435,14 @@ impl Iterator for FileSetReader {
             self.done = true;
         }
         item
+    }
+}
+
+impl crate::source::Rewind for FileSetReader {
+    type Position = FileSetPosition;
+
+    fn position(&self) -> FileSetPosition {
+        self.emitted
     }
 }
 

@@ -307,3 +307,136 @@ fn extension_filter_and_underscore_names_keep_other_files_out() {
     let all = FileSet::dir(dir.path()).expect("listable");
     assert_eq!(names(&all), ["a.csv", "b.CSV", "readme.txt"]);
 }
+
+/// Every `v` a reader returns, and its position after each batch.
+fn values_and_positions(mut reader: FileSetReader) -> (Vec<u64>, Vec<(FileSetPosition, usize)>) {
+    use arrow::array::{AsArray, UInt64Array};
+    use arrow::datatypes::UInt64Type;
+    let mut values = Vec::new();
+    let mut marks = Vec::new();
+    while let Some(read) = reader.next() {
+        let batch = read.expect("valid").batch;
+        let v: &UInt64Array = batch.column(0).as_primitive::<UInt64Type>();
+        values.extend(v.values().iter().copied());
+        marks.push((reader.position(), values.len()));
+    }
+    (values, marks)
+}
+
+/// A set of Parquet files of `v`, with row groups of 7 rows.
+fn parquet_set(dir: &Path, files: &[std::ops::Range<u64>]) -> FileSet {
+    use crate::connector::{ParquetCompression, PartFormat, PartWriter, PartWriterOptions};
+    use arrow::array::UInt64Array;
+    use arrow::record_batch::RecordBatch;
+    let format = PartFormat::Parquet {
+        compression: ParquetCompression::None,
+        row_group_rows: 7,
+    };
+    let mut paths = Vec::new();
+    for (i, range) in files.iter().enumerate() {
+        let sub = dir.join(format!("f{i}"));
+        let mut w = PartWriter::create(&sub, schema(), PartWriterOptions::new(format.clone()))
+            .expect("dir");
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(UInt64Array::from_iter_values(range.clone()))],
+        )
+        .expect("valid");
+        w.write(&batch).expect("write");
+        paths.push(w.finish().expect("finish").files.remove(0).path);
+    }
+    FileSet::from_paths("parquet", paths)
+}
+
+#[test]
+fn a_parquet_set_resumed_at_each_position_reads_the_rest_by_row_group_and_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let set = parquet_set(dir.path(), &[0..30, 30..37, 37..40]);
+    let format = FileFormat::Parquet(ParquetOptions {
+        batch_rows: 4,
+        columns: None,
+    });
+    let (whole, marks) = values_and_positions(set.clone().read(format.clone()).expect("opens"));
+    assert_eq!(whole, (0..40).collect::<Vec<_>>());
+    // After the fourth batch of the first file: 16 rows = two groups of 7, and 2 rows.
+    assert_eq!(
+        marks[3].0,
+        FileSetPosition {
+            file: 0,
+            at: InFile::Parquet(ParquetPosition {
+                row_group: 2,
+                row: 2
+            })
+        }
+    );
+    for (position, seen) in &marks {
+        let reader =
+            FileSetReader::new_at(set.clone(), format.clone(), *position).expect("reopens");
+        let (rest, _) = values_and_positions(reader);
+        assert_eq!(rest, whole[*seen..].to_vec(), "resumed at {position:?}");
+    }
+    let end = marks.last().expect("batches").0;
+    assert_eq!(
+        end.file, 2,
+        "the last batch leaves the reader in the last file"
+    );
+    let mut reader = FileSetReader::new_at(set.clone(), format.clone(), end).expect("reopens");
+    assert!(reader.next().is_none());
+    assert_eq!(
+        reader.position().file,
+        3,
+        "past the last file once it is done"
+    );
+
+    let wrong = FileSetPosition {
+        file: 0,
+        at: InFile::Text(FilePosition::START),
+    };
+    assert!(matches!(
+        FileSetReader::new_at(set, format, wrong),
+        Err(ReadError::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn an_ndjson_set_resumed_at_each_position_reads_the_rest_with_its_line_numbers() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "a.ndjson",
+        "{\"v\":0}\n\n{\"v\":1}\n{\"v\":2}\n",
+    );
+    write(dir.path(), "b.ndjson", "{\"v\":3}\n{\"v\":4}");
+    let set = FileSet::dir(dir.path()).expect("listable");
+    let opts = NdjsonOptions {
+        batch_rows: 2,
+        line_column: true,
+        ..NdjsonOptions::new(schema())
+    };
+    let format = FileFormat::Ndjson(opts);
+    let lines = |reader: FileSetReader| -> Vec<(u64, u64)> {
+        reader
+            .flat_map(|r| {
+                let b = r.expect("valid").batch;
+                let v = b.column(0).as_primitive::<UInt64Type>().clone();
+                let l = b.column(1).as_primitive::<UInt64Type>().clone();
+                (0..b.num_rows()).map(move |i| (v.value(i), l.value(i)))
+            })
+            .collect()
+    };
+    let whole = lines(set.clone().read(format.clone()).expect("opens"));
+    assert_eq!(whole, [(0, 1), (1, 3), (2, 4), (3, 1), (4, 2)]);
+    let (_, marks) = values_and_positions(set.clone().read(format.clone()).expect("opens"));
+    assert_eq!(marks.len(), 3);
+    for (position, seen) in &marks {
+        let reader =
+            FileSetReader::new_at(set.clone(), format.clone(), *position).expect("reopens");
+        assert_eq!(
+            lines(reader),
+            whole[*seen..].to_vec(),
+            "resumed at {position:?}"
+        );
+    }
+}

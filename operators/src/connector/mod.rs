@@ -68,12 +68,12 @@ pub use self::csv::{CsvOptions, CsvReader, HeaderCheck};
 pub use self::dead_letter::{dead_letter_schema, dead_letters_to_batch, DeadLetter};
 pub use self::files::{FileFormat, FileSet, FileSetReader};
 pub use self::ndjson::{NdjsonOptions, NdjsonReader};
-pub use self::parquet::{ParquetOptions, ParquetReader};
+pub use self::parquet::{ParquetOptions, ParquetPosition, ParquetReader};
 pub use self::part_writer::{
     ParquetCompression, PartCommit, PartFile, PartFormat, PartRecovery, PartWriter,
     PartWriterOptions, PreCommit, WriteError, WriteSummary,
 };
-pub use self::position::{FilePosition, SetPosition};
+pub use self::position::{FilePosition, FileSetPosition, InFile, SetPosition};
 pub use self::publish::{JobOutput, PublishError, Recovery, SuccessMarker, SUCCESS_FILE};
 
 /// Name of the optional `UInt64` column holding each row's 1-based physical line number.

@@ -4,6 +4,12 @@
 //! [`ParquetOptions::batch_rows`] rows; the decoder fetches the projected column chunks of a row
 //! group when it first needs them, so the reader is never more than one row group ahead of its
 //! consumer. Bytes fetched are counted under the decoder ([`BatchReader::bytes_read`]).
+//!
+//! The reader [rewinds](crate::source::Rewind): [`ParquetReader::position`] is the
+//! [`ParquetPosition`] after the last batch it returned (a row group and the rows of it
+//! already returned), and [`ParquetReader::open_at`] reopens the file there, decoding from that
+//! row group on and skipping the rows returned before, so the batches that follow hold the rows
+//! an uninterrupted read gives after that point.
 
 use std::fs::File;
 use std::path::Path;
@@ -16,6 +22,7 @@ use arrow::record_batch::RecordBatchReader;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
+use serde::{Deserialize, Serialize};
 
 use super::counting::CountingFile;
 use super::{BatchReader, ReadBatch, ReadError, DEFAULT_BATCH_ROWS};
@@ -38,6 +45,18 @@ impl Default for ParquetOptions {
     }
 }
 
+/// A position in a Parquet file: the row group being read and the rows of it already
+/// returned (the file's row-group count and 0 once every row is read).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ParquetPosition {
+    /// Index of the row group in the file.
+    pub row_group: usize,
+    /// Rows of that row group already returned.
+    pub row: u64,
+}
+
 /// Lazy Parquet reader yielding [`ReadBatch`]es (never with dead letters: Parquet is typed).
 pub struct ParquetReader {
     inner: ParquetRecordBatchReader,
@@ -46,6 +65,10 @@ pub struct ParquetReader {
     schema: SchemaRef,
     /// Maps the decoder's column order (file order) to the requested order.
     reorder: Option<Vec<usize>>,
+    /// Rows in each row group, in file order.
+    group_rows: Vec<u64>,
+    /// The position after the last batch returned.
+    emitted: ParquetPosition,
     done: bool,
 }
 
@@ -57,6 +80,21 @@ impl ParquetReader {
     /// [`ReadError::UnknownColumn`] for a projected column the file lacks,
     /// [`ReadError::InvalidOptions`] for zero `batch_rows`.
     pub fn open(path: impl AsRef<Path>, opts: ParquetOptions) -> Result<Self, ReadError> {
+        Self::open_at(path, opts, ParquetPosition::default())
+    }
+
+    /// Opens `path` at `at`, a [`position`](ParquetReader::position) saved by a reader of the
+    /// same file with the same options: the rows that follow are those an uninterrupted read
+    /// returns after that point (in batches that may be cut elsewhere).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`ReadError::InvalidOptions`] for a position past the file's
+    /// row groups or rows.
+    pub fn open_at(
+        path: impl AsRef<Path>,
+        opts: ParquetOptions,
+        at: ParquetPosition,
+    ) -> Result<Self, ReadError> {
         let path = path.as_ref();
         let label = path.display().to_string();
         if opts.batch_rows == 0 {
@@ -77,6 +115,30 @@ impl ParquetReader {
             ParquetRecordBatchReaderBuilder::try_new(CountingFile::new(file, counter.clone()))
                 .map_err(parquet_err)?
                 .with_batch_size(opts.batch_rows);
+        let group_rows: Vec<u64> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+            .collect();
+        let past = match group_rows.get(at.row_group) {
+            Some(&rows) => at.row > rows,
+            None => at.row_group > group_rows.len() || at.row > 0,
+        };
+        if past {
+            return Err(ReadError::InvalidOptions(format!(
+                "{label}: position {at:?} is past the file's {} row groups",
+                group_rows.len()
+            )));
+        }
+        let builder = if at == ParquetPosition::default() {
+            builder
+        } else {
+            let skip = usize::try_from(at.row).unwrap_or(usize::MAX);
+            builder
+                .with_row_groups((at.row_group..group_rows.len()).collect())
+                .with_offset(skip)
+        };
         let file_schema = builder.schema().clone();
         let (builder, reorder) = match &opts.columns {
             None => (builder, None),
@@ -124,8 +186,29 @@ impl ParquetReader {
             label: label.into(),
             schema,
             reorder,
+            group_rows,
+            emitted: at,
             done: false,
         })
+    }
+
+    /// The position after the last batch returned; the start (or the position it was opened
+    /// at) before the first.
+    pub fn position(&self) -> ParquetPosition {
+        self.emitted
+    }
+
+    /// `at` moved on by `rows` rows, through as many row groups as they fill.
+    fn advance(&self, mut at: ParquetPosition, rows: u64) -> ParquetPosition {
+        at.row += rows;
+        while let Some(&n) = self.group_rows.get(at.row_group) {
+            if at.row < n {
+                break;
+            }
+            at.row -= n;
+            at.row_group += 1;
+        }
+        at
     }
 }
 
@@ -146,8 +229,9 @@ impl Iterator for ParquetReader {
             },
             Err(source) => Err(decode_error(&self.label, source)),
         };
-        if result.is_err() {
-            self.done = true;
+        match &result {
+            Ok(batch) => self.emitted = self.advance(self.emitted, batch.num_rows() as u64),
+            Err(_) => self.done = true,
         }
         Some(result.map(|batch| ReadBatch {
             file: self.label.clone(),
@@ -175,6 +259,14 @@ fn decode_error(file: &str, source: ArrowError) -> ReadError {
             file: file.to_owned(),
             source,
         },
+    }
+}
+
+impl crate::source::Rewind for ParquetReader {
+    type Position = ParquetPosition;
+
+    fn position(&self) -> ParquetPosition {
+        self.emitted
     }
 }
 

@@ -130,8 +130,9 @@ pub struct PartFile {
     pub bytes: u64,
 }
 
-/// What [`PartWriter::finish`](super::PartWriter::finish) wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What [`PartWriter::finish`](super::PartWriter::finish) wrote (serializable, for a sink's
+/// checkpoint state).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteSummary {
     /// The parts, in order.
     pub files: Vec<PartFile>,

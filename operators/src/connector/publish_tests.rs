@@ -282,3 +282,104 @@ fn resuming_a_run_whose_publish_was_under_way_completes_it() {
         );
     }
 }
+
+/// A checkpointed NDJSON sink in a staged run, killed after checkpoint 2 completed and before
+/// its commit, restored from checkpoint 2: `_SUCCESS` counts the rows written before the crash
+/// and after the restore once each, and they are exactly the visible rows.
+#[test]
+fn success_counts_stay_exact_across_a_crash_and_a_resume() {
+    use std::future::poll_fn;
+    use weir_runtime::{InstanceInfo, OverflowCounter, Sink};
+
+    use crate::connector::PartCommit;
+    use crate::sink::NdjsonSink;
+
+    let info = InstanceInfo {
+        name: "events".into(),
+        instance: 0,
+        parallelism: 1,
+        batch_rows: 1024,
+        max_batch_bytes: 1 << 20,
+        overflow: OverflowCounter::detached(),
+        downstream: Default::default(),
+        barriers: Default::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let job = JobOutput::begin(root, &["events"]).expect("begins");
+    let run_id = job.run_id().to_owned();
+    let staged = job.staging_dir("events");
+    let sink = || {
+        NdjsonSink::<u64>::new(&staged)
+            .max_rows(2)
+            .commit(PartCommit::OnCheckpoint)
+    };
+    let mut first = sink();
+    first.open(&info).expect("opens");
+    let state = rt.block_on(async {
+        first.on_batch(0, (0..5).collect()).expect("taken");
+        poll_fn(|cx| first.poll_pre_commit(cx, 1))
+            .await
+            .expect("pre-commits");
+        poll_fn(|cx| first.poll_commit(cx, 1))
+            .await
+            .expect("commits");
+        poll_fn(|cx| first.poll_ready(cx)).await.expect("ready");
+        first.on_batch(0, (5..8).collect()).expect("taken");
+        poll_fn(|cx| first.poll_pre_commit(cx, 2))
+            .await
+            .expect("pre-commits");
+        // Checkpoint 2 stores the sink's list and completes; the crash comes before its
+        // commit, after a row no checkpoint covers.
+        let state = first.checkpointed().clone();
+        poll_fn(|cx| first.poll_ready(cx)).await.expect("ready");
+        first.on_batch(0, vec![8]).expect("taken");
+        poll_fn(|cx| first.poll_ready(cx)).await.expect("ready");
+        state
+    });
+    assert_eq!(state.rows, 8);
+    drop(first);
+    crash(job);
+
+    // The restore: the staging folder, then the sink's directory, then the sink.
+    let mut job = JobOutput::resume(root, &["events"], &run_id).expect("resumes");
+    NdjsonSink::<u64>::recover(&staged, Some(2)).expect("recovers");
+    let mut second = sink().restored(state.clone());
+    second.open(&info).expect("opens");
+    rt.block_on(async {
+        // The source rewinds to checkpoint 2's position: row 8.
+        second.on_batch(0, (8..11).collect()).expect("taken");
+        poll_fn(|cx| second.poll_close(cx)).await.expect("closes");
+    });
+    let after = second.finish().expect("a summary");
+    assert_eq!(after.rows, 3);
+    job.record("events", &[state, after]);
+    job.publish().expect("publishes");
+
+    let out = root.join("events");
+    let marker = JobOutput::marker(&out)
+        .expect("readable")
+        .expect("a marker");
+    let mut parts: Vec<String> = std::fs::read_dir(&out)
+        .expect("listable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(['.', '_']))
+        .collect();
+    parts.sort();
+    assert_eq!(marker.files, parts);
+    let mut rows: Vec<u64> = parts
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(out.join(p)).expect("readable");
+            text.lines()
+                .map(|l| l.parse::<u64>().expect("a number"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(rows, (0..11).collect::<Vec<_>>(), "each row once");
+    assert_eq!(marker.rows, Some(11));
+}

@@ -46,6 +46,36 @@
 //! should emit barriers at an interval (a few hundred milliseconds, a few thousand rows), not
 //! after every row.
 //!
+//! # Commit by checkpoint
+//!
+//! With [`commit`](NdjsonSink::commit)`(`[`PartCommit::OnCheckpoint`]`)` the sink commits its
+//! parts in two phases by checkpoint, with the part writer's protocol and names (see
+//! [`crate::connector::PartWriter`]'s docs, *Commit by checkpoint*), so that each
+//! row is in the visible parts exactly once:
+//!
+//! 1. a part completed by size is fsynced and keeps its hidden `.inprogress` name;
+//! 2. [`poll_pre_commit`](NdjsonSink::poll_pre_commit)`(id)`, run when the sink snapshots its
+//!    state for checkpoint `id`, completes the open part, fsyncs it, renames it and every part
+//!    completed since the last pre-commit to `.<name>.pending-<id>` and fsyncs the directory;
+//! 3. [`poll_commit`](NdjsonSink::poll_commit)`(id)`, once checkpoint `id` is complete,
+//!    renames every pending part of a checkpoint `≤ id` to its final name and fsyncs the
+//!    directory (idempotent);
+//! 4. at restore, [`NdjsonSink::recover`]`(dir, last_complete)` runs before the sink opens:
+//!    pending parts of completed checkpoints become visible, later ones and every `.inprogress`
+//!    file are deleted. A restored sink gets a new run id, so its names never meet the old
+//!    ones;
+//! 5. the end of the input commits every part, pending or not, and fsyncs the directory.
+//!
+//! The sink keeps the list of every part it pre-committed ([`checkpointed`](NdjsonSink::checkpointed)),
+//! for the checkpoint to store with its state. A restored sink is seeded with that list
+//! ([`restored`](NdjsonSink::restored)), and a [`JobOutput`](crate::connector::JobOutput)
+//! records it before what the restored sink writes: so `_SUCCESS` counts each committed row
+//! once, whether it was written before the crash or after the restore.
+//!
+//! In this mode a barrier is not a commit point: [`poll_barrier`](Sink::poll_barrier) fails
+//! the run with a user error, as the part sink's does, since rows are durable only through
+//! the checkpoint's pre-commit.
+//!
 //! # Blocking work
 //!
 //! Encoding runs in `on_batch`; writes, fsyncs and renames run on the sink's own thread (one
@@ -91,7 +121,9 @@ use serde::Serialize;
 use weir_runtime::{Barrier, Data, DeadLetter, InputPort, InstanceInfo, OperatorError, Sink};
 
 use crate::connector::part_writer::sync_dir;
-use crate::connector::{PartFile, WriteError, WriteSummary};
+use crate::connector::{
+    PartCommit, PartFile, PartRecovery, PartWriter, PreCommit, WriteError, WriteSummary,
+};
 use crate::lane::{Lane, LaneError, LaneTask};
 
 /// Writes typed rows as NDJSON into rolling part files; see the [module docs](self).
@@ -104,9 +136,14 @@ pub struct NdjsonSink<T> {
     run: String,
     max_rows: u64,
     max_bytes: u64,
+    commit: PartCommit,
     state: State,
-    /// The task in flight is the sync a barrier asked for.
+    /// The task in flight is a step (a sync, a pre-commit, a commit) a caller waits for.
     syncing: bool,
+    /// What the last step produced, taken by the caller that waited for it.
+    stepped: Option<Step>,
+    /// Every part pre-committed so far (a restored sink's included).
+    checkpointed: WriteSummary,
     dead: Vec<DeadLetter>,
     /// The thread doing the file work, started by `open`. Declared after `state`, so a writer
     /// still in flight when the sink is dropped is finished (and its in-progress file removed)
@@ -115,12 +152,19 @@ pub struct NdjsonSink<T> {
     _rows: PhantomData<fn(T)>,
 }
 
+/// What a task on the lane produced.
+enum Step {
+    Wrote,
+    PreCommitted(PreCommit),
+    Committed(Vec<PartFile>),
+}
+
 enum State {
     /// Before `open`.
     Unopened,
     Idle(Box<Parts>),
-    /// A write or a sync on the lane.
-    Busy(LaneTask<(Box<Parts>, Result<(), WriteError>)>),
+    /// A write or a step on the lane.
+    Busy(LaneTask<(Box<Parts>, Result<Step, WriteError>)>),
     Closing(LaneTask<Result<WriteSummary, WriteError>>),
     Closed(WriteSummary),
     /// After an error or `finish`.
@@ -134,6 +178,7 @@ impl<T> std::fmt::Debug for NdjsonSink<T> {
             .field("run", &self.run)
             .field("max_rows", &self.max_rows)
             .field("max_bytes", &self.max_bytes)
+            .field("commit", &self.commit)
             .finish_non_exhaustive()
     }
 }
@@ -149,8 +194,11 @@ impl<T> Clone for NdjsonSink<T> {
             run: self.run.clone(),
             max_rows: self.max_rows,
             max_bytes: self.max_bytes,
+            commit: self.commit,
             state: State::Unopened,
             syncing: false,
+            stepped: None,
+            checkpointed: WriteSummary::default(),
             dead: Vec::new(),
             lane: None,
             _rows: PhantomData,
@@ -172,7 +220,14 @@ fn new_run() -> String {
 }
 
 fn write_error(e: WriteError) -> OperatorError {
-    OperatorError::external("cannot write NDJSON parts", e)
+    match e {
+        // The sink was configured or driven so: the user's to fix.
+        WriteError::CommitsByCheckpoint => {
+            OperatorError::user(format!("cannot make NDJSON rows durable at a barrier: {e}"))
+        }
+        WriteError::CheckpointOrder { .. } => OperatorError::user(e.to_string()),
+        e => OperatorError::external("cannot write NDJSON parts", e),
+    }
 }
 
 fn lane_error(e: LaneError) -> OperatorError {
@@ -194,8 +249,11 @@ impl<T> NdjsonSink<T> {
             run: new_run(),
             max_rows: Self::DEFAULT_MAX_ROWS,
             max_bytes: Self::DEFAULT_MAX_BYTES,
+            commit: PartCommit::EachPart,
             state: State::Unopened,
             syncing: false,
+            stepped: None,
+            checkpointed: WriteSummary::default(),
             dead: Vec::new(),
             lane: None,
             _rows: PhantomData,
@@ -216,6 +274,44 @@ impl<T> NdjsonSink<T> {
         self
     }
 
+    /// When parts get their final names: [`PartCommit::EachPart`] (the default) as each part
+    /// completes, durable at every barrier; [`PartCommit::OnCheckpoint`] in two phases by
+    /// checkpoint (see the [module docs](self#commit-by-checkpoint)).
+    /// [`PartCommit::OnFinish`] is not offered: the sink fails when it opens.
+    pub fn commit(mut self, commit: PartCommit) -> Self {
+        self.commit = commit;
+        self
+    }
+
+    /// This instance, restored from a checkpoint whose state holds `checkpointed` (what
+    /// [`checkpointed`](Self::checkpointed) returned when the checkpoint was taken): the parts
+    /// it lists stay in the list the next checkpoints store. Set it on each instance, after
+    /// cloning: a clone starts with an empty list.
+    pub fn restored(mut self, checkpointed: WriteSummary) -> Self {
+        self.checkpointed = checkpointed;
+        self
+    }
+
+    /// Every part this instance pre-committed, committed or not yet, with their rows and
+    /// bytes, in order (those of the checkpoint it was [restored](Self::restored) from first):
+    /// what the checkpoint stores in the sink's state, for the restore's `_SUCCESS` counts.
+    pub fn checkpointed(&self) -> &WriteSummary {
+        &self.checkpointed
+    }
+
+    /// Restores `dir` after a crash, before a sink opens it: as
+    /// [`PartWriter::recover`] (pending parts of checkpoints `≤ last_complete` made visible,
+    /// later ones and in-progress files deleted, the directory fsynced).
+    ///
+    /// # Errors
+    /// I/O errors listing, renaming, deleting or syncing.
+    pub fn recover(
+        dir: impl AsRef<Path>,
+        last_complete: Option<u64>,
+    ) -> Result<PartRecovery, WriteError> {
+        PartWriter::recover(dir, last_complete)
+    }
+
     /// The run id in this sink's part names (`part-<run>-<instance>-<NNNNN>.ndjson`).
     pub fn run_id(&self) -> &str {
         &self.run
@@ -232,12 +328,15 @@ impl<T> NdjsonSink<T> {
             let joined = std::task::ready!(Pin::new(task).poll(cx));
             self.state = State::Gone;
             let (parts, result) = joined.map_err(lane_error)?;
-            if let Err(e) = result {
-                // The failed writer removes its in-progress file on the lane.
-                if let Some(lane) = &self.lane {
-                    drop(lane.run(move || drop(parts)));
+            match result {
+                Ok(step) => self.stepped = Some(step),
+                Err(e) => {
+                    // The failed writer removes its in-progress files on the lane.
+                    if let Some(lane) = &self.lane {
+                        drop(lane.run(move || drop(parts)));
+                    }
+                    return Poll::Ready(Err(write_error(e)));
                 }
-                return Poll::Ready(Err(write_error(e)));
             }
             self.state = State::Idle(parts);
         }
@@ -247,7 +346,7 @@ impl<T> NdjsonSink<T> {
     /// Runs `f` on the lane with the idle writer; the sink is busy until it is done.
     fn submit(
         &mut self,
-        f: impl FnOnce(&mut Parts) -> Result<(), WriteError> + Send + 'static,
+        f: impl FnOnce(&mut Parts) -> Result<Step, WriteError> + Send + 'static,
     ) -> Result<(), OperatorError> {
         let (State::Idle(mut parts), Some(lane)) =
             (std::mem::replace(&mut self.state, State::Gone), &self.lane)
@@ -261,6 +360,107 @@ impl<T> NdjsonSink<T> {
             (parts, result)
         }));
         Ok(())
+    }
+
+    /// Waits for the write in flight, runs `f` on the lane, and waits for it; `Ready` with
+    /// what it produced.
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Parts) -> Result<Step, WriteError> + Send + 'static,
+    ) -> Poll<Result<Step, OperatorError>> {
+        let mut f = Some(f);
+        loop {
+            if let Err(e) = std::task::ready!(self.poll_idle(cx)) {
+                self.syncing = false;
+                return Poll::Ready(Err(e));
+            }
+            if std::mem::take(&mut self.syncing) {
+                return Poll::Ready(self.stepped.take().ok_or_else(|| {
+                    OperatorError::internal("an NDJSON sink step ended without a result")
+                }));
+            }
+            let Some(f) = f.take() else {
+                return Poll::Ready(Err(OperatorError::internal(
+                    "an NDJSON sink step was submitted twice",
+                )));
+            };
+            if let Err(e) = self.submit(f) {
+                return Poll::Ready(Err(e));
+            }
+            self.syncing = true;
+        }
+    }
+
+    fn check_transactional(&self, what: &str) -> Result<(), OperatorError> {
+        if self.commit != PartCommit::OnCheckpoint {
+            return Err(OperatorError::user(format!(
+                "the NDJSON sink writing into {} was asked to {what}, but it does not commit by \
+                 checkpoint: build it with .commit(PartCommit::OnCheckpoint)",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Phase one of checkpoint `checkpoint_id` (see the [module docs](self#commit-by-checkpoint)):
+    /// waits for the write in flight, then on the sink's thread completes the open part and
+    /// makes it and every part completed since the last pre-commit durable and pending under
+    /// `checkpoint_id`; `Ready` with what it made pending (for the checkpoint's state). Ids
+    /// must increase from one call to the next. Call it between batches.
+    ///
+    /// # Errors
+    /// A user error unless the sink commits by checkpoint; [`WriteError::CheckpointOrder`]
+    /// for an id not above the last; the write's or the pre-commit's I/O errors.
+    pub fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<PreCommit, OperatorError>> {
+        if let Err(e) = self.check_transactional("pre-commit") {
+            return Poll::Ready(Err(e));
+        }
+        let step = std::task::ready!(self.poll_step(cx, move |p| p
+            .pre_commit(checkpoint_id)
+            .map(Step::PreCommitted)));
+        Poll::Ready(match step? {
+            Step::PreCommitted(made) => {
+                for part in &made.parts {
+                    self.checkpointed.rows += part.rows;
+                    self.checkpointed.bytes += part.bytes;
+                    self.checkpointed.files.push(part.clone());
+                }
+                Ok(made)
+            }
+            _ => Err(OperatorError::internal(
+                "an NDJSON pre-commit ended as another step",
+            )),
+        })
+    }
+
+    /// Phase two, once checkpoint `checkpoint_id` is complete: renames every pending part of a
+    /// checkpoint `≤ checkpoint_id` to its final name and fsyncs the directory, on the sink's
+    /// thread; `Ready` with the parts it made visible. Idempotent.
+    ///
+    /// # Errors
+    /// As [`poll_pre_commit`](Self::poll_pre_commit).
+    pub fn poll_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint_id: u64,
+    ) -> Poll<Result<Vec<PartFile>, OperatorError>> {
+        if let Err(e) = self.check_transactional("commit") {
+            return Poll::Ready(Err(e));
+        }
+        let step = std::task::ready!(
+            self.poll_step(cx, move |p| p.commit(checkpoint_id).map(Step::Committed))
+        );
+        Poll::Ready(match step? {
+            Step::Committed(parts) => Ok(parts),
+            _ => Err(OperatorError::internal(
+                "an NDJSON commit ended as another step",
+            )),
+        })
     }
 }
 
@@ -276,6 +476,14 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
                 self.max_rows, self.max_bytes
             )));
         }
+        if self.commit == PartCommit::OnFinish {
+            return Err(OperatorError::user(format!(
+                "the NDJSON sink writing into {} cannot hold its parts until it finishes: \
+                 commit each part (PartCommit::EachPart) or by checkpoint \
+                 (PartCommit::OnCheckpoint)",
+                self.dir.display()
+            )));
+        }
         std::fs::create_dir_all(&self.dir).map_err(|source| {
             write_error(WriteError::Io {
                 path: self.dir.clone(),
@@ -288,9 +496,13 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
             stem: format!("part-{}-{}", self.run, info.instance),
             max_rows: self.max_rows,
             max_bytes: self.max_bytes,
+            by_checkpoint: self.commit == PartCommit::OnCheckpoint,
             next: 0,
             open: None,
             files: Vec::new(),
+            staged: Vec::new(),
+            pending: Vec::new(),
+            last_pre_commit: None,
             unsynced_rename: false,
             lines: Lines::default(),
         }));
@@ -329,7 +541,7 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
         if lines.ends.is_empty() {
             return Ok(());
         }
-        self.submit(Parts::write_lines)
+        self.submit(|p| p.write_lines().map(|()| Step::Wrote))
     }
 
     fn take_dead_letters(&mut self, out: &mut Vec<DeadLetter>) {
@@ -338,24 +550,18 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
 
     /// Waits for the write in flight, then, on the sink's thread, completes the open part and
     /// fsyncs the directory; `Ready` once every row taken so far is in a renamed, fsynced part.
+    /// A sink committing by checkpoint fails here (see the
+    /// [module docs](self#commit-by-checkpoint)).
     fn poll_barrier(
         &mut self,
         cx: &mut Context<'_>,
         _: Barrier,
     ) -> Poll<Result<(), OperatorError>> {
-        loop {
-            if let Err(e) = std::task::ready!(self.poll_idle(cx)) {
-                self.syncing = false;
-                return Poll::Ready(Err(e));
-            }
-            if std::mem::take(&mut self.syncing) {
-                return Poll::Ready(Ok(()));
-            }
-            if let Err(e) = self.submit(Parts::sync) {
-                return Poll::Ready(Err(e));
-            }
-            self.syncing = true;
+        if self.commit == PartCommit::OnCheckpoint {
+            return Poll::Ready(Err(write_error(WriteError::CommitsByCheckpoint)));
         }
+        self.poll_step(cx, |p| p.sync().map(|()| Step::Wrote))
+            .map_ok(|_| ())
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
@@ -375,7 +581,7 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
                         )));
                     };
                     self.state = State::Closing(lane.run(move || {
-                        parts.sync()?;
+                        parts.finish()?;
                         Ok(parts.summary())
                     }));
                 }
@@ -449,10 +655,19 @@ struct Parts {
     stem: String,
     max_rows: u64,
     max_bytes: u64,
+    /// Parts are committed by checkpoint (see the module docs), not as each completes.
+    by_checkpoint: bool,
     /// The number of the next part.
     next: u64,
     open: Option<OpenPart>,
+    /// Visible parts, in order.
     files: Vec<PartFile>,
+    /// By checkpoint: parts completed (fsynced) since the last pre-commit, still
+    /// `.inprogress`: (hidden path, part).
+    staged: Vec<(PathBuf, PartFile)>,
+    /// By checkpoint: pre-committed parts, oldest first: (checkpoint id, hidden path, part).
+    pending: Vec<(u64, PathBuf, PartFile)>,
+    last_pre_commit: Option<u64>,
     /// A part was renamed since the directory was last fsynced.
     unsynced_rename: bool,
     /// The batch to write, encoded by `on_batch`.
@@ -529,11 +744,27 @@ impl Parts {
         })
     }
 
-    /// Completes the open part, if any: fsync, rename to its final name.
+    /// Completes the open part, if any: fsync, rename to its final name (by checkpoint: fsync
+    /// and stage it under its hidden name).
     fn complete(&mut self) -> Result<(), WriteError> {
         let Some(part) = self.open.take() else {
             return Ok(());
         };
+        if self.by_checkpoint {
+            if let Err(e) = part.file.sync_all() {
+                let _ = std::fs::remove_file(&part.tmp);
+                return Err(io_err(&part.tmp)(e));
+            }
+            self.staged.push((
+                part.tmp,
+                PartFile {
+                    path: part.path,
+                    rows: part.rows,
+                    bytes: part.bytes,
+                },
+            ));
+            return Ok(());
+        }
         let result = part
             .file
             .sync_all()
@@ -572,12 +803,94 @@ impl Parts {
         Ok(())
     }
 
-    /// Removes the in-progress file, if any.
+    /// Phase one of checkpoint `id`: completes the open part, renames it and the parts staged
+    /// since the last pre-commit to `.<name>.pending-<id>`, fsyncs the directory.
+    fn pre_commit(&mut self, id: u64) -> Result<PreCommit, WriteError> {
+        if let Some(last) = self.last_pre_commit {
+            if id <= last {
+                return Err(WriteError::CheckpointOrder { last, got: id });
+            }
+        }
+        self.complete()?;
+        self.last_pre_commit = Some(id);
+        let mut made = PreCommit {
+            checkpoint_id: id,
+            parts: Vec::new(),
+        };
+        if self.staged.is_empty() {
+            return Ok(made);
+        }
+        for (tmp, part) in std::mem::take(&mut self.staged) {
+            let name = part
+                .path
+                .file_name()
+                .map_or_else(Default::default, |n| n.to_string_lossy());
+            let pending = self.dir.join(format!(".{name}.pending-{id}"));
+            if let Err(e) = std::fs::rename(&tmp, &pending) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&pending)(e));
+            }
+            made.parts.push(part.clone());
+            self.pending.push((id, pending, part));
+        }
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(made)
+    }
+
+    /// Phase two: renames the pending parts of checkpoints `≤ up_to` to their final names,
+    /// fsyncs the directory if any was renamed; a part already renamed (by a recovery) counts
+    /// as committed.
+    fn commit(&mut self, up_to: u64) -> Result<Vec<PartFile>, WriteError> {
+        let mut committed = Vec::new();
+        while self.pending.first().is_some_and(|p| p.0 <= up_to) {
+            let (id, tmp, part) = self.pending.remove(0);
+            if let Err(e) = std::fs::rename(&tmp, &part.path) {
+                let done_already = e.kind() == std::io::ErrorKind::NotFound && part.path.exists();
+                if !done_already {
+                    let path = part.path.clone();
+                    self.pending.insert(0, (id, tmp, part));
+                    return Err(io_err(&path)(e));
+                }
+            }
+            committed.push(part.clone());
+            self.files.push(part);
+        }
+        if !committed.is_empty() {
+            sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        Ok(committed)
+    }
+
+    /// The end of the input: every row visible and durable. By checkpoint, every part is
+    /// committed, pending or not.
+    fn finish(&mut self) -> Result<(), WriteError> {
+        if !self.by_checkpoint {
+            return self.sync();
+        }
+        self.complete()?;
+        self.commit(u64::MAX)?;
+        for (tmp, part) in std::mem::take(&mut self.staged) {
+            std::fs::rename(&tmp, &part.path).map_err(io_err(&part.path))?;
+            self.files.push(part);
+            self.unsynced_rename = true;
+        }
+        if self.unsynced_rename {
+            sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+            self.unsynced_rename = false;
+        }
+        Ok(())
+    }
+
+    /// Removes the in-progress files, if any (the open part's and the staged ones); pending
+    /// parts stay for a recovery.
     fn discard_open(&mut self) {
         if let Some(part) = self.open.take() {
             drop(part.file);
             // Best effort: a leftover is hidden and marked `.inprogress` anyway.
             let _ = std::fs::remove_file(&part.tmp);
+        }
+        for (tmp, _) in std::mem::take(&mut self.staged) {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 
@@ -607,9 +920,13 @@ mod tests {
             stem: "part-r-0".to_owned(),
             max_rows,
             max_bytes,
+            by_checkpoint: false,
             next: 0,
             open: None,
             files: Vec::new(),
+            staged: Vec::new(),
+            pending: Vec::new(),
+            last_pre_commit: None,
             unsynced_rename: false,
             lines: Lines::default(),
         }
@@ -702,3 +1019,7 @@ mod tests {
         assert!(a.run_id().contains(&pid), "{}", a.run_id());
     }
 }
+
+#[cfg(test)]
+#[path = "ndjson_commit_tests.rs"]
+mod commit_tests;

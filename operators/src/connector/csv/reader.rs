@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ use csv::ByteRecord;
 use crate::connector::assemble::Assembly;
 use crate::connector::columns::{infer_type, Columns, MAX_PREALLOC_ROWS};
 use crate::connector::counting::Tap;
+use crate::connector::position::FilePosition;
 use crate::connector::{
     with_extra_columns, BadRecordPolicy, BatchReader, ReadBatch, ReadError, RecordError,
     DEFAULT_BATCH_ROWS,
@@ -192,9 +193,24 @@ struct Located {
     record: ByteRecord,
     line: u64,
     raw: String,
+    /// The position just past it.
+    after: FilePosition,
 }
 
-/// Lazy CSV reader yielding [`ReadBatch`]es; see the module docs.
+/// Lazy CSV reader yielding [`ReadBatch`]es.
+///
+/// # Rewinding
+///
+/// The reader [rewinds](crate::source::Rewind): [`CsvReader::position`] is the [`FilePosition`]
+/// after the last batch it returned — the byte offset just past the last record it handled (a
+/// row, a dead letter or a skip) and the physical line starting there — and
+/// [`CsvReader::from_path_at`] reopens the file there, so its rows, `_line` values and dead
+/// letters are those an uninterrupted read gives after that point. A record ending in `\r`
+/// may leave the offset on the `\n` of its `\r\n`; a reader reopened there reads the byte
+/// before the offset to know that `\n` ends no line of its own. A batch cut short by a bad
+/// record under [`BadRecordPolicy::Fail`] ends its position *before* that record, so a
+/// reopened reader meets it (and fails) again. Past byte 0 the header is behind and U+FEFF is
+/// data; a reader reopened there without a declared schema infers it from the file's start.
 pub struct CsvReader<R: Read> {
     parser: csv::Reader<Tap<R>>,
     label: Arc<str>,
@@ -212,6 +228,12 @@ pub struct CsvReader<R: Read> {
     /// Stream offsets where the last record read in place started and ended.
     start: u64,
     end: u64,
+    /// File offset of stream offset 0 (non-zero for a reader reopened at a position).
+    offset_base: u64,
+    /// The position after the record last read in place.
+    after: FilePosition,
+    /// The position after the last batch returned.
+    emitted: FilePosition,
     /// A bad record met under `Fail` after some good rows; reported by the next call.
     pending_error: Option<ReadError>,
     done: bool,
@@ -230,6 +252,43 @@ impl CsvReader<File> {
         })?;
         CsvReader::new(file, &path.display().to_string(), opts)
     }
+
+    /// Opens `path` at `at`, a [`position`](CsvReader::position) saved by a reader of the same
+    /// file with the same options: the rows, line numbers and dead letters that follow are
+    /// those an uninterrupted read gives (see [Rewinding](CsvReader#rewinding)). At byte 0 this is
+    /// [`from_path`](Self::from_path) numbering lines from `at.line`.
+    ///
+    /// # Errors
+    /// As [`from_path`](Self::from_path); [`ReadError::Io`] if it cannot seek to `at`.
+    pub fn from_path_at(
+        path: impl AsRef<Path>,
+        mut opts: CsvOptions,
+        at: FilePosition,
+    ) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let label = path.display().to_string();
+        if at.offset == 0 {
+            opts.first_line = at.line;
+            return CsvReader::from_path(path, opts);
+        }
+        if opts.schema.is_none() {
+            // The schema an uninterrupted read has: inferred from the file's start.
+            let schema = CsvReader::from_path(path, opts.clone())?.data_schema();
+            opts.schema = Some(schema);
+        }
+        let io = |source| ReadError::Io {
+            file: label.clone(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        // Does the offset fall between the `\r` and the `\n` of a `\r\n`?
+        file.seek(SeekFrom::Start(at.offset - 1)).map_err(io)?;
+        let mut before = [0u8];
+        file.read_exact(&mut before).map_err(io)?;
+        let mut reader = CsvReader::with_tap(Tap::new(file).one_byte_first(), &label, opts, at)?;
+        reader.after_cr = before[0] == b'\r';
+        Ok(reader)
+    }
 }
 
 impl CsvReader<std::io::Empty> {
@@ -239,7 +298,11 @@ impl CsvReader<std::io::Empty> {
     /// # Errors
     /// As [`CsvReader::new`].
     pub fn from_bytes(data: Vec<u8>, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
-        Self::with_tap(Tap::preloaded(std::io::empty(), data), label, opts)
+        let start = FilePosition {
+            offset: 0,
+            line: opts.first_line,
+        };
+        Self::with_tap(Tap::preloaded(std::io::empty(), data), label, opts, start)
     }
 }
 
@@ -252,10 +315,21 @@ impl<R: Read> CsvReader<R> {
     /// [`ReadError::InvalidOptions`] for zero `batch_rows`; [`ReadError::UnsupportedType`] for a
     /// declared column type text cannot hold; [`ReadError::HeaderMismatch`]; I/O and parse errors.
     pub fn new(input: R, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
-        Self::with_tap(Tap::new(input), label, opts)
+        let start = FilePosition {
+            offset: 0,
+            line: opts.first_line,
+        };
+        Self::with_tap(Tap::new(input), label, opts, start)
     }
 
-    fn with_tap(tap: Tap<R>, label: &str, opts: CsvOptions) -> Result<Self, ReadError> {
+    /// A reader over `tap`, which stands at `start` of the data. Past byte 0 the header is
+    /// behind: it is not read, and the schema must be declared.
+    fn with_tap(
+        tap: Tap<R>,
+        label: &str,
+        opts: CsvOptions,
+        start: FilePosition,
+    ) -> Result<Self, ReadError> {
         if opts.batch_rows == 0 {
             return Err(ReadError::InvalidOptions(
                 "batch_rows must be at least 1".into(),
@@ -275,15 +349,18 @@ impl<R: Read> CsvReader<R> {
             columns: Columns::new(Arc::new(Schema::empty()), 0)?,
             replay: Default::default(),
             record: ByteRecord::new(),
-            newlines: opts.first_line.saturating_sub(1),
+            newlines: start.line.saturating_sub(1),
             after_cr: false,
             start: 0,
             end: 0,
+            offset_base: start.offset,
+            after: start,
+            emitted: start,
             pending_error: None,
             done: false,
             opts,
         };
-        let header = if reader.opts.has_header {
+        let header = if reader.opts.has_header && start.offset == 0 {
             reader.next_record()?.map(|l| l.record)
         } else {
             None
@@ -350,6 +427,7 @@ impl<R: Read> CsvReader<R> {
             record: std::mem::take(&mut self.record),
             line,
             raw,
+            after: self.after,
         }))
     }
 
@@ -375,7 +453,10 @@ impl<R: Read> CsvReader<R> {
         }
         let end = self.parser.position().byte();
         let mut start = start;
-        if start == 0 && self.parser.get_ref().slice(0, end).starts_with(BOM) {
+        if start == 0
+            && self.offset_base == 0
+            && self.parser.get_ref().slice(0, end).starts_with(BOM)
+        {
             // The parser stripped the byte order mark; it is neither raw text nor a line.
             start = BOM.len() as u64;
         }
@@ -391,12 +472,18 @@ impl<R: Read> CsvReader<R> {
         }
         self.start = start;
         self.end = end;
+        self.after = FilePosition {
+            offset: self.offset_base + end,
+            line: self.newlines + 1,
+        };
         Ok(Some(line))
     }
 
     fn read_batch(&mut self) -> Result<Option<ReadBatch>, ReadError> {
         let cap = self.opts.batch_rows.min(MAX_PREALLOC_ROWS);
         let mut batch = Assembly::new(self.opts.line_column, self.opts.raw_column, cap, None);
+        // The position after the last record this batch handled.
+        let mut handled = self.emitted;
         while batch.handled() < cap {
             // Records read for inference come first; then records parsed in place.
             let replayed = self.replay.pop_front();
@@ -410,9 +497,9 @@ impl<R: Read> CsvReader<R> {
                     }
                 },
             };
-            let record = match &replayed {
-                Some(l) => &l.record,
-                None => &self.record,
+            let (record, after) = match &replayed {
+                Some(l) => (&l.record, l.after),
+                None => (&self.record, self.after),
             };
             match parse_record(&mut self.columns, record) {
                 Ok(()) => {
@@ -427,6 +514,7 @@ impl<R: Read> CsvReader<R> {
                         Some(l) => Cow::Borrowed(l.raw.as_str()),
                         None => String::from_utf8_lossy(self.current_raw()),
                     });
+                    handled = after;
                 }
                 Err(cause) => {
                     let raw = || match &replayed {
@@ -443,6 +531,7 @@ impl<R: Read> CsvReader<R> {
                         self.pending_error = Some(err);
                         break;
                     }
+                    handled = after;
                 }
             }
         }
@@ -450,9 +539,15 @@ impl<R: Read> CsvReader<R> {
             return Ok(None);
         }
         let columns = self.columns.finish();
-        batch
-            .finish(columns, self.schema.clone(), &self.label)
-            .map(Some)
+        let batch = batch.finish(columns, self.schema.clone(), &self.label)?;
+        self.emitted = handled;
+        Ok(Some(batch))
+    }
+
+    /// The position after the last batch returned (see [Rewinding](CsvReader#rewinding)); the start
+    /// before the first.
+    pub fn position(&self) -> FilePosition {
+        self.emitted
     }
 }
 
@@ -507,6 +602,14 @@ impl<R: Read> Iterator for CsvReader<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl<R: Read> crate::source::Rewind for CsvReader<R> {
+    type Position = FilePosition;
+
+    fn position(&self) -> FilePosition {
+        self.emitted
     }
 }
 

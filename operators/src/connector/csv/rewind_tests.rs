@@ -9,7 +9,9 @@ use weir_runtime::Pipeline;
 
 use super::hostile::{hostile, opts, text_schema, write, Batches, Outcome, Row, NAMES};
 use super::*;
-use crate::connector::{BadRecordPolicy, FilePosition};
+use crate::connector::{
+    BadRecordPolicy, CsvReader, FileFormat, FilePosition, FileSetReader, ReadError,
+};
 use crate::source::Rewind;
 use crate::transform::StreamExt;
 
@@ -185,4 +187,172 @@ fn the_chunker_reports_its_start_before_it_reads() {
     );
     let chunker = CsvChunker::new(cutter, Arc::default());
     assert_eq!(chunker.position(), start);
+}
+
+/// How far a sequential read had got after one batch.
+#[derive(Debug, Clone, PartialEq)]
+struct ReadMark<P> {
+    position: P,
+    rows: usize,
+    dead: usize,
+    skipped: u64,
+}
+
+/// Drains `reader`, marking `position()` after every batch; the error, if any, ends it.
+fn drain<R, P>(
+    reader: Result<R, ReadError>,
+    position: impl Fn(&R) -> P,
+) -> (Outcome, Vec<ReadMark<P>>)
+where
+    R: Iterator<Item = Result<crate::connector::ReadBatch, ReadError>>,
+{
+    let mut out = Outcome::default();
+    let mut marks = Vec::new();
+    let mut reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return (out, marks);
+        }
+    };
+    while let Some(read) = reader.next() {
+        match read {
+            Ok(r) => {
+                out.add(&r.batch);
+                out.dead.extend(r.dead_letters);
+                out.skipped += r.skipped;
+                marks.push(ReadMark {
+                    position: position(&reader),
+                    rows: out.rows.len(),
+                    dead: out.dead.len(),
+                    skipped: out.skipped,
+                });
+            }
+            Err(e) => {
+                out.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    (out, marks)
+}
+
+/// `rest` read from `mark` completes `whole`.
+fn completes<P: std::fmt::Debug>(
+    whole: &Outcome,
+    mark: &ReadMark<P>,
+    rest: &Outcome,
+) -> Result<(), TestCaseError> {
+    let rows: Vec<Row> = [&whole.rows[..mark.rows], &rest.rows].concat();
+    prop_assert_eq!(&rows, &whole.rows, "rows resumed at {:?}", mark.position);
+    let dead = [&whole.dead[..mark.dead], &rest.dead].concat();
+    prop_assert_eq!(
+        &dead,
+        &whole.dead,
+        "dead letters resumed at {:?}",
+        mark.position
+    );
+    prop_assert_eq!(mark.skipped + rest.skipped, whole.skipped);
+    prop_assert_eq!(
+        &rest.error,
+        &whole.error,
+        "error resumed at {:?}",
+        mark.position
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_reader_resumed_at_any_reported_position_completes_the_uninterrupted_read(
+        (data, header) in hostile(),
+        policy in prop::sample::select(vec![
+            BadRecordPolicy::DeadLetter,
+            BadRecordPolicy::SkipCounted,
+            BadRecordPolicy::Fail,
+        ]),
+        batch_rows in 1usize..4,
+        declared in any::<bool>(),
+    ) {
+        let (_dir, path) = write(&data);
+        let mut o = opts(text_schema(&NAMES), header, policy).with_batch_rows(batch_rows);
+        if !declared {
+            // Inferred: the first records are read ahead and replayed.
+            o.schema = None;
+            o.infer_rows = 2;
+        }
+        let (whole, marks) = drain(CsvReader::from_path(&path, o.clone()), CsvReader::position);
+        let (again, _) = drain(
+            CsvReader::from_path_at(&path, o.clone(), FilePosition::START),
+            CsvReader::position,
+        );
+        prop_assert_eq!(&again, &whole, "a reader opened at the start reads it all");
+        for mark in &marks {
+            let (rest, _) = drain(
+                CsvReader::from_path_at(&path, o.clone(), mark.position),
+                CsvReader::position,
+            );
+            completes(&whole, mark, &rest)?;
+        }
+    }
+
+    #[test]
+    fn a_file_set_resumed_at_any_reported_position_completes_the_uninterrupted_read(
+        (first, header) in hostile(),
+        (second, _) in hostile(),
+        policy in prop::sample::select(vec![
+            BadRecordPolicy::DeadLetter,
+            BadRecordPolicy::SkipCounted,
+            BadRecordPolicy::Fail,
+        ]),
+        batch_rows in 1usize..4,
+    ) {
+        let second = if header {
+            [b"c0,c1,c2\r\n".as_slice(), &second].concat()
+        } else {
+            second
+        };
+        let (_d1, p1) = write(&first);
+        let (_d2, p2) = write(&second);
+        let set = FileSet::from_paths("set", vec![p1, p2]);
+        let format = FileFormat::Csv(opts(text_schema(&NAMES), header, policy).with_batch_rows(batch_rows));
+        let (whole, marks) = drain(set.clone().read(format.clone()), FileSetReader::position);
+        for mark in &marks {
+            let (rest, _) = drain(
+                FileSetReader::new_at(set.clone(), format.clone(), mark.position),
+                FileSetReader::position,
+            );
+            completes(&whole, mark, &rest)?;
+        }
+    }
+}
+
+#[test]
+fn the_reader_resumes_after_a_crlf_split_by_its_position() {
+    // `1,2,3\r` ends a record; the `\n` after it is the rest of its line break.
+    let data = b"c0,c1,c2\r\n1,2,3\r\n4,5,6\r\n\r\n7,8,9\n";
+    let (_dir, path) = write(data);
+    let o = opts(text_schema(&NAMES), true, BadRecordPolicy::DeadLetter).with_batch_rows(1);
+    let (whole, marks) = drain(CsvReader::from_path(&path, o.clone()), CsvReader::position);
+    assert_eq!(
+        whole.rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [2, 3, 5]
+    );
+    for mark in &marks {
+        let (rest, _) = drain(
+            CsvReader::from_path_at(&path, o.clone(), mark.position),
+            CsvReader::position,
+        );
+        assert_eq!(
+            rest.rows,
+            whole.rows[mark.rows..].to_vec(),
+            "at {:?}",
+            mark.position
+        );
+    }
+    let end = marks.last().expect("three batches").position;
+    assert_eq!(end.offset, data.len() as u64);
+    assert_eq!(end.line, 6);
 }

@@ -46,4 +46,5 @@ pub use server::{error_response, read_body, BindError, ServeLimits, ServerHandle
 pub use sink::{HttpSink, HttpSinkConfig};
 pub use source::{
     Ack, HttpSource, HttpSourceConfig, HttpSourceError, HttpSourceHandle, HttpSourceStats,
+    LogPosition,
 };

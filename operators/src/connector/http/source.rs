@@ -35,6 +35,11 @@
 //! operator that keeps rows across batches (an aggregation) cannot pass a barrier, so such a
 //! pipeline is refused when it starts, until checkpoints exist.
 //!
+//! For checkpoints, a durable source reports its [`LogPosition`] (the sequence number after the
+//! last record it handed on), [`HttpSource::bind_at`] reopens the log there, and
+//! [`HttpSource::release_through`] frees the log below a position once a checkpoint covering it
+//! is complete.
+//!
 //! # Lifecycle
 //!
 //! [`HttpSource::bind`] binds the address at once (so it is known and connections queue in the
@@ -57,6 +62,7 @@ mod durable;
 #[cfg(test)]
 mod durable_tests;
 mod intake;
+mod position;
 #[cfg(test)]
 mod tests;
 
@@ -83,6 +89,7 @@ use super::{BindError, IngestConfig, IngestServer, IngestStats, ShutdownError};
 use crate::overload::retry_after::DrainRate;
 use durable::DurableLog;
 use intake::{Intake, IntakeConfig, Mode};
+pub use position::LogPosition;
 
 /// Settings of an [`HttpSource`].
 #[derive(Debug, Clone)]
@@ -192,9 +199,23 @@ pub enum HttpSourceError {
     /// A setting is out of range.
     #[error("invalid HTTP source configuration: {0}")]
     Config(&'static str),
-    /// The durable acknowledgement's log could not be opened.
+    /// The durable acknowledgement's log could not be opened, or committed.
     #[error("cannot open the ingest log: {0}")]
     Log(SpillError),
+    /// [`HttpSource::bind_at`] was given a position the log cannot resume from.
+    #[error(
+        "the ingest log cannot resume at record {at}: it holds records {committed_below} to \
+         {next_seq} (exclusive); a position below them was released by a later checkpoint, one \
+         past them belongs to another log"
+    )]
+    Position {
+        /// The position asked for.
+        at: u64,
+        /// The log's commit cursor: every record below it is released.
+        committed_below: u64,
+        /// The sequence number of the log's next append.
+        next_seq: u64,
+    },
 }
 
 /// What an [`HttpSource`] has done, for a live view.
@@ -342,6 +363,9 @@ struct Durable {
     next_barrier: u64,
     /// The highest sequence number handed on, and the highest one a barrier follows.
     emitted: Option<u64>,
+    /// Records below this sequence number are not handed on: the position the source was
+    /// opened at (see `source/position.rs`), or the log's commit cursor.
+    start: u64,
     covered: Option<u64>,
     last_barrier: Instant,
     interval: Duration,
@@ -375,6 +399,30 @@ impl HttpSource {
     /// `capacity` or `capacity_bytes` is zero, a capacity exceeds [`MAX_CAPACITY`](Self::MAX_CAPACITY),
     /// or `block_timeout` exceeds [`MAX_BLOCK_TIMEOUT`](Self::MAX_BLOCK_TIMEOUT).
     pub fn bind(config: HttpSourceConfig) -> Result<Self, HttpSourceError> {
+        Self::bind_with(config, None)
+    }
+
+    /// [`bind`](Self::bind), resuming at `at`, a [`LogPosition`] this source's log reported
+    /// (stored by a checkpoint): of the records the log replays, only those at or above `at`
+    /// are handed on (see [`LogPosition`]).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind); [`HttpSourceError::Config`] without
+    /// [`Ack::Durable`]; [`HttpSourceError::Position`] if the log no longer holds the records
+    /// from `at` on, or never held `at`.
+    pub fn bind_at(config: HttpSourceConfig, at: LogPosition) -> Result<Self, HttpSourceError> {
+        if !matches!(config.ack, Ack::Durable { .. }) {
+            return Err(HttpSourceError::Config(
+                "resuming at a log position needs durable acknowledgement (Ack::Durable)",
+            ));
+        }
+        Self::bind_with(config, Some(at))
+    }
+
+    fn bind_with(
+        config: HttpSourceConfig,
+        at: Option<LogPosition>,
+    ) -> Result<Self, HttpSourceError> {
         if config.capacity == 0 {
             return Err(HttpSourceError::Config(
                 "capacity must be at least 1 record",
@@ -422,6 +470,18 @@ impl HttpSource {
                 }
                 let wal =
                     Wal::open(dir, SpillConfig::new(*max_bytes)).map_err(HttpSourceError::Log)?;
+                let (committed_below, next_seq) = (wal.committed_below(), wal.next_seq());
+                let start = match at {
+                    None => committed_below,
+                    Some(at) if (committed_below..=next_seq).contains(&at.next_seq) => at.next_seq,
+                    Some(at) => {
+                        return Err(HttpSourceError::Position {
+                            at: at.next_seq,
+                            committed_below,
+                            next_seq,
+                        })
+                    }
+                };
                 let log = DurableLog::start(wal).map_err(|source| {
                     HttpSourceError::Log(SpillError::Io {
                         action: "start the fsync thread for",
@@ -430,7 +490,7 @@ impl HttpSource {
                     })
                 })?;
                 let replay = log.wal().replay_shared();
-                Some((log, replay))
+                Some((log, (replay, start)))
             }
         };
         let (log, replay) = durable.unzip();
@@ -473,8 +533,9 @@ impl HttpSource {
             wait: None,
             max_batch_bytes: config.max_batch_bytes as u64,
             open_bytes: 0,
-            durable: replay.map(|replay| Durable {
+            durable: replay.map(|(replay, start)| Durable {
                 replay: Some(replay),
+                start,
                 barriers: Barriers::default(),
                 next_barrier: 0,
                 emitted: None,
@@ -536,6 +597,7 @@ impl HttpSource {
 
     /// The next record with its size and log sequence number: replayed, or from the hand-off.
     fn next_record(&mut self) -> Result<Option<(Value, u64, u64)>, OperatorError> {
+        let start = self.durable.as_ref().map_or(0, |d| d.start);
         if let Some(replay) = self.durable.as_mut().and_then(|d| d.replay.as_mut()) {
             loop {
                 let before = replay.stats();
@@ -546,6 +608,9 @@ impl HttpSource {
                     after.damaged_bytes - before.damaged_bytes,
                 );
                 match next {
+                    // Handed on before the position the source resumed at: the checkpoint
+                    // that stored it holds their effects.
+                    Some(Ok((seq, _))) if seq < start => {}
                     Some(Ok((seq, bytes))) => match serde_json::from_slice::<Value>(&bytes) {
                         Ok(record) => {
                             let size = intake::value_bytes(&record) as u64;

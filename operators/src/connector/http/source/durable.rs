@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
-use weir_runtime::spill::Wal;
+use weir_runtime::spill::{SpillError, Wal};
 
 use crate::connector::http::ingest::Settle;
 
@@ -140,6 +140,17 @@ impl DurableLog {
                 // replayed after a restart.
                 tracing::error!(error = %e, "the ingest log's commit cursor could not advance");
             }
+        }
+    }
+}
+
+impl DurableLog {
+    /// Commits the log below `next_seq` (a checkpoint covering it is complete): fsyncs the
+    /// cursor and releases the segments holding only earlier records.
+    pub(crate) fn release_through(&self, next_seq: u64) -> Result<(), SpillError> {
+        match next_seq.checked_sub(1) {
+            Some(last) => self.shared.wal.commit(last),
+            None => Ok(()),
         }
     }
 }

@@ -181,6 +181,20 @@ pub enum SnapshotError {
         /// The key group.
         group: u32,
     },
+    /// A key group's entries have another shape than this operator's: the job's aggregates
+    /// changed since the checkpoint.
+    #[error(
+        "key group {group} holds {found} accumulators per key but this operator computes \
+         {expected}: the aggregates changed since the checkpoint was taken"
+    )]
+    Shape {
+        /// The key group.
+        group: u32,
+        /// Accumulators per key this operator computes.
+        expected: usize,
+        /// Accumulators per key the snapshot holds.
+        found: usize,
+    },
     /// The operator has reached the end of its input and is handing on its results: there is
     /// no state left to snapshot (barriers never follow the end of input).
     #[error("the operator has ended its input; its state is being handed on, not snapshotted")]

@@ -28,6 +28,7 @@ pub mod keyed;
 mod lane;
 pub mod overload;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod transform;
 pub mod window;

@@ -42,6 +42,7 @@ use super::exact_sum::ExactSum;
 use super::ops::to_f64;
 use super::{arrow_error, index_of, ArrowStream, PlanError};
 use crate::keyed::route::{hash_target, KeyHasher, DEFAULT_KEY_GROUPS};
+use crate::snapshot::{decode_group, KeyGrouping, KeyedSnapshot, SnapshotError, SnapshotOut};
 use arrow::compute::cast;
 
 /// An aggregate function.
@@ -224,7 +225,7 @@ pub(super) enum Values {
 }
 
 /// One aggregate's running state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum Acc {
     Count(u64),
     Sum(ExactSum),
@@ -303,7 +304,7 @@ pub(super) struct Extra<'a> {
 pub(super) struct AggPlan {
     pub(super) keys: Vec<usize>,
     /// Input per aggregate.
-    inputs: Vec<AggInput>,
+    pub(super) inputs: Vec<AggInput>,
     pub(super) schema: SchemaRef,
     converter: RowConverter,
 }
@@ -337,6 +338,26 @@ impl Groups {
     /// Groups held.
     pub(super) fn len(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Every group: its encoded key and its accumulators (`width` per group), for a snapshot.
+    pub(super) fn entries(&self, width: usize) -> impl Iterator<Item = (&[u8], &[Acc], usize)> {
+        self.groups
+            .iter()
+            .map(move |(k, &g)| (&**k, &self.accs[g * width..(g + 1) * width], g))
+    }
+
+    /// Puts back a group from a snapshot and returns its index; `None`, changing nothing, if
+    /// the key is held.
+    pub(super) fn restore(&mut self, key: Vec<u8>, accs: Vec<Acc>) -> Option<usize> {
+        if self.groups.contains_key(key.as_slice()) {
+            return None;
+        }
+        let g = self.groups.len();
+        self.key_bytes += key.len();
+        self.groups.insert(key.into_boxed_slice(), g);
+        self.accs.extend(accs);
+        Some(g)
     }
 
     /// Memory held, as accounted for the run report: each key's bytes, its accumulators, and a
@@ -582,7 +603,7 @@ pub(super) fn key_converter(input: &SchemaRef, keys: &[usize]) -> Result<RowConv
 }
 
 impl HashAggregate {
-    fn new(
+    pub(super) fn new(
         name: &str,
         input: &SchemaRef,
         keys: Vec<usize>,
@@ -846,6 +867,60 @@ impl ArrowStream {
                 .expect("key types were checked when the plan was built")
             });
         Ok(ArrowStream::new(stream, schema))
+    }
+}
+
+/// The group of an encoded key: by its hash, as [`KeyPartitioner`] routes it, or group 0 for
+/// the one group of an aggregation without key columns (which runs on instance 0).
+pub(super) fn key_group(grouping: &KeyGrouping, keyed: bool, key: &[u8]) -> u32 {
+    if keyed {
+        grouping.group_of_bytes(key)
+    } else {
+        0
+    }
+}
+
+/// Checks that a restored group has one accumulator per aggregate.
+pub(super) fn check_width(group: u32, expected: usize, found: usize) -> Result<(), SnapshotError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(SnapshotError::Shape {
+            group,
+            expected,
+            found,
+        })
+    }
+}
+
+/// A hash aggregation's state in a checkpoint: per key group, each encoded key with its
+/// accumulators (exact sums keep their partials, so a restored sum is bit-for-bit the sum it
+/// would have been). No instance state. Keys are hash-routed: a key met twice is an error
+/// ([`SnapshotError::DuplicateKey`]). A restored instance reports the same state.
+impl KeyedSnapshot for HashAggregate {
+    fn snapshot(&self, out: &mut SnapshotOut) -> Result<(), SnapshotError> {
+        let grouping = out.grouping();
+        let keyed = !self.plan.keys.is_empty();
+        out.keyed(
+            self.groups
+                .entries(self.plan.inputs.len())
+                .map(|(key, accs, _)| (key_group(&grouping, keyed, key), (key, accs))),
+        )
+    }
+
+    fn restore_group(&mut self, group: u32, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let entries: Vec<(Vec<u8>, Vec<Acc>)> = decode_group(group, bytes)?;
+        for (key, accs) in entries {
+            check_width(group, self.plan.inputs.len(), accs.len())?;
+            if self.groups.restore(key, accs).is_none() {
+                return Err(SnapshotError::DuplicateKey { group });
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_instance(&mut self, _: &[u8]) -> Result<(), SnapshotError> {
+        Ok(())
     }
 }
 

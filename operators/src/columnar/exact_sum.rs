@@ -25,7 +25,7 @@
 /// }
 /// assert_eq!(a.value(), 1.0); // naive summation gives 0.0
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExactSum {
     /// Non-overlapping, increasing in magnitude; their exact sum is the running total.
     partials: Vec<f64>,

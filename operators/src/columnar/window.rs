@@ -75,10 +75,12 @@ use weir_runtime::{
 };
 
 use super::aggregate::{
-    plan_aggregate, AggInput, AggPlan, Extra, Groups, KeyPartitioner, PerGroup,
+    check_width, key_group, plan_aggregate, Acc, AggInput, AggPlan, Extra, Groups, KeyPartitioner,
+    PerGroup,
 };
 use super::{arrow_error, index_of, Agg, ArrowStream, PlanError};
 use crate::keyed::route::DEFAULT_KEY_GROUPS;
+use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
 
 /// Suffix of the operator that takes a windowed aggregation's results apart from its late rows.
 pub const RESULTS_SUFFIX: &str = ".results";
@@ -704,6 +706,78 @@ fn with_parallelism<B: Batch>(stream: StreamCore<B>, parallelism: Option<usize>)
     }
 }
 
+/// One window's groups in a key group: its start, whether it fired, and per key the encoded
+/// key, the accumulators, the results emitted so far and whether it changed since.
+type WindowEntry<Key, Accs> = (i64, bool, Vec<(Key, Accs, u32, bool)>);
+
+/// A snapshot's windows by key group, borrowing the state.
+type WindowsByGroup<'a> = BTreeMap<u32, Vec<WindowEntry<&'a [u8], &'a [Acc]>>>;
+
+/// A tumbling-window aggregation's state in a checkpoint: per key group, every window held
+/// (open, or fired and kept for the lateness) with each key's accumulators, firings and
+/// update flag; as instance state, the watermark (restored as the highest of the old
+/// instances'). Keys are hash-routed: a key met twice in a window is an error
+/// ([`SnapshotError::DuplicateKey`]). A restored instance holds the same groups
+/// (`state_keys`); its bytes count the per-group vectors' capacity as it is now.
+impl KeyedSnapshot for TumblingWindowAggregate {
+    fn snapshot(&self, out: &mut SnapshotOut) -> Result<(), SnapshotError> {
+        let grouping = out.grouping();
+        let keyed = !self.plan.keys.is_empty();
+        let width = self.plan.inputs.len();
+        let mut groups = WindowsByGroup::new();
+        for (&start, window) in &self.windows {
+            for (key, accs, g) in window.groups.entries(width) {
+                let windows = groups.entry(key_group(&grouping, keyed, key)).or_default();
+                if windows.last().is_none_or(|w| w.0 != start) {
+                    windows.push((start, window.fired, Vec::new()));
+                }
+                let firing = window.firings.get(g).copied().unwrap_or(0);
+                let updated = window.updated.get(g).copied().unwrap_or(false);
+                if let Some(w) = windows.last_mut() {
+                    w.2.push((key, accs, firing, updated));
+                }
+            }
+        }
+        for (group, windows) in &groups {
+            out.group(*group, windows)?;
+        }
+        out.instance(&self.watermark)
+    }
+
+    fn restore_group(&mut self, group: u32, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let windows: Vec<WindowEntry<Vec<u8>, Vec<Acc>>> = decode_group(group, bytes)?;
+        let width = self.plan.inputs.len();
+        for (start, fired, entries) in windows {
+            let window = self.windows.entry(start).or_default();
+            window.fired |= fired;
+            for (key, accs, firing, updated) in entries {
+                check_width(group, width, accs.len())?;
+                if window.groups.restore(key, accs).is_none() {
+                    return Err(SnapshotError::DuplicateKey { group });
+                }
+                if self.lateness > 0 {
+                    window.firings.push(firing);
+                    window.updated.push(updated);
+                    window.any_updated |= updated;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_instance(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let watermark: Option<i64> = decode_instance(bytes)?;
+        if let Some(w) = watermark {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[path = "window_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod snapshot_tests;

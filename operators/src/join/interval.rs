@@ -17,10 +17,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::mem::size_of;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, StateSize, Timestamp};
 
 use super::{late, row_bytes, JoinKeys, JoinSide, Side};
 use crate::keyed::process::END_OF_TIME;
+use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
 
 /// The bounds of an interval join: a left row at `ta` joins a right row at `tb` when
 /// `tb + lo ≤ ta ≤ tb + hi` (milliseconds, inclusive).
@@ -318,5 +321,77 @@ where
 
     fn holds_rows(&self) -> bool {
         true
+    }
+}
+
+/// An interval join's state in a checkpoint: per key group, each key's buffered rows of both
+/// sides in time order (a bucket's rows in arrival order); as instance state, the watermark
+/// (restored as the highest of the old instances'). Cleanup times are derived from the rows'
+/// times again, so a restored join frees what the old one would have, and reports the same
+/// state. Keys are hash-routed; a key met in two snapshots keeps the rows of both.
+impl<A, B, K, KA, KB, TA, TB> KeyedSnapshot for IntervalJoin<A, B, K, KA, KB, TA, TB>
+where
+    A: Data + Clone + Serialize + DeserializeOwned,
+    B: Data + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Clone + Data + Serialize + DeserializeOwned,
+    KA: Fn(&A) -> K + Send + 'static,
+    KB: Fn(&B) -> K + Send + 'static,
+    TA: Fn(&A) -> Timestamp + Send + 'static,
+    TB: Fn(&B) -> Timestamp + Send + 'static,
+{
+    fn snapshot(&self, out: &mut SnapshotOut) -> Result<(), SnapshotError> {
+        let grouping = out.grouping();
+        out.keyed(self.buffers.iter().map(|(key, buf)| {
+            let left: Vec<&A> = buf.left.values().flatten().collect();
+            let right: Vec<&B> = buf.right.values().flatten().collect();
+            (grouping.group(key), (key, left, right))
+        }))?;
+        out.instance(&self.watermark.map(|w| w.0))
+    }
+
+    fn restore_group(&mut self, group: u32, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let keys: Vec<(K, Vec<A>, Vec<B>)> = decode_group(group, bytes)?;
+        let (lo, hi) = (self.bounds.lo, self.bounds.hi);
+        for (key, left, right) in keys {
+            for a in left {
+                let t = (self.left_time)(&a);
+                self.row_bytes += row_bytes(&a);
+                let bucket = self.buffer(&key).left.entry(t).or_default();
+                let new = bucket.is_empty();
+                bucket.push(a);
+                if new {
+                    self.note_bucket(
+                        Side::Left,
+                        key.clone(),
+                        t,
+                        Timestamp(t.0.saturating_sub(lo)),
+                    );
+                }
+            }
+            for b in right {
+                let t = (self.right_time)(&b);
+                self.row_bytes += row_bytes(&b);
+                let bucket = self.buffer(&key).right.entry(t).or_default();
+                let new = bucket.is_empty();
+                bucket.push(b);
+                if new {
+                    self.note_bucket(
+                        Side::Right,
+                        key.clone(),
+                        t,
+                        Timestamp(t.0.saturating_add(hi)),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_instance(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let watermark: Option<i64> = decode_instance(bytes)?;
+        if let Some(w) = watermark.map(Timestamp) {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        }
+        Ok(())
     }
 }

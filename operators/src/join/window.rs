@@ -15,10 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::mem::size_of;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, StateSize, Timestamp};
 
 use super::{late, row_bytes, JoinKeys, JoinSide, Side};
 use crate::keyed::process::END_OF_TIME;
+use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
 
 type Bucket<A, B> = (Vec<A>, Vec<B>);
 
@@ -220,5 +223,56 @@ where
 
     fn holds_rows(&self) -> bool {
         true
+    }
+}
+
+/// A window join's state in a checkpoint: per key group, each open `(key, window)` with the
+/// rows of both sides in arrival order; as instance state, the watermark (restored as the
+/// highest of the old instances'). A restored join fires the same pairs and reports the same
+/// state. Keys are hash-routed; a window met in two snapshots keeps the rows of both.
+impl<A, B, K, KA, KB, TA, TB> KeyedSnapshot for WindowJoin<A, B, K, KA, KB, TA, TB>
+where
+    A: Data + Clone + Serialize + DeserializeOwned,
+    B: Data + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Clone + Data + Serialize + DeserializeOwned,
+    KA: Fn(&A) -> K + Send + 'static,
+    KB: Fn(&B) -> K + Send + 'static,
+    TA: Fn(&A) -> Timestamp + Send + 'static,
+    TB: Fn(&B) -> Timestamp + Send + 'static,
+{
+    fn snapshot(&self, out: &mut SnapshotOut) -> Result<(), SnapshotError> {
+        let grouping = out.grouping();
+        out.keyed(self.windows.iter().map(|((key, start), (left, right))| {
+            (grouping.group(key), (key, start.0, left, right))
+        }))?;
+        out.instance(&self.watermark.map(|w| w.0))
+    }
+
+    fn restore_group(&mut self, group: u32, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let windows: Vec<(K, i64, Vec<A>, Vec<B>)> = decode_group(group, bytes)?;
+        for (key, start, left, right) in windows {
+            let slot = (key, Timestamp(start));
+            if !self.windows.contains_key(&slot) {
+                self.key_heap += 2 * slot.0.heap_size();
+                let end = Timestamp(start.saturating_add(self.size));
+                self.ends.entry(end).or_default().push(slot.0.clone());
+                self.windows.insert(slot.clone(), (Vec::new(), Vec::new()));
+            }
+            self.row_bytes += left.iter().map(row_bytes).sum::<usize>()
+                + right.iter().map(row_bytes).sum::<usize>();
+            if let Some(bucket) = self.windows.get_mut(&slot) {
+                bucket.0.extend(left);
+                bucket.1.extend(right);
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_instance(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let watermark: Option<i64> = decode_instance(bytes)?;
+        if let Some(w) = watermark.map(Timestamp) {
+            self.watermark = Some(self.watermark.map_or(w, |m| m.max(w)));
+        }
+        Ok(())
     }
 }

@@ -296,3 +296,5 @@ where
         })
     }
 }
+
+mod snapshot;

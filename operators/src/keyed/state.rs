@@ -187,6 +187,41 @@ impl<K: Hash + Eq + HeapSize, Acc> KeyedState<K, Acc> {
         }
     }
 
+    /// Every key held: `(key, accumulator, changed since the last update, updates)`, for a
+    /// snapshot.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&K, &Acc, bool, u32)> {
+        self.map.iter().map(|(k, s)| (k, &s.acc, s.dirty, s.hits))
+    }
+
+    /// Puts back a key from a snapshot; a key already held (a partial of a split key from
+    /// another old instance) merges into it with `agg`, its flags and counts combined. Check
+    /// [`has_room_for`](Self::has_room_for) first, as for [`slot`](Self::slot).
+    pub(crate) fn restore<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        key: K,
+        acc: Acc,
+        dirty: bool,
+        hits: u32,
+    ) {
+        let slot = match self.map.entry(key) {
+            Entry::Occupied(e) => {
+                let slot = e.into_mut();
+                agg.merge(&mut slot.acc, acc);
+                slot.dirty |= dirty;
+                slot.hits = slot.hits.saturating_add(hits);
+                slot
+            }
+            Entry::Vacant(e) => {
+                if K::HAS_HEAP {
+                    self.key_heap += e.key().heap_size();
+                }
+                e.insert(Slot { acc, dirty, hits })
+            }
+        };
+        self.top_hits = self.top_hits.max(slot.hits);
+    }
+
     /// Releases the table's memory (after the final drain).
     pub fn shrink(&mut self) {
         self.map.shrink_to_fit();

@@ -309,3 +309,5 @@ where
         })
     }
 }
+
+mod snapshot;

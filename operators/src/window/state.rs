@@ -562,6 +562,8 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     }
 }
 
+pub(crate) mod snapshot;
+
 #[cfg(test)]
 mod tests {
     use super::*;

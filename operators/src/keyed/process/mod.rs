@@ -34,8 +34,10 @@
 //!   Pending processing-time timers are dropped, as Flink drops them when a task finishes;
 //!   values whose time-to-live has passed are freed. State left then stays in the report
 //!   (`state_bytes`), which is how a test sees a leak.
-//! - **Barriers.** State is not snapshotted yet, so the operator refuses checkpoint barriers
-//!   ([`Operator::holds_rows`]).
+//! - **Barriers.** Values, deadlines and timers can be written into a checkpoint by key group
+//!   ([`KeyedSnapshot`](crate::snapshot::KeyedSnapshot), when the key and the `State` are
+//!   serde types); until the executor takes operator snapshots, the operator refuses checkpoint
+//!   barriers ([`Operator::holds_rows`]).
 //!
 //! # Examples
 //!
@@ -95,6 +97,7 @@
 //! ```
 
 mod clock;
+mod snapshot;
 mod store;
 mod timers;
 

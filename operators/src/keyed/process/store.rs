@@ -194,6 +194,44 @@ impl<K: Hash + Eq + Clone + HeapSize, S: HeapSize> ValueStore<K, S> {
         freed
     }
 
+    /// Every value with its expiry, for a snapshot.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&K, &S, Option<Timestamp>)> {
+        self.map
+            .iter()
+            .map(|(k, s)| (k, &s.value, s.expires.map(|(at, _)| at)))
+    }
+
+    /// Puts back a value from a snapshot with the expiry it had, counting `heap` bytes for its
+    /// key and value (as its writer measured them); false, changing nothing, if `key` is held.
+    pub(crate) fn restore(
+        &mut self,
+        key: K,
+        value: S,
+        expires: Option<Timestamp>,
+        heap: usize,
+    ) -> bool {
+        if self.map.contains_key(&key) {
+            return false;
+        }
+        self.heap += heap;
+        let expires = expires.map(|at| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.heap += key.heap_size();
+            self.expiry.insert((at, seq), key.clone());
+            (at, seq)
+        });
+        self.map.insert(
+            key,
+            Slot {
+                value,
+                heap,
+                expires,
+            },
+        );
+        true
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -81,6 +81,12 @@ impl<K: Hash + Eq + Clone + HeapSize> TimerQueue<K> {
         Some((ts, seq, key))
     }
 
+    /// Every timer, `(time, key)` in firing order, for a snapshot (registering them again in
+    /// this order restores the queue).
+    pub(crate) fn timers(&self) -> impl Iterator<Item = (Timestamp, &K)> {
+        self.order.iter().map(|((ts, _), k)| (*ts, k))
+    }
+
     /// Drops every timer.
     pub(crate) fn clear(&mut self) {
         self.order = BTreeMap::new();

@@ -183,6 +183,10 @@ pub struct CheckpointConfig {
     /// Time between the start of one checkpoint and the trigger of the next (default 1 s;
     /// zero: only on demand).
     pub interval: Duration,
+    /// How long a checkpoint may take from trigger to commit before it is aborted and counted
+    /// as failed, so that one stuck checkpoint does not stop the next (default 10 minutes, as
+    /// Flink's).
+    pub timeout: Duration,
     /// Complete checkpoints kept in `dir` (default 2: a corrupt newest one has a fallback).
     pub retain: usize,
     /// The number of key groups keyed state is cut into: the most instances a keyed operator
@@ -211,6 +215,7 @@ impl CheckpointConfig {
         Self {
             dir: dir.into(),
             interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(600),
             retain: 2,
             max_parallelism: 128,
             alignment_timeout: None,
@@ -222,6 +227,12 @@ impl CheckpointConfig {
     /// Sets the interval.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Sets how long a checkpoint may take before it is aborted.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 

@@ -879,3 +879,98 @@ fn checkpoints_align_and_complete_behind_a_slow_sink() {
     assert!(c.completed >= 2, "{c}");
     assert_eq!((c.failed, c.unaligned), (0, 0), "{c}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A checkpoint that does not complete in time is aborted, and the next one completes.
+
+/// [`Seq`] that opens a gate once it has been snapshotted twice (checkpoint 2 reached it,
+/// so checkpoint 1 is no longer in flight).
+struct CountingSeq(GatedSeq, u32, Gate);
+
+impl Source for CountingSeq {
+    type Output = Vec<Row>;
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<Row>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        self.0.poll_produce(cx, out)
+    }
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        self.1 += 1;
+        if self.1 == 2 {
+            self.2.commit();
+        }
+        self.0.snapshot()
+    }
+}
+
+/// The checker, whose first pre-commit waits for the gate.
+struct StuckOnce(Checker, Gate, bool);
+
+impl Sink for StuckOnce {
+    type Input = Vec<Row>;
+    type Output = BTreeMap<u32, u64>;
+    fn poll_pre_commit(&mut self, cx: &mut Context<'_>, _: u64) -> Poll<Result<(), OperatorError>> {
+        if self.2 {
+            return Poll::Ready(Ok(()));
+        }
+        match self.1.poll_open(cx) {
+            Poll::Ready(()) => {
+                self.2 = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn on_batch(&mut self, port: InputPort, batch: Vec<Row>) -> Result<(), OperatorError> {
+        self.0.on_batch(port, batch)
+    }
+    fn commit(&mut self, id: u64) -> Result<(), OperatorError> {
+        self.0.commit(id)
+    }
+    fn finish(&mut self) -> Result<BTreeMap<u32, u64>, OperatorError> {
+        self.0.finish()
+    }
+}
+
+#[test]
+fn a_checkpoint_past_its_timeout_is_aborted_and_the_next_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100;
+    let mut cfg = config(dir.path(), Duration::from_millis(1), 0);
+    cfg.edge = EdgeConfig::default();
+    cfg.checkpoint = cfg.checkpoint.map(|c| c.timeout(Duration::from_millis(5)));
+    let (committed, snapshotted) = (Gate::needing(1), Gate::needing(1));
+    let mut p = Pipeline::with_config("stuck", cfg);
+    let (c, s) = (committed.clone(), snapshotted.clone());
+    let seq = Seq {
+        instance: 0,
+        next: 0,
+        n,
+    };
+    // Half the rows, then a wait for a commit: the source is alive while checkpoint 1 hangs
+    // in the sink's pre-commit, times out, and checkpoint 2 reaches the source, which lets the
+    // sink go on; checkpoint 2 then completes and its commit lets the source finish.
+    let checked = p
+        .source("numbers", CountingSeq(GatedSeq(seq, n / 2, c), 0, s))
+        .sink(
+            "check",
+            StuckOnce(
+                Checker {
+                    next: BTreeMap::new(),
+                    faults: Faults::default(),
+                    gate: Some(committed),
+                },
+                snapshotted,
+                false,
+            ),
+        );
+    let report = run_guarded(p).unwrap();
+    assert_eq!(checked.take(), Some(BTreeMap::from([(0, n)])));
+    let c = report.checkpoints.unwrap();
+    assert!(c.failed >= 1 && c.completed >= 1, "{c}");
+}

@@ -31,6 +31,8 @@ use super::Rewind;
 pub struct Generator<F> {
     count: u64,
     next: u64,
+    /// This instance's share: `start..end` (set at `open`).
+    start: u64,
     end: u64,
     /// `next` was set by [`with_start`](Generator::with_start): keep it at `open`.
     resumed: bool,
@@ -47,6 +49,7 @@ where
         Self {
             count,
             next: 0,
+            start: 0,
             end: count,
             resumed: false,
             f,
@@ -84,6 +87,7 @@ where
         let (p, i) = (info.parallelism as u128, info.instance as u128);
         let count = self.count as u128;
         let start = (count * i / p) as u64;
+        self.start = start;
         self.end = (count * (i + 1) / p) as u64;
         if !self.resumed {
             self.next = start;
@@ -114,6 +118,30 @@ where
         } else {
             SourceStatus::Continue
         }))
+    }
+
+    /// A generator reports its [position](Rewind::position) to checkpoints.
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        weir_runtime::checkpoint::encode(&self.position())
+            .map_err(|e| OperatorError::internal(e.to_string()))
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        let next: u64 = weir_runtime::checkpoint::decode(position)
+            .map_err(|e| OperatorError::user(format!("a generator position: {e}")))?;
+        if !(self.start..=self.end).contains(&next) {
+            return Err(OperatorError::user(format!(
+                "generator cannot restore index {next}: its share is {}..{}; restore with the \
+                 parallelism the checkpoint was taken at",
+                self.start, self.end
+            )));
+        }
+        self.next = next;
+        Ok(())
     }
 }
 
@@ -152,5 +180,44 @@ mod tests {
             .count("n");
         let err = p.run().expect_err("45 is outside instance 0's share");
         assert!(err.to_string().contains("parallelism"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpointed_generator_is_restored_at_its_position() {
+        // Snapshot after a batch, restore a fresh instance there: the rest of the share follows.
+        let info = |i| weir_runtime::InstanceInfo {
+            name: "gen".into(),
+            instance: i,
+            parallelism: 2,
+            batch_rows: 4,
+            max_batch_bytes: 1 << 20,
+            overflow: weir_runtime::OverflowCounter::detached(),
+            downstream: Default::default(),
+            barriers: Default::default(),
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut g = Generator::new(20, |i| i);
+        g.open(&info(1)).unwrap();
+        let mut out = Output::new(4);
+        let _ = g.poll_produce(&mut cx, &mut out);
+        let position = g.snapshot().unwrap();
+        let mut again = Generator::new(20, |i| i);
+        again.open(&info(1)).unwrap();
+        again.restore(&position).unwrap();
+        let mut out = Output::new(100);
+        let _ = again.poll_produce(&mut cx, &mut out);
+        let rows: Vec<u64> = out
+            .drain()
+            .filter_map(|m| match m {
+                weir_runtime::Message::Data(b) => Some(b),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(rows, (14..20).collect::<Vec<_>>());
+        // A position outside the instance's share is refused.
+        let mut other = Generator::new(20, |i| i);
+        other.open(&info(0)).unwrap();
+        assert!(other.restore(&position).is_err());
     }
 }

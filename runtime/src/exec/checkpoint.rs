@@ -363,6 +363,9 @@ pub(crate) struct Coordinator {
     instances: usize,
     interval: Duration,
     next_trigger: Option<Instant>,
+    /// How long a checkpoint may take, and when the one in flight is overdue.
+    timeout: Duration,
+    abort_at: Option<Instant>,
 }
 
 /// What a checkpointed run is planned with: the graph's identity and who acknowledges.
@@ -432,6 +435,8 @@ impl Coordinator {
             instances: plan.instances,
             interval,
             next_trigger: (!interval.is_zero()).then(|| Instant::now() + interval),
+            timeout: config.timeout,
+            abort_at: None,
         })
     }
 
@@ -443,7 +448,10 @@ impl Coordinator {
     /// complete or abort the checkpoint in flight. Cancel-safe (the run's loop drops it
     /// whenever a task ends): every wait comes before any change.
     pub(crate) async fn step(&mut self) {
-        let deadline = self.next_trigger;
+        let deadline = match (self.next_trigger, self.abort_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -455,6 +463,7 @@ impl Coordinator {
             () = self.shared.notify.notified() => {}
         }
         self.finish_in_flight();
+        self.abort_overdue();
         let due = self.next_trigger.is_some_and(|d| Instant::now() >= d);
         let asked = self.shared.on_demand.load(Ordering::Acquire);
         if (due || asked) && lock(&self.shared.in_flight).is_none() {
@@ -488,8 +497,32 @@ impl Coordinator {
             alignment: Duration::ZERO,
             error: None,
         });
+        self.abort_at = Instant::now().checked_add(self.timeout);
         self.shared.requested.store(id, Ordering::Release);
         self.shared.wake_all();
+    }
+
+    /// Aborts the checkpoint in flight once it has taken longer than the timeout; instances
+    /// that acknowledge it later find it gone.
+    fn abort_overdue(&mut self) {
+        if self.abort_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        self.abort_at = None;
+        let Some(mut f) = lock(&self.shared.in_flight).take() else {
+            return;
+        };
+        tracing::warn!(
+            checkpoint = f.id,
+            waiting_for = f.remaining,
+            "checkpoint timed out; aborted, the run goes on"
+        );
+        // An instance may be writing its blob right now: then the partial directory stays for
+        // retention to remove.
+        if let Some(p) = f.pending.take().and_then(|p| Arc::try_unwrap(p).ok()) {
+            let _ = p.abort();
+        }
+        self.shared.stats.note_failed();
     }
 
     /// Commits the checkpoint in flight once every instance acknowledged it, or aborts it
@@ -503,6 +536,7 @@ impl Coordinator {
             }
             guard.take().expect("checked above")
         };
+        self.abort_at = None;
         let pending = f.pending.take().and_then(|p| Arc::try_unwrap(p).ok());
         let stats = &self.shared.stats;
         if let Some(error) = f.error {

@@ -359,12 +359,19 @@ async fn wait_aligned<B: Batch, D: Downstream<B>>(
     m: &InstanceMetrics,
     stop: &StopSignal,
     watch_stop: bool,
+    checkpoint: Option<(&Checkpoints, u64)>,
 ) -> Result<(), OperatorError> {
     m.align_pause_start();
     let mut stopped = pin!(stop.wait());
     let woke = wait_in(m, TimeState::Backpressured, |cx| {
         if et.poll_aligned(cx).is_ready() {
             return Poll::Ready(Ok(()));
+        }
+        // A checkpoint barrier does not wait for the pause: it carries no rows.
+        if let Some((ck, last)) = checkpoint {
+            if ck.poll_due(cx, last).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
         }
         match outs.poll_work(cx) {
             Ok(Work::Emitted) => return Poll::Ready(Ok(())),
@@ -470,7 +477,8 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                     // What it has goes before it waits.
                     flush_source(&mut out, &mut outs, Some(et))?;
                 } else {
-                    wait_aligned(et, &mut outs, m, &ctx.stop, !stopping).await?;
+                    let ck = ctx.checkpoints.as_deref().map(|ck| (ck, checkpointed));
+                    wait_aligned(et, &mut outs, m, &ctx.stop, !stopping, ck).await?;
                     et.blocked();
                 }
                 continue;

@@ -29,6 +29,11 @@
 //! merge (keyed process functions, whose keys are always hash-routed) refuse a key met twice
 //! with [`SnapshotError::DuplicateKey`].
 //!
+//! # Full snapshots
+//!
+//! Every snapshot holds the whole state of the instance, not what changed since the last one:
+//! its cost grows with the state held (see `BENCHMARKS.md`, "Checkpoints: operator state").
+//!
 //! # Instance state
 //!
 //! Several old instances' instance state may reach one new instance. Each operator says how it

@@ -76,6 +76,11 @@
 //!   another instance holds an overlapping session; one that is not late may meet, at the
 //!   merge stage, a session its own instance had already seen fire. Rows at or ahead of the
 //!   watermark group exactly as with `Hash` (the default), where the rules above hold exactly.
+//! - **Checkpoints.** A window stage's state — every `(key, window)` accumulator, open, fired
+//!   within its lateness or due, with its firings — and the watermark it last saw can be written
+//!   by key group and restored at another parallelism
+//!   ([`KeyedSnapshot`](crate::snapshot::KeyedSnapshot); key and accumulator must be serde
+//!   types). Restored pieces of one `(key, window)` merge, sessions by overlap.
 //! - **Unkeyed** streams ([`WindowAllExt::window_all`]) are windowed as one key `()` on one
 //!   final instance, as Flink's `windowAll`; a combiner spreads the pre-aggregation.
 //! - **Output volume.** A watermark that closes many windows at once, and the end of the

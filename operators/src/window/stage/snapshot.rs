@@ -219,3 +219,106 @@ mod tests {
         Ok(())
     }
 }
+
+/// Figures for `BENCHMARKS.md`, by hand in a release build (see "Checkpoints: operator state"
+/// there): the snapshot of the windowed keyed count at 10 000 keys, its size and the time to
+/// write and restore it. Only the round trip is asserted, never a time.
+#[cfg(test)]
+mod figures {
+    use std::time::{Duration, Instant};
+
+    use weir_runtime::{Operator, Output, Timestamp};
+
+    use super::super::Results;
+    use super::*;
+    use crate::keyed::aggregate::Count;
+    use crate::snapshot::{restore, KeyGrouping, Snapshot};
+    use crate::window::Tumbling;
+
+    type Row = (u64, i64);
+
+    /// How the stage takes a row apart.
+    type Split = fn(Row) -> Arrival<u64, u64, Row>;
+
+    fn count() -> WindowStage<Row, u64, Row, Count<Row>, Results, Split> {
+        WindowStage::new(
+            Count::new(),
+            Tumbling::of(Duration::from_secs(1)).into(),
+            0,
+            1 << 20,
+            |r: Row| Arrival::Row {
+                key: r.0,
+                time: r.1,
+                row: r,
+            },
+        )
+    }
+
+    fn median(mut xs: Vec<Duration>) -> Duration {
+        xs.sort();
+        xs[xs.len() / 2]
+    }
+
+    #[test]
+    #[ignore = "figures for BENCHMARKS.md; run by hand with --release"]
+    fn snapshot_figures_of_the_windowed_count_at_10k_keys() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let keys = 10_000u64;
+        let grouping = KeyGrouping::default();
+        // One open window per key (mid-window), then two (a checkpoint just after a window
+        // boundary, before the watermark closes the old one).
+        for (label, times) in [
+            ("1 window/key", &[500i64][..]),
+            ("2 windows/key", &[995, 1005]),
+        ] {
+            let mut op = count();
+            let mut out = Output::new(1024);
+            op.on_watermark(Timestamp(0), &mut out)?;
+            for round in 0..100 {
+                let batch: Vec<Row> = (0..keys)
+                    .flat_map(|k| times.iter().map(move |&t| (k, t + round % 3)))
+                    .collect();
+                op.on_batch(0, batch, &mut out)?;
+            }
+            out.drain().for_each(drop);
+            let state = op.state_size().ok_or("a window stage reports state")?;
+            let (mut write, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+            let mut bytes = 0;
+            let mut blobs = 0;
+            for _ in 0..9 {
+                let t = Instant::now();
+                let mut snap = SnapshotOut::new(grouping);
+                op.snapshot(&mut snap)?;
+                let snap: Snapshot = snap.finish();
+                write.push(t.elapsed());
+                bytes = snap.bytes();
+                blobs = snap.groups().count();
+                let snaps = [snap];
+                let t = Instant::now();
+                let mut all = count();
+                restore(&mut all, &snaps, 0..128)?;
+                one.push(t.elapsed());
+                assert_eq!(all.state_size().map(|s| s.keys), Some(state.keys));
+                let t = Instant::now();
+                let (mut a, mut b) = (count(), count());
+                restore(&mut a, &snaps, 0..64)?;
+                restore(&mut b, &snaps, 64..128)?;
+                two.push(t.elapsed());
+                let held = a.state.len() + b.state.len();
+                assert_eq!(held as u64, state.keys);
+            }
+            println!(
+                "{label}: {} windows, state_bytes {}, snapshot {} B in {blobs} group blobs \
+                 ({:.1} B/window); write {:?}, restore at 1 instance {:?}, at 2 {:?} (medians of 9)",
+                state.keys,
+                state.bytes,
+                bytes,
+                bytes as f64 / state.keys as f64,
+                median(write),
+                median(one),
+                median(two),
+            );
+        }
+        Ok(())
+    }
+}

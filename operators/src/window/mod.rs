@@ -102,6 +102,7 @@
 mod assign;
 mod stage;
 mod state;
+mod table;
 mod stream;
 #[cfg(test)]
 mod tests;

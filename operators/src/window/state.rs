@@ -92,6 +92,7 @@ struct KeyWindows<Acc> {
     head: Option<Head<Acc>>,
     /// Boxed: a row in time order reads only the head, so the entry stays small (with a `u64`
     /// key and accumulator, one 64-byte cache line in the key table).
+    #[allow(clippy::box_collection)]
     by_start: Box<BTreeMap<i64, u64>>,
 }
 

@@ -36,8 +36,9 @@
 //! - **Lateness** has one meaning: a row is *late* when its window has been cleaned up, i.e.
 //!   the watermark when it arrives is at or past `end + allowed_lateness`. Late rows go to the
 //!   late output ([`WindowedStream::aggregate_with_late`]), whose operator `name.late` counts
-//!   them in the run report ([`late_rows`]); [`WindowedStream::aggregate`] counts them there
-//!   and ends them in the sink `name.late.sink`. Never silently dropped.
+//!   them in the run report ([`late_rows`]); [`WindowedStream::aggregate`], which returns no
+//!   late stream, counts them as skipped by its operator `name.results`. Never silently
+//!   dropped.
 //!   - A sliding row is late only when *every* window containing it is cleaned up; otherwise
 //!     it updates the windows that are still held and the cleaned-up ones never see it.
 //!   - A session row is first merged, as in Flink: it is late only when its own window
@@ -91,9 +92,11 @@
 //! # Graph
 //!
 //! ```text
-//! Strategy::Hash:
+//! Strategy::Hash, aggregate_with_late:
 //!   rows ──hash(key)──▶ name [p] ──┬─▶ name.results ──▶ Windowed<K, Output>
-//!                                  └─▶ name.late ──▶ late rows (or name.late.sink)
+//!                                  └─▶ name.late ──▶ late rows
+//! Strategy::Hash, aggregate (late rows counted as skipped by name.results):
+//!   rows ──hash(key)──▶ name [p] ──▶ name.results ──▶ Windowed<K, Output>
 //! splitting strategy:
 //!   rows ──pkg/split(key)──▶ name.partial [p] ──hash(key)──▶ name [p_merge] ──┬─▶ …as above
 //! with a combiner:
@@ -101,13 +104,16 @@
 //! ```
 //!
 //! `name.results` and `name.late` run beside `name` (same parallelism, so each instance feeds
-//! its own pair) and take apart what it emits.
+//! its own pair) and take apart what it emits. Without a late stream `name.results` is
+//! `name`'s only consumer, so it runs in `name`'s task (chained): the watermark that follows
+//! every batch then makes no hop of its own to a branch that would take nothing else.
 #![warn(missing_docs)]
 
 mod assign;
 mod stage;
 mod state;
 mod stream;
+mod table;
 #[cfg(test)]
 mod tests;
 

@@ -101,6 +101,9 @@ pub(crate) struct WindowStage<In, K, T, A: Aggregate, R, S> {
     state: WindowState<K, A::Acc>,
     max_windows: usize,
     watermark: i64,
+    /// The tumbling window `[start, end)` of the last row, exactly aligned (never a window
+    /// clipped at the ends of `i64`): a row inside it needs no division.
+    tumbling: (i64, i64),
     name: String,
     instance: usize,
     _types: PhantomData<fn(In, T, R)>,
@@ -134,6 +137,7 @@ where
             },
             max_windows: max_windows.max(1),
             watermark: i64::MIN,
+            tumbling: (0, 0),
             name: String::new(),
             instance: 0,
             _types: PhantomData,
@@ -206,6 +210,36 @@ where
                     self.agg.add(&mut acc, &row);
                     self.state
                         .absorb(&self.agg, &key, (time, end), acc, true, wm);
+                }
+                Assigner::Tumbling(tumbling) => {
+                    let (start, end) = self.tumbling;
+                    let window = if (start..end).contains(&time) {
+                        (start, end)
+                    } else {
+                        let size = tumbling.size_ms();
+                        let exact = time
+                            .div_euclid(size)
+                            .checked_mul(size)
+                            .and_then(|s| Some((s, s.checked_add(size)?)));
+                        match exact {
+                            Some(window) => {
+                                self.tumbling = window;
+                                window
+                            }
+                            None => {
+                                let start = time.div_euclid(size).saturating_mul(size);
+                                (start, start.saturating_add(size))
+                            }
+                        }
+                    };
+                    if self.state.cleanup_of(window.1) <= wm {
+                        out.push(Fired::Late(row)); // cleaned up: the window takes no more rows
+                        return Ok(());
+                    }
+                    self.make_room(out)?;
+                    let agg = &self.agg;
+                    self.state
+                        .update(agg, &key, window, wm, |acc| agg.add(acc, &row));
                 }
                 assigner => {
                     let mut live = false;

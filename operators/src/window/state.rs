@@ -4,7 +4,9 @@
 //! ```text
 //! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
 //! by_key    key → { head, start → id }    a key's windows, disjoint for sessions; `head` is
-//!                                          its newest window a row reached, accumulator inline
+//!                                          its newest window a row reached, accumulator inline;
+//!                                          a table without tombstones (`table.rs`), so keys
+//!                                          that come and go never make it grow
 //! pending   { (end, id) }                  not fired yet
 //! retained  { (end + lateness, id) }       fired, kept for lateness updates
 //! due       [id]                           changed while their end is behind the watermark
@@ -25,14 +27,13 @@
 //! its accumulator as [`Aggregate::acc_bytes`] measured it when the slot was made or merged, so
 //! it returns to zero when the last slot goes. Maps that empty out give their memory back.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
 
 use weir_runtime::HeapSize;
 
+use super::table::KeyTable;
 use crate::keyed::aggregate::Aggregate;
-
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One `(key, window)` accumulator.
 #[derive(Debug)]
@@ -71,10 +72,13 @@ impl<K, Acc> Slot<K, Acc> {
 #[derive(Debug)]
 pub(crate) struct WindowState<K, Acc> {
     slots: Slab<Slot<K, Acc>>,
-    by_key: Map<K, KeyWindows<Acc>>,
+    by_key: KeyTable<K, KeyWindows<Acc>>,
     pending: BTreeSet<(i64, u64)>,
     retained: BTreeSet<(i64, u64)>,
     due: Vec<u64>,
+    /// Scratch of [`fire`](Self::fire): the windows it emits, sorted. Kept between calls, so
+    /// a firing of thousands of windows does not grow a new vector every time.
+    ready: Vec<(i64, i64, u64)>,
     bytes: usize,
     lateness: i64,
     /// Whether a slot is due once the watermark reaches its start rather than its end.
@@ -86,14 +90,17 @@ pub(crate) struct WindowState<K, Acc> {
 #[derive(Debug)]
 struct KeyWindows<Acc> {
     head: Option<Head<Acc>>,
-    by_start: BTreeMap<i64, u64>,
+    /// Boxed: a row in time order reads only the head, so the entry stays small (with a `u64`
+    /// key and accumulator, one 64-byte cache line in the key table).
+    #[allow(clippy::box_collection)]
+    by_start: Box<BTreeMap<i64, u64>>,
 }
 
 impl<Acc> Default for KeyWindows<Acc> {
     fn default() -> Self {
         Self {
             head: None,
-            by_start: BTreeMap::new(),
+            by_start: Box::default(),
         }
     }
 }
@@ -194,10 +201,11 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     pub(crate) fn new(lateness: i64) -> Self {
         Self {
             slots: Slab::default(),
-            by_key: Map::default(),
+            by_key: KeyTable::default(),
             pending: BTreeSet::new(),
             retained: BTreeSet::new(),
             due: Vec::new(),
+            ready: Vec::new(),
             bytes: 0,
             lateness,
             due_at_start: false,
@@ -407,7 +415,9 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     ) -> u64 {
         let bytes = slot_overhead::<K, Acc>() + 2 * key.heap_size() + agg.acc_bytes(&acc);
         self.bytes += bytes;
-        let by_key = self.by_key.entry(key.clone()).or_default();
+        let by_key = self
+            .by_key
+            .get_or_insert_with(key.clone(), KeyWindows::default);
         let id = self.slots.insert(Slot {
             key,
             start,
@@ -494,8 +504,8 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     /// Gives memory back once the key table is mostly empty (the slab gives its own back when
     /// it empties).
     fn shrink(&mut self) {
-        if self.by_key.capacity() > 64 && self.by_key.len() * 4 < self.by_key.capacity() {
-            self.by_key.shrink_to_fit();
+        if self.by_key.buckets() > 64 {
+            self.by_key.shrink();
         }
     }
 
@@ -510,11 +520,11 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         keep: bool,
         mut emit: impl FnMut(&mut Slot<K, Acc>),
     ) {
-        let mut ready: Vec<(i64, i64, u64)> = self
-            .due
-            .drain(..)
-            .map(|id| (self.slots[id].end, self.slots[id].start, id))
-            .collect();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        for id in self.due.drain(..) {
+            ready.push((self.slots[id].end, self.slots[id].start, id));
+        }
         while let Some(&(due_time, id)) = self.pending.first() {
             if due_time > watermark {
                 break;
@@ -523,7 +533,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             ready.push((self.slots[id].end, self.slots[id].start, id));
         }
         ready.sort_unstable();
-        for (end, _, id) in ready {
+        for &(end, _, id) in &ready {
             let cleanup = self.cleanup_of(end);
             if !keep || cleanup <= watermark {
                 // Fired for the last time: freed first, so its accumulator is at hand.
@@ -540,6 +550,9 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             emit(slot);
             slot.firings = slot.firings.saturating_add(1);
             self.retained.insert((cleanup, id));
+        }
+        if self.slots.len() > 0 {
+            self.ready = ready;
         }
         while let Some(&(cleanup, id)) = self.retained.first() {
             if cleanup > watermark {
@@ -558,7 +571,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             let slot = self.remove(id);
             emit(slot);
         }
-        self.by_key.shrink_to_fit();
+        self.by_key.shrink();
     }
 }
 

@@ -5,7 +5,9 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use weir_runtime::{Data, HeapSize, RunReport, Stream, Timestamp};
+use weir_runtime::{
+    Data, HeapSize, InputPort, Operator, OperatorError, Output, RunReport, Stream, Timestamp,
+};
 
 use super::assign::Assigner;
 use super::stage::{Arrival, Fired, Partials, Results, WindowStage};
@@ -22,8 +24,8 @@ pub const RESULTS_SUFFIX: &str = ".results";
 /// Suffix of the operator whose rows out are the late rows (see [`late_rows`]).
 pub const LATE_SUFFIX: &str = ".late";
 
-/// Suffix of the sink that takes the late rows of [`WindowedStream::aggregate`], which returns
-/// no late stream.
+/// Suffix of a sink for late rows nobody consumes. [`WindowedStream::aggregate`] adds no such
+/// sink: its operator `name.results` counts the late rows as skipped (see [`late_rows`]).
 pub const LATE_SINK_SUFFIX: &str = ".late.sink";
 
 /// One window's result: the aggregate of the rows of `key` with an event time in
@@ -268,8 +270,8 @@ where
 
     /// Aggregates each `(key, window)`'s rows with `agg`: one [`Windowed`] result per window
     /// when the watermark reaches its end (and updates within the allowed lateness), in end
-    /// order per instance, followed by the watermark. Late rows are counted by the operator
-    /// `name.late` (see [`late_rows`]) and go no further; use
+    /// order per instance, followed by the watermark. Late rows go no further: the operator
+    /// `name.results` counts them as skipped in the run report (see [`late_rows`]); use
     /// [`aggregate_with_late`](Self::aggregate_with_late) to receive them.
     pub fn aggregate<A>(self, name: impl Into<String>, agg: A) -> Stream<Windowed<K, A::Output>>
     where
@@ -277,9 +279,13 @@ where
         A::Output: Data + Clone,
     {
         let name = name.into();
-        let (results, late) = self.aggregate_with_late(name.clone(), agg);
-        let _ = late.discard(format!("{name}{LATE_SINK_SUFFIX}"));
-        results
+        let (fired, parallelism) = self.build(&name, agg);
+        // One consumer, same parallelism: it runs in the window stage's task, so a watermark
+        // (one per source batch) makes no extra hop to a late branch that takes nothing.
+        let results = fired.unary_with(format!("{name}{RESULTS_SUFFIX}"), |_| {
+            ResultsOnly::<K, A::Output, T>(PhantomData)
+        });
+        with_parallelism(results, parallelism)
     }
 
     /// As [`aggregate`](Self::aggregate), also returning the late rows as a stream of their
@@ -502,13 +508,64 @@ where
 }
 
 /// The late rows of the windowed aggregation `name` in a run: the rows out of its operator
-/// `name.late` (0 if there is none).
+/// `name.late` ([`WindowedStream::aggregate_with_late`]) or the rows its operator
+/// `name.results` skipped ([`WindowedStream::aggregate`]); 0 if there is neither.
 pub fn late_rows(report: &RunReport, name: &str) -> u64 {
-    let late = format!("{name}{LATE_SUFFIX}");
+    let (late, results) = (
+        format!("{name}{LATE_SUFFIX}"),
+        format!("{name}{RESULTS_SUFFIX}"),
+    );
     report
         .operators
         .iter()
-        .filter(|o| o.name == late)
-        .map(|o| o.rows_out)
+        .map(|o| {
+            if o.name == late {
+                o.rows_out
+            } else if o.name == results {
+                o.skipped
+            } else {
+                0
+            }
+        })
         .sum()
+}
+
+/// `name.results` of [`WindowedStream::aggregate`]: each window's value as a [`Windowed`]; a
+/// late row, which `aggregate` hands to no one, is counted as skipped.
+struct ResultsOnly<K, V, T>(PhantomData<fn(K, V, T)>);
+
+impl<K: Data, V: Data, T: Data> Operator for ResultsOnly<K, V, T> {
+    type Input = Vec<Fired<K, V, T>>;
+    type Output = Vec<Windowed<K, V>>;
+
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<Fired<K, V, T>>,
+        out: &mut Output<Vec<Windowed<K, V>>>,
+    ) -> Result<(), OperatorError> {
+        let mut late = 0;
+        for fired in batch {
+            match fired {
+                Fired::Window {
+                    key,
+                    start,
+                    end,
+                    firing,
+                    value,
+                } => out.push(Windowed {
+                    key,
+                    start: Timestamp(start),
+                    end: Timestamp(end),
+                    firing,
+                    value,
+                }),
+                Fired::Late(_) => late += 1,
+            }
+        }
+        if late > 0 {
+            out.skip(late);
+        }
+        Ok(())
+    }
 }

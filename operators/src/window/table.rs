@@ -1,0 +1,319 @@
+//! The window state's key table: an open-addressing hash table that leaves no tombstones.
+//!
+//! Keys come and go all through a windowed run (a session closes and its key's entry goes;
+//! the key's next row brings it back). A table that marks removed entries with tombstones —
+//! as `std`'s SwissTable does when a removed entry's probe group is full — fills with them
+//! under such churn, and must then rebuild; at more than half full the rebuild doubles the
+//! table, so memory stepped up with the run's length although the live keys did not grow.
+//! This table removes by *backward shift*, so a removal leaves the table exactly as if the
+//! key had never been inserted, and its size follows the live keys alone.
+//!
+//! ```text
+//! buckets   [Option<Entry { hash, key, value }>; 2^k]   linear probing from hash & (2^k − 1)
+//! insert    Robin Hood: walking the probe sequence, an entry nearer its home bucket than the
+//!           one being placed gives up its bucket and is carried on (so probe lengths stay
+//!           short and a lookup stops at the first entry nearer home than itself)
+//! remove    backward shift: each following entry that is not in its home bucket moves back
+//!           one bucket, up to the first empty bucket or entry at home
+//! grow      to twice the buckets when an insert would pass 7/8 full (as `std`'s table)
+//! shrink    to fit when at most a quarter full (only when asked)
+//! ```
+
+use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU64;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// One occupied bucket. The hash's top bit is always set, so an empty bucket (`None`) takes
+/// no room of its own.
+#[derive(Debug)]
+struct Entry<K, V> {
+    hash: NonZeroU64,
+    key: K,
+    value: V,
+}
+
+/// A hash map from `K` to `V` without tombstones (see the [module docs](self)).
+#[derive(Debug)]
+pub(crate) struct KeyTable<K, V> {
+    buckets: Vec<Option<Entry<K, V>>>,
+    len: usize,
+    hasher: Hasher,
+}
+
+impl<K, V> Default for KeyTable<K, V> {
+    fn default() -> Self {
+        Self {
+            buckets: Vec::new(),
+            len: 0,
+            hasher: Hasher::default(),
+        }
+    }
+}
+
+/// Entries a table of `buckets` holds before it grows.
+const fn max_load(buckets: usize) -> usize {
+    buckets - buckets / 8
+}
+
+impl<K: Hash + Eq, V> KeyTable<K, V> {
+    /// Keys held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Buckets allocated.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+
+    fn hash(&self, key: &K) -> NonZeroU64 {
+        NonZeroU64::new(self.hasher.hash_one(key) | 1 << 63).unwrap_or(NonZeroU64::MAX)
+    }
+
+    /// How far bucket `at`, holding an entry of `hash`, is from that entry's home.
+    fn distance(&self, hash: NonZeroU64, at: usize) -> usize {
+        at.wrapping_sub(hash.get() as usize) & self.mask()
+    }
+
+    /// The bucket holding `key`, if held.
+    fn find(&self, hash: NonZeroU64, key: &K) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = self.mask();
+        let mut at = hash.get() as usize & mask;
+        let mut dist = 0;
+        loop {
+            let entry = self.buckets[at].as_ref()?;
+            if entry.hash == hash && entry.key == *key {
+                return Some(at);
+            }
+            if self.distance(entry.hash, at) < dist {
+                return None; // Robin Hood: `key` would have taken this bucket
+            }
+            at = (at + 1) & mask;
+            dist += 1;
+        }
+    }
+
+    /// The value of `key`, if held.
+    #[inline]
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let at = self.find(self.hash(key), key)?;
+        self.buckets[at].as_ref().map(|e| &e.value)
+    }
+
+    /// The value of `key`, if held, to change.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let at = self.find(self.hash(key), key)?;
+        self.buckets[at].as_mut().map(|e| &mut e.value)
+    }
+
+    /// The value of `key`, inserted from `make()` first if absent.
+    pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(&key);
+        let at = match self.find(hash, &key) {
+            Some(at) => at,
+            None => {
+                if self.len + 1 > max_load(self.buckets.len()) {
+                    self.resize((self.buckets.len() * 2).max(8));
+                }
+                let value = make();
+                self.place(Entry { hash, key, value })
+            }
+        };
+        match self.buckets[at].as_mut() {
+            Some(entry) => &mut entry.value,
+            None => unreachable!("the bucket found or filled above is occupied"),
+        }
+    }
+
+    /// Places an entry whose key is not held, with room for it; returns its bucket.
+    fn place(&mut self, mut carried: Entry<K, V>) -> usize {
+        let mask = self.mask();
+        let mut at = carried.hash.get() as usize & mask;
+        let mut dist = 0;
+        let mut placed = None;
+        self.len += 1;
+        loop {
+            match &mut self.buckets[at] {
+                slot @ None => {
+                    *slot = Some(carried);
+                    return placed.unwrap_or(at);
+                }
+                Some(entry) => {
+                    let theirs = at.wrapping_sub(entry.hash.get() as usize) & mask;
+                    if theirs < dist {
+                        std::mem::swap(entry, &mut carried);
+                        placed.get_or_insert(at);
+                        dist = theirs;
+                    }
+                }
+            }
+            at = (at + 1) & mask;
+            dist += 1;
+        }
+    }
+
+    /// Removes `key`, handing its value back.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let mut at = self.find(self.hash(key), key)?;
+        let removed = self.buckets[at].take()?;
+        self.len -= 1;
+        let mask = self.mask();
+        // Backward shift: pull each following entry that is away from home one bucket back.
+        loop {
+            let next = (at + 1) & mask;
+            match &self.buckets[next] {
+                Some(entry) if self.distance(entry.hash, next) > 0 => {
+                    self.buckets[at] = self.buckets[next].take();
+                    at = next;
+                }
+                _ => break,
+            }
+        }
+        Some(removed.value)
+    }
+
+    /// Rebuilds into `buckets` buckets (a power of two that holds every key).
+    fn resize(&mut self, buckets: usize) {
+        let old = std::mem::take(&mut self.buckets);
+        self.len = 0;
+        if buckets == 0 {
+            return;
+        }
+        self.buckets.resize_with(buckets, || None);
+        for entry in old.into_iter().flatten() {
+            self.place(entry);
+        }
+    }
+
+    /// Gives memory back when at most a quarter of the buckets are used (all of it when empty).
+    pub(crate) fn shrink(&mut self) {
+        if self.len * 4 > self.buckets.len() {
+            return;
+        }
+        let mut buckets = if self.len == 0 { 0 } else { 8 };
+        while buckets != 0 && max_load(buckets) < self.len {
+            buckets *= 2;
+        }
+        if buckets < self.buckets.len() {
+            self.resize(buckets);
+        }
+    }
+
+    /// Every `(key, value)` held, in no particular order.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.buckets.iter().flatten().map(|e| (&e.key, &e.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u16, u32),
+        Remove(u16),
+        Get(u16),
+        Shrink,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // A small key space, so removals and re-insertions of the same keys are frequent.
+        prop_oneof![
+            4 => (0u16..300, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => (0u16..300).prop_map(Op::Remove),
+            2 => (0u16..300).prop_map(Op::Get),
+            1 => Just(Op::Shrink),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Against `HashMap`: every operation answers the same and the contents stay equal.
+        #[test]
+        fn behaves_as_a_hash_map(ops in proptest::collection::vec(op(), 1..600)) {
+            let mut table = KeyTable::<u16, u32>::default();
+            let mut model = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        *table.get_or_insert_with(k, || v) = v;
+                        model.insert(k, v);
+                    }
+                    Op::Remove(k) => prop_assert_eq!(table.remove(&k), model.remove(&k)),
+                    Op::Get(k) => prop_assert_eq!(table.get(&k), model.get(&k)),
+                    Op::Shrink => table.shrink(),
+                }
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert!(table.len() <= max_load(table.buckets()));
+            }
+            let mut held: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
+            held.sort_unstable();
+            let mut want: Vec<_> = model.into_iter().collect();
+            want.sort_unstable();
+            prop_assert_eq!(held, want);
+        }
+    }
+
+    #[test]
+    fn churn_never_grows_the_table() {
+        // A steady 900 live keys out of a stream of fresh ones: each step removes the oldest
+        // and inserts a new key. The buckets are sized by the live count alone.
+        let mut table = KeyTable::<u64, u64>::default();
+        for k in 0..900 {
+            *table.get_or_insert_with(k, || 0) += 1;
+        }
+        let buckets = table.buckets();
+        assert_eq!(buckets, 2048, "900 keys fit in 2 048 buckets at 7/8");
+        for k in 900..200_000u64 {
+            assert_eq!(table.remove(&(k - 900)), Some(1));
+            *table.get_or_insert_with(k, || 0) += 1;
+            assert_eq!(table.len(), 900);
+        }
+        assert_eq!(table.buckets(), buckets);
+        for k in 200_000 - 900..200_000 {
+            assert_eq!(table.get(&k), Some(&1));
+        }
+        assert_eq!(table.get(&0), None);
+    }
+
+    #[test]
+    fn an_empty_bucket_takes_no_room_of_its_own() {
+        assert_eq!(size_of::<Option<Entry<u64, [u64; 6]>>>(), 64);
+    }
+
+    #[test]
+    fn shrink_gives_memory_back() {
+        let mut table = KeyTable::<u32, ()>::default();
+        for k in 0..1000 {
+            table.get_or_insert_with(k, || ());
+        }
+        for k in 0..990 {
+            table.remove(&k);
+        }
+        table.shrink();
+        assert_eq!(table.buckets(), 16);
+        assert!((990..1000).all(|k| table.get(&k).is_some()));
+        for k in 990..1000 {
+            table.remove(&k);
+        }
+        table.shrink();
+        assert_eq!(table.buckets(), 0);
+    }
+}

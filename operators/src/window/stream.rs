@@ -14,7 +14,10 @@ use crate::keyed::partition::LoadSignal;
 use crate::keyed::route::Strategy;
 use crate::keyed::stream::{route, with_parallelism, KeyedParts, COMBINE_SUFFIX, PARTIAL_SUFFIX};
 use crate::keyed::{Combine, KeyedExt, KeyedStream};
+use crate::snapshot::KeyGrouping;
 use crate::transform::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Suffix of the operator that takes a windowed aggregation's results apart from its late rows.
 pub const RESULTS_SUFFIX: &str = ".results";
@@ -274,7 +277,9 @@ where
     pub fn aggregate<A>(self, name: impl Into<String>, agg: A) -> Stream<Windowed<K, A::Output>>
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let name = name.into();
         let (results, late) = self.aggregate_with_late(name.clone(), agg);
@@ -330,7 +335,9 @@ where
     ) -> (Stream<Windowed<K, A::Output>>, Stream<T>)
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let name = name.into();
         let (fired, parallelism) = self.build(&name, agg);
@@ -371,7 +378,9 @@ where
     fn build<A>(self, name: &str, agg: A) -> (Stream<Fired<K, A::Output, T>>, Option<usize>)
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let Self {
             parts,
@@ -386,6 +395,7 @@ where
         let split_keys = parts.strategy != Strategy::Hash;
         let (hasher, groups, strategy, signal) =
             (parts.hasher, parts.groups, parts.strategy, parts.signal);
+        let grouping = KeyGrouping::new(hasher, groups);
         let final_parallelism = if split_keys {
             parts.merge_parallelism.or(parts.parallelism)
         } else {
@@ -428,6 +438,7 @@ where
                     max,
                     piece::<K, A::Acc, T>,
                 )
+                .with_snapshots(grouping)
             });
             with_parallelism(stage, final_parallelism)
         };
@@ -447,6 +458,7 @@ where
                             max,
                             rows(),
                         )
+                        .with_snapshots(grouping)
                     });
                     return (
                         with_parallelism(stage, final_parallelism),
@@ -462,6 +474,7 @@ where
                         partial_max,
                         rows(),
                     )
+                    .with_snapshots(grouping)
                 });
                 with_parallelism(partials, parts.parallelism)
             }
@@ -478,6 +491,7 @@ where
                                 capacity,
                                 rows(),
                             )
+                            .with_snapshots(grouping)
                         });
                 let combined = with_parallelism(combined, combine_parallelism);
                 if !split_keys {
@@ -493,6 +507,7 @@ where
                         partial_max,
                         piece::<K, A::Acc, T>,
                     )
+                    .with_snapshots(grouping)
                 });
                 with_parallelism(partials, parts.parallelism)
             }

@@ -150,7 +150,7 @@ impl SnapshotReader {
     /// order, and whether its instance-wide bytes are this instance's to restore (its range met
     /// this instance's). The key groups of the instance's range are taken from every blob, so
     /// the partials of a split key that old instances held outside their own range reach the
-    /// group's owner (see the [module docs](self)).
+    /// group's owner (see [`checkpoint`](crate::checkpoint#state-and-key-groups)).
     ///
     /// ```
     /// use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};

@@ -35,7 +35,7 @@
 //!   values whose time-to-live has passed are freed. State left then stays in the report
 //!   (`state_bytes`), which is how a test sees a leak.
 //! - **Barriers.** Values, deadlines and timers can be written into a checkpoint by key group
-//!   ([`KeyedSnapshot`](crate::snapshot::KeyedSnapshot), when the key and the `State` are
+//!   ([`KeyedSnapshot`], when the key and the `State` are
 //!   serde types); until the executor takes operator snapshots, the operator refuses checkpoint
 //!   barriers ([`Operator::holds_rows`]).
 //!

@@ -6,6 +6,7 @@
 //! cargo run --release --example etl -- --records 10000000
 //! cargo run --release --example etl -- --input orders.csv --out /tmp/out
 //! cargo run --release --example etl -- --max-delay-ms 600000   # rows 10 minutes out of order are late
+//! cargo run --release --example etl -- --input orders.csv --checkpoint-dir /tmp/chk   # survives kill -9
 //! ```
 //!
 //! Without `--input` it first writes `--records` (alias `--rows`) generated orders (about 0.5 % malformed) to
@@ -52,6 +53,14 @@ struct Args {
     /// hourly table absorbs before a row is late.
     #[arg(long, default_value_t = job::DEFAULT_MAX_DELAY_MS)]
     max_delay_ms: u64,
+    /// Write checkpoints here; a directory holding a complete checkpoint of an unfinished run
+    /// resumes it (after a crash or `kill -9`), so the published output equals an
+    /// uninterrupted run's.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, ms (with `--checkpoint-dir`).
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +100,8 @@ fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     config.batch_rows = args.batch_rows;
     config.max_delay_ms = args.max_delay_ms;
+    config.checkpoint_dir = args.checkpoint_dir;
+    config.checkpoint_interval_ms = args.checkpoint_interval_ms;
     let stop = job::EtlStop::new();
     stop.stop_on_signals()?;
     eprintln!(

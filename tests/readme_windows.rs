@@ -24,12 +24,13 @@ fn windows_listing() -> Result<(), weir::RunError> {
     use weir::prelude::*;
     use weir::runtime::WatermarkStrategy;
 
-    #[derive(Clone, HeapSize)]
+    // Rows a join keeps are serializable: checkpoints store them.
+    #[derive(Clone, HeapSize, serde::Serialize, serde::Deserialize)]
     struct Auction {
         id: u64,
         opened: i64, // event time, ms
     }
-    #[derive(Clone, HeapSize)]
+    #[derive(Clone, HeapSize, serde::Serialize, serde::Deserialize)]
     struct Bid {
         auction: u64,
         at: i64, // event time, ms

@@ -39,6 +39,13 @@ pub enum Job {
         /// hourly table absorbs before a row is late.
         #[arg(long, default_value_t = weir_workloads::jobs::etl::DEFAULT_MAX_DELAY_MS)]
         max_delay_ms: u64,
+        /// Write checkpoints here; a directory holding a complete checkpoint of an unfinished
+        /// run resumes it, so the published output equals an uninterrupted run's.
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints, ms (with `--checkpoint-dir`).
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_interval_ms: u64,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -53,8 +60,17 @@ pub fn run(job: Job) -> Result<(), Error> {
             input,
             out,
             max_delay_ms,
+            checkpoint_dir,
+            checkpoint_interval_ms,
             json,
-        } => run_etl(input, out, records, max_delay_ms, json),
+        } => run_etl(
+            input,
+            out,
+            records,
+            max_delay_ms,
+            (checkpoint_dir, checkpoint_interval_ms),
+            json,
+        ),
         Job::Demo {
             records,
             sink_rate,
@@ -98,6 +114,7 @@ fn run_etl(
     out: PathBuf,
     rows: u64,
     max_delay_ms: u64,
+    (checkpoint_dir, checkpoint_interval_ms): (Option<PathBuf>, u64),
     json: bool,
 ) -> Result<(), Error> {
     use weir_workloads::jobs::etl;
@@ -123,6 +140,8 @@ fn run_etl(
     );
     let config = etl::EtlConfig {
         max_delay_ms,
+        checkpoint_dir,
+        checkpoint_interval_ms,
         ..etl::EtlConfig::new(input, out)
     };
     let (summary, report) = etl::run_until(&config, &stop)?;

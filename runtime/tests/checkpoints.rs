@@ -423,6 +423,36 @@ impl weir_runtime::partition::Partitioner<Vec<u64>> for ByGroup {
     }
 }
 
+/// Routes every key to the instance that owns its group, except the hot key [`HOT`], whose
+/// rows go round-robin to every instance (a hot-key split): each instance then holds a partial
+/// count of it, most of them outside their own key-group range.
+struct SplitHot(usize);
+
+/// The key [`SplitHot`] splits.
+const HOT: u64 = 0;
+
+impl weir_runtime::partition::Partitioner<Vec<u64>> for SplitHot {
+    fn partition(
+        &mut self,
+        batch: Vec<u64>,
+        loads: &[weir_runtime::partition::TargetLoad],
+        out: &mut Vec<(usize, Vec<u64>)>,
+    ) {
+        let p = loads.len() as u32;
+        let mut pieces = vec![Vec::new(); loads.len()];
+        for key in batch {
+            let target = if key == HOT {
+                self.0 = (self.0 + 1) % loads.len();
+                self.0 as u32
+            } else {
+                weir_runtime::KeyGroupRange::owner(GROUPS, p, group_of(key)).unwrap()
+            };
+            pieces[target as usize].push(key);
+        }
+        out.extend(pieces.into_iter().enumerate());
+    }
+}
+
 /// Emits `i % KEYS` for `i` in `next..n`; once `pause_at` rows are out it waits for `gate` to
 /// open (a sink's commit opens it).
 struct Keys {
@@ -568,21 +598,27 @@ impl Operator for KeyedCount {
             );
             let entries: Vec<(u64, u64)> =
                 decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
-            self.0.extend(entries);
+            // Partials of a split key merge.
+            for (k, c) in entries {
+                *self.0.entry(k).or_insert(0) += c;
+            }
         }
         Ok(())
     }
 }
 
-/// Collects `(key, count)`; counts commits through the gate.
-struct Totals(BTreeMap<u64, u64>, Gate);
+/// Collects `(key, count)`; counts commits through the gate. With `partials`, a key's counts
+/// from several instances add up; without, a key met twice is an error.
+struct Totals(BTreeMap<u64, u64>, Gate, bool);
 
 impl Sink for Totals {
     type Input = Vec<(u64, u64)>;
     type Output = BTreeMap<u64, u64>;
     fn on_batch(&mut self, _: InputPort, batch: Vec<(u64, u64)>) -> Result<(), OperatorError> {
         for (k, c) in batch {
-            if self.0.insert(k, c).is_some() {
+            if self.2 {
+                *self.0.entry(k).or_insert(0) += c;
+            } else if self.0.insert(k, c).is_some() {
                 return Err(OperatorError::internal(format!(
                     "key {k} counted by two instances"
                 )));
@@ -609,6 +645,18 @@ fn keyed_count(
     commits: u32,
     restore: bool,
 ) -> (Result<RunReport, RunError>, SinkHandle<BTreeMap<u64, u64>>) {
+    keyed_count_routed(dir, parallelism, n, (fail, commits), restore, false)
+}
+
+/// [`keyed_count`], with the hot key split over every instance when `split`.
+fn keyed_count_routed(
+    dir: &std::path::Path,
+    parallelism: usize,
+    n: u64,
+    (fail, commits): (bool, u32),
+    restore: bool,
+    split: bool,
+) -> (Result<RunReport, RunError>, SinkHandle<BTreeMap<u64, u64>>) {
     let gate = Gate::needing(commits);
     let mut cfg = config(dir, Duration::from_millis(1), 0);
     cfg.checkpoint = cfg
@@ -626,11 +674,16 @@ fn keyed_count(
                 gate: g1,
             },
         )
-        .unary("fail", FailWhenOpen(g2, fail))
-        .partition_with("by group", |_, _| ByGroup)
+        .unary("fail", FailWhenOpen(g2, fail));
+    let routed = if split {
+        totals.partition_with("split hot", |_, _| SplitHot(0))
+    } else {
+        totals.partition_with("by group", |_, _| ByGroup)
+    };
+    let totals = routed
         .unary_with("count", |_| KeyedCount::default())
         .parallelism(parallelism)
-        .sink("totals", Totals(BTreeMap::new(), gate));
+        .sink("totals", Totals(BTreeMap::new(), gate, split));
     (run_guarded(p), totals)
 }
 
@@ -649,6 +702,33 @@ fn keyed_state_checkpointed_at_parallelism_2_is_restored_at_3_with_exact_totals(
     assert_eq!(totals.take(), Some(exact_counts(n)));
     let c = report.checkpoints.unwrap();
     assert!(c.restored_from.is_some(), "{c}");
+}
+
+#[test]
+fn a_split_hot_keys_partials_outside_their_owners_range_survive_a_restore_at_the_same_parallelism()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40_000;
+    let (failed, _) = keyed_count_routed(dir.path(), 2, n, (true, 1), false, true);
+    assert!(matches!(failed, Err(RunError::Panic { .. })), "{failed:?}");
+    let (report, totals) = keyed_count_routed(dir.path(), 2, n, (false, 0), true, true);
+    let report = report.unwrap();
+    assert_eq!(totals.take(), Some(exact_counts(n)));
+    assert!(report.checkpoints.unwrap().restored_from.is_some());
+}
+
+#[test]
+fn a_split_hot_keys_partials_from_every_old_instance_reach_its_owner_after_a_rescale() {
+    for (before, after) in [(3, 2), (2, 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 40_000;
+        let (failed, _) = keyed_count_routed(dir.path(), before, n, (true, 1), false, true);
+        assert!(matches!(failed, Err(RunError::Panic { .. })), "{failed:?}");
+        let (report, totals) = keyed_count_routed(dir.path(), after, n, (false, 0), true, true);
+        let report = report.unwrap();
+        assert_eq!(totals.take(), Some(exact_counts(n)), "{before} -> {after}");
+        assert!(report.checkpoints.unwrap().restored_from.is_some());
+    }
 }
 
 #[test]

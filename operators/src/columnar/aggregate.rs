@@ -35,6 +35,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::datatypes::{Int64Type, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
+use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};
 use weir_runtime::partition::{Partitioner, TargetLoad};
 use weir_runtime::{InputPort, Operator, OperatorError, Output};
 
@@ -42,7 +43,10 @@ use super::exact_sum::ExactSum;
 use super::ops::to_f64;
 use super::{arrow_error, index_of, ArrowStream, PlanError};
 use crate::keyed::route::{hash_target, KeyHasher, DEFAULT_KEY_GROUPS};
-use crate::snapshot::{decode_group, KeyGrouping, KeyedSnapshot, SnapshotError, SnapshotOut};
+use crate::snapshot::{
+    decode_group, read_checkpoint, write_checkpoint, KeyGrouping, KeyedSnapshot, SnapshotError,
+    SnapshotOut,
+};
 use arrow::compute::cast;
 
 /// An aggregate function.
@@ -654,10 +658,23 @@ impl Operator for HashAggregate {
         self.emit(out).map_err(|e| arrow_error(&self.name, e))
     }
 
-    /// Groups are kept until the end of the input, so a [barrier](weir_runtime::barrier)
-    /// cannot pass.
+    /// Groups are kept until the end of the input: a [barrier](weir_runtime::barrier) passes
+    /// only with checkpoints, which snapshot them.
     fn holds_rows(&self) -> bool {
         true
+    }
+
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    /// Keys are filed as [`KeyPartitioner`] routes them: the default hash and key groups.
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        write_checkpoint(self, KeyGrouping::default(), state)
+    }
+
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        read_checkpoint(self, state)
     }
 }
 

@@ -32,9 +32,15 @@
 //! With [`PartCommit::OnCheckpoint`] the sink commits by checkpoint instead (two-phase commit,
 //! see [`PartWriter::pre_commit`]): [`PartSink::poll_pre_commit`] is what its snapshot runs,
 //! between batches, and [`PartSink::poll_commit`] what runs when the checkpoint is complete;
-//! both run on the lane like a write. A restored sink opens with
-//! [`PartSinkOptions::resume`], after [`PartWriter::recover`] ran once on its directory with
-//! the last complete checkpoint.
+//! both run on the lane like a write. In a checkpointed pipeline the sink's
+//! [`Sink::poll_pre_commit`] and [`Sink::commit`] run them: the commit is queued and runs on the
+//! lane before the next batch (or by the close, which commits every part). Its state in a
+//! checkpoint is every part it pre-committed. A sink built with [`PartSinkOptions::resume`]
+//! opens its writer only at [`Sink::restore`]: it recovers its own parts in the directory by
+//! the checkpoint restored ([`PartWriter::recover`], limited to its prefix so that instances
+//! sharing the directory never touch each other's files), resumes after them, and reports the
+//! checkpoint's parts as written; with nothing to restore it recovers with no complete
+//! checkpoint (discarding what is pending) before its first batch.
 //!
 //! Commits are per sink instance, though: when a run dies, instances that already finished have
 //! committed their parts, and nothing marks an output as complete. A job whose outputs must
@@ -51,6 +57,7 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};
 use weir_runtime::{Barrier, InputPort, InstanceInfo, OperatorError, Sink, SinkHandle};
 
 use super::ArrowStream;
@@ -141,6 +148,17 @@ pub struct PartSink {
     /// The thread writing, started by `open`. Dropping it waits for a write in flight, whose
     /// writer (if abandoned) is dropped on that thread and removes its temporary files.
     lane: Option<Lane>,
+    /// A resuming sink committing by checkpoint opens its writer at restore (or, when there is
+    /// nothing to restore, before its first batch): its options, with the instance's prefix.
+    deferred: Option<PartWriterOptions>,
+    /// Every part pre-committed so far (a restored sink's included): the sink's state in a
+    /// checkpoint.
+    checkpointed: WriteSummary,
+    /// The parts a restore took back from its checkpoint, reported by `finish` before the
+    /// writer's own.
+    restored: WriteSummary,
+    /// The completed checkpoint to commit before the next batch.
+    to_commit: Option<u64>,
 }
 
 impl std::fmt::Debug for PartSink {
@@ -180,7 +198,41 @@ impl PartSink {
             stepping: false,
             outcome: None,
             lane: None,
+            deferred: None,
+            checkpointed: WriteSummary::default(),
+            restored: WriteSummary::default(),
+            to_commit: None,
         }
+    }
+
+    fn by_checkpoint(&self) -> bool {
+        self.opts.writer.commit == PartCommit::OnCheckpoint
+    }
+
+    /// Opens a deferred writer: recovers this instance's parts in the directory by
+    /// `last_complete` ([`PartWriter::recover`]), then resumes after them.
+    fn open_deferred(&mut self, last_complete: Option<u64>) -> Result<(), OperatorError> {
+        let Some(opts) = self.deferred.take() else {
+            return Ok(());
+        };
+        PartWriter::recover_own(&self.dir, last_complete, &opts).map_err(write_error)?;
+        let writer =
+            PartWriter::resume(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
+        self.state = State::Idle(Box::new(writer));
+        Ok(())
+    }
+
+    /// Opens a deferred writer with nothing restored, and commits a completed checkpoint
+    /// waiting to be; `Ready` once the writer is idle.
+    fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Err(e) = self.open_deferred(None) {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(id) = self.to_commit {
+            std::task::ready!(PartSink::poll_commit(self, cx, id))?;
+            self.to_commit = None;
+        }
+        self.poll_idle(cx)
     }
 
     /// Waits for the write in flight, if any.
@@ -286,22 +338,92 @@ impl Sink for PartSink {
         if info.parallelism > 1 {
             opts.prefix = format!("{}-{}", opts.prefix, info.instance);
         }
+        self.lane = Some(Lane::start("weir-part-write").map_err(join_error)?);
+        if self.opts.resume && self.by_checkpoint() {
+            // Its parts are recovered by the checkpoint restored, known at `restore`.
+            self.deferred = Some(opts);
+            return Ok(());
+        }
         let writer = if self.opts.resume {
             PartWriter::resume(&self.dir, self.schema.clone(), opts)
         } else {
             PartWriter::create(&self.dir, self.schema.clone(), opts)
         }
         .map_err(write_error)?;
-        self.lane = Some(Lane::start("weir-part-write").map_err(join_error)?);
         self.state = State::Idle(Box::new(writer));
         Ok(())
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
-        self.poll_idle(cx)
+        self.poll_settled(cx)
+    }
+
+    /// Committing by checkpoint: the first phase, [`PartSink::poll_pre_commit`]. Otherwise as
+    /// at a barrier: parts committed each make the rows durable (at least once across a
+    /// restore), and a sink committing on finish fails the run, saying so.
+    fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint: u64,
+    ) -> Poll<Result<(), OperatorError>> {
+        std::task::ready!(self.poll_settled(cx))?;
+        if !self.by_checkpoint() {
+            return self
+                .poll_step(cx, |w| w.sync().map(|()| Done::Wrote))
+                .map_ok(|_| ());
+        }
+        let made = std::task::ready!(PartSink::poll_pre_commit(self, cx, checkpoint))?;
+        for part in made.parts {
+            self.checkpointed.rows += part.rows;
+            self.checkpointed.bytes += part.bytes;
+            self.checkpointed.files.push(part);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The second phase, run on the sink's thread before the next batch (or by `finish`, which
+    /// commits every part).
+    fn commit(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        if self.by_checkpoint() {
+            self.to_commit = Some(checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Every part pre-committed so far: a restore reports them as written.
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        if self.by_checkpoint() {
+            let bytes = weir_runtime::checkpoint::encode(&self.checkpointed)
+                .map_err(|e| OperatorError::internal(format!("encoding the parts: {e}")))?;
+            state.put_instance(bytes);
+        }
+        Ok(())
+    }
+
+    /// Finishes the parts of the checkpoint restored (and of earlier ones) and discards the
+    /// later ones, then opens the writer after them. Needs [`PartSinkOptions::resume`].
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        if !self.by_checkpoint() {
+            return Ok(());
+        }
+        if self.deferred.is_none() {
+            return Err(OperatorError::user(format!(
+                "part sink into {} restores a checkpoint but was not opened to resume: set \
+                 `PartSinkOptions::resume(true)`",
+                self.dir.display()
+            )));
+        }
+        if let Some(bytes) = state.instance_states().first() {
+            self.checkpointed = weir_runtime::checkpoint::decode(bytes).map_err(|e| {
+                OperatorError::user(format!("the checkpoint's parts do not decode: {e}"))
+            })?;
+            self.restored = self.checkpointed.clone();
+        }
+        self.open_deferred(Some(state.checkpoint()))
     }
 
     fn on_batch(&mut self, _: InputPort, batch: RecordBatch) -> Result<(), OperatorError> {
+        self.open_deferred(None)?;
         let (State::Idle(mut writer), Some(lane)) =
             (std::mem::replace(&mut self.state, State::Gone), &self.lane)
         else {
@@ -328,6 +450,9 @@ impl Sink for PartSink {
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Err(e) = self.open_deferred(None) {
+            return Poll::Ready(Err(e));
+        }
         loop {
             match &mut self.state {
                 State::Busy(_) => {
@@ -364,9 +489,16 @@ impl Sink for PartSink {
         }
     }
 
+    /// The parts written: a restored sink's checkpointed parts first, then its writer's.
     fn finish(&mut self) -> Result<WriteSummary, OperatorError> {
         match std::mem::replace(&mut self.state, State::Gone) {
-            State::Closed(summary) => Ok(summary),
+            State::Closed(summary) => {
+                let mut all = std::mem::take(&mut self.restored);
+                all.rows += summary.rows;
+                all.bytes += summary.bytes;
+                all.files.extend(summary.files);
+                Ok(all)
+            }
             _ => Err(OperatorError::internal(
                 "the part sink finished without closing its writer",
             )),
@@ -467,6 +599,26 @@ impl Sink for DeadLetterSink {
         barrier: Barrier,
     ) -> Poll<Result<(), OperatorError>> {
         self.inner.poll_barrier(cx, barrier)
+    }
+
+    fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint: u64,
+    ) -> Poll<Result<(), OperatorError>> {
+        Sink::poll_pre_commit(&mut self.inner, cx, checkpoint)
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        Sink::commit(&mut self.inner, checkpoint)
+    }
+
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        Sink::snapshot(&mut self.inner, state)
+    }
+
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        Sink::restore(&mut self.inner, state)
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {

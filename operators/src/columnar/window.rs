@@ -80,7 +80,11 @@ use super::aggregate::{
 };
 use super::{arrow_error, index_of, Agg, ArrowStream, PlanError};
 use crate::keyed::route::DEFAULT_KEY_GROUPS;
-use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
+use crate::snapshot::{
+    decode_group, decode_instance, read_checkpoint, write_checkpoint, KeyGrouping, KeyedSnapshot,
+    SnapshotError, SnapshotOut,
+};
+use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};
 
 /// Suffix of the operator that takes a windowed aggregation's results apart from its late rows.
 pub const RESULTS_SUFFIX: &str = ".results";
@@ -390,10 +394,24 @@ impl Operator for TumblingWindowAggregate {
             .sum()
     }
 
-    /// Open windows are kept until the watermark passes them, so a
-    /// [barrier](weir_runtime::barrier) cannot pass.
+    /// Open windows are kept until the watermark passes them: a
+    /// [barrier](weir_runtime::barrier) passes only with checkpoints, which snapshot them.
     fn holds_rows(&self) -> bool {
         true
+    }
+
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    /// Keys are filed as the key partitioner in front routes them: the default hash and key
+    /// groups.
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        write_checkpoint(self, KeyGrouping::default(), state)
+    }
+
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        read_checkpoint(self, state)
     }
 }
 

@@ -48,7 +48,7 @@ fn pending_path(path: &Path, id: u64) -> PathBuf {
 }
 
 /// A part name `<prefix>-<digits>.<ext>`: its prefix, index and extension.
-pub(super) fn parse_part_name(name: &str) -> Option<(&str, usize, &str)> {
+pub(crate) fn parse_part_name(name: &str) -> Option<(&str, usize, &str)> {
     let (stem, ext) = name.rsplit_once('.')?;
     let (prefix, digits) = stem.rsplit_once('-')?;
     if prefix.is_empty() || prefix.starts_with('.') || ext.is_empty() {
@@ -215,7 +215,34 @@ impl PartWriter {
         dir: impl AsRef<Path>,
         last_complete: Option<u64>,
     ) -> Result<PartRecovery, WriteError> {
-        let dir = dir.as_ref();
+        Self::recover_where(dir.as_ref(), last_complete, |_| true)
+    }
+
+    /// [`recover`](Self::recover) of the parts a writer of `opts` names (its prefix and
+    /// format) only: what one instance of a sink that shares its directory with others runs
+    /// at restore, so that it never touches the files another instance is writing.
+    ///
+    /// # Errors
+    /// As [`recover`](Self::recover).
+    pub(crate) fn recover_own(
+        dir: &Path,
+        last_complete: Option<u64>,
+        opts: &super::PartWriterOptions,
+    ) -> Result<PartRecovery, WriteError> {
+        Self::recover_where(dir, last_complete, |part| {
+            parse_part_name(part).is_some_and(|(prefix, _, ext)| {
+                prefix == opts.prefix && ext == opts.format.extension()
+            })
+        })
+    }
+
+    /// [`recover`](Self::recover) of the parts whose name (`<prefix>-<NNNNN>.<ext>`, as
+    /// `owns` reads it) a caller owns.
+    pub(crate) fn recover_where(
+        dir: &Path,
+        last_complete: Option<u64>,
+        owns: impl Fn(&str) -> bool,
+    ) -> Result<PartRecovery, WriteError> {
         let mut recovery = PartRecovery::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -231,7 +258,13 @@ impl PartWriter {
         for name in names {
             let name = name.to_string_lossy();
             let path = dir.join(name.as_ref());
-            match classify(&name) {
+            let named = classify(&name);
+            if let Some(Named::Pending(part, _) | Named::InProgress(part)) = named {
+                if !owns(part) {
+                    continue;
+                }
+            }
+            match named {
                 Some(Named::Pending(part, id)) if last_complete.is_some_and(|l| id <= l) => {
                     let to = dir.join(part);
                     std::fs::rename(&path, &to).map_err(io_err(&to))?;

@@ -162,6 +162,7 @@ pub struct PartWriter {
 
 #[path = "part_commit.rs"]
 mod checkpoint;
+pub(crate) use checkpoint::parse_part_name;
 pub use checkpoint::{PartRecovery, PreCommit};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {

@@ -23,7 +23,10 @@ use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, StateSize, 
 
 use super::{late, row_bytes, JoinKeys, JoinSide, Side};
 use crate::keyed::process::END_OF_TIME;
-use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
+use crate::snapshot::{
+    decode_group, decode_instance, KeyGrouping, KeyedSnapshot, SnapshotError, SnapshotHooks,
+    SnapshotOut,
+};
 
 /// The bounds of an interval join: a left row at `ta` joins a right row at `tb` when
 /// `tb + lo ≤ ta ≤ tb + hi` (milliseconds, inclusive).
@@ -90,6 +93,7 @@ pub struct IntervalJoin<A, B, K, KA, KB, TA, TB> {
     buckets: usize,
     /// Heap the keys own, in the buffer map and in the cleanup entries.
     key_heap: usize,
+    snapshots: Option<SnapshotHooks<Self>>,
 }
 
 impl<A, B, K, KA, KB, TA, TB> std::fmt::Debug for IntervalJoin<A, B, K, KA, KB, TA, TB> {
@@ -132,7 +136,18 @@ where
             row_bytes: 0,
             buckets: 0,
             key_heap: 0,
+            snapshots: None,
         }
+    }
+
+    /// Makes the join write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     /// Whether a row whose last chance to match is `until` may still match a row to come.
@@ -322,6 +337,8 @@ where
     fn holds_rows(&self) -> bool {
         true
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 }
 
 /// An interval join's state in a checkpoint: per key group, each key's buffered rows of both

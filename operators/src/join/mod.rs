@@ -80,7 +80,10 @@ use weir_runtime::{Data, DeadLetter, HeapSize, Stream, Timestamp};
 
 use crate::keyed::partition::{KeyPartitioner, LoadSignal};
 use crate::keyed::route::{KeyGroups, KeyHasher, Strategy};
+use crate::snapshot::KeyGrouping;
 use crate::transform::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 pub use interval::{IntervalBounds, IntervalJoin};
 pub use regular::{InnerJoin, JoinOptions};
@@ -317,10 +320,15 @@ where
     where
         TA: Fn(&A) -> Timestamp + Clone + Send + Sync + 'static,
         TB: Fn(&B) -> Timestamp + Clone + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned,
     {
         let keys = self.keys.clone();
+        let grouping = self.grouping();
         self.wire(name, move |_| {
             IntervalJoin::new(keys.clone(), bounds, left_time.clone(), right_time.clone())
+                .with_snapshots(grouping)
         })
     }
 
@@ -340,6 +348,9 @@ where
     where
         TA: Fn(&A) -> Timestamp + Clone + Send + Sync + 'static,
         TB: Fn(&B) -> Timestamp + Clone + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned,
     {
         let size_ms = i64::try_from(size.as_millis()).unwrap_or(i64::MAX);
         assert!(
@@ -347,15 +358,30 @@ where
             "a window join's window must be at least 1 ms, got {size:?}"
         );
         let keys = self.keys.clone();
+        let grouping = self.grouping();
         self.wire(name, move |_| {
             WindowJoin::new(keys.clone(), size_ms, left_time.clone(), right_time.clone())
+                .with_snapshots(grouping)
         })
     }
 
     /// Joins every pair with equal keys (see [`regular`]).
-    pub fn inner(self, name: impl Into<String>, options: JoinOptions) -> Stream<(A, B)> {
+    pub fn inner(self, name: impl Into<String>, options: JoinOptions) -> Stream<(A, B)>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned,
+    {
         let keys = self.keys.clone();
-        self.wire(name, move |_| InnerJoin::new(keys.clone(), &options))
+        let grouping = self.grouping();
+        self.wire(name, move |_| {
+            InnerJoin::new(keys.clone(), &options).with_snapshots(grouping)
+        })
+    }
+
+    /// How both sides' keys are filed into key groups.
+    fn grouping(&self) -> KeyGrouping {
+        KeyGrouping::new(self.hasher, self.groups)
     }
 
     /// Maps, merges and routes both sides into the operator `make` builds per instance.

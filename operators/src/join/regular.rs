@@ -26,7 +26,9 @@ use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, StateSize, 
 
 use super::{row_bytes, JoinKeys, JoinSide};
 use crate::keyed::process::{Clock, SystemClock, ValueStore, Wait};
-use crate::snapshot::{decode_group, KeyedSnapshot, SnapshotError, SnapshotOut};
+use crate::snapshot::{
+    decode_group, KeyGrouping, KeyedSnapshot, SnapshotError, SnapshotHooks, SnapshotOut,
+};
 
 /// How a regular join keeps its state.
 ///
@@ -78,6 +80,7 @@ pub struct InnerJoin<A, B, K, KA, KB> {
     clock: Arc<dyn Clock>,
     wait: Option<(Timestamp, Wait)>,
     ended: bool,
+    snapshots: Option<SnapshotHooks<Self>>,
 }
 
 impl<A, B, K, KA, KB> std::fmt::Debug for InnerJoin<A, B, K, KA, KB> {
@@ -108,7 +111,18 @@ where
             clock: options.clock.clone(),
             wait: None,
             ended: false,
+            snapshots: None,
         }
+    }
+
+    /// Makes the join write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     fn expire(&mut self, now: Timestamp) {
@@ -221,6 +235,8 @@ where
     fn holds_rows(&self) -> bool {
         true
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 }
 
 /// A regular join's state in a checkpoint: per key group, each key's rows of both sides in

@@ -21,7 +21,10 @@ use weir_runtime::{Data, InputPort, Operator, OperatorError, Output, StateSize, 
 
 use super::{late, row_bytes, JoinKeys, JoinSide, Side};
 use crate::keyed::process::END_OF_TIME;
-use crate::snapshot::{decode_group, decode_instance, KeyedSnapshot, SnapshotError, SnapshotOut};
+use crate::snapshot::{
+    decode_group, decode_instance, KeyGrouping, KeyedSnapshot, SnapshotError, SnapshotHooks,
+    SnapshotOut,
+};
 
 type Bucket<A, B> = (Vec<A>, Vec<B>);
 
@@ -39,6 +42,7 @@ pub struct WindowJoin<A, B, K, KA, KB, TA, TB> {
     row_bytes: usize,
     /// Heap the keys own, in the window map and in `ends`.
     key_heap: usize,
+    snapshots: Option<SnapshotHooks<Self>>,
 }
 
 impl<A, B, K, KA, KB, TA, TB> std::fmt::Debug for WindowJoin<A, B, K, KA, KB, TA, TB> {
@@ -73,7 +77,18 @@ where
             watermark: None,
             row_bytes: 0,
             key_heap: 0,
+            snapshots: None,
         }
+    }
+
+    /// Makes the join write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     /// The window `[start, end)` of `t`.
@@ -224,6 +239,8 @@ where
     fn holds_rows(&self) -> bool {
         true
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 }
 
 /// A window join's state in a checkpoint: per key group, each open `(key, window)` with the

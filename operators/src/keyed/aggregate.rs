@@ -278,7 +278,7 @@ extremum!(Min, |new, current| new < current);
 extremum!(Max, |new, current| new > current);
 
 /// The accumulator of [`Mean`]: an exact wide sum and a count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeanAcc<W> {
     /// Sum of the inputs, in the 128-bit type of [`SumInput::Wide`].
     pub sum: W,

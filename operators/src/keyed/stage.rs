@@ -33,6 +33,7 @@ use weir_runtime::{
 use super::aggregate::Aggregate;
 use super::pace::Pace;
 use super::state::{Drained, KeyedError, KeyedState};
+use crate::snapshot::{KeyGrouping, KeyedSnapshot, SnapshotHooks};
 
 /// What a stage does with its state, and when it emits (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,7 @@ pub struct KeyedStage<Row, K, V, A: Aggregate, S, O> {
     rows_since: u64,
     name: String,
     instance: usize,
+    snapshots: Option<SnapshotHooks<Self>>,
     _rows: PhantomData<fn(Row)>,
 }
 
@@ -115,8 +117,19 @@ where
             rows_since: 0,
             name: String::new(),
             instance: 0,
+            snapshots: None,
             _rows: PhantomData,
         }
+    }
+
+    /// Makes the stage write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     /// Limits the stage to `pace`'s row rate.
@@ -287,6 +300,8 @@ where
             }
         )
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 
     fn state_size(&self) -> Option<StateSize> {
         Some(StateSize {

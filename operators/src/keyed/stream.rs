@@ -39,6 +39,9 @@ use super::pace::Pace;
 use super::partition::{CreditRebalance, KeyPartitioner, LoadSignal};
 use super::route::{KeyGroups, KeyHasher, Strategy};
 use super::stage::{KeyedStage, Role};
+use crate::snapshot::KeyGrouping;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Default bound on the keys one keyed instance holds.
 pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
@@ -353,6 +356,11 @@ where
     /// The stream routed by key hash within the configured key groups (every row of a key
     /// reaches one instance, whatever the strategy), the key function, and the configured
     /// parallelism: for keyed stages that keep per-key state of their own.
+    /// How the stream files keys into key groups: its hash and key groups.
+    pub(crate) fn grouping(&self) -> KeyGrouping {
+        KeyGrouping::new(self.hasher, self.groups)
+    }
+
     pub(crate) fn hash_routed(self) -> (Stream<T>, F, Option<usize>) {
         let (key, hasher) = (self.key.clone(), self.hasher);
         let routed = route(
@@ -371,7 +379,9 @@ where
     pub fn aggregate<A>(self, name: impl Into<String>, agg: A) -> Stream<(K, A::Output)>
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data,
+        K: Serialize + DeserializeOwned,
     {
         let name = name.into();
         let every = self.emit.every();
@@ -390,6 +400,7 @@ where
         let partial_max_keys = self.partial_max_keys.unwrap_or(max_keys);
         let pace = move || capacity.and_then(|r| Pace::new(r.get() as f64));
         let (hasher, groups) = (self.hasher, self.groups);
+        let grouping = KeyGrouping::new(hasher, groups);
         let merge_parallelism = self.merge_parallelism.or(self.parallelism);
 
         let Some(combine) = self.combine else {
@@ -419,6 +430,7 @@ where
                         final_role,
                         max_keys,
                     )
+                    .with_snapshots(grouping)
                     .with_pace(pace())
                 });
                 return with_parallelism(keyed, self.parallelism);
@@ -434,6 +446,7 @@ where
                     partial_role,
                     partial_max_keys,
                 )
+                .with_snapshots(grouping)
                 .with_pace(pace())
             });
             let partials = with_parallelism(partials, self.parallelism);
@@ -459,6 +472,7 @@ where
                     },
                     combine.capacity,
                 )
+                .with_snapshots(grouping)
             });
         let combined = with_parallelism(combined, combine.parallelism);
         let routed = route(
@@ -478,6 +492,7 @@ where
                     merge_role,
                     max_keys,
                 )
+                .with_snapshots(grouping)
                 .with_pace(pace())
             });
             return with_parallelism(keyed, self.parallelism);
@@ -492,6 +507,7 @@ where
                 partial_role,
                 partial_max_keys,
             )
+            .with_snapshots(grouping)
             .with_pace(pace())
         });
         let partials = with_parallelism(partials, self.parallelism);
@@ -510,10 +526,12 @@ fn merge_stage<K, A>(
     max_keys: usize,
 ) -> Stream<(K, A::Output)>
 where
-    K: Hash + Eq + Clone + Data,
+    K: Hash + Eq + Clone + Data + Serialize + DeserializeOwned,
     A: Aggregate + Clone + Send + 'static,
+    A::Acc: Serialize + DeserializeOwned,
     A::Output: Data,
 {
+    let grouping = KeyGrouping::new(hasher, groups);
     route(
         partials,
         Strategy::Hash,
@@ -530,6 +548,7 @@ where
             role,
             max_keys,
         )
+        .with_snapshots(grouping)
     })
 }
 

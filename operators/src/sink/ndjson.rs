@@ -149,6 +149,10 @@ pub struct NdjsonSink<T> {
     /// still in flight when the sink is dropped is finished (and its in-progress file removed)
     /// before the thread is joined.
     lane: Option<Lane>,
+    /// This instance's index, from `open`.
+    instance: usize,
+    /// The completed checkpoint to commit before the next batch.
+    to_commit: Option<u64>,
     _rows: PhantomData<fn(T)>,
 }
 
@@ -201,6 +205,8 @@ impl<T> Clone for NdjsonSink<T> {
             checkpointed: WriteSummary::default(),
             dead: Vec::new(),
             lane: None,
+            instance: 0,
+            to_commit: None,
             _rows: PhantomData,
         }
     }
@@ -256,6 +262,8 @@ impl<T> NdjsonSink<T> {
             checkpointed: WriteSummary::default(),
             dead: Vec::new(),
             lane: None,
+            instance: 0,
+            to_commit: None,
             _rows: PhantomData,
         }
     }
@@ -490,6 +498,7 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
                 source,
             })
         })?;
+        self.instance = info.instance;
         self.lane = Some(Lane::start("weir-ndjson-write").map_err(lane_error)?);
         self.state = State::Idle(Box::new(Parts {
             dir: self.dir.clone(),
@@ -510,7 +519,73 @@ impl<T: Serialize + Data> Sink for NdjsonSink<T> {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OperatorError>> {
+        if let Some(id) = self.to_commit {
+            std::task::ready!(NdjsonSink::poll_commit(self, cx, id))?;
+            self.to_commit = None;
+        }
         self.poll_idle(cx)
+    }
+
+    /// Committing by checkpoint: the first phase, [`NdjsonSink::poll_pre_commit`]. Committing
+    /// each part: as at a barrier (the rows durable, at least once across a restore).
+    fn poll_pre_commit(
+        &mut self,
+        cx: &mut Context<'_>,
+        checkpoint: u64,
+    ) -> Poll<Result<(), OperatorError>> {
+        if self.commit != PartCommit::OnCheckpoint {
+            return self
+                .poll_step(cx, |p| p.sync().map(|()| Step::Wrote))
+                .map_ok(|_| ());
+        }
+        NdjsonSink::poll_pre_commit(self, cx, checkpoint).map_ok(|_| ())
+    }
+
+    /// The second phase, run on the sink's thread before the next batch (or by the close,
+    /// which commits every part).
+    fn commit(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        if self.commit == PartCommit::OnCheckpoint {
+            self.to_commit = Some(checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Every part pre-committed so far ([`checkpointed`](NdjsonSink::checkpointed)).
+    fn snapshot(
+        &mut self,
+        state: &mut weir_runtime::checkpoint::SnapshotWriter,
+    ) -> Result<(), OperatorError> {
+        if self.commit == PartCommit::OnCheckpoint {
+            let bytes = weir_runtime::checkpoint::encode(&self.checkpointed)
+                .map_err(|e| OperatorError::internal(format!("encoding the parts: {e}")))?;
+            state.put_instance(bytes);
+        }
+        Ok(())
+    }
+
+    /// Takes back the parts the checkpoint lists, and finishes this instance's parts in the
+    /// directory by it: pending parts of the checkpoint (or an earlier one) made visible, later
+    /// ones and in-progress files deleted. Parts are found by instance index, so the sink
+    /// restores at the parallelism it was checkpointed at.
+    fn restore(
+        &mut self,
+        state: &weir_runtime::checkpoint::SnapshotReader,
+    ) -> Result<(), OperatorError> {
+        if self.commit != PartCommit::OnCheckpoint {
+            return Ok(());
+        }
+        if let Some(bytes) = state.instance_states().first() {
+            self.checkpointed = weir_runtime::checkpoint::decode(bytes).map_err(|e| {
+                OperatorError::user(format!("the checkpoint's parts do not decode: {e}"))
+            })?;
+        }
+        let mine = format!("-{}", self.instance);
+        PartWriter::recover_where(&self.dir, Some(state.checkpoint()), |part| {
+            crate::connector::part_writer::parse_part_name(part)
+                .is_some_and(|(prefix, _, ext)| ext == "ndjson" && prefix.ends_with(&mine))
+        })
+        .map_err(write_error)?;
+        Ok(())
     }
 
     fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {

@@ -103,7 +103,8 @@ use std::hash::Hash;
 use std::ops::Range;
 
 use serde::Serialize;
-use weir_runtime::checkpoint::{decode, encode, StateCodecError};
+use weir_runtime::checkpoint::{decode, encode, SnapshotReader, SnapshotWriter, StateCodecError};
+use weir_runtime::OperatorError;
 
 use crate::keyed::route::{KeyGroups, KeyHasher};
 
@@ -400,3 +401,150 @@ pub fn restore<O: KeyedSnapshot + ?Sized>(
     }
     Ok(())
 }
+
+/// Writes `op`'s state into a checkpoint, for [`Operator::snapshot`](weir_runtime::Operator::snapshot):
+/// its instance state as the instance-wide bytes, each key group's blob under its group, keys
+/// filed by `grouping` (that of the keyed edge in front of the operator).
+///
+/// # Errors
+///
+/// A user error if `grouping` has another number of key groups than the checkpoint's maximum
+/// parallelism (their groups would not be the runtime's), or the operator's
+/// [`SnapshotError`].
+pub fn write_checkpoint<O: KeyedSnapshot + ?Sized>(
+    op: &O,
+    grouping: KeyGrouping,
+    state: &mut SnapshotWriter,
+) -> Result<(), OperatorError> {
+    let groups = grouping.groups().count();
+    if groups != state.max_parallelism() as usize {
+        return Err(OperatorError::user(format!(
+            "keys are filed in {groups} key groups but checkpoints in {}: set the checkpoint \
+             config's `max_parallelism` to the keyed stream's `key_groups`",
+            state.max_parallelism()
+        )));
+    }
+    let mut out = SnapshotOut::new(grouping);
+    op.snapshot(&mut out)
+        .map_err(|e| OperatorError::user(format!("snapshotting its state: {e}")))?;
+    let snap = out.finish();
+    if let Some(bytes) = snap.instance {
+        state.put_instance(bytes);
+    }
+    for (group, bytes) in snap.groups {
+        state.put_group(group, bytes);
+    }
+    Ok(())
+}
+
+/// Restores `op` from what the runtime hands it, for
+/// [`Operator::restore`](weir_runtime::Operator::restore): the instance state of each old
+/// instance whose range met its own, then every key group of its range from **every** old
+/// instance that wrote it (so a split key's partials merge on the group's owner, see the
+/// [module docs](self)).
+///
+/// # Errors
+///
+/// A user error carrying the operator's [`SnapshotError`].
+pub fn read_checkpoint<O: KeyedSnapshot + ?Sized>(
+    op: &mut O,
+    state: &SnapshotReader,
+) -> Result<(), OperatorError> {
+    let fail = |e: SnapshotError| OperatorError::user(format!("restoring its state: {e}"));
+    for bytes in state.instance_states() {
+        op.restore_instance(bytes).map_err(fail)?;
+    }
+    for (group, bytes) in state.groups() {
+        op.restore_group(group, bytes).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// How an operator whose state types may not be serializable writes and reads checkpoints:
+/// set where the types are known to be (the stream builders, which require serde for the
+/// state they build), absent otherwise. An operator holding `Some` answers
+/// [`can_snapshot`](weir_runtime::Operator::can_snapshot) with `true` and snapshots through
+/// its [`KeyedSnapshot`] impl, keys filed by the grouping of the keyed edge in front of it.
+pub struct SnapshotHooks<O: ?Sized> {
+    grouping: KeyGrouping,
+    write: fn(&O, KeyGrouping, &mut SnapshotWriter) -> Result<(), OperatorError>,
+    read: fn(&mut O, &SnapshotReader) -> Result<(), OperatorError>,
+}
+
+impl<O: ?Sized> Clone for SnapshotHooks<O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O: ?Sized> Copy for SnapshotHooks<O> {}
+
+impl<O: ?Sized> std::fmt::Debug for SnapshotHooks<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotHooks")
+            .field("grouping", &self.grouping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: KeyedSnapshot> SnapshotHooks<O> {
+    /// Hooks filing keys by `grouping`.
+    pub fn new(grouping: KeyGrouping) -> Self {
+        Self {
+            grouping,
+            write: |op, grouping, state| write_checkpoint(op, grouping, state),
+            read: |op, state| read_checkpoint(op, state),
+        }
+    }
+}
+
+impl<O: ?Sized> SnapshotHooks<O> {
+    /// Writes `op`'s state ([`write_checkpoint`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`write_checkpoint`].
+    pub fn snapshot(self, op: &O, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        (self.write)(op, self.grouping, state)
+    }
+
+    /// Restores `op` ([`read_checkpoint`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`read_checkpoint`].
+    pub fn restore(self, op: &mut O, state: &SnapshotReader) -> Result<(), OperatorError> {
+        (self.read)(op, state)
+    }
+}
+
+/// The three checkpoint methods of an operator that keeps its [`SnapshotHooks`] in the field
+/// `$field`, for its `Operator` impl.
+macro_rules! snapshot_hooks {
+    ($field:ident) => {
+        fn can_snapshot(&self) -> bool {
+            self.$field.is_some()
+        }
+
+        fn snapshot(
+            &mut self,
+            state: &mut weir_runtime::checkpoint::SnapshotWriter,
+        ) -> Result<(), weir_runtime::OperatorError> {
+            match self.$field {
+                Some(hooks) => hooks.snapshot(self, state),
+                None => Ok(()),
+            }
+        }
+
+        fn restore(
+            &mut self,
+            state: &weir_runtime::checkpoint::SnapshotReader,
+        ) -> Result<(), weir_runtime::OperatorError> {
+            match self.$field {
+                Some(hooks) => hooks.restore(self, state),
+                None => Ok(()),
+            }
+        }
+    };
+}
+pub(crate) use snapshot_hooks;

@@ -7,5 +7,5 @@ mod stream;
 
 pub use generator::Generator;
 pub use iter::IterSource;
-pub use rewind::Rewind;
+pub use rewind::{decode_position, encode_position, Rewind};
 pub use stream::AsyncSource;

@@ -23,6 +23,7 @@ use weir_runtime::{
 use super::assign::Assigner;
 use super::state::{Slot, WindowState};
 use crate::keyed::aggregate::Aggregate;
+use crate::snapshot::{KeyGrouping, KeyedSnapshot, SnapshotHooks};
 
 /// What a window stage emits: a window's value, or a late row.
 #[derive(Clone, Debug, PartialEq, HeapSize)]
@@ -106,6 +107,7 @@ pub(crate) struct WindowStage<In, K, T, A: Aggregate, R, S> {
     tumbling: (i64, i64),
     name: String,
     instance: usize,
+    snapshots: Option<SnapshotHooks<Self>>,
     _types: PhantomData<fn(In, T, R)>,
 }
 
@@ -140,8 +142,19 @@ where
             tumbling: (0, 0),
             name: String::new(),
             instance: 0,
+            snapshots: None,
             _types: PhantomData,
         }
+    }
+
+    /// Makes the stage write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub(crate) fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     fn emit(agg: &A, out: &mut Output<Vec<Fired<K, R::Value, T>>>, slot: &mut Slot<K, A::Acc>) {
@@ -334,6 +347,8 @@ where
     fn holds_rows(&self) -> bool {
         true
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 
     fn state_size(&self) -> Option<StateSize> {
         Some(StateSize {

@@ -16,7 +16,10 @@ use crate::keyed::partition::LoadSignal;
 use crate::keyed::route::Strategy;
 use crate::keyed::stream::{route, with_parallelism, KeyedParts, COMBINE_SUFFIX, PARTIAL_SUFFIX};
 use crate::keyed::{Combine, KeyedExt, KeyedStream};
+use crate::snapshot::KeyGrouping;
 use crate::transform::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Suffix of the operator that takes a windowed aggregation's results apart from its late rows.
 pub const RESULTS_SUFFIX: &str = ".results";
@@ -276,7 +279,9 @@ where
     pub fn aggregate<A>(self, name: impl Into<String>, agg: A) -> Stream<Windowed<K, A::Output>>
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let name = name.into();
         let (fired, parallelism) = self.build(&name, agg);
@@ -336,7 +341,9 @@ where
     ) -> (Stream<Windowed<K, A::Output>>, Stream<T>)
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let name = name.into();
         let (fired, parallelism) = self.build(&name, agg);
@@ -377,7 +384,9 @@ where
     fn build<A>(self, name: &str, agg: A) -> (Stream<Fired<K, A::Output, T>>, Option<usize>)
     where
         A: Aggregate<Input = T> + Clone + Send + 'static,
+        A::Acc: Serialize + DeserializeOwned,
         A::Output: Data + Clone,
+        K: Serialize + DeserializeOwned,
     {
         let Self {
             parts,
@@ -392,6 +401,7 @@ where
         let split_keys = parts.strategy != Strategy::Hash;
         let (hasher, groups, strategy, signal) =
             (parts.hasher, parts.groups, parts.strategy, parts.signal);
+        let grouping = KeyGrouping::new(hasher, groups);
         let final_parallelism = if split_keys {
             parts.merge_parallelism.or(parts.parallelism)
         } else {
@@ -434,6 +444,7 @@ where
                     max,
                     piece::<K, A::Acc, T>,
                 )
+                .with_snapshots(grouping)
             });
             with_parallelism(stage, final_parallelism)
         };
@@ -453,6 +464,7 @@ where
                             max,
                             rows(),
                         )
+                        .with_snapshots(grouping)
                     });
                     return (
                         with_parallelism(stage, final_parallelism),
@@ -468,6 +480,7 @@ where
                         partial_max,
                         rows(),
                     )
+                    .with_snapshots(grouping)
                 });
                 with_parallelism(partials, parts.parallelism)
             }
@@ -484,6 +497,7 @@ where
                                 capacity,
                                 rows(),
                             )
+                            .with_snapshots(grouping)
                         });
                 let combined = with_parallelism(combined, combine_parallelism);
                 if !split_keys {
@@ -499,6 +513,7 @@ where
                         partial_max,
                         piece::<K, A::Acc, T>,
                     )
+                    .with_snapshots(grouping)
                 });
                 with_parallelism(partials, parts.parallelism)
             }

@@ -216,7 +216,7 @@ fn setups() -> Vec<Setup> {
     ]
 }
 
-fn sum_v() -> impl Aggregate<Input = Ev, Output = i128> + Clone + Send + 'static {
+fn sum_v() -> impl Aggregate<Input = Ev, Output = i128, Acc = i128> + Clone + Send + 'static {
     Project::new(|e: &Ev| e.v, Sum::<i64>::new())
 }
 

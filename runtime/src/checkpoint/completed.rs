@@ -15,6 +15,7 @@ use super::error::{CheckpointError, IoContext};
 use super::key_groups::{restore_sources, KeyGroupRange};
 use super::manifest::{BlobEntry, BlobKind, BlobName, Manifest, MANIFEST_FILE};
 use super::shared::Shared;
+use super::snapshot::SnapshotReader;
 
 /// Chunk in which blobs are read to verify their checksums.
 const VERIFY_CHUNK: usize = 1 << 20;
@@ -354,6 +355,47 @@ impl CompletedCheckpoint {
             })
             .filter(|(name, _)| self.contains(name))
             .collect())
+    }
+}
+
+impl CompletedCheckpoint {
+    /// What instance `instance` of keyed operator `operator`, now at `new_parallelism`,
+    /// restores: the key groups of its new range from the state blob of **every** old
+    /// instance (a split key's partials may sit outside their owner's range), and the
+    /// instance-wide state of the old instances whose range met its own (see
+    /// [`SnapshotReader::from_sources`]). Each instance reads every old blob, so a restore
+    /// reads `old × new` blobs of the operator.
+    ///
+    /// # Errors
+    ///
+    /// As [`state_sources`](Self::state_sources) and [`read`](Self::read), and
+    /// [`CheckpointError::State`] if a blob does not decode.
+    pub fn state_reader(
+        &self,
+        operator: &str,
+        instance: u32,
+        new_parallelism: u32,
+    ) -> Result<SnapshotReader, CheckpointError> {
+        let owners: Vec<u32> = self
+            .state_sources(operator, instance, new_parallelism)?
+            .into_iter()
+            .map(|(name, _)| name.instance())
+            .collect();
+        let old = self.parallelism(operator).unwrap_or(0);
+        let mut blobs = Vec::with_capacity(old as usize);
+        for old_instance in 0..old {
+            let name = BlobName::new(operator, old_instance, BlobKind::State);
+            if self.contains(&name) {
+                blobs.push((self.read(&name)?, owners.contains(&old_instance)));
+            }
+        }
+        SnapshotReader::from_sources(
+            self.max_parallelism(),
+            new_parallelism,
+            instance,
+            self.id,
+            blobs.iter().map(|(b, own)| (b.as_slice(), *own)),
+        )
     }
 }
 

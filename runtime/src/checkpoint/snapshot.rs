@@ -8,11 +8,15 @@
 //! ([`BlobName::state`](super::BlobName::state)).
 //!
 //! On restore, a [`SnapshotReader`] hands an instance what it owns at the *new* parallelism:
-//! the key groups of its [`KeyGroupRange`], taken from every old instance whose range met it
-//! (see [`restore_sources`](super::restore_sources)), and the instance-wide bytes of those old
-//! instances. At an unchanged parallelism that is exactly the instance's own snapshot; after a
-//! change, keyed state moves with its groups, and an operator merges the instance-wide parts
-//! (the lowest watermark, say) as its semantics require.
+//! the key groups of its [`KeyGroupRange`], taken from **every** old instance that wrote them,
+//! and the instance-wide bytes of the old instances whose range met it (see
+//! [`restore_sources`](super::restore_sources)). Groups come from every old instance, not only
+//! from their old owner, because a key split over several instances (partial key grouping, a
+//! hot-key split) leaves partial state on instances that do not own its group: each partial
+//! reaches the group's new owner, which merges them, at an unchanged parallelism as after a
+//! change. Instance-wide bytes stay with the range: at an unchanged parallelism an instance
+//! gets back exactly its own; after a change it merges those of its old neighbours (the
+//! lowest watermark, say) as its semantics require.
 //!
 //! ```
 //! use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};
@@ -118,8 +122,8 @@ pub struct SnapshotReader {
 
 impl SnapshotReader {
     /// A reader for instance `instance` of `parallelism`, of checkpoint `checkpoint`, over the
-    /// state blobs of the old instances it restores from; key groups outside the instance's
-    /// range are left out.
+    /// state blobs of the old instances it restores from, taking the instance-wide bytes of
+    /// each; key groups outside the instance's range are left out.
     ///
     /// # Errors
     ///
@@ -132,18 +136,72 @@ impl SnapshotReader {
         checkpoint: u64,
         blobs: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self, CheckpointError> {
+        Self::from_sources(
+            max_parallelism,
+            parallelism,
+            instance,
+            checkpoint,
+            blobs.into_iter().map(|blob| (blob, true)),
+        )
+    }
+
+    /// A reader for instance `instance` of `parallelism`, of checkpoint `checkpoint`, over
+    /// `(blob, instance_wide)` pairs: the state blob of every old instance, in old-instance
+    /// order, and whether its instance-wide bytes are this instance's to restore (its range met
+    /// this instance's). The key groups of the instance's range are taken from every blob, so
+    /// the partials of a split key that old instances held outside their own range reach the
+    /// group's owner (see [`checkpoint`](crate::checkpoint#state-and-key-groups)).
+    ///
+    /// ```
+    /// use weir_runtime::checkpoint::{SnapshotReader, SnapshotWriter};
+    ///
+    /// // At parallelism 2, instance 1 held a partial of group 3, which instance 0 owns.
+    /// let mut w0 = SnapshotWriter::new(128);
+    /// w0.put_instance(b"i0".to_vec());
+    /// w0.put_group(3, b"partial from 0".to_vec());
+    /// let mut w1 = SnapshotWriter::new(128);
+    /// w1.put_instance(b"i1".to_vec());
+    /// w1.put_group(3, b"partial from 1".to_vec());
+    /// let (b0, b1) = (w0.into_blob()?, w1.into_blob()?);
+    ///
+    /// // Restored at parallelism 2, instance 0 gets both partials but only its own instance
+    /// // bytes; instance 1 gets neither partial.
+    /// let blobs = [(b0.as_slice(), true), (b1.as_slice(), false)];
+    /// let r0 = SnapshotReader::from_sources(128, 2, 0, 7, blobs)?;
+    /// assert_eq!(r0.instance_states(), [b"i0".to_vec()]);
+    /// assert_eq!(r0.groups().count(), 2);
+    /// let blobs = [(b0.as_slice(), false), (b1.as_slice(), true)];
+    /// let r1 = SnapshotReader::from_sources(128, 2, 1, 7, blobs)?;
+    /// assert_eq!(r1.instance_states(), [b"i1".to_vec()]);
+    /// assert_eq!(r1.groups().count(), 0);
+    /// # Ok::<(), weir_runtime::checkpoint::CheckpointError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::KeyGroups`] for a parallelism the key groups cannot serve;
+    /// [`CheckpointError::State`] if a blob does not decode.
+    pub fn from_sources<'a>(
+        max_parallelism: u32,
+        parallelism: u32,
+        instance: u32,
+        checkpoint: u64,
+        blobs: impl IntoIterator<Item = (&'a [u8], bool)>,
+    ) -> Result<Self, CheckpointError> {
         let range = KeyGroupRange::of_instance(max_parallelism, parallelism, instance)?;
         let mut reader = Self {
             checkpoint,
             range: Some(range),
             ..Self::default()
         };
-        for blob in blobs {
+        for (blob, instance_wide) in blobs {
             let snap: InstanceSnapshot = decode(blob).map_err(|source| CheckpointError::State {
                 path: std::path::PathBuf::new(),
                 source,
             })?;
-            reader.instance.extend(snap.instance);
+            if instance_wide {
+                reader.instance.extend(snap.instance);
+            }
             reader
                 .groups
                 .extend(snap.groups.into_iter().filter(|(g, _)| range.contains(*g)));

@@ -327,22 +327,9 @@ impl Checkpoints {
             return Ok(None);
         };
         let fail = |e: CheckpointError| OperatorError::user(format!("restoring its state: {e}"));
-        let sources = chk
-            .state_sources(name, instance as u32, parallelism as u32)
-            .map_err(fail)?;
-        let mut blobs = Vec::with_capacity(sources.len());
-        for (blob, _) in &sources {
-            blobs.push(chk.read(blob).map_err(fail)?);
-        }
-        SnapshotReader::from_blobs(
-            chk.max_parallelism(),
-            parallelism as u32,
-            instance as u32,
-            chk.id(),
-            blobs.iter().map(Vec::as_slice),
-        )
-        .map(Some)
-        .map_err(fail)
+        chk.state_reader(name, instance as u32, parallelism as u32)
+            .map(Some)
+            .map_err(fail)
     }
 }
 

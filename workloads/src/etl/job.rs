@@ -63,7 +63,8 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::error::ArrowError;
 use serde::Serialize;
 use weir_runtime::{
-    EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport, SinkHandle, StopSignal,
+    CheckpointConfig, EdgeConfig, Output, Pipeline, PipelineConfig, RunError, RunReport,
+    SinkHandle, StopSignal,
 };
 
 use super::orders::{column, usd_rate};
@@ -74,7 +75,7 @@ use weir_operators::columnar::{
 };
 use weir_operators::connector::publish::{new_run_id, staging_root};
 use weir_operators::connector::{
-    FileSet, JobOutput, ParquetCompression, PartFormat, PartWriter, PartWriterOptions,
+    FileSet, JobOutput, ParquetCompression, PartCommit, PartFormat, PartWriter, PartWriterOptions,
     PublishError, ReadError, WriteError, WriteSummary,
 };
 
@@ -102,7 +103,17 @@ pub struct EtlConfig {
     /// [`DEFAULT_MAX_DELAY_MS`], one hour): the disorder `revenue_by_country_hour` absorbs
     /// before a row is late.
     pub max_delay_ms: u64,
+    /// Where the run writes checkpoints (default none: no checkpoints). A run given a directory
+    /// that holds a complete checkpoint of an unfinished run resumes it: the sources start at
+    /// the checkpoint's positions, the operators from its state, and the outputs from the
+    /// staging folder of that run, so what is published equals an uninterrupted run's.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, ms (default 1000), with [`checkpoint_dir`](Self::checkpoint_dir).
+    pub checkpoint_interval_ms: u64,
 }
+
+/// The file in a checkpoint directory naming the run its checkpoints belong to.
+const RUN_FILE: &str = "etl-run";
 
 /// The default [`EtlConfig::max_delay_ms`]: one hour.
 pub const DEFAULT_MAX_DELAY_MS: u64 = 3_600_000;
@@ -124,6 +135,8 @@ impl EtlConfig {
             part_rows: 1 << 20,
             workers: None,
             max_delay_ms: DEFAULT_MAX_DELAY_MS,
+            checkpoint_dir: None,
+            checkpoint_interval_ms: 1000,
         }
     }
 }
@@ -166,6 +179,9 @@ pub enum EtlJobError {
     /// The pipeline could not be built (a bug: the schemas are fixed).
     #[error("cannot build the pipeline: {0}")]
     Plan(#[from] PlanError),
+    /// The checkpoint directory's run file could not be read or written.
+    #[error("checkpoints {0}: {1}")]
+    Checkpoints(PathBuf, #[source] std::io::Error),
     /// The run failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -367,6 +383,9 @@ pub struct EtlJob {
     /// The schemas of `orders_clean`, `revenue_by_country_day`, `revenue_by_country_hour` and
     /// `late_rows`.
     schemas: [SchemaRef; 4],
+    checkpoint_dir: Option<PathBuf>,
+    /// The run resumes its checkpoints and staging folder.
+    resuming: bool,
 }
 
 /// The names of the job's five outputs, in [`output_dirs`] order.
@@ -488,7 +507,30 @@ fn utc_day(batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
 pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let is_dir = config.input.is_dir();
     let set = input_files(&config.input, is_dir)?;
-    let mut pipeline = Pipeline::with_config("etl", pipeline_config(config));
+    let resumed = match &config.checkpoint_dir {
+        Some(dir) => resumable_run(dir)?,
+        None => None,
+    };
+    let resuming = resumed.is_some();
+    let mut pipeline_cfg = pipeline_config(config);
+    if let Some(dir) = &config.checkpoint_dir {
+        pipeline_cfg = pipeline_cfg.checkpointing(
+            CheckpointConfig::new(dir)
+                .interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)))
+                .restore(resuming),
+        );
+    }
+    let mut pipeline = Pipeline::with_config("etl", pipeline_cfg);
+    // With checkpoints, every sink commits its parts by checkpoint inside the staging folder;
+    // a resumed run's sinks finish or discard what the crash left there.
+    let sink_opts = |format: PartFormat| {
+        let opts = PartSinkOptions::new(format);
+        if config.checkpoint_dir.is_some() {
+            opts.commit(PartCommit::OnCheckpoint).resume(resuming)
+        } else {
+            opts
+        }
+    };
 
     // Source: the files, cut into chunks and parsed in parallel, each row validated, then
     // watermarks trailing each parse instance's largest `ts`.
@@ -501,14 +543,14 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     // event-time hour, computed from them.
     let clean = clean_orders(parsed)?;
     let clean_schema = clean.schema().clone();
-    let run_id = new_run_id();
+    let run_id = resumed.unwrap_or_else(new_run_id);
     let [clean_dir, revenue_dir, dead_dir, hourly_dir, late_dir] =
         output_dirs(&staging_root(&config.out, &run_id));
     let parquet = parquet_format(config);
     let clean_handle = clean.clone().write_parts(
         "orders_clean",
         clean_dir,
-        PartSinkOptions::new(parquet.clone()).max_rows(config.part_rows),
+        sink_opts(parquet.clone()).max_rows(config.part_rows),
         config.writers.max(1),
     );
     let parts = revenue_parts(clean)?;
@@ -525,19 +567,19 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
     let revenue_handle = revenue.write_parts(
         "revenue_by_country_day",
         revenue_dir,
-        PartSinkOptions::new(parquet.clone()),
+        sink_opts(parquet.clone()),
         1,
     );
     let hourly_handle = hourly.write_parts(
         "revenue_by_country_hour",
         hourly_dir,
-        PartSinkOptions::new(parquet.clone()),
+        sink_opts(parquet.clone()),
         1,
     );
-    let late_handle = late.write_parts("late_rows", late_dir, PartSinkOptions::new(parquet), 1);
+    let late_handle = late.write_parts("late_rows", late_dir, sink_opts(parquet), 1);
     let dead_handle = dead_letters.sink(
         "dead_letters",
-        DeadLetterSink::ndjson(dead_dir).keep_file(is_dir),
+        DeadLetterSink::new(dead_dir, sink_opts(PartFormat::Ndjson)).keep_file(is_dir),
     );
     Ok(EtlJob {
         pipeline,
@@ -551,7 +593,50 @@ pub fn build(config: &EtlConfig) -> Result<EtlJob, EtlJobError> {
         out: config.out.clone(),
         run_id,
         schemas,
+        checkpoint_dir: config.checkpoint_dir.clone(),
+        resuming,
     })
+}
+
+/// The run whose checkpoints `dir` holds, if it holds a complete one (a manifest) of a run
+/// that has not published: the run to resume.
+fn resumable_run(dir: &Path) -> Result<Option<String>, EtlJobError> {
+    let run = match std::fs::read_to_string(dir.join(RUN_FILE)) {
+        Ok(run) => run.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EtlJobError::Checkpoints(dir.join(RUN_FILE), e)),
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| EtlJobError::Checkpoints(dir.into(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| EtlJobError::Checkpoints(dir.into(), e))?;
+        let is_chk = entry.file_name().to_string_lossy().starts_with("chk-");
+        if is_chk && entry.path().join("_manifest").is_file() && !run.is_empty() {
+            return Ok(Some(run));
+        }
+    }
+    Ok(None)
+}
+
+/// Names `run_id` as the run of the checkpoints in `dir`: written to a temporary file, fsynced,
+/// renamed, then the directory fsynced, so a crash leaves the old name or the new one.
+fn write_run_file(dir: &Path, run_id: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{RUN_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, run_id.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(RUN_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Forgets the run of the checkpoints in `dir` before it publishes, so a later run given the
+/// same directory starts afresh instead of resuming a published run.
+fn remove_run_file(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(RUN_FILE)) {
+        Ok(()) => std::fs::File::open(dir)?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The CSV files of `input`: the file itself, or the `*.csv` files of a directory (`is_dir`).
@@ -742,7 +827,15 @@ impl EtlJob {
     /// next start).
     pub fn run_until(self, stop: &EtlStop) -> Result<(EtlSummary, RunReport), EtlJobError> {
         check_input(&self.input, &self.out)?;
-        let mut output = JobOutput::begin_with_id(&self.out, &OUTPUTS, self.run_id.clone())?;
+        let mut output = if self.resuming {
+            JobOutput::resume(&self.out, &OUTPUTS, &self.run_id)?
+        } else {
+            JobOutput::begin_with_id(&self.out, &OUTPUTS, self.run_id.clone())?
+        };
+        if let Some(dir) = &self.checkpoint_dir {
+            write_run_file(dir, &self.run_id)
+                .map_err(|e| EtlJobError::Checkpoints(dir.join(RUN_FILE), e))?;
+        }
         let start = Instant::now();
         let handle = self.pipeline.spawn()?;
         stop.attach(handle.stop_signal());
@@ -803,6 +896,11 @@ impl EtlJob {
             output.record(OUTPUTS[2], &parts.dead_letters);
             output.record(OUTPUTS[3], &parts.hourly);
             output.record(OUTPUTS[4], &parts.late);
+            if let Some(dir) = &self.checkpoint_dir {
+                // A crash from here on starts the next run afresh: nothing is half published.
+                remove_run_file(dir)
+                    .map_err(|e| EtlJobError::Checkpoints(dir.join(RUN_FILE), e))?;
+            }
             output.publish()?;
             for list in [
                 &mut parts.clean,

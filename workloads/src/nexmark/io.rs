@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use weir_operators::connector::FilePosition;
-use weir_operators::source::Rewind;
+use weir_operators::source::{decode_position, encode_position, Rewind};
 use weir_runtime::{
     DeadLetter, InputPort, InstanceInfo, OperatorError, Output, Sink, Source, SourceStatus,
 };
@@ -212,6 +212,23 @@ impl Source for EventFileSource {
         self.open_file()
     }
 
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    /// The [`position`](Rewind::position) after the last batch emitted.
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        encode_position(self)
+    }
+
+    /// Reopens the file at a checkpoint's position.
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        let at: FilePosition = decode_position(position)?;
+        self.offset = at.offset;
+        self.line_no = at.line.saturating_sub(1);
+        self.open_file()
+    }
+
     fn poll_produce(
         &mut self,
         _cx: &mut Context<'_>,
@@ -325,6 +342,26 @@ impl Source for GeneratorSource {
             generator.resume_at(next).map_err(OperatorError::user)?;
         }
         self.generator = Some(generator);
+        Ok(())
+    }
+
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    /// The next event number this instance will produce.
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        encode_position(self)
+    }
+
+    /// Resumes at a checkpoint's event number (the same instance at the same parallelism).
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        let next: u64 = decode_position(position)?;
+        let Some(generator) = self.generator.as_mut() else {
+            return Err(OperatorError::internal("restored before `open`"));
+        };
+        generator.resume_at(next).map_err(OperatorError::user)?;
+        self.start = Some(next);
         Ok(())
     }
 

@@ -149,6 +149,27 @@ impl Cutter {
         }
     }
 
+    /// Moves a cutter that has not opened a file yet to `start`, a position of the same file
+    /// set at or after the one it was built at (a checkpoint's).
+    pub(super) fn seek(&mut self, start: SetPosition) -> Result<(), String> {
+        if self.current.is_some() {
+            return Err(
+                "the reader has started; it can only be moved before its first read".into(),
+            );
+        }
+        if start.file < self.next_file {
+            return Err(format!(
+                "position in file {} is before the reader's first file {}",
+                start.file, self.next_file
+            ));
+        }
+        let skip = (start.file - self.next_file).min(self.files.len());
+        self.files.drain(..skip);
+        self.next_file = start.file;
+        self.resume_at = Some(start.at);
+        Ok(())
+    }
+
     /// The position of the first byte not yet cut into a chunk: after the last chunk
     /// [`next_chunk`](Self::next_chunk) returned (the header and blank lines skipped after it
     /// are cut again by a cutter started there, and again skipped).

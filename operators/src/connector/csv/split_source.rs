@@ -11,7 +11,7 @@ use super::cut::{CsvChunk, Cutter};
 use crate::columnar::read_error;
 use crate::connector::{ReadError, SetPosition};
 use crate::lane::{poll_slot, Lane, LaneTask};
-use crate::source::Rewind;
+use crate::source::{decode_position, encode_position, Rewind};
 
 type CutResult = (Box<Cutter>, Result<Option<CsvChunk>, ReadError>);
 
@@ -36,6 +36,27 @@ impl std::fmt::Debug for CsvChunker {
 
 impl Source for CsvChunker {
     type Output = CsvChunk;
+
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    /// The [`position`](Rewind::position) after the last chunk emitted.
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        encode_position(self)
+    }
+
+    /// Moves the reader, before its first read, to a checkpoint's position.
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        let position: SetPosition = decode_position(position)?;
+        let cutter = match (&mut self.cutter, &self.in_flight) {
+            (Some(cutter), None) => cutter,
+            _ => return Err(OperatorError::internal("restored after its first read")),
+        };
+        cutter.seek(position).map_err(OperatorError::user)?;
+        self.position = position;
+        Ok(())
+    }
 
     fn poll_produce(
         &mut self,

@@ -48,6 +48,11 @@ impl HttpSinkConfig {
 
 /// POSTs rows of type `T` as JSON; see the [module docs](self). Yields its [`CallerStats`].
 ///
+/// With checkpoints the sink is **at least once**: a request, once answered, cannot be taken
+/// back, so it takes no part in the two-phase commit, and a run restored from a checkpoint
+/// sends again the rows that followed it. Make the service idempotent (a key per row) where
+/// duplicates matter.
+///
 /// ```no_run
 /// use weir_operators::connector::http::{HttpSink, HttpSinkConfig};
 /// use weir_operators::prelude::*;

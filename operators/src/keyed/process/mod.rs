@@ -35,7 +35,7 @@
 //!   values whose time-to-live has passed are freed. State left then stays in the report
 //!   (`state_bytes`), which is how a test sees a leak.
 //! - **Barriers.** Values, deadlines and timers can be written into a checkpoint by key group
-//!   ([`KeyedSnapshot`](crate::snapshot::KeyedSnapshot), when the key and the `State` are
+//!   ([`KeyedSnapshot`], when the key and the `State` are
 //!   serde types); until the executor takes operator snapshots, the operator refuses checkpoint
 //!   barriers ([`Operator::holds_rows`]).
 //!
@@ -115,6 +115,9 @@ pub(crate) use store::ValueStore;
 use timers::TimerQueue;
 
 use super::stream::KeyedStream;
+use crate::snapshot::{KeyGrouping, KeyedSnapshot, SnapshotHooks};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The watermark at the end of input: +∞.
 pub const END_OF_TIME: Timestamp = Timestamp(i64::MAX);
@@ -324,6 +327,7 @@ where
     /// The pending wake-up for the earliest processing-time deadline, and that deadline.
     wait: Option<(Timestamp, Wait)>,
     ended: bool,
+    snapshots: Option<SnapshotHooks<Self>>,
 }
 
 impl<T, K, KF, P> std::fmt::Debug for ProcessStage<T, K, KF, P>
@@ -357,7 +361,18 @@ where
             watermark: None,
             wait: None,
             ended: false,
+            snapshots: None,
         }
+    }
+
+    /// Makes the stage write its state into checkpoints and read it back, keys filed by
+    /// `grouping` (that of the keyed edge in front of it).
+    pub fn with_snapshots(mut self, grouping: KeyGrouping) -> Self
+    where
+        Self: KeyedSnapshot,
+    {
+        self.snapshots = Some(SnapshotHooks::new(grouping));
+        self
     }
 
     /// Calls `on_timer` for `key`'s timer at `ts`.
@@ -531,6 +546,8 @@ where
     fn holds_rows(&self) -> bool {
         true
     }
+
+    crate::snapshot::snapshot_hooks!(snapshots);
 }
 
 impl<T, K, F> KeyedStream<T, K, F>
@@ -544,6 +561,8 @@ where
     pub fn process<P>(self, name: impl Into<String>, f: P) -> Stream<P::Output>
     where
         P: KeyedProcessFunction<K, T>,
+        P::State: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned,
     {
         self.process_with(name, f, ProcessOptions::default())
     }
@@ -557,10 +576,13 @@ where
     ) -> Stream<P::Output>
     where
         P: KeyedProcessFunction<K, T>,
+        P::State: Serialize + DeserializeOwned,
+        K: Serialize + DeserializeOwned,
     {
+        let grouping = self.grouping();
         let (routed, key, parallelism) = self.hash_routed();
         let stage = routed.unary_with(name, move |_| {
-            ProcessStage::new(key.clone(), f.clone(), &options)
+            ProcessStage::new(key.clone(), f.clone(), &options).with_snapshots(grouping)
         });
         match parallelism {
             Some(p) => stage.parallelism(p),

@@ -39,7 +39,7 @@
 //! `.emit(Emit::EveryRows(n))` on the category stage: it then also emits each changed
 //! category's current mean every `n` rows, the last row per category being final.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weir_operators::keyed::aggregate::{Mean, Project};
 use weir_operators::prelude::*;
 use weir_runtime::Output;
@@ -83,7 +83,7 @@ impl Q4In {
 }
 
 /// One auction's state in `q4.max`.
-#[derive(Debug, HeapSize)]
+#[derive(Debug, HeapSize, Serialize, Deserialize)]
 pub enum AuctionState {
     /// Bids that came before their auction, `(dateTime, price)`, each waiting until the
     /// watermark passes its time.

@@ -49,7 +49,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weir_operators::keyed::aggregate::{Aggregate, Count};
 use weir_operators::keyed::Combine;
 use weir_operators::prelude::*;
@@ -85,7 +85,7 @@ pub struct Q5 {
 }
 
 /// The highest count in a window and the auctions with it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, HeapSize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, HeapSize, Serialize, Deserialize)]
 pub struct Top {
     /// The highest count (0 while empty).
     pub num: u64,

@@ -27,7 +27,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weir_operators::keyed::aggregate::Aggregate;
 use weir_operators::keyed::Combine;
 use weir_operators::prelude::*;
@@ -39,7 +39,7 @@ use crate::nexmark::Event;
 pub const SIZE: Duration = Duration::from_secs(10);
 
 /// One q7 result: a bid with its window's highest price.
-#[derive(Serialize, Clone, HeapSize, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, HeapSize, Debug, PartialEq, Eq)]
 pub struct Q7 {
     /// The auction bid on.
     pub auction: u64,
@@ -55,7 +55,7 @@ pub struct Q7 {
 }
 
 /// The highest price so far and the bids with it.
-#[derive(Clone, Debug, Default, HeapSize)]
+#[derive(Clone, Debug, Default, HeapSize, Serialize, Deserialize)]
 pub struct Highest {
     /// The highest price (0 while empty).
     pub price: u64,

@@ -140,7 +140,8 @@ pub struct PipelineConfig {
     /// intended default once the estimate holds there.
     ///
     /// Each consumer measures how many messages per second it takes from each input edge, over
-    /// the time it is not idle, and grants credit only up to that rate times this target
+    /// the time it is not starved of input (a wait for a worker after input arrived counts),
+    /// and grants credit only up to that rate times this target
     /// (within two slots and the edge's capacity; the byte bound applies as always). When a
     /// sink slows tenfold, the edges in front of it then shrink instead of holding ten times
     /// the time, so rows, barriers and watermarks wait about this long per edge rather than a

@@ -211,6 +211,12 @@ pub(crate) struct EdgeShared {
     credit_limit: AtomicUsize,
     /// The producer never waits for this edge (a lossy edge): its credit stays whole.
     fixed_credit: AtomicBool,
+    /// Whether the producer notes when it wakes a parked consumer (the edge is sized by time).
+    /// Advisory, like the stamp: no synchronization rests on either, so plain `std` atomics.
+    stamp_wakes: std::sync::atomic::AtomicBool,
+    /// When the producer last woke the parked consumer ([`debloat::clock_ns`]); 0 once the
+    /// consumer took it.
+    rx_woken_ns: std::sync::atomic::AtomicU64,
 }
 
 /// The return path's ring: spare buffers from the consumer to the producer.
@@ -265,6 +271,8 @@ pub fn edge<B: Batch>(config: EdgeConfig) -> (Outlet<B>, Inlet<B>) {
         rows_popped: AtomicUsize::new(0),
         credit_limit: AtomicUsize::new(config.capacity),
         fixed_credit: AtomicBool::new(false),
+        stamp_wakes: std::sync::atomic::AtomicBool::new(false),
+        rx_woken_ns: std::sync::atomic::AtomicU64::new(0),
     };
     let (tx, rx) = ring(config.capacity, shared);
     let (spare_tx, spare_rx): Spares<B> = ring(config.capacity, ());
@@ -686,6 +694,10 @@ impl<B: Batch> Outlet<B> {
         fence(SeqCst);
         let shared = self.shared();
         if shared.rx_parked.load(Relaxed) && shared.rx_parked.swap(false, Relaxed) {
+            if shared.stamp_wakes.load(Relaxed) {
+                // One clock read per wake-up of a parked consumer, not per message.
+                shared.rx_woken_ns.store(debloat::clock_ns(), Relaxed);
+            }
             shared.rx_waker.wake();
         }
     }
@@ -750,6 +762,25 @@ impl<B: Batch> Inlet<B> {
     #[inline]
     pub fn messages_received(&self) -> usize {
         self.ring.position()
+    }
+
+    /// Has the producer note when it wakes this consumer from a wait on the empty edge
+    /// ([`take_woken_ns`](Self::take_woken_ns)): one clock read per such wake-up. For an edge
+    /// sized by time, whose consumer counts the time it then waits to run as its own.
+    pub(crate) fn stamp_wakes(&mut self) {
+        self.shared().stamp_wakes.store(true, Relaxed);
+    }
+
+    /// When the producer last woke this consumer from a wait on the empty edge
+    /// ([`debloat::clock_ns`]), once: `None` if it has not since the last call, or wake-ups are
+    /// not noted ([`stamp_wakes`](Self::stamp_wakes)).
+    #[inline]
+    pub(crate) fn take_woken_ns(&self) -> Option<u64> {
+        let stamp = &self.shared().rx_woken_ns;
+        if stamp.load(Relaxed) == 0 {
+            return None;
+        }
+        Some(stamp.swap(0, Relaxed)).filter(|&t| t != 0)
     }
 
     /// Slot capacity of this edge.

@@ -25,6 +25,8 @@
 //! (`Inputs::adapt`, with its non-idle time as the metrics accounted it) after every wait that
 //! parked and at the end of every turn — where the time was just accounted, so no clock is read
 //! for it — and the inputs resize their edges' credit when one is due (`channel/debloat.rs`).
+//! After a wait for input it first hands them the idle time that wait was accounted
+//! (`Inputs::resumed`), of which the part after a producer woke it counts as its own.
 //!
 //! Checkpoints: a source emits a due checkpoint barrier after step 2 (it takes a slot), behind
 //! what it has sent, with its position snapshotted just before; a source waiting for data is
@@ -651,6 +653,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             let mut armed = linger_deadline(&out, &outs, ctx.linger);
             let mut sleep = pin!(armed.map(tokio::time::sleep_until));
             let before = emitted_mark(&out);
+            let idle_before = m.idle_ns();
             let mut ready = false;
             let mut parked = false;
             let event = poll_fn(|cx| {
@@ -718,6 +721,7 @@ pub(crate) async fn run_operator<O: Operator, D: Downstream<O::Output>>(
             .await;
             m.switch(TimeState::Busy);
             if parked {
+                inputs.resumed(m.idle_ns() - idle_before);
                 inputs.adapt(m.active_ns());
             }
             event
@@ -941,6 +945,7 @@ pub(crate) async fn run_sink<K: Sink>(
         if sink.is_closed() {
             break;
         }
+        let idle_before = m.idle_ns();
         let event = wait_in(m, TimeState::Idle, |cx| {
             // Work the sink has in flight progresses while it waits for input.
             if let Poll::Ready(Err(e)) = sink.poll_flush(cx) {
@@ -967,6 +972,7 @@ pub(crate) async fn run_sink<K: Sink>(
         .await;
         m.switch(TimeState::Busy);
         if parked {
+            inputs.resumed(m.idle_ns() - idle_before);
             inputs.adapt(m.active_ns());
         }
         let mut rows = 0;

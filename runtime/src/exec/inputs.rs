@@ -42,7 +42,9 @@
 //! With a target time, the inputs hold a drain-rate estimate per edge (`channel/debloat.rs`)
 //! and set each inlet's credit limit from it. The run loop offers samples ([`Inputs::adapt`])
 //! where it has just accounted its time, with its non-idle time so far; a sample costs two
-//! loads and a compare until one is due, every few milliseconds of non-idle time.
+//! loads and a compare until one is due, every few milliseconds of that time. After a wait for
+//! input it hands them the wait's idle time first ([`Inputs::resumed`]): the part after a
+//! producer woke it, spent waiting for a worker, counts too (one clock read per such wake-up).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -423,6 +425,27 @@ impl<B: Batch> Inputs<B> {
     /// [`PipelineConfig::edge_target_time`]: crate::PipelineConfig::edge_target_time
     pub(crate) fn size_by_time(&mut self, target: std::time::Duration) {
         self.debloat = Debloat::new(target, self.inputs.len());
+        if self.debloat.is_some() {
+            for input in &mut self.inputs {
+                input.inlet.stamp_wakes();
+            }
+        }
+    }
+
+    /// Notes that the instance resumed from a wait that its metrics accounted as `idle_ns` of
+    /// idle time: the part after a producer woke it with input is counted towards the drain
+    /// rate (see [`Debloat::resumed`]). One clock read when a producer woke it, none otherwise.
+    #[inline]
+    pub(crate) fn resumed(&mut self, idle_ns: u64) {
+        let Some(d) = self.debloat.as_mut() else {
+            return;
+        };
+        let woken = self
+            .inputs
+            .iter()
+            .filter_map(|i| i.inlet.take_woken_ns())
+            .min();
+        d.resumed(idle_ns, woken, crate::channel::debloat::clock_ns);
     }
 
     /// Offers a drain-rate sample: `active_ns` is the instance's non-idle time so far, as its

@@ -337,6 +337,13 @@ impl InstanceMetrics {
             + self.ns[TimeState::Backpressured as usize].load(Relaxed)
     }
 
+    /// Time spent waiting for input as credited so far, ns (no clock read, as
+    /// [`active_ns`](Self::active_ns)).
+    #[inline]
+    pub(crate) fn idle_ns(&self) -> u64 {
+        self.ns[TimeState::Idle as usize].load(Relaxed)
+    }
+
     /// Moves the instance into `state`, crediting the time spent in the previous one.
     pub(crate) fn switch(&self, state: TimeState) {
         let prev = self.state.load(Relaxed);

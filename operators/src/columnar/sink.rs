@@ -216,6 +216,10 @@ impl PartSink {
             return Ok(());
         };
         PartWriter::recover_own(&self.dir, last_complete, &opts).map_err(write_error)?;
+        if last_complete.is_some() {
+            PartWriter::discard_unlisted(&self.dir, &opts, &self.restored.files)
+                .map_err(write_error)?;
+        }
         let writer =
             PartWriter::resume(&self.dir, self.schema.clone(), opts).map_err(write_error)?;
         self.state = State::Idle(Box::new(writer));

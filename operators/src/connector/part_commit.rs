@@ -282,4 +282,54 @@ impl PartWriter {
         }
         Ok(recovery)
     }
+
+    /// Deletes this writer's visible parts (`<prefix>-<NNNNN>.<ext>` of `opts`) that the
+    /// checkpoint being restored does not list in `kept`; returns their paths.
+    ///
+    /// Parts become visible between checkpoints in one case: a run that reached the end of its
+    /// input closes its sinks, which commit every part, and a crash can come before the job
+    /// publishes. Its restore goes back to the last checkpoint and writes those rows again, so
+    /// the parts that checkpoint does not cover must go, or their rows would be published
+    /// twice. Run after [`recover_own`](Self::recover_own) (which makes the checkpoint's pending
+    /// parts visible) and before [`resume`](Self::resume).
+    pub(crate) fn discard_unlisted(
+        dir: &Path,
+        opts: &super::PartWriterOptions,
+        kept: &[super::PartFile],
+    ) -> Result<Vec<PathBuf>, WriteError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(dir)(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            names.push(entry.map_err(io_err(dir))?.file_name());
+        }
+        names.sort();
+        let mut discarded = Vec::new();
+        for name in names {
+            let name = name.to_string_lossy();
+            let Some(Named::Final(part)) = classify(&name) else {
+                continue;
+            };
+            let own = parse_part_name(part).is_some_and(|(prefix, _, ext)| {
+                prefix == opts.prefix && ext == opts.format.extension()
+            });
+            let listed = kept.iter().any(|f| {
+                f.path
+                    .file_name()
+                    .is_some_and(|n| n == std::ffi::OsStr::new(part))
+            });
+            if own && !listed {
+                let path = dir.join(part);
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                discarded.push(path);
+            }
+        }
+        if !discarded.is_empty() {
+            sync_dir(dir).map_err(io_err(dir))?;
+        }
+        Ok(discarded)
+    }
 }

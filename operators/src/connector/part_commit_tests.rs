@@ -329,3 +329,42 @@ fn recovery_leaves_other_files_and_other_prefixes_alone() {
         assert_eq!(s.files[0].path, dir.path().join(next));
     }
 }
+
+#[test]
+fn a_restore_discards_the_parts_a_finished_run_made_visible_after_its_checkpoint() {
+    for format in formats() {
+        let ext = format.extension();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = options(format);
+        let mut w = PartWriter::create(dir.path(), schema(), opts.clone()).expect("empty");
+        w.write(&batch(0, 4)).expect("writes");
+        let kept = w.pre_commit(1).expect("pre-commits").parts;
+        // The input ends before checkpoint 1 completes: closing commits every part, and the
+        // process dies before the job publishes.
+        w.write(&batch(4, 6)).expect("writes");
+        w.finish().expect("finishes");
+        assert_eq!(visible_ids(dir.path()), [0, 1, 2, 3, 4, 5]);
+        // Another sink's part, and a file that is no part, stay.
+        std::fs::write(dir.path().join(format!("other-00000.{ext}")), b"x").expect("writable");
+        std::fs::write(dir.path().join("notes.txt"), b"x").expect("writable");
+
+        // A restore of checkpoint 0 (none complete) keeps nothing of this writer's.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        for name in names(dir.path()) {
+            std::fs::copy(dir.path().join(&name), tmp.path().join(&name)).expect("copied");
+        }
+        let gone = PartWriter::discard_unlisted(tmp.path(), &opts, &[]).expect("discards");
+        assert_eq!(gone.len(), 3);
+        assert_eq!(
+            names(tmp.path()),
+            ["notes.txt".to_string(), format!("other-00000.{ext}")]
+        );
+
+        // A restore of checkpoint 1 keeps its two parts and removes the third.
+        let gone = PartWriter::discard_unlisted(dir.path(), &opts, &kept).expect("discards");
+        assert_eq!(gone, [dir.path().join(format!("part-00002.{ext}"))]);
+        std::fs::remove_file(dir.path().join(format!("other-00000.{ext}"))).expect("removed");
+        std::fs::remove_file(dir.path().join("notes.txt")).expect("removed");
+        assert_eq!(visible_ids(dir.path()), [0, 1, 2, 3]);
+    }
+}

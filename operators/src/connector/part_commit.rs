@@ -92,6 +92,22 @@ pub(super) fn classify(name: &str) -> Option<Named<'_>> {
     parse_part_name(part).map(|_| named)
 }
 
+/// The names in `dir` (none if it does not exist), in name order, so that what recovery does
+/// is the same on every file system.
+fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, WriteError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        names.push(entry.map_err(io_err(dir))?.file_name());
+    }
+    names.sort();
+    Ok(names)
+}
+
 impl PartWriter {
     fn check_transactional(&self) -> Result<(), WriteError> {
         if self.failed {
@@ -244,18 +260,7 @@ impl PartWriter {
         owns: impl Fn(&str) -> bool,
     ) -> Result<PartRecovery, WriteError> {
         let mut recovery = PartRecovery::default();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(recovery),
-            Err(e) => return Err(io_err(dir)(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            names.push(entry.map_err(io_err(dir))?.file_name());
-        }
-        // In name order, so what recovery does is the same on every file system.
-        names.sort();
-        for name in names {
+        for name in sorted_names(dir)? {
             let name = name.to_string_lossy();
             let path = dir.join(name.as_ref());
             let named = classify(&name);
@@ -297,18 +302,8 @@ impl PartWriter {
         opts: &super::PartWriterOptions,
         kept: &[super::PartFile],
     ) -> Result<Vec<PathBuf>, WriteError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(dir)(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            names.push(entry.map_err(io_err(dir))?.file_name());
-        }
-        names.sort();
         let mut discarded = Vec::new();
-        for name in names {
+        for name in sorted_names(dir)? {
             let name = name.to_string_lossy();
             let Some(Named::Final(part)) = classify(&name) else {
                 continue;

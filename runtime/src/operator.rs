@@ -55,6 +55,12 @@ pub struct InstanceInfo {
     /// For a source: makes [barriers](crate::barrier) and tells which every sink it reaches has
     /// handled. Other instances get the default, which does nothing.
     pub barriers: crate::barrier::Barriers,
+    /// Whether the run takes checkpoints that reach this instance
+    /// ([`PipelineConfig::checkpointing`](crate::PipelineConfig::checkpointing)): a source is
+    /// then asked for its position ([`Source::snapshot`]) and told when a checkpoint holding
+    /// it is complete ([`Source::notify_checkpoint_complete`]), and can rely on those instead
+    /// of its own [barriers](crate::barrier) to know what it may let go of.
+    pub checkpointing: bool,
 }
 
 /// Reads the rows and bytes queued in every edge reachable downstream of one instance (through
@@ -257,6 +263,67 @@ pub trait Source: Send + 'static {
     ///
     /// A position this source cannot start from fails the run.
     fn restore(&mut self, _position: &[u8]) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` is complete: its manifest is on disk, so a restore starts from
+    /// it, and the position this source's [`snapshot`](Self::snapshot) last returned is the one
+    /// it holds. A source can now let go of what lies before that position — commit an offset
+    /// to a broker, release log segments — since no restore will ask for it again. The
+    /// sinks' counterpart is [`Sink::commit`].
+    ///
+    /// Called on the source's task, between two calls of [`poll_produce`](Self::poll_produce)
+    /// (a source waiting for data is woken for it), once per complete checkpoint, in order,
+    /// and always before the next `snapshot`. A checkpoint that failed is never notified (the
+    /// next complete one covers its position); one that completes after the source has ended
+    /// is not either. The position a run restores ([`restore`](Self::restore)) is that of a
+    /// complete checkpoint too. The default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::task::{Context, Poll};
+    /// use weir_runtime::{OperatorError, Output, Source, SourceStatus};
+    ///
+    /// /// Counts up; remembers the highest position a complete checkpoint holds.
+    /// struct Counter { next: u64, snapshotted: u64, released: u64 }
+    ///
+    /// impl Source for Counter {
+    ///     type Output = Vec<u64>;
+    ///     fn poll_produce(
+    ///         &mut self,
+    ///         _: &mut Context<'_>,
+    ///         out: &mut Output<Vec<u64>>,
+    ///     ) -> Poll<Result<SourceStatus, OperatorError>> {
+    ///         out.push(self.next);
+    ///         self.next += 1;
+    ///         Poll::Ready(Ok(SourceStatus::Continue))
+    ///     }
+    ///     fn can_snapshot(&self) -> bool {
+    ///         true
+    ///     }
+    ///     fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+    ///         self.snapshotted = self.next;
+    ///         Ok(self.next.to_le_bytes().to_vec())
+    ///     }
+    ///     fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<(), OperatorError> {
+    ///         // Everything below the last snapshot is in a complete checkpoint.
+    ///         self.released = self.snapshotted;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let mut source = Counter { next: 7, snapshotted: 0, released: 0 };
+    /// source.snapshot()?;
+    /// source.notify_checkpoint_complete(1)?;
+    /// assert_eq!(source.released, 7);
+    /// # Ok::<(), OperatorError>(())
+    /// ```
+    fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<(), OperatorError> {
         Ok(())
     }
 }
@@ -812,6 +879,18 @@ impl<B: Batch> Output<B> {
     pub(crate) fn checkpoint(&mut self, barrier: crate::barrier::CheckpointBarrier) {
         self.flush();
         self.sealed.push(Message::Checkpoint(barrier));
+    }
+
+    /// The checkpoint barriers sealed and not yet taken (the executor sends them on the
+    /// dead-letter port too, behind the dead letters emitted before them).
+    #[inline]
+    pub(crate) fn sealed_checkpoints(
+        &self,
+    ) -> impl Iterator<Item = crate::barrier::CheckpointBarrier> + '_ {
+        self.sealed.iter().filter_map(|m| match m {
+            Message::Checkpoint(b) => Some(*b),
+            _ => None,
+        })
     }
 
     /// Cuts the partial batch of pushed rows, if any, so it can be sent.

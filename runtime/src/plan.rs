@@ -55,6 +55,9 @@ pub(crate) struct Wiring {
     pub(crate) info: InstanceInfo,
     /// Input edges: port, `Inlet<B>`, and the source instances whose barriers it can carry.
     pub(crate) inputs: Vec<(InputPort, AnyBox, Arc<[u32]>)>,
+    /// Input ports fed by dead-letter streams: they carry checkpoint barriers (not a source's
+    /// own barriers, so their origins are empty).
+    pub(crate) dead_inputs: Vec<InputPort>,
     /// Per input port fed by a stream with a codec: an `Arc<dyn SpillCodec<B>>`.
     pub(crate) codecs: Vec<(InputPort, Arc<dyn Any + Send + Sync>)>,
     /// For a sink instance reachable from a source: the run's barrier ledger and its index in it.
@@ -157,8 +160,10 @@ pub(crate) fn expand(
                             overflow: OverflowCounter::new(metrics.overflow.clone()),
                             downstream: DownstreamProbe::default(),
                             barriers: Barriers::default(),
+                            checkpointing: false,
                         },
                         inputs: Vec::new(),
+                        dead_inputs: Vec::new(),
                         codecs: Vec::new(),
                         sink_slot: None,
                         outputs: Vec::new(),
@@ -285,8 +290,11 @@ pub(crate) fn expand(
     }
     let mut edge_entries = Vec::with_capacity(edges.len());
     for (u, i, v, j, port, inlet, probe, dead_port) in edges {
-        // Dead-letter edges carry no barriers.
+        // Dead-letter edges carry checkpoint barriers, not a source's own.
         let origins = if dead_port {
+            if !wirings[v][j].dead_inputs.contains(&port) {
+                wirings[v][j].dead_inputs.push(port);
+            }
             Vec::new()
         } else {
             reach.origins_at.get(&(u, i)).cloned().unwrap_or_default()

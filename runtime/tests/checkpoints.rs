@@ -17,9 +17,9 @@ use weir_runtime::checkpoint::{
 };
 use weir_runtime::test_support::{guarded, run_guarded};
 use weir_runtime::{
-    CheckpointConfig, EdgeConfig, InputPort, InstanceInfo, Operator, OperatorError, Output,
-    Pipeline, PipelineConfig, RestartStrategy, RunError, RunReport, Sink, SinkHandle, Source,
-    SourceStatus,
+    CheckpointConfig, DeadLetter, EdgeConfig, InputPort, InstanceInfo, Operator, OperatorError,
+    Output, Pipeline, PipelineConfig, RestartStrategy, RunError, RunReport, Sink, SinkHandle,
+    Source, SourceStatus,
 };
 
 type Row = (u32, u64);
@@ -1053,4 +1053,189 @@ fn a_checkpoint_past_its_timeout_is_aborted_and_the_next_one_completes() {
     assert_eq!(checked.take(), Some(BTreeMap::from([(0, n)])));
     let c = report.checkpoints.unwrap();
     assert!(c.failed >= 1 && c.completed >= 1, "{c}");
+}
+
+// Dead letters by checkpoint: barriers travel the dead-letter port behind the letters.
+
+/// Whether the sequence-number job's operator rejects `k` (to its dead letters).
+fn rejected(k: u64) -> bool {
+    k.is_multiple_of(7)
+}
+
+/// Dead-letters every number [`rejected`] picks (raw `"instance:k"`), passes the others on;
+/// panics at its failure points.
+struct Rejecting(Faults);
+
+impl Operator for Rejecting {
+    type Input = Vec<Row>;
+    type Output = Vec<Row>;
+    fn on_batch(
+        &mut self,
+        _: InputPort,
+        batch: Vec<Row>,
+        out: &mut Output<Vec<Row>>,
+    ) -> Result<(), OperatorError> {
+        if self.0.hit(batch.len()) {
+            panic!("injected operator failure");
+        }
+        for (i, k) in batch {
+            if rejected(k) {
+                out.dead_letter(DeadLetter::new("a multiple of 7", format!("{i}:{k}")));
+            } else {
+                out.push((i, k));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that every instance's numbers `keep` picks arrive once each, in order; fails its
+/// write at its failure points. Its state (the next number expected per instance) is
+/// checkpointed, so a restore that replays or loses a row fails the run.
+struct Exact<T> {
+    next: BTreeMap<u32, u64>,
+    keep: fn(u64) -> bool,
+    row: fn(&T) -> Row,
+    faults: Faults,
+}
+
+impl<T: weir_runtime::Data> Sink for Exact<T> {
+    type Input = Vec<T>;
+    type Output = BTreeMap<u32, u64>;
+    fn on_batch(&mut self, _: InputPort, batch: Vec<T>) -> Result<(), OperatorError> {
+        if self.faults.hit(batch.len()) {
+            return Err(OperatorError::user("injected write failure"));
+        }
+        for row in &batch {
+            let (i, k) = (self.row)(row);
+            let next = self.next.entry(i).or_insert(0);
+            while !(self.keep)(*next) {
+                *next += 1;
+            }
+            if k != *next {
+                return Err(OperatorError::internal(format!(
+                    "instance {i}: got {k}, expected {next} ({})",
+                    if k < *next { "duplicate" } else { "lost" }
+                )));
+            }
+            *next += 1;
+        }
+        Ok(())
+    }
+    fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+        let bytes = encode(&self.next).map_err(|e| OperatorError::internal(e.to_string()))?;
+        state.put_instance(bytes);
+        Ok(())
+    }
+    fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
+        for bytes in state.instance_states() {
+            let next: BTreeMap<u32, u64> =
+                decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
+            self.next.extend(next);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<BTreeMap<u32, u64>, OperatorError> {
+        Ok(std::mem::take(&mut self.next))
+    }
+}
+
+/// `"instance:k"` back into its row.
+fn dead_row(d: &DeadLetter) -> Row {
+    let (i, k) = d.raw.split_once(':').expect("instance:k");
+    (
+        i.parse().expect("an instance"),
+        k.parse().expect("a number"),
+    )
+}
+
+/// A dead-letter sequence run: the report, both checkers' final states, failures injected.
+type DeadLetterRun = (
+    Result<RunReport, RunError>,
+    Option<[BTreeMap<u32, u64>; 2]>,
+    usize,
+);
+
+/// The sequence job with every seventh number dead-lettered: two checked sinks, the main
+/// one and the dead letters' (their state is the next number expected), failures injected in
+/// the operator, the main sink and the dead-letter sink. The checkers' final states, the
+/// failures injected and the report.
+fn run_dead_letter_sequence(
+    dir: &std::path::Path,
+    n: u64,
+    points: [Vec<u64>; 3],
+) -> DeadLetterRun {
+    let dir = dir.to_path_buf();
+    guarded("dead-letter sequence job", move || {
+        let [op, main, dead] = points.map(Faults::new);
+        let total = [&op, &main, &dead].map(Faults::left).iter().sum::<usize>();
+        let last = Arc::new(Mutex::new(None));
+        let handle = last.clone();
+        let (o, m, d) = (op.clone(), main.clone(), dead.clone());
+        let report = Pipeline::run_restartable(|| {
+            let cfg = config(&dir, Duration::from_millis(2), 8);
+            let mut p = Pipeline::with_config("dead-sequence", cfg);
+            let o = o.clone();
+            let checked = p
+                .source_with("numbers", move |info: &InstanceInfo| Seq {
+                    instance: info.instance as u32,
+                    next: 0,
+                    n,
+                })
+                .parallelism(2)
+                .unary_with("reject", move |_| Rejecting(o.clone()))
+                .parallelism(2);
+            let dead_letters = checked.dead_letters();
+            let kept = checked.sink(
+                "check",
+                Exact::<Row> {
+                    next: BTreeMap::new(),
+                    keep: |k| !rejected(k),
+                    row: |r| *r,
+                    faults: m.clone(),
+                },
+            );
+            let letters = dead_letters.sink(
+                "check-dead",
+                Exact::<DeadLetter> {
+                    next: BTreeMap::new(),
+                    keep: rejected,
+                    row: dead_row,
+                    faults: d.clone(),
+                },
+            );
+            *handle.lock().unwrap() = Some((kept, letters));
+            p
+        });
+        let result = last
+            .lock()
+            .unwrap()
+            .take()
+            .and_then(|(kept, letters)| Some([kept.take()?, letters.take()?]));
+        let injected = total - op.left() - main.left() - dead.left();
+        (report, result, injected)
+    })
+}
+
+#[test]
+fn dead_letters_are_exactly_once_across_restores_from_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 30_000;
+    // Rows seen over all attempts, by each hook: the operator sees every row, the main sink
+    // six in seven, the dead-letter sink one in seven.
+    let points = [vec![9_000, 41_000], vec![20_000], vec![1_500, 5_000]];
+    let (report, result, injected) = run_dead_letter_sequence(dir.path(), n, points);
+    let report = report.unwrap();
+    // The last kept number is n - 1 (not a multiple of 7), the last rejected one 29 995.
+    assert_eq!(n - 1, 29_999);
+    let kept = BTreeMap::from([(0, n), (1, n)]);
+    let dead = BTreeMap::from([(0, 29_996), (1, 29_996)]);
+    assert_eq!(result, Some([kept, dead]));
+    let c = report.checkpoints.expect("checkpoints on");
+    assert!(
+        injected >= 4,
+        "the points below one pass of the input are always reached: {injected}"
+    );
+    assert!(c.restarts >= 2, "{c}");
+    assert!(c.completed > 0, "{c}");
 }

@@ -19,6 +19,7 @@ fn info() -> InstanceInfo {
         overflow: OverflowCounter::detached(),
         downstream: Default::default(),
         barriers: Default::default(),
+        checkpointing: false,
     }
 }
 

@@ -303,6 +303,7 @@ fn success_counts_stay_exact_across_a_crash_and_a_resume() {
         overflow: OverflowCounter::detached(),
         downstream: Default::default(),
         barriers: Default::default(),
+        checkpointing: false,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

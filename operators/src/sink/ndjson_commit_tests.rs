@@ -174,6 +174,7 @@ fn info() -> InstanceInfo {
         overflow: OverflowCounter::detached(),
         downstream: Default::default(),
         barriers: Default::default(),
+        checkpointing: false,
     }
 }
 

@@ -194,6 +194,7 @@ mod tests {
             overflow: weir_runtime::OverflowCounter::detached(),
             downstream: Default::default(),
             barriers: Default::default(),
+            checkpointing: false,
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut g = Generator::new(20, |i| i);

@@ -355,8 +355,10 @@ pub(crate) fn refuse_barrier<O: Operator>(
     if op.holds_rows() || held > 0 {
         return Err(OperatorError::user(format!(
             "`{}` keeps rows across batches{}, so it cannot pass a barrier from a source that \
-             needs to know when its rows are handled (durable acknowledgement): until \
-             checkpoints can snapshot what it keeps, run it in a pipeline without such a source",
+             needs to know when its rows are handled (durable acknowledgement): turn \
+             checkpoints on (`PipelineConfig::checkpointing`), which snapshot what it keeps \
+             and tell the source by checkpoint instead, or run it in a pipeline without such \
+             a source",
             info.name,
             if held > 0 {
                 format!(" ({held} held now)")

@@ -15,13 +15,17 @@
 //!  every instance acked n:
 //!  commit (manifest last)
 //!  committed := n, wake sinks ──────────────────────────▶ sink: commit(n), between batches
+//!       and sources ─────────────▶ notify_checkpoint_complete(n),
+//!                                 between batches, before
+//!                                 its next snapshot
 //! ```
 //!
 //! - **One in flight.** The coordinator triggers checkpoint `n + 1` only once `n` completed or
 //!   failed, on the interval or on demand ([`RunHandle::checkpoint_now`]).
 //! - **Who acknowledges.** Every instance of every operator reachable from a source through
-//!   main streams (chained operators included: their task acknowledges for each link); a sink
-//!   fed only by dead-letter streams sees no barrier and is not waited for.
+//!   main or dead-letter streams (chained operators included: their task acknowledges for each
+//!   link). A dead-letter port sends each barrier behind the letters rejected before it, so a
+//!   dead-letter sink pre-commits and commits by checkpoint like the others.
 //! - **Blobs.** An instance writes its blob into the pending checkpoint on its own task,
 //!   before it acknowledges (the store's blob writers are independent files); the
 //!   coordinator's commit then fsyncs the directory and writes the manifest.

@@ -30,7 +30,8 @@
 //!
 //! Checkpoints: a source emits a due checkpoint barrier after step 2 (it takes a slot), behind
 //! what it has sent, with its position snapshotted just before; a source waiting for data is
-//! woken for it. An operator snapshots when its inputs return an aligned barrier, after its
+//! woken for it, and for a checkpoint it snapshotted becoming complete, which it is told of
+//! (`Source::notify_checkpoint_complete`) before its next snapshot. An operator snapshots when its inputs return an aligned barrier, after its
 //! work in flight is done, and passes the barrier on; a sink pre-commits, snapshots, and
 //! commits between events once the coordinator committed the checkpoint (`checkpoint.rs`).
 //!
@@ -396,6 +397,22 @@ async fn wait_aligned<B: Batch, D: Downstream<B>>(
     woke
 }
 
+/// Tells `source` of the complete checkpoint it has not been told of, if any (see
+/// [`Source::notify_checkpoint_complete`]).
+#[inline]
+fn notify_complete<S: Source>(
+    source: &mut S,
+    ck: &Checkpoints,
+    notified: &mut u64,
+) -> Result<(), OperatorError> {
+    let committed = ck.committed();
+    if committed > *notified {
+        *notified = committed;
+        source.notify_checkpoint_complete(committed)?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::Output>>(
     mut source: S,
     mut outs: D,
@@ -405,8 +422,10 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
     let m = &*ctx.metrics;
     m.switch(TimeState::Busy);
     source.open(&ctx.info)?;
-    // The last checkpoint this source emitted a barrier of.
+    // The last checkpoint this source emitted a barrier of, and the last complete one it was
+    // told of.
     let mut checkpointed = 0;
+    let mut notified = 0;
     if let Some(ck) = &ctx.checkpoints {
         if !source.can_snapshot() {
             return Err(OperatorError::user(format!(
@@ -450,6 +469,9 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
             }
         }
         if let Some(ck) = &ctx.checkpoints {
+            // Before the next snapshot: the position the source last snapshotted is the one a
+            // complete checkpoint holds (one checkpoint is in flight at a time).
+            notify_complete(&mut source, ck, &mut notified)?;
             if let Some(id) = ck.due(checkpointed) {
                 // Everything it emitted goes before the barrier; its position is after it.
                 flush_source(&mut out, &mut outs, clock.time())?;
@@ -544,9 +566,13 @@ pub(crate) async fn run_source<S: Source, D: Downstream<S::Output>, C: Clock<S::
                         return Poll::Ready(Polled::Idle);
                     }
                 }
-                // A checkpoint is due: its barrier goes out between two calls.
+                // A checkpoint is due: its barrier goes out between two calls; or one it
+                // snapshotted is complete: the source is told between two calls.
                 if let Some(ck) = &ctx.checkpoints {
                     if ck.poll_due(cx, checkpointed).is_ready() {
+                        return Poll::Ready(Polled::Status(Ok(SourceStatus::Continue)));
+                    }
+                    if checkpointed > notified && ck.poll_committed(cx, checkpointed).is_ready() {
                         return Poll::Ready(Polled::Status(Ok(SourceStatus::Continue)));
                     }
                 }
@@ -1015,6 +1041,8 @@ pub(crate) async fn run_sink<K: Sink>(
                     ck.aligned(&mut held, b.id(), how, blobs, alignment);
                     to_commit = Some(b.id());
                 }
+                // Behind the letters it rejected before it (sent after every batch).
+                dead.checkpoint(b);
             }
             Event::Captured(id, captured) => {
                 if let Some(ck) = &ctx.checkpoints {

@@ -24,8 +24,9 @@
 //! backpressure, not buffering) until every live input that can carry barriers has delivered
 //! `n`; then [`Event::Checkpoint`] is returned once and every input is read again. An ended
 //! input no longer holds alignment back. A later barrier arriving while `n` aligns (`n` was
-//! abandoned) restarts the alignment at the later one. Inputs that carry no barriers
-//! (dead-letter streams) are never waited for.
+//! abandoned) restarts the alignment at the later one. Dead-letter streams carry checkpoint
+//! barriers (their producers send them behind the letters rejected before) and are aligned
+//! like the others, though they carry no source's own barriers.
 //!
 //! With an alignment timeout ([`Inputs::checkpointing`]), an alignment that lasts longer goes
 //! *unaligned*: if every input still to deliver the barrier has a codec for its batches, the
@@ -121,7 +122,8 @@ struct Input<B: Batch> {
     origins: Vec<(u32, Option<u64>)>,
     /// It delivered the checkpoint barrier being aligned: not read until the others have.
     blocked: bool,
-    /// It can carry checkpoint barriers (it is reached from a source, or delivered one).
+    /// It can carry checkpoint barriers (it is reached from a source, is a dead-letter stream,
+    /// or delivered one).
     carries: bool,
 }
 
@@ -202,6 +204,16 @@ impl<B: Batch> Inputs<B> {
             capture: None,
             captured: None,
             replay: VecDeque::new(),
+        }
+    }
+
+    /// Marks the inputs on `ports` (dead-letter streams) as carrying checkpoint barriers
+    /// though they carry no source's own barriers: alignment waits for them too.
+    pub(crate) fn carry_checkpoints(&mut self, ports: &[InputPort]) {
+        for input in &mut self.inputs {
+            if ports.contains(&input.port) {
+                input.carries = true;
+            }
         }
     }
 

@@ -128,7 +128,8 @@ impl Prepared {
     }
 }
 
-/// Which nodes see checkpoint barriers: those reached from a source through main streams.
+/// Which nodes see checkpoint barriers: those reached from a source through main or
+/// dead-letter streams (a dead-letter port passes them on behind its letters).
 fn barrier_nodes(graph: &LogicalGraph) -> Vec<bool> {
     use petgraph::visit::EdgeRef;
     let mut seen = vec![false; graph.graph.node_count()];
@@ -142,9 +143,7 @@ fn barrier_nodes(graph: &LogicalGraph) -> Vec<bool> {
             continue;
         }
         for e in graph.graph.edges_directed(n, petgraph::Direction::Outgoing) {
-            if e.weight().from_port == crate::graph::OutPort::Main {
-                stack.push(e.target());
-            }
+            stack.push(e.target());
         }
     }
     seen
@@ -229,6 +228,11 @@ pub(crate) fn prepare(
     };
     if let Some(c) = &coordinator {
         let _ = registry.checkpoints.set(c.shared().stats.clone());
+        for (n, instances) in wirings.iter_mut().enumerate() {
+            for w in instances.iter_mut().flatten() {
+                w.info.checkpointing = reached[n];
+            }
+        }
     }
     let scope = RunScope {
         config,

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::barrier::CheckpointBarrier;
 use crate::batch::{Batch, LatencyMarker, Message};
 use crate::channel::{Outlet, TrySendError};
 use crate::dead_letter::DeadLetter;
@@ -373,6 +374,17 @@ impl<B: Batch> Outputs<B> {
             .push_back((last.0, last.1, Message::Data(batch), bytes));
     }
 
+    /// Queues checkpoint barrier `b` for every target, behind what is queued, and tries to
+    /// send it now.
+    pub(crate) fn checkpoint(&mut self, b: CheckpointBarrier) {
+        for e in 0..self.edges.len() {
+            for t in 0..self.edges[e].targets.len() {
+                self.stash.push_back((e, t, Message::Checkpoint(b), 0));
+            }
+        }
+        self.try_flush();
+    }
+
     /// Queues End for every live target.
     pub(crate) fn end(&mut self) {
         self.ending = true;
@@ -567,6 +579,15 @@ pub(crate) struct Ports<B: Batch> {
 }
 
 /// The dead-letter port: counted always, sent on when connected.
+///
+/// A connected port carries checkpoint barriers as the main output does, in order with the
+/// dead letters: the letters an operator rejected before a barrier go before it, so a
+/// dead-letter sink pre-commits and commits by checkpoint like any other (its inputs align
+/// the barrier over every dead-letter edge). Every call's output is sent at once and a
+/// checkpoint barrier is the last thing a call emits (the executor adds it after the
+/// operator's work before it), so the letters taken with a barrier all precede it. Source
+/// barriers of durable acknowledgement do not travel it: the sinks they count are those the
+/// main streams reach.
 pub(crate) struct DeadPort {
     outs: Option<Outputs<Vec<DeadLetter>>>,
     metrics: Arc<InstanceMetrics>,
@@ -595,6 +616,13 @@ impl DeadPort {
             .fetch_add(dead.len() as u64, Relaxed);
         if let Some(outs) = &mut self.outs {
             outs.dispatch_batch(dead);
+        }
+    }
+
+    /// Sends checkpoint barrier `b` behind the dead letters sent so far, if connected.
+    pub(crate) fn checkpoint(&mut self, b: CheckpointBarrier) {
+        if let Some(outs) = &mut self.outs {
+            outs.checkpoint(b);
         }
     }
 
@@ -656,6 +684,13 @@ impl<B: Batch> Ports<B> {
     pub(crate) fn dispatch(&mut self, out: &mut Output<B>) {
         let (dead, skipped) = out.take_rejects();
         self.dead.dispatch(dead, skipped);
+        if self.dead.outs.is_some() {
+            // Behind the letters rejected before it (see `DeadPort`).
+            let barriers: Vec<CheckpointBarrier> = out.sealed_checkpoints().collect();
+            for b in barriers {
+                self.dead.checkpoint(b);
+            }
+        }
         self.main.dispatch(out);
     }
 

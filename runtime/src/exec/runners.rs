@@ -60,6 +60,7 @@ fn typed_inputs<B: Batch>(wiring: &mut Wiring) -> Result<Inputs<B>, OperatorErro
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut inputs = Inputs::with_origins(inlets);
+    inputs.carry_checkpoints(&std::mem::take(&mut wiring.dead_inputs));
     inputs.set_codecs(&codecs);
     Ok(inputs)
 }

@@ -32,13 +32,28 @@
 //! segments holding only confirmed records are then released. A full log refuses records
 //! with a retry hint, as a full hand-off does. A sink that only keeps rows in memory confirms
 //! at once: use one that writes them out (the NDJSON part sink fsyncs at every barrier). An
-//! operator that keeps rows across batches (an aggregation) cannot pass a barrier, so such a
-//! pipeline is refused when it starts, until checkpoints exist.
+//! operator that keeps rows across batches (an aggregation) cannot pass a barrier — its rows
+//! are not handled when the barrier passes, and nothing would bring them back after a crash
+//! once the log let go of them — so without checkpoints such a pipeline is refused when it
+//! starts.
 //!
-//! For checkpoints, a durable source reports its [`LogPosition`] (the sequence number after the
-//! last record it handed on), [`HttpSource::bind_at`] reopens the log there, and
-//! [`HttpSource::release_through`] frees the log below a position once a checkpoint covering it
-//! is complete.
+//! # Checkpoints
+//!
+//! In a checkpointed run ([`PipelineConfig::checkpointing`](weir_runtime::PipelineConfig::checkpointing))
+//! a durable source takes part in checkpoints instead of sending barriers of its own: its
+//! snapshot is its [`LogPosition`] (the sequence number after the last record it handed on),
+//! a restore resumes there (as [`HttpSource::bind_at`] does: the records below it were handed
+//! on before the checkpoint, which holds their effects), and once a checkpoint is complete
+//! ([`Source::notify_checkpoint_complete`]) the log is released below the position it holds
+//! ([`HttpSource::release_through`]): the cursor is fsynced and the segments holding only
+//! earlier records are deleted. Operators downstream snapshot what they keep, so an
+//! aggregation may stand between the source and the sinks, and with sinks that commit by
+//! checkpoint ([`PartCommit::OnCheckpoint`](crate::connector::PartCommit)) each acknowledged
+//! record is reflected **exactly once** in the committed output, across crashes and restores.
+//! What the source handed on after the last complete checkpoint stays in the log: a run
+//! restored from that checkpoint replays it, and sinks that commit by checkpoint drop what
+//! they wrote of it. Without [`Ack::Durable`] the source cannot be checkpointed (it has no log
+//! to rewind in) and a checkpointed run refuses it at start.
 //!
 //! # Lifecycle
 //!
@@ -149,8 +164,11 @@ pub enum Ack {
     /// confirm what they handled). The log's cursor advances only once every sink has handled
     /// the rows durably, so after a crash the next source opened on `dir` delivers every
     /// acknowledged record not yet confirmed: **at least once** (a record handled but not yet
-    /// confirmed is delivered again). Until checkpoints exist, a pipeline with an operator
-    /// that keeps rows across batches (an aggregation) is refused when the run starts.
+    /// confirmed is delivered again). Without checkpoints, a pipeline with an operator that
+    /// keeps rows across batches (an aggregation) is refused when the run starts; in a
+    /// checkpointed run the log is released by checkpoint instead, such operators are
+    /// allowed, and delivery is exactly once into sinks that commit by checkpoint (see the
+    /// [module docs](self), *Checkpoints*).
     /// The overflow policy must be `Block`, `Reject` or `DropNewest`: the log already keeps
     /// every acknowledged record on disk.
     Durable {
@@ -367,6 +385,11 @@ struct Durable {
     /// opened at (see `source/position.rs`), or the log's commit cursor.
     start: u64,
     covered: Option<u64>,
+    /// The run takes checkpoints: the log is released by checkpoint, and the source emits no
+    /// barriers of its own (see `source/position.rs`).
+    checkpointed: bool,
+    /// The position the last checkpoint snapshot holds (released once it is complete).
+    snapshotted: Option<LogPosition>,
     last_barrier: Instant,
     interval: Duration,
     /// Wakes the source when rows handed on wait for their barrier.
@@ -540,6 +563,8 @@ impl HttpSource {
                 next_barrier: 0,
                 emitted: None,
                 covered: None,
+                checkpointed: false,
+                snapshotted: None,
                 last_barrier: Instant::now(),
                 interval: config.commit_interval,
                 timer: None,
@@ -655,7 +680,7 @@ impl HttpSource {
         let (Some(d), Some(log)) = (&mut self.durable, &self.intake.durable) else {
             return false;
         };
-        let Some(emitted) = d.emitted else {
+        let Some(emitted) = d.emitted.filter(|_| !d.checkpointed) else {
             return false;
         };
         if d.covered >= Some(emitted) {
@@ -808,7 +833,12 @@ impl Source for HttpSource {
         }
         let _ = self.intake.counter.set(info.overflow.clone());
         let _ = self.intake.downstream.set(info.downstream.clone());
-        if let Some(d) = &mut self.durable {
+        if let Some(d) = self.durable.as_mut().filter(|_| info.checkpointing) {
+            // Checkpoints release the log (`notify_checkpoint_complete`): no barriers of its
+            // own, so operators that keep rows across batches may stand downstream.
+            d.checkpointed = true;
+            d.next_barrier = 1;
+        } else if let Some(d) = &mut self.durable {
             d.barriers = info.barriers.clone();
             if d.barriers.sinks() == 0 {
                 return Err(OperatorError::user(
@@ -900,5 +930,60 @@ impl Source for HttpSource {
     fn on_stop(&mut self) -> SourceStatus {
         self.handle.close();
         SourceStatus::Continue
+    }
+
+    /// With [`Ack::Durable`] only: its position is its place in the log.
+    fn can_snapshot(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Its [`LogPosition`] (see `source/position.rs`), kept until the checkpoint completes.
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        let at = self.log_position();
+        if let Some(d) = &mut self.durable {
+            d.snapshotted = at;
+        }
+        crate::source::encode_position(self)
+    }
+
+    /// Resumes at a [`LogPosition`] as [`HttpSource::bind_at`] does: the log's records below
+    /// it were handed on before the checkpoint, which holds their effects.
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        let at: Option<LogPosition> = crate::source::decode_position(position)?;
+        let (Some(at), Some(d), Some(log)) = (at, &mut self.durable, &self.intake.durable) else {
+            return Err(OperatorError::user(
+                "the checkpoint holds no log position for this HTTP source: it was taken \
+                 without durable acknowledgement (Ack::Durable)",
+            ));
+        };
+        let (committed_below, next_seq) = (log.wal().committed_below(), log.wal().next_seq());
+        if !(committed_below..=next_seq).contains(&at.next_seq) {
+            return Err(OperatorError::user(
+                HttpSourceError::Position {
+                    at: at.next_seq,
+                    committed_below,
+                    next_seq,
+                }
+                .to_string(),
+            ));
+        }
+        // Released with the first checkpoint of this run: the log's replay, opened with
+        // the source, still reads its segments.
+        d.start = at.next_seq;
+        d.emitted = None;
+        Ok(())
+    }
+
+    /// Releases the log below the position the checkpoint holds: its segments holding only
+    /// earlier records are deleted. A release that fails is logged, not fatal: the cursor
+    /// stays behind and a restore resumes at the checkpoint's position anyway.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        let Some(at) = self.durable.as_mut().and_then(|d| d.snapshotted.take()) else {
+            return Ok(());
+        };
+        if let Err(e) = self.release_through(at) {
+            tracing::error!(checkpoint, error = %e, "the ingest log could not be released by a checkpoint");
+        }
+        Ok(())
     }
 }

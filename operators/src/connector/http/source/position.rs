@@ -23,8 +23,13 @@ use crate::source::Rewind;
 ///   the pipeline) commits the log below the position: the commit cursor is fsynced and the
 ///   segments that hold only records below it are deleted.
 ///
-/// The at-least-once path is unchanged: barriers the sinks have handled still commit the log
-/// as before; the two only ever move the cursor forward.
+/// In a checkpointed pipeline the source does all three itself: its
+/// [`Source::snapshot`](weir_runtime::Source::snapshot) is its position, its
+/// [`Source::restore`](weir_runtime::Source::restore) resumes there, and its
+/// [`Source::notify_checkpoint_complete`](weir_runtime::Source::notify_checkpoint_complete)
+/// releases through it; it then sends no barriers of its own. Without checkpoints the
+/// at-least-once path is unchanged: barriers the sinks have handled commit the log; both
+/// only ever move the cursor forward.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

@@ -1160,11 +1160,7 @@ type DeadLetterRun = (
 /// one and the dead letters' (their state is the next number expected), failures injected in
 /// the operator, the main sink and the dead-letter sink. The checkers' final states, the
 /// failures injected and the report.
-fn run_dead_letter_sequence(
-    dir: &std::path::Path,
-    n: u64,
-    points: [Vec<u64>; 3],
-) -> DeadLetterRun {
+fn run_dead_letter_sequence(dir: &std::path::Path, n: u64, points: [Vec<u64>; 3]) -> DeadLetterRun {
     let dir = dir.to_path_buf();
     guarded("dead-letter sequence job", move || {
         let [op, main, dead] = points.map(Faults::new);

@@ -1235,3 +1235,85 @@ fn dead_letters_are_exactly_once_across_restores_from_checkpoints() {
     assert!(c.restarts >= 2, "{c}");
     assert!(c.completed > 0, "{c}");
 }
+
+// Sources told of complete checkpoints.
+
+/// [`Seq`], logging its snapshots (`None`) and the complete checkpoints it is told of
+/// (`Some(id)`), in order.
+struct Told(Seq, Arc<Mutex<Vec<Option<u64>>>>);
+
+impl Source for Told {
+    type Output = Vec<Row>;
+    fn poll_produce(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Output<Vec<Row>>,
+    ) -> Poll<Result<SourceStatus, OperatorError>> {
+        self.0.poll_produce(cx, out)
+    }
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, OperatorError> {
+        self.1.lock().unwrap().push(None);
+        self.0.snapshot()
+    }
+    fn restore(&mut self, position: &[u8]) -> Result<(), OperatorError> {
+        self.0.restore(position)
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        self.1.lock().unwrap().push(Some(checkpoint));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_source_is_told_of_each_complete_checkpoint_once_in_order_before_its_next_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (report, kept) = {
+        let (dir, log) = (dir.path().to_path_buf(), log.clone());
+        guarded("told job", move || {
+            let mut p = Pipeline::with_config("told", config(&dir, Duration::from_millis(1), 0));
+            let kept = p
+                .source(
+                    "numbers",
+                    Told(
+                        Seq {
+                            instance: 0,
+                            next: 0,
+                            n: 30_000,
+                        },
+                        log,
+                    ),
+                )
+                .sink(
+                    "check",
+                    Checker {
+                        next: BTreeMap::new(),
+                        faults: Faults::default(),
+                        gate: None,
+                    },
+                );
+            (p.run(), kept)
+        })
+    };
+    let report = report.unwrap();
+    assert_eq!(kept.take(), Some(BTreeMap::from([(0, 30_000)])));
+    let c = report.checkpoints.expect("checkpoints on");
+    assert_eq!(c.failed, 0, "{c}");
+    let log = log.lock().unwrap().clone();
+    let told: Vec<u64> = log.iter().flatten().copied().collect();
+    let snapshots = log.iter().filter(|e| e.is_none()).count() as u64;
+    assert!(!told.is_empty(), "{c}");
+    // No checkpoint failed: each snapshot's checkpoint completed and was told before the next
+    // snapshot (the last one may complete after the source ended, and is then not told).
+    for (k, entry) in log.iter().enumerate() {
+        let expected_snapshot = k % 2 == 0;
+        assert_eq!(entry.is_none(), expected_snapshot, "at {k}: {log:?}");
+    }
+    assert!(told.windows(2).all(|w| w[1] == w[0] + 1), "{told:?}");
+    assert!(snapshots - told.len() as u64 <= 1);
+    assert!(c.completed <= snapshots, "{c}");
+    assert!(told.len() as u64 <= c.completed && *told.last().unwrap() <= c.last_id.unwrap());
+}

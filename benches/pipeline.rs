@@ -32,7 +32,7 @@ fn bench_pipeline(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("weir", batch), &batch, |b, &batch| {
             b.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| match pipeline::weir(rows, batch, None) {
+                    .map(|_| match pipeline::weir(rows, batch, None, None) {
                         Ok((_, elapsed, _)) => elapsed,
                         Err(e) => panic!("benchmark pipeline failed: {e}"),
                     })

@@ -86,6 +86,13 @@ fn real_main(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// `--edge-target-ms`: how much time each edge buffers at its consumer's rate
+/// (`PipelineConfig::edge_target_time`; 0 sizes edges by rows and bytes only), or `None` for
+/// the pipeline's default.
+fn edge_target(ms: Option<u64>) -> Option<std::time::Duration> {
+    ms.map(std::time::Duration::from_millis)
+}
+
 /// `path` created for JSON lines, if given.
 fn open_json(path: &Option<PathBuf>) -> Result<Option<std::fs::File>, Error> {
     Ok(match path {

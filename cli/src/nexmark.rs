@@ -66,6 +66,10 @@ struct QueryArgs {
     /// --event-rate), and measure each result's latency from its input's creation.
     #[arg(long, conflicts_with = "input", value_parser = clap::value_parser!(u64).range(1..))]
     pace_rate: Option<u64>,
+    /// Time each edge buffers at its consumer's rate, ms (0: rows and bytes only; default:
+    /// the pipeline's, `PipelineConfig::edge_target_time`).
+    #[arg(long)]
+    edge_target_ms: Option<u64>,
     #[command(flatten)]
     generator: GeneratorArgs,
 }
@@ -164,6 +168,7 @@ fn run_query(args: QueryArgs) -> Result<(), Error> {
         },
         output: args.output.map_or(ResultSink::Count, ResultSink::Ndjson),
         dead_letters: args.dead_letters,
+        edge_target_time: crate::edge_target(args.edge_target_ms),
     };
     let interrupts = weir::interrupt::install()?;
     let outcome = run::run_with(&cfg, |pipeline| -> Result<_, Error> {

@@ -46,6 +46,10 @@ pub enum Job {
         /// Time between checkpoints, ms (with `--checkpoint-dir`).
         #[arg(long, default_value_t = 1000)]
         checkpoint_interval_ms: u64,
+        /// Time each edge buffers at its consumer's rate, ms (0: rows and bytes only; default:
+        /// the pipeline's, `PipelineConfig::edge_target_time`).
+        #[arg(long)]
+        edge_target_ms: Option<u64>,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -62,12 +66,13 @@ pub fn run(job: Job) -> Result<(), Error> {
             max_delay_ms,
             checkpoint_dir,
             checkpoint_interval_ms,
+            edge_target_ms,
             json,
         } => run_etl(
             input,
             out,
             records,
-            max_delay_ms,
+            (max_delay_ms, crate::edge_target(edge_target_ms)),
             (checkpoint_dir, checkpoint_interval_ms),
             json,
         ),
@@ -113,7 +118,7 @@ fn run_etl(
     input: Option<PathBuf>,
     out: PathBuf,
     rows: u64,
-    max_delay_ms: u64,
+    (max_delay_ms, edge_target_time): (u64, Option<std::time::Duration>),
     (checkpoint_dir, checkpoint_interval_ms): (Option<PathBuf>, u64),
     json: bool,
 ) -> Result<(), Error> {
@@ -142,6 +147,7 @@ fn run_etl(
         max_delay_ms,
         checkpoint_dir,
         checkpoint_interval_ms,
+        edge_target_time,
         ..etl::EtlConfig::new(input, out)
     };
     let (summary, report) = etl::run_until(&config, &stop)?;

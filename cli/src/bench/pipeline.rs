@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use weir_workloads::bench::{self, median, rate};
 
-use crate::{open_json, Error};
+use crate::{edge_target, open_json, Error};
 
 /// source → map → filter → sink on u64 against the hand-fused loop, over batch sizes.
 #[derive(Args)]
@@ -24,6 +24,10 @@ pub struct PipelineArgs {
     /// Worker threads (default: cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Time each edge buffers at its consumer's rate, ms (0: rows and bytes only; default:
+    /// the pipeline's, `PipelineConfig::edge_target_time`).
+    #[arg(long)]
+    pub edge_target_ms: Option<u64>,
     /// Write one JSON object per line here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -36,8 +40,10 @@ pub fn run(args: PipelineArgs) -> Result<(), Error> {
         batch_sizes,
         runs,
         workers,
+        edge_target_ms,
         json,
     } = args;
+    let edge_target = edge_target(edge_target_ms);
     let mut out = open_json(&json)?;
     println!(
         "{:>6} {:>14} {:>14} {:>14} {:>8} {:>8}",
@@ -49,7 +55,7 @@ pub fn run(args: PipelineArgs) -> Result<(), Error> {
         let mut bottleneck = String::new();
         for _ in 0..runs.max(1) {
             let (fs, f) = bench::pipeline::fused(records);
-            let (ws, w, report) = bench::pipeline::weir(records, bs, workers)?;
+            let (ws, w, report) = bench::pipeline::weir(records, bs, workers, edge_target)?;
             if weir::interrupt::received().is_some() {
                 return Ok(());
             }

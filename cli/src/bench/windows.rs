@@ -12,7 +12,7 @@ use clap::Args;
 use weir_workloads::bench::windows::{self, Digest, WindowsConfig, Workload};
 use weir_workloads::bench::{median, rate};
 
-use crate::{open_json, Error};
+use crate::{edge_target, open_json, Error};
 
 /// Event-time windows and joins, each run checked against a sequential reference.
 #[derive(Args)]
@@ -41,6 +41,10 @@ pub struct WindowsArgs {
     /// Worker threads (default: cores).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Time each edge buffers at its consumer's rate, ms (0: rows and bytes only; default:
+    /// the pipeline's, `PipelineConfig::edge_target_time`).
+    #[arg(long)]
+    pub edge_target_ms: Option<u64>,
     /// Write one JSON object per line here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -109,6 +113,7 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         batch_rows,
         rss_records,
         workers,
+        edge_target_ms,
         json,
     } = args;
     let mut out = open_json(&json)?;
@@ -118,6 +123,7 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         parallelism,
         batch_rows,
         workers,
+        edge_target_time: edge_target(edge_target_ms),
         ..WindowsConfig::default()
     };
     println!(
@@ -255,6 +261,8 @@ pub struct WindowsRunArgs {
     pub seed: u64,
     #[arg(long)]
     pub workers: Option<usize>,
+    #[arg(long)]
+    pub edge_target_ms: Option<u64>,
 }
 
 /// Measures one run's peak RSS and prints it as one JSON line (what `weir bench windows`
@@ -268,6 +276,7 @@ pub fn run_one(args: WindowsRunArgs) -> Result<(), Error> {
         batch_rows,
         seed,
         workers,
+        edge_target_ms,
     } = args;
     let outcome = windows::measure_rss(&WindowsConfig {
         records,
@@ -276,6 +285,7 @@ pub fn run_one(args: WindowsRunArgs) -> Result<(), Error> {
         parallelism,
         batch_rows,
         workers,
+        edge_target_time: edge_target(edge_target_ms),
         seed,
     })?;
     println!("{}", serde_json::to_string(&outcome)?);

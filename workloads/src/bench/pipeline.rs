@@ -46,7 +46,8 @@ pub fn batched(n: u64, batch_rows: usize) -> (u64, Duration) {
     (black_box(sum), start.elapsed())
 }
 
-/// The same stages as a weir pipeline with the given batch size and worker threads.
+/// The same stages as a weir pipeline with the given batch size, worker threads and edge
+/// target time (`None`: [`PipelineConfig`]'s default).
 ///
 /// # Errors
 ///
@@ -55,11 +56,14 @@ pub fn weir(
     n: u64,
     batch_rows: usize,
     workers: Option<usize>,
+    edge_target_time: Option<Duration>,
 ) -> Result<(u64, Duration, RunReport), RunError> {
+    let default = PipelineConfig::default();
     let config = PipelineConfig {
         batch_rows,
         workers,
-        ..PipelineConfig::default()
+        edge_target_time: edge_target_time.unwrap_or(default.edge_target_time),
+        ..default
     };
     let mut p = Pipeline::with_config("bench-pipeline", config);
     let sum = p

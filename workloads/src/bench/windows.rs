@@ -104,6 +104,9 @@ pub struct WindowsConfig {
     pub batch_rows: usize,
     /// Worker threads (default: cores).
     pub workers: Option<usize>,
+    /// Time each edge buffers at its consumer's rate (`None`: [`PipelineConfig`]'s default;
+    /// zero: rows and bytes only).
+    pub edge_target_time: Option<Duration>,
     /// Seed of the keys.
     pub seed: u64,
 }
@@ -117,6 +120,7 @@ impl Default for WindowsConfig {
             parallelism: 2,
             batch_rows: 1024,
             workers: None,
+            edge_target_time: None,
             seed: 2026,
         }
     }
@@ -338,10 +342,12 @@ pub fn run_with(
     workload: Workload,
     before_run: impl FnOnce(),
 ) -> Result<Measured, WindowsError> {
+    let default = PipelineConfig::default();
     let config = PipelineConfig {
         batch_rows: cfg.batch_rows,
         workers: cfg.workers,
-        ..PipelineConfig::default()
+        edge_target_time: cfg.edge_target_time.unwrap_or(default.edge_target_time),
+        ..default
     };
     let mut p = Pipeline::with_config(format!("bench-windows-{}", workload.name()), config);
     let bursts = workload == Workload::Session;
@@ -456,6 +462,9 @@ pub fn child_args(cfg: &WindowsConfig) -> Vec<String> {
     ];
     if let Some(w) = cfg.workers {
         args.push(format!("--workers={w}"));
+    }
+    if let Some(t) = cfg.edge_target_time {
+        args.push(format!("--edge-target-ms={}", t.as_millis()));
     }
     args
 }

@@ -135,11 +135,13 @@ pub fn run_paced(
     rate: f64,
     marker_interval: Duration,
 ) -> Result<PacedOutcome, WindowsError> {
+    let default = PipelineConfig::default();
     let config = PipelineConfig {
         batch_rows: cfg.batch_rows,
         workers: cfg.workers,
         latency_marker_interval: marker_interval,
-        ..PipelineConfig::default()
+        edge_target_time: cfg.edge_target_time.unwrap_or(default.edge_target_time),
+        ..default
     };
     let mut p = Pipeline::with_config("bench-windows-latency", config);
     let last_ts = Arc::new(AtomicI64::new(i64::MIN));

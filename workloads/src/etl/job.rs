@@ -110,6 +110,9 @@ pub struct EtlConfig {
     pub checkpoint_dir: Option<PathBuf>,
     /// Time between checkpoints, ms (default 1000), with [`checkpoint_dir`](Self::checkpoint_dir).
     pub checkpoint_interval_ms: u64,
+    /// Time each edge buffers at its consumer's rate (default `None`: [`PipelineConfig`]'s;
+    /// zero: rows and bytes only).
+    pub edge_target_time: Option<std::time::Duration>,
 }
 
 /// The file in a checkpoint directory naming the run its checkpoints belong to.
@@ -137,6 +140,7 @@ impl EtlConfig {
             max_delay_ms: DEFAULT_MAX_DELAY_MS,
             checkpoint_dir: None,
             checkpoint_interval_ms: 1000,
+            edge_target_time: None,
         }
     }
 }
@@ -667,6 +671,9 @@ fn pipeline_config(config: &EtlConfig) -> PipelineConfig {
         edge: EdgeConfig::default()
             .with_capacity(8)
             .with_max_bytes(2 << 20),
+        edge_target_time: config
+            .edge_target_time
+            .unwrap_or(PipelineConfig::default().edge_target_time),
         ..PipelineConfig::default()
     }
 }

@@ -113,6 +113,9 @@ pub struct RunConfig {
     /// Where to write the dead letters (malformed lines, late events) as NDJSON, if anywhere;
     /// they are counted either way.
     pub dead_letters: Option<PathBuf>,
+    /// Time each edge buffers at its consumer's rate (`None`: [`PipelineConfig`]'s default;
+    /// zero: rows and bytes only).
+    pub edge_target_time: Option<Duration>,
 }
 
 /// The pipeline of a run, before it starts.
@@ -138,6 +141,9 @@ pub fn build(cfg: &RunConfig) -> Result<Built, QueryError> {
         PipelineConfig {
             workers: Some(parallelism),
             parallelism,
+            edge_target_time: cfg
+                .edge_target_time
+                .unwrap_or(PipelineConfig::default().edge_target_time),
             ..PipelineConfig::default()
         },
     );

@@ -216,6 +216,7 @@ fn paced_runs_give_the_reference_answer_and_measure_every_row() {
             },
             output: ResultSink::Ndjson(out.clone()),
             dead_letters: None,
+            edge_target_time: None,
         };
         let paced = run(&cfg(EventInput::Paced {
             generator: generator.clone(),

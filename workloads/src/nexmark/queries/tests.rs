@@ -355,6 +355,7 @@ mod against_the_reference {
             },
             output: ResultSink::Ndjson(out.to_path_buf()),
             dead_letters: None,
+            edge_target_time: None,
         };
         let outcome = run(&cfg).expect("the query runs");
         assert_eq!((outcome.late, outcome.malformed), (0, 0), "q{query}");

@@ -22,6 +22,7 @@ fn config(input: EventInput, workload: Workload, output: ResultSink) -> RunConfi
         options: QueryOptions::default(),
         output,
         dead_letters: None,
+        edge_target_time: None,
     }
 }
 

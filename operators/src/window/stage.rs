@@ -184,7 +184,8 @@ where
             )));
         }
         let agg = &self.agg;
-        self.state.drain(|mut slot| Self::emit(agg, out, &mut slot));
+        self.state
+            .drain(agg, |mut slot| Self::emit(agg, out, &mut slot));
         Ok(())
     }
 
@@ -282,8 +283,9 @@ where
     /// Emits what is due at the current watermark, in end order.
     fn fire(&mut self, out: &mut Output<Vec<Fired<K, R::Value, T>>>) {
         let agg = &self.agg;
-        self.state
-            .fire(self.watermark, R::KEEP, |slot| Self::emit(agg, out, slot));
+        self.state.fire(agg, self.watermark, R::KEEP, |slot| {
+            Self::emit(agg, out, slot)
+        });
     }
 }
 

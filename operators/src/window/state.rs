@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! slots     id → Slot { key, start, end, acc, firings, bytes }   (a slab: ids are indexes)
-//! by_key    key → { head, start → id }    a key's windows, disjoint for sessions; `head` is
-//!                                          its newest window a row reached, accumulator inline;
-//!                                          a table without tombstones (`table.rs`), so keys
-//!                                          that come and go never make it grow
+//! by_key    key → { head start, head acc, a key's windows, disjoint for sessions; the head
+//!                   box { head id,          is its newest window a row reached, accumulator
+//!                         start → id } }    inline; a table without tombstones (`table.rs`),
+//!                                          so keys that come and go never make it grow
 //! pending   { (end, id) }                  not fired yet
 //! retained  { (end + lateness, id) }       fired, kept for lateness updates
 //! due       [id]                           changed while their end is behind the watermark
@@ -17,12 +17,17 @@
 //!
 //! **The head.** Rows about in time order keep adding to the newest window of their key. That
 //! window's accumulator lives in the key's table entry, not in its slot, so such a row touches
-//! one entry of one table: the entry holds the window's start (to recognise it) and the time
-//! it falls due (to tell an update behind the watermark, which must mark its slot). A slot's
-//! `acc` is `None` exactly while its key's head holds it. A row for another window of the key
-//! takes the slow way (the key's ordered map, then the slot) and becomes the head only if its
-//! window is newer; whatever hands a slot out (firing, removal, draining) first brings its
-//! accumulator back from the head. The owner bounds the slot count
+//! one entry of one table: the entry holds the window's start (to recognise it) and its
+//! accumulator, and nothing else a row in order reads — the head's slot id and the key's
+//! ordered map of windows are boxed apart — so with a `u64` key and accumulator the entry is
+//! 32 bytes. The time the head falls due (to tell an update behind the watermark, which must
+//! mark its slot) is not stored: a window is known by its start, so the row's own `[start,
+//! end)` gives it. A key without a head has the start [`NO_HEAD`] and an `agg.init()` in its
+//! place; a window starting at `i64::MIN` (clipped at the end of time) never becomes the head.
+//! A slot's `acc` is `None` exactly while its key's head holds it. A row for another window of
+//! the key takes the slow way (the key's ordered map, then the slot) and becomes the head only
+//! if its window is newer; whatever hands a slot out (firing, removal, draining) first brings
+//! its accumulator back from the head. The owner bounds the slot count
 //! ([`WindowState::len`]); the byte figure counts each slot's inline size, its key's heap and
 //! its accumulator as [`Aggregate::acc_bytes`] measured it when the slot was made or merged, so
 //! it returns to zero when the last slot goes. Maps that empty out give their memory back.
@@ -85,41 +90,57 @@ pub(crate) struct WindowState<K, Acc> {
     due_at_start: bool,
 }
 
-/// A key's windows by start, and its head: the newest window a row reached, with its
-/// accumulator (see the [module docs](self)).
+/// The head start of a key without a head.
+const NO_HEAD: i64 = i64::MIN;
+
+/// A key's table entry: its head — the newest window a row reached, with its accumulator —
+/// and, boxed, the rest (see the [module docs](self)).
 #[derive(Debug)]
 struct KeyWindows<Acc> {
-    head: Option<Head<Acc>>,
+    /// The head's start, or [`NO_HEAD`].
+    head_start: i64,
+    /// The head's accumulator; without a head, a fresh one that counts for nothing.
+    head_acc: Acc,
     /// Boxed: a row in time order reads only the head, so the entry stays small (with a `u64`
-    /// key and accumulator, one 64-byte cache line in the key table).
-    #[allow(clippy::box_collection)]
-    by_start: Box<BTreeMap<i64, u64>>,
+    /// key and accumulator, 32 bytes in the key table).
+    cold: Box<ColdWindows>,
 }
 
-impl<Acc> Default for KeyWindows<Acc> {
-    fn default() -> Self {
+/// What of a key's entry only the slow way reads.
+#[derive(Debug, Default)]
+struct ColdWindows {
+    /// The head's slot; `Some` exactly when the head start is not [`NO_HEAD`].
+    head: Option<u64>,
+    by_start: BTreeMap<i64, u64>,
+}
+
+impl<Acc> KeyWindows<Acc> {
+    fn new(fresh: Acc) -> Self {
         Self {
-            head: None,
-            by_start: Box::default(),
+            head_start: NO_HEAD,
+            head_acc: fresh,
+            cold: Box::default(),
         }
     }
-}
 
-/// A key's newest window, held inline in its table entry.
-#[derive(Debug)]
-struct Head<Acc> {
-    start: i64,
-    /// When its slot falls due: a row for it at or behind this watermark marks the slot due.
-    due_time: i64,
-    id: u64,
-    acc: Acc,
+    /// Whether the head is slot `id`.
+    fn head_is(&self, id: u64) -> bool {
+        self.cold.head == Some(id)
+    }
+
+    /// Takes the head's accumulator out, leaving the key without a head.
+    fn take_head(&mut self, fresh: Acc) -> Acc {
+        self.head_start = NO_HEAD;
+        self.cold.head = None;
+        std::mem::replace(&mut self.head_acc, fresh)
+    }
 }
 
 /// Inline bytes of one slot and its index entries.
 const fn slot_overhead<K, Acc>() -> usize {
     size_of::<Option<Slot<K, Acc>>>()
         + size_of::<(K, i64, u64)>()
-        + size_of::<Option<Head<Acc>>>()
+        + size_of::<Option<(K, KeyWindows<Acc>)>>()
         + 3 * size_of::<(i64, u64)>()
 }
 
@@ -260,6 +281,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     pub(crate) fn overlaps(&self, key: &K, start: i64, end: i64) -> bool {
         self.by_key.get(key).is_some_and(|windows| {
             windows
+                .cold
                 .by_start
                 .range(..end)
                 .next_back()
@@ -280,22 +302,17 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         f: impl FnOnce(&mut Acc),
     ) {
         // The way of a row about in time order: the key's newest window, in its entry.
-        if let Some(head) = self
-            .by_key
-            .get_mut(key)
-            .and_then(|w| w.head.as_mut())
-            .filter(|h| h.start == start && h.due_time > watermark)
-        {
-            f(&mut head.acc);
-            return;
+        let pending = self.due_time(start, end) > watermark;
+        if let Some(windows) = self.by_key.get_mut(key) {
+            if windows.head_start == start && start != NO_HEAD && pending {
+                f(&mut windows.head_acc);
+                return;
+            }
         }
         let (id, in_head) = self.locate(agg, key, start, end);
         self.touch(id, watermark);
         let acc = if in_head {
-            self.by_key
-                .get_mut(key)
-                .and_then(|w| w.head.as_mut())
-                .map(|h| &mut h.acc)
+            self.by_key.get_mut(key).map(|w| &mut w.head_acc)
         } else {
             self.slots.get_mut(id).and_then(|s| s.acc.as_mut())
         };
@@ -315,17 +332,17 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         end: i64,
     ) -> (u64, bool) {
         // An older window, or the head itself: one probe of the key table.
-        if let Some(windows) = self.by_key.get_mut(key) {
-            if let (Some(&id), Some(head)) = (windows.by_start.get(&start), &windows.head) {
-                if head.start >= start {
-                    return (id, head.id == id);
+        if let Some(windows) = self.by_key.get(key) {
+            if let (Some(&id), Some(_)) = (windows.cold.by_start.get(&start), windows.cold.head) {
+                if windows.head_start >= start {
+                    return (id, windows.head_is(id));
                 }
             }
         }
         let found = self
             .by_key
             .get(key)
-            .and_then(|w| w.by_start.get(&start).copied());
+            .and_then(|w| w.cold.by_start.get(&start).copied());
         let id = match found {
             Some(id) => id,
             None => self.insert(agg, key.clone(), start, end, agg.init(), 0),
@@ -333,33 +350,24 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         let Some(windows) = self.by_key.get_mut(key) else {
             unreachable!("the key holds the window found or inserted above")
         };
-        if windows.head.as_ref().is_some_and(|h| h.start >= start) {
-            return (id, false); // a new window older than the head
+        if start == NO_HEAD || (windows.cold.head.is_some() && windows.head_start >= start) {
+            return (id, false); // a new window older than the head, or never one
         }
         // Newer than the head: the old head's accumulator goes back to its slot, this one's
         // comes out of it.
-        if let Some(old) = windows.head.take() {
-            if let Some(slot) = self.slots.get_mut(old.id) {
-                slot.acc = Some(old.acc);
-            }
-        }
         let Some(slot) = self.slots.get_mut(id) else {
             unreachable!("the window found or inserted above is held")
-        };
-        let due_time = if self.due_at_start {
-            slot.start
-        } else {
-            slot.end
         };
         let Some(acc) = slot.acc.take() else {
             unreachable!("a window not in the head holds its accumulator")
         };
-        windows.head = Some(Head {
-            start,
-            due_time,
-            id,
-            acc,
-        });
+        let old = std::mem::replace(&mut windows.head_acc, acc);
+        if let Some(old_id) = windows.cold.head.replace(id) {
+            if let Some(slot) = self.slots.get_mut(old_id) {
+                slot.acc = Some(old);
+            }
+        }
+        windows.head_start = start;
         (id, true)
     }
 
@@ -382,7 +390,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         }
         let mut overlapping = Vec::new();
         if let Some(windows) = self.by_key.get(key) {
-            for (_, &id) in windows.by_start.range(..end).rev() {
+            for (_, &id) in windows.cold.by_start.range(..end).rev() {
                 if self.slots[id].end <= start {
                     break; // disjoint and sorted: every earlier one ends earlier still
                 }
@@ -394,7 +402,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             // The key keeps its table entry: the merged window goes right back in. Removing
             // and re-inserting it for every row that extends a session left a tombstone per
             // row, and the table grew whenever they ran out its spare room.
-            let slot = self.remove_slot(id, false);
+            let slot = self.remove_slot(agg, id, false);
             lo = lo.min(slot.start);
             hi = hi.max(slot.end);
             firings = firings.max(slot.firings);
@@ -417,7 +425,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         self.bytes += bytes;
         let by_key = self
             .by_key
-            .get_or_insert_with(key.clone(), KeyWindows::default);
+            .get_or_insert_with(key.clone(), || KeyWindows::new(agg.init()));
         let id = self.slots.insert(Slot {
             key,
             start,
@@ -427,7 +435,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             due: false,
             bytes,
         });
-        by_key.by_start.insert(start, id);
+        by_key.cold.by_start.insert(start, id);
         self.pending.insert((self.due_time(start, end), id));
         id
     }
@@ -451,30 +459,31 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     }
 
     /// Brings a slot's accumulator back from its key's head, if the head holds it.
-    fn settle(&mut self, id: u64) {
+    fn settle<A: Aggregate<Acc = Acc>>(&mut self, agg: &A, id: u64) {
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         if slot.acc.is_some() {
             return;
         }
-        if let Some(head) = self
-            .by_key
-            .get_mut(&slot.key)
-            .and_then(|w| w.head.take_if(|h| h.id == id))
-        {
-            slot.acc = Some(head.acc);
+        if let Some(windows) = self.by_key.get_mut(&slot.key).filter(|w| w.head_is(id)) {
+            slot.acc = Some(windows.take_head(agg.init()));
         }
     }
 
     /// Frees a slot and hands it out, its accumulator brought back from the head.
-    fn remove(&mut self, id: u64) -> Slot<K, Acc> {
-        self.remove_slot(id, true)
+    fn remove<A: Aggregate<Acc = Acc>>(&mut self, agg: &A, id: u64) -> Slot<K, Acc> {
+        self.remove_slot(agg, id, true)
     }
 
     /// [`remove`](Self::remove); the key's table entry goes too when its last window does,
     /// unless not `drop_key` (a merged window of the same key is about to take its place).
-    fn remove_slot(&mut self, id: u64, drop_key: bool) -> Slot<K, Acc> {
+    fn remove_slot<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        id: u64,
+        drop_key: bool,
+    ) -> Slot<K, Acc> {
         let Some(mut slot) = self.slots.remove(id) else {
             unreachable!("ids in the indexes name held slots")
         };
@@ -487,11 +496,11 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             self.due.retain(|&d| d != id);
         }
         if let Some(windows) = self.by_key.get_mut(&slot.key) {
-            if let Some(head) = windows.head.take_if(|h| h.id == id) {
-                slot.acc = Some(head.acc);
+            if windows.head_is(id) {
+                slot.acc = Some(windows.take_head(agg.init()));
             }
-            windows.by_start.remove(&slot.start);
-            if drop_key && windows.by_start.is_empty() {
+            windows.cold.by_start.remove(&slot.start);
+            if drop_key && windows.cold.by_start.is_empty() {
                 self.by_key.remove(&slot.key);
             }
         }
@@ -514,8 +523,9 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
     /// already behind it — in end order, then frees the windows
     /// whose cleanup time the watermark reached. `keep` says whether a fired slot is kept for
     /// lateness updates (a final stage) or handed on for good (a partial stage).
-    pub(crate) fn fire(
+    pub(crate) fn fire<A: Aggregate<Acc = Acc>>(
         &mut self,
+        agg: &A,
         watermark: i64,
         keep: bool,
         mut emit: impl FnMut(&mut Slot<K, Acc>),
@@ -537,12 +547,12 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             let cleanup = self.cleanup_of(end);
             if !keep || cleanup <= watermark {
                 // Fired for the last time: freed first, so its accumulator is at hand.
-                let mut slot = self.remove(id);
+                let mut slot = self.remove(agg, id);
                 slot.due = false;
                 emit(&mut slot);
                 continue;
             }
-            self.settle(id);
+            self.settle(agg, id);
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
             };
@@ -558,17 +568,21 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             if cleanup > watermark {
                 break;
             }
-            self.remove(id);
+            self.remove(agg, id);
         }
     }
 
     /// Hands `emit` every slot and empties the state: pending ones in end order (a partial
     /// stage at its bound).
-    pub(crate) fn drain(&mut self, mut emit: impl FnMut(Slot<K, Acc>)) {
+    pub(crate) fn drain<A: Aggregate<Acc = Acc>>(
+        &mut self,
+        agg: &A,
+        mut emit: impl FnMut(Slot<K, Acc>),
+    ) {
         let mut ids: Vec<(i64, u64)> = self.slots.iter().map(|(id, s)| (s.end, id)).collect();
         ids.sort_unstable();
         for (_, id) in ids {
-            let slot = self.remove(id);
+            let slot = self.remove(agg, id);
             emit(slot);
         }
         self.by_key.shrink();
@@ -591,7 +605,9 @@ mod tests {
         }
         assert_eq!(state.len(), 4);
         let mut fired = Vec::new();
-        state.fire(20, true, |s| fired.push((s.key, s.start, s.firings)));
+        state.fire(&count, 20, true, |s| {
+            fired.push((s.key, s.start, s.firings))
+        });
         assert_eq!(
             fired,
             [(2, 0, 0), (1, 0, 0), (2, 10, 0)],
@@ -605,11 +621,55 @@ mod tests {
         // An update of a fired window is due at once, and fires again with a higher count.
         state.update(&count, &2, (10, 20), 20, |n| *n += 1);
         fired.clear();
-        state.fire(20, true, |s| fired.push((s.key, s.start, s.firings)));
+        state.fire(&count, 20, true, |s| {
+            fired.push((s.key, s.start, s.firings))
+        });
         assert_eq!(fired, [(2, 10, 1)]);
-        state.fire(i64::MAX, true, |s| fired.push((s.key, s.start, s.firings)));
+        state.fire(&count, i64::MAX, true, |s| {
+            fired.push((s.key, s.start, s.firings))
+        });
         assert_eq!(state.len(), 0);
         assert_eq!(state.bytes(), 0);
+    }
+
+    #[test]
+    fn a_u64_keys_entry_is_32_bytes() {
+        assert_eq!(size_of::<Option<(u64, KeyWindows<u64>)>>(), 32);
+    }
+
+    #[test]
+    fn a_head_handed_out_takes_no_more_rows() {
+        let count = Count::<()>::new();
+        let mut state = WindowState::<u8, u64>::new(0);
+        for _ in 0..3 {
+            state.update(&count, &1, (0, 10), i64::MIN, |n| *n += 1);
+        }
+        let mut drained = Vec::new();
+        state.drain(&count, |s| drained.push((s.key, s.start, *s.acc())));
+        assert_eq!(drained, [(1, 0, 3)]);
+        // The same window again (a partial stage at its bound starts over): a fresh count.
+        state.update(&count, &1, (0, 10), i64::MIN, |n| *n += 1);
+        let mut fired = Vec::new();
+        state.fire(&count, i64::MAX, true, |s| {
+            fired.push((s.key, s.start, *s.acc()))
+        });
+        assert_eq!(fired, [(1, 0, 1)]);
+        assert_eq!(state.bytes(), 0);
+    }
+
+    #[test]
+    fn a_window_at_the_start_of_time_is_never_the_head() {
+        let count = Count::<()>::new();
+        let mut state = WindowState::<u8, u64>::new(0);
+        let first = (i64::MIN, i64::MIN + 10);
+        state.update(&count, &1, first, i64::MIN, |n| *n += 1);
+        state.update(&count, &1, first, i64::MIN, |n| *n += 1);
+        state.update(&count, &1, (0, 10), i64::MIN, |n| *n += 1);
+        state.update(&count, &1, first, i64::MIN, |n| *n += 1);
+        let mut fired = Vec::new();
+        state.fire(&count, i64::MAX, true, |s| fired.push((s.start, *s.acc())));
+        assert_eq!(fired, [(i64::MIN, 3), (0, 1)]);
+        assert_eq!(state.len(), 0);
     }
 
     #[test]
@@ -624,7 +684,9 @@ mod tests {
         assert_eq!(state.len(), 2);
         assert!(state.overlaps(&1, 39, 50) && !state.overlaps(&1, 40, 50));
         let mut fired = Vec::new();
-        state.fire(i64::MAX, true, |s| fired.push((s.start, s.end, *s.acc())));
+        state.fire(&count, i64::MAX, true, |s| {
+            fired.push((s.start, s.end, *s.acc()))
+        });
         assert_eq!(fired, [(0, 10, 1), (10, 40, 3)]);
         assert_eq!(state.bytes(), 0);
     }

@@ -9,7 +9,9 @@
 //! key had never been inserted, and its size follows the live keys alone.
 //!
 //! ```text
-//! buckets   [Option<Entry { hash, key, value }>; 2^k]   linear probing from hash & (2^k − 1)
+//! hashes    [u32; 2^k]            0: empty; else 32 bits of the key's hash, the top one set
+//! entries   [Option<(K, V)>; 2^k] the bucket's key and value, `Some` exactly where the hash is
+//!           linear probing from hash & (2^k − 1)
 //! insert    Robin Hood: walking the probe sequence, an entry nearer its home bucket than the
 //!           one being placed gives up its bucket and is carried on (so probe lengths stay
 //!           short and a lookup stops at the first entry nearer home than itself)
@@ -18,25 +20,26 @@
 //! grow      to twice the buckets when an insert would pass 7/8 full (as `std`'s table)
 //! shrink    to fit when at most a quarter full (only when asked)
 //! ```
+//!
+//! The hashes live apart from the entries: a probe reads the dense array of hashes (4 bytes a
+//! bucket) and touches an entry only where the hash matches, and an entry holds nothing but
+//! its key and value. The window state's entry — a `u64` key, its newest window's start and
+//! accumulator, and a pointer to the rest — is 32 bytes, so 5 000 keys take 256 KiB of entries
+//! and 32 KiB of hashes, where one array of 64-byte entries took 512 KiB, the whole of a
+//! second-level cache on the machines measured (`BENCHMARKS.md`).
 
 use std::hash::{BuildHasher, Hash};
-use std::num::NonZeroU64;
 
 type Hasher = foldhash::fast::RandomState;
 
-/// One occupied bucket. The hash's top bit is always set, so an empty bucket (`None`) takes
-/// no room of its own.
-#[derive(Debug)]
-struct Entry<K, V> {
-    hash: NonZeroU64,
-    key: K,
-    value: V,
-}
+/// The mark of an occupied bucket's hash: never 0, the empty bucket's.
+const OCCUPIED: u32 = 1 << 31;
 
 /// A hash map from `K` to `V` without tombstones (see the [module docs](self)).
 #[derive(Debug)]
 pub(crate) struct KeyTable<K, V> {
-    buckets: Vec<Option<Entry<K, V>>>,
+    hashes: Vec<u32>,
+    entries: Vec<Option<(K, V)>>,
     len: usize,
     hasher: Hasher,
 }
@@ -44,7 +47,8 @@ pub(crate) struct KeyTable<K, V> {
 impl<K, V> Default for KeyTable<K, V> {
     fn default() -> Self {
         Self {
-            buckets: Vec::new(),
+            hashes: Vec::new(),
+            entries: Vec::new(),
             len: 0,
             hasher: Hasher::default(),
         }
@@ -65,36 +69,40 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
 
     /// Buckets allocated.
     pub(crate) fn buckets(&self) -> usize {
-        self.buckets.len()
+        self.hashes.len()
     }
 
     fn mask(&self) -> usize {
-        self.buckets.len().wrapping_sub(1)
+        self.hashes.len().wrapping_sub(1)
     }
 
-    fn hash(&self, key: &K) -> NonZeroU64 {
-        NonZeroU64::new(self.hasher.hash_one(key) | 1 << 63).unwrap_or(NonZeroU64::MAX)
+    fn hash(&self, key: &K) -> u32 {
+        self.hasher.hash_one(key) as u32 | OCCUPIED
     }
 
     /// How far bucket `at`, holding an entry of `hash`, is from that entry's home.
-    fn distance(&self, hash: NonZeroU64, at: usize) -> usize {
-        at.wrapping_sub(hash.get() as usize) & self.mask()
+    fn distance(&self, hash: u32, at: usize) -> usize {
+        at.wrapping_sub(hash as usize) & self.mask()
     }
 
     /// The bucket holding `key`, if held.
-    fn find(&self, hash: NonZeroU64, key: &K) -> Option<usize> {
+    #[inline]
+    fn find(&self, hash: u32, key: &K) -> Option<usize> {
         if self.len == 0 {
             return None;
         }
         let mask = self.mask();
-        let mut at = hash.get() as usize & mask;
+        let mut at = hash as usize & mask;
         let mut dist = 0;
         loop {
-            let entry = self.buckets[at].as_ref()?;
-            if entry.hash == hash && entry.key == *key {
+            let held = self.hashes[at];
+            if held == 0 {
+                return None;
+            }
+            if held == hash && self.entries[at].as_ref().is_some_and(|(k, _)| k == key) {
                 return Some(at);
             }
-            if self.distance(entry.hash, at) < dist {
+            if self.distance(held, at) < dist {
                 return None; // Robin Hood: `key` would have taken this bucket
             }
             at = (at + 1) & mask;
@@ -106,14 +114,14 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         let at = self.find(self.hash(key), key)?;
-        self.buckets[at].as_ref().map(|e| &e.value)
+        self.entries[at].as_ref().map(|(_, v)| v)
     }
 
     /// The value of `key`, if held, to change.
     #[inline]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let at = self.find(self.hash(key), key)?;
-        self.buckets[at].as_mut().map(|e| &mut e.value)
+        self.entries[at].as_mut().map(|(_, v)| v)
     }
 
     /// The value of `key`, inserted from `make()` first if absent.
@@ -122,40 +130,41 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         let at = match self.find(hash, &key) {
             Some(at) => at,
             None => {
-                if self.len + 1 > max_load(self.buckets.len()) {
-                    self.resize((self.buckets.len() * 2).max(8));
+                if self.len + 1 > max_load(self.buckets()) {
+                    self.resize((self.buckets() * 2).max(8));
                 }
                 let value = make();
-                self.place(Entry { hash, key, value })
+                self.place(hash, (key, value))
             }
         };
-        match self.buckets[at].as_mut() {
-            Some(entry) => &mut entry.value,
+        match self.entries[at].as_mut() {
+            Some((_, value)) => value,
             None => unreachable!("the bucket found or filled above is occupied"),
         }
     }
 
     /// Places an entry whose key is not held, with room for it; returns its bucket.
-    fn place(&mut self, mut carried: Entry<K, V>) -> usize {
+    fn place(&mut self, mut hash: u32, entry: (K, V)) -> usize {
         let mask = self.mask();
-        let mut at = carried.hash.get() as usize & mask;
+        let mut carried = Some(entry);
+        let mut at = hash as usize & mask;
         let mut dist = 0;
         let mut placed = None;
         self.len += 1;
         loop {
-            match &mut self.buckets[at] {
-                slot @ None => {
-                    *slot = Some(carried);
-                    return placed.unwrap_or(at);
-                }
-                Some(entry) => {
-                    let theirs = at.wrapping_sub(entry.hash.get() as usize) & mask;
-                    if theirs < dist {
-                        std::mem::swap(entry, &mut carried);
-                        placed.get_or_insert(at);
-                        dist = theirs;
-                    }
-                }
+            let held = self.hashes[at];
+            if held == 0 {
+                self.hashes[at] = hash;
+                self.entries[at] = carried;
+                return placed.unwrap_or(at);
+            }
+            let theirs = self.distance(held, at);
+            if theirs < dist {
+                self.hashes[at] = hash;
+                hash = held;
+                std::mem::swap(&mut self.entries[at], &mut carried);
+                placed.get_or_insert(at);
+                dist = theirs;
             }
             at = (at + 1) & mask;
             dist += 1;
@@ -165,54 +174,75 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     /// Removes `key`, handing its value back.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let mut at = self.find(self.hash(key), key)?;
-        let removed = self.buckets[at].take()?;
+        let (_, removed) = self.entries[at].take()?;
+        self.hashes[at] = 0;
         self.len -= 1;
         let mask = self.mask();
         // Backward shift: pull each following entry that is away from home one bucket back.
         loop {
             let next = (at + 1) & mask;
-            match &self.buckets[next] {
-                Some(entry) if self.distance(entry.hash, next) > 0 => {
-                    self.buckets[at] = self.buckets[next].take();
-                    at = next;
-                }
-                _ => break,
+            let held = self.hashes[next];
+            if held == 0 || self.distance(held, next) == 0 {
+                break;
             }
+            self.hashes[at] = held;
+            self.hashes[next] = 0;
+            self.entries[at] = self.entries[next].take();
+            at = next;
         }
-        Some(removed.value)
+        Some(removed)
     }
 
     /// Rebuilds into `buckets` buckets (a power of two that holds every key).
     fn resize(&mut self, buckets: usize) {
-        let old = std::mem::take(&mut self.buckets);
+        let hashes = std::mem::take(&mut self.hashes);
+        let entries = std::mem::take(&mut self.entries);
         self.len = 0;
         if buckets == 0 {
             return;
         }
-        self.buckets.resize_with(buckets, || None);
-        for entry in old.into_iter().flatten() {
-            self.place(entry);
+        self.hashes = vec![0; buckets];
+        self.entries.resize_with(buckets, || None);
+        for (hash, entry) in hashes.into_iter().zip(entries) {
+            if let Some(entry) = entry {
+                self.place(hash, entry);
+            }
         }
     }
 
     /// Gives memory back when at most a quarter of the buckets are used (all of it when empty).
     pub(crate) fn shrink(&mut self) {
-        if self.len * 4 > self.buckets.len() {
+        if self.len * 4 > self.buckets() {
             return;
         }
         let mut buckets = if self.len == 0 { 0 } else { 8 };
         while buckets != 0 && max_load(buckets) < self.len {
             buckets *= 2;
         }
-        if buckets < self.buckets.len() {
+        if buckets < self.buckets() {
             self.resize(buckets);
         }
+    }
+
+    /// Whether a bucket has a hash exactly where it has an entry, and every entry its key's
+    /// hash.
+    #[cfg(test)]
+    fn hashes_match_entries(&self) -> bool {
+        self.hashes.len() == self.entries.len()
+            && self
+                .hashes
+                .iter()
+                .zip(&self.entries)
+                .all(|(&h, e)| match e {
+                    None => h == 0,
+                    Some((k, _)) => h == self.hash(k),
+                })
     }
 
     /// Every `(key, value)` held, in no particular order.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.buckets.iter().flatten().map(|e| (&e.key, &e.value))
+        self.entries.iter().flatten().map(|(k, v)| (k, v))
     }
 }
 
@@ -261,6 +291,7 @@ mod tests {
                     Op::Shrink => table.shrink(),
                 }
                 prop_assert_eq!(table.len(), model.len());
+                prop_assert!(table.hashes_match_entries());
                 prop_assert!(table.len() <= max_load(table.buckets()));
             }
             let mut held: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
@@ -294,8 +325,8 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_bucket_takes_no_room_of_its_own() {
-        assert_eq!(size_of::<Option<Entry<u64, [u64; 6]>>>(), 64);
+    fn an_empty_bucket_with_a_boxed_value_takes_no_room_of_its_own() {
+        assert_eq!(size_of::<Option<(u64, (u64, u64, Box<u8>))>>(), 32);
     }
 
     #[test]

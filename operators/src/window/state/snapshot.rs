@@ -23,13 +23,8 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         self.slots.iter().map(|(id, slot)| {
             let acc = match &slot.acc {
                 Some(acc) => acc,
-                None => match self
-                    .by_key
-                    .get(&slot.key)
-                    .and_then(|w| w.head.as_ref())
-                    .filter(|h| h.id == id)
-                {
-                    Some(head) => &head.acc,
+                None => match self.by_key.get(&slot.key).filter(|w| w.head_is(id)) {
+                    Some(windows) => &windows.head_acc,
                     None => unreachable!("a slot's accumulator is in it or in its key's head"),
                 },
             };
@@ -57,13 +52,13 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
         let mut met = Vec::new();
         if let Some(windows) = self.by_key.get(&key) {
             if merging {
-                for (_, &id) in windows.by_start.range(..end).rev() {
+                for (_, &id) in windows.cold.by_start.range(..end).rev() {
                     if self.slots[id].end <= start {
                         break;
                     }
                     met.push(id);
                 }
-            } else if let Some(&id) = windows.by_start.get(&start) {
+            } else if let Some(&id) = windows.cold.by_start.get(&start) {
                 met.push(id);
             }
         }
@@ -73,7 +68,7 @@ impl<K: Hash + Eq + Clone + HeapSize, Acc> WindowState<K, Acc> {
             let was_fired = self
                 .retained
                 .contains(&(self.cleanup_of(self.slots[id].end), id));
-            let slot = self.remove_slot(id, false);
+            let slot = self.remove_slot(agg, id, false);
             fired_part |= was_fired;
             unfired_part |= !was_fired;
             due |= slot.due;

@@ -144,7 +144,7 @@ impl SpillCodec<Vec<u64>> for U64Codec {
         Ok(())
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u64>, CodecError> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err("not a whole number of u64".into());
         }
         Ok(bytes

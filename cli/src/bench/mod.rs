@@ -1,5 +1,6 @@
 //! `weir bench`: each benchmark beside its baseline, one module per benchmark.
 
+mod checkpoint;
 mod debloat;
 mod edge;
 mod etl;
@@ -49,6 +50,10 @@ pub enum Bench {
     /// One run of `bench skew`, in a process of its own; prints its outcome as one JSON line.
     #[command(hide = true)]
     SkewRun(skew::SkewRunArgs),
+    /// Checkpoint duration and the in-flight bytes unaligned checkpoints capture with the
+    /// sink, one instance with two input edges, throttled to a fraction of the source rate;
+    /// then a restore from a checkpoint holding captured batches.
+    Checkpoint(checkpoint::CheckpointArgs),
     /// A keyed count in tumbling event-time windows against the same count without windows,
     /// session windows, an interval join and the windows' peak RSS at N and 10·N rows, each run
     /// checked against a sequential reference.
@@ -90,6 +95,7 @@ pub fn run(b: Bench) -> Result<(), Error> {
         Bench::Keyed(args) => keyed::run(args),
         Bench::Skew(args) => skew::run(args),
         Bench::SkewRun(args) => skew::run_one(args),
+        Bench::Checkpoint(args) => checkpoint::run(args),
         Bench::Windows(args) => windows::run(args),
         Bench::WindowsRun(args) => windows::run_one(args),
         Bench::WindowsLatency(args) => windows_latency::run(args),

@@ -3,13 +3,18 @@
 //! tumbling count's peak RSS at N and 10·N rows; every run checked against a sequential
 //! reference (peak RSS: the median of `--runs` child processes per size). `weir bench windows-run`
 //! is one RSS run, in a process of its own.
+//!
+//! With `--checkpoint-interval-ms`, the comparison per Zipf exponent is the tumbling count
+//! without checkpoints against the same count with one every interval (interleaved), with
+//! what the checkpoints took; the RSS runs take checkpoints too.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use weir_workloads::bench::windows::{self, Digest, WindowsConfig, Workload};
+use weir::runtime::CheckpointReport;
+use weir_workloads::bench::windows::{self, Checkpointing, Digest, WindowsConfig, Workload};
 use weir_workloads::bench::{median, rate};
 
 use crate::{edge_target, open_json, Error};
@@ -45,6 +50,14 @@ pub struct WindowsArgs {
     /// the pipeline's, `PipelineConfig::edge_target_time`).
     #[arg(long)]
     pub edge_target_ms: Option<u64>,
+    /// Checkpoint every this many ms: the tumbling count with checkpoints is compared with the
+    /// same count without (instead of the count without windows), and the RSS runs take them.
+    #[arg(long)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Where runs write their checkpoints (a fresh folder per run, removed after it; default:
+    /// the system's temporary directory).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Write one JSON object per line here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -54,23 +67,25 @@ pub struct WindowsArgs {
 struct Figures {
     rows_per_s: f64,
     rows_per_cpu_s: f64,
+    /// Each run's checkpoint figures (empty without checkpoints).
+    checkpoints: Vec<CheckpointReport>,
 }
 
-/// Runs `workloads` `runs` times, interleaved, failing on a result that differs from the
-/// reference; `None` if a signal stopped the bench.
+/// Runs `workloads` (each with its settings) `runs` times, interleaved, failing on a result
+/// that differs from the reference; `None` if a signal stopped the bench.
 fn measure(
-    cfg: &WindowsConfig,
-    workloads: &[Workload],
+    workloads: &[(&WindowsConfig, Workload)],
     runs: usize,
 ) -> Result<Option<Vec<Figures>>, Error> {
     let wants: Vec<Digest> = workloads
         .iter()
-        .map(|&w| windows::reference(cfg, w))
+        .map(|&(cfg, w)| windows::reference(cfg, w))
         .collect::<Result<_, _>>()?;
     let mut times = vec![(Vec::new(), Vec::new()); workloads.len()];
     let mut rows = vec![0; workloads.len()];
+    let mut checkpoints = vec![Vec::new(); workloads.len()];
     for _ in 0..runs.max(1) {
-        for (i, &workload) in workloads.iter().enumerate() {
+        for (i, &(cfg, workload)) in workloads.iter().enumerate() {
             let m = windows::run(cfg, workload)?;
             if weir::interrupt::received().is_some() {
                 return Ok(None);
@@ -88,18 +103,46 @@ fn measure(
             times[i].0.push(m.elapsed);
             times[i].1.push(m.cpu);
             rows[i] = m.rows;
+            checkpoints[i].extend(m.report.checkpoints);
         }
     }
     Ok(Some(
         times
             .into_iter()
             .zip(rows)
-            .map(|((wall, cpu), rows)| Figures {
+            .zip(checkpoints)
+            .map(|(((wall, cpu), rows), checkpoints)| Figures {
                 rows_per_s: rate(rows, median(wall)),
                 rows_per_cpu_s: rate(rows, median(cpu).max(Duration::from_millis(10))),
+                checkpoints,
             })
             .collect(),
     ))
+}
+
+/// The median of `xs` (0 when empty).
+fn median_f(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// One line on what the runs' checkpoints took: medians over the runs, and the worst p99.
+fn checkpoint_line(runs: &[CheckpointReport]) -> String {
+    let per = |f: fn(&CheckpointReport) -> f64| median_f(runs.iter().map(f).collect());
+    let worst_p99 = runs.iter().map(|c| c.duration_p99_ms).fold(0.0, f64::max);
+    let bytes_each = |c: &CheckpointReport| c.bytes as f64 / c.completed.max(1) as f64;
+    format!(
+        "checkpoints per run {:.0} (failed {:.0}), duration p50 {:.1} ms, p99 {:.1} ms (worst \
+         run {worst_p99:.1} ms), longest alignment {:.1} ms, {:.1} KiB each (full snapshots)",
+        per(|c| c.completed as f64),
+        per(|c| c.failed as f64),
+        per(|c| c.duration_p50_ms),
+        per(|c| c.duration_p99_ms),
+        per(|c| c.max_alignment_ms),
+        per(bytes_each) / 1024.0,
+    )
 }
 
 /// Runs every part, prints the tables (and JSON lines), and fails on a wrong result.
@@ -114,6 +157,8 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         rss_records,
         workers,
         edge_target_ms,
+        checkpoint_interval_ms,
+        checkpoint_dir,
         json,
     } = args;
     let mut out = open_json(&json)?;
@@ -126,6 +171,13 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         edge_target_time: edge_target(edge_target_ms),
         ..WindowsConfig::default()
     };
+    let checkpoint = checkpoint_interval_ms.map(|ms| Checkpointing {
+        interval: Duration::from_millis(ms),
+        dir: checkpoint_dir.unwrap_or_else(std::env::temp_dir),
+    });
+    if let Some(c) = &checkpoint {
+        return run_checkpointed(&base, c, &zipf, runs, rss_records, &mut out);
+    }
     println!(
         "{records} rows per run (1 M per event-time second, up to {} ms out of order, watermark \
          bound {} ms), {keys} keys, parallelism {parallelism}, batch {batch_rows}, medians of \
@@ -160,13 +212,13 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
             )
         })
     };
-    let pair = [Workload::Tumbling, Workload::NoWindow];
     for &z in &zipf {
         let cfg = WindowsConfig {
             zipf: z,
             ..base.clone()
         };
-        let Some(f) = measure(&cfg, &pair, runs)? else {
+        let pair = [(&cfg, Workload::Tumbling), (&cfg, Workload::NoWindow)];
+        let Some(f) = measure(&pair, runs)? else {
             return Ok(());
         };
         line(
@@ -178,11 +230,99 @@ pub fn run(args: WindowsArgs) -> Result<(), Error> {
         line(Workload::NoWindow, z, &f[1], None)?;
     }
     for workload in [Workload::Session, Workload::IntervalJoin] {
-        let Some(f) = measure(&base, &[workload], runs)? else {
+        let Some(f) = measure(&[(&base, workload)], runs)? else {
             return Ok(());
         };
         line(workload, 0.0, &f[0], None)?;
     }
+    rss(&base, runs, rss_records, &mut out)
+}
+
+/// The tumbling count without checkpoints against the same count with them, per Zipf
+/// exponent, interleaved; then the peak-RSS runs with checkpoints.
+fn run_checkpointed(
+    base: &WindowsConfig,
+    checkpoint: &Checkpointing,
+    zipf: &[f64],
+    runs: usize,
+    rss_records: u64,
+    out: &mut Option<std::fs::File>,
+) -> Result<(), Error> {
+    let ms = checkpoint.interval.as_millis();
+    println!(
+        "tumbling count without checkpoints against the same with one every {ms} ms (full \
+         snapshots, aligned), checkpoints under {}",
+        checkpoint.dir.display()
+    );
+    println!(
+        "{:>14} {:>5} {:>11} {:>14} {:>11}",
+        "workload", "zipf", "rows/s", "rows/CPU-s", "/ none"
+    );
+    for &z in zipf {
+        let plain = WindowsConfig {
+            zipf: z,
+            ..base.clone()
+        };
+        let checkpointed = WindowsConfig {
+            checkpoint: Some(checkpoint.clone()),
+            ..plain.clone()
+        };
+        let runs_of = [
+            (&plain, Workload::Tumbling),
+            (&checkpointed, Workload::Tumbling),
+        ];
+        let Some(f) = measure(&runs_of, runs)? else {
+            return Ok(());
+        };
+        let ratio_wall = f[1].rows_per_s / f[0].rows_per_s;
+        let ratio_cpu = f[1].rows_per_cpu_s / f[0].rows_per_cpu_s;
+        for (name, fig, ratio) in [
+            ("tumbling", &f[0], None),
+            ("+checkpoints", &f[1], Some((ratio_wall, ratio_cpu))),
+        ] {
+            println!(
+                "{name:>14} {z:>5} {:>9.2} M {:>12.2} M {:>11}",
+                fig.rows_per_s / 1e6,
+                fig.rows_per_cpu_s / 1e6,
+                ratio.map_or("-".into(), |(w, c)| format!("{w:.2} ({c:.2} CPU)"))
+            );
+        }
+        println!("    {}", checkpoint_line(&f[1].checkpoints));
+        if let Some(o) = out.as_mut() {
+            let c = &f[1].checkpoints;
+            writeln!(
+                o,
+                "{}",
+                serde_json::json!({
+                    "bench": "windows-checkpoints", "workload": "tumbling", "zipf": z,
+                    "records": base.records, "keys": base.keys,
+                    "parallelism": base.parallelism, "batch_rows": base.batch_rows,
+                    "runs": runs, "interval_ms": ms,
+                    "rows_per_s": f[0].rows_per_s, "rows_per_cpu_s": f[0].rows_per_cpu_s,
+                    "checkpointed_rows_per_s": f[1].rows_per_s,
+                    "checkpointed_rows_per_cpu_s": f[1].rows_per_cpu_s,
+                    "ratio": ratio_wall, "ratio_cpu": ratio_cpu, "checkpoints": c,
+                    "correct": true,
+                })
+            )?;
+        }
+    }
+    let with = WindowsConfig {
+        checkpoint: Some(checkpoint.clone()),
+        ..base.clone()
+    };
+    rss(&with, runs, rss_records, out)
+}
+
+/// The tumbling count's peak RSS at `rss_records` and ten times as many rows, one child
+/// process per run (nothing when `rss_records` is 0).
+fn rss(
+    base: &WindowsConfig,
+    runs: usize,
+    rss_records: u64,
+    out: &mut Option<std::fs::File>,
+) -> Result<(), Error> {
+    let keys = base.keys;
     if rss_records == 0 {
         return Ok(());
     }
@@ -263,6 +403,12 @@ pub struct WindowsRunArgs {
     pub workers: Option<usize>,
     #[arg(long)]
     pub edge_target_ms: Option<u64>,
+    /// Checkpoint every this many ms.
+    #[arg(long)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Where the checkpoints go (default: the system's temporary directory).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// Measures one run's peak RSS and prints it as one JSON line (what `weir bench windows`
@@ -277,7 +423,13 @@ pub fn run_one(args: WindowsRunArgs) -> Result<(), Error> {
         seed,
         workers,
         edge_target_ms,
+        checkpoint_interval_ms,
+        checkpoint_dir,
     } = args;
+    let checkpoint = checkpoint_interval_ms.map(|ms| Checkpointing {
+        interval: Duration::from_millis(ms),
+        dir: checkpoint_dir.unwrap_or_else(std::env::temp_dir),
+    });
     let outcome = windows::measure_rss(&WindowsConfig {
         records,
         keys,
@@ -287,6 +439,7 @@ pub fn run_one(args: WindowsRunArgs) -> Result<(), Error> {
         workers,
         edge_target_time: edge_target(edge_target_ms),
         seed,
+        checkpoint,
     })?;
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())

@@ -1,6 +1,7 @@
 //! Benchmark workloads shared by `weir bench` and the criterion benches, each beside its
 //! baseline so a ratio is always measured in the same run.
 
+pub mod checkpoint;
 pub mod debloat;
 pub mod edge;
 pub mod etl;

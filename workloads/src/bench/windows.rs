@@ -32,7 +32,7 @@
 //! 4 KiB pages, not transparent huge pages (see [`rss_in_child`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ use weir_operators::prelude::{
     Generator, KeyedExt, Pipeline, PipelineConfig, RunError, RunReport, Session, Stream, StreamExt,
     Timestamp, Tumbling, WindowExt, Windowed,
 };
-use weir_runtime::WatermarkStrategy;
+use weir_runtime::{CheckpointConfig, WatermarkStrategy};
 
 use super::etl::process_cpu_time;
 use super::skew::reset_peak_rss;
@@ -109,6 +109,19 @@ pub struct WindowsConfig {
     pub edge_target_time: Option<Duration>,
     /// Seed of the keys.
     pub seed: u64,
+    /// Checkpoints during the run (default none).
+    pub checkpoint: Option<Checkpointing>,
+}
+
+/// Checkpoints taken during a run of the bench: full snapshots of the sources' positions and
+/// the window (or keyed) state, every `interval`, aligned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpointing {
+    /// Time between checkpoints.
+    pub interval: Duration,
+    /// A directory for the runs' checkpoints: each run writes into a fresh folder of its own
+    /// in it, removed after the run.
+    pub dir: PathBuf,
 }
 
 impl Default for WindowsConfig {
@@ -122,6 +135,7 @@ impl Default for WindowsConfig {
             workers: None,
             edge_target_time: None,
             seed: 2026,
+            checkpoint: None,
         }
     }
 }
@@ -138,6 +152,9 @@ pub enum WindowsError {
     /// A run in a child process failed.
     #[error("the run in a child process failed: {0}")]
     Child(String),
+    /// The checkpoint directory could not be prepared.
+    #[error("checkpoint directory {0}: {1}")]
+    CheckpointDir(PathBuf, std::io::Error),
 }
 
 /// An order-independent summary of a set of results (see the [module docs](self)).
@@ -343,12 +360,16 @@ pub fn run_with(
     before_run: impl FnOnce(),
 ) -> Result<Measured, WindowsError> {
     let default = PipelineConfig::default();
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         batch_rows: cfg.batch_rows,
         workers: cfg.workers,
         edge_target_time: cfg.edge_target_time.unwrap_or(default.edge_target_time),
         ..default
     };
+    let checkpoints = cfg.checkpoint.as_ref().map(RunDir::new).transpose()?;
+    if let (Some(c), Some(dir)) = (&cfg.checkpoint, &checkpoints) {
+        config = config.checkpointing(CheckpointConfig::new(&dir.0).interval(c.interval));
+    }
     let mut p = Pipeline::with_config(format!("bench-windows-{}", workload.name()), config);
     let bursts = workload == Workload::Session;
     let rows = source(&mut p, "source", cfg, cfg.seed, bursts)?;
@@ -393,6 +414,7 @@ pub fn run_with(
     let report = weir::interrupt::run(p)?;
     let elapsed = start.elapsed();
     let cpu = process_cpu_time().unwrap_or_default().saturating_sub(cpu);
+    drop(checkpoints);
     let sides = if workload == Workload::IntervalJoin {
         2
     } else {
@@ -405,6 +427,26 @@ pub fn run_with(
         cpu,
         report,
     })
+}
+
+/// A run's own checkpoint folder, removed when dropped.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new(c: &Checkpointing) -> Result<Self, WindowsError> {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = c.dir.join(format!("run-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| WindowsError::CheckpointDir(dir.clone(), e))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // Best effort: a folder left behind holds only this run's checkpoints.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// [`run_with`] with nothing before the run.
@@ -465,6 +507,13 @@ pub fn child_args(cfg: &WindowsConfig) -> Vec<String> {
     }
     if let Some(t) = cfg.edge_target_time {
         args.push(format!("--edge-target-ms={}", t.as_millis()));
+    }
+    if let Some(c) = &cfg.checkpoint {
+        args.push(format!(
+            "--checkpoint-interval-ms={}",
+            c.interval.as_millis()
+        ));
+        args.push(format!("--checkpoint-dir={}", c.dir.display()));
     }
     args
 }
@@ -532,6 +581,27 @@ mod tests {
                 _ => assert_eq!(want.total, 30_000, "every row counted once"),
             }
         }
+    }
+
+    #[test]
+    fn a_checkpointed_run_matches_the_reference_and_cleans_up() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for workload in [Workload::Tumbling, Workload::NoWindow] {
+            let cfg = WindowsConfig {
+                checkpoint: Some(Checkpointing {
+                    interval: Duration::from_millis(1),
+                    dir: dir.path().to_path_buf(),
+                }),
+                ..small(0.0)
+            };
+            let want = reference(&cfg, workload).expect("valid parameters");
+            let got = run(&cfg, workload).expect("the run succeeds");
+            assert_eq!(got.digest, want, "{}", workload.name());
+            let c = got.report.checkpoints.expect("checkpoints on");
+            assert_eq!(c.failed, 0, "{}: every operator snapshots", workload.name());
+        }
+        let left = std::fs::read_dir(dir.path()).expect("listed").count();
+        assert_eq!(left, 0, "each run's checkpoint folder is removed");
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum Job {
         /// The output directory.
         #[arg(long, default_value = "./out")]
         out: PathBuf,
+        /// Parse instances, and the parallelism of the stages after them (default: the number
+        /// of cores). At 1 the hourly table's watermark follows the file's order alone, so
+        /// which rows are late is the same in every run.
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Instances writing `orders_clean` (default: the number of cores).
+        #[arg(long)]
+        writers: Option<usize>,
         /// How far the watermark trails the largest event time seen, in ms: the disorder the
         /// hourly table absorbs before a row is late.
         #[arg(long, default_value_t = weir_workloads::jobs::etl::DEFAULT_MAX_DELAY_MS)]
@@ -63,6 +71,8 @@ pub fn run(job: Job) -> Result<(), Error> {
             records,
             input,
             out,
+            parallelism,
+            writers,
             max_delay_ms,
             checkpoint_dir,
             checkpoint_interval_ms,
@@ -72,6 +82,7 @@ pub fn run(job: Job) -> Result<(), Error> {
             input,
             out,
             records,
+            (parallelism, writers),
             (max_delay_ms, crate::edge_target(edge_target_ms)),
             (checkpoint_dir, checkpoint_interval_ms),
             json,
@@ -118,6 +129,7 @@ fn run_etl(
     input: Option<PathBuf>,
     out: PathBuf,
     rows: u64,
+    (parallelism, writers): (Option<usize>, Option<usize>),
     (max_delay_ms, edge_target_time): (u64, Option<std::time::Duration>),
     (checkpoint_dir, checkpoint_interval_ms): (Option<PathBuf>, u64),
     json: bool,
@@ -143,13 +155,19 @@ fn run_etl(
         input.display(),
         out.display()
     );
-    let config = etl::EtlConfig {
+    let mut config = etl::EtlConfig {
         max_delay_ms,
         checkpoint_dir,
         checkpoint_interval_ms,
         edge_target_time,
         ..etl::EtlConfig::new(input, out)
     };
+    if let Some(p) = parallelism {
+        config.parallelism = p.max(1);
+    }
+    if let Some(w) = writers {
+        config.writers = w.max(1);
+    }
     let (summary, report) = etl::run_until(&config, &stop)?;
     if summary.stopped {
         println!("STOPPED by a signal: the report covers the rows read before the stop");

@@ -317,6 +317,49 @@ impl<B: Batch> Stamper<B> {
     pub(crate) fn end(&mut self) {
         self.sent = Some(Timestamp::MAX);
     }
+
+    /// What this generator has seen and sent, for a checkpoint.
+    pub(crate) fn state(&self) -> StamperState {
+        StamperState {
+            max: self.max,
+            sent: self.sent.map(|t| t.0),
+        }
+    }
+
+    /// Continues from `state` (what [`state`](Self::state) returned): the largest event time
+    /// seen and the last watermark sent are back, so the next watermark is the one an
+    /// uninterrupted generator would send, never one below what was sent.
+    pub(crate) fn restore(&mut self, state: StamperState) {
+        self.max = state.max;
+        self.sent = state.sent.map(Timestamp);
+    }
+}
+
+/// A [`Stamper`]'s state in a checkpoint: the largest event time (or punctuation) seen and the
+/// last watermark sent, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StamperState {
+    pub(crate) max: Option<i64>,
+    pub(crate) sent: Option<i64>,
+}
+
+impl StamperState {
+    /// The state of one generator standing for several (a restore at a lower parallelism): the
+    /// lowest of each, so the merged generator claims no more progress than the slowest of
+    /// them, as a minimum over inputs would. `None` for no state at all.
+    pub(crate) fn lowest(states: impl IntoIterator<Item = StamperState>) -> Option<Self> {
+        fn low(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                // One of them had seen nothing: the merged one starts from nothing.
+                _ => None,
+            }
+        }
+        states.into_iter().reduce(|a, b| StamperState {
+            max: low(a.max, b.max),
+            sent: low(a.sent, b.sent),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -633,6 +633,24 @@ fn write_run_file(dir: &Path, run_id: &str) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Removes the checkpoints in `dir` of runs that will not be resumed (a fresh run starts): the
+/// run file first, so a crash part way leaves nothing that looks resumable.
+fn remove_stale_checkpoints(dir: &Path) -> std::io::Result<()> {
+    remove_run_file(dir)?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("chk-") {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Forgets the run of the checkpoints in `dir` before it publishes, so a later run given the
 /// same directory starts afresh instead of resuming a published run.
 fn remove_run_file(dir: &Path) -> std::io::Result<()> {
@@ -840,6 +858,12 @@ impl EtlJob {
             JobOutput::begin_with_id(&self.out, &OUTPUTS, self.run_id.clone())?
         };
         if let Some(dir) = &self.checkpoint_dir {
+            if !self.resuming {
+                // A fresh run must never resume another run's checkpoint: killed before its
+                // own first one completes, it would restore an older run's positions and parts.
+                remove_stale_checkpoints(dir)
+                    .map_err(|e| EtlJobError::Checkpoints(dir.clone(), e))?;
+            }
             write_run_file(dir, &self.run_id)
                 .map_err(|e| EtlJobError::Checkpoints(dir.join(RUN_FILE), e))?;
         }

@@ -116,6 +116,47 @@ impl Operator for Flaky {
     }
 }
 
+/// Takes number `k` of instance `i` as the next one `next` expects, skipping the numbers `keep`
+/// leaves out; a number early (one lost) or late (a duplicate) is an error.
+fn expect_next(
+    next: &mut BTreeMap<u32, u64>,
+    (i, k): Row,
+    keep: fn(u64) -> bool,
+) -> Result<(), OperatorError> {
+    let next = next.entry(i).or_insert(0);
+    while !keep(*next) {
+        *next += 1;
+    }
+    if k != *next {
+        return Err(OperatorError::internal(format!(
+            "instance {i}: got {k}, expected {next} ({})",
+            if k < *next { "duplicate" } else { "lost" }
+        )));
+    }
+    *next += 1;
+    Ok(())
+}
+
+/// A checker's state (the next number expected per instance) into its snapshot.
+fn save_next(next: &BTreeMap<u32, u64>, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
+    let bytes = encode(next).map_err(|e| OperatorError::internal(e.to_string()))?;
+    state.put_instance(bytes);
+    Ok(())
+}
+
+/// A checker's state back from every old instance's snapshot.
+fn restore_next(
+    next: &mut BTreeMap<u32, u64>,
+    state: &SnapshotReader,
+) -> Result<(), OperatorError> {
+    for bytes in state.instance_states() {
+        let old: BTreeMap<u32, u64> =
+            decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
+        next.extend(old);
+    }
+    Ok(())
+}
+
 /// Checks every instance's numbers arrive once each, in order; its write fails at its failure
 /// points. Its state is the next number expected per instance.
 struct Checker {
@@ -132,30 +173,16 @@ impl Sink for Checker {
         if self.faults.hit(batch.len()) {
             return Err(OperatorError::user("injected write failure"));
         }
-        for (i, k) in batch {
-            let next = self.next.entry(i).or_insert(0);
-            if k != *next {
-                return Err(OperatorError::internal(format!(
-                    "instance {i}: got {k}, expected {next} ({})",
-                    if k < *next { "duplicate" } else { "lost" }
-                )));
-            }
-            *next += 1;
+        for row in batch {
+            expect_next(&mut self.next, row, |_| true)?;
         }
         Ok(())
     }
     fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
-        let bytes = encode(&self.next).map_err(|e| OperatorError::internal(e.to_string()))?;
-        state.put_instance(bytes);
-        Ok(())
+        save_next(&self.next, state)
     }
     fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
-        for bytes in state.instance_states() {
-            let next: BTreeMap<u32, u64> =
-                decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
-            self.next.extend(next);
-        }
-        Ok(())
+        restore_next(&mut self.next, state)
     }
     fn commit(&mut self, _: u64) -> Result<(), OperatorError> {
         if let Some(gate) = &self.gate {
@@ -1107,33 +1134,15 @@ impl<T: weir_runtime::Data> Sink for Exact<T> {
             return Err(OperatorError::user("injected write failure"));
         }
         for row in &batch {
-            let (i, k) = (self.row)(row);
-            let next = self.next.entry(i).or_insert(0);
-            while !(self.keep)(*next) {
-                *next += 1;
-            }
-            if k != *next {
-                return Err(OperatorError::internal(format!(
-                    "instance {i}: got {k}, expected {next} ({})",
-                    if k < *next { "duplicate" } else { "lost" }
-                )));
-            }
-            *next += 1;
+            expect_next(&mut self.next, (self.row)(row), self.keep)?;
         }
         Ok(())
     }
     fn snapshot(&mut self, state: &mut SnapshotWriter) -> Result<(), OperatorError> {
-        let bytes = encode(&self.next).map_err(|e| OperatorError::internal(e.to_string()))?;
-        state.put_instance(bytes);
-        Ok(())
+        save_next(&self.next, state)
     }
     fn restore(&mut self, state: &SnapshotReader) -> Result<(), OperatorError> {
-        for bytes in state.instance_states() {
-            let next: BTreeMap<u32, u64> =
-                decode(bytes).map_err(|e| OperatorError::internal(e.to_string()))?;
-            self.next.extend(next);
-        }
-        Ok(())
+        restore_next(&mut self.next, state)
     }
     fn finish(&mut self) -> Result<BTreeMap<u32, u64>, OperatorError> {
         Ok(std::mem::take(&mut self.next))
